@@ -1,0 +1,468 @@
+#!/usr/bin/env bash
+# Local backing services for syncer, without Docker:
+#   - OpenSearch (real server, Maven Central integ-test-zip, plain http)
+#   - Redis (Debian redis-server)
+#   - moto in server mode (DynamoDB, DynamoDB Streams, SQS, ... emulator)
+#
+# Usage: scripts/services.sh {up|down|status|wait}
+#
+# Everything listens on 127.0.0.1 only. State lives in ${SYNCER_SERVICES_DIR:-.services}
+# (relative to the repository root). When run as root (CI), OpenSearch is run as an
+# unprivileged system user because it refuses to start as root.
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO_ROOT"
+
+# ---------------------------------------------------------------------------
+# Configuration (override through the environment)
+# ---------------------------------------------------------------------------
+OPENSEARCH_VERSION="2.19.6"
+OPENSEARCH_ARTIFACT="org.opensearch.distribution.integ-test-zip:opensearch:${OPENSEARCH_VERSION}:zip"
+
+SERVICES_DIR="${SYNCER_SERVICES_DIR:-.services}"
+mkdir -p "$SERVICES_DIR"
+SERVICES_DIR="$(cd "$SERVICES_DIR" && pwd)"
+
+OPENSEARCH_PORT="${OPENSEARCH_PORT:-9200}"
+OPENSEARCH_TRANSPORT_PORT="${OPENSEARCH_TRANSPORT_PORT:-9300-9399}"
+OPENSEARCH_JAVA_OPTS="${OPENSEARCH_JAVA_OPTS:--Xms512m -Xmx512m}"
+OPENSEARCH_USER="${OPENSEARCH_USER:-syncer-os}"
+REDIS_PORT="${REDIS_PORT:-6379}"
+MOTO_PORT="${MOTO_PORT:-5000}"
+WAIT_TIMEOUT="${SERVICES_WAIT_TIMEOUT:-180}"
+
+HOST=127.0.0.1
+
+DOWNLOAD_DIR="$SERVICES_DIR/downloads"
+OS_ZIP="$DOWNLOAD_DIR/opensearch-${OPENSEARCH_VERSION}.zip"
+OS_HOME="$SERVICES_DIR/opensearch-${OPENSEARCH_VERSION}"   # unpacked distribution
+OS_STATE="$SERVICES_DIR/opensearch"                         # config, data, logs, pid
+OS_CONF="$OS_STATE/config"
+OS_DATA="$OS_STATE/data"
+OS_LOGS="$OS_STATE/logs"
+OS_TMP="$OS_STATE/tmp"
+OS_PIDFILE="$OS_STATE/opensearch.pid"
+OS_STARTLOG="$OS_LOGS/startup.log"
+OS_CLUSTER_NAME="syncer-local"
+
+REDIS_STATE="$SERVICES_DIR/redis"
+REDIS_PIDFILE="$REDIS_STATE/redis.pid"
+REDIS_LOG="$REDIS_STATE/redis.log"
+
+MOTO_STATE="$SERVICES_DIR/moto"
+MOTO_PIDFILE="$MOTO_STATE/moto.pid"
+MOTO_LOG="$MOTO_STATE/moto.log"
+
+# ---------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------
+log() { printf '[services] %s\n' "$*" >&2; }
+die() { printf '[services] ERROR: %s\n' "$*" >&2; exit 1; }
+
+is_root() { [ "$(id -u)" -eq 0 ]; }
+
+APT_UPDATED=0
+# apt_install <command-to-check> <package>
+ensure_cmd() {
+    local cmd="$1" pkg="$2"
+    command -v "$cmd" >/dev/null 2>&1 && return 0
+    if is_root && command -v apt-get >/dev/null 2>&1; then
+        log "installing $pkg (missing '$cmd')"
+        if [ "$APT_UPDATED" -eq 0 ]; then
+            DEBIAN_FRONTEND=noninteractive apt-get update -qq
+            APT_UPDATED=1
+        fi
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >/dev/null
+        command -v "$cmd" >/dev/null 2>&1 || die "'$cmd' still missing after installing $pkg"
+    else
+        die "'$cmd' not found; install the '$pkg' package (e.g. sudo apt-get install -y $pkg)"
+    fi
+}
+
+# pid_alive <pidfile>: true if the pidfile names a live process
+pid_alive() {
+    local pidfile="$1" pid
+    [ -s "$pidfile" ] || return 1
+    pid="$(tr -dc '0-9' <"$pidfile")"
+    [ -n "$pid" ] || return 1
+    # kill -0 fails with EPERM for other users' processes; /proc still tells us.
+    kill -0 "$pid" 2>/dev/null || [ -d "/proc/$pid" ]
+}
+
+# stop_pidfile <name> <pidfile> [grace-seconds]
+stop_pidfile() {
+    local name="$1" pidfile="$2" grace="${3:-30}" pid i
+    if ! pid_alive "$pidfile"; then
+        rm -f "$pidfile"
+        log "$name: not running (no live pid file)"
+        return 0
+    fi
+    pid="$(tr -dc '0-9' <"$pidfile")"
+    log "$name: stopping pid $pid"
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < grace * 5; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.2
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        log "$name: still alive after ${grace}s, sending SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+        sleep 0.5
+    fi
+    rm -f "$pidfile"
+}
+
+tail_log() {
+    local file="$1"
+    if [ -f "$file" ]; then
+        printf -- '----- last lines of %s -----\n' "$file" >&2
+        tail -n 40 "$file" >&2 || true
+        printf -- '-----\n' >&2
+    fi
+}
+
+# Run a command as the OpenSearch user (or as ourselves when not root).
+as_os_user() {
+    if is_root; then
+        runuser -u "$OPENSEARCH_USER" -- "$@"
+    else
+        "$@"
+    fi
+}
+
+# ---------------------------------------------------------------------------
+# Health checks (quiet, exit status only)
+# ---------------------------------------------------------------------------
+opensearch_ready() {
+    curl -fsS -m 5 -o /dev/null \
+        "http://$HOST:$OPENSEARCH_PORT/_cluster/health?wait_for_status=yellow&timeout=3s" 2>/dev/null
+}
+opensearch_listening() {
+    curl -sS -m 3 -o /dev/null "http://$HOST:$OPENSEARCH_PORT/" 2>/dev/null
+}
+redis_ready() {
+    command -v redis-cli >/dev/null 2>&1 || return 1
+    [ "$(redis-cli -h "$HOST" -p "$REDIS_PORT" ping 2>/dev/null)" = "PONG" ]
+}
+moto_ready() {
+    local code
+    code="$(curl -sS -m 3 -o /dev/null -w '%{http_code}' "http://$HOST:$MOTO_PORT/moto-api/" 2>/dev/null || true)"
+    [ "$code" = "200" ] || [ "$code" = "404" ]
+}
+
+# ---------------------------------------------------------------------------
+# OpenSearch
+# ---------------------------------------------------------------------------
+java_home() {
+    local java
+    java="$(readlink -f /usr/bin/java 2>/dev/null || true)"
+    [ -n "$java" ] && [ -x "$java" ] || die "Java 17 not found at /usr/bin/java (apt-get install -y openjdk-17-jre-headless)"
+    dirname "$(dirname "$java")"
+}
+
+opensearch_fetch() {
+    if [ -s "$OS_ZIP" ]; then
+        log "opensearch: using cached $OS_ZIP"
+        return 0
+    fi
+    command -v mvn >/dev/null 2>&1 || die "mvn not found; it is needed to fetch $OPENSEARCH_ARTIFACT"
+    mkdir -p "$DOWNLOAD_DIR"
+    log "opensearch: downloading $OPENSEARCH_ARTIFACT from Maven Central"
+    local tmpdir
+    tmpdir="$(mktemp -d "$DOWNLOAD_DIR/.fetch.XXXXXX")"
+    if mvn -q -B -Dstyle.color=never dependency:copy -Dartifact="$OPENSEARCH_ARTIFACT" \
+            -DoutputDirectory="$tmpdir" -Dmdep.overWriteReleases=true >"$DOWNLOAD_DIR/mvn.log" 2>&1 \
+        && [ -s "$tmpdir/opensearch-${OPENSEARCH_VERSION}.zip" ]; then
+        mv "$tmpdir/opensearch-${OPENSEARCH_VERSION}.zip" "$OS_ZIP"
+    else
+        log "opensearch: dependency:copy failed, trying dependency:get"
+        mvn -q -B -Dstyle.color=never dependency:get -Dartifact="$OPENSEARCH_ARTIFACT" \
+            -Dtransitive=false >>"$DOWNLOAD_DIR/mvn.log" 2>&1 || tail_log "$DOWNLOAD_DIR/mvn.log"
+        local m2="${MAVEN_REPO_LOCAL:-$HOME/.m2/repository}"
+        local cached="$m2/org/opensearch/distribution/integ-test-zip/opensearch/$OPENSEARCH_VERSION/opensearch-$OPENSEARCH_VERSION.zip"
+        [ -s "$cached" ] || { rm -rf "$tmpdir"; die "could not fetch $OPENSEARCH_ARTIFACT"; }
+        cp "$cached" "$OS_ZIP.part" && mv "$OS_ZIP.part" "$OS_ZIP"
+    fi
+    rm -rf "$tmpdir"
+}
+
+opensearch_unpack() {
+    if [ -x "$OS_HOME/bin/opensearch" ]; then
+        return 0
+    fi
+    log "opensearch: unpacking into $OS_HOME"
+    local tmpdir
+    tmpdir="$(mktemp -d "$SERVICES_DIR/.unpack.XXXXXX")"
+    unzip -q "$OS_ZIP" -d "$tmpdir" || { rm -rf "$tmpdir"; rm -f "$OS_ZIP"; die "corrupt $OS_ZIP removed; rerun"; }
+    rm -rf "$OS_HOME"
+    mv "$tmpdir/opensearch-${OPENSEARCH_VERSION}" "$OS_HOME"
+    rm -rf "$tmpdir"
+}
+
+opensearch_user_setup() {
+    is_root || return 0
+    if ! id -u "$OPENSEARCH_USER" >/dev/null 2>&1; then
+        log "opensearch: creating system user $OPENSEARCH_USER"
+        useradd --system --user-group --no-create-home \
+            --home-dir /nonexistent --shell /usr/sbin/nologin "$OPENSEARCH_USER"
+    fi
+    chown -R "$OPENSEARCH_USER:" "$OS_HOME" "$OS_STATE"
+    # The unprivileged user must be able to reach the services directory.
+    if ! runuser -u "$OPENSEARCH_USER" -- test -x "$OS_STATE" -a -w "$OS_DATA"; then
+        die "user $OPENSEARCH_USER cannot access $OS_STATE (a parent directory is not world-searchable?); set SYNCER_SERVICES_DIR to e.g. /var/tmp/syncer-services"
+    fi
+}
+
+opensearch_configure() {
+    mkdir -p "$OS_CONF" "$OS_DATA" "$OS_LOGS" "$OS_TMP"
+    # Start from the distribution's stock config files, then write our own settings.
+    cp "$OS_HOME/config/jvm.options" "$OS_HOME/config/log4j2.properties" "$OS_CONF/"
+    mkdir -p "$OS_CONF/jvm.options.d"
+    cat >"$OS_CONF/opensearch.yml" <<EOF
+# Generated by scripts/services.sh -- local development/test node, do not edit.
+cluster.name: $OS_CLUSTER_NAME
+node.name: syncer-local-1
+discovery.type: single-node
+network.host: $HOST
+http.port: $OPENSEARCH_PORT
+transport.host: $HOST
+transport.port: $OPENSEARCH_TRANSPORT_PORT
+path.data: $OS_DATA
+path.logs: $OS_LOGS
+bootstrap.memory_lock: false
+cluster.routing.allocation.disk.threshold_enabled: false
+action.auto_create_index: true
+EOF
+}
+
+opensearch_up() {
+    if opensearch_listening; then
+        log "opensearch: already answering on $HOST:$OPENSEARCH_PORT, leaving it alone"
+        return 0
+    fi
+    if pid_alive "$OS_PIDFILE"; then
+        log "opensearch: pid $(cat "$OS_PIDFILE") alive but not answering yet (still starting?)"
+        return 0
+    fi
+    rm -f "$OS_PIDFILE"
+    opensearch_fetch
+    opensearch_unpack
+    opensearch_configure
+    opensearch_user_setup
+
+    local jh
+    jh="$(java_home)"
+    log "opensearch: starting $OPENSEARCH_VERSION on $HOST:$OPENSEARCH_PORT (java: $jh, user: $(is_root && echo "$OPENSEARCH_USER" || id -un))"
+    # -d backgrounds the JVM; with OPENSEARCH_STARTUP_SLEEP_TIME the launcher checks
+    # after 2s that it is still alive, so argument/config errors fail right here.
+    if ! as_os_user env \
+            OPENSEARCH_JAVA_HOME="$jh" JAVA_HOME="$jh" \
+            OPENSEARCH_PATH_CONF="$OS_CONF" \
+            OPENSEARCH_JAVA_OPTS="$OPENSEARCH_JAVA_OPTS" \
+            OPENSEARCH_TMPDIR="$OS_TMP" \
+            OPENSEARCH_STARTUP_SLEEP_TIME=2 \
+            setsid -w "$OS_HOME/bin/opensearch" -d -p "$OS_PIDFILE" \
+            </dev/null >"$OS_STARTLOG" 2>&1; then
+        tail_log "$OS_STARTLOG"
+        tail_log "$OS_LOGS/$OS_CLUSTER_NAME.log"
+        die "opensearch failed to start"
+    fi
+}
+
+opensearch_down() { stop_pidfile opensearch "$OS_PIDFILE" 60; }
+
+# ---------------------------------------------------------------------------
+# Redis
+# ---------------------------------------------------------------------------
+redis_up() {
+    ensure_cmd redis-cli redis-tools
+    if redis_ready; then
+        if pid_alive "$REDIS_PIDFILE"; then
+            log "redis: already running (pid $(cat "$REDIS_PIDFILE")), leaving it alone"
+        else
+            log "redis: something already answers PING on $HOST:$REDIS_PORT, reusing it"
+        fi
+        return 0
+    fi
+    ensure_cmd redis-server redis-server
+    # A fresh apt install may have started Debian's own service on 6379.
+    if redis_ready; then
+        log "redis: system redis-server now answers on $HOST:$REDIS_PORT, reusing it"
+        return 0
+    fi
+    mkdir -p "$REDIS_STATE"
+    rm -f "$REDIS_PIDFILE"
+    log "redis: starting on $HOST:$REDIS_PORT"
+    redis-server --bind "$HOST" --port "$REDIS_PORT" --daemonize yes \
+        --save '' --appendonly no --dir "$REDIS_STATE" \
+        --pidfile "$REDIS_PIDFILE" --logfile "$REDIS_LOG" \
+        || { tail_log "$REDIS_LOG"; die "redis-server failed to start"; }
+}
+
+redis_down() {
+    if pid_alive "$REDIS_PIDFILE"; then
+        local pid i
+        pid="$(tr -dc '0-9' <"$REDIS_PIDFILE")"
+        log "redis: stopping pid $pid"
+        redis-cli -h "$HOST" -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
+        for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+        if ! kill -0 "$pid" 2>/dev/null; then
+            rm -f "$REDIS_PIDFILE"
+            return 0
+        fi
+    fi
+    stop_pidfile redis "$REDIS_PIDFILE" 10
+}
+
+# ---------------------------------------------------------------------------
+# moto
+# ---------------------------------------------------------------------------
+pick_python() {
+    local py="${PYTHON:-.venv/bin/python}"
+    if ! command -v "$py" >/dev/null 2>&1 && [ ! -x "$py" ]; then
+        log "moto: $py not found, falling back to python3"
+        py=python3
+    fi
+    if ! "$py" -c 'import moto.server, flask' >/dev/null 2>&1; then
+        if [ -z "${PYTHON:-}" ] && [ "$py" != python3 ] \
+                && python3 -c 'import moto.server, flask' >/dev/null 2>&1; then
+            log "moto: $py lacks moto[server], falling back to python3"
+            py=python3
+        else
+            die "moto server not importable with $py; run: $py -m pip install 'moto[server]'"
+        fi
+    fi
+    printf '%s\n' "$py"
+}
+
+moto_up() {
+    if moto_ready; then
+        log "moto: already answering on $HOST:$MOTO_PORT, leaving it alone"
+        return 0
+    fi
+    if pid_alive "$MOTO_PIDFILE"; then
+        log "moto: pid $(cat "$MOTO_PIDFILE") alive but not answering yet (still starting?)"
+        return 0
+    fi
+    local py
+    py="$(pick_python)"
+    mkdir -p "$MOTO_STATE"
+    log "moto: starting on $HOST:$MOTO_PORT with $py"
+    nohup setsid "$py" -m moto.server -H "$HOST" -p "$MOTO_PORT" \
+        </dev/null >"$MOTO_LOG" 2>&1 &
+    echo $! >"$MOTO_PIDFILE"
+}
+
+moto_down() { stop_pidfile moto "$MOTO_PIDFILE" 10; }
+
+# ---------------------------------------------------------------------------
+# Commands
+# ---------------------------------------------------------------------------
+wait_all() {
+    local deadline=$((SECONDS + WAIT_TIMEOUT)) os=0 rd=0 mt=0
+    log "waiting up to ${WAIT_TIMEOUT}s for services"
+    while :; do
+        [ "$os" -eq 1 ] || { opensearch_ready && os=1 && log "opensearch: ready"; } || true
+        [ "$rd" -eq 1 ] || { redis_ready && rd=1 && log "redis: ready"; } || true
+        [ "$mt" -eq 1 ] || { moto_ready && mt=1 && log "moto: ready"; } || true
+        [ $((os + rd + mt)) -eq 3 ] && return 0
+        # Fail fast when a process we started has already died.
+        if [ "$os" -eq 0 ] && [ -s "$OS_PIDFILE" ] && ! pid_alive "$OS_PIDFILE"; then
+            tail_log "$OS_STARTLOG"; tail_log "$OS_LOGS/$OS_CLUSTER_NAME.log"
+            die "opensearch process exited during startup"
+        fi
+        if [ "$mt" -eq 0 ] && [ -s "$MOTO_PIDFILE" ] && ! pid_alive "$MOTO_PIDFILE"; then
+            tail_log "$MOTO_LOG"
+            die "moto server process exited during startup"
+        fi
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            [ "$os" -eq 1 ] || { log "opensearch: NOT ready on $HOST:$OPENSEARCH_PORT";
+                                 tail_log "$OS_STARTLOG"; tail_log "$OS_LOGS/$OS_CLUSTER_NAME.log"; }
+            [ "$rd" -eq 1 ] || { log "redis: NOT ready on $HOST:$REDIS_PORT"; tail_log "$REDIS_LOG"; }
+            [ "$mt" -eq 1 ] || { log "moto: NOT ready on $HOST:$MOTO_PORT"; tail_log "$MOTO_LOG"; }
+            die "timed out after ${WAIT_TIMEOUT}s"
+        fi
+        sleep 1
+    done
+}
+
+print_env() {
+    cat <<EOF
+# Services are up. Use:
+export OPENSEARCH_URL=http://$HOST:$OPENSEARCH_PORT
+export REDIS_URL=redis://$HOST:$REDIS_PORT/0
+export AWS_ENDPOINT_URL=http://$HOST:$MOTO_PORT
+export AWS_ACCESS_KEY_ID=testing
+export AWS_SECRET_ACCESS_KEY=testing
+export AWS_DEFAULT_REGION=us-east-1
+EOF
+}
+
+cmd_up() {
+    ensure_cmd curl curl
+    ensure_cmd unzip unzip
+    redis_up
+    moto_up
+    opensearch_up
+    wait_all
+    print_env
+}
+
+cmd_down() {
+    moto_down
+    redis_down
+    opensearch_down
+}
+
+# describe <pidfile>: "pid N, user U" for a live pid file, else a note.
+describe() {
+    local pidfile="$1" pid
+    if pid_alive "$pidfile"; then
+        pid="$(tr -dc '0-9' <"$pidfile")"
+        printf 'pid %s, user %s' "$pid" "$(ps -o user= -p "$pid" 2>/dev/null | tr -d ' ')"
+    else
+        printf 'not started by this script'
+    fi
+}
+
+cmd_status() {
+    local rc=0 ver
+    if opensearch_ready; then
+        ver="$(curl -fsS -m 5 "http://$HOST:$OPENSEARCH_PORT/" 2>/dev/null \
+            | sed -n 's/.*"number"[[:space:]]*:[[:space:]]*"\([^"]*\)".*/\1/p' | head -n1)"
+        echo "opensearch: up   http://$HOST:$OPENSEARCH_PORT (version ${ver:-?}, $(describe "$OS_PIDFILE"))"
+    else
+        echo "opensearch: DOWN http://$HOST:$OPENSEARCH_PORT"; rc=1
+    fi
+    if redis_ready; then
+        echo "redis:      up   redis://$HOST:$REDIS_PORT ($(describe "$REDIS_PIDFILE"))"
+    else
+        echo "redis:      DOWN redis://$HOST:$REDIS_PORT"; rc=1
+    fi
+    if moto_ready; then
+        echo "moto:       up   http://$HOST:$MOTO_PORT ($(describe "$MOTO_PIDFILE"))"
+    else
+        echo "moto:       DOWN http://$HOST:$MOTO_PORT"; rc=1
+    fi
+    return "$rc"
+}
+
+usage() {
+    cat >&2 <<EOF
+usage: $0 {up|down|status|wait}
+  up      start OpenSearch $OPENSEARCH_VERSION, Redis and moto (idempotent), wait, print env
+  down    stop the services this script started
+  status  one line per service; non-zero exit if any is down
+  wait    wait (up to \$SERVICES_WAIT_TIMEOUT=${WAIT_TIMEOUT}s) until all services answer
+EOF
+    exit 2
+}
+
+case "${1:-}" in
+    up) cmd_up ;;
+    down) cmd_down ;;
+    status) cmd_status ;;
+    wait) ensure_cmd curl curl; wait_all ;;
+    *) usage ;;
+esac

@@ -1,0 +1,120 @@
+"""Decode DynamoDB typed attribute values (``{"S": "x"}``) into plain JSON-ready values.
+
+Numbers keep every digit: integers become ``int`` (arbitrary size), other numbers ``Decimal``;
+``syncer.jsoncodec`` writes both as JSON numbers without going through float. Sets become sorted
+arrays and binary values base64 text, so one item always has one JSON form.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from syncer.errors import PoisonRecordError
+
+_INTEGER = re.compile(r"-?[0-9]+")
+_MIN_NATIVE_INT = -(2**63)
+_MAX_NATIVE_INT = 2**64 - 1
+
+
+class BigInt(int):
+    """An integer outside orjson's 64-bit range; ``syncer.jsoncodec`` writes it digit for digit."""
+
+    __slots__ = ()
+
+
+def _exact_int(value: int) -> int:
+    return value if _MIN_NATIVE_INT <= value <= _MAX_NATIVE_INT else BigInt(value)
+
+
+def decode_number(text: object, path: str = "") -> int | Decimal:
+    """Turn a DynamoDB ``N`` string into an exact ``int`` or finite ``Decimal``."""
+    if not isinstance(text, str):
+        raise PoisonRecordError(f"number at {path or '.'} is not a string: {text!r:.60}")
+    if _INTEGER.fullmatch(text):
+        return _exact_int(int(text))
+    try:
+        number = Decimal(text)
+    except (InvalidOperation, ValueError):
+        raise PoisonRecordError(f"unparsable number at {path or '.'}: {text!r:.60}") from None
+    if not number.is_finite():
+        raise PoisonRecordError(f"number at {path or '.'} is not finite: {text!r:.60}")
+    if number == number.to_integral_value() and abs(number.adjusted()) < 40:
+        return _exact_int(int(number))
+    return number
+
+
+def decode_binary(value: object, path: str = "") -> str:
+    """Return binary as base64 text: Lambda JSON gives base64 already, boto3 gives bytes."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, str):
+        try:
+            base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise PoisonRecordError(f"binary at {path or '.'} is not base64: {value!r:.60}") from None
+        return value
+    raise PoisonRecordError(f"binary at {path or '.'} is neither bytes nor base64: {value!r:.60}")
+
+
+def _expect(kind: type | tuple[type, ...], value: object, tag: str, path: str) -> None:
+    if not isinstance(value, kind):
+        raise PoisonRecordError(f"{tag} at {path or '.'} has the wrong shape: {value!r:.60}")
+
+
+def _number_sort_key(number: int | Decimal) -> Decimal:
+    return Decimal(number)
+
+
+def decode_value(typed: object, path: str = "") -> Any:
+    """Decode one typed attribute value; raise ``PoisonRecordError`` naming the bad path."""
+    if not isinstance(typed, Mapping) or len(typed) != 1:
+        raise PoisonRecordError(f"attribute at {path or '.'} is not a one-key typed value: {typed!r:.80}")
+    ((tag, value),) = typed.items()
+    if tag == "S":
+        _expect(str, value, tag, path)
+        return value
+    if tag == "N":
+        return decode_number(value, path)
+    if tag == "BOOL":
+        _expect(bool, value, tag, path)
+        return value
+    if tag == "NULL":
+        if value is not True:
+            raise PoisonRecordError(f"NULL at {path or '.'} must be true: {value!r:.60}")
+        return None
+    if tag == "M":
+        return decode_item(value, path)
+    if tag == "L":
+        _expect(list, value, tag, path)
+        return [decode_value(element, f"{path}[{i}]") for i, element in enumerate(value)]
+    if tag == "B":
+        return decode_binary(value, path)
+    if tag == "SS":
+        _expect(list, value, tag, path)
+        for element in value:
+            _expect(str, element, tag, path)
+        return sorted(value)
+    if tag == "NS":
+        _expect(list, value, tag, path)
+        return sorted((decode_number(v, path) for v in value), key=_number_sort_key)
+    if tag == "BS":
+        _expect(list, value, tag, path)
+        return sorted(decode_binary(v, path) for v in value)
+    raise PoisonRecordError(f"unknown attribute type {tag!r:.20} at {path or '.'}")
+
+
+def decode_item(typed_item: object, path: str = "") -> dict[str, Any]:
+    """Decode a map of attribute name to typed value (an item, a key or an ``M`` value)."""
+    if not isinstance(typed_item, Mapping):
+        raise PoisonRecordError(f"map at {path or '.'} is not an object: {typed_item!r:.60}")
+    decoded: dict[str, Any] = {}
+    for name, typed in typed_item.items():
+        if not isinstance(name, str):
+            raise PoisonRecordError(f"attribute name at {path or '.'} is not a string: {name!r:.60}")
+        decoded[name] = decode_value(typed, f"{path}.{name}" if path else name)
+    return decoded

@@ -1,0 +1,38 @@
+"""Coalesce a batch to one change per item key: the newest by sequence number wins."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from syncer.records import ChangeRecord
+
+
+@dataclass(frozen=True, slots=True)
+class KeyChange:
+    """Every change of one item in a batch; ``latest`` is the one whose state is applied."""
+
+    table: str
+    document_id: str
+    latest: ChangeRecord
+    records: tuple[ChangeRecord, ...]  # all of this key's records, oldest first
+
+    @property
+    def sequence_texts(self) -> tuple[str, ...]:
+        return tuple(record.sequence_text for record in self.records)
+
+
+def coalesce_latest_per_key(records: Iterable[ChangeRecord]) -> list[KeyChange]:
+    """Group records by (table, document id) and keep the newest of each group.
+
+    Sequence numbers are compared as integers: they have 21 to 40 digits, so neither text order
+    nor a 64-bit long is right. Keys come out in the order of their first record.
+    """
+    groups: dict[tuple[str, str], list[ChangeRecord]] = {}
+    for record in records:
+        groups.setdefault((record.table, record.document_id), []).append(record)
+    changes = []
+    for (table, document_id), group in groups.items():
+        ordered = tuple(sorted(group, key=lambda r: r.sequence_number))
+        changes.append(KeyChange(table, document_id, ordered[-1], ordered))
+    return changes

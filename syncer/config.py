@@ -1,0 +1,205 @@
+"""Load and validate syncer's TOML configuration; the only module that reads the environment."""
+
+from __future__ import annotations
+
+import os
+import string
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from syncer.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = "syncer.toml"
+
+
+@dataclass(frozen=True, slots=True)
+class OpenSearchConfig:
+    url: str = "http://127.0.0.1:9200"
+    timeout_s: float = 30.0
+    bulk_max_actions: int = 5000
+    bulk_max_bytes: int = 5 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class RedisConfig:
+    url: str = "redis://127.0.0.1:6379/0"
+    timeout_s: float = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterConfig:
+    file: str | None = "deadletter.jsonl"
+    sqs_queue_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ResilienceConfig:
+    """Retry and circuit-breaker settings shared by every downstream call."""
+
+    max_attempts: int = 5
+    initial_backoff_s: float = 0.1
+    max_backoff_s: float = 2.0
+    max_retry_time_s: float = 30.0
+    breaker_fail_max: int = 5
+    breaker_reset_timeout_s: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class TableConfig:
+    name: str
+    index: str
+    cache_keys: tuple[str, ...] = ()
+    exclude_attributes: frozenset[str] = frozenset()
+
+    @property
+    def cache_key_fields(self) -> frozenset[str]:
+        """Attribute names the cache key templates refer to."""
+        return frozenset(
+            name
+            for template in self.cache_keys
+            for _, name, _, _ in string.Formatter().parse(template)
+            if name
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    tables: tuple[TableConfig, ...]
+    opensearch: OpenSearchConfig = field(default_factory=OpenSearchConfig)
+    redis: RedisConfig = field(default_factory=RedisConfig)
+    deadletter: DeadLetterConfig = field(default_factory=DeadLetterConfig)
+    resilience: ResilienceConfig = field(default_factory=ResilienceConfig)
+
+    def table(self, name: str) -> TableConfig | None:
+        """The configuration of table ``name``, or None when it is not configured."""
+        for table in self.tables:
+            if table.name == name:
+                return table
+        return None
+
+
+_SECTIONS = {"opensearch", "redis", "deadletter", "resilience", "tables"}
+
+
+def _check_keys(section: str, raw: Mapping[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise ConfigError(
+            f"unknown key {section}.{unknown[0]} in the configuration; "
+            f"known keys of [{section}]: {', '.join(sorted(allowed))}"
+        )
+
+
+def _section(cls: type[Any], name: str, raw: object) -> Any:
+    if raw is None:
+        return cls()
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"[{name}] must be a table of keys")
+    allowed = set(cls.__dataclass_fields__)
+    _check_keys(name, raw, allowed)
+    defaults = cls()
+    for key, value in raw.items():
+        expected = type(getattr(defaults, key))
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            continue
+        if getattr(defaults, key) is not None and not isinstance(value, expected):
+            raise ConfigError(f"{name}.{key} must be a {expected.__name__}, got {value!r}")
+    return cls(**raw)
+
+
+def _check_url(key: str, url: str, schemes: set[str]) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in schemes or not parts.hostname:
+        raise ConfigError(
+            f"{key} is not a valid URL (expected {' or '.join(sorted(schemes))}://host:port): "
+            f"{parts.scheme or '?'}://{parts.hostname or '?'}"
+        )
+
+
+def _table(position: int, raw: object) -> TableConfig:
+    where = f"tables[{position}]"
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where} must be a table of keys")
+    _check_keys("tables", raw, {"name", "index", "cache_keys", "exclude_attributes"})
+    for required in ("name", "index"):
+        if not isinstance(raw.get(required), str) or not raw[required]:
+            raise ConfigError(f"{where}.{required} is required and must be a non-empty string")
+    cache_keys = raw.get("cache_keys", [])
+    exclude = raw.get("exclude_attributes", [])
+    for key, values in (("cache_keys", cache_keys), ("exclude_attributes", exclude)):
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise ConfigError(f"{where}.{key} must be a list of strings")
+    for template in cache_keys:
+        try:
+            fields = [name for _, name, _, _ in string.Formatter().parse(template)]
+        except ValueError as error:
+            raise ConfigError(f"{where}.cache_keys has a bad template {template!r}: {error}") from None
+        if any(name == "" for name in fields):
+            raise ConfigError(f"{where}.cache_keys template {template!r} needs named placeholders")
+    index = raw["index"]
+    if index != index.lower() or any(c in index for c in ' "*\\<|,>/?#:'):
+        raise ConfigError(f"{where}.index {index!r} is not a valid OpenSearch alias name")
+    return TableConfig(
+        name=raw["name"],
+        index=index,
+        cache_keys=tuple(cache_keys),
+        exclude_attributes=frozenset(exclude),
+    )
+
+
+def parse_config(raw: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Config:
+    """Build a validated ``Config`` from parsed TOML; ``OPENSEARCH_URL``/``REDIS_URL`` override."""
+    environ = os.environ if environ is None else environ
+    _check_keys("top level", raw, _SECTIONS)
+    raw_opensearch = dict(raw.get("opensearch") or {})
+    raw_redis = dict(raw.get("redis") or {})
+    if environ.get("OPENSEARCH_URL"):
+        raw_opensearch["url"] = environ["OPENSEARCH_URL"]
+    if environ.get("REDIS_URL"):
+        raw_redis["url"] = environ["REDIS_URL"]
+    opensearch: OpenSearchConfig = _section(OpenSearchConfig, "opensearch", raw_opensearch)
+    redis: RedisConfig = _section(RedisConfig, "redis", raw_redis)
+    deadletter: DeadLetterConfig = _section(DeadLetterConfig, "deadletter", raw.get("deadletter"))
+    resilience: ResilienceConfig = _section(ResilienceConfig, "resilience", raw.get("resilience"))
+    _check_url("opensearch.url", opensearch.url, {"http", "https"})
+    _check_url("redis.url", redis.url, {"redis", "rediss"})
+    if deadletter.sqs_queue_url:
+        deadletter = DeadLetterConfig(file=None, sqs_queue_url=deadletter.sqs_queue_url)
+    elif not deadletter.file:
+        raise ConfigError("[deadletter] needs file or sqs_queue_url")
+    raw_tables = raw.get("tables")
+    if not isinstance(raw_tables, list) or not raw_tables:
+        raise ConfigError("the configuration needs at least one [[tables]] entry with name and index")
+    tables = tuple(_table(i, t) for i, t in enumerate(raw_tables))
+    names = [t.name for t in tables]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ConfigError(f"table {duplicates[0]!r} is configured more than once")
+    return Config(
+        tables=tables, opensearch=opensearch, redis=redis, deadletter=deadletter, resilience=resilience
+    )
+
+
+def config_path(explicit: str | None = None, environ: Mapping[str, str] | None = None) -> Path:
+    """``--config`` wins, then ``SYNCER_CONFIG``, then ``./syncer.toml``."""
+    environ = os.environ if environ is None else environ
+    return Path(explicit or environ.get("SYNCER_CONFIG") or DEFAULT_CONFIG_PATH)
+
+
+def load_config(explicit: str | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Read and validate the configuration file."""
+    path = config_path(explicit, environ)
+    try:
+        with path.open("rb") as handle:
+            raw = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(
+            f"configuration file {path} not found (set --config or SYNCER_CONFIG)"
+        ) from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"configuration file {path} is not valid TOML: {error}") from None
+    return parse_config(raw, environ)

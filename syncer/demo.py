@@ -1,0 +1,99 @@
+"""The README's demo: write to a table in the emulator, deliver its stream, show search and cache."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+from syncer.config import Config
+from syncer.errors import ConfigError
+
+
+def _create_table(dynamodb: Any, name: str) -> None:
+    existing = dynamodb.list_tables().get("TableNames", [])
+    if name in existing:
+        dynamodb.delete_table(TableName=name)
+        dynamodb.get_waiter("table_not_exists").wait(TableName=name)
+    dynamodb.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+    )
+
+
+def _demo_item(number: int) -> dict[str, Any]:
+    return {
+        "pk": {"S": f"sku-{number:04d}"},
+        "sk": {"S": "v1"},
+        "name": {"S": f"Demo product {number}"},
+        "category": {"S": ["shoes", "hats", "bags"][number % 3]},
+        "price": {"N": str(Decimal(number) + Decimal("0.99"))},
+        "tags": {"SS": ["demo", f"batch-{number % 2}"]},
+        "cost": {"N": "1.25"},
+    }
+
+
+def run_demo(config: Config, item_count: int, echo: Callable[[str], None]) -> None:
+    """Write, move and delete items; deliver the stream to the handler; print the result."""
+    from syncer.indices import apply_setup, plan_setup
+    from syncer.pipeline import process_batch
+    from syncer.runtime import aws_client, build_sinks
+    from syncer.streams import read_stream, table_stream_arn
+
+    if not os.environ.get("AWS_ENDPOINT_URL") and not os.environ.get("AWS_ENDPOINT_URL_DYNAMODB"):
+        raise ConfigError("the demo runs against the local emulator: set AWS_ENDPOINT_URL (see README)")
+    table = config.tables[0]
+    sinks = build_sinks(config)
+    dynamodb = aws_client("dynamodb")
+    streams = aws_client("dynamodbstreams")
+    region = dynamodb.meta.region_name
+
+    echo(f"1. creating table {table.name!r} with a NEW_AND_OLD_IMAGES stream in the emulator")
+    _create_table(dynamodb, table.name)
+    for step in plan_setup(sinks.opensearch, table):
+        echo(f"   setup: {step.action} {step.target}")
+        apply_setup(sinks.opensearch, table, [step])
+
+    echo(f"2. writing {item_count} items, moving sku-0001 to category 'sale', deleting sku-0002")
+    for number in range(item_count):
+        dynamodb.put_item(TableName=table.name, Item=_demo_item(number))
+        sinks.redis.set(f"product:sku-{number:04d}", "cached-json")
+    sinks.redis.set("category:sale", "cached-list")
+    dynamodb.update_item(
+        TableName=table.name,
+        Key={"pk": {"S": "sku-0001"}, "sk": {"S": "v1"}},
+        UpdateExpression="SET category = :c",
+        ExpressionAttributeValues={":c": {"S": "sale"}},
+    )
+    dynamodb.delete_item(TableName=table.name, Key={"pk": {"S": "sku-0002"}, "sk": {"S": "v1"}})
+
+    echo("3. delivering the stream to the pipeline (the same process_batch lambda_handler runs)")
+    _, stream_arn = table_stream_arn(dynamodb, table.name)
+    invalidated: set[str] = set()
+    for page in read_stream(streams, stream_arn, region, limit=100):
+        outcome = process_batch(page, config, sinks)
+        echo(
+            f"   batch of {len(page)} records: {outcome.keys} keys, {outcome.indexed} indexed, "
+            f"{outcome.deleted} deleted, {outcome.invalidated} cache keys invalidated; "
+            f"Lambda response {outcome.lambda_response()}"
+        )
+        invalidated.update(outcome.cache_keys)
+
+    sinks.opensearch.indices.refresh(index=table.index)
+    hits = sinks.opensearch.search(
+        index=table.index, body={"query": {"match_all": {}}, "size": 5, "sort": [{"pk.keyword": "asc"}]}
+    )
+    total = hits["hits"]["total"]["value"]
+    echo(f"4. search on alias {table.index!r}: {total} documents (sku-0002 deleted); first ones:")
+    for hit in hits["hits"]["hits"]:
+        source = hit["_source"]
+        echo(f"   {hit['_id']}: {source.get('name')} [{source.get('category')}] price={source.get('price')}")
+    remaining = [key for key in sorted(invalidated) if sinks.redis.exists(key)]
+    echo(f"5. cache keys invalidated: {len(invalidated)} (for example {sorted(invalidated)[:4]}); still present: {remaining}")

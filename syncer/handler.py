@@ -1,0 +1,63 @@
+"""AWS Lambda entry point for a DynamoDB Streams event source mapping (ReportBatchItemFailures)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from syncer.config import Config, load_config
+from syncer.pipeline import Sinks, process_batch
+from syncer.records import check_event
+from syncer.resilience import Deadline
+
+log = logging.getLogger(__name__)
+
+# Leave Lambda this much time to return the response after the last retry gives up.
+RESPONSE_MARGIN_S = 3.0
+
+
+@dataclass(slots=True)
+class _Container:
+    """Config and clients, built on the first invocation and reused while the container lives."""
+
+    config: Config
+    sinks: Sinks
+
+
+_container: _Container | None = None
+
+
+def _get_container() -> _Container:
+    global _container
+    if _container is None:
+        from syncer.runtime import build_sinks
+
+        logging.getLogger().setLevel(logging.INFO)
+        config = load_config()
+        _container = _Container(config, build_sinks(config))
+    return _container
+
+
+def reset_container() -> None:
+    """Forget the cached config and clients (tests, or after changing SYNCER_CONFIG)."""
+    global _container
+    _container = None
+
+
+def _deadline(context: Any) -> Deadline | None:
+    remaining_ms = getattr(context, "get_remaining_time_in_millis", None)
+    if remaining_ms is None:
+        return None
+    return Deadline.after(max(0.0, remaining_ms() / 1000 - RESPONSE_MARGIN_S))
+
+
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, list[dict[str, str]]]:
+    """Apply a DynamoDB Streams batch; return the records Lambda must retry from.
+
+    A wrong event raises before anything is applied, so Lambda retries it whole and logs why.
+    """
+    records = check_event(event)
+    container = _get_container()
+    outcome = process_batch(records, container.config, container.sinks, _deadline(context))
+    return outcome.lambda_response()

@@ -1,0 +1,41 @@
+"""JSON encoding that keeps DynamoDB numbers exact: orjson plus raw fragments for big numbers."""
+
+from __future__ import annotations
+
+import base64
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from syncer.attributes import BigInt
+
+_OPTIONS = orjson.OPT_PASSTHROUGH_SUBCLASS
+
+
+def _encode_exact_number(value: Any) -> Any:
+    # orjson refuses Decimal and integers beyond 64 bits; a Fragment is inserted verbatim, so
+    # the number reaches OpenSearch with every digit instead of being rounded through float.
+    if isinstance(value, BigInt):
+        return orjson.Fragment(int.__str__(value).encode("ascii"))
+    if isinstance(value, Decimal):
+        return orjson.Fragment(str(value).encode("ascii"))
+    if isinstance(value, (str, int, dict, list)):  # other subclasses: encode as their base type
+        for base in (str, int, dict, list):
+            if isinstance(value, base):
+                return base(value)
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
+
+
+def dumps(value: Any) -> bytes:
+    """Encode ``value`` as compact JSON bytes, numbers exact."""
+    return orjson.dumps(value, default=_encode_exact_number, option=_OPTIONS)
+
+
+def loads(data: bytes | str) -> Any:
+    """Decode JSON text."""
+    return orjson.loads(data)

@@ -1,0 +1,274 @@
+"""Run one batch: decode -> coalesce -> plan -> apply -> outcome. Handler, poller and tests call it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from syncer.cache import invalidate
+from syncer.coalesce import KeyChange, coalesce_latest_per_key
+from syncer.config import Config, TableConfig
+from syncer.deadletter import DeadLetter, DeadLetterSink
+from syncer.errors import DownstreamUnavailableError, PoisonRecordError
+from syncer.lookup import read_current_items
+from syncer.plan import plan_cache_keys, plan_document_write
+from syncer.records import ChangeRecord, RejectedRecord, decode_records
+from syncer.resilience import Deadline, Downstream, PendingItemsError, classify
+from syncer.search import (
+    DocumentRef,
+    DocumentWrite,
+    ItemStatus,
+    WriteKind,
+    bulk_chunks,
+    read_indexed_documents,
+    send_bulk,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Sinks:
+    """The I/O edges of the pipeline: clients and the downstream guard of each."""
+
+    opensearch: Any
+    redis: Any
+    dynamodb: Any | None
+    deadletters: DeadLetterSink
+    opensearch_guard: Downstream
+    redis_guard: Downstream
+    dynamodb_guard: Downstream
+    deadletter_guard: Downstream
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOutcome:
+    """What a batch did; ``failed_sequence_numbers`` are what Lambda must retry from."""
+
+    records_in: int
+    keys: int
+    indexed: int
+    deleted: int
+    skipped_stale: int
+    invalidated: int
+    dead_lettered: int
+    failed_sequence_numbers: tuple[str, ...]
+    cache_keys: tuple[str, ...] = ()
+
+    def lambda_response(self) -> dict[str, list[dict[str, str]]]:
+        """The partial batch response Lambda documents; empty only when all is durable."""
+        return {"batchItemFailures": [{"itemIdentifier": s} for s in self.failed_sequence_numbers]}
+
+
+@dataclass(slots=True)
+class _SearchResults:
+    indexed: set[DocumentRef] = field(default_factory=set)
+    deleted: set[DocumentRef] = field(default_factory=set)
+    skipped: set[DocumentRef] = field(default_factory=set)
+    permanent: dict[DocumentRef, str] = field(default_factory=dict)
+    failed: dict[DocumentRef, str] = field(default_factory=dict)
+    before: dict[DocumentRef, Mapping[str, Any]] = field(default_factory=dict)
+
+    def settled(self, ref: DocumentRef) -> bool:
+        return ref in self.indexed or ref in self.deleted or ref in self.skipped or ref in self.permanent
+
+
+def _ref(change: KeyChange, tables: Mapping[str, TableConfig]) -> DocumentRef:
+    return (tables[change.table].index, change.document_id)
+
+
+def _lookup_items(
+    changes: Sequence[KeyChange], sinks: Sinks, deadline: Deadline | None
+) -> tuple[dict[tuple[str, str], dict[str, Any] | None], dict[tuple[str, str], str]]:
+    """Current items for changes whose stream has no new image; failures by (table, id)."""
+    wanted: dict[str, list[ChangeRecord]] = {}
+    for change in changes:
+        if change.latest.needs_item_lookup:
+            wanted.setdefault(change.table, []).append(change.latest)
+    items: dict[tuple[str, str], dict[str, Any] | None] = {}
+    failed: dict[tuple[str, str], str] = {}
+    for table, records in wanted.items():
+        try:
+            if sinks.dynamodb is None:
+                raise DownstreamUnavailableError("no DynamoDB client to read KEYS_ONLY/OLD_IMAGE items")
+            found = read_current_items(sinks.dynamodb, sinks.dynamodb_guard, table, records, deadline)
+        except Exception as error:  # noqa: BLE001 - every failure becomes a reported record
+            reason = f"reading items from {table} failed ({classify(error).value}): {error}"
+            log.error(reason)
+            failed.update({(table, r.document_id): reason for r in records})
+            continue
+        items.update({(table, doc_id): item for doc_id, item in found.items()})
+    return items, failed
+
+
+def _apply_to_search(
+    changes: Sequence[KeyChange],
+    tables: Mapping[str, TableConfig],
+    items: Mapping[tuple[str, str], dict[str, Any] | None],
+    sinks: Sinks,
+    config: Config,
+    deadline: Deadline | None,
+) -> _SearchResults:
+    results = _SearchResults()
+    by_ref = {_ref(change, tables): change for change in changes}
+    fields = sorted({name for table in tables.values() for name in table.cache_key_fields})
+    guard = sinks.opensearch_guard
+    pending: dict[DocumentRef, KeyChange] = dict(by_ref)
+    try:
+        for attempt in guard.retrying(deadline):
+            with attempt:
+                pending = {ref: c for ref, c in by_ref.items() if not results.settled(ref)}
+                indexed = guard.call(read_indexed_documents, sinks.opensearch, list(pending), fields)
+                writes: list[DocumentWrite] = []
+                for ref, change in pending.items():
+                    current = indexed.get(ref)
+                    if current is not None:
+                        results.before.setdefault(ref, current.fields)
+                    try:
+                        item = items.get((change.table, change.document_id))
+                        write = plan_document_write(change, tables[change.table], current, item)
+                    except PoisonRecordError as error:
+                        results.permanent[ref] = str(error)
+                        continue
+                    if write is None:
+                        results.skipped.add(ref)
+                    else:
+                        writes.append(write)
+                reasons: list[str] = []
+                limits = config.opensearch
+                for chunk, body in bulk_chunks(writes, limits.bulk_max_actions, limits.bulk_max_bytes):
+                    item_results = guard.call(send_bulk, sinks.opensearch, body, chunk)
+                    for write in chunk:
+                        result = item_results[write.ref]
+                        if result.status is ItemStatus.OK:
+                            done = results.deleted if write.kind is WriteKind.TOMBSTONE else results.indexed
+                            done.add(write.ref)
+                        elif result.status is ItemStatus.PERMANENT:
+                            results.permanent[write.ref] = f"OpenSearch rejected the document: {result.reason}"
+                        else:
+                            reasons.append(result.reason)
+                left = sum(1 for ref in by_ref if not results.settled(ref))
+                if left:
+                    raise PendingItemsError(left, reasons[0] if reasons else "conflicts")
+    except Exception as error:  # noqa: BLE001 - every failure becomes a reported record
+        reason = f"OpenSearch write failed ({classify(error).value}): {error}"
+        log.error(reason)
+        for ref in by_ref:
+            if not results.settled(ref):
+                results.failed[ref] = reason
+    return results
+
+
+def _invalidate_cache(
+    changes: Sequence[KeyChange],
+    tables: Mapping[str, TableConfig],
+    before: Mapping[DocumentRef, Mapping[str, Any]],
+    items: Mapping[tuple[str, str], dict[str, Any] | None],
+    sinks: Sinks,
+    deadline: Deadline | None,
+) -> tuple[set[str], str | None]:
+    keys: set[str] = set()
+    for change in changes:
+        extra = [before.get(_ref(change, tables)), items.get((change.table, change.document_id))]
+        keys |= plan_cache_keys(change, tables[change.table], extra)
+    if not keys:
+        return keys, None
+    try:
+        sinks.redis_guard.call_with_retry(invalidate, sinks.redis, keys, deadline=deadline)
+    except Exception as error:  # noqa: BLE001 - every failure becomes a reported record
+        reason = f"Redis invalidation failed ({classify(error).value}): {error}"
+        log.error(reason)
+        return keys, reason
+    return keys, None
+
+
+def _letters_for_rejected(rejected: Sequence[RejectedRecord]) -> list[DeadLetter]:
+    return [
+        DeadLetter(r.raw, r.table, type(r.error).__name__, str(r.error), r.sequence_text)
+        for r in rejected
+    ]
+
+
+def process_batch(
+    raw_records: Sequence[object],
+    config: Config,
+    sinks: Sinks,
+    deadline: Deadline | None = None,
+) -> BatchOutcome:
+    """Apply one batch of stream records and say which records must be retried."""
+    decoded, rejected = decode_records(raw_records)
+    tables = {table.name: table for table in config.tables}
+    known: list[ChangeRecord] = []
+    for record in decoded:
+        if record.table in tables:
+            known.append(record)
+        else:
+            error = PoisonRecordError(
+                f"table {record.table!r} is not configured; add a [[tables]] entry for it"
+            )
+            rejected.append(RejectedRecord(record.raw, error, record.table, record.sequence_text))
+    changes = coalesce_latest_per_key(known)
+
+    items, lookup_failed = _lookup_items(changes, sinks, deadline)
+    searchable = [c for c in changes if (c.table, c.document_id) not in lookup_failed]
+    search = _apply_to_search(searchable, tables, items, sinks, config, deadline)
+    cache_keys, cache_error = _invalidate_cache(changes, tables, search.before, items, sinks, deadline)
+
+    failed: set[str] = set()
+    letters = _letters_for_rejected(rejected)
+    for change in changes:
+        ref = _ref(change, tables)
+        if cache_error or (change.table, change.document_id) in lookup_failed or ref in search.failed:
+            failed.update(change.sequence_texts)
+        elif ref in search.permanent:
+            letters.extend(
+                DeadLetter(r.raw, r.table, "DocumentRejectedError", search.permanent[ref], r.sequence_text)
+                for r in change.records
+            )
+    dead_lettered = _write_dead_letters(letters, sinks, deadline, failed)
+    outcome = BatchOutcome(
+        records_in=len(raw_records),
+        keys=len(changes),
+        indexed=len(search.indexed),
+        deleted=len(search.deleted),
+        skipped_stale=len(search.skipped),
+        invalidated=0 if cache_error else len(cache_keys),
+        dead_lettered=dead_lettered,
+        failed_sequence_numbers=tuple(sorted(failed, key=int)),
+        cache_keys=tuple(sorted(cache_keys)),
+    )
+    log.info(
+        "batch done: %d records, %d keys, %d indexed, %d deleted, %d stale skipped, "
+        "%d cache keys invalidated, %d dead-lettered, %d failed",
+        outcome.records_in,
+        outcome.keys,
+        outcome.indexed,
+        outcome.deleted,
+        outcome.skipped_stale,
+        outcome.invalidated,
+        outcome.dead_lettered,
+        len(outcome.failed_sequence_numbers),
+    )
+    return outcome
+
+
+def _write_dead_letters(
+    letters: Sequence[DeadLetter], sinks: Sinks, deadline: Deadline | None, failed: set[str]
+) -> int:
+    """Write letters durably; if that fails they are reported, never dropped."""
+    if not letters:
+        return 0
+    try:
+        sinks.deadletter_guard.call_with_retry(sinks.deadletters.write, letters, deadline=deadline)
+    except Exception as error:
+        log.error("dead-letter write failed (%s): %s", classify(error).value, error)
+        if any(letter.sequence_text is None for letter in letters):
+            raise DownstreamUnavailableError(
+                "a record without a usable SequenceNumber could not be dead-lettered; "
+                "failing the whole batch so Lambda retries it"
+            ) from error
+        failed.update(letter.sequence_text for letter in letters if letter.sequence_text)
+        return 0
+    return len(letters)

@@ -1,0 +1,226 @@
+"""Decode DynamoDB Streams records (Lambda event format) into frozen ``ChangeRecord`` values."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import Enum
+from typing import Any
+
+from syncer.attributes import decode_item
+from syncer.errors import InvalidEventError, PoisonRecordError
+
+# https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_streams_StreamRecord.html
+_SEQUENCE_NUMBER = re.compile(r"[0-9]{1,40}")
+_TABLE_FROM_ARN = re.compile(r"arn:[^:]+:dynamodb:[^:]*:[^:]*:table/([^/]+)(?:/|$)")
+_VIEW_TYPES = {"KEYS_ONLY", "NEW_IMAGE", "OLD_IMAGE", "NEW_AND_OLD_IMAGES"}
+SEQUENCE_DIGITS = 40
+MAX_DOCUMENT_ID_BYTES = 512  # OpenSearch >= 2.9 rejects longer _id values
+
+
+class EventName(Enum):
+    INSERT = "INSERT"
+    MODIFY = "MODIFY"
+    REMOVE = "REMOVE"
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeRecord:
+    """One decoded change of one item, with everything later stages need."""
+
+    table: str
+    event_name: EventName
+    sequence_number: int
+    keys: Mapping[str, Any]
+    document_id: str
+    new_image: Mapping[str, Any] | None
+    old_image: Mapping[str, Any] | None
+    view_type: str
+    is_ttl_delete: bool
+    approximate_creation_s: float | None
+    raw: Mapping[str, Any]
+
+    @property
+    def sequence_text(self) -> str:
+        """The sequence number as the stream spelled it (also Lambda's itemIdentifier)."""
+        return str(self.raw["dynamodb"]["SequenceNumber"])
+
+    @property
+    def is_remove(self) -> bool:
+        return self.event_name is EventName.REMOVE
+
+    @property
+    def needs_item_lookup(self) -> bool:
+        """True when the stream does not carry the new image and the table must be read."""
+        return not self.is_remove and self.new_image is None
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedRecord:
+    """A record that cannot be decoded, with the reason; it goes to the dead letters."""
+
+    raw: object
+    error: PoisonRecordError
+    table: str | None
+    sequence_text: str | None
+
+
+def padded_sequence(sequence_number: int) -> str:
+    """Sequence numbers as fixed-width text, so that text order equals numeric order."""
+    return str(sequence_number).zfill(SEQUENCE_DIGITS)
+
+
+def _escape_key_part(value: Any) -> str:
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, int | Decimal) and not isinstance(value, bool):
+        text = str(value)
+    else:
+        raise PoisonRecordError(f"key value of type {type(value).__name__} cannot form an id")
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("#", "\\#")
+
+
+def document_id(keys: Mapping[str, Any]) -> str:
+    """A collision-free OpenSearch ``_id`` from the full item key, within 512 bytes.
+
+    Parts are escaped and joined in key-name order, so ``("a|b", "c")`` and ``("a", "b|c")``
+    differ. Ids too long for OpenSearch become ``#`` + SHA-256; ``#`` is escaped in plain ids so
+    the two forms never meet.
+    """
+    if not keys:
+        raise PoisonRecordError("record has no key attributes")
+    plain = "|".join(_escape_key_part(keys[name]) for name in sorted(keys))
+    if len(plain.encode("utf-8")) <= MAX_DOCUMENT_ID_BYTES:
+        return plain
+    return "#" + hashlib.sha256(plain.encode("utf-8")).hexdigest()
+
+
+def table_from_arn(arn: object) -> str | None:
+    """The table name in a stream or table ARN, or None."""
+    if not isinstance(arn, str):
+        return None
+    match = _TABLE_FROM_ARN.match(arn)
+    return match.group(1) if match else None
+
+
+def _parse_sequence(raw: object) -> int:
+    if not isinstance(raw, str) or not _SEQUENCE_NUMBER.fullmatch(raw):
+        raise PoisonRecordError(f"SequenceNumber is not a decimal string of 1-40 digits: {raw!r:.60}")
+    return int(raw)
+
+
+def _parse_creation_time(raw: object) -> float | None:
+    if raw is None:
+        return None
+    try:
+        seconds = float(raw)  # a number, or a string such as "1678831218.0"
+    except (TypeError, ValueError):
+        raise PoisonRecordError(f"ApproximateCreationDateTime is not a number: {raw!r:.40}") from None
+    return seconds / 1000 if seconds > 1e11 else seconds  # via Kinesis it is in milliseconds
+
+
+def _is_ttl_delete(record: Mapping[str, Any]) -> bool:
+    identity = record.get("userIdentity")
+    return (
+        isinstance(identity, Mapping)
+        and identity.get("type") == "Service"
+        and identity.get("principalId") == "dynamodb.amazonaws.com"
+    )
+
+
+def decode_record(record: object) -> ChangeRecord:
+    """Decode one stream record or raise ``PoisonRecordError`` with the reason."""
+    if not isinstance(record, Mapping):
+        raise PoisonRecordError(f"record is not an object: {record!r:.60}")
+    table = table_from_arn(record.get("eventSourceARN"))
+    if table is None:
+        raise PoisonRecordError(
+            f"eventSourceARN does not name a DynamoDB table: {record.get('eventSourceARN')!r:.120}"
+        )
+    try:
+        event_name = EventName(record.get("eventName"))
+    except ValueError:
+        raise PoisonRecordError(f"unknown eventName {record.get('eventName')!r:.40}") from None
+    body = record.get("dynamodb")
+    if not isinstance(body, Mapping):
+        raise PoisonRecordError("record has no 'dynamodb' object")
+    sequence_number = _parse_sequence(body.get("SequenceNumber"))
+    keys = decode_item(body.get("Keys"), "Keys") if "Keys" in body else {}
+    new_image = decode_item(body["NewImage"], "NewImage") if "NewImage" in body else None
+    old_image = decode_item(body["OldImage"], "OldImage") if "OldImage" in body else None
+    view_type = body.get("StreamViewType") or _guess_view_type(new_image, old_image)
+    if view_type not in _VIEW_TYPES:
+        raise PoisonRecordError(f"unknown StreamViewType {view_type!r:.40}")
+    return ChangeRecord(
+        table=table,
+        event_name=event_name,
+        sequence_number=sequence_number,
+        keys=keys,
+        document_id=document_id(keys),
+        new_image=new_image if event_name is not EventName.REMOVE else None,
+        old_image=old_image,
+        view_type=view_type,
+        is_ttl_delete=event_name is EventName.REMOVE and _is_ttl_delete(record),
+        approximate_creation_s=_parse_creation_time(body.get("ApproximateCreationDateTime")),
+        raw=record,
+    )
+
+
+def _guess_view_type(new_image: object, old_image: object) -> str:
+    if new_image is not None and old_image is not None:
+        return "NEW_AND_OLD_IMAGES"
+    if new_image is not None:
+        return "NEW_IMAGE"
+    if old_image is not None:
+        return "OLD_IMAGE"
+    return "KEYS_ONLY"
+
+
+def check_event(event: object) -> list[Any]:
+    """Return the event's records after checking that it is a DynamoDB Streams batch.
+
+    A wrong event fails whole before anything is applied: a Lambda wired to the wrong source
+    must not half-process it.
+    """
+    if not isinstance(event, Mapping) or "Records" not in event:
+        raise InvalidEventError(
+            "event has no 'Records': syncer expects a DynamoDB Streams batch from an event "
+            "source mapping"
+        )
+    records = event["Records"]
+    if not isinstance(records, list):
+        raise InvalidEventError("event 'Records' is not a list")
+    for position, record in enumerate(records):
+        source = record.get("eventSource") if isinstance(record, Mapping) else None
+        source = source or (record.get("EventSource") if isinstance(record, Mapping) else None)
+        if source is not None and source != "aws:dynamodb":
+            raise InvalidEventError(
+                f"record {position} comes from {source!r}, not aws:dynamodb: syncer only "
+                "handles DynamoDB Streams batches; nothing was applied"
+            )
+    return records
+
+
+def decode_records(records: Iterable[object]) -> tuple[list[ChangeRecord], list[RejectedRecord]]:
+    """Decode every record; bad ones become ``RejectedRecord`` values instead of stopping."""
+    decoded: list[ChangeRecord] = []
+    rejected: list[RejectedRecord] = []
+    for record in records:
+        try:
+            decoded.append(decode_record(record))
+        except PoisonRecordError as error:
+            rejected.append(_rejection(record, error))
+    return decoded, rejected
+
+
+def _rejection(record: object, error: PoisonRecordError) -> RejectedRecord:
+    table = sequence = None
+    if isinstance(record, Mapping):
+        table = table_from_arn(record.get("eventSourceARN"))
+        body = record.get("dynamodb")
+        if isinstance(body, Mapping) and isinstance(body.get("SequenceNumber"), str):
+            sequence = body["SequenceNumber"] if _SEQUENCE_NUMBER.fullmatch(body["SequenceNumber"]) else None
+    return RejectedRecord(raw=record, error=error, table=table, sequence_text=sequence)

@@ -1,0 +1,216 @@
+"""Where retries happen: one error classifier, one retry policy, one circuit breaker per downstream.
+
+How every failure is handled (also in the README):
+
+| error                                                   | kind         | what syncer does                         |
+|---------------------------------------------------------|--------------|------------------------------------------|
+| connection refused/reset, timeout (OpenSearch, Redis, AWS) | transient | retry with backoff, then report the records |
+| HTTP 429, 5xx; bulk items with 429/5xx; Redis BUSY/LOADING | transient | same                                      |
+| DynamoDB/SQS throttling, InternalServerError            | transient    | same                                     |
+| circuit breaker open                                    | breaker open | fail fast, no retry, report the records  |
+| version conflict (409) on a bulk item                   | conflict     | re-read the index and decide again       |
+| other HTTP 4xx on a bulk item (mapping, too large)      | permanent    | the key's records go to the dead letters |
+| other 4xx on a whole request, auth/permission errors    | fatal        | no retry, report the records             |
+| malformed record, unknown table or attribute type       | poison       | dead letters (see ``syncer.records``)    |
+
+Retry (outside) wraps breaker (inside) wraps the call, so an open breaker fails fast and every
+failed attempt counts toward opening it (REFERENCE.md, pybreaker/tenacity).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, TypeVar
+
+import pybreaker
+import tenacity
+
+from syncer.config import ResilienceConfig
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class ErrorKind(Enum):
+    TRANSIENT = "transient"
+    PERMANENT = "permanent"
+    BREAKER_OPEN = "breaker_open"
+    FATAL = "fatal"
+
+
+class PendingItemsError(Exception):
+    """Some items of a request hit a transient error; the round is retried for them."""
+
+    def __init__(self, count: int, reason: str) -> None:
+        super().__init__(f"{count} item(s) still pending: {reason}")
+        self.reason = reason
+
+
+_TRANSIENT_AWS_CODES = {
+    "ProvisionedThroughputExceededException",
+    "ThrottlingException",
+    "Throttling",
+    "RequestLimitExceeded",
+    "InternalServerError",
+    "InternalFailure",
+    "ServiceUnavailable",
+    "LimitExceededException",
+    "AWS.SimpleQueueService.ServiceUnavailable",
+}
+
+
+def _is_transient_status(status: object) -> bool:
+    return status == 429 or (isinstance(status, int) and status >= 500)
+
+
+def classify(error: BaseException) -> ErrorKind:
+    """The one place that decides how a downstream error is handled."""
+    if isinstance(error, pybreaker.CircuitBreakerError):
+        return ErrorKind.BREAKER_OPEN
+    if isinstance(error, PendingItemsError | TimeoutError | ConnectionError | OSError):
+        return ErrorKind.TRANSIENT
+    module = type(error).__module__
+    if module.startswith("opensearchpy"):
+        from opensearchpy import exceptions as os_errors
+
+        if isinstance(error, os_errors.ConnectionError):  # includes ConnectionTimeout
+            return ErrorKind.TRANSIENT
+        if isinstance(error, os_errors.TransportError):
+            status = error.status_code
+            if _is_transient_status(status):
+                return ErrorKind.TRANSIENT
+            return (
+                ErrorKind.PERMANENT
+                if isinstance(status, int) and 400 <= status < 500 and status not in (401, 403)
+                else ErrorKind.FATAL
+            )
+        return ErrorKind.FATAL
+    if module.startswith("redis"):
+        from redis import exceptions as redis_errors
+
+        if isinstance(
+            error,
+            redis_errors.ConnectionError
+            | redis_errors.TimeoutError
+            | redis_errors.BusyLoadingError
+            | redis_errors.TryAgainError
+            | redis_errors.ClusterDownError,
+        ):
+            return ErrorKind.TRANSIENT
+        if isinstance(error, redis_errors.ResponseError) and str(error).startswith(
+            ("LOADING", "BUSY", "MASTERDOWN")
+        ):
+            return ErrorKind.TRANSIENT
+        return ErrorKind.FATAL
+    if module.startswith(("botocore", "boto3")):
+        from botocore import exceptions as aws_errors
+
+        if isinstance(error, aws_errors.ClientError):
+            code = error.response.get("Error", {}).get("Code", "")
+            status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if code in _TRANSIENT_AWS_CODES or _is_transient_status(status):
+                return ErrorKind.TRANSIENT
+            return ErrorKind.FATAL
+        if isinstance(error, aws_errors.ConnectionError | aws_errors.HTTPClientError):
+            return ErrorKind.TRANSIENT
+        return ErrorKind.FATAL
+    return ErrorKind.FATAL
+
+
+def is_transient(error: BaseException) -> bool:
+    return classify(error) is ErrorKind.TRANSIENT
+
+
+def _counts_as_success(error: BaseException) -> bool:
+    # A 4xx about the request itself says nothing about the downstream's health.
+    return classify(error) is ErrorKind.PERMANENT
+
+
+class _BreakerLogger(pybreaker.CircuitBreakerListener):  # type: ignore[misc]
+    def state_change(self, cb: pybreaker.CircuitBreaker, old_state: Any, new_state: Any) -> None:
+        log.warning(
+            "circuit breaker %s: %s -> %s",
+            cb.name,
+            getattr(old_state, "name", old_state),
+            getattr(new_state, "name", new_state),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    """A point in monotonic time by which retries must give up (Lambda's remaining time)."""
+
+    at: float
+
+    @classmethod
+    def after(cls, seconds: float) -> Deadline:
+        return cls(time.monotonic() + seconds)
+
+    def remaining_s(self) -> float:
+        return max(0.0, self.at - time.monotonic())
+
+
+class Downstream:
+    """One downstream (OpenSearch, Redis, ...): its breaker and its retry policy."""
+
+    def __init__(self, name: str, settings: ResilienceConfig) -> None:
+        self.name = name
+        self.settings = settings
+        self.breaker = pybreaker.CircuitBreaker(
+            fail_max=settings.breaker_fail_max,
+            reset_timeout=settings.breaker_reset_timeout_s,
+            exclude=[_counts_as_success],
+            listeners=[_BreakerLogger()],
+            name=name,
+        )
+
+    def call(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run one attempt through the breaker (no retry here)."""
+        result: T = self.breaker.call(function, *args, **kwargs)
+        return result
+
+    def retrying(self, deadline: Deadline | None = None) -> tenacity.Retrying:
+        """A tenacity loop: transient errors only, bounded attempts and time, jittered backoff."""
+        settings = self.settings
+        budget_s = settings.max_retry_time_s
+        if deadline is not None:
+            budget_s = min(budget_s, deadline.remaining_s())
+        return tenacity.Retrying(
+            retry=tenacity.retry_if_exception(is_transient),
+            stop=tenacity.stop_after_attempt(settings.max_attempts)
+            | tenacity.stop_after_delay(budget_s),
+            wait=tenacity.wait_exponential_jitter(
+                multiplier=settings.initial_backoff_s,
+                max=settings.max_backoff_s,
+                jitter=settings.initial_backoff_s,
+            ),
+            before_sleep=self._log_retry,
+            reraise=True,
+        )
+
+    def call_with_retry(
+        self,
+        function: Callable[..., T],
+        *args: Any,
+        deadline: Deadline | None = None,
+        **kwargs: Any,
+    ) -> T:
+        """Run ``function`` through the breaker, retrying transient errors."""
+        for attempt in self.retrying(deadline):
+            with attempt:
+                return self.call(function, *args, **kwargs)
+        raise AssertionError("unreachable: tenacity reraises the last error")
+
+    def _log_retry(self, state: tenacity.RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        log.warning(
+            "%s attempt %d failed (%s: %s); retrying",
+            self.name,
+            state.attempt_number,
+            type(error).__name__,
+            error,
+        )

@@ -1,0 +1,192 @@
+"""Fixtures on the real services of scripts/services.sh: OpenSearch, Redis and moto's server.
+
+A missing service fails the test with the command that starts it; it never skips.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from syncer import handler
+from syncer.attributes import decode_item
+from syncer.config import Config, load_config
+from syncer.indices import apply_setup, plan_setup
+from syncer.pipeline import Sinks
+from syncer.runtime import aws_client, build_sinks
+from syncer.streams import read_stream, table_stream_arn
+
+OPENSEARCH_URL = os.environ.get("OPENSEARCH_URL", "http://127.0.0.1:9200")
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+MOTO_URL = os.environ.get("AWS_ENDPOINT_URL", "http://127.0.0.1:5000")
+_ids = itertools.count(1)
+
+
+def _require(name: str, url: str) -> None:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname, parts.port), timeout=2):
+            return
+    except OSError as error:
+        pytest.fail(f"{name} is not reachable at {url} ({error}); start it: scripts/services.sh up")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def services() -> None:
+    """Every integration test needs all three services; check once, fail loudly."""
+    _require("OpenSearch", OPENSEARCH_URL)
+    _require("Redis", REDIS_URL)
+    _require("moto server", MOTO_URL)
+    os.environ.setdefault("AWS_ENDPOINT_URL", MOTO_URL)
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+
+
+def write_config(path: Path, table: str, index: str, **overrides: Any) -> Path:
+    """A syncer.toml for one table; ``overrides`` replace whole sections as TOML text."""
+    sections = {
+        "opensearch": f'[opensearch]\nurl = "{OPENSEARCH_URL}"\n',
+        "redis": f'[redis]\nurl = "{REDIS_URL}"\n',
+        "deadletter": f'[deadletter]\nfile = "{path.parent / "deadletter.jsonl"}"\n',
+        "resilience": "[resilience]\nmax_attempts = 3\ninitial_backoff_s = 0.01\nmax_backoff_s = 0.05\n"
+        "max_retry_time_s = 2.0\nbreaker_fail_max = 50\nbreaker_reset_timeout_s = 1.0\n",
+    }
+    sections.update(overrides)
+    table_section = (
+        f'[[tables]]\nname = "{table}"\nindex = "{index}"\n'
+        'cache_keys = ["product:{pk}", "product:{pk}:{sk}", "category:{category}"]\n'
+        'exclude_attributes = ["cost"]\n'
+    )
+    path.write_text("\n".join([*sections.values(), table_section]))
+    return path
+
+
+@dataclass
+class Stack:
+    """One test's table, stream, index alias and config on the real services."""
+
+    config_path: Path
+    config: Config
+    sinks: Sinks
+    dynamodb: Any
+    streams: Any
+    table: str
+    index: str
+    stream_arn: str
+    delivered: set[str] = field(default_factory=set)
+
+    def stream_records(self) -> list[dict[str, Any]]:
+        """All records in the stream so far, in Lambda's shape."""
+        region = self.dynamodb.meta.region_name
+        return [r for page in read_stream(self.streams, self.stream_arn, region) for r in page]
+
+    def new_records(self) -> list[dict[str, Any]]:
+        """Records not delivered yet by ``deliver``."""
+        fresh = [r for r in self.stream_records() if r["dynamodb"]["SequenceNumber"] not in self.delivered]
+        return fresh
+
+    def invoke(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        """Call the real Lambda handler with ``records`` as one event."""
+        response = handler.lambda_handler({"Records": records}, None)
+        for record in records:
+            self.delivered.add(record["dynamodb"]["SequenceNumber"])
+        return response
+
+    def deliver(self, batch_size: int = 100) -> list[dict[str, Any]]:
+        """Deliver new stream records through lambda_handler; return the responses."""
+        records = self.new_records()
+        responses = []
+        for start in range(0, len(records), batch_size):
+            responses.append(self.invoke(records[start : start + batch_size]))
+        return responses
+
+    def indexed(self) -> dict[str, dict[str, Any]]:
+        """Live documents as search sees them through the alias, by id, without ``_syncer``."""
+        client = self.sinks.opensearch
+        client.indices.refresh(index=self.index)
+        response = client.search(index=self.index, body={"query": {"match_all": {}}, "size": 10000})
+        return {
+            hit["_id"]: {k: v for k, v in hit["_source"].items() if k != "_syncer"}
+            for hit in response["hits"]["hits"]
+        }
+
+    def scanned(self) -> dict[str, dict[str, Any]]:
+        """The table's items as the index should hold them (excluded attributes removed)."""
+        from syncer import jsoncodec
+        from syncer.records import document_id
+
+        items: dict[str, dict[str, Any]] = {}
+        paginator = self.dynamodb.get_paginator("scan")
+        for page in paginator.paginate(TableName=self.table, ConsistentRead=True):
+            for raw in page["Items"]:
+                item = decode_item(raw)
+                keys = {name: item[name] for name in ("pk", "sk") if name in item}
+                body = {k: v for k, v in item.items() if k not in self.config.tables[0].exclude_attributes}
+                items[document_id(keys)] = jsoncodec.loads(jsoncodec.dumps(body))
+        return items
+
+    def put(self, item: dict[str, Any]) -> None:
+        self.dynamodb.put_item(TableName=self.table, Item=item)
+
+    def delete(self, pk: str, sk: str) -> None:
+        self.dynamodb.delete_item(TableName=self.table, Key={"pk": {"S": pk}, "sk": {"S": sk}})
+
+
+def create_table(dynamodb: Any, name: str, view_type: str) -> None:
+    dynamodb.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": view_type},
+    )
+
+
+@pytest.fixture
+def view_type() -> str:
+    return "NEW_AND_OLD_IMAGES"
+
+
+@pytest.fixture
+def stack(tmp_path: Path, view_type: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    """A fresh table with a stream, its index behind an alias, and lambda_handler wired to them."""
+    suffix = f"{os.getpid()}-{next(_ids)}-{uuid.uuid4().hex[:6]}"
+    table = f"catalog-{suffix}"
+    index = f"catalog-it-{suffix}"
+    config_path = write_config(tmp_path / "syncer.toml", table, index)
+    monkeypatch.setenv("SYNCER_CONFIG", str(config_path))
+    handler.reset_container()
+    config = load_config(str(config_path))
+    sinks = build_sinks(config)
+    dynamodb = aws_client("dynamodb")
+    create_table(dynamodb, table, view_type)
+    for table_config in config.tables:
+        apply_setup(sinks.opensearch, table_config, plan_setup(sinks.opensearch, table_config))
+    _, stream_arn = table_stream_arn(dynamodb, table)
+    yield Stack(config_path, config, sinks, dynamodb, aws_client("dynamodbstreams"), table, index, stream_arn)
+    handler.reset_container()
+    dynamodb.delete_table(TableName=table)
+    sinks.opensearch.indices.delete(index=f"{index}-*")
+    sinks.opensearch.indices.delete_index_template(name=f"syncer-{index}")
+
+
+def wait_until(predicate: Any, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.05)
