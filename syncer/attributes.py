@@ -56,7 +56,9 @@ def decode_binary(value: object, path: str = "") -> str:
         try:
             base64.b64decode(value, validate=True)
         except (binascii.Error, ValueError):
-            raise PoisonRecordError(f"binary at {path or '.'} is not base64: {value!r:.60}") from None
+            raise PoisonRecordError(
+                f"binary at {path or '.'} is not base64: {value!r:.60}"
+            ) from None
         return value
     raise PoisonRecordError(f"binary at {path or '.'} is neither bytes nor base64: {value!r:.60}")
 
@@ -73,7 +75,9 @@ def _number_sort_key(number: int | Decimal) -> Decimal:
 def decode_value(typed: object, path: str = "") -> Any:
     """Decode one typed attribute value; raise ``PoisonRecordError`` naming the bad path."""
     if not isinstance(typed, Mapping) or len(typed) != 1:
-        raise PoisonRecordError(f"attribute at {path or '.'} is not a one-key typed value: {typed!r:.80}")
+        raise PoisonRecordError(
+            f"attribute at {path or '.'} is not a one-key typed value: {typed!r:.80}"
+        )
     ((tag, value),) = typed.items()
     if tag == "S":
         _expect(str, value, tag, path)
@@ -115,6 +119,8 @@ def decode_item(typed_item: object, path: str = "") -> dict[str, Any]:
     decoded: dict[str, Any] = {}
     for name, typed in typed_item.items():
         if not isinstance(name, str):
-            raise PoisonRecordError(f"attribute name at {path or '.'} is not a string: {name!r:.60}")
+            raise PoisonRecordError(
+                f"attribute name at {path or '.'} is not a string: {name!r:.60}"
+            )
         decoded[name] = decode_value(typed, f"{path}.{name}" if path else name)
     return decoded

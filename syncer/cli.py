@@ -29,8 +29,9 @@ def main(verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # opensearch-py logs every expected 404 as a warning; syncer logs what matters itself.
     for noisy in ("opensearch", "urllib3", "botocore"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+        logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
 @main.command()

@@ -137,7 +137,9 @@ def _table(position: int, raw: object) -> TableConfig:
         try:
             fields = [name for _, name, _, _ in string.Formatter().parse(template)]
         except ValueError as error:
-            raise ConfigError(f"{where}.cache_keys has a bad template {template!r}: {error}") from None
+            raise ConfigError(
+                f"{where}.cache_keys has a bad template {template!r}: {error}"
+            ) from None
         if any(name == "" for name in fields):
             raise ConfigError(f"{where}.cache_keys template {template!r} needs named placeholders")
     index = raw["index"]
@@ -173,14 +175,20 @@ def parse_config(raw: Mapping[str, Any], environ: Mapping[str, str] | None = Non
         raise ConfigError("[deadletter] needs file or sqs_queue_url")
     raw_tables = raw.get("tables")
     if not isinstance(raw_tables, list) or not raw_tables:
-        raise ConfigError("the configuration needs at least one [[tables]] entry with name and index")
+        raise ConfigError(
+            "the configuration needs at least one [[tables]] entry with name and index"
+        )
     tables = tuple(_table(i, t) for i, t in enumerate(raw_tables))
     names = [t.name for t in tables]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ConfigError(f"table {duplicates[0]!r} is configured more than once")
     return Config(
-        tables=tables, opensearch=opensearch, redis=redis, deadletter=deadletter, resilience=resilience
+        tables=tables,
+        opensearch=opensearch,
+        redis=redis,
+        deadletter=deadletter,
+        resilience=resilience,
     )
 
 

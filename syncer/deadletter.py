@@ -55,7 +55,10 @@ def encode_entry(letter: DeadLetter, max_bytes: int | None = None) -> bytes:
         if isinstance(body, Mapping):
             slim["dynamodb"] = {k: v for k, v in body.items() if k not in ("NewImage", "OldImage")}
     entry["record"] = slim
-    entry["truncated"] = {"reason": f"entry exceeded {max_bytes} bytes; images dropped", "bytes": len(data)}
+    entry["truncated"] = {
+        "reason": f"entry exceeded {max_bytes} bytes; images dropped",
+        "bytes": len(data),
+    }
     data = jsoncodec.dumps(entry)
     if len(data) > max_bytes:
         entry["record"] = {"truncated": True}

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
-from syncer.config import Config
+from syncer.config import Config, TableConfig
 from syncer.errors import ConfigError
+
+
+DEMO_TABLE = "syncer-demo"
 
 
 def _create_table(dynamodb: Any, name: str) -> None:
@@ -18,7 +22,10 @@ def _create_table(dynamodb: Any, name: str) -> None:
         dynamodb.get_waiter("table_not_exists").wait(TableName=name)
     dynamodb.create_table(
         TableName=name,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        KeySchema=[
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
         AttributeDefinitions=[
             {"AttributeName": "pk", "AttributeType": "S"},
             {"AttributeName": "sk", "AttributeType": "S"},
@@ -48,8 +55,17 @@ def run_demo(config: Config, item_count: int, echo: Callable[[str], None]) -> No
     from syncer.streams import read_stream, table_stream_arn
 
     if not os.environ.get("AWS_ENDPOINT_URL") and not os.environ.get("AWS_ENDPOINT_URL_DYNAMODB"):
-        raise ConfigError("the demo runs against the local emulator: set AWS_ENDPOINT_URL (see README)")
-    table = config.tables[0]
+        raise ConfigError(
+            "the demo runs against the local emulator: set AWS_ENDPOINT_URL (see README)"
+        )
+    # The demo owns its table and index, so it never touches a configured one.
+    table = TableConfig(
+        name=DEMO_TABLE,
+        index=DEMO_TABLE,
+        cache_keys=("product:{pk}", "product:{pk}:{sk}", "category:{category}"),
+        exclude_attributes=frozenset({"cost"}),
+    )
+    config = replace(config, tables=(table,))
     sinks = build_sinks(config)
     dynamodb = aws_client("dynamodb")
     streams = aws_client("dynamodbstreams")
@@ -57,6 +73,8 @@ def run_demo(config: Config, item_count: int, echo: Callable[[str], None]) -> No
 
     echo(f"1. creating table {table.name!r} with a NEW_AND_OLD_IMAGES stream in the emulator")
     _create_table(dynamodb, table.name)
+    # A new table's stream numbers restart, so the last run's documents would look newer.
+    sinks.opensearch.indices.delete(index=f"{table.index}-*", ignore_unavailable=True)
     for step in plan_setup(sinks.opensearch, table):
         echo(f"   setup: {step.action} {step.target}")
         apply_setup(sinks.opensearch, table, [step])
@@ -66,6 +84,7 @@ def run_demo(config: Config, item_count: int, echo: Callable[[str], None]) -> No
         dynamodb.put_item(TableName=table.name, Item=_demo_item(number))
         sinks.redis.set(f"product:sku-{number:04d}", "cached-json")
     sinks.redis.set("category:sale", "cached-list")
+    sinks.redis.set("category:unrelated", "cached-list")
     dynamodb.update_item(
         TableName=table.name,
         Key={"pk": {"S": "sku-0001"}, "sk": {"S": "v1"}},
@@ -88,12 +107,19 @@ def run_demo(config: Config, item_count: int, echo: Callable[[str], None]) -> No
 
     sinks.opensearch.indices.refresh(index=table.index)
     hits = sinks.opensearch.search(
-        index=table.index, body={"query": {"match_all": {}}, "size": 5, "sort": [{"pk.keyword": "asc"}]}
+        index=table.index,
+        body={"query": {"match_all": {}}, "size": 5, "sort": [{"pk.keyword": "asc"}]},
     )
     total = hits["hits"]["total"]["value"]
     echo(f"4. search on alias {table.index!r}: {total} documents (sku-0002 deleted); first ones:")
     for hit in hits["hits"]["hits"]:
         source = hit["_source"]
-        echo(f"   {hit['_id']}: {source.get('name')} [{source.get('category')}] price={source.get('price')}")
+        echo(
+            f"   {hit['_id']}: {source.get('name')} [{source.get('category')}] price={source.get('price')}"
+        )
     remaining = [key for key in sorted(invalidated) if sinks.redis.exists(key)]
-    echo(f"5. cache keys invalidated: {len(invalidated)} (for example {sorted(invalidated)[:4]}); still present: {remaining}")
+    echo(
+        f"5. cache keys invalidated: {len(invalidated)}, for example {sorted(invalidated)[:4]}; "
+        f"still cached of those: {remaining}; untouched: category:unrelated="
+        f"{sinks.redis.get('category:unrelated')!r}"
+    )

@@ -28,7 +28,9 @@ def template_name(table: TableConfig) -> str:
     return f"syncer-{table.index}"
 
 
-def load_template(table: TableConfig, templates_dir: Path = DEFAULT_TEMPLATES_DIR) -> dict[str, Any]:
+def load_template(
+    table: TableConfig, templates_dir: Path = DEFAULT_TEMPLATES_DIR
+) -> dict[str, Any]:
     """The composable index template body for ``table``: its own file or ``default.json``."""
     path = templates_dir / f"{table.index}.json"
     if not path.exists():
@@ -52,7 +54,9 @@ class SetupStep:
     target: str
 
 
-def plan_setup(client: Any, table: TableConfig, templates_dir: Path = DEFAULT_TEMPLATES_DIR) -> list[SetupStep]:
+def plan_setup(
+    client: Any, table: TableConfig, templates_dir: Path = DEFAULT_TEMPLATES_DIR
+) -> list[SetupStep]:
     """What is missing for ``table``: the template differs or is absent, the alias is absent."""
     steps: list[SetupStep] = []
     wanted = load_template(table, templates_dir)["_meta"]["syncer_template_sha256"]
@@ -65,7 +69,13 @@ def plan_setup(client: Any, table: TableConfig, templates_dir: Path = DEFAULT_TE
                 f"{table.index!r} is a concrete index, not an alias; syncer writes through an alias "
                 f"(reindex it into {versioned_index_name(table.index, FIRST_GENERATION)} first)"
             )
-        steps.append(SetupStep(table.name, "create index with alias", versioned_index_name(table.index, FIRST_GENERATION)))
+        steps.append(
+            SetupStep(
+                table.name,
+                "create index with alias",
+                versioned_index_name(table.index, FIRST_GENERATION),
+            )
+        )
     return steps
 
 
@@ -88,11 +98,18 @@ def _fingerprint(template: Mapping[str, Any]) -> str:
     return hashlib.sha256(jsoncodec.dumps(template)).hexdigest()
 
 
-def apply_setup(client: Any, table: TableConfig, steps: list[SetupStep], templates_dir: Path = DEFAULT_TEMPLATES_DIR) -> None:
+def apply_setup(
+    client: Any,
+    table: TableConfig,
+    steps: list[SetupStep],
+    templates_dir: Path = DEFAULT_TEMPLATES_DIR,
+) -> None:
     """Carry out ``steps`` (from ``plan_setup``); safe to run again."""
     for step in steps:
         if step.action == "put index template":
-            client.indices.put_index_template(name=step.target, body=load_template(table, templates_dir))
+            client.indices.put_index_template(
+                name=step.target, body=load_template(table, templates_dir)
+            )
         elif step.action == "create index with alias":
             create_versioned_index(client, table, step.target, with_alias=True)
 
@@ -110,4 +127,6 @@ def create_versioned_index(client: Any, table: TableConfig, index: str, with_ali
         if getattr(error, "error", "") != "resource_already_exists_exception":
             raise
         if with_alias:
-            client.indices.put_alias(index=index, name=table.index, body=body["aliases"][table.index])
+            client.indices.put_alias(
+                index=index, name=table.index, body=body["aliases"][table.index]
+            )

@@ -20,10 +20,15 @@ def _encode_exact_number(value: Any) -> Any:
         return orjson.Fragment(int.__str__(value).encode("ascii"))
     if isinstance(value, Decimal):
         return orjson.Fragment(str(value).encode("ascii"))
-    if isinstance(value, (str, int, dict, list)):  # other subclasses: encode as their base type
-        for base in (str, int, dict, list):
-            if isinstance(value, base):
-                return base(value)
+    # With OPT_PASSTHROUGH_SUBCLASS other subclasses land here too: encode them as their base.
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, dict):
+        return dict(value)
+    if isinstance(value, list):
+        return list(value)
     if isinstance(value, (set, frozenset)):
         return sorted(value)
     if isinstance(value, (bytes, bytearray, memoryview)):

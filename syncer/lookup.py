@@ -18,7 +18,9 @@ def _request_key(typed_keys: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     request = {}
     for name, typed in typed_keys.items():
         ((tag, value),) = typed.items()
-        request[name] = {"B": base64.b64decode(value)} if tag == "B" and isinstance(value, str) else dict(typed)
+        request[name] = (
+            {"B": base64.b64decode(value)} if tag == "B" and isinstance(value, str) else dict(typed)
+        )
     return request
 
 

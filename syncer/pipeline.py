@@ -72,7 +72,12 @@ class _SearchResults:
     before: dict[DocumentRef, Mapping[str, Any]] = field(default_factory=dict)
 
     def settled(self, ref: DocumentRef) -> bool:
-        return ref in self.indexed or ref in self.deleted or ref in self.skipped or ref in self.permanent
+        return (
+            ref in self.indexed
+            or ref in self.deleted
+            or ref in self.skipped
+            or ref in self.permanent
+        )
 
 
 def _ref(change: KeyChange, tables: Mapping[str, TableConfig]) -> DocumentRef:
@@ -92,8 +97,12 @@ def _lookup_items(
     for table, records in wanted.items():
         try:
             if sinks.dynamodb is None:
-                raise DownstreamUnavailableError("no DynamoDB client to read KEYS_ONLY/OLD_IMAGE items")
-            found = read_current_items(sinks.dynamodb, sinks.dynamodb_guard, table, records, deadline)
+                raise DownstreamUnavailableError(
+                    "no DynamoDB client to read KEYS_ONLY/OLD_IMAGE items"
+                )
+            found = read_current_items(
+                sinks.dynamodb, sinks.dynamodb_guard, table, records, deadline
+            )
         except Exception as error:  # noqa: BLE001 - every failure becomes a reported record
             reason = f"reading items from {table} failed ({classify(error).value}): {error}"
             log.error(reason)
@@ -120,7 +129,9 @@ def _apply_to_search(
         for attempt in guard.retrying(deadline):
             with attempt:
                 pending = {ref: c for ref, c in by_ref.items() if not results.settled(ref)}
-                indexed = guard.call(read_indexed_documents, sinks.opensearch, list(pending), fields)
+                indexed = guard.call(
+                    read_indexed_documents, sinks.opensearch, list(pending), fields
+                )
                 writes: list[DocumentWrite] = []
                 for ref, change in pending.items():
                     current = indexed.get(ref)
@@ -138,15 +149,23 @@ def _apply_to_search(
                         writes.append(write)
                 reasons: list[str] = []
                 limits = config.opensearch
-                for chunk, body in bulk_chunks(writes, limits.bulk_max_actions, limits.bulk_max_bytes):
+                for chunk, body in bulk_chunks(
+                    writes, limits.bulk_max_actions, limits.bulk_max_bytes
+                ):
                     item_results = guard.call(send_bulk, sinks.opensearch, body, chunk)
                     for write in chunk:
                         result = item_results[write.ref]
                         if result.status is ItemStatus.OK:
-                            done = results.deleted if write.kind is WriteKind.TOMBSTONE else results.indexed
+                            done = (
+                                results.deleted
+                                if write.kind is WriteKind.TOMBSTONE
+                                else results.indexed
+                            )
                             done.add(write.ref)
                         elif result.status is ItemStatus.PERMANENT:
-                            results.permanent[write.ref] = f"OpenSearch rejected the document: {result.reason}"
+                            results.permanent[write.ref] = (
+                                f"OpenSearch rejected the document: {result.reason}"
+                            )
                         else:
                             reasons.append(result.reason)
                 left = sum(1 for ref in by_ref if not results.settled(ref))
@@ -214,17 +233,25 @@ def process_batch(
     items, lookup_failed = _lookup_items(changes, sinks, deadline)
     searchable = [c for c in changes if (c.table, c.document_id) not in lookup_failed]
     search = _apply_to_search(searchable, tables, items, sinks, config, deadline)
-    cache_keys, cache_error = _invalidate_cache(changes, tables, search.before, items, sinks, deadline)
+    cache_keys, cache_error = _invalidate_cache(
+        changes, tables, search.before, items, sinks, deadline
+    )
 
     failed: set[str] = set()
     letters = _letters_for_rejected(rejected)
     for change in changes:
         ref = _ref(change, tables)
-        if cache_error or (change.table, change.document_id) in lookup_failed or ref in search.failed:
+        if (
+            cache_error
+            or (change.table, change.document_id) in lookup_failed
+            or ref in search.failed
+        ):
             failed.update(change.sequence_texts)
         elif ref in search.permanent:
             letters.extend(
-                DeadLetter(r.raw, r.table, "DocumentRejectedError", search.permanent[ref], r.sequence_text)
+                DeadLetter(
+                    r.raw, r.table, "DocumentRejectedError", search.permanent[ref], r.sequence_text
+                )
                 for r in change.records
             )
     dead_lettered = _write_dead_letters(letters, sinks, deadline, failed)

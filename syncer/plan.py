@@ -53,7 +53,11 @@ def tombstone_body(
 def _syncer_meta(
     table: TableConfig, sequence_number: int, changed_at: float | None, deleted: bool
 ) -> dict[str, Any]:
-    meta: dict[str, Any] = {"seq": padded_sequence(sequence_number), "table": table.name, "deleted": deleted}
+    meta: dict[str, Any] = {
+        "seq": padded_sequence(sequence_number),
+        "table": table.name,
+        "deleted": deleted,
+    }
     if changed_at is not None:
         meta["changed_at"] = int(changed_at * 1000)
     return meta
@@ -85,8 +89,15 @@ def plan_document_write(
     else:
         item = current_item  # type: ignore[assignment]
     if item is None:
-        return DocumentWrite(ref, WriteKind.TOMBSTONE, tombstone_body(table, latest.sequence_number, at, False), indexed)
-    return DocumentWrite(ref, WriteKind.INDEX, document_body(item, table, latest.sequence_number, at), indexed)
+        return DocumentWrite(
+            ref,
+            WriteKind.TOMBSTONE,
+            tombstone_body(table, latest.sequence_number, at, False),
+            indexed,
+        )
+    return DocumentWrite(
+        ref, WriteKind.INDEX, document_body(item, table, latest.sequence_number, at), indexed
+    )
 
 
 def _render(value: Any) -> str | None:

@@ -108,7 +108,9 @@ def table_from_arn(arn: object) -> str | None:
 
 def _parse_sequence(raw: object) -> int:
     if not isinstance(raw, str) or not _SEQUENCE_NUMBER.fullmatch(raw):
-        raise PoisonRecordError(f"SequenceNumber is not a decimal string of 1-40 digits: {raw!r:.60}")
+        raise PoisonRecordError(
+            f"SequenceNumber is not a decimal string of 1-40 digits: {raw!r:.60}"
+        )
     return int(raw)
 
 
@@ -116,9 +118,11 @@ def _parse_creation_time(raw: object) -> float | None:
     if raw is None:
         return None
     try:
-        seconds = float(raw)  # a number, or a string such as "1678831218.0"
+        seconds = float(raw)  # type: ignore[arg-type]  # a number, or a string like "1678831218.0"
     except (TypeError, ValueError):
-        raise PoisonRecordError(f"ApproximateCreationDateTime is not a number: {raw!r:.40}") from None
+        raise PoisonRecordError(
+            f"ApproximateCreationDateTime is not a number: {raw!r:.40}"
+        ) from None
     return seconds / 1000 if seconds > 1e11 else seconds  # via Kinesis it is in milliseconds
 
 
@@ -222,5 +226,9 @@ def _rejection(record: object, error: PoisonRecordError) -> RejectedRecord:
         table = table_from_arn(record.get("eventSourceARN"))
         body = record.get("dynamodb")
         if isinstance(body, Mapping) and isinstance(body.get("SequenceNumber"), str):
-            sequence = body["SequenceNumber"] if _SEQUENCE_NUMBER.fullmatch(body["SequenceNumber"]) else None
+            sequence = (
+                body["SequenceNumber"]
+                if _SEQUENCE_NUMBER.fullmatch(body["SequenceNumber"])
+                else None
+            )
     return RejectedRecord(raw=record, error=error, table=table, sequence_text=sequence)

@@ -130,7 +130,7 @@ def _counts_as_success(error: BaseException) -> bool:
     return classify(error) is ErrorKind.PERMANENT
 
 
-class _BreakerLogger(pybreaker.CircuitBreakerListener):  # type: ignore[misc]
+class _BreakerLogger(pybreaker.CircuitBreakerListener):
     def state_change(self, cb: pybreaker.CircuitBreaker, old_state: Any, new_state: Any) -> None:
         log.warning(
             "circuit breaker %s: %s -> %s",

@@ -15,7 +15,9 @@ def aws_client(service: str) -> Any:
     import boto3
     from botocore.config import Config as BotoConfig
 
-    return boto3.client(service, config=BotoConfig(retries={"total_max_attempts": 1, "mode": "standard"}))
+    return boto3.client(
+        service, config=BotoConfig(retries={"total_max_attempts": 1, "mode": "standard"})
+    )
 
 
 def build_sinks(config: Config) -> Sinks:

@@ -150,7 +150,9 @@ def _item_result(item: Mapping[str, Any]) -> ItemResult:
     return ItemResult(ItemStatus.PERMANENT, reason)
 
 
-def send_bulk(client: Any, body: bytes, writes: Sequence[DocumentWrite]) -> dict[DocumentRef, ItemResult]:
+def send_bulk(
+    client: Any, body: bytes, writes: Sequence[DocumentWrite]
+) -> dict[DocumentRef, ItemResult]:
     """Send one ``_bulk`` body and return every item's result; item errors are never ignored."""
     response = client.bulk(body=body, params={"require_alias": "true"})
     items = response.get("items", [])

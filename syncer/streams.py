@@ -59,7 +59,9 @@ def ordered_shards(shards: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     return ordered
 
 
-def read_stream(streams: Any, stream_arn: str, region: str, limit: int = 1000) -> Iterator[list[dict[str, Any]]]:
+def read_stream(
+    streams: Any, stream_arn: str, region: str, limit: int = 1000
+) -> Iterator[list[dict[str, Any]]]:
     """Yield every record currently in the stream, shard by shard from TRIM_HORIZON, in pages."""
     shards: list[Mapping[str, Any]] = []
     start: dict[str, Any] = {}

@@ -93,8 +93,11 @@ class Stack:
 
     def new_records(self) -> list[dict[str, Any]]:
         """Records not delivered yet by ``deliver``."""
-        fresh = [r for r in self.stream_records() if r["dynamodb"]["SequenceNumber"] not in self.delivered]
-        return fresh
+        return [
+            r
+            for r in self.stream_records()
+            if r["dynamodb"]["SequenceNumber"] not in self.delivered
+        ]
 
     def invoke(self, records: list[dict[str, Any]]) -> dict[str, Any]:
         """Call the real Lambda handler with ``records`` as one event."""
@@ -132,7 +135,11 @@ class Stack:
             for raw in page["Items"]:
                 item = decode_item(raw)
                 keys = {name: item[name] for name in ("pk", "sk") if name in item}
-                body = {k: v for k, v in item.items() if k not in self.config.tables[0].exclude_attributes}
+                body = {
+                    k: v
+                    for k, v in item.items()
+                    if k not in self.config.tables[0].exclude_attributes
+                }
                 items[document_id(keys)] = jsoncodec.loads(jsoncodec.dumps(body))
         return items
 
@@ -146,7 +153,10 @@ class Stack:
 def create_table(dynamodb: Any, name: str, view_type: str) -> None:
     dynamodb.create_table(
         TableName=name,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        KeySchema=[
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
         AttributeDefinitions=[
             {"AttributeName": "pk", "AttributeType": "S"},
             {"AttributeName": "sk", "AttributeType": "S"},
@@ -177,7 +187,16 @@ def stack(tmp_path: Path, view_type: str, monkeypatch: pytest.MonkeyPatch) -> It
     for table_config in config.tables:
         apply_setup(sinks.opensearch, table_config, plan_setup(sinks.opensearch, table_config))
     _, stream_arn = table_stream_arn(dynamodb, table)
-    yield Stack(config_path, config, sinks, dynamodb, aws_client("dynamodbstreams"), table, index, stream_arn)
+    yield Stack(
+        config_path,
+        config,
+        sinks,
+        dynamodb,
+        aws_client("dynamodbstreams"),
+        table,
+        index,
+        stream_arn,
+    )
     handler.reset_container()
     dynamodb.delete_table(TableName=table)
     sinks.opensearch.indices.delete(index=f"{index}-*")

@@ -63,7 +63,9 @@ def test_every_attribute_type_is_indexed_exactly(stack: Stack) -> None:
             blobs={"BS": [b"b", b"a"]},
             words={"SS": ["zeta", "alpha", "日本"]},
             numbers={"NS": ["3", "-1", "2.5"]},
-            nested={"M": {"list": {"L": [{"M": {"deep": {"S": "🙂"}}}, {"M": {"deep": {"S": "x"}}}]}}},
+            nested={
+                "M": {"list": {"L": [{"M": {"deep": {"S": "🙂"}}}, {"M": {"deep": {"S": "x"}}}]}}
+            },
         )
     )
     stack.deliver()
@@ -86,7 +88,15 @@ def test_changed_items_invalidate_their_cache_keys(stack: Stack) -> None:
     redis = stack.sinks.redis
     stack.put(_item("moved", category="shoes"))
     stack.deliver()
-    redis.mset({"product:moved": "1", "product:moved:v1": "1", "category:shoes": "1", "category:hats": "1", "category:bags": "1"})
+    redis.mset(
+        {
+            "product:moved": "1",
+            "product:moved:v1": "1",
+            "category:shoes": "1",
+            "category:hats": "1",
+            "category:bags": "1",
+        }
+    )
     stack.put(_item("moved", category="hats"))
     stack.deliver()
     assert redis.exists("product:moved", "product:moved:v1", "category:shoes", "category:hats") == 0
@@ -115,7 +125,10 @@ def test_a_record_of_an_unconfigured_table_goes_to_the_dead_letters(stack: Stack
     response = stack.invoke([*records, stranger])
     assert response == {"batchItemFailures": []}
     assert set(stack.indexed()) == {"ok|v1"}
-    letters = [json.loads(line) for line in Path(stack.config.deadletter.file or "").read_text().splitlines()]
+    letters = [
+        json.loads(line)
+        for line in Path(stack.config.deadletter.file or "").read_text().splitlines()
+    ]
     assert letters[-1]["table"] == "unknown-table"
     assert "not configured" in letters[-1]["error"]["message"]
 
@@ -133,13 +146,18 @@ def test_streams_without_new_images_index_the_current_item(stack: Stack) -> None
     assert stack.indexed()["k1|v1"]["category"] == "bags"
 
 
-def test_a_document_opensearch_rejects_is_dead_lettered_and_the_batch_proceeds(stack: Stack) -> None:
+def test_a_document_opensearch_rejects_is_dead_lettered_and_the_batch_proceeds(
+    stack: Stack,
+) -> None:
     """A list mixing strings and numbers cannot be mapped; its record is dead-lettered with why."""
     stack.put(_item("mixed", mixed={"L": [{"S": "x"}, {"N": "1"}]}))
     stack.put(_item("fine"))
     response = stack.deliver()
     assert response == [{"batchItemFailures": []}]
     assert set(stack.indexed()) == {"fine|v1"}
-    letters = [json.loads(line) for line in Path(stack.config.deadletter.file or "").read_text().splitlines()]
+    letters = [
+        json.loads(line)
+        for line in Path(stack.config.deadletter.file or "").read_text().splitlines()
+    ]
     assert letters[-1]["error"]["class"] == "DocumentRejectedError"
     assert "mixed" in letters[-1]["error"]["message"]

@@ -1,0 +1,38 @@
+# The project's commands. `make demo` and `make test` work on a fresh machine (README).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+export AWS_ENDPOINT_URL ?= http://127.0.0.1:5000
+export AWS_ACCESS_KEY_ID ?= testing
+export AWS_SECRET_ACCESS_KEY ?= testing
+export AWS_DEFAULT_REGION ?= us-east-1
+
+.PHONY: install services services-down demo test unit lint
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+services: install
+	PYTHON=$(BIN)/python scripts/services.sh up
+
+services-down:
+	scripts/services.sh down
+
+demo: services
+	$(BIN)/syncer demo
+
+lint: install
+	$(BIN)/ruff check syncer tests
+	$(BIN)/mypy
+
+unit: install
+	$(BIN)/python -m pytest tests/unit -q
+
+test: lint services
+	$(BIN)/python -m pytest
