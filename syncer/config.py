@@ -28,6 +28,9 @@ class OpenSearchConfig:
 class RedisConfig:
     url: str = "redis://127.0.0.1:6379/0"
     timeout_s: float = 2.0
+    # "retry": records whose invalidation failed are reported, so the cache is never left stale.
+    # "deadletter": they go to the dead letters; indexing goes on while Redis is down.
+    on_failure: str = "retry"
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +170,8 @@ def parse_config(raw: Mapping[str, Any], environ: Mapping[str, str] | None = Non
     redis: RedisConfig = _section(RedisConfig, "redis", raw_redis)
     deadletter: DeadLetterConfig = _section(DeadLetterConfig, "deadletter", raw.get("deadletter"))
     resilience: ResilienceConfig = _section(ResilienceConfig, "resilience", raw.get("resilience"))
+    if redis.on_failure not in ("retry", "deadletter"):
+        raise ConfigError(f'redis.on_failure must be "retry" or "deadletter", got {redis.on_failure!r}')
     _check_url("opensearch.url", opensearch.url, {"http", "https"})
     _check_url("redis.url", redis.url, {"redis", "rediss"})
     if deadletter.sqs_queue_url:

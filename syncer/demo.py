@@ -11,7 +11,6 @@ from typing import Any
 from syncer.config import Config, TableConfig
 from syncer.errors import ConfigError
 
-
 DEMO_TABLE = "syncer-demo"
 
 

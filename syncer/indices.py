@@ -40,7 +40,11 @@ def load_template(
     except (OSError, ValueError) as error:
         raise ConfigError(f"index template {path} cannot be read: {error}") from None
     body = {k: v for k, v in body.items() if not k.startswith("_comment")}
-    body["index_patterns"] = [f"{table.index}-*"]
+    # Versioned indices are {alias}-NNNNNN. Aliases that prefix one another ("catalog" and
+    # "catalog-0x") would match the same indices at one priority, which OpenSearch refuses, so
+    # the longer (more specific) alias gets the higher priority.
+    body["index_patterns"] = [f"{table.index}-0*"]
+    body["priority"] = int(body.get("priority", 100)) + len(table.index)
     body["_meta"] = {"syncer_template_sha256": _fingerprint(body)}
     return body
 

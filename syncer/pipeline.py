@@ -187,20 +187,27 @@ def _invalidate_cache(
     items: Mapping[tuple[str, str], dict[str, Any] | None],
     sinks: Sinks,
     deadline: Deadline | None,
-) -> tuple[set[str], str | None]:
-    keys: set[str] = set()
+) -> tuple[dict[DocumentRef, set[str]], str | None]:
+    """Invalidate every change's cache keys in one round trip; the keys by change, and any error."""
+    keys_by_ref: dict[DocumentRef, set[str]] = {}
     for change in changes:
-        extra = [before.get(_ref(change, tables)), items.get((change.table, change.document_id))]
-        keys |= plan_cache_keys(change, tables[change.table], extra)
+        ref = _ref(change, tables)
+        extra = [before.get(ref), items.get((change.table, change.document_id))]
+        keys_by_ref[ref] = plan_cache_keys(change, tables[change.table], extra)
+    keys = set().union(*keys_by_ref.values())
     if not keys:
-        return keys, None
+        return keys_by_ref, None
     try:
         sinks.redis_guard.call_with_retry(invalidate, sinks.redis, keys, deadline=deadline)
     except Exception as error:  # noqa: BLE001 - every failure becomes a reported record
         reason = f"Redis invalidation failed ({classify(error).value}): {error}"
         log.error(reason)
-        return keys, reason
-    return keys, None
+        return keys_by_ref, reason
+    return keys_by_ref, None
+
+
+def _letters(change: KeyChange, error_class: str, message: str) -> list[DeadLetter]:
+    return [DeadLetter(r.raw, r.table, error_class, message, r.sequence_text) for r in change.records]
 
 
 def _letters_for_rejected(rejected: Sequence[RejectedRecord]) -> list[DeadLetter]:
@@ -241,30 +248,27 @@ def process_batch(
     letters = _letters_for_rejected(rejected)
     for change in changes:
         ref = _ref(change, tables)
-        if (
-            cache_error
-            or (change.table, change.document_id) in lookup_failed
-            or ref in search.failed
-        ):
+        if (change.table, change.document_id) in lookup_failed or ref in search.failed:
             failed.update(change.sequence_texts)
         elif ref in search.permanent:
-            letters.extend(
-                DeadLetter(
-                    r.raw, r.table, "DocumentRejectedError", search.permanent[ref], r.sequence_text
-                )
-                for r in change.records
-            )
+            letters.extend(_letters(change, "DocumentRejectedError", search.permanent[ref]))
+        elif cache_error and config.redis.on_failure == "deadletter":
+            message = f"{cache_error}; cache keys: {', '.join(sorted(cache_keys[ref]))}"
+            letters.extend(_letters(change, "CacheInvalidationError", message))
+        elif cache_error:
+            failed.update(change.sequence_texts)
     dead_lettered = _write_dead_letters(letters, sinks, deadline, failed)
+    all_cache_keys = set().union(*cache_keys.values())
     outcome = BatchOutcome(
         records_in=len(raw_records),
         keys=len(changes),
         indexed=len(search.indexed),
         deleted=len(search.deleted),
         skipped_stale=len(search.skipped),
-        invalidated=0 if cache_error else len(cache_keys),
+        invalidated=0 if cache_error else len(all_cache_keys),
         dead_lettered=dead_lettered,
         failed_sequence_numbers=tuple(sorted(failed, key=int)),
-        cache_keys=tuple(sorted(cache_keys)),
+        cache_keys=tuple(sorted(all_cache_keys)),
     )
     log.info(
         "batch done: %d records, %d keys, %d indexed, %d deleted, %d stale skipped, "
