@@ -17,6 +17,8 @@ from typing import Any
 from syncer.errors import PoisonRecordError
 
 _INTEGER = re.compile(r"-?[0-9]+")
+# Decimal() also takes "1_000", " 5" and "Infinity"; DynamoDB never sends those.
+_NUMBER = re.compile(r"-?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 _MIN_NATIVE_INT = -(2**63)
 _MAX_NATIVE_INT = 2**64 - 1
 
@@ -37,12 +39,12 @@ def decode_number(text: object, path: str = "") -> int | Decimal:
         raise PoisonRecordError(f"number at {path or '.'} is not a string: {text!r:.60}")
     if _INTEGER.fullmatch(text):
         return _exact_int(int(text))
+    if not _NUMBER.fullmatch(text):
+        raise PoisonRecordError(f"unparsable number at {path or '.'}: {text!r:.60}")
     try:
         number = Decimal(text)
     except (InvalidOperation, ValueError):
         raise PoisonRecordError(f"unparsable number at {path or '.'}: {text!r:.60}") from None
-    if not number.is_finite():
-        raise PoisonRecordError(f"number at {path or '.'} is not finite: {text!r:.60}")
     if number == number.to_integral_value() and abs(number.adjusted()) < 40:
         return _exact_int(int(number))
     return number

@@ -107,6 +107,8 @@ def _section(cls: type[Any], name: str, raw: object) -> Any:
     defaults = cls()
     for key, value in raw.items():
         expected = type(getattr(defaults, key))
+        if isinstance(value, bool) and expected is not bool:
+            raise ConfigError(f"{name}.{key} must be a {expected.__name__}, got {value!r}")
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
             continue
         if getattr(defaults, key) is not None and not isinstance(value, expected):
@@ -160,6 +162,9 @@ def parse_config(raw: Mapping[str, Any], environ: Mapping[str, str] | None = Non
     """Build a validated ``Config`` from parsed TOML; ``OPENSEARCH_URL``/``REDIS_URL`` override."""
     environ = os.environ if environ is None else environ
     _check_keys("top level", raw, _SECTIONS)
+    for name in ("opensearch", "redis"):
+        if not isinstance(raw.get(name) or {}, Mapping):
+            raise ConfigError(f"[{name}] must be a table of keys")
     raw_opensearch = dict(raw.get("opensearch") or {})
     raw_redis = dict(raw.get("redis") or {})
     if environ.get("OPENSEARCH_URL"):
@@ -171,7 +176,9 @@ def parse_config(raw: Mapping[str, Any], environ: Mapping[str, str] | None = Non
     deadletter: DeadLetterConfig = _section(DeadLetterConfig, "deadletter", raw.get("deadletter"))
     resilience: ResilienceConfig = _section(ResilienceConfig, "resilience", raw.get("resilience"))
     if redis.on_failure not in ("retry", "deadletter"):
-        raise ConfigError(f'redis.on_failure must be "retry" or "deadletter", got {redis.on_failure!r}')
+        raise ConfigError(
+            f'redis.on_failure must be "retry" or "deadletter", got {redis.on_failure!r}'
+        )
     _check_url("opensearch.url", opensearch.url, {"http", "https"})
     _check_url("redis.url", redis.url, {"redis", "rediss"})
     if deadletter.sqs_queue_url:

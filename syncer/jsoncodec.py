@@ -42,5 +42,5 @@ def dumps(value: Any) -> bytes:
 
 
 def loads(data: bytes | str) -> Any:
-    """Decode JSON text."""
+    """Decode JSON text (orjson: integers beyond 64 bits come back as floats)."""
     return orjson.loads(data)

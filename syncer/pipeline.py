@@ -207,7 +207,9 @@ def _invalidate_cache(
 
 
 def _letters(change: KeyChange, error_class: str, message: str) -> list[DeadLetter]:
-    return [DeadLetter(r.raw, r.table, error_class, message, r.sequence_text) for r in change.records]
+    return [
+        DeadLetter(r.raw, r.table, error_class, message, r.sequence_text) for r in change.records
+    ]
 
 
 def _letters_for_rejected(rejected: Sequence[RejectedRecord]) -> list[DeadLetter]:

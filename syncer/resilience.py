@@ -92,6 +92,9 @@ def classify(error: BaseException) -> ErrorKind:
     if module.startswith("redis"):
         from redis import exceptions as redis_errors
 
+        # Auth errors subclass redis's ConnectionError, but retrying a wrong password is futile.
+        if isinstance(error, redis_errors.AuthenticationError | redis_errors.AuthorizationError):
+            return ErrorKind.FATAL
         if isinstance(
             error,
             redis_errors.ConnectionError

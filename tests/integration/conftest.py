@@ -6,6 +6,7 @@ A missing service fails the test with the command that starts it; it never skips
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import socket
 import time
@@ -140,7 +141,8 @@ class Stack:
                     for k, v in item.items()
                     if k not in self.config.tables[0].exclude_attributes
                 }
-                items[document_id(keys)] = jsoncodec.loads(jsoncodec.dumps(body))
+                # stdlib json, like opensearch-py: orjson would turn big integers into floats
+                items[document_id(keys)] = json.loads(jsoncodec.dumps(body))
         return items
 
     def put(self, item: dict[str, Any]) -> None:
