@@ -19,6 +19,7 @@ from syncer.errors import PoisonRecordError
 _INTEGER = re.compile(r"-?[0-9]+")
 # Decimal() also takes "1_000", " 5" and "Infinity"; DynamoDB never sends those.
 _NUMBER = re.compile(r"-?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+_MAX_NUMBER_TEXT = 160  # 38 digits, sign, point and an exponent fit easily
 _MIN_NATIVE_INT = -(2**63)
 _MAX_NATIVE_INT = 2**64 - 1
 
@@ -37,6 +38,10 @@ def decode_number(text: object, path: str = "") -> int | Decimal:
     """Turn a DynamoDB ``N`` string into an exact ``int`` or finite ``Decimal``."""
     if not isinstance(text, str):
         raise PoisonRecordError(f"number at {path or '.'} is not a string: {text!r:.60}")
+    if len(text) > _MAX_NUMBER_TEXT:
+        raise PoisonRecordError(
+            f"number at {path or '.'} has {len(text)} characters; DynamoDB allows 38 digits"
+        )
     if _INTEGER.fullmatch(text):
         return _exact_int(int(text))
     if not _NUMBER.fullmatch(text):

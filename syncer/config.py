@@ -52,6 +52,14 @@ class ResilienceConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class CheckpointConfig:
+    """Where ``syncer run`` keeps each shard's position: a local file, or a Redis hash."""
+
+    file: str = ".syncer-checkpoints.json"
+    redis_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class TableConfig:
     name: str
     index: str
@@ -76,6 +84,7 @@ class Config:
     redis: RedisConfig = field(default_factory=RedisConfig)
     deadletter: DeadLetterConfig = field(default_factory=DeadLetterConfig)
     resilience: ResilienceConfig = field(default_factory=ResilienceConfig)
+    checkpoints: CheckpointConfig = field(default_factory=CheckpointConfig)
 
     def table(self, name: str) -> TableConfig | None:
         """The configuration of table ``name``, or None when it is not configured."""
@@ -85,7 +94,7 @@ class Config:
         return None
 
 
-_SECTIONS = {"opensearch", "redis", "deadletter", "resilience", "tables"}
+_SECTIONS = {"opensearch", "redis", "deadletter", "resilience", "checkpoints", "tables"}
 
 
 def _check_keys(section: str, raw: Mapping[str, Any], allowed: set[str]) -> None:
@@ -175,6 +184,9 @@ def parse_config(raw: Mapping[str, Any], environ: Mapping[str, str] | None = Non
     redis: RedisConfig = _section(RedisConfig, "redis", raw_redis)
     deadletter: DeadLetterConfig = _section(DeadLetterConfig, "deadletter", raw.get("deadletter"))
     resilience: ResilienceConfig = _section(ResilienceConfig, "resilience", raw.get("resilience"))
+    checkpoints: CheckpointConfig = _section(
+        CheckpointConfig, "checkpoints", raw.get("checkpoints")
+    )
     if redis.on_failure not in ("retry", "deadletter"):
         raise ConfigError(
             f'redis.on_failure must be "retry" or "deadletter", got {redis.on_failure!r}'
@@ -201,6 +213,7 @@ def parse_config(raw: Mapping[str, Any], environ: Mapping[str, str] | None = Non
         redis=redis,
         deadletter=deadletter,
         resilience=resilience,
+        checkpoints=checkpoints,
     )
 
 

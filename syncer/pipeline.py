@@ -9,7 +9,7 @@ from typing import Any
 
 from syncer.cache import invalidate
 from syncer.coalesce import KeyChange, coalesce_latest_per_key
-from syncer.config import Config, TableConfig
+from syncer.config import Config, OpenSearchConfig, TableConfig
 from syncer.deadletter import DeadLetter, DeadLetterSink
 from syncer.errors import DownstreamUnavailableError, PoisonRecordError
 from syncer.lookup import read_current_items
@@ -22,7 +22,8 @@ from syncer.search import (
     ItemStatus,
     WriteKind,
     bulk_chunks,
-    read_indexed_documents,
+    read_targets,
+    reindex_alias,
     send_bulk,
 )
 
@@ -112,6 +113,12 @@ def _lookup_items(
     return items, failed
 
 
+def _target_refs(change: KeyChange, tables: Mapping[str, TableConfig]) -> tuple[DocumentRef, ...]:
+    """Where a change is written: the table's alias, and the reindex target if one exists."""
+    alias = tables[change.table].index
+    return ((alias, change.document_id), (reindex_alias(alias), change.document_id))
+
+
 def _apply_to_search(
     changes: Sequence[KeyChange],
     tables: Mapping[str, TableConfig],
@@ -120,54 +127,45 @@ def _apply_to_search(
     config: Config,
     deadline: Deadline | None,
 ) -> _SearchResults:
+    """Read every target's state, write what is newer, repeat for conflicts and transient items."""
     results = _SearchResults()
-    by_ref = {_ref(change, tables): change for change in changes}
+    by_ref = {ref: change for change in changes for ref in _target_refs(change, tables)}
+    optional = frozenset(reindex_alias(table.index) for table in tables.values())
     fields = sorted({name for table in tables.values() for name in table.cache_key_fields})
     guard = sinks.opensearch_guard
-    pending: dict[DocumentRef, KeyChange] = dict(by_ref)
+    limits = config.opensearch
     try:
         for attempt in guard.retrying(deadline):
             with attempt:
-                pending = {ref: c for ref, c in by_ref.items() if not results.settled(ref)}
-                indexed = guard.call(
-                    read_indexed_documents, sinks.opensearch, list(pending), fields
-                )
-                writes: list[DocumentWrite] = []
-                for ref, change in pending.items():
-                    current = indexed.get(ref)
-                    if current is not None:
-                        results.before.setdefault(ref, current.fields)
+                pending = [ref for ref in by_ref if not results.settled(ref)]
+                targets = guard.call(read_targets, sinks.opensearch, pending, fields, optional)
+                writes: dict[DocumentRef, tuple[DocumentWrite, list[DocumentRef]]] = {}
+                for ref in pending:
+                    change = by_ref[ref]
+                    target = targets.get(ref)
+                    if target is None:  # no reindex running: nothing to write there
+                        results.skipped.add(ref)
+                        continue
+                    if target.document is not None:
+                        results.before.setdefault(ref, target.document.fields)
+                    concrete = (target.index, change.document_id)
+                    if concrete in writes:  # two aliases on one index: one write serves both
+                        writes[concrete][1].append(ref)
+                        continue
                     try:
                         item = items.get((change.table, change.document_id))
-                        write = plan_document_write(change, tables[change.table], current, item)
+                        table = tables[change.table]
+                        write = plan_document_write(
+                            change, table, target.document, item, target.index
+                        )
                     except PoisonRecordError as error:
                         results.permanent[ref] = str(error)
                         continue
                     if write is None:
                         results.skipped.add(ref)
                     else:
-                        writes.append(write)
-                reasons: list[str] = []
-                limits = config.opensearch
-                for chunk, body in bulk_chunks(
-                    writes, limits.bulk_max_actions, limits.bulk_max_bytes
-                ):
-                    item_results = guard.call(send_bulk, sinks.opensearch, body, chunk)
-                    for write in chunk:
-                        result = item_results[write.ref]
-                        if result.status is ItemStatus.OK:
-                            done = (
-                                results.deleted
-                                if write.kind is WriteKind.TOMBSTONE
-                                else results.indexed
-                            )
-                            done.add(write.ref)
-                        elif result.status is ItemStatus.PERMANENT:
-                            results.permanent[write.ref] = (
-                                f"OpenSearch rejected the document: {result.reason}"
-                            )
-                        else:
-                            reasons.append(result.reason)
+                        writes[concrete] = (write, [ref])
+                reasons = _send_writes(writes, sinks, limits, results)
                 left = sum(1 for ref in by_ref if not results.settled(ref))
                 if left:
                     raise PendingItemsError(left, reasons[0] if reasons else "conflicts")
@@ -178,6 +176,35 @@ def _apply_to_search(
             if not results.settled(ref):
                 results.failed[ref] = reason
     return results
+
+
+def _send_writes(
+    writes: Mapping[DocumentRef, tuple[DocumentWrite, list[DocumentRef]]],
+    sinks: Sinks,
+    limits: OpenSearchConfig,
+    results: _SearchResults,
+) -> list[str]:
+    """Send the writes in ``_bulk`` chunks; settle refs by item result; return retry reasons."""
+    reasons: list[str] = []
+    planned = [write for write, _ in writes.values()]
+    unencodable: list[tuple[DocumentWrite, str]] = []
+    chunks = bulk_chunks(planned, limits.bulk_max_actions, limits.bulk_max_bytes, unencodable)
+    for chunk, body in chunks:
+        item_results = sinks.opensearch_guard.call(send_bulk, sinks.opensearch, body, chunk)
+        for write in chunk:
+            result = item_results[write.ref]
+            for ref in writes[write.ref][1]:
+                if result.status is ItemStatus.OK:
+                    tombstone = write.kind is WriteKind.TOMBSTONE
+                    (results.deleted if tombstone else results.indexed).add(ref)
+                elif result.status is ItemStatus.PERMANENT:
+                    results.permanent[ref] = f"OpenSearch rejected the document: {result.reason}"
+                else:
+                    reasons.append(result.reason)
+    for write, reason in unencodable:
+        for ref in writes[write.ref][1]:
+            results.permanent[ref] = reason
+    return reasons
 
 
 def _invalidate_cache(
@@ -249,14 +276,19 @@ def process_batch(
     failed: set[str] = set()
     letters = _letters_for_rejected(rejected)
     for change in changes:
-        ref = _ref(change, tables)
-        if (change.table, change.document_id) in lookup_failed or ref in search.failed:
+        refs = _target_refs(change, tables)
+        rejected_by = next((search.permanent[r] for r in refs if r in search.permanent), None)
+        if (change.table, change.document_id) in lookup_failed or any(
+            r in search.failed for r in refs
+        ):
             failed.update(change.sequence_texts)
-        elif ref in search.permanent:
-            letters.extend(_letters(change, "DocumentRejectedError", search.permanent[ref]))
+        elif rejected_by is not None:
+            letters.extend(_letters(change, "DocumentRejectedError", rejected_by))
         elif cache_error and config.redis.on_failure == "deadletter":
-            message = f"{cache_error}; cache keys: {', '.join(sorted(cache_keys[ref]))}"
-            letters.extend(_letters(change, "CacheInvalidationError", message))
+            keys = ", ".join(sorted(cache_keys[refs[0]]))
+            letters.extend(
+                _letters(change, "CacheInvalidationError", f"{cache_error}; cache keys: {keys}")
+            )
         elif cache_error:
             failed.update(change.sequence_texts)
     dead_lettered = _write_dead_letters(letters, sinks, deadline, failed)
@@ -264,9 +296,9 @@ def process_batch(
     outcome = BatchOutcome(
         records_in=len(raw_records),
         keys=len(changes),
-        indexed=len(search.indexed),
-        deleted=len(search.deleted),
-        skipped_stale=len(search.skipped),
+        indexed=sum(1 for c in changes if _ref(c, tables) in search.indexed),
+        deleted=sum(1 for c in changes if _ref(c, tables) in search.deleted),
+        skipped_stale=sum(1 for c in changes if _ref(c, tables) in search.skipped),
         invalidated=0 if cache_error else len(all_cache_keys),
         dead_lettered=dead_lettered,
         failed_sequence_numbers=tuple(sorted(failed, key=int)),

@@ -68,16 +68,18 @@ def plan_document_write(
     table: TableConfig,
     indexed: IndexedDocument | None,
     current_item: Mapping[str, Any] | object | None = _MISSING,
+    index: str | None = None,
 ) -> DocumentWrite | None:
     """The write that brings the index to the change's state, or None when it is already newer.
 
     ``current_item`` is the item read from the table for streams without a new image
-    (KEYS_ONLY, OLD_IMAGE); None there means the item is gone.
+    (KEYS_ONLY, OLD_IMAGE); None there means the item is gone. ``index`` is the concrete index
+    the indexed state was read from (default: the table's alias).
     """
     if not is_newer(change, indexed):
         return None
     latest = change.latest
-    ref = (table.index, change.document_id)
+    ref = (index or table.index, change.document_id)
     at = latest.approximate_creation_s
     if latest.is_remove:
         body = tombstone_body(table, latest.sequence_number, at, latest.is_ttl_delete)

@@ -93,9 +93,13 @@ def document_id(keys: Mapping[str, Any]) -> str:
     if not keys:
         raise PoisonRecordError("record has no key attributes")
     plain = "|".join(_escape_key_part(keys[name]) for name in sorted(keys))
-    if len(plain.encode("utf-8")) <= MAX_DOCUMENT_ID_BYTES:
+    try:
+        encoded = plain.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: valid as a JSON escape, never in DynamoDB
+        raise PoisonRecordError(f"key is not valid UTF-8 text: {plain!r:.80}") from None
+    if len(encoded) <= MAX_DOCUMENT_ID_BYTES:
         return plain
-    return "#" + hashlib.sha256(plain.encode("utf-8")).hexdigest()
+    return "#" + hashlib.sha256(encoded).hexdigest()
 
 
 def table_from_arn(arn: object) -> str | None:
@@ -119,7 +123,7 @@ def _parse_creation_time(raw: object) -> float | None:
         return None
     try:
         seconds = float(raw)  # type: ignore[arg-type]  # a number, or a string like "1678831218.0"
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise PoisonRecordError(
             f"ApproximateCreationDateTime is not a number: {raw!r:.40}"
         ) from None
@@ -156,7 +160,7 @@ def decode_record(record: object) -> ChangeRecord:
     new_image = decode_item(body["NewImage"], "NewImage") if "NewImage" in body else None
     old_image = decode_item(body["OldImage"], "OldImage") if "OldImage" in body else None
     view_type = body.get("StreamViewType") or _guess_view_type(new_image, old_image)
-    if view_type not in _VIEW_TYPES:
+    if not isinstance(view_type, str) or view_type not in _VIEW_TYPES:
         raise PoisonRecordError(f"unknown StreamViewType {view_type!r:.40}")
     return ChangeRecord(
         table=table,
@@ -217,6 +221,10 @@ def decode_records(records: Iterable[object]) -> tuple[list[ChangeRecord], list[
             decoded.append(decode_record(record))
         except PoisonRecordError as error:
             rejected.append(_rejection(record, error))
+        except (TypeError, ValueError, KeyError, AttributeError, RecursionError) as error:
+            # A shape no check above foresaw: still this record's fault, never the batch's.
+            reason = f"record could not be decoded ({type(error).__name__}: {error})"
+            rejected.append(_rejection(record, PoisonRecordError(reason)))
     return decoded, rejected
 
 

@@ -18,7 +18,7 @@ from syncer import jsoncodec
 from syncer.config import OpenSearchConfig
 
 SYNCER_FIELD = "_syncer"
-DocumentRef = tuple[str, str]  # (index or alias, document id)
+DocumentRef = tuple[str, str]  # (alias or concrete index, document id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,12 +60,41 @@ class ItemResult:
     reason: str = ""
 
 
-def read_indexed_documents(
-    client: Any, refs: Sequence[DocumentRef], fields: Iterable[str], chunk_size: int = 5000
-) -> dict[DocumentRef, IndexedDocument]:
-    """Fetch ``_syncer`` (and ``fields``) of each document with ``_mget``; absent ones are left out."""
+REINDEX_ALIAS_SUFFIX = "-reindexing"
+
+
+def reindex_alias(alias: str) -> str:
+    """The alias that points at the index a running ``syncer reindex`` is filling.
+
+    Stream writes go to it as well as to the main alias, so changes made during a reindex are
+    not missing after the swap. It is discovered by the same ``_mget`` every batch makes, so a
+    warm Lambda container needs no restart to see it.
+    """
+    return f"{alias}{REINDEX_ALIAS_SUFFIX}"
+
+
+@dataclass(frozen=True, slots=True)
+class TargetState:
+    """Where a document lives behind an alias (the concrete index) and what it holds."""
+
+    index: str
+    document: IndexedDocument | None
+
+
+def read_targets(
+    client: Any,
+    refs: Sequence[DocumentRef],
+    fields: Iterable[str],
+    optional_aliases: frozenset[str] = frozenset(),
+    chunk_size: int = 5000,
+) -> dict[DocumentRef, TargetState]:
+    """``_mget`` ``_syncer`` (and ``fields``) of each (alias, id): its concrete index and state.
+
+    Refs whose alias is in ``optional_aliases`` and does not exist are left out; a missing
+    required alias raises with a hint to run ``syncer setup``.
+    """
     includes = sorted({SYNCER_FIELD, *fields})
-    found: dict[DocumentRef, IndexedDocument] = {}
+    found: dict[DocumentRef, TargetState] = {}
     for start in range(0, len(refs), chunk_size):
         chunk = refs[start : start + chunk_size]
         response = client.mget(
@@ -74,20 +103,27 @@ def read_indexed_documents(
         )
         for ref, doc in zip(chunk, response["docs"], strict=True):
             if "error" in doc:
-                raise_for_mget_error(doc["error"])
-            if not doc.get("found"):
-                continue
-            source = doc.get("_source") or {}
-            meta = source.get(SYNCER_FIELD) or {}
-            seq = meta.get("seq")
-            found[ref] = IndexedDocument(
-                sequence_number=int(seq) if seq is not None else None,
-                deleted=bool(meta.get("deleted", False)),
-                seq_no=int(doc["_seq_no"]),
-                primary_term=int(doc["_primary_term"]),
-                fields=source,
+                error = doc["error"]
+                if ref[0] in optional_aliases and error.get("type") == "index_not_found_exception":
+                    continue
+                raise_for_mget_error(error)
+            found[ref] = TargetState(
+                doc["_index"], _indexed_document(doc) if doc.get("found") else None
             )
     return found
+
+
+def _indexed_document(doc: Mapping[str, Any]) -> IndexedDocument:
+    source = doc.get("_source") or {}
+    meta = source.get(SYNCER_FIELD) or {}
+    seq = meta.get("seq")
+    return IndexedDocument(
+        sequence_number=int(seq) if seq is not None else None,
+        deleted=bool(meta.get("deleted", False)),
+        seq_no=int(doc["_seq_no"]),
+        primary_term=int(doc["_primary_term"]),
+        fields=source,
+    )
 
 
 def raise_for_mget_error(error: Mapping[str, Any]) -> None:
@@ -116,14 +152,29 @@ def _action_line(write: DocumentWrite) -> dict[str, Any]:
 
 
 def bulk_chunks(
-    writes: Sequence[DocumentWrite], max_actions: int, max_bytes: int
+    writes: Sequence[DocumentWrite],
+    max_actions: int,
+    max_bytes: int,
+    unencodable: list[tuple[DocumentWrite, str]] | None = None,
 ) -> Iterator[tuple[list[DocumentWrite], bytes]]:
-    """Serialise writes to NDJSON and cut them into request bodies by count and bytes."""
+    """Serialise writes to NDJSON and cut them into request bodies by count and bytes.
+
+    A body JSON cannot encode (text with a lone surrogate) goes to ``unencodable`` with the
+    reason when that list is given, so one bad item never blocks the others.
+    """
     chunk: list[DocumentWrite] = []
     lines: list[bytes] = []
     size = 0
     for write in writes:
-        entry = jsoncodec.dumps(_action_line(write)) + b"\n" + jsoncodec.dumps(write.body) + b"\n"
+        try:
+            entry = (
+                jsoncodec.dumps(_action_line(write)) + b"\n" + jsoncodec.dumps(write.body) + b"\n"
+            )
+        except (TypeError, ValueError) as error:  # orjson.JSONEncodeError is a TypeError
+            if unencodable is None:
+                raise
+            unencodable.append((write, f"document cannot be encoded as JSON: {error}"))
+            continue
         if chunk and (len(chunk) >= max_actions or size + len(entry) > max_bytes):
             yield chunk, b"".join(lines)
             chunk, lines, size = [], [], 0
@@ -154,7 +205,8 @@ def send_bulk(
     client: Any, body: bytes, writes: Sequence[DocumentWrite]
 ) -> dict[DocumentRef, ItemResult]:
     """Send one ``_bulk`` body and return every item's result; item errors are never ignored."""
-    response = client.bulk(body=body, params={"require_alias": "true"})
+    # Writes name concrete indices that _mget just found, so OCC numbers belong to them.
+    response = client.bulk(body=body)
     items = response.get("items", [])
     if len(items) != len(writes):
         raise RuntimeError(f"_bulk answered {len(items)} items for {len(writes)} actions")

@@ -181,6 +181,9 @@ def stack(tmp_path: Path, view_type: str, monkeypatch: pytest.MonkeyPatch) -> It
     index = f"catalog-it-{suffix}"
     config_path = write_config(tmp_path / "syncer.toml", table, index)
     monkeypatch.setenv("SYNCER_CONFIG", str(config_path))
+    # The file carries the URLs; env overrides would defeat tests that re-point them at proxies.
+    monkeypatch.delenv("OPENSEARCH_URL", raising=False)
+    monkeypatch.delenv("REDIS_URL", raising=False)
     handler.reset_container()
     config = load_config(str(config_path))
     sinks = build_sinks(config)
