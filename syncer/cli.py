@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -78,6 +81,290 @@ def demo(config_path: str | None, items: int) -> None:
     config = _load(config_path)
     try:
         run_demo(config, items, click.echo)
+    except SyncerError as error:
+        raise click.ClickException(str(error)) from None
+
+
+def _sinks(config: Config) -> Any:
+    from syncer.runtime import build_sinks
+
+    return build_sinks(config)
+
+
+@main.command()
+@click.option("--config", "config_path", help=CONFIG_HELP)
+@click.option("--table", "table_name", required=True, help="Configured table to rebuild.")
+@click.option("--segments", default=4, show_default=True, help="Parallel scan segments.")
+@click.option("--page-size", default=500, show_default=True, help="Items per scan page.")
+@click.option(
+    "--state-file",
+    type=click.Path(),
+    help="Progress file for resuming (default: .syncer-reindex-TABLE.json).",
+)
+@click.option(
+    "--delete-old/--keep-old",
+    default=False,
+    show_default=True,
+    help="Delete the previous index after the swap.",
+)
+@click.option(
+    "--delete-grace-s",
+    default=60.0,
+    show_default=True,
+    help="Wait before deleting the old index, for batches in flight.",
+)
+def reindex(
+    config_path: str | None,
+    table_name: str,
+    segments: int,
+    page_size: int,
+    state_file: str | None,
+    delete_old: bool,
+    delete_grace_s: float,
+) -> None:
+    """Rebuild a table's index from DynamoDB with no downtime, then swap its alias.
+
+    The stream keeps flowing: its changes also go to the new index while it fills, and a
+    scanned item never overwrites a newer stream change. Run it again after a crash to resume.
+
+    Example: syncer reindex --table catalog --segments 8
+    """
+    from pathlib import Path
+
+    from syncer.reindex import reindex_table
+
+    config = _load(config_path)
+    sinks = _sinks(config)
+    table = config.table(table_name)
+    if table is None:
+        raise click.ClickException(f"table {table_name!r} is not configured")
+    estimate = int(sinks.dynamodb.describe_table(TableName=table_name)["Table"].get("ItemCount", 0))
+    state_path = Path(state_file) if state_file else None
+    try:
+        with _progress(estimate, f"reindex {table_name}") as advance:
+            result = reindex_table(
+                config,
+                sinks,
+                table_name,
+                segments,
+                page_size,
+                state_path,
+                delete_old,
+                delete_grace_s,
+                advance,
+            )
+    except SyncerError as error:
+        raise click.ClickException(str(error)) from None
+    rate = result.indexed / result.seconds if result.seconds else 0.0
+    click.echo(
+        f"{table_name}: {result.indexed} documents into {result.new_index} in {result.seconds:.1f} s "
+        f"({rate:.0f}/s); {result.already_newer} already newer from the stream; "
+        f"{result.rejected} dead-lettered; alias {table.index} -> {result.new_index}"
+        + (f"; deleted {result.old_index}" if result.old_deleted else f"; kept {result.old_index}")
+    )
+
+
+class _Progress:
+    """A progress bar with rate and ETA on a terminal, a log line every few seconds otherwise."""
+
+    def __init__(self, total: int, label: str) -> None:
+        self.total, self.label, self.done = total, label, 0
+        self.started = self.last_log = time.monotonic()
+        self.bar: Any = None
+        if sys.stderr.isatty():
+            self.bar = click.progressbar(
+                length=max(total, 1), label=label, file=sys.stderr, show_eta=True, show_percent=True
+            )
+
+    def __enter__(self) -> Callable[[int], None]:
+        if self.bar is not None:
+            self.bar.__enter__()
+        return self.advance
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+    def advance(self, count: int) -> None:
+        self.done += count
+        if self.bar is not None:
+            self.bar.update(count)
+            return
+        now = time.monotonic()
+        if now - self.last_log >= 5:
+            self.last_log = now
+            rate = self.done / max(now - self.started, 1e-9)
+            eta = (self.total - self.done) / rate if rate and self.total > self.done else 0
+            logging.getLogger("syncer.progress").info(
+                "%s: %d of ~%d items, %.0f/s, ETA %.0f s",
+                self.label,
+                self.done,
+                self.total,
+                rate,
+                eta,
+            )
+
+
+def _progress(total: int, label: str) -> _Progress:
+    return _Progress(total, label)
+
+
+@main.command()
+@click.option("--config", "config_path", help=CONFIG_HELP)
+@click.option("--table", "table_name", required=True, help="Configured table to check.")
+@click.option(
+    "--sample",
+    type=int,
+    help="Check about N random items and N random documents instead of everything.",
+)
+@click.option("--repair", is_flag=True, help="Fix what differs, with the ordering rules in force.")
+def verify(config_path: str | None, table_name: str, sample: int | None, repair: bool) -> None:
+    """Compare a table with its index: missing, ghost and differing documents.
+
+    Exits 1 when drift was found (also when --repair fixed it, so scripts notice).
+
+    Example: syncer verify --table catalog --sample 1000
+    """
+    from syncer.verify import verify_table
+
+    config = _load(config_path)
+    try:
+        report = verify_table(config, _sinks(config), table_name, sample, repair)
+    except SyncerError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(
+        f"{table_name}: {report.checked_items} items and {report.checked_documents} documents checked; "
+        f"{len(report.missing)} missing, {len(report.ghost)} ghost, {len(report.differing)} differing"
+    )
+    for kind, ids in (
+        ("missing", report.missing),
+        ("ghost", report.ghost),
+        ("differing", report.differing),
+    ):
+        for doc_id in ids[:10]:
+            click.echo(f"  {kind}: {doc_id}")
+        if len(ids) > 10:
+            click.echo(f"  ... and {len(ids) - 10} more {kind}")
+    if repair:
+        click.echo(
+            f"repaired {report.repaired}; {report.left_to_stream} changed meanwhile, left to the stream"
+        )
+    if report.drift:
+        sys.exit(1)
+
+
+@main.group()
+def deadletter() -> None:
+    """Inspect and redrive dead-lettered records (file or SQS)."""
+
+
+@deadletter.command("list")
+@click.option("--config", "config_path", help=CONFIG_HELP)
+@click.option("--limit", default=50, show_default=True, help="How many entries to show.")
+def deadletter_list(config_path: str | None, limit: int) -> None:
+    """Show dead-lettered records, oldest first: time, table, sequence number, error.
+
+    Example: syncer deadletter list --limit 20
+    """
+    from syncer.redrive import list_entries
+
+    config = _load(config_path)
+    entries = list_entries(config, _sinks(config), limit)
+    for entry in entries:
+        error = entry.get("error") or {}
+        click.echo(
+            f"{entry.get('time', '?')}  {entry.get('table') or '?'}  {entry.get('sequence_number') or '-'}  "
+            f"{error.get('class', '?')}: {str(error.get('message', ''))[:200]}"
+        )
+    click.echo(f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'} shown")
+
+
+@deadletter.command("redrive")
+@click.option("--config", "config_path", help=CONFIG_HELP)
+def deadletter_redrive(config_path: str | None) -> None:
+    """Send dead-lettered records through the pipeline again; older ones never overwrite newer state.
+
+    Example: syncer deadletter redrive
+    """
+    from syncer.redrive import redrive
+
+    config = _load(config_path)
+    result = redrive(config, _sinks(config), click.echo)
+    click.echo(
+        f"{result.entries} entries: {result.redriven} redriven, {result.failed_again} failed again "
+        f"(kept), {result.not_redrivable} not stream records (kept)"
+    )
+    if result.failed_again:
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--config", "config_path", help=CONFIG_HELP)
+@click.option(
+    "--table",
+    "tables",
+    multiple=True,
+    help="A configured table to follow (repeatable; default: every configured table).",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 10_000),
+    default=100,
+    show_default=True,
+    help="Records per process_batch call at most (Lambda's BatchSize).",
+)
+@click.option(
+    "--batching-window-s",
+    type=click.FloatRange(0, 300),
+    default=0.0,
+    show_default=True,
+    help="Gather records up to this long or to the batch size; 0 sends each read at once.",
+)
+@click.option(
+    "--idle-sleep-s",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    help="Pause of a shard after a read that returned no records.",
+)
+@click.option(
+    "--checkpoint-file",
+    help="Keep checkpoints in this file (overrides [checkpoints] of the configuration).",
+)
+@click.option("--once", is_flag=True, help="Stop when every shard is caught up.")
+def run(
+    config_path: str | None,
+    tables: tuple[str, ...],
+    batch_size: int,
+    batching_window_s: float,
+    idle_sleep_s: float,
+    checkpoint_file: str | None,
+    once: bool,
+) -> None:
+    """Follow the tables' DynamoDB streams and keep OpenSearch and Redis in step (outside Lambda).
+
+    Starts at each shard's checkpoint, or at TRIM_HORIZON without one; saves a checkpoint only
+    after its records are handled. SIGINT/SIGTERM finish the current batch and exit 0.
+
+    Example: syncer run --config syncer.toml --once
+    """
+    from syncer.poller import PollOptions, run_poller
+
+    config = _load(config_path)
+    try:
+        options = PollOptions(
+            batch_size=batch_size,
+            batching_window_s=batching_window_s,
+            idle_sleep_s=idle_sleep_s,
+            once=once,
+        )
+        run_poller(
+            config,
+            options,
+            tables=tables,
+            checkpoint_file=checkpoint_file,
+            handle_signals=True,
+        )
     except SyncerError as error:
         raise click.ClickException(str(error)) from None
 

@@ -36,7 +36,7 @@ class Sinks:
 
     opensearch: Any
     redis: Any
-    dynamodb: Any | None
+    dynamodb: Any  # None only in tests that never read items
     deadletters: DeadLetterSink
     opensearch_guard: Downstream
     redis_guard: Downstream

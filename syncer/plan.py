@@ -28,9 +28,16 @@ def is_newer(change: KeyChange, indexed: IndexedDocument | None) -> bool:
 
 
 def document_body(
-    item: Mapping[str, Any], table: TableConfig, sequence_number: int, changed_at: float | None
+    item: Mapping[str, Any],
+    table: TableConfig,
+    sequence_number: int | None,
+    changed_at: float | None,
+    scanned_at: float | None = None,
 ) -> dict[str, Any]:
-    """The ``_source`` of an item: its attributes minus excluded ones, plus ``_syncer``."""
+    """The ``_source`` of an item: its attributes minus excluded ones, plus ``_syncer``.
+
+    Stream changes carry their sequence number; a full scan has none and says when it read.
+    """
     body = {name: value for name, value in item.items() if name not in table.exclude_attributes}
     if SYNCER_FIELD in body:
         raise PoisonRecordError(
@@ -38,11 +45,13 @@ def document_body(
             f"exclude_attributes of table {table.name!r}"
         )
     body[SYNCER_FIELD] = _syncer_meta(table, sequence_number, changed_at, deleted=False)
+    if scanned_at is not None:
+        body[SYNCER_FIELD]["scanned_at"] = int(scanned_at * 1000)
     return body
 
 
 def tombstone_body(
-    table: TableConfig, sequence_number: int, changed_at: float | None, ttl: bool
+    table: TableConfig, sequence_number: int | None, changed_at: float | None, ttl: bool
 ) -> dict[str, Any]:
     """A deleted item's document: only ``_syncer``, so no older change can resurrect it."""
     meta = _syncer_meta(table, sequence_number, changed_at, deleted=True)
@@ -51,13 +60,11 @@ def tombstone_body(
 
 
 def _syncer_meta(
-    table: TableConfig, sequence_number: int, changed_at: float | None, deleted: bool
+    table: TableConfig, sequence_number: int | None, changed_at: float | None, deleted: bool
 ) -> dict[str, Any]:
-    meta: dict[str, Any] = {
-        "seq": padded_sequence(sequence_number),
-        "table": table.name,
-        "deleted": deleted,
-    }
+    meta: dict[str, Any] = {"table": table.name, "deleted": deleted}
+    if sequence_number is not None:
+        meta["seq"] = padded_sequence(sequence_number)
     if changed_at is not None:
         meta["changed_at"] = int(changed_at * 1000)
     return meta

@@ -1,0 +1,173 @@
+"""Management commands on the real services: reindex, verify, dead-letter list and redrive."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from syncer.cli import main
+from syncer.reindex import reindex_table
+from syncer.search import reindex_alias
+from syncer.verify import verify_table
+from tests.integration.conftest import Stack
+
+pytestmark = pytest.mark.integration
+
+
+def _item(pk: str, category: str = "shoes", price: str = "10") -> dict[str, Any]:
+    return {"pk": {"S": pk}, "sk": {"S": "v1"}, "category": {"S": category}, "price": {"N": price}, "cost": {"N": "1"}}
+
+
+def _alias_target(stack: Stack) -> list[str]:
+    return sorted(stack.sinks.opensearch.indices.get_alias(name=stack.index))
+
+
+def test_reindex_while_the_stream_flows_loses_nothing(stack: Stack, tmp_path: Path) -> None:
+    """Writes and stream deliveries during a reindex all end up in the new index after the swap."""
+    for number in range(300):
+        stack.put(_item(f"r{number}", price=str(number)))
+    stack.deliver(batch_size=100)  # the handler's container is warm before the reindex starts
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def keep_writing() -> None:
+        rng = random.Random(7)
+        try:
+            while not stop.is_set():
+                for _ in range(5):
+                    pk = f"r{rng.randrange(320)}"
+                    if rng.random() < 0.25:
+                        stack.delete(pk, "v1")
+                    else:
+                        stack.put(_item(pk, rng.choice(["hats", "bags"]), str(rng.randint(1, 999))))
+                stack.deliver(batch_size=7)
+        except BaseException as error:  # noqa: BLE001 - reported by the main thread
+            errors.append(error)
+
+    writer = threading.Thread(target=keep_writing)
+    writer.start()
+    try:
+        result = reindex_table(
+            stack.config, stack.sinks, stack.table, segments=3, page_size=25, state_path=tmp_path / "state.json"
+        )
+    finally:
+        stop.set()
+        writer.join()
+    assert not errors
+    stack.deliver(batch_size=50)
+    assert _alias_target(stack) == [result.new_index]
+    assert not stack.sinks.opensearch.indices.exists_alias(name=reindex_alias(stack.index))
+    assert stack.indexed() == stack.scanned()
+
+
+def test_reindex_resumes_after_a_crash(stack: Stack, tmp_path: Path) -> None:
+    """A reindex that dies midway continues into the same index when run again."""
+    for number in range(60):
+        stack.put(_item(f"c{number}"))
+    stack.deliver()
+    state = tmp_path / "state.json"
+    pages = {"seen": 0}
+
+    def crash_after_two_pages(_: int) -> None:
+        pages["seen"] += 1
+        if pages["seen"] == 2:
+            raise KeyboardInterrupt("simulated crash")
+
+    with pytest.raises(KeyboardInterrupt):
+        reindex_table(stack.config, stack.sinks, stack.table, segments=1, page_size=10, state_path=state, on_progress=crash_after_two_pages)
+    saved = json.loads(state.read_text())
+    assert saved["last_keys"]
+    result = reindex_table(stack.config, stack.sinks, stack.table, segments=1, page_size=10, state_path=state)
+    assert result.new_index == saved["new_index"]
+    assert not state.exists()
+    assert stack.indexed() == stack.scanned()
+
+
+def test_reindex_command_prints_the_swap(stack: Stack, tmp_path: Path) -> None:
+    """`syncer reindex` rebuilds, swaps and says where the alias points now."""
+    stack.put(_item("cli"))
+    stack.deliver()
+    runner = CliRunner()
+    result = runner.invoke(
+        main,
+        ["reindex", "--config", str(stack.config_path), "--table", stack.table, "--state-file", str(tmp_path / "s.json"), "--delete-old", "--delete-grace-s", "0"],
+    )
+    assert result.exit_code == 0, result.output
+    assert f"alias {stack.index} -> {stack.index}-000002" in result.output
+    assert _alias_target(stack) == [f"{stack.index}-000002"]
+    assert stack.indexed() == stack.scanned()
+
+
+def _drift(stack: Stack) -> None:
+    """Make one missing, one ghost and one differing document behind syncer's back."""
+    for pk in ("same", "miss", "diff"):
+        stack.put(_item(pk))
+    stack.deliver()
+    client = stack.sinks.opensearch
+    (index,) = _alias_target(stack)
+    client.delete(index=index, id="miss|v1", params={"refresh": "true"})
+    client.index(index=index, id="ghost|v1", body={"pk": "ghost", "sk": "v1", "_syncer": {"seq": "1", "deleted": False}}, params={"refresh": "true"})
+    client.update(index=index, id="diff|v1", body={"doc": {"price": 999}}, params={"refresh": "true"})
+
+
+def test_verify_reports_missing_ghost_and_differing_documents(stack: Stack) -> None:
+    """verify finds each kind of drift by content."""
+    _drift(stack)
+    report = verify_table(stack.config, stack.sinks, stack.table)
+    assert (report.missing, report.ghost, report.differing) == (["miss|v1"], ["ghost|v1"], ["diff|v1"])
+
+
+def test_verify_repair_fixes_drift_and_exit_codes_tell(stack: Stack) -> None:
+    """`verify --repair` exits 1 on drift and fixes it; a second verify exits 0."""
+    _drift(stack)
+    stack.sinks.redis.set("product:diff", "stale")
+    runner = CliRunner()
+    args = ["verify", "--config", str(stack.config_path), "--table", stack.table]
+    first = runner.invoke(main, [*args, "--repair"])
+    assert first.exit_code == 1, first.output
+    assert "1 missing, 1 ghost, 1 differing" in first.output
+    assert "repaired 3" in first.output
+    second = runner.invoke(main, args)
+    assert second.exit_code == 0, second.output
+    assert stack.indexed() == stack.scanned()
+    assert stack.sinks.redis.exists("product:diff") == 0
+
+
+def test_verify_sample_checks_a_subset(stack: Stack) -> None:
+    """--sample compares about N items and N documents and still reports drift among them."""
+    for number in range(40):
+        stack.put(_item(f"s{number}"))
+    stack.deliver()
+    report = verify_table(stack.config, stack.sinks, stack.table, sample=10)
+    assert 0 < report.checked_items <= 40
+    assert report.checked_documents == 10
+    assert report.drift == 0
+
+
+def test_deadletter_list_and_redrive_never_go_back_in_time(stack: Stack) -> None:
+    """A dead-lettered old record, redriven after newer changes, changes nothing but leaves the file."""
+    stack.put(_item("old", category="shoes"))
+    (old_record,) = stack.new_records()
+    stack.deliver()
+    stack.put(_item("old", category="hats"))
+    stack.deliver()
+    dead = Path(stack.config.deadletter.file or "")
+    entry = {"time": "t", "table": stack.table, "sequence_number": old_record["dynamodb"]["SequenceNumber"],
+             "error": {"class": "CacheInvalidationError", "message": "redis was down"}, "record": old_record}
+    dead.write_text(json.dumps(entry) + "\n")
+    runner = CliRunner()
+    listed = runner.invoke(main, ["deadletter", "list", "--config", str(stack.config_path)])
+    assert "CacheInvalidationError: redis was down" in listed.output
+    stack.sinks.redis.set("product:old", "stale")
+    redriven = runner.invoke(main, ["deadletter", "redrive", "--config", str(stack.config_path)])
+    assert redriven.exit_code == 0, redriven.output
+    assert "1 redriven" in redriven.output
+    assert stack.indexed()["old|v1"]["category"] == "hats"
+    assert stack.sinks.redis.exists("product:old") == 0
+    assert not dead.exists() or dead.read_text() == ""
