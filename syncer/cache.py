@@ -25,16 +25,26 @@ def invalidate(client: Any, keys: Collection[str]) -> int:
     return sum(int(removed) for removed in pipe.execute())
 
 
-def make_client(settings: RedisConfig) -> Any:
-    """A redis-py client with its own retries off and explicit timeouts (REFERENCE.md)."""
+def make_client(settings: RedisConfig, password: str | None = None) -> Any:
+    """A redis-py client with its own retries off and explicit timeouts (REFERENCE.md).
+
+    ``rediss://`` URLs use TLS (verified against ``ca_certs`` when given); ``username`` and the
+    password select a Redis ACL user.
+    """
     import redis
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
-    return redis.Redis.from_url(
-        settings.url,
-        socket_timeout=settings.timeout_s,
-        socket_connect_timeout=settings.timeout_s,
-        retry=Retry(NoBackoff(), 0),
-        retry_on_timeout=False,
-    )
+    options: dict[str, Any] = {
+        "socket_timeout": settings.timeout_s,
+        "socket_connect_timeout": settings.timeout_s,
+        "retry": Retry(NoBackoff(), 0),
+        "retry_on_timeout": False,
+    }
+    if settings.username:
+        options["username"] = settings.username
+    if password is not None:
+        options["password"] = password
+    if settings.ca_certs and settings.url.startswith("rediss://"):
+        options["ssl_ca_certs"] = settings.ca_certs
+    return redis.Redis.from_url(settings.url, **options)

@@ -25,16 +25,20 @@ def _load(config_path: str | None) -> Config:
 
 @click.group()
 @click.option("-v", "--verbose", is_flag=True, help="Log at DEBUG level.")
-def main(verbose: bool) -> None:
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Text for a terminal, JSON lines for log collectors.",
+)
+def main(verbose: bool, log_format: str) -> None:
     """Keep OpenSearch and Redis in step with DynamoDB Streams."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+    from syncer.logs import configure_logging
+
+    configure_logging(
+        json_lines=log_format == "json", level=logging.DEBUG if verbose else logging.INFO
     )
-    # opensearch-py logs every expected 404 as a warning; syncer logs what matters itself.
-    for noisy in ("opensearch", "urllib3", "botocore"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
 @main.command()

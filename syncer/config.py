@@ -17,17 +17,42 @@ DEFAULT_CONFIG_PATH = "syncer.toml"
 
 
 @dataclass(frozen=True, slots=True)
+class SecretRef:
+    """Where a password comes from: never the file itself in production, and never logged."""
+
+    value: str | None = None  # given inline (local development only)
+    env: str | None = None  # the name of an environment variable
+    secrets_manager: str | None = None  # a Secrets Manager secret id or ARN
+    ssm_parameter: str | None = None  # an SSM SecureString parameter name
+
+    @property
+    def configured(self) -> bool:
+        return any((self.value, self.env, self.secrets_manager, self.ssm_parameter))
+
+
+@dataclass(frozen=True, slots=True)
 class OpenSearchConfig:
     url: str = "http://127.0.0.1:9200"
     timeout_s: float = 30.0
     bulk_max_actions: int = 5000
     bulk_max_bytes: int = 5 * 1024 * 1024
+    # "none", "basic" (username + password) or "sigv4" (IAM: Amazon OpenSearch Service)
+    auth: str = "none"
+    username: str | None = None
+    password: SecretRef = field(default_factory=SecretRef)
+    aws_service: str = "es"  # "aoss" for OpenSearch Serverless collections
+    aws_region: str | None = None  # default: the AWS_REGION of the function
+    verify_certs: bool = True
+    ca_certs: str | None = None  # a CA bundle for self-managed clusters
 
 
 @dataclass(frozen=True, slots=True)
 class RedisConfig:
-    url: str = "redis://127.0.0.1:6379/0"
+    url: str = "redis://127.0.0.1:6379/0"  # rediss:// for TLS
     timeout_s: float = 2.0
+    username: str | None = None  # a Redis ACL user
+    password: SecretRef = field(default_factory=SecretRef)
+    ca_certs: str | None = None
     # "retry": records whose invalidation failed are reported, so the cache is never left stale.
     # "deadletter": they go to the dead letters; indexing goes on while Redis is down.
     on_failure: str = "retry"
@@ -106,23 +131,50 @@ def _check_keys(section: str, raw: Mapping[str, Any], allowed: set[str]) -> None
         )
 
 
+_TYPE_NAMES = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,)}
+
+
+def _accepted_types(annotation: str) -> tuple[tuple[type, ...], bool]:
+    """(types a value may have, whether it may be absent) from a field's annotation text."""
+    parts = [part.strip() for part in annotation.split("|")]
+    accepted: tuple[type, ...] = ()
+    for part in parts:
+        accepted += _TYPE_NAMES.get(part, ())
+    return accepted, "None" in parts
+
+
 def _section(cls: type[Any], name: str, raw: object) -> Any:
     if raw is None:
         return cls()
     if not isinstance(raw, Mapping):
         raise ConfigError(f"[{name}] must be a table of keys")
-    allowed = set(cls.__dataclass_fields__)
-    _check_keys(name, raw, allowed)
-    defaults = cls()
+    fields = cls.__dataclass_fields__
+    _check_keys(name, raw, set(fields))
+    values = dict(raw)
     for key, value in raw.items():
-        expected = type(getattr(defaults, key))
-        if isinstance(value, bool) and expected is not bool:
-            raise ConfigError(f"{name}.{key} must be a {expected.__name__}, got {value!r}")
-        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        annotation = str(fields[key].type)
+        if annotation == "SecretRef":
+            values[key] = _secret_ref(f"{name}.{key}", value)
             continue
-        if getattr(defaults, key) is not None and not isinstance(value, expected):
-            raise ConfigError(f"{name}.{key} must be a {expected.__name__}, got {value!r}")
-    return cls(**raw)
+        accepted, optional = _accepted_types(annotation)
+        wrong_bool = isinstance(value, bool) and bool not in accepted
+        if wrong_bool or not (isinstance(value, accepted) or (optional and value is None)):
+            expected = " or ".join(t.__name__ for t in accepted)
+            raise ConfigError(f"{name}.{key} must be a {expected}, got {value!r:.40}")
+    return cls(**values)
+
+
+def _secret_ref(key: str, raw: object) -> SecretRef:
+    """``password = {env = "NAME"}`` (or secrets_manager/ssm_parameter), or a plain string."""
+    if isinstance(raw, str):
+        return SecretRef(value=raw)
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f'{key} must be a string or a table like {{ env = "NAME" }}')
+    allowed = set(SecretRef.__dataclass_fields__)
+    _check_keys(key, raw, allowed)
+    if len(raw) != 1 or not all(isinstance(v, str) and v for v in raw.values()):
+        raise ConfigError(f"{key} needs exactly one of {', '.join(sorted(allowed))}, as a string")
+    return SecretRef(**raw)
 
 
 def _check_url(key: str, url: str, schemes: set[str]) -> None:
@@ -180,13 +232,28 @@ def parse_config(raw: Mapping[str, Any], environ: Mapping[str, str] | None = Non
         raw_opensearch["url"] = environ["OPENSEARCH_URL"]
     if environ.get("REDIS_URL"):
         raw_redis["url"] = environ["REDIS_URL"]
+    raw_deadletter = raw.get("deadletter")
+    if environ.get("SYNCER_DEADLETTER_QUEUE_URL"):  # set by template.yaml
+        raw_deadletter = {"sqs_queue_url": environ["SYNCER_DEADLETTER_QUEUE_URL"]}
     opensearch: OpenSearchConfig = _section(OpenSearchConfig, "opensearch", raw_opensearch)
     redis: RedisConfig = _section(RedisConfig, "redis", raw_redis)
-    deadletter: DeadLetterConfig = _section(DeadLetterConfig, "deadletter", raw.get("deadletter"))
+    deadletter: DeadLetterConfig = _section(DeadLetterConfig, "deadletter", raw_deadletter)
     resilience: ResilienceConfig = _section(ResilienceConfig, "resilience", raw.get("resilience"))
     checkpoints: CheckpointConfig = _section(
         CheckpointConfig, "checkpoints", raw.get("checkpoints")
     )
+    if opensearch.auth not in ("none", "basic", "sigv4"):
+        raise ConfigError(
+            f'opensearch.auth must be "none", "basic" or "sigv4", got {opensearch.auth!r}'
+        )
+    if opensearch.auth == "basic" and not (opensearch.username and opensearch.password.configured):
+        raise ConfigError(
+            'opensearch.auth = "basic" needs opensearch.username and opensearch.password'
+        )
+    if opensearch.aws_service not in ("es", "aoss"):
+        raise ConfigError(
+            f'opensearch.aws_service must be "es" or "aoss", got {opensearch.aws_service!r}'
+        )
     if redis.on_failure not in ("retry", "deadletter"):
         raise ConfigError(
             f'redis.on_failure must be "retry" or "deadletter", got {redis.on_failure!r}'

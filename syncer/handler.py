@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +35,10 @@ def _get_container() -> _Container:
     if _container is None:
         from syncer.runtime import build_sinks
 
-        logging.getLogger().setLevel(logging.INFO)
+        if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):  # in Lambda: JSON lines for Logs Insights
+            from syncer.logs import configure_logging
+
+            configure_logging(json_lines=True)
         config = load_config()
         _container = _Container(config, build_sinks(config))
     return _container
@@ -60,4 +65,8 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, list[dict[s
     records = check_event(event)
     container = _get_container()
     outcome = process_batch(records, container.config, container.sinks, _deadline(context))
+    if os.environ.get("SYNCER_METRICS", "emf") == "emf":
+        from syncer.metrics import write_emf
+
+        write_emf(outcome, {"Service": "syncer"}, sys.stdout)
     return outcome.lambda_response()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import statistics
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,10 +59,33 @@ class BatchOutcome:
     dead_lettered: int
     failed_sequence_numbers: tuple[str, ...]
     cache_keys: tuple[str, ...] = ()
+    retries: int = 0
+    breaker_changes: int = 0
+    iterator_age_ms_max: float = 0.0
+    iterator_age_ms_median: float = 0.0
+    bulk_latency_ms: float = 0.0
 
     def lambda_response(self) -> dict[str, list[dict[str, str]]]:
         """The partial batch response Lambda documents; empty only when all is durable."""
         return {"batchItemFailures": [{"itemIdentifier": s} for s in self.failed_sequence_numbers]}
+
+    def counts(self) -> dict[str, int | float]:
+        """The batch's figures for logs and metrics: counts only, never item contents."""
+        return {
+            "records_in": self.records_in,
+            "keys": self.keys,
+            "indexed": self.indexed,
+            "deleted": self.deleted,
+            "skipped_stale": self.skipped_stale,
+            "invalidated": self.invalidated,
+            "dead_lettered": self.dead_lettered,
+            "failed": len(self.failed_sequence_numbers),
+            "retries": self.retries,
+            "breaker_changes": self.breaker_changes,
+            "iterator_age_ms_max": round(self.iterator_age_ms_max, 1),
+            "iterator_age_ms_median": round(self.iterator_age_ms_median, 1),
+            "bulk_latency_ms": round(self.bulk_latency_ms, 1),
+        }
 
 
 @dataclass(slots=True)
@@ -70,6 +95,7 @@ class _SearchResults:
     skipped: set[DocumentRef] = field(default_factory=set)
     permanent: dict[DocumentRef, str] = field(default_factory=dict)
     failed: dict[DocumentRef, str] = field(default_factory=dict)
+    bulk_seconds: float = 0.0
     before: dict[DocumentRef, Mapping[str, Any]] = field(default_factory=dict)
 
     def settled(self, ref: DocumentRef) -> bool:
@@ -190,7 +216,11 @@ def _send_writes(
     unencodable: list[tuple[DocumentWrite, str]] = []
     chunks = bulk_chunks(planned, limits.bulk_max_actions, limits.bulk_max_bytes, unencodable)
     for chunk, body in chunks:
-        item_results = sinks.opensearch_guard.call(send_bulk, sinks.opensearch, body, chunk)
+        started = time.perf_counter()
+        try:
+            item_results = sinks.opensearch_guard.call(send_bulk, sinks.opensearch, body, chunk)
+        finally:
+            results.bulk_seconds += time.perf_counter() - started
         for write in chunk:
             result = item_results[write.ref]
             for ref in writes[write.ref][1]:
@@ -253,7 +283,16 @@ def process_batch(
     deadline: Deadline | None = None,
 ) -> BatchOutcome:
     """Apply one batch of stream records and say which records must be retried."""
+    guards = (
+        sinks.opensearch_guard,
+        sinks.redis_guard,
+        sinks.dynamodb_guard,
+        sinks.deadletter_guard,
+    )
+    retries_before = sum(g.retries for g in guards)
+    breaker_changes_before = sum(g.breaker_changes for g in guards)
     decoded, rejected = decode_records(raw_records)
+    ages_ms = _iterator_ages_ms(decoded)
     tables = {table.name: table for table in config.tables}
     known: list[ChangeRecord] = []
     for record in decoded:
@@ -303,20 +342,24 @@ def process_batch(
         dead_lettered=dead_lettered,
         failed_sequence_numbers=tuple(sorted(failed, key=int)),
         cache_keys=tuple(sorted(all_cache_keys)),
+        retries=sum(g.retries for g in guards) - retries_before,
+        breaker_changes=sum(g.breaker_changes for g in guards) - breaker_changes_before,
+        iterator_age_ms_max=max(ages_ms, default=0.0),
+        iterator_age_ms_median=statistics.median(ages_ms) if ages_ms else 0.0,
+        bulk_latency_ms=search.bulk_seconds * 1000,
     )
-    log.info(
-        "batch done: %d records, %d keys, %d indexed, %d deleted, %d stale skipped, "
-        "%d cache keys invalidated, %d dead-lettered, %d failed",
-        outcome.records_in,
-        outcome.keys,
-        outcome.indexed,
-        outcome.deleted,
-        outcome.skipped_stale,
-        outcome.invalidated,
-        outcome.dead_lettered,
-        len(outcome.failed_sequence_numbers),
-    )
+    log.info("batch done", extra={"batch": outcome.counts()})
     return outcome
+
+
+def _iterator_ages_ms(records: Sequence[ChangeRecord]) -> list[float]:
+    """How far behind each record is: now minus its ApproximateCreationDateTime."""
+    now = time.time()
+    return [
+        max(0.0, (now - r.approximate_creation_s) * 1000)
+        for r in records
+        if r.approximate_creation_s is not None
+    ]
 
 
 def _write_dead_letters(

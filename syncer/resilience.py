@@ -134,7 +134,11 @@ def _counts_as_success(error: BaseException) -> bool:
 
 
 class _BreakerLogger(pybreaker.CircuitBreakerListener):
+    def __init__(self, downstream: Downstream) -> None:
+        self.downstream = downstream
+
     def state_change(self, cb: pybreaker.CircuitBreaker, old_state: Any, new_state: Any) -> None:
+        self.downstream.breaker_changes += 1
         log.warning(
             "circuit breaker %s: %s -> %s",
             cb.name,
@@ -163,13 +167,20 @@ class Downstream:
     def __init__(self, name: str, settings: ResilienceConfig) -> None:
         self.name = name
         self.settings = settings
+        # Running totals; a batch reports the difference (syncer.metrics).
+        self.retries = 0
+        self.breaker_changes = 0
         self.breaker = pybreaker.CircuitBreaker(
             fail_max=settings.breaker_fail_max,
             reset_timeout=settings.breaker_reset_timeout_s,
             exclude=[_counts_as_success],
-            listeners=[_BreakerLogger()],
+            listeners=[_BreakerLogger(self)],
             name=name,
         )
+
+    @property
+    def breaker_state(self) -> str:
+        return str(self.breaker.current_state)
 
     def call(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run one attempt through the breaker (no retry here)."""
@@ -209,6 +220,7 @@ class Downstream:
         raise AssertionError("unreachable: tenacity reraises the last error")
 
     def _log_retry(self, state: tenacity.RetryCallState) -> None:
+        self.retries += 1
         error = state.outcome.exception() if state.outcome else None
         log.warning(
             "%s attempt %d failed (%s: %s); retrying",

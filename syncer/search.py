@@ -213,14 +213,34 @@ def send_bulk(
     return {write.ref: _item_result(item) for write, item in zip(writes, items, strict=True)}
 
 
-def make_client(settings: OpenSearchConfig) -> Any:
-    """An opensearch-py client with its own retries off: syncer's retry policy is the only one."""
+def make_client(settings: OpenSearchConfig, password: str | None = None) -> Any:
+    """An opensearch-py client with its own retries off: syncer's retry policy is the only one.
+
+    ``auth = "sigv4"`` signs with the function's AWS credentials (service ``es``, or ``aoss``
+    for serverless collections); ``basic`` sends username and password; TLS verifies
+    certificates, against ``ca_certs`` when given.
+    """
     from opensearchpy import OpenSearch
 
-    return OpenSearch(
-        hosts=[settings.url],
-        timeout=settings.timeout_s,
-        max_retries=0,
-        retry_on_timeout=False,
-        http_compress=False,
-    )
+    options: dict[str, Any] = {
+        "hosts": [settings.url],
+        "timeout": settings.timeout_s,
+        "max_retries": 0,
+        "retry_on_timeout": False,
+        "http_compress": False,
+        "verify_certs": settings.verify_certs,
+    }
+    if settings.ca_certs:
+        options["ca_certs"] = settings.ca_certs
+    if settings.auth == "basic":
+        options["http_auth"] = (settings.username, password)
+    elif settings.auth == "sigv4":
+        import boto3
+        from opensearchpy import Urllib3AWSV4SignerAuth
+
+        session = boto3.Session()
+        region = settings.aws_region or session.region_name
+        options["http_auth"] = Urllib3AWSV4SignerAuth(
+            session.get_credentials(), region, settings.aws_service
+        )
+    return OpenSearch(**options)

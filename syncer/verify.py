@@ -164,6 +164,7 @@ def _compare_sample(
             report.missing.append(doc_id)
         elif content_fingerprint(target) != expected[doc_id]:
             report.differing.append(doc_id)
+    sinks.opensearch.indices.refresh(index=table.index)  # search sees what was just written
     hits = sinks.opensearch.search(
         index=table.index,
         body={

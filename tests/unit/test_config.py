@@ -145,7 +145,7 @@ def test_empty_environment_variable_does_not_override() -> None:
     [
         (None, "opensearh", "top level.opensearh"),
         ("opensearch", "bulk_max_action", "opensearch.bulk_max_action"),
-        ("redis", "password", "redis.password"),
+        ("redis", "passwd", "redis.passwd"),
         ("deadletter", "queue", "deadletter.queue"),
         ("resilience", "retries", "resilience.retries"),
         ("tables", "exclude", "tables.exclude"),
