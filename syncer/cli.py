@@ -336,6 +336,13 @@ def deadletter_redrive(config_path: str | None) -> None:
     help="Keep checkpoints in this file (overrides [checkpoints] of the configuration).",
 )
 @click.option("--once", is_flag=True, help="Stop when every shard is caught up.")
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=9464,
+    show_default=True,
+    help="Serve Prometheus /metrics and /healthz on 127.0.0.1 at this port; 0 turns it off.",
+)
 def run(
     config_path: str | None,
     tables: tuple[str, ...],
@@ -344,6 +351,7 @@ def run(
     idle_sleep_s: float,
     checkpoint_file: str | None,
     once: bool,
+    metrics_port: int,
 ) -> None:
     """Follow the tables' DynamoDB streams and keep OpenSearch and Redis in step (outside Lambda).
 
@@ -368,6 +376,7 @@ def run(
             tables=tables,
             checkpoint_file=checkpoint_file,
             handle_signals=True,
+            metrics_port=metrics_port or None,
         )
     except SyncerError as error:
         raise click.ClickException(str(error)) from None

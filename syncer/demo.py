@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import replace
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from syncer.config import Config, TableConfig
@@ -48,10 +50,11 @@ def _demo_item(number: int) -> dict[str, Any]:
 
 def run_demo(config: Config, item_count: int, echo: Callable[[str], None]) -> None:
     """Write, move and delete items; deliver the stream to the handler; print the result."""
+    from syncer.checkpoints import FileCheckpointStore
     from syncer.indices import apply_setup, plan_setup
-    from syncer.pipeline import process_batch
+    from syncer.pipeline import BatchOutcome
+    from syncer.poller import PollOptions, StreamPoller
     from syncer.runtime import aws_client, build_sinks
-    from syncer.streams import read_stream, table_stream_arn
 
     if not os.environ.get("AWS_ENDPOINT_URL") and not os.environ.get("AWS_ENDPOINT_URL_DYNAMODB"):
         raise ConfigError(
@@ -68,7 +71,6 @@ def run_demo(config: Config, item_count: int, echo: Callable[[str], None]) -> No
     sinks = build_sinks(config)
     dynamodb = aws_client("dynamodb")
     streams = aws_client("dynamodbstreams")
-    region = dynamodb.meta.region_name
 
     echo(f"1. creating table {table.name!r} with a NEW_AND_OLD_IMAGES stream in the emulator")
     _create_table(dynamodb, table.name)
@@ -92,17 +94,29 @@ def run_demo(config: Config, item_count: int, echo: Callable[[str], None]) -> No
     )
     dynamodb.delete_item(TableName=table.name, Key={"pk": {"S": "sku-0002"}, "sk": {"S": "v1"}})
 
-    echo("3. delivering the stream to the pipeline (the same process_batch lambda_handler runs)")
-    _, stream_arn = table_stream_arn(dynamodb, table.name)
+    echo("3. following the stream with the worker of `syncer run --once` (same pipeline as Lambda)")
     invalidated: set[str] = set()
-    for page in read_stream(streams, stream_arn, region, limit=100):
-        outcome = process_batch(page, config, sinks)
+
+    def show(outcome: BatchOutcome) -> None:
         echo(
-            f"   batch of {len(page)} records: {outcome.keys} keys, {outcome.indexed} indexed, "
-            f"{outcome.deleted} deleted, {outcome.invalidated} cache keys invalidated; "
+            f"   batch of {outcome.records_in} records: {outcome.keys} keys, {outcome.indexed} "
+            f"indexed, {outcome.deleted} deleted, {outcome.invalidated} cache keys invalidated; "
             f"Lambda response {outcome.lambda_response()}"
         )
         invalidated.update(outcome.cache_keys)
+
+    with tempfile.TemporaryDirectory() as scratch:
+        store = FileCheckpointStore(Path(scratch) / "checkpoints.json")
+        poller = StreamPoller(
+            config,
+            sinks,
+            streams,
+            dynamodb,
+            store,
+            PollOptions(once=True, idle_sleep_s=0.2),
+            on_batch=show,
+        )
+        poller.run()
 
     sinks.opensearch.indices.refresh(index=table.index)
     hits = sinks.opensearch.search(

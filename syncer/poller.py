@@ -177,6 +177,7 @@ class StreamPoller:
         store: CheckpointStore,
         options: PollOptions | None = None,
         tables: Sequence[str] = (),
+        on_batch: Callable[[BatchOutcome], None] | None = None,
     ) -> None:
         configured = [table.name for table in config.tables]
         unknown = sorted(set(tables) - set(configured))
@@ -198,6 +199,8 @@ class StreamPoller:
         self._unsaved: dict[tuple[str, str], ShardCheckpoint] = {}
         self._rng = random.Random()
         self._stopping = False
+        self.on_batch = on_batch  # metrics observer
+        self.last_pass_at = time.monotonic()  # for the health endpoint
 
     def stop(self) -> None:
         """Ask the loop to stop after the current batch; safe to call from a signal handler."""
@@ -257,7 +260,23 @@ class StreamPoller:
 
     # -- the loop ---------------------------------------------------------------------------
 
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """Healthy while the loop keeps passing and no downstream breaker is open."""
+        stalled_s = time.monotonic() - self.last_pass_at
+        limit_s = max(60.0, 3 * self.options.idle_sleep_s + self.config.resilience.max_retry_time_s)
+        guards = (self.sinks.opensearch_guard, self.sinks.redis_guard, self.sinks.dynamodb_guard)
+        open_breakers = [g.name for g in guards if g.breaker_state == "open"]
+        healthy = stalled_s < limit_s and not open_breakers and not self._stopping
+        detail = {
+            "seconds_since_last_pass": round(stalled_s, 1),
+            "open_breakers": open_breakers,
+            "batches": self.summary.batches,
+            "gaps": self.summary.gaps,
+        }
+        return healthy, detail
+
     def _pass(self, streams: Sequence[_Stream]) -> None:
+        self.last_pass_at = time.monotonic()
         self._flush_unsaved()
         now = time.monotonic()
         for stream in streams:
@@ -331,6 +350,8 @@ class StreamPoller:
             log.exception("%s: batch of %d records raised", shard.name, len(records))
             self._retry(shard, numbers[0], f"process_batch raised {type(error).__name__}")
             return
+        if self.on_batch is not None:
+            self.on_batch(outcome)
         advance = advance_after_batch(numbers, outcome.failed_sequence_numbers)
         self._log_batch(shard, numbers, outcome, advance)
         if advance.checkpoint is not None:
@@ -591,11 +612,13 @@ def run_poller(
     checkpoint_file: str | None = None,
     streams: Any | None = None,
     handle_signals: bool = False,
+    metrics_port: int | None = None,
 ) -> RunSummary:
     """Build clients, sinks and the checkpoint store from ``config`` and run the poller.
 
     ``streams`` replaces the DynamoDB Streams client (tests wrap the real one to inject faults);
-    ``checkpoint_file`` overrides ``[checkpoints]``.
+    ``checkpoint_file`` overrides ``[checkpoints]``. ``metrics_port`` serves ``/metrics``
+    (Prometheus) and ``/healthz`` on loopback while the poller runs.
     """
     sinks = build_sinks(config)
     dynamodb = sinks.dynamodb if sinks.dynamodb is not None else aws_client("dynamodb")
@@ -609,7 +632,28 @@ def run_poller(
         options,
         tables,
     )
-    if not handle_signals:
-        return poller.run()
-    with stop_on_signals(poller):
-        return poller.run()
+    server = None
+    if metrics_port is not None:
+        from syncer.metrics import PrometheusMetrics, serve_http
+
+        metrics = PrometheusMetrics()
+        poller.on_batch = metrics.observe
+        try:
+            server = serve_http(metrics, poller.health, metrics_port)
+        except OSError as error:
+            raise ConfigError(
+                f"cannot serve metrics on 127.0.0.1:{metrics_port} ({error}); "
+                "choose another --metrics-port, or 0 to turn it off"
+            ) from None
+        log.info(
+            "metrics on http://127.0.0.1:%d/metrics, health on /healthz", server.server_address[1]
+        )
+    try:
+        if not handle_signals:
+            return poller.run()
+        with stop_on_signals(poller):
+            return poller.run()
+    finally:
+        if server is not None:
+            server.shutdown()
+            server.server_close()

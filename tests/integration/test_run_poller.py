@@ -167,6 +167,8 @@ def test_sigterm_finishes_saves_checkpoints_and_exits_zero(stack: Stack, tmp_pat
         str(checkpoint_file),
         "--idle-sleep-s",
         "0.2",
+        "--metrics-port",
+        "0",
     ]
     with (
         log_file.open("w") as log,
