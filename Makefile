@@ -30,6 +30,12 @@ demo: services
 lint: install
 	$(BIN)/ruff check syncer tests
 	$(BIN)/mypy
+	$(BIN)/cfn-lint template.yaml
+
+# build/lambda (template.yaml's CodeUri) and build/syncer-lambda.zip for the Lambda runtime
+.PHONY: package
+package: install
+	PYTHON=$(BIN)/python scripts/package_lambda.sh
 
 unit: install
 	$(BIN)/python -m pytest tests/unit -q

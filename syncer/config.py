@@ -232,6 +232,11 @@ def parse_config(raw: Mapping[str, Any], environ: Mapping[str, str] | None = Non
         raw_opensearch["url"] = environ["OPENSEARCH_URL"]
     if environ.get("REDIS_URL"):
         raw_redis["url"] = environ["REDIS_URL"]
+    # template.yaml passes Secrets Manager ARNs this way; they win over the file's password.
+    if environ.get("SYNCER_OPENSEARCH_SECRET_ARN"):
+        raw_opensearch["password"] = {"secrets_manager": environ["SYNCER_OPENSEARCH_SECRET_ARN"]}
+    if environ.get("SYNCER_REDIS_SECRET_ARN"):
+        raw_redis["password"] = {"secrets_manager": environ["SYNCER_REDIS_SECRET_ARN"]}
     raw_deadletter = raw.get("deadletter")
     if environ.get("SYNCER_DEADLETTER_QUEUE_URL"):  # set by template.yaml
         raw_deadletter = {"sqs_queue_url": environ["SYNCER_DEADLETTER_QUEUE_URL"]}

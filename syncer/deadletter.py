@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -41,10 +42,19 @@ class DeadLetterSink(Protocol):
         """Make every letter durable, or raise."""
 
 
+def _dumps(entry: Mapping[str, Any]) -> bytes:
+    try:
+        return jsoncodec.dumps(entry)
+    except TypeError:
+        # orjson refuses integers beyond 64 bits and lone surrogates, which a raw record parsed
+        # by the stdlib can hold; the stdlib writes both (exact digits, escaped surrogates).
+        return json.dumps(entry, default=str, ensure_ascii=True, separators=(",", ":")).encode()
+
+
 def encode_entry(letter: DeadLetter, max_bytes: int | None = None) -> bytes:
     """One JSON entry; past ``max_bytes`` the images are dropped and ``truncated`` says so."""
     entry = letter.to_entry()
-    data = jsoncodec.dumps(entry)
+    data = _dumps(entry)
     if max_bytes is None or len(data) <= max_bytes:
         return data
     record = letter.record
@@ -59,7 +69,7 @@ def encode_entry(letter: DeadLetter, max_bytes: int | None = None) -> bytes:
         "reason": f"entry exceeded {max_bytes} bytes; images dropped",
         "bytes": len(data),
     }
-    data = jsoncodec.dumps(entry)
+    data = _dumps(entry)
     if len(data) > max_bytes:
         entry["record"] = {"truncated": True}
         entry["error"]["message"] = entry["error"]["message"][:4000]
@@ -93,8 +103,7 @@ class SqsDeadLetters:
 
     def write(self, letters: Sequence[DeadLetter]) -> None:
         bodies = [encode_entry(letter, SQS_MAX_MESSAGE_BYTES - 1024).decode() for letter in letters]
-        for start in range(0, len(bodies), SQS_BATCH):
-            chunk = bodies[start : start + SQS_BATCH]
+        for chunk in _sqs_batches(bodies):
             response = self.client.send_message_batch(
                 QueueUrl=self.queue_url,
                 Entries=[{"Id": str(i), "MessageBody": body} for i, body in enumerate(chunk)],
@@ -105,6 +114,20 @@ class SqsDeadLetters:
                 raise RuntimeError(
                     f"SQS refused {len(failed)} dead letter(s): {first.get('Code')}: {first.get('Message')}"
                 )
+
+
+def _sqs_batches(bodies: Sequence[str]) -> list[list[str]]:
+    """Groups of at most 10 messages whose bodies together stay within SQS's batch size limit."""
+    batches: list[list[str]] = []
+    size = 0
+    for body in bodies:
+        length = len(body.encode())
+        if not batches or len(batches[-1]) >= SQS_BATCH or size + length > SQS_MAX_MESSAGE_BYTES:
+            batches.append([])
+            size = 0
+        batches[-1].append(body)
+        size += length
+    return batches
 
 
 def make_sink(settings: DeadLetterConfig) -> DeadLetterSink:
