@@ -12,6 +12,7 @@ import click
 
 from syncer.config import Config, load_config
 from syncer.errors import SyncerError
+from syncer.secrets import REDACTOR
 
 CONFIG_HELP = "Configuration file (default: $SYNCER_CONFIG, then ./syncer.toml)."
 
@@ -23,7 +24,24 @@ def _load(config_path: str | None) -> Config:
         raise click.ClickException(str(error)) from None
 
 
-@click.group()
+class _SyncerGroup(click.Group):
+    """Turns any error of a command into one redacted ``Error:`` line instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):
+            raise
+        except SyncerError as error:
+            raise click.ClickException(REDACTOR(str(error))) from None
+        except Exception as error:
+            logging.getLogger("syncer.cli").debug("command failed", exc_info=True)
+            raise click.ClickException(
+                REDACTOR(f"{type(error).__name__}: {error} (run with -v for details)")
+            ) from None
+
+
+@click.group(cls=_SyncerGroup)
 @click.option("-v", "--verbose", is_flag=True, help="Log at DEBUG level.")
 @click.option(
     "--log-format",
@@ -52,10 +70,10 @@ def setup(config_path: str | None, dry_run: bool) -> None:
     Example: syncer setup --config syncer.toml
     """
     from syncer.indices import apply_setup, plan_setup
-    from syncer.search import make_client
+    from syncer.runtime import opensearch_client
 
     config = _load(config_path)
-    client = make_client(config.opensearch)
+    client = opensearch_client(config)
     try:
         for table in config.tables:
             steps = plan_setup(client, table)

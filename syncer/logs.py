@@ -27,10 +27,20 @@ class JsonFormatter(logging.Formatter):
         }
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_"):
-                entry[key] = value
+                entry[key] = _redacted(value)
         if record.exc_info:
             entry["exception"] = REDACTOR(self.formatException(record.exc_info))
         return orjson.dumps(entry, default=str).decode()
+
+
+def _redacted(value: Any) -> Any:
+    if isinstance(value, str):
+        return REDACTOR(value)
+    if isinstance(value, dict):
+        return {k: _redacted(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redacted(v) for v in value]
+    return value
 
 
 class TextFormatter(logging.Formatter):

@@ -23,22 +23,30 @@ def aws_client(service: str) -> Any:
     )
 
 
-def build_sinks(config: Config, environ: Mapping[str, str] | None = None) -> Sinks:
-    """Clients for OpenSearch, Redis, DynamoDB and the dead letters, each behind its own breaker.
-
-    Passwords are resolved here, once, and registered for redaction from every log line.
-    """
+def opensearch_client(config: Config, environ: Mapping[str, str] | None = None) -> Any:
+    """The OpenSearch client of ``config``, its password resolved (and registered for redaction)."""
     environ = os.environ if environ is None else environ
-    settings = config.resilience
-    for url in (config.opensearch.url, config.redis.url):
-        REDACTOR.add(url_password(url))
-    os_password = resolve_secret(
+    REDACTOR.add(url_password(config.opensearch.url))
+    password = resolve_secret(
         config.opensearch.password, "opensearch.password", environ, aws_client
     )
-    redis_password = resolve_secret(config.redis.password, "redis.password", environ, aws_client)
+    return search.make_client(config.opensearch, password)
+
+
+def redis_client(config: Config, environ: Mapping[str, str] | None = None) -> Any:
+    """The Redis client of ``config``, its password resolved (and registered for redaction)."""
+    environ = os.environ if environ is None else environ
+    REDACTOR.add(url_password(config.redis.url))
+    password = resolve_secret(config.redis.password, "redis.password", environ, aws_client)
+    return cache.make_client(config.redis, password)
+
+
+def build_sinks(config: Config, environ: Mapping[str, str] | None = None) -> Sinks:
+    """Clients for OpenSearch, Redis, DynamoDB and the dead letters, each behind its own breaker."""
+    settings = config.resilience
     return Sinks(
-        opensearch=search.make_client(config.opensearch, os_password),
-        redis=cache.make_client(config.redis, redis_password),
+        opensearch=opensearch_client(config, environ),
+        redis=redis_client(config, environ),
         dynamodb=aws_client("dynamodb"),
         deadletters=deadletter.make_sink(config.deadletter),
         opensearch_guard=Downstream("opensearch", settings),

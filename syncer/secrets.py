@@ -61,15 +61,33 @@ def resolve_secret(
         if not value:
             raise ConfigError(f"{key}: environment variable {ref.env} is not set")
     elif ref.secrets_manager is not None:
-        raw = aws_client("secretsmanager").get_secret_value(SecretId=ref.secrets_manager)[
-            "SecretString"
-        ]
-        value = _password_from_secret(raw)
+        client = aws_client("secretsmanager")
+        what = f"secret {ref.secrets_manager}"
+        response = _fetch(key, what, client.get_secret_value, SecretId=ref.secrets_manager)
+        if not isinstance(response.get("SecretString"), str):
+            raise ConfigError(f"{key}: {what} has no SecretString")
+        value = _password_from_secret(response["SecretString"])
     elif ref.ssm_parameter is not None:
-        response = aws_client("ssm").get_parameter(Name=ref.ssm_parameter, WithDecryption=True)
+        client = aws_client("ssm")
+        what = f"SSM parameter {ref.ssm_parameter}"
+        response = _fetch(
+            key, what, client.get_parameter, Name=ref.ssm_parameter, WithDecryption=True
+        )
         value = response["Parameter"]["Value"]
     REDACTOR.add(value)
     return value
+
+
+def _fetch(key: str, what: str, call: Callable[..., Any], **request: Any) -> Any:
+    from botocore.exceptions import ClientError
+
+    try:
+        return call(**request)
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "")
+        if code in ("ResourceNotFoundException", "ParameterNotFound"):
+            raise ConfigError(f"{key}: {what} not found") from None
+        raise
 
 
 def _password_from_secret(raw: str) -> str:

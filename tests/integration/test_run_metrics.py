@@ -82,4 +82,5 @@ def test_run_exposes_metrics_and_health(stack: Stack, tmp_path: Path) -> None:
             process.wait(timeout=20)
     lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
     batches = [line for line in lines if line.get("message") == "batch done"]
-    assert batches and batches[0]["batch"]["records_in"] == 4
+    assert batches
+    assert batches[0]["batch"]["records_in"] == 4
