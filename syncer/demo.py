@@ -16,9 +16,9 @@ from syncer.errors import ConfigError
 DEMO_TABLE = "syncer-demo"
 
 
-def _create_table(dynamodb: Any, name: str) -> None:
-    existing = dynamodb.list_tables().get("TableNames", [])
-    if name in existing:
+def create_catalog_table(dynamodb: Any, name: str, view_type: str = "NEW_AND_OLD_IMAGES") -> None:
+    """A pk/sk table with a stream, recreated when it exists (the demo's and the tests' shape)."""
+    if name in dynamodb.list_tables().get("TableNames", []):
         dynamodb.delete_table(TableName=name)
         dynamodb.get_waiter("table_not_exists").wait(TableName=name)
     dynamodb.create_table(
@@ -32,7 +32,7 @@ def _create_table(dynamodb: Any, name: str) -> None:
             {"AttributeName": "sk", "AttributeType": "S"},
         ],
         BillingMode="PAY_PER_REQUEST",
-        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": view_type},
     )
 
 
@@ -73,7 +73,7 @@ def run_demo(config: Config, item_count: int, echo: Callable[[str], None]) -> No
     streams = aws_client("dynamodbstreams")
 
     echo(f"1. creating table {table.name!r} with a NEW_AND_OLD_IMAGES stream in the emulator")
-    _create_table(dynamodb, table.name)
+    create_catalog_table(dynamodb, table.name)
     # A new table's stream numbers restart, so the last run's documents would look newer.
     sinks.opensearch.indices.delete(index=f"{table.index}-*", ignore_unavailable=True)
     for step in plan_setup(sinks.opensearch, table):

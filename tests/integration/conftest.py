@@ -22,6 +22,7 @@ import pytest
 from syncer import handler
 from syncer.attributes import decode_item
 from syncer.config import Config, load_config
+from syncer.demo import create_catalog_table
 from syncer.indices import apply_setup, plan_setup
 from syncer.pipeline import Sinks
 from syncer.runtime import aws_client, build_sinks
@@ -152,20 +153,11 @@ class Stack:
         self.dynamodb.delete_item(TableName=self.table, Key={"pk": {"S": pk}, "sk": {"S": sk}})
 
 
-def create_table(dynamodb: Any, name: str, view_type: str) -> None:
-    dynamodb.create_table(
-        TableName=name,
-        KeySchema=[
-            {"AttributeName": "pk", "KeyType": "HASH"},
-            {"AttributeName": "sk", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-        StreamSpecification={"StreamEnabled": True, "StreamViewType": view_type},
-    )
+def free_port() -> int:
+    """A loopback port nothing listens on (for "down" services and for test servers)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 @pytest.fixture
@@ -188,7 +180,7 @@ def stack(tmp_path: Path, view_type: str, monkeypatch: pytest.MonkeyPatch) -> It
     config = load_config(str(config_path))
     sinks = build_sinks(config)
     dynamodb = aws_client("dynamodb")
-    create_table(dynamodb, table, view_type)
+    create_catalog_table(dynamodb, table, view_type)
     for table_config in config.tables:
         apply_setup(sinks.opensearch, table_config, plan_setup(sinks.opensearch, table_config))
     _, stream_arn = table_stream_arn(dynamodb, table)

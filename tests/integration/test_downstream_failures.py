@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 
 from syncer import handler
-from tests.integration.conftest import Stack, write_config
+from tests.integration.conftest import Stack, free_port, write_config
 
 pytestmark = pytest.mark.integration
-
-
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _item(pk: str) -> dict[str, object]:
@@ -32,7 +24,7 @@ def test_opensearch_down_reports_every_record(stack: Stack) -> None:
     stack.put(_item("a"))
     stack.put(_item("b"))
     records = stack.new_records()
-    _point_at(stack, opensearch=f'[opensearch]\nurl = "http://127.0.0.1:{_closed_port()}"\n')
+    _point_at(stack, opensearch=f'[opensearch]\nurl = "http://127.0.0.1:{free_port()}"\n')
     response = stack.invoke(records)
     reported = {f["itemIdentifier"] for f in response["batchItemFailures"]}
     assert reported == {r["dynamodb"]["SequenceNumber"] for r in records}
@@ -43,7 +35,7 @@ def test_redis_down_reports_every_record_and_a_retry_completes(stack: Stack) -> 
     stack.put(_item("c"))
     records = stack.new_records()
     stack.sinks.redis.set("product:c", "stale")
-    _point_at(stack, redis=f'[redis]\nurl = "redis://127.0.0.1:{_closed_port()}/0"\n')
+    _point_at(stack, redis=f'[redis]\nurl = "redis://127.0.0.1:{free_port()}/0"\n')
     response = stack.invoke(records)
     assert len(response["batchItemFailures"]) == len(records)
     assert stack.sinks.redis.get("product:c") == b"stale"

@@ -21,7 +21,13 @@ pytestmark = pytest.mark.integration
 
 
 def _item(pk: str, category: str = "shoes", price: str = "10") -> dict[str, Any]:
-    return {"pk": {"S": pk}, "sk": {"S": "v1"}, "category": {"S": category}, "price": {"N": price}, "cost": {"N": "1"}}
+    return {
+        "pk": {"S": pk},
+        "sk": {"S": "v1"},
+        "category": {"S": category},
+        "price": {"N": price},
+        "cost": {"N": "1"},
+    }
 
 
 def _alias_target(stack: Stack) -> list[str]:
@@ -54,7 +60,12 @@ def test_reindex_while_the_stream_flows_loses_nothing(stack: Stack, tmp_path: Pa
     writer.start()
     try:
         result = reindex_table(
-            stack.config, stack.sinks, stack.table, segments=3, page_size=25, state_path=tmp_path / "state.json"
+            stack.config,
+            stack.sinks,
+            stack.table,
+            segments=3,
+            page_size=25,
+            state_path=tmp_path / "state.json",
         )
     finally:
         stop.set()
@@ -80,10 +91,20 @@ def test_reindex_resumes_after_a_crash(stack: Stack, tmp_path: Path) -> None:
             raise KeyboardInterrupt("simulated crash")
 
     with pytest.raises(KeyboardInterrupt):
-        reindex_table(stack.config, stack.sinks, stack.table, segments=1, page_size=10, state_path=state, on_progress=crash_after_two_pages)
+        reindex_table(
+            stack.config,
+            stack.sinks,
+            stack.table,
+            segments=1,
+            page_size=10,
+            state_path=state,
+            on_progress=crash_after_two_pages,
+        )
     saved = json.loads(state.read_text())
     assert saved["last_keys"]
-    result = reindex_table(stack.config, stack.sinks, stack.table, segments=1, page_size=10, state_path=state)
+    result = reindex_table(
+        stack.config, stack.sinks, stack.table, segments=1, page_size=10, state_path=state
+    )
     assert result.new_index == saved["new_index"]
     assert not state.exists()
     assert stack.indexed() == stack.scanned()
@@ -96,7 +117,18 @@ def test_reindex_command_prints_the_swap(stack: Stack, tmp_path: Path) -> None:
     runner = CliRunner()
     result = runner.invoke(
         main,
-        ["reindex", "--config", str(stack.config_path), "--table", stack.table, "--state-file", str(tmp_path / "s.json"), "--delete-old", "--delete-grace-s", "0"],
+        [
+            "reindex",
+            "--config",
+            str(stack.config_path),
+            "--table",
+            stack.table,
+            "--state-file",
+            str(tmp_path / "s.json"),
+            "--delete-old",
+            "--delete-grace-s",
+            "0",
+        ],
     )
     assert result.exit_code == 0, result.output
     assert f"alias {stack.index} -> {stack.index}-000002" in result.output
@@ -112,15 +144,26 @@ def _drift(stack: Stack) -> None:
     client = stack.sinks.opensearch
     (index,) = _alias_target(stack)
     client.delete(index=index, id="miss|v1", params={"refresh": "true"})
-    client.index(index=index, id="ghost|v1", body={"pk": "ghost", "sk": "v1", "_syncer": {"seq": "1", "deleted": False}}, params={"refresh": "true"})
-    client.update(index=index, id="diff|v1", body={"doc": {"price": 999}}, params={"refresh": "true"})
+    client.index(
+        index=index,
+        id="ghost|v1",
+        body={"pk": "ghost", "sk": "v1", "_syncer": {"seq": "1", "deleted": False}},
+        params={"refresh": "true"},
+    )
+    client.update(
+        index=index, id="diff|v1", body={"doc": {"price": 999}}, params={"refresh": "true"}
+    )
 
 
 def test_verify_reports_missing_ghost_and_differing_documents(stack: Stack) -> None:
     """verify finds each kind of drift by content."""
     _drift(stack)
     report = verify_table(stack.config, stack.sinks, stack.table)
-    assert (report.missing, report.ghost, report.differing) == (["miss|v1"], ["ghost|v1"], ["diff|v1"])
+    assert (report.missing, report.ghost, report.differing) == (
+        ["miss|v1"],
+        ["ghost|v1"],
+        ["diff|v1"],
+    )
 
 
 def test_verify_repair_fixes_drift_and_exit_codes_tell(stack: Stack) -> None:
@@ -158,8 +201,13 @@ def test_deadletter_list_and_redrive_never_go_back_in_time(stack: Stack) -> None
     stack.put(_item("old", category="hats"))
     stack.deliver()
     dead = Path(stack.config.deadletter.file or "")
-    entry = {"time": "t", "table": stack.table, "sequence_number": old_record["dynamodb"]["SequenceNumber"],
-             "error": {"class": "CacheInvalidationError", "message": "redis was down"}, "record": old_record}
+    entry = {
+        "time": "t",
+        "table": stack.table,
+        "sequence_number": old_record["dynamodb"]["SequenceNumber"],
+        "error": {"class": "CacheInvalidationError", "message": "redis was down"},
+        "record": old_record,
+    }
     dead.write_text(json.dumps(entry) + "\n")
     runner = CliRunner()
     listed = runner.invoke(main, ["deadletter", "list", "--config", str(stack.config_path)])

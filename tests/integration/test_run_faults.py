@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from botocore.exceptions import ClientError
 from syncer.config import load_config
 from syncer.poller import PollOptions, run_poller
 from syncer.runtime import aws_client
-from tests.integration.conftest import Stack, write_config
+from tests.integration.conftest import Stack, free_port, write_config
 
 pytestmark = pytest.mark.integration
 
@@ -60,20 +59,13 @@ def _write_items(stack: Stack, pks: Sequence[str]) -> None:
         stack.put({"pk": {"S": pk}, "sk": {"S": "v1"}, "category": {"S": "shoes"}})
 
 
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
 def test_checkpoint_does_not_move_while_opensearch_is_unreachable(
     stack: Stack, tmp_path: Path
 ) -> None:
     """Failed batches leave no checkpoint; the next run with OpenSearch back indexes everything."""
     _write_items(stack, ["u1", "u2", "u3"])
     checkpoint_file = tmp_path / "checkpoints.json"
-    section = f'[opensearch]\nurl = "http://127.0.0.1:{_closed_port()}"\ntimeout_s = 1\n'
+    section = f'[opensearch]\nurl = "http://127.0.0.1:{free_port()}"\ntimeout_s = 1\n'
     down = write_config(tmp_path / "down.toml", stack.table, stack.index, opensearch=section)
     # when the worker runs a few passes against a closed port
     summary = run_poller(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import urllib.error
@@ -15,15 +14,9 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.integration.conftest import Stack, wait_until
+from tests.integration.conftest import Stack, free_port, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _get(url: str) -> tuple[int, bytes]:
@@ -48,7 +41,7 @@ def test_run_exposes_metrics_and_health(stack: Stack, tmp_path: Path) -> None:
     """While `syncer run` follows the stream, /metrics counts its records and /healthz says ok."""
     for number in range(4):
         stack.put({"pk": {"S": f"m{number}"}, "sk": {"S": "v1"}, "category": {"S": "hats"}})
-    port = _free_port()
+    port = free_port()
     command = [
         str(Path(sys.executable).parent / "syncer"),
         "--log-format",
@@ -64,7 +57,10 @@ def test_run_exposes_metrics_and_health(stack: Stack, tmp_path: Path) -> None:
         str(port),
     ]
     log_path = tmp_path / "run.log"
-    with log_path.open("w") as log, subprocess.Popen(command, env=dict(os.environ), stdout=log, stderr=log) as process:
+    with (
+        log_path.open("w") as log,
+        subprocess.Popen(command, env=dict(os.environ), stdout=log, stderr=log) as process,
+    ):
         try:
             wait_until(lambda: _get(f"http://127.0.0.1:{port}/metrics")[0] == 200, timeout_s=30)
             metrics_url = f"http://127.0.0.1:{port}/metrics"

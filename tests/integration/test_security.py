@@ -11,7 +11,6 @@ import io
 import json
 import logging
 import re
-import socket
 import threading
 import uuid
 from collections.abc import Iterator
@@ -29,7 +28,7 @@ from syncer.cli import main
 from syncer.config import load_config
 from syncer.logs import JsonFormatter, TextFormatter
 from syncer.runtime import aws_client, build_sinks
-from tests.integration.conftest import OPENSEARCH_URL, REDIS_URL, Stack, write_config
+from tests.integration.conftest import OPENSEARCH_URL, REDIS_URL, Stack, free_port, write_config
 from tests.integration.faults import OpenSearchFaultProxy
 from tests.integration.tls import TlsFiles, TlsTerminatingProxy, make_tls_files, tls_proxy
 
@@ -78,13 +77,6 @@ def _item(pk: str, category: str = "shoes") -> dict[str, Any]:
 
 def _unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def _closed_port() -> int:
-    """A loopback port nothing listens on (bound once, then released)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _repoint(stack: Stack, opensearch: str | None = None, redis_section: str | None = None) -> None:
@@ -208,8 +200,8 @@ def test_passwords_in_urls_never_reach_logs_or_the_response(
     records = stack.new_records()
     _repoint(
         stack,
-        opensearch=f'url = "http://admin:{URL_SECRET}@127.0.0.1:{_closed_port()}"',
-        redis_section=f'url = "redis://:{URL_SECRET}@127.0.0.1:{_closed_port()}/0"',
+        opensearch=f'url = "http://admin:{URL_SECRET}@127.0.0.1:{free_port()}"',
+        redis_section=f'url = "redis://:{URL_SECRET}@127.0.0.1:{free_port()}/0"',
     )
     # when the batch is delivered and fails
     response = stack.invoke(records)
