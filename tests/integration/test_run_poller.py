@@ -86,6 +86,8 @@ def test_cli_run_once_syncs_and_exits_zero(stack: Stack, tmp_path: Path) -> None
             "--once",
             "--checkpoint-file",
             str(checkpoint_file),
+            "--metrics-port",
+            "0",
         ],
     )
     assert result.exit_code == 0, result.output
