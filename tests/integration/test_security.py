@@ -468,10 +468,12 @@ TABLE = '[[tables]]\nname = "catalog"\nindex = "catalog"\n'
     ids=["unknown-key", "bad-url", "table-without-index"],
 )
 def test_setup_refuses_a_bad_configuration_naming_the_key(
-    tmp_path: Path, text: str, named: str
+    tmp_path: Path, text: str, named: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`syncer setup` exits non-zero with one clear Error line naming the offending key."""
-    # given a configuration with one mistake
+    # given a configuration with one mistake (and no URL override from the environment)
+    monkeypatch.delenv("OPENSEARCH_URL", raising=False)
+    monkeypatch.delenv("REDIS_URL", raising=False)
     path = tmp_path / "bad.toml"
     path.write_text(text)
     # when setup runs with it
