@@ -42,3 +42,9 @@ unit: install
 
 test: lint services
 	$(BIN)/python -m pytest
+
+# Benchmarks against the real services (bench/README.md); figures in bench/RESULTS.md.
+# About 10 minutes; the full output also goes to bench/last-run.log.
+.PHONY: bench
+bench: services
+	PYTHON=$(BIN)/python bench/run_all.sh

@@ -3,6 +3,11 @@
 Numbers keep every digit: integers become ``int`` (arbitrary size), other numbers ``Decimal``;
 ``syncer.jsoncodec`` writes both as JSON numbers without going through float. Sets become sorted
 arrays and binary values base64 text, so one item always has one JSON form.
+
+Every value first takes a fast path that accepts only the plain shapes Lambda's JSON parser
+produces (``dict``, ``list``, ``str``, ``bool``) and checks them with cheap string methods
+instead of regular expressions. Anything else, valid or not, falls through to the checked
+decoder, which gives the same results and names the path of a bad value (bench/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -22,6 +27,11 @@ _NUMBER = re.compile(r"-?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 _MAX_NUMBER_TEXT = 160  # 38 digits, sign, point and an exponent fit easily
 _MIN_NATIVE_INT = -(2**63)
 _MAX_NATIVE_INT = 2**64 - 1
+# Text made only of these characters, not starting with "+", is a number for Decimal() exactly
+# when _NUMBER matches it: what Decimal() accepts beyond _NUMBER needs a leading "+",
+# whitespace, "_" or letters other than e/E (Infinity, NaN).
+_NUMBER_CHARS = "0123456789.-+eE"
+_NATIVE_INT_DIGITS = 18  # any integer of at most 18 digits fits orjson's 64-bit range
 
 
 class BigInt(int):
@@ -34,8 +44,148 @@ def _exact_int(value: int) -> int:
     return value if _MIN_NATIVE_INT <= value <= _MAX_NATIVE_INT else BigInt(value)
 
 
+# ---------------------------------------------------------------------------------------------
+# Fast path: plain shapes only; returns _UNUSUAL for anything it does not vouch for.
+# ---------------------------------------------------------------------------------------------
+class _Unusual:
+    """Marker: the fast path declines this value; the checked decoder decides."""
+
+
+_UNUSUAL: Any = _Unusual()
+
+
+def _fast_number(text: object) -> Any:
+    if type(text) is not str:
+        return _UNUSUAL
+    if text.isdigit() and text.isascii():  # [0-9]+, the most common number
+        if len(text) <= _NATIVE_INT_DIGITS:
+            return int(text)
+        return _exact_int(int(text)) if len(text) <= _MAX_NUMBER_TEXT else _UNUSUAL
+    if not text.isascii() or len(text) > _MAX_NUMBER_TEXT:
+        return _UNUSUAL
+    unsigned = text[1:] if text[:1] == "-" else text
+    whole, point, fraction = unsigned.partition(".")
+    if (
+        point
+        and (whole.isdigit() or not whole)
+        and fraction.isdigit()
+        and fraction.rstrip("0")  # a non-zero fraction: not integral, no exponent
+    ):
+        return Decimal(text)
+    if unsigned.isdigit():  # a negative integer
+        return _exact_int(int(text))
+    if not text or text[0] == "+" or text.lstrip(_NUMBER_CHARS):
+        return _UNUSUAL
+    try:
+        number = Decimal(text)
+    except (InvalidOperation, ValueError):
+        return _UNUSUAL
+    if number == number.to_integral_value() and abs(number.adjusted()) < 40:
+        return _exact_int(int(number))
+    return number
+
+
+def _fast_strings(values: object) -> Any:
+    if type(values) is not list:
+        return _UNUSUAL
+    for element in values:
+        if type(element) is not str:
+            return _UNUSUAL
+    return sorted(values)
+
+
+def _fast_numbers(values: object) -> Any:
+    if type(values) is not list:
+        return _UNUSUAL
+    numbers = []
+    for element in values:
+        number = _fast_number(element)
+        if number is _UNUSUAL:
+            return _UNUSUAL
+        numbers.append(number)
+    # int and Decimal compare exactly with each other, so this is the order of
+    # sorting by Decimal value, ties (equal values) kept in their given order.
+    numbers.sort()
+    return numbers
+
+
+def _fast_binaries(values: object) -> Any:
+    if type(values) is not list:
+        return _UNUSUAL
+    try:
+        return sorted(decode_binary(value) for value in values)
+    except PoisonRecordError:
+        return _UNUSUAL
+
+
+def _fast_value(typed: object) -> Any:
+    if type(typed) is not dict or len(typed) != 1:
+        return _UNUSUAL
+    ((tag, value),) = typed.items()
+    if tag == "S":
+        return value if type(value) is str else _UNUSUAL
+    if tag == "N":
+        return _fast_number(value)
+    if tag == "M":
+        return _fast_map(value)
+    if tag == "L":
+        return _fast_list(value)
+    if tag == "BOOL":
+        return value if type(value) is bool else _UNUSUAL
+    if tag == "SS":
+        return _fast_strings(value)
+    if tag == "NS":
+        return _fast_numbers(value)
+    if tag == "NULL":
+        return None if value is True else _UNUSUAL
+    if tag == "B":
+        try:
+            return decode_binary(value)
+        except PoisonRecordError:
+            return _UNUSUAL
+    if tag == "BS":
+        return _fast_binaries(value)
+    return _UNUSUAL
+
+
+def _fast_list(values: object) -> Any:
+    if type(values) is not list:
+        return _UNUSUAL
+    decoded = []
+    for element in values:
+        value = _fast_value(element)
+        if value is _UNUSUAL:
+            return _UNUSUAL
+        decoded.append(value)
+    return decoded
+
+
+def _fast_map(typed_item: object) -> Any:
+    if type(typed_item) is not dict:
+        return _UNUSUAL
+    decoded: dict[str, Any] = {}
+    for name, typed in typed_item.items():
+        if type(typed) is not dict or len(typed) != 1 or type(name) is not str:
+            return _UNUSUAL
+        # Strings and numbers are most attributes: look them up before unpacking the value.
+        value = typed.get("S")
+        if type(value) is not str:
+            value = typed.get("N")
+            value = _fast_value(typed) if value is None else _fast_number(value)
+            if value is _UNUSUAL:
+                return _UNUSUAL
+        decoded[name] = value
+    return decoded
+
+
+# ---------------------------------------------------------------------------------------------
+# The checked decoder: every shape, exact error messages with the path of the bad value.
+# ---------------------------------------------------------------------------------------------
 def decode_number(text: object, path: str = "") -> int | Decimal:
     """Turn a DynamoDB ``N`` string into an exact ``int`` or finite ``Decimal``."""
+    number: int | Decimal = _fast_number(text)
+    if number is not _UNUSUAL:
+        return number
     if not isinstance(text, str):
         raise PoisonRecordError(f"number at {path or '.'} is not a string: {text!r:.60}")
     if len(text) > _MAX_NUMBER_TEXT:
@@ -81,6 +231,9 @@ def _number_sort_key(number: int | Decimal) -> Decimal:
 
 def decode_value(typed: object, path: str = "") -> Any:
     """Decode one typed attribute value; raise ``PoisonRecordError`` naming the bad path."""
+    decoded = _fast_value(typed)
+    if decoded is not _UNUSUAL:
+        return decoded
     if not isinstance(typed, Mapping) or len(typed) != 1:
         raise PoisonRecordError(
             f"attribute at {path or '.'} is not a one-key typed value: {typed!r:.80}"
@@ -121,6 +274,9 @@ def decode_value(typed: object, path: str = "") -> Any:
 
 def decode_item(typed_item: object, path: str = "") -> dict[str, Any]:
     """Decode a map of attribute name to typed value (an item, a key or an ``M`` value)."""
+    fast: dict[str, Any] = _fast_map(typed_item)
+    if fast is not _UNUSUAL:
+        return fast
     if not isinstance(typed_item, Mapping):
         raise PoisonRecordError(f"map at {path or '.'} is not an object: {typed_item!r:.60}")
     decoded: dict[str, Any] = {}

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from operator import attrgetter
 
-from syncer.records import ChangeRecord
+from syncer.records import ChangeRecord, cyclic_gc_paused
+
+_BY_SEQUENCE = attrgetter("sequence_number")
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,10 +32,17 @@ def coalesce_latest_per_key(records: Iterable[ChangeRecord]) -> list[KeyChange]:
     nor a 64-bit long is right. Keys come out in the order of their first record.
     """
     groups: dict[tuple[str, str], list[ChangeRecord]] = {}
-    for record in records:
-        groups.setdefault((record.table, record.document_id), []).append(record)
     changes = []
-    for (table, document_id), group in groups.items():
-        ordered = tuple(sorted(group, key=lambda r: r.sequence_number))
-        changes.append(KeyChange(table, document_id, ordered[-1], ordered))
+    with cyclic_gc_paused():
+        for record in records:
+            key = (record.table, record.document_id)
+            group = groups.get(key)
+            if group is None:
+                groups[key] = [record]
+            else:
+                group.append(record)
+        for (table, document_id), group in groups.items():
+            # Most keys have one record in a batch: nothing to sort.
+            ordered = (group[0],) if len(group) == 1 else tuple(sorted(group, key=_BY_SEQUENCE))
+            changes.append(KeyChange(table, document_id, ordered[-1], ordered))
     return changes

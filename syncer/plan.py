@@ -38,7 +38,9 @@ def document_body(
 
     Stream changes carry their sequence number; a full scan has none and says when it read.
     """
-    body = {name: value for name, value in item.items() if name not in table.exclude_attributes}
+    body = dict(item)
+    for name in table.exclude_attributes:  # usually none or a few: cheaper than filtering all
+        body.pop(name, None)
     if SYNCER_FIELD in body:
         raise PoisonRecordError(
             f"item has an attribute named {SYNCER_FIELD!r}, which syncer reserves; add it to "
@@ -110,6 +112,8 @@ def plan_document_write(
 
 
 def _render(value: Any) -> str | None:
+    if type(value) is str:
+        return value
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
@@ -119,18 +123,55 @@ def _render(value: Any) -> str | None:
     return None
 
 
-def render_cache_key(template: str, attributes: Mapping[str, Any]) -> str | None:
-    """Fill a template such as ``product:{pk}``; None when a placeholder's attribute is absent."""
-    parts = []
-    for literal, name, _, _ in string.Formatter().parse(template):
-        parts.append(literal)
+_Template = tuple[tuple[str, str | None], ...]  # (literal text, attribute name or None)
+_PARSED_TEMPLATES: dict[str, _Template] = {}
+_PARSED_TABLE_TEMPLATES: dict[tuple[str, ...], tuple[_Template, ...]] = {}
+_MAX_PARSED_TEMPLATES = 256
+_NO_ATTRIBUTES: Mapping[str, Any] = {}
+
+
+def _parse_template(template: str) -> _Template:
+    """A cache key template split once into literals and attribute names (templates are few)."""
+    parsed = _PARSED_TEMPLATES.get(template)
+    if parsed is None:
+        parsed = tuple(
+            (literal, name) for literal, name, _, _ in string.Formatter().parse(template)
+        )
+        if len(_PARSED_TEMPLATES) >= _MAX_PARSED_TEMPLATES:
+            _PARSED_TEMPLATES.clear()
+        _PARSED_TEMPLATES[template] = parsed
+    return parsed
+
+
+def _parse_templates(templates: tuple[str, ...]) -> tuple[_Template, ...]:
+    """All of a table's templates, parsed once (keyed by the tuple of templates)."""
+    parsed = _PARSED_TABLE_TEMPLATES.get(templates)
+    if parsed is None:
+        parsed = tuple(_parse_template(template) for template in templates)
+        if len(_PARSED_TABLE_TEMPLATES) >= _MAX_PARSED_TEMPLATES:
+            _PARSED_TABLE_TEMPLATES.clear()
+        _PARSED_TABLE_TEMPLATES[templates] = parsed
+    return parsed
+
+
+def _fill(parsed: _Template, first: Mapping[str, Any], then: Mapping[str, Any]) -> str | None:
+    """Render with the attributes of ``{**then, **first}``, without building that dict."""
+    text = ""
+    for literal, name in parsed:
         if name is None:
+            text += literal
             continue
-        rendered = _render(attributes.get(name))
+        value = first[name] if name in first else then.get(name)
+        rendered = value if type(value) is str else _render(value)
         if rendered is None:
             return None
-        parts.append(rendered)
-    return "".join(parts)
+        text += literal + rendered
+    return text
+
+
+def render_cache_key(template: str, attributes: Mapping[str, Any]) -> str | None:
+    """Fill a template such as ``product:{pk}``; None when a placeholder's attribute is absent."""
+    return _fill(_parse_template(template), _NO_ATTRIBUTES, attributes)
 
 
 def plan_cache_keys(
@@ -145,18 +186,27 @@ def plan_cache_keys(
     """
     if not table.cache_keys:
         return set()
-    states: list[Mapping[str, Any]] = []
+    # Each state is an image with its record's key attributes on top: (key, image) pairs.
+    states: list[tuple[Mapping[str, Any], Mapping[str, Any]]] = []
     for record in change.records:
-        for image in (record.old_image, record.new_image):
-            if image is not None:
-                states.append({**image, **record.keys})
-        states.append(record.keys)
+        keys = record.keys
+        old_image, new_image = record.old_image, record.new_image
+        if old_image is not None:
+            states.append((keys, old_image))
+        if new_image is not None:
+            states.append((keys, new_image))
+        elif old_image is None:
+            # The key alone renders a subset of what key + image renders: only without images.
+            states.append((keys, _NO_ATTRIBUTES))
     keys = change.latest.keys
-    states.extend({**state, **keys} for state in extra_states if state is not None)
+    for state in extra_states:
+        if state is not None:
+            states.append((keys, state))
+    templates = _parse_templates(table.cache_keys)
     cache_keys = set()
-    for state in states:
-        for template in table.cache_keys:
-            rendered = render_cache_key(template, state)
+    for first, then in states:
+        for parsed in templates:
+            rendered = _fill(parsed, first, then)
             if rendered is not None:
                 cache_keys.add(rendered)
     return cache_keys

@@ -1,0 +1,393 @@
+"""CPU path on one core: decode -> coalesce -> plan -> ``_bulk`` body bytes, in records/s.
+
+Three implementations run interleaved on the same batches, so machine noise hits them alike:
+
+* ``syncer``: ``decode_records``, ``coalesce_latest_per_key``, ``plan_document_write`` against
+  an absent document (``create`` actions), ``plan_cache_keys`` and ``search.bulk_chunks``;
+* ``syncer@REV``: the same code with the owned pure modules (attributes, records, coalesce,
+  plan, jsoncodec) as they are at git revision REV (default HEAD), to show what the
+  optimisations did;
+* ``baseline``: how peer Lambdas write it: boto3's ``TypeDeserializer``, a last-write-wins dict,
+  opensearch-py's ``expand_action`` and the chunker and JSON serializer ``helpers.bulk`` uses
+  (``json.dumps``; Decimal -> float; sets made lists, which peers must add).
+
+Every run gets a fresh event parsed from JSON text (as the Lambda runtime hands it over, so
+the garbage collector sees a realistic heap), and CPU time of this process is measured.
+No network. Prints figures; ``--profile`` prints a cProfile of syncer's path instead.
+
+    .venv/bin/python bench/cpu_path.py [--records 10000] [--repeats 7] [--gc default|off|freeze]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import CACHE_KEYS, ROOT, catalog_item, header, insert_records, median
+
+TABLE = "catalog"
+INDEX = "catalog-000001"  # the concrete index behind the alias, as _mget reports it
+BULK_MAX_ACTIONS = 5000  # syncer's defaults ([opensearch] bulk_max_actions / bulk_max_bytes)
+BULK_MAX_BYTES = 5 * 1024 * 1024
+OWNED_MODULES = ("attributes", "records", "coalesce", "plan", "jsoncodec")
+
+CpuPath = Callable[[Sequence[dict[str, Any]]], tuple[int, int]]
+
+
+# ---------------------------------------------------------------------------------------------
+# syncer's path (the working tree, or another revision of the owned modules)
+# ---------------------------------------------------------------------------------------------
+def syncer_path(stages: int = 5) -> CpuPath:
+    """The pure stages as the pipeline runs them; ``stages`` < 5 stops early (instructions)."""
+    from syncer.coalesce import coalesce_latest_per_key
+    from syncer.config import TableConfig
+    from syncer.plan import plan_cache_keys, plan_document_write
+    from syncer.records import decode_records
+    from syncer.search import bulk_chunks
+
+    table = TableConfig(TABLE, "catalog", tuple(CACHE_KEYS), frozenset({"cost"}))
+
+    def run(records: Sequence[dict[str, Any]]) -> tuple[int, int]:
+        decoded, rejected = decode_records(records)
+        assert not rejected, rejected[:1]
+        if stages < 2:
+            return 0, 0
+        changes = coalesce_latest_per_key(decoded)
+        if stages < 3:
+            return 0, 0
+        writes = []
+        for change in changes:
+            write = plan_document_write(change, table, None, index=INDEX)
+            if write is not None:
+                writes.append(write)
+        if stages < 4:
+            return 0, 0
+        cache_keys: set[str] = set()
+        for change in changes:
+            # As the pipeline calls it: no indexed state, no item read from the table.
+            cache_keys |= plan_cache_keys(change, table, (None, None))
+        if stages < 5:
+            return 0, len(cache_keys)
+        size = 0
+        for _, body in bulk_chunks(writes, BULK_MAX_ACTIONS, BULK_MAX_BYTES, []):
+            size += len(body)
+        return size, len(cache_keys)
+
+    return run
+
+
+def syncer_path_at(revision: str) -> CpuPath:
+    """syncer's path with the owned modules taken from ``revision``, in its own module tree."""
+    tree = Path(tempfile.mkdtemp(prefix="syncer-before-"))
+    shutil.copytree(ROOT / "syncer", tree / "syncer")
+    for name in OWNED_MODULES:
+        source = subprocess.run(
+            ["git", "show", f"{revision}:syncer/{name}.py"],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+        ).stdout
+        (tree / "syncer" / f"{name}.py").write_bytes(source)
+    current = {k: m for k, m in sys.modules.items() if k == "syncer" or k.startswith("syncer.")}
+    for name in current:
+        del sys.modules[name]
+    sys.path.insert(0, str(tree))
+    try:
+        run = syncer_path()
+    finally:
+        sys.path.remove(str(tree))
+        for name in [k for k in sys.modules if k == "syncer" or k.startswith("syncer.")]:
+            del sys.modules[name]
+        sys.modules.update(current)
+        shutil.rmtree(tree, ignore_errors=True)
+    return run
+
+
+# ---------------------------------------------------------------------------------------------
+# The baseline: how peer Lambdas (AWS samples, blog posts) write it
+# ---------------------------------------------------------------------------------------------
+def baseline_path() -> CpuPath:
+    from boto3.dynamodb.types import TypeDeserializer
+    from opensearchpy.helpers.actions import _chunk_actions, expand_action
+    from opensearchpy.serializer import JSONSerializer
+
+    class PeerSerializer(JSONSerializer):
+        """opensearch-py's serializer; sets (from TypeDeserializer) become lists, as peers add."""
+
+        def default(self, data: Any) -> Any:
+            if isinstance(data, set):
+                return sorted(data, key=str)
+            return super().default(data)
+
+    deserializer = TypeDeserializer()
+    serializer = PeerSerializer()
+    excluded = {"cost"}
+
+    def deserialize(image: dict[str, Any]) -> dict[str, Any]:
+        return {name: deserializer.deserialize(value) for name, value in image.items()}
+
+    def run(records: Sequence[dict[str, Any]]) -> tuple[int, int]:
+        latest: dict[str, dict[str, Any]] = {}
+        cache_keys: set[str] = set()
+        for record in records:
+            ddb = record["dynamodb"]
+            keys = deserialize(ddb["Keys"])
+            doc_id = "|".join(str(keys[name]) for name in sorted(keys))
+            if record["eventName"] == "REMOVE":
+                action: dict[str, Any] = {"_op_type": "delete", "_index": INDEX, "_id": doc_id}
+                image = keys
+            else:
+                image = deserialize(ddb["NewImage"])
+                source = {k: v for k, v in image.items() if k not in excluded}
+                source["_syncer"] = {
+                    "seq": ddb["SequenceNumber"].zfill(40),
+                    "table": TABLE,
+                    "deleted": False,
+                    "changed_at": int(float(ddb["ApproximateCreationDateTime"]) * 1000),
+                }
+                action = {"_op_type": "create", "_index": INDEX, "_id": doc_id, "_source": source}
+            latest[doc_id] = action  # last write wins
+            for template in CACHE_KEYS:
+                with contextlib.suppress(KeyError):  # a template's attribute is absent
+                    cache_keys.add(template.format(**image))
+        size = 0
+        # What helpers.bulk does before each HTTP call, with its defaults (500 actions, 100 MB).
+        actions = map(expand_action, latest.values())
+        for _, lines in _chunk_actions(actions, 500, 100 * 1024 * 1024, serializer):
+            size += len(("\n".join(lines) + "\n").encode("utf-8"))
+        return size, len(cache_keys)
+
+    return run
+
+
+# ---------------------------------------------------------------------------------------------
+class CollectorClock:
+    """Seconds spent in CPython's cyclic garbage collector, read through ``gc.callbacks``."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._started = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.process_time()
+        else:
+            self.seconds += time.process_time() - self._started
+
+
+@dataclass
+class Runs:
+    seconds: list[float] = field(default_factory=list)
+    gc_seconds: list[float] = field(default_factory=list)
+    page_faults: list[int] = field(default_factory=list)
+
+
+def measure(
+    paths: dict[str, CpuPath], event_json: bytes, repeats: int, gc_mode: str
+) -> dict[str, Runs]:
+    """CPU seconds per run of each path; the order rotates each round, a fresh event per run."""
+    runs = {name: Runs() for name in paths}
+    names = list(paths)
+    clock = CollectorClock()
+    for round_number in range(repeats + 1):
+        shift = round_number % len(names)
+        for name in names[shift:] + names[:shift]:
+            records = json.loads(event_json)["Records"]
+            if gc_mode == "freeze":
+                gc.freeze()  # as if the heap were frozen before the handler is called
+            elif gc_mode == "off":
+                gc.disable()
+            clock.seconds = 0.0
+            faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            started = time.process_time()
+            paths[name](records)
+            elapsed = time.process_time() - started
+            faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+            gc.enable()
+            if gc_mode == "freeze":
+                gc.unfreeze()
+            del records
+            if round_number:  # round 0 warms up
+                runs[name].seconds.append(elapsed)
+                runs[name].gc_seconds.append(clock.seconds)
+                runs[name].page_faults.append(faults)
+    return runs
+
+
+STAGES = ("decode", "coalesce", "plan", "cache keys", "bulk body")
+
+
+def _count_run(variant: str, stages: int, batches: int, records: int) -> None:
+    """What one valgrind run executes: build the paths, then run ``batches`` batches."""
+    gc.disable()  # instructions of the path itself, without the collector's share
+    if variant == "syncer":
+        run = syncer_path(stages)
+    elif variant == "baseline":
+        run = baseline_path()
+    else:
+        run = syncer_path_at(variant.split("@", 1)[1])
+    event_json = json.dumps({"Records": insert_records(TABLE, records)}).encode()
+    events = [json.loads(event_json)["Records"] for _ in range(3)]  # same work in every run
+    run(events[0])
+    for records_ in events[1 : 1 + batches]:
+        run(records_)
+
+
+def _instructions(variant: str, stages: int = len(STAGES), records: int = 1000) -> float:
+    """Instructions per record of ``variant`` (callgrind: runs with 2 batches minus 0)."""
+    collected = []
+    for batches in (0, 2):
+        done = subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                "--callgrind-out-file=/dev/null",
+                sys.executable,
+                __file__,
+                "--count-run",
+                variant,
+                "--count-stages",
+                str(stages),
+                "--count-batches",
+                str(batches),
+                "--records",
+                str(records),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        collected.append(int(done.stderr.split("Collected :")[1].split()[0]))
+    return (collected[1] - collected[0]) / (2 * records)
+
+
+def instruction_counts(before: str) -> None:
+    """Noise-free CPU cost: instructions per record, per variant and per syncer stage."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    jobs = {
+        "baseline": ("baseline", len(STAGES)),
+        "syncer": ("syncer", len(STAGES)),
+        f"syncer@{before}": (f"syncer@{before}", len(STAGES)),
+        **{f"upto{stage}": ("syncer", stage) for stage in range(1, len(STAGES))},
+    }
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        futures = {name: pool.submit(_instructions, *job) for name, job in jobs.items()}
+        counts = {name: future.result() for name, future in futures.items()}
+    print("instructions per record (valgrind callgrind, 1,000-record batches, collector off):")
+    for variant in ("baseline", "syncer", f"syncer@{before}"):
+        print(f"{variant:>24}: {counts[variant]:>9,.0f}")
+    previous = 0.0
+    for stage in range(1, len(STAGES) + 1):
+        upto = counts["syncer"] if stage == len(STAGES) else counts[f"upto{stage}"]
+        print(f"{'syncer ' + STAGES[stage - 1]:>24}: {upto - previous:>9,.0f}")
+        previous = upto
+    print(
+        f"syncer vs baseline: {counts['baseline'] / counts['syncer']:.2f}x fewer instructions; "
+        f"vs {before}: {counts[f'syncer@{before}'] / counts['syncer']:.2f}x"
+    )
+    print(
+        f"RESULT cpu_instructions syncer={counts['syncer']:.0f} baseline={counts['baseline']:.0f} "
+        f"before={counts[f'syncer@{before}']:.0f}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--records", type=int, default=10_000, help="records per batch")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--before", default="HEAD", help="git revision of the 'before' modules")
+    parser.add_argument("--no-before", action="store_true", help="skip the before variant")
+    parser.add_argument("--profile", action="store_true", help="cProfile syncer's path")
+    parser.add_argument(
+        "--gc",
+        choices=["default", "off", "freeze"],
+        default="default",
+        help="collector during each run: as Lambda has it (default), disabled, or frozen heap",
+    )
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count instructions per record with valgrind instead (noise-free, ~10 minutes)",
+    )
+    parser.add_argument("--count-run", help=argparse.SUPPRESS)
+    parser.add_argument("--count-stages", type=int, default=len(STAGES), help=argparse.SUPPRESS)
+    parser.add_argument("--count-batches", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.count_run:
+        _count_run(args.count_run, args.count_stages, args.count_batches, args.records)
+        return
+    if args.instructions:
+        header("CPU path: instructions per record")
+        instruction_counts(args.before)
+        return
+    header("CPU path: decode + coalesce + plan + bulk body, one core")
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core, stated not assumed
+    records = insert_records(TABLE, args.records)
+    event_json = json.dumps({"Records": records}).encode()
+    print(
+        f"item: {len(catalog_item(0))} attributes, {len(json.dumps(catalog_item(0)))} B typed "
+        f"JSON; record: {len(event_json) // args.records} B; batch: {args.records} INSERT records "
+        f"with unique keys; gc: {args.gc}; MALLOC_TRIM_THRESHOLD_="
+        f"{os.environ.get('MALLOC_TRIM_THRESHOLD_', 'unset')}; pinned to CPU "
+        f"{min(os.sched_getaffinity(0))}"
+    )
+    if args.profile:
+        import cProfile
+        import pstats
+
+        run = syncer_path()
+        profiler = cProfile.Profile()
+        profiler.runcall(run, json.loads(event_json)["Records"])
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(20)
+        return
+    paths = {"baseline": baseline_path(), "syncer": syncer_path()}
+    if not args.no_before:
+        paths[f"syncer@{args.before}"] = syncer_path_at(args.before)
+    outputs = {name: run(json.loads(event_json)["Records"]) for name, run in paths.items()}
+    body_bytes, cache_keys = outputs["syncer"]
+    print(f"syncer bulk body: {body_bytes:,} B; cache keys: {cache_keys:,}")
+    print(f"baseline bulk body: {outputs['baseline'][0]:,} B")
+    runs = measure(paths, event_json, args.repeats, args.gc)
+    rates = {name: args.records / median(r.seconds) for name, r in runs.items()}
+    print(
+        f"{'':>16}  {'records/s':>9} {'us/record':>9} {'runs (s/batch)':>15} {'in gc':>6} "
+        f"{'page faults':>11}"
+    )
+    for name, r in runs.items():
+        print(
+            f"{name:>16}: {rates[name]:>9,.0f} {1e6 / rates[name]:>9.1f} "
+            f"{min(r.seconds):>7.3f}-{max(r.seconds):<7.3f} "
+            f"{median(r.gc_seconds) / median(r.seconds):>6.0%} {median(r.page_faults):>11,.0f}"
+        )
+    print(
+        f"(median of {args.repeats} runs each; in gc = share of CPU time in the cyclic collector)"
+    )
+    speedup = rates["syncer"] / rates["baseline"]
+    print(f"syncer vs baseline: {speedup:.2f}x (target >= 4x and >= 150,000 records/s)")
+    summary = f"syncer_rps={rates['syncer']:.0f} baseline_rps={rates['baseline']:.0f}"
+    for name in paths:
+        if name.startswith("syncer@"):
+            print(f"syncer vs {name}: {rates['syncer'] / rates[name]:.2f}x")
+            summary += f" before_rps={rates[name]:.0f}"
+    print(f"RESULT cpu_path gc={args.gc} {summary} speedup={speedup:.2f}")
+
+
+if __name__ == "__main__":
+    main()

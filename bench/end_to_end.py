@@ -1,0 +1,357 @@
+"""End to end through ``syncer.handler.lambda_handler`` on the real OpenSearch and Redis.
+
+Batches of 100, 1,000 and 10,000 INSERT records of distinct catalog items (every record is a
+write) in the exact Lambda event format, against two handlers written the way peers write them:
+
+* (a) per record: ``TypeDeserializer``, one ``index`` (or ``delete``) call and one Redis ``DEL``
+  per record, as the AWS samples do;
+* (b) opensearch-py ``helpers.bulk`` with its defaults (500 actions per request), then one
+  Redis ``DEL`` per item key;
+
+both on their own index with the same template and the same cache keys. For syncer it also
+reports where the wall time goes: inside the ``_bulk`` HTTP calls, OpenSearch's own ``took``
+for them (the limit to approach), the ``_mget`` that reads indexed versions, and the rest
+(decode, plan, Redis, Python). Wall time per batch, records/s = records / wall time.
+
+    .venv/bin/python bench/end_to_end.py [--sizes 100,1000,10000] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import (
+    CACHE_KEYS,
+    OPENSEARCH_URL,
+    REDIS_URL,
+    header,
+    insert_records,
+    setup_index,
+    teardown_index,
+    use_services_env,
+    write_config,
+)
+
+TABLE = "bench_e2e"
+ALIAS = "bench-e2e"
+PEER_INDEX = "bench-e2e-peer"
+# How many batches of each size each handler gets: enough records for a steady figure, few
+# enough that the per-record baseline finishes (it makes two round trips per record).
+BATCHES = {100: 20, 1000: 4, 10000: 2}
+PER_RECORD_MAX_RECORDS = 2000  # (a) at 10,000 would take minutes: measured on 2,000 records
+
+
+class KeyCounter:
+    """Hands out item numbers never used before in this run: every record is a new document."""
+
+    def __init__(self) -> None:
+        self.next = int(time.time()) % 100_000 * 1_000_000
+
+    def take(self, count: int) -> int:
+        first = self.next
+        self.next += count
+        return first
+
+
+@dataclass
+class OpenSearchTimer:
+    """Wraps a client's ``bulk`` and ``mget`` to time the HTTP calls and sum ``took``."""
+
+    bulk_s: float = 0.0
+    took_ms: float = 0.0
+    mget_s: float = 0.0
+    bulk_calls: int = 0
+    actions: int = 0
+    originals: dict[str, Any] = field(default_factory=dict)
+
+    def install(self, client: Any) -> None:
+        bulk, mget = client.bulk, client.mget
+
+        def timed_bulk(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            response = bulk(*args, **kwargs)
+            self.bulk_s += time.perf_counter() - started
+            self.took_ms += response.get("took", 0)
+            self.bulk_calls += 1
+            self.actions += len(response.get("items", []))
+            return response
+
+        def timed_mget(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            response = mget(*args, **kwargs)
+            self.mget_s += time.perf_counter() - started
+            return response
+
+        client.bulk, client.mget = timed_bulk, timed_mget
+
+    def reset(self) -> None:
+        self.bulk_s = self.took_ms = self.mget_s = 0.0
+        self.bulk_calls = self.actions = 0
+
+
+# ---------------------------------------------------------------------------------------------
+# The handlers
+# ---------------------------------------------------------------------------------------------
+def syncer_handler(config_path: Path) -> tuple[Callable[[dict[str, Any]], Any], OpenSearchTimer]:
+    os.environ["SYNCER_CONFIG"] = str(config_path)
+    os.environ["SYNCER_METRICS"] = "off"  # no EMF line on stdout per batch
+    from syncer import handler
+
+    handler.reset_container()
+    container = handler._get_container()
+    timer = OpenSearchTimer()
+    timer.install(container.sinks.opensearch)
+
+    def run(event: dict[str, Any]) -> Any:
+        response = handler.lambda_handler(event, None)
+        assert response == {"batchItemFailures": []}, response
+        return response
+
+    return run, timer
+
+
+def _peer_clients() -> tuple[Any, Any, Any]:
+    import redis
+    from boto3.dynamodb.types import TypeDeserializer
+    from opensearchpy import OpenSearch
+    from opensearchpy.serializer import JSONSerializer
+
+    class PeerSerializer(JSONSerializer):
+        """opensearch-py's serializer; sets (from TypeDeserializer) become lists."""
+
+        def default(self, data: Any) -> Any:
+            if isinstance(data, set):
+                return sorted(data, key=str)
+            return super().default(data)
+
+    client = OpenSearch(hosts=[OPENSEARCH_URL], serializer=PeerSerializer(), timeout=60)
+    return client, redis.Redis.from_url(REDIS_URL), TypeDeserializer()
+
+
+def _peer_cache_keys(image: dict[str, Any]) -> list[str]:
+    keys = []
+    for template in CACHE_KEYS:
+        with contextlib.suppress(KeyError):  # a template's attribute is absent
+            keys.append(template.format(**image))
+    return keys
+
+
+def per_record_handler() -> tuple[Callable[[dict[str, Any]], Any], OpenSearchTimer]:
+    """(a) The AWS-sample shape: one index/delete call and one Redis DEL per record."""
+    client, cache, deserializer = _peer_clients()
+
+    def run(event: dict[str, Any]) -> None:
+        for record in event["Records"]:
+            ddb = record["dynamodb"]
+            keys = {k: deserializer.deserialize(v) for k, v in ddb["Keys"].items()}
+            doc_id = "|".join(str(keys[name]) for name in sorted(keys))
+            if record["eventName"] == "REMOVE":
+                client.delete(index=PEER_INDEX, id=doc_id, params={"ignore": "404"})
+                image = keys
+            else:
+                image = {k: deserializer.deserialize(v) for k, v in ddb["NewImage"].items()}
+                image.pop("cost", None)
+                client.index(index=PEER_INDEX, id=doc_id, body=image)
+            cache.delete(*_peer_cache_keys(image))
+
+    return run, OpenSearchTimer()
+
+
+def helpers_bulk_handler() -> tuple[Callable[[dict[str, Any]], Any], OpenSearchTimer]:
+    """(b) ``helpers.bulk`` with its defaults, then one Redis DEL per item key."""
+    from opensearchpy import helpers
+
+    client, cache, deserializer = _peer_clients()
+    timer = OpenSearchTimer()
+    timer.install(client)
+
+    def run(event: dict[str, Any]) -> None:
+        actions = []
+        images = []
+        for record in event["Records"]:
+            ddb = record["dynamodb"]
+            keys = {k: deserializer.deserialize(v) for k, v in ddb["Keys"].items()}
+            doc_id = "|".join(str(keys[name]) for name in sorted(keys))
+            if record["eventName"] == "REMOVE":
+                actions.append({"_op_type": "delete", "_index": PEER_INDEX, "_id": doc_id})
+                images.append(keys)
+            else:
+                image = {k: deserializer.deserialize(v) for k, v in ddb["NewImage"].items()}
+                image.pop("cost", None)
+                actions.append({"_index": PEER_INDEX, "_id": doc_id, "_source": image})
+                images.append(image)
+        success, errors = helpers.bulk(client, actions)
+        assert success == len(actions), errors
+        for image in images:
+            cache.delete(*_peer_cache_keys(image))
+
+    return run, timer
+
+
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class Figure:
+    handler: str
+    batch_size: int
+    records: int
+    wall_s: float
+    bulk_s: float = 0.0
+    took_ms: float = 0.0
+    mget_s: float = 0.0
+    bulk_calls: int = 0
+
+    @property
+    def rate(self) -> float:
+        return self.records / self.wall_s
+
+
+def measure(
+    name: str,
+    run: Callable[[dict[str, Any]], Any],
+    timer: OpenSearchTimer,
+    table: str,
+    size: int,
+    batches: int,
+    keys: KeyCounter,
+) -> Figure:
+    """Time ``batches`` events of ``size`` fresh records each (events built before timing)."""
+    events = [{"Records": insert_records(table, size, keys.take(size))} for _ in range(batches)]
+    timer.reset()
+    wall = 0.0
+    for event in events:
+        started = time.perf_counter()
+        run(event)
+        wall += time.perf_counter() - started
+    return Figure(
+        name,
+        size,
+        size * batches,
+        wall,
+        timer.bulk_s,
+        timer.took_ms,
+        timer.mget_s,
+        timer.bulk_calls,
+    )
+
+
+def _setup_peer_index(config_path: Path) -> None:
+    from syncer.config import load_config
+    from syncer.indices import load_template
+    from syncer.search import make_client
+
+    config = load_config(str(config_path))
+    client = make_client(config.opensearch)
+    template = load_template(config.tables[0])["template"]
+    client.indices.delete(index=PEER_INDEX, params={"ignore_unavailable": "true"})
+    client.indices.create(
+        index=PEER_INDEX, body={"settings": template["settings"], "mappings": template["mappings"]}
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--sizes", default="100,1000,10000")
+    parser.add_argument("--quick", action="store_true", help="one batch per size (smoke run)")
+    parser.add_argument(
+        "--gc-paused",
+        action="store_true",
+        help="also run syncer with the collector paused around each batch (a handler change)",
+    )
+    args = parser.parse_args()
+    sizes = [int(size) for size in args.sizes.split(",")]
+    use_services_env()
+    header("End to end through lambda_handler, real OpenSearch and Redis")
+    work = Path(tempfile.mkdtemp(prefix="syncer-bench-e2e-"))
+    config_path = write_config(work / "bench.toml", TABLE, ALIAS)
+    setup_index(config_path)
+    _setup_peer_index(config_path)
+    keys = KeyCounter()
+    ours, our_timer = syncer_handler(config_path)
+    per_record, per_record_timer = per_record_handler()
+    helpers_bulk, helpers_timer = helpers_bulk_handler()
+    # Warm up every handler (clients, connections, index mappings) outside the figures.
+    for run in (ours, per_record, helpers_bulk):
+        run({"Records": insert_records(TABLE, 50, keys.take(50))})
+
+    figures: list[Figure] = []
+    for size in sizes:
+        batches = 1 if args.quick else BATCHES.get(size, 2)
+        figures.append(measure("syncer", ours, our_timer, TABLE, size, batches, keys))
+        if args.gc_paused:
+
+            def paused(event: dict[str, Any]) -> Any:
+                gc.disable()
+                try:
+                    return ours(event)
+                finally:
+                    gc.enable()
+
+            figures.append(
+                measure("syncer+gc-paused", paused, our_timer, TABLE, size, batches, keys)
+            )
+        helper_batches = batches
+        figures.append(
+            measure("helpers.bulk", helpers_bulk, helpers_timer, TABLE, size, helper_batches, keys)
+        )
+        per_batches = max(1, min(batches, PER_RECORD_MAX_RECORDS // size))
+        per_size = min(size, PER_RECORD_MAX_RECORDS)
+        figures.append(
+            measure("per-record", per_record, per_record_timer, TABLE, per_size, per_batches, keys)
+        )
+        if per_size != size:
+            figures[-1].batch_size = size  # a slice of the batch: the per-record rate is flat
+
+    print(f"records: {TABLE} items of ~1 KB, INSERT, unique keys; config {config_path}")
+    print(
+        f"{'batch':>6} {'handler':>17} {'records':>8} {'wall s':>7} {'records/s':>10} "
+        f"{'bulk HTTP':>9} {'bulk took':>9} {'_mget':>6} {'rest':>6}"
+    )
+    for figure in figures:
+        shares = ""
+        if figure.bulk_calls:
+            rest = figure.wall_s - figure.bulk_s - figure.mget_s
+            shares = (
+                f"{figure.bulk_s / figure.wall_s:>9.0%} {figure.took_ms / 1000 / figure.wall_s:>9.0%} "
+                f"{figure.mget_s / figure.wall_s:>6.0%} {rest / figure.wall_s:>6.0%}"
+            )
+        print(
+            f"{figure.batch_size:>6} {figure.handler:>17} {figure.records:>8} "
+            f"{figure.wall_s:>7.2f} {figure.rate:>10,.0f} {shares}"
+        )
+    print(
+        "bulk HTTP / bulk took / _mget / rest: shares of wall time (took = OpenSearch's own time)"
+    )
+    for size in sizes:
+        by_name = {f.handler: f for f in figures if f.batch_size == size}
+        ours_rate = by_name["syncer"].rate
+        line = (
+            f"batch {size}: syncer {ours_rate:,.0f} records/s = "
+            f"{ours_rate / by_name['per-record'].rate:.1f}x per-record (target >= 20x at 1,000), "
+            f"{ours_rate / by_name['helpers.bulk'].rate:.2f}x helpers.bulk (target >= 1.5x)"
+        )
+        print(line)
+        print(
+            f"RESULT end_to_end batch={size} syncer_rps={ours_rate:.0f} "
+            f"per_record_rps={by_name['per-record'].rate:.0f} "
+            f"helpers_bulk_rps={by_name['helpers.bulk'].rate:.0f} "
+            f"took_share={by_name['syncer'].took_ms / 1000 / by_name['syncer'].wall_s:.2f}"
+        )
+    teardown_index(config_path)  # the shared OpenSearch keeps none of the bench's documents
+    helpers_client = _peer_clients()[0]
+    helpers_client.indices.delete(index=PEER_INDEX, params={"ignore_unavailable": "true"})
+
+
+if __name__ == "__main__":
+    main()
