@@ -16,7 +16,7 @@ from syncer.deadletter import DeadLetter, DeadLetterSink
 from syncer.errors import DownstreamUnavailableError, PoisonRecordError
 from syncer.lookup import read_current_items
 from syncer.plan import plan_cache_keys, plan_document_write
-from syncer.records import ChangeRecord, RejectedRecord, decode_records
+from syncer.records import ChangeRecord, RejectedRecord, cyclic_gc_paused, decode_records
 from syncer.resilience import Deadline, Downstream, PendingItemsError, classify
 from syncer.search import (
     DocumentRef,
@@ -282,7 +282,22 @@ def process_batch(
     sinks: Sinks,
     deadline: Deadline | None = None,
 ) -> BatchOutcome:
-    """Apply one batch of stream records and say which records must be retried."""
+    """Apply one batch of stream records and say which records must be retried.
+
+    The cycle collector is held off for the batch: a batch builds tens of thousands of acyclic
+    containers, and full collections over them took a third of the CPU path (bench/RESULTS.md).
+    The few cycles a batch makes (exceptions and their tracebacks) wait for the next collection.
+    """
+    with cyclic_gc_paused():
+        return _process_batch(raw_records, config, sinks, deadline)
+
+
+def _process_batch(
+    raw_records: Sequence[object],
+    config: Config,
+    sinks: Sinks,
+    deadline: Deadline | None,
+) -> BatchOutcome:
     guards = (
         sinks.opensearch_guard,
         sinks.redis_guard,
