@@ -10,15 +10,19 @@ import json
 import os
 import platform
 import random
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+# The modules tuned for the CPU path (bench/RESULTS.md); the "before" variants swap these.
+OWNED_MODULES = ("attributes", "records", "coalesce", "plan", "jsoncodec")
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 STREAM_LABEL = "2024-01-01T00:00:00.000"
@@ -247,3 +251,18 @@ def teardown_index(config_path: Path) -> None:
     for table in config.tables:
         client.indices.delete(index=f"{table.index}-0*", params={"ignore_unavailable": "true"})
         client.indices.delete_index_template(name=template_name(table), ignore=404)
+
+
+def syncer_tree_at(revision: str) -> Path:
+    """A copy of the working tree's syncer package with ``OWNED_MODULES`` as at ``revision``."""
+    tree = Path(tempfile.mkdtemp(prefix="syncer-at-"))
+    shutil.copytree(ROOT / "syncer", tree / "syncer")
+    for name in OWNED_MODULES:
+        source = subprocess.run(
+            ["git", "show", f"{revision}:syncer/{name}.py"],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+        ).stdout
+        (tree / "syncer" / f"{name}.py").write_bytes(source)
+    return tree

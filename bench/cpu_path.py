@@ -29,7 +29,6 @@ import resource
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -38,13 +37,19 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import CACHE_KEYS, ROOT, catalog_item, header, insert_records, median
+from bench.common import (
+    CACHE_KEYS,
+    catalog_item,
+    header,
+    insert_records,
+    median,
+    syncer_tree_at,
+)
 
 TABLE = "catalog"
 INDEX = "catalog-000001"  # the concrete index behind the alias, as _mget reports it
 BULK_MAX_ACTIONS = 5000  # syncer's defaults ([opensearch] bulk_max_actions / bulk_max_bytes)
 BULK_MAX_BYTES = 5 * 1024 * 1024
-OWNED_MODULES = ("attributes", "records", "coalesce", "plan", "jsoncodec")
 
 CpuPath = Callable[[Sequence[dict[str, Any]]], tuple[int, int]]
 
@@ -52,8 +57,11 @@ CpuPath = Callable[[Sequence[dict[str, Any]]], tuple[int, int]]
 # ---------------------------------------------------------------------------------------------
 # syncer's path (the working tree, or another revision of the owned modules)
 # ---------------------------------------------------------------------------------------------
-def syncer_path(stages: int = 5) -> CpuPath:
-    """The pure stages as the pipeline runs them; ``stages`` < 5 stops early (instructions)."""
+def syncer_path(stages: int = 5, gc_paused: bool = True) -> CpuPath:
+    """The pure stages as the pipeline runs them; ``stages`` < 5 stops early (instructions).
+
+    ``gc_paused``: hold the cycle collector off around the batch, as ``process_batch`` does.
+    """
     from syncer.coalesce import coalesce_latest_per_key
     from syncer.config import TableConfig
     from syncer.plan import plan_cache_keys, plan_document_write
@@ -63,6 +71,15 @@ def syncer_path(stages: int = 5) -> CpuPath:
     table = TableConfig(TABLE, "catalog", tuple(CACHE_KEYS), frozenset({"cost"}))
 
     def run(records: Sequence[dict[str, Any]]) -> tuple[int, int]:
+        if not gc_paused or not gc.isenabled():
+            return stages_of(records)
+        gc.disable()
+        try:
+            return stages_of(records)
+        finally:
+            gc.enable()
+
+    def stages_of(records: Sequence[dict[str, Any]]) -> tuple[int, int]:
         decoded, rejected = decode_records(records)
         assert not rejected, rejected[:1]
         if stages < 2:
@@ -93,22 +110,13 @@ def syncer_path(stages: int = 5) -> CpuPath:
 
 def syncer_path_at(revision: str) -> CpuPath:
     """syncer's path with the owned modules taken from ``revision``, in its own module tree."""
-    tree = Path(tempfile.mkdtemp(prefix="syncer-before-"))
-    shutil.copytree(ROOT / "syncer", tree / "syncer")
-    for name in OWNED_MODULES:
-        source = subprocess.run(
-            ["git", "show", f"{revision}:syncer/{name}.py"],
-            cwd=ROOT,
-            capture_output=True,
-            check=True,
-        ).stdout
-        (tree / "syncer" / f"{name}.py").write_bytes(source)
+    tree = syncer_tree_at(revision)
     current = {k: m for k, m in sys.modules.items() if k == "syncer" or k.startswith("syncer.")}
     for name in current:
         del sys.modules[name]
     sys.path.insert(0, str(tree))
     try:
-        run = syncer_path()
+        run = syncer_path(gc_paused=False)
     finally:
         sys.path.remove(str(tree))
         for name in [k for k in sys.modules if k == "syncer" or k.startswith("syncer.")]:
@@ -312,7 +320,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--records", type=int, default=10_000, help="records per batch")
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--before", default="HEAD", help="git revision of the 'before' modules")
+    parser.add_argument(
+        "--before", default="af36713", help="git revision of the 'before' modules (pre-tuning)"
+    )
     parser.add_argument("--no-before", action="store_true", help="skip the before variant")
     parser.add_argument("--profile", action="store_true", help="cProfile syncer's path")
     parser.add_argument(

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import gc
 import os
 import sys
 import tempfile
@@ -264,11 +263,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--sizes", default="100,1000,10000")
     parser.add_argument("--quick", action="store_true", help="one batch per size (smoke run)")
-    parser.add_argument(
-        "--gc-paused",
-        action="store_true",
-        help="also run syncer with the collector paused around each batch (a handler change)",
-    )
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
     use_services_env()
@@ -289,18 +283,6 @@ def main() -> None:
     for size in sizes:
         batches = 1 if args.quick else BATCHES.get(size, 2)
         figures.append(measure("syncer", ours, our_timer, TABLE, size, batches, keys))
-        if args.gc_paused:
-
-            def paused(event: dict[str, Any]) -> Any:
-                gc.disable()
-                try:
-                    return ours(event)
-                finally:
-                    gc.enable()
-
-            figures.append(
-                measure("syncer+gc-paused", paused, our_timer, TABLE, size, batches, keys)
-            )
         helper_batches = batches
         figures.append(
             measure("helpers.bulk", helpers_bulk, helpers_timer, TABLE, size, helper_batches, keys)

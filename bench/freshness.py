@@ -42,31 +42,17 @@ from bench.common import (
 POLL_S = 0.005
 
 
-def create_stream_table(dynamodb: Any, table: str) -> None:
-    dynamodb.create_table(
-        TableName=table,
-        KeySchema=[
-            {"AttributeName": "pk", "KeyType": "HASH"},
-            {"AttributeName": "sk", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
-    )
-
-
 def measure(idle_sleep_s: float, writes: int, rate: float, work: Path) -> dict[str, list[float]]:
     import boto3
     import redis
     from opensearchpy import OpenSearch
 
+    from syncer.demo import create_catalog_table
+
     suffix = f"{int(time.time() * 1000) % 10**9}"
     table, alias = f"bench_fresh_{suffix}", f"bench-fresh-{suffix}"
     dynamodb = boto3.client("dynamodb")
-    create_stream_table(dynamodb, table)
+    create_catalog_table(dynamodb, table)
     config_path = write_config(work / f"{table}.toml", table, alias)
     setup_index(config_path)
     search = OpenSearch(hosts=[OPENSEARCH_URL], timeout=30)

@@ -148,18 +148,9 @@ def start_moto(work: Path) -> tuple[subprocess.Popen[bytes], str]:
 
 def load_table(dynamodb: object, table: str, count: int) -> float:
     """Create ``table`` and write ``count`` catalog items with BatchWriteItem; seconds taken."""
-    dynamodb.create_table(  # type: ignore[attr-defined]
-        TableName=table,
-        KeySchema=[
-            {"AttributeName": "pk", "KeyType": "HASH"},
-            {"AttributeName": "sk", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    from syncer.demo import create_catalog_table
+
+    create_catalog_table(dynamodb, table, view_type=None)
     started = time.perf_counter()
     for start in range(0, count, 25):
         requests = [

@@ -20,7 +20,7 @@ export AWS_DEFAULT_REGION=${AWS_DEFAULT_REGION:-us-east-1}
   MALLOC_TRIM_THRESHOLD_=268435456 MALLOC_MMAP_THRESHOLD_=268435456 \
     "$PYTHON" bench/cpu_path.py --repeats 3 --no-before
   echo
-  "$PYTHON" bench/end_to_end.py --gc-paused
+  "$PYTHON" bench/end_to_end.py
   echo
   "$PYTHON" bench/hot_keys.py
   echo

@@ -16,8 +16,13 @@ from syncer.errors import ConfigError
 DEMO_TABLE = "syncer-demo"
 
 
-def create_catalog_table(dynamodb: Any, name: str, view_type: str = "NEW_AND_OLD_IMAGES") -> None:
-    """A pk/sk table with a stream, recreated when it exists (the demo's and the tests' shape)."""
+def create_catalog_table(
+    dynamodb: Any, name: str, view_type: str | None = "NEW_AND_OLD_IMAGES"
+) -> None:
+    """A pk/sk table, recreated when it exists (the demo's and the tests' shape).
+
+    It has a stream of ``view_type``, or none when ``view_type`` is None.
+    """
     if name in dynamodb.list_tables().get("TableNames", []):
         dynamodb.delete_table(TableName=name)
         dynamodb.get_waiter("table_not_exists").wait(TableName=name)
@@ -32,7 +37,11 @@ def create_catalog_table(dynamodb: Any, name: str, view_type: str = "NEW_AND_OLD
             {"AttributeName": "sk", "AttributeType": "S"},
         ],
         BillingMode="PAY_PER_REQUEST",
-        StreamSpecification={"StreamEnabled": True, "StreamViewType": view_type},
+        **(
+            {"StreamSpecification": {"StreamEnabled": True, "StreamViewType": view_type}}
+            if view_type
+            else {}
+        ),
     )
 
 
