@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -130,10 +130,9 @@ def _sqs_batches(bodies: Sequence[str]) -> list[list[str]]:
     return batches
 
 
-def make_sink(settings: DeadLetterConfig) -> DeadLetterSink:
+def make_sink(settings: DeadLetterConfig, aws_client: Callable[[str], Any]) -> DeadLetterSink:
+    """The configured destination; ``aws_client(service)`` makes the SQS client."""
     if settings.sqs_queue_url:
-        import boto3
-
-        return SqsDeadLetters(boto3.client("sqs"), settings.sqs_queue_url)
+        return SqsDeadLetters(aws_client("sqs"), settings.sqs_queue_url)
     assert settings.file is not None
     return FileDeadLetters(settings.file)

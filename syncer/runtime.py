@@ -23,6 +23,26 @@ def aws_client(service: str) -> Any:
     )
 
 
+class LazyAwsClient:
+    """A boto3 client (from ``aws_client``) built on its first use.
+
+    Importing boto3 and building a client cost about 150 ms of a cold start (bench/RESULTS.md),
+    and most batches need neither: NEW_IMAGE streams never read the table, and dead letters are
+    rare. Attribute access builds the client once, then forwards to it.
+    """
+
+    __slots__ = ("_client", "service")
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+        self._client: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._client is None:
+            self._client = aws_client(self.service)
+        return getattr(self._client, name)
+
+
 def opensearch_client(config: Config, environ: Mapping[str, str] | None = None) -> Any:
     """The OpenSearch client of ``config``, its password resolved (and registered for redaction)."""
     environ = os.environ if environ is None else environ
@@ -47,8 +67,8 @@ def build_sinks(config: Config, environ: Mapping[str, str] | None = None) -> Sin
     return Sinks(
         opensearch=opensearch_client(config, environ),
         redis=redis_client(config, environ),
-        dynamodb=aws_client("dynamodb"),
-        deadletters=deadletter.make_sink(config.deadletter),
+        dynamodb=LazyAwsClient("dynamodb"),
+        deadletters=deadletter.make_sink(config.deadletter, LazyAwsClient),
         opensearch_guard=Downstream("opensearch", settings),
         redis_guard=Downstream("redis", settings),
         dynamodb_guard=Downstream("dynamodb", settings),
