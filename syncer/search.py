@@ -67,10 +67,15 @@ def reindex_alias(alias: str) -> str:
     """The alias that points at the index a running ``syncer reindex`` is filling.
 
     Stream writes go to it as well as to the main alias, so changes made during a reindex are
-    not missing after the swap. It is discovered by the same ``_mget`` every batch makes, so a
+    not missing after the swap. Every batch checks whether it exists before its ``_mget``, so a
     warm Lambda container needs no restart to see it.
     """
     return f"{alias}{REINDEX_ALIAS_SUFFIX}"
+
+
+def alias_exists(client: Any, alias: str) -> bool:
+    """Whether ``alias`` exists (a ``HEAD /_alias`` request)."""
+    return bool(client.indices.exists_alias(name=alias))
 
 
 @dataclass(frozen=True, slots=True)

@@ -195,6 +195,7 @@ def test_role_grants_exactly_the_least_privilege_actions(template: dict[str, Any
         ("dynamodb:ListStreams", str({"Fn::Sub": "${TableArn}/stream/*"})),
         ("dynamodb:BatchGetItem", str({"Ref": "TableArn"})),
         ("es:ESHttpPost", str({"Fn::Sub": "${OpenSearchDomainArn}/*"})),
+        ("es:ESHttpHead", str({"Fn::Sub": "${OpenSearchDomainArn}/*"})),
         ("sqs:SendMessage", on_failure),
         ("sqs:SendMessage", dead_letters),
         ("secretsmanager:GetSecretValue", str({"Ref": "OpenSearchSecretArn"})),
