@@ -5,10 +5,11 @@ Three layouts, several runs each, medians:
 * ``venv, .pyc cached``: this virtualenv with every module's bytecode already compiled (a warm
   ``PYTHONPYCACHEPREFIX``), the best case;
 * ``Lambda package, no .pyc``: syncer and its dependencies copied without ``__pycache__`` into
-  one directory, as ``scripts/package_lambda.sh`` builds it (``--no-compile``, caches removed),
-  run with ``-S`` and ``PYTHONDONTWRITEBYTECODE=1`` (``/var/task`` is read-only); boto3 and
+  one directory, as ``scripts/package_lambda.sh`` built it before it compiled bytecode, run
+  with ``-S`` and ``PYTHONDONTWRITEBYTECODE=1`` (``/var/task`` is read-only); boto3 and
   botocore come precompiled from a separate directory, as the Lambda runtime provides them;
-* ``Lambda package + .pyc``: the same directory after ``compileall``.
+* ``Lambda package + .pyc``: the same directory after ``compileall``, as the script builds it
+  now.
 
 Each run times the import, then the first ``lambda_handler`` call with 100 records (config,
 clients, first requests to the real OpenSearch and Redis), then a second, warm batch. The
