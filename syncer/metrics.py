@@ -2,7 +2,9 @@
 
 The EMF writer is a few lines of our own rather than aws-lambda-powertools or
 aws-embedded-metrics: the batch's figures are already one flat dict, and a library import would
-add to every cold start for no gain.
+add to every cold start for no gain (``python -X importtime`` on the test VM, 2026-11-26:
+``aws_lambda_powertools.metrics`` about 65 ms, ``aws_embedded_metrics`` about 300 ms; this
+module needs nothing beyond orjson, which the pipeline imports anyway).
 """
 
 from __future__ import annotations
