@@ -307,3 +307,50 @@ def test_cfn_lint_passes() -> None:
         [str(cfn_lint), str(TEMPLATE)], capture_output=True, text=True, check=False, timeout=120
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _alarms(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        name: resource["Properties"]
+        for name, resource in template["Resources"].items()
+        if resource["Type"] == "AWS::CloudWatch::Alarm"
+    }
+
+
+def test_alarms_watch_lag_failures_and_both_queues(template: dict[str, Any]) -> None:
+    """Lag, failed invocations, dead letters and discarded batches each raise an alarm."""
+    watched = {
+        (alarm["Namespace"], alarm["MetricName"], str(alarm["Dimensions"][0]["Value"]))
+        for alarm in _alarms(template).values()
+    }
+    function = str({"Ref": "SyncerFunction"})
+    assert watched == {
+        ("AWS/Lambda", "IteratorAge", function),
+        ("AWS/Lambda", "Errors", function),
+        (
+            "AWS/SQS",
+            "ApproximateNumberOfMessagesVisible",
+            str({"Fn::GetAtt": ["DeadLetterQueue", "QueueName"]}),
+        ),
+        (
+            "AWS/SQS",
+            "ApproximateNumberOfMessagesVisible",
+            str({"Fn::GetAtt": ["OnFailureQueue", "QueueName"]}),
+        ),
+    }
+
+
+def test_alarms_notify_the_topic_only_when_one_is_given(template: dict[str, Any]) -> None:
+    """With AlarmTopicArn empty the alarms exist without actions, so a deploy never fails on it."""
+    assert template["Parameters"]["AlarmTopicArn"]["Default"] == ""
+    expected = {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], NO_VALUE]}
+    for alarm in _alarms(template).values():
+        assert alarm["AlarmActions"] == expected
+        assert alarm["OKActions"] == expected
+        assert alarm["TreatMissingData"] == "notBreaching"
+
+
+def test_iterator_age_threshold_is_the_parameter_in_milliseconds(template: dict[str, Any]) -> None:
+    """IteratorAge is reported in milliseconds; the parameter is in seconds."""
+    alarm = _alarms(template)["IteratorAgeAlarm"]
+    assert alarm["Threshold"] == {"Fn::Sub": "${IteratorAgeAlarmSeconds}000"}
