@@ -157,9 +157,10 @@ def reindex(
 
     config = _load(config_path)
     sinks = _sinks(config)
-    table = config.table(table_name)
-    if table is None:
-        raise click.ClickException(f"table {table_name!r} is not configured")
+    try:
+        table = config.require_table(table_name)
+    except SyncerError as error:
+        raise click.ClickException(str(error)) from None
     estimate = int(sinks.dynamodb.describe_table(TableName=table_name)["Table"].get("ItemCount", 0))
     state_path = Path(state_file) if state_file else None
     try:
@@ -273,6 +274,72 @@ def verify(config_path: str | None, table_name: str, sample: int | None, repair:
         )
     if report.drift:
         sys.exit(1)
+
+
+@main.command("purge-tombstones")
+@click.option("--config", "config_path", help=CONFIG_HELP)
+@click.option("--table", "table_name", required=True, help="Configured table whose index to purge.")
+@click.option(
+    "--older-than",
+    default="15d",
+    show_default=True,
+    help="Purge tombstones of deletes older than this (s, m, h or d; at least 24h).",
+)
+@click.option("--dry-run", is_flag=True, help="Only count the tombstones that would go.")
+def purge_tombstones(
+    config_path: str | None, table_name: str, older_than: str, dry_run: bool
+) -> None:
+    """Delete tombstones (deleted items' markers) too old for any replay to need.
+
+    A tombstone stops an older change, delivered late, from bringing a deleted item back. Keep
+    them longer than the stream's retention (24 h) plus the longest time a dead letter may wait
+    before `syncer deadletter redrive`: the default, 15 days, covers the 14 days the deployed
+    dead-letter queue keeps messages. Refused while a reindex of the table is running.
+
+    Example: syncer purge-tombstones --table catalog --older-than 15d --dry-run
+    """
+    from syncer.tombstones import parse_age
+    from syncer.tombstones import purge_tombstones as purge
+
+    try:
+        age_s = parse_age(older_than)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--older-than") from None
+    config = _load(config_path)
+    try:
+        table = config.require_table(table_name)
+    except SyncerError as error:
+        raise click.ClickException(str(error)) from None
+    sinks = _sinks(config)
+    progress: list[_Progress] = []
+
+    def on_progress(done: int, total: int) -> None:
+        if not progress:
+            progress.append(_progress(total, "purging tombstones"))
+            progress[0].__enter__()
+        progress[0].advance(done - progress[0].done)
+
+    try:
+        report = purge(
+            sinks.opensearch, sinks.opensearch_guard, table, age_s, dry_run, on_progress=on_progress
+        )
+    except SyncerError as error:
+        raise click.ClickException(str(error)) from None
+    finally:
+        if progress:
+            progress[0].__exit__(None, None, None)
+    where = ", ".join(report.indices)
+    if dry_run:
+        click.echo(f"{table_name}: {report.matched} tombstones older than {older_than} in {where}")
+        return
+    click.echo(
+        f"{table_name}: deleted {report.deleted} of {report.matched} tombstones older than "
+        f"{older_than} in {where}; {report.conflicts} changed meanwhile and were kept"
+    )
+    if report.failures:
+        for failure in report.failures[:10]:
+            click.echo(f"  failed: {failure}", err=True)
+        raise click.ClickException(f"{len(report.failures)} tombstones could not be deleted")
 
 
 @main.group()

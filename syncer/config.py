@@ -118,6 +118,14 @@ class Config:
                 return table
         return None
 
+    def require_table(self, name: str) -> TableConfig:
+        """The configuration of table ``name``; ``ConfigError`` naming the configured ones."""
+        table = self.table(name)
+        if table is None:
+            configured = ", ".join(t.name for t in self.tables) or "none"
+            raise ConfigError(f"table {name!r} is not configured (configured: {configured})")
+        return table
+
 
 _SECTIONS = {"opensearch", "redis", "deadletter", "resilience", "checkpoints", "tables"}
 

@@ -21,3 +21,7 @@ class PoisonRecordError(SyncerError):
 
 class DownstreamUnavailableError(SyncerError):
     """OpenSearch, Redis or DynamoDB did not answer in time; the records will be retried."""
+
+
+class PurgeRefusedError(SyncerError):
+    """Purging tombstones would be unsafe now (a reindex runs, or the age is below the minimum)."""

@@ -259,9 +259,7 @@ def reindex_table(
     on_progress: Callable[[int], None] = lambda _: None,
 ) -> ReindexResult:
     """Rebuild ``table_name``'s index from a scan and swap its alias; see the module docstring."""
-    table = config.table(table_name)
-    if table is None:
-        raise ConfigError(f"table {table_name!r} is not configured")
+    table = config.require_table(table_name)
     state_path = state_path or default_state_path(table.name)
     client = sinks.opensearch
     state = prepare(client, table, segments, state_path)

@@ -21,7 +21,6 @@ from syncer import jsoncodec
 from syncer.attributes import decode_item
 from syncer.cache import invalidate
 from syncer.config import Config, TableConfig
-from syncer.errors import ConfigError
 from syncer.pipeline import Sinks
 from syncer.plan import document_body, render_cache_key, tombstone_body
 from syncer.records import document_id
@@ -119,9 +118,7 @@ def verify_table(
     config: Config, sinks: Sinks, table_name: str, sample: int | None = None, repair: bool = False
 ) -> VerifyReport:
     """Compare table and index (all of it, or about ``sample`` keys each way) and maybe repair."""
-    table = config.table(table_name)
-    if table is None:
-        raise ConfigError(f"table {table_name!r} is not configured")
+    table = config.require_table(table_name)
     key_names = _key_names(sinks, table.name)
     report = VerifyReport(table.name)
     if sample is None:

@@ -1,0 +1,158 @@
+"""``syncer purge-tombstones``: delete tombstones too old for any replay to need them.
+
+A delete leaves a tombstone so that an older change delivered later cannot bring the item back
+(docs/ordering.md). A tombstone can go once no change older than it can still arrive: once it is
+older than the stream's retention (24 hours) plus the longest time a dead letter may wait for a
+redrive. The default, 15 days, covers the 14 days the deployed dead-letter queue keeps messages.
+
+The purge searches the concrete indices behind the alias (the alias's filter hides tombstones)
+page by page, and deletes each page in one ``_bulk`` with ``if_seq_no``/``if_primary_term``: a
+tombstone that a newer change replaced after the search found it is left alone, because the
+conditional delete conflicts. (``_delete_by_query`` does the same, but it lives in the reindex
+module, which not every distribution ships.) Nothing runs while a reindex is filling a new
+index; its scanned writes rely on the tombstones.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from syncer.config import TableConfig
+from syncer.errors import PurgeRefusedError, SyncerError
+from syncer.resilience import Downstream
+from syncer.search import SYNCER_FIELD, alias_exists, reindex_alias
+
+DAY_S = 86_400
+MIN_AGE_S = DAY_S  # the stream's retention: younger tombstones may still be needed by a retry
+DEFAULT_AGE_S = 15 * DAY_S
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeReport:
+    indices: tuple[str, ...]
+    matched: int
+    deleted: int
+    conflicts: int
+    failures: tuple[str, ...]
+
+
+def parse_age(text: str) -> float:
+    """``36h``, ``15d`` or a number of seconds, as seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": DAY_S}
+    number, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "s")
+    try:
+        value = float(number)
+    except ValueError:
+        raise ValueError(f"not an age: {text!r} (examples: 36h, 15d)") from None
+    if value < 0:
+        raise ValueError(f"not an age: {text!r} (examples: 36h, 15d)")
+    return value * units[unit]
+
+
+def tombstone_query(cutoff_ms: int) -> dict[str, Any]:
+    """Tombstones whose change happened before ``cutoff_ms``; those without a time never match."""
+    return {
+        "bool": {
+            "filter": [
+                {"term": {f"{SYNCER_FIELD}.deleted": True}},
+                {"range": {f"{SYNCER_FIELD}.changed_at": {"lt": cutoff_ms}}},
+            ]
+        }
+    }
+
+
+def purge_tombstones(
+    client: Any,
+    guard: Downstream,
+    table: TableConfig,
+    older_than_s: float,
+    dry_run: bool = False,
+    now: float | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+    page_size: int = 1000,
+) -> PurgeReport:
+    """Delete the tombstones of ``table`` older than ``older_than_s``; count them on a dry run."""
+    if older_than_s < MIN_AGE_S:
+        raise PurgeRefusedError(
+            f"tombstones younger than {MIN_AGE_S // 3600} hours may still stop a retried or "
+            "redelivered older change (stream retention is 24 hours); choose a longer age"
+        )
+    if guard.call_with_retry(alias_exists, client, reindex_alias(table.index)):
+        raise PurgeRefusedError(
+            f"a reindex of {table.name!r} is running ({reindex_alias(table.index)} exists); "
+            "purge after it finished"
+        )
+    from opensearchpy.exceptions import NotFoundError
+
+    try:
+        aliases = guard.call_with_retry(client.indices.get_alias, name=table.index)
+    except NotFoundError:
+        raise SyncerError(
+            f"alias {table.index!r} does not exist; run `syncer setup` first"
+        ) from None
+    indices = tuple(sorted(aliases))
+    cutoff_ms = int(((time.time() if now is None else now) - older_than_s) * 1000)
+    query = tombstone_query(cutoff_ms)
+    target = ",".join(indices)
+    # count and search see only refreshed documents.
+    guard.call_with_retry(client.indices.refresh, index=target)
+    counted = guard.call_with_retry(client.count, index=target, body={"query": query})
+    matched = int(counted["count"])
+    deleted = conflicts = 0
+    failures: list[str] = []
+    # Each hit is deleted or conflicted (changed, so it no longer matches), and tombstones made
+    # from now on are younger than the cutoff: the loop sees about ``matched`` hits in all.
+    budget = 2 * matched + page_size
+    while not dry_run and budget > 0:
+        found = guard.call_with_retry(
+            client.search,
+            index=target,
+            body={"query": query, "size": page_size, "_source": False, "seq_no_primary_term": True},
+        )
+        hits = found["hits"]["hits"]
+        if not hits:
+            break
+        budget -= len(hits)
+        gone, clashed, failed = _delete_page(client, guard, hits)
+        deleted, conflicts = deleted + gone, conflicts + clashed
+        failures.extend(failed)
+        if on_progress is not None:
+            on_progress(deleted + conflicts, matched)
+        if failed:  # the same hits would fail again: report them rather than spin
+            break
+        guard.call_with_retry(client.indices.refresh, index=target)
+    return PurgeReport(indices, matched, deleted, conflicts, tuple(failures))
+
+
+def _delete_page(
+    client: Any, guard: Downstream, hits: list[dict[str, Any]]
+) -> tuple[int, int, list[str]]:
+    """Delete each hit only if it is unchanged since the search; (deleted, conflicts, failures)."""
+    lines = []
+    for hit in hits:
+        action = {
+            "_index": hit["_index"],
+            "_id": hit["_id"],
+            "if_seq_no": hit["_seq_no"],
+            "if_primary_term": hit["_primary_term"],
+        }
+        lines.append(orjson.dumps({"delete": action}))
+    body = b"\n".join(lines) + b"\n"
+    response = guard.call_with_retry(client.bulk, body=body)
+    deleted = conflicts = 0
+    failures: list[str] = []
+    for item in response["items"]:
+        result = item["delete"]
+        status = int(result.get("status", 0))
+        if status in (200, 404):  # 404: already gone, which is the aim
+            deleted += 1
+        elif status == 409:  # a newer change replaced the tombstone: it stays
+            conflicts += 1
+        else:
+            failures.append(f"{result.get('_id')}: {str(result.get('error'))[:200]}")
+    return deleted, conflicts, failures
