@@ -9,6 +9,8 @@ stream path: a key the stream changes meanwhile answers 409 and is left to the s
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import math
@@ -62,9 +64,11 @@ def content_fingerprint(source: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(normalised, sort_keys=True).encode()).hexdigest()
 
 
-def _key_names(sinks: Sinks, table: str) -> list[str]:
+def _key_types(sinks: Sinks, table: str) -> dict[str, str]:
+    """The table's key attributes and their types (S, N or B), hash key first."""
     description = sinks.dynamodb.describe_table(TableName=table)["Table"]
-    return [key["AttributeName"] for key in description["KeySchema"]]
+    types = {d["AttributeName"]: d["AttributeType"] for d in description["AttributeDefinitions"]}
+    return {key["AttributeName"]: types[key["AttributeName"]] for key in description["KeySchema"]}
 
 
 def _scan(sinks: Sinks, table: str, segment: int = 0, total: int = 1) -> Iterator[dict[str, Any]]:
@@ -119,12 +123,13 @@ def verify_table(
 ) -> VerifyReport:
     """Compare table and index (all of it, or about ``sample`` keys each way) and maybe repair."""
     table = config.require_table(table_name)
-    key_names = _key_names(sinks, table.name)
+    key_types = _key_types(sinks, table.name)
+    key_names = list(key_types)
     report = VerifyReport(table.name)
     if sample is None:
         _compare_all(sinks, table, key_names, report)
     else:
-        _compare_sample(sinks, table, key_names, sample, report)
+        _compare_sample(sinks, table, key_types, sample, report)
     if repair and report.drift:
         _repair(config, sinks, table, key_names, report)
     return report
@@ -147,8 +152,9 @@ def _compare_all(
 
 
 def _compare_sample(
-    sinks: Sinks, table: TableConfig, key_names: list[str], sample: int, report: VerifyReport
+    sinks: Sinks, table: TableConfig, key_types: dict[str, str], sample: int, report: VerifyReport
 ) -> None:
+    key_names = list(key_types)
     rng = random.Random()
     description = sinks.dynamodb.describe_table(TableName=table.name)["Table"]
     total = max(1, min(1_000_000, math.ceil(int(description.get("ItemCount", 0)) / max(1, sample))))
@@ -171,7 +177,7 @@ def _compare_sample(
         },
     )["hits"]["hits"]
     report.checked_documents = len(hits)
-    typed = [_typed_key(h["_source"], key_names) for h in hits]
+    typed = [_typed_key(h["_source"], key_types) for h in hits]
     present = _items_by_id(sinks, table.name, key_names, [k for k in typed if k is not None])
     report.ghost.extend(h["_id"] for h in hits if present.get(h["_id"]) is None)
 
@@ -186,20 +192,27 @@ def _read_sources(
     }
 
 
-def _typed_key(source: Mapping[str, Any], key_names: list[str]) -> dict[str, Any] | None:
-    """A DynamoDB key from an indexed document's plain values (string and number keys)."""
-    from decimal import Decimal
+def _typed_key(source: Mapping[str, Any], key_types: Mapping[str, str]) -> dict[str, Any] | None:
+    """The DynamoDB key of an indexed document, typed as the key schema says.
 
-    from boto3.dynamodb.types import TypeSerializer
-
-    if not all(n in source for n in key_names):
-        return None
-    serializer = TypeSerializer()
-    plain = {
-        n: Decimal(str(source[n])) if isinstance(source[n], int | float) else source[n]
-        for n in key_names
-    }
-    return {n: serializer.serialize(v) for n, v in plain.items()}
+    None when the document's key values cannot be a key of the table (absent, or of another
+    type): no item can match it, so it is a ghost.
+    """
+    typed: dict[str, Any] = {}
+    for name, kind in key_types.items():
+        value = source.get(name)
+        if kind == "S" and isinstance(value, str):
+            typed[name] = {"S": value}
+        elif kind == "N" and isinstance(value, int | float) and not isinstance(value, bool):
+            typed[name] = {"N": str(value)}
+        elif kind == "B" and isinstance(value, str):  # indexed as base64 text
+            try:
+                typed[name] = {"B": base64.b64decode(value, validate=True)}
+            except (binascii.Error, ValueError):
+                return None
+        else:
+            return None
+    return typed
 
 
 def _items_by_id(

@@ -219,3 +219,76 @@ def test_deadletter_list_and_redrive_never_go_back_in_time(stack: Stack) -> None
     assert stack.indexed()["old|v1"]["category"] == "hats"
     assert stack.sinks.redis.exists("product:old") == 0
     assert not dead.exists() or dead.read_text() == ""
+
+
+def test_verify_sample_reads_binary_and_number_keys_with_their_types(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ghost checks look items up with the key schema's types (N and B), not as strings.
+
+    The binary attribute is the range key: moto's segmented Scan fails on a binary hash key
+    (it hashes the value as text), which real DynamoDB does not.
+    """
+    import base64
+    import uuid
+
+    from syncer.config import load_config
+    from syncer.indices import apply_setup, plan_setup
+    from syncer.pipeline import process_batch
+    from syncer.runtime import aws_client, build_sinks
+    from tests.integration.conftest import write_config
+
+    suffix = uuid.uuid4().hex[:8]
+    table, index = f"binary-keys-{suffix}", f"binary-keys-it-{suffix}"
+    monkeypatch.delenv("OPENSEARCH_URL", raising=False)
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    config = load_config(str(write_config(tmp_path / "syncer.toml", table, index)))
+    sinks = build_sinks(config)
+    dynamodb = aws_client("dynamodb")
+    dynamodb.create_table(
+        TableName=table,
+        KeySchema=[
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "N"},
+            {"AttributeName": "sk", "AttributeType": "B"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    apply_setup(sinks.opensearch, config.tables[0], plan_setup(sinks.opensearch, config.tables[0]))
+    try:
+        records = []
+        for number, raw in enumerate([b"\x00\x01", b"\xff|", b"ghost"], start=1):
+            keys = {"pk": {"N": str(number)}, "sk": {"B": base64.b64encode(raw).decode()}}
+            if raw != b"ghost":  # the third one exists only in the index
+                dynamodb.put_item(
+                    TableName=table, Item={"pk": {"N": str(number)}, "sk": {"B": raw}}
+                )
+            records.append(
+                {
+                    "eventID": str(number),
+                    "eventName": "INSERT",
+                    "eventSource": "aws:dynamodb",
+                    "eventSourceARN": f"arn:aws:dynamodb:us-east-1:123456789012:table/{table}"
+                    "/stream/2024-01-01T00:00:00.000",
+                    "dynamodb": {
+                        "Keys": keys,
+                        "NewImage": keys,
+                        "SequenceNumber": f"{10**20 + number}",
+                        "ApproximateCreationDateTime": 1704067200,
+                        "StreamViewType": "NEW_IMAGE",
+                    },
+                }
+            )
+        outcome = process_batch(records, config, sinks)
+        assert outcome.indexed == 3
+        report = verify_table(config, sinks, table, sample=10)
+        ghost_id = f"3|{base64.b64encode(b'ghost').decode()}"
+        assert (report.missing, report.differing, report.ghost) == ([], [], [ghost_id])
+        assert report.checked_documents == 3
+    finally:
+        dynamodb.delete_table(TableName=table)
+        sinks.opensearch.indices.delete(index=f"{index}-*")
+        sinks.opensearch.indices.delete_index_template(name=f"syncer-{index}")
