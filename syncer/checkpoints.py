@@ -11,7 +11,7 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -56,6 +56,10 @@ class CheckpointStore(Protocol):
 
     def save(self, stream_arn: str, shard_id: str, checkpoint: ShardCheckpoint) -> None:
         """Durably record ``checkpoint``; returns only once it would survive a crash."""
+        ...
+
+    def forget_others(self, stream_arn: str, keep: Collection[str]) -> list[str]:
+        """Drop the checkpoints of ``stream_arn``'s shards not in ``keep``; their ids."""
         ...
 
     def describe(self) -> str:
@@ -114,6 +118,19 @@ class FileCheckpointStore:
             else:
                 data[stream_arn][shard_id] = previous
             raise
+
+    def forget_others(self, stream_arn: str, keep: Collection[str]) -> list[str]:
+        data = self._read()
+        shards = data.get(stream_arn, {})
+        gone = sorted(shard_id for shard_id in shards if shard_id not in keep)
+        if gone:
+            data[stream_arn] = {k: v for k, v in shards.items() if k in keep}
+            try:
+                write_atomically(self.path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+            except BaseException:
+                data[stream_arn] = shards
+                raise
+        return gone
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -176,6 +193,12 @@ class RedisCheckpointStore:
 
     def save(self, stream_arn: str, shard_id: str, checkpoint: ShardCheckpoint) -> None:
         self.client.hset(self.key, f"{stream_arn}|{shard_id}", json.dumps(checkpoint.to_json()))
+
+    def forget_others(self, stream_arn: str, keep: Collection[str]) -> list[str]:
+        gone = sorted(set(self.load(stream_arn)) - set(keep))
+        if gone:
+            self.client.hdel(self.key, *(f"{stream_arn}|{shard_id}" for shard_id in gone))
+        return gone
 
 
 def _text(value: object) -> str:

@@ -510,6 +510,8 @@ class StreamPoller:
             log.error("table %s: DescribeStream failed: %s", stream.table, error)
             return
         ids = {shard["ShardId"] for shard in described}
+        if ids:  # never prune on an empty answer
+            self._forget_trimmed(stream, ids)
         for shard_id in list(stream.shards):
             shard = stream.shards[shard_id]
             if shard_id not in ids:
@@ -531,6 +533,32 @@ class StreamPoller:
                 stream.shards[shard_id] = _Shard(stream, shard_id, saved)
         stream.described = described
         stream.next_describe = time.monotonic() + self.options.describe_interval_s
+
+    def _forget_trimmed(self, stream: _Stream, ids: set[str]) -> None:
+        """Drop the saved checkpoints of shards the stream no longer has (trimmed after 24 h).
+
+        Without this the store grows by every shard the stream ever had (a new one every few
+        hours per partition). Such a checkpoint can never be used again: a child whose parent
+        left the stream starts without waiting for it.
+        """
+        try:
+            gone = self.store.forget_others(stream.arn, ids)
+        except Exception as error:  # noqa: BLE001 - housekeeping; the checkpoints stay as they were
+            log.warning(
+                "table %s: could not drop checkpoints of trimmed shards from %s: %s",
+                stream.table,
+                self.store.describe(),
+                error,
+            )
+            return
+        stream.saved = {k: v for k, v in stream.saved.items() if k in ids}
+        if gone:
+            log.info(
+                "table %s: dropped the checkpoints of %d trimmed shard(s) from %s",
+                stream.table,
+                len(gone),
+                self.store.describe(),
+            )
 
     def _readable(self, stream: _Stream) -> list[_Shard]:
         finished = {i for i, shard in stream.shards.items() if shard.checkpoint.finished}

@@ -135,6 +135,10 @@ def test_redis_checkpoint_store_round_trip(stack: Stack) -> None:
             "shard-a": ShardCheckpoint("42"),
             "shard-b": ShardCheckpoint("77", finished=True),
         }
+        store = RedisCheckpointStore(client, key)
+        assert store.forget_others(stack.stream_arn, {"shard-a"}) == ["shard-b"]
+        assert store.load(stack.stream_arn) == {"shard-a": ShardCheckpoint("42")}
+        assert store.load("arn:other-stream") == {"shard-a": ShardCheckpoint("9")}
     finally:
         client.delete(key)
 

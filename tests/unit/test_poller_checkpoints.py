@@ -61,3 +61,17 @@ def test_a_corrupt_file_is_refused_with_its_path(tmp_path: Path) -> None:
     path.write_text("{not json")
     with pytest.raises(CheckpointError, match=r"checkpoints\.json"):
         FileCheckpointStore(path).load(ARN)
+
+
+def test_forgetting_drops_only_that_streams_other_shards_and_lasts(tmp_path: Path) -> None:
+    """Shards not kept go from the file; other streams and kept shards stay."""
+    path = tmp_path / "checkpoints.json"
+    store = FileCheckpointStore(path)
+    store.save(ARN, "old", ShardCheckpoint("1", finished=True))
+    store.save(ARN, "live", ShardCheckpoint("2"))
+    store.save(OTHER_ARN, "old", ShardCheckpoint("3"))
+    assert store.forget_others(ARN, {"live", "new"}) == ["old"]
+    assert store.forget_others(ARN, {"live"}) == []
+    reloaded = FileCheckpointStore(path)
+    assert reloaded.load(ARN) == {"live": ShardCheckpoint("2")}
+    assert reloaded.load(OTHER_ARN) == {"old": ShardCheckpoint("3")}

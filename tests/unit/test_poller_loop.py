@@ -71,14 +71,22 @@ class MemoryTable:
 
 
 class MemoryStore:
-    def __init__(self) -> None:
+    def __init__(self, loaded: dict[str, ShardCheckpoint] | None = None) -> None:
         self.saved: list[tuple[str, ShardCheckpoint]] = []
+        self.loaded = dict(loaded or {})
+        self.forgotten: list[str] = []
 
     def load(self, stream_arn: str) -> dict[str, ShardCheckpoint]:
-        return {}
+        return dict(self.loaded)
 
     def save(self, stream_arn: str, shard_id: str, checkpoint: ShardCheckpoint) -> None:
         self.saved.append((shard_id, checkpoint))
+
+    def forget_others(self, stream_arn: str, keep: Any) -> list[str]:
+        gone = sorted(set(self.loaded) - set(keep))
+        self.forgotten.extend(gone)
+        self.loaded = {k: v for k, v in self.loaded.items() if k in keep}
+        return gone
 
     def describe(self) -> str:
         return "memory"
@@ -116,10 +124,11 @@ def _run(
     recorder: Recorder,
     monkeypatch: pytest.MonkeyPatch,
     page: int = 1000,
+    store: MemoryStore | None = None,
     **options: Any,
 ) -> tuple[MemoryStore, poller.RunSummary]:
     monkeypatch.setattr(poller, "process_batch", recorder)
-    store = MemoryStore()
+    store = store or MemoryStore()
     loop = StreamPoller(
         CONFIG,
         sinks=None,  # type: ignore[arg-type]
@@ -188,3 +197,16 @@ def test_a_batching_window_gathers_reads_up_to_the_batch_size(
         batching_window_s=60,
     )
     assert recorder.batches == [numbers[:5], numbers[5:]]
+
+
+def test_checkpoints_of_shards_that_left_the_stream_are_dropped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A trimmed shard's checkpoint can never be used again; the store does not keep it."""
+    store = MemoryStore(
+        {"trimmed": ShardCheckpoint("5", finished=True), "s": ShardCheckpoint("10")}
+    )
+    recorder = Recorder()
+    _run({"s": (None, ["10", "20"], False)}, recorder, monkeypatch, store=store)
+    assert store.forgotten == ["trimmed"]
+    assert recorder.batches == [["20"]]  # the kept checkpoint still applies
