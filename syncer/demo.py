@@ -17,11 +17,15 @@ DEMO_TABLE = "syncer-demo"
 
 
 def create_catalog_table(
-    dynamodb: Any, name: str, view_type: str | None = "NEW_AND_OLD_IMAGES"
+    dynamodb: Any,
+    name: str,
+    view_type: str | None = "NEW_AND_OLD_IMAGES",
+    key_types: tuple[str, str] = ("S", "S"),
 ) -> None:
     """A pk/sk table, recreated when it exists (the demo's and the tests' shape).
 
-    It has a stream of ``view_type``, or none when ``view_type`` is None.
+    It has a stream of ``view_type``, or none when ``view_type`` is None; ``key_types`` are the
+    DynamoDB types (S, N or B) of pk and sk.
     """
     if name in dynamodb.list_tables().get("TableNames", []):
         dynamodb.delete_table(TableName=name)
@@ -33,8 +37,8 @@ def create_catalog_table(
             {"AttributeName": "sk", "KeyType": "RANGE"},
         ],
         AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
+            {"AttributeName": "pk", "AttributeType": key_types[0]},
+            {"AttributeName": "sk", "AttributeType": key_types[1]},
         ],
         BillingMode="PAY_PER_REQUEST",
         **(

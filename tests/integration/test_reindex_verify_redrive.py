@@ -233,6 +233,7 @@ def test_verify_sample_reads_binary_and_number_keys_with_their_types(
     import uuid
 
     from syncer.config import load_config
+    from syncer.demo import create_catalog_table
     from syncer.indices import apply_setup, plan_setup
     from syncer.pipeline import process_batch
     from syncer.runtime import aws_client, build_sinks
@@ -245,18 +246,7 @@ def test_verify_sample_reads_binary_and_number_keys_with_their_types(
     config = load_config(str(write_config(tmp_path / "syncer.toml", table, index)))
     sinks = build_sinks(config)
     dynamodb = aws_client("dynamodb")
-    dynamodb.create_table(
-        TableName=table,
-        KeySchema=[
-            {"AttributeName": "pk", "KeyType": "HASH"},
-            {"AttributeName": "sk", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "N"},
-            {"AttributeName": "sk", "AttributeType": "B"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_catalog_table(dynamodb, table, view_type=None, key_types=("N", "B"))
     apply_setup(sinks.opensearch, config.tables[0], plan_setup(sinks.opensearch, config.tables[0]))
     try:
         records = []
