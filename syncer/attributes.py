@@ -94,18 +94,25 @@ def _fast_strings(values: object) -> Any:
     return sorted(values)
 
 
-def _fast_numbers(values: object) -> Any:
+def _fast_each(values: object, decode: Any) -> Any:
+    """``decode`` applied to each element of a list; _UNUSUAL if any element declines."""
     if type(values) is not list:
         return _UNUSUAL
-    numbers = []
+    decoded = []
     for element in values:
-        number = _fast_number(element)
-        if number is _UNUSUAL:
+        value = decode(element)
+        if value is _UNUSUAL:
             return _UNUSUAL
-        numbers.append(number)
-    # int and Decimal compare exactly with each other, so this is the order of
-    # sorting by Decimal value, ties (equal values) kept in their given order.
-    numbers.sort()
+        decoded.append(value)
+    return decoded
+
+
+def _fast_numbers(values: object) -> Any:
+    numbers = _fast_each(values, _fast_number)
+    if numbers is not _UNUSUAL:
+        # int and Decimal compare exactly with each other, so this is the order of
+        # sorting by Decimal value, ties (equal values) kept in their given order.
+        numbers.sort()
     return numbers
 
 
@@ -149,15 +156,7 @@ def _fast_value(typed: object) -> Any:
 
 
 def _fast_list(values: object) -> Any:
-    if type(values) is not list:
-        return _UNUSUAL
-    decoded = []
-    for element in values:
-        value = _fast_value(element)
-        if value is _UNUSUAL:
-            return _UNUSUAL
-        decoded.append(value)
-    return decoded
+    return _fast_each(values, _fast_value)
 
 
 def _fast_map(typed_item: object) -> Any:

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from operator import attrgetter
 
-from syncer.records import ChangeRecord, cyclic_gc_paused
+from syncer.records import ChangeRecord
 
 _BY_SEQUENCE = attrgetter("sequence_number")
 
@@ -33,16 +33,15 @@ def coalesce_latest_per_key(records: Iterable[ChangeRecord]) -> list[KeyChange]:
     """
     groups: dict[tuple[str, str], list[ChangeRecord]] = {}
     changes = []
-    with cyclic_gc_paused():
-        for record in records:
-            key = (record.table, record.document_id)
-            group = groups.get(key)
-            if group is None:
-                groups[key] = [record]
-            else:
-                group.append(record)
-        for (table, document_id), group in groups.items():
-            # Most keys have one record in a batch: nothing to sort.
-            ordered = (group[0],) if len(group) == 1 else tuple(sorted(group, key=_BY_SEQUENCE))
-            changes.append(KeyChange(table, document_id, ordered[-1], ordered))
+    for record in records:
+        key = (record.table, record.document_id)
+        group = groups.get(key)
+        if group is None:
+            groups[key] = [record]
+        else:
+            group.append(record)
+    for (table, document_id), group in groups.items():
+        # Most keys have one record in a batch: nothing to sort.
+        ordered = (group[0],) if len(group) == 1 else tuple(sorted(group, key=_BY_SEQUENCE))
+        changes.append(KeyChange(table, document_id, ordered[-1], ordered))
     return changes

@@ -16,12 +16,10 @@ _OPTIONS = orjson.OPT_PASSTHROUGH_SUBCLASS
 def _encode_exact_number(value: Any) -> Any:
     # orjson refuses Decimal and integers beyond 64 bits; a Fragment is inserted verbatim, so
     # the number reaches OpenSearch with every digit instead of being rounded through float.
-    if type(value) is Decimal:  # the common case first; str(Decimal) is ASCII JSON number text
+    if isinstance(value, Decimal):  # the common case first; str(Decimal) is JSON number text
         return orjson.Fragment(str(value))
     if isinstance(value, BigInt):
         return orjson.Fragment(int.__str__(value).encode("ascii"))
-    if isinstance(value, Decimal):
-        return orjson.Fragment(str(value).encode("ascii"))
     # With OPT_PASSTHROUGH_SUBCLASS other subclasses land here too: encode them as their base.
     if isinstance(value, str):
         return str(value)

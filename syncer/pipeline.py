@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import statistics
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +18,7 @@ from syncer.deadletter import DeadLetter, DeadLetterSink
 from syncer.errors import DownstreamUnavailableError, PoisonRecordError
 from syncer.lookup import read_current_items
 from syncer.plan import plan_cache_keys, plan_document_write
-from syncer.records import ChangeRecord, RejectedRecord, cyclic_gc_paused, decode_records
+from syncer.records import ChangeRecord, RejectedRecord, decode_records
 from syncer.resilience import Deadline, Downstream, PendingItemsError, classify
 from syncer.search import (
     DocumentRef,
@@ -281,6 +283,19 @@ def _letters_for_rejected(rejected: Sequence[RejectedRecord]) -> list[DeadLetter
         DeadLetter(r.raw, r.table, type(r.error).__name__, str(r.error), r.sequence_text)
         for r in rejected
     ]
+
+
+@contextmanager
+def cyclic_gc_paused() -> Iterator[None]:
+    """Hold off CPython's cycle collector; a collector someone else disabled stays disabled."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def process_batch(

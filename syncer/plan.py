@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import string
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
@@ -112,8 +113,6 @@ def plan_document_write(
 
 
 def _render(value: Any) -> str | None:
-    if type(value) is str:
-        return value
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
@@ -124,34 +123,19 @@ def _render(value: Any) -> str | None:
 
 
 _Template = tuple[tuple[str, str | None], ...]  # (literal text, attribute name or None)
-_PARSED_TEMPLATES: dict[str, _Template] = {}
-_PARSED_TABLE_TEMPLATES: dict[tuple[str, ...], tuple[_Template, ...]] = {}
-_MAX_PARSED_TEMPLATES = 256
 _NO_ATTRIBUTES: Mapping[str, Any] = {}
 
 
+@functools.lru_cache(maxsize=256)  # templates are few: each is split once
 def _parse_template(template: str) -> _Template:
-    """A cache key template split once into literals and attribute names (templates are few)."""
-    parsed = _PARSED_TEMPLATES.get(template)
-    if parsed is None:
-        parsed = tuple(
-            (literal, name) for literal, name, _, _ in string.Formatter().parse(template)
-        )
-        if len(_PARSED_TEMPLATES) >= _MAX_PARSED_TEMPLATES:
-            _PARSED_TEMPLATES.clear()
-        _PARSED_TEMPLATES[template] = parsed
-    return parsed
+    """A cache key template split into literals and attribute names."""
+    return tuple((literal, name) for literal, name, _, _ in string.Formatter().parse(template))
 
 
+@functools.lru_cache(maxsize=256)
 def _parse_templates(templates: tuple[str, ...]) -> tuple[_Template, ...]:
-    """All of a table's templates, parsed once (keyed by the tuple of templates)."""
-    parsed = _PARSED_TABLE_TEMPLATES.get(templates)
-    if parsed is None:
-        parsed = tuple(_parse_template(template) for template in templates)
-        if len(_PARSED_TABLE_TEMPLATES) >= _MAX_PARSED_TEMPLATES:
-            _PARSED_TABLE_TEMPLATES.clear()
-        _PARSED_TABLE_TEMPLATES[templates] = parsed
-    return parsed
+    """All of a table's templates, parsed (keyed by the tuple of templates)."""
+    return tuple(_parse_template(template) for template in templates)
 
 
 def _fill(parsed: _Template, first: Mapping[str, Any], then: Mapping[str, Any]) -> str | None:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import gc
+import functools
 import hashlib
 import re
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import Enum
@@ -21,8 +20,6 @@ _TABLE_FROM_ARN = re.compile(r"arn:[^:]+:dynamodb:[^:]*:[^:]*:table/([^/]+)(?:/|
 _VIEW_TYPES = {"KEYS_ONLY", "NEW_IMAGE", "OLD_IMAGE", "NEW_AND_OLD_IMAGES"}
 SEQUENCE_DIGITS = 40
 MAX_DOCUMENT_ID_BYTES = 512  # OpenSearch >= 2.9 rejects longer _id values
-_MAX_CACHED_ARNS = 64
-_TABLES_BY_ARN: dict[str, str | None] = {}  # eventSourceARN -> table, see table_from_arn
 
 
 class EventName(Enum):
@@ -119,21 +116,13 @@ def document_id(keys: Mapping[str, Any]) -> str:
 
 def table_from_arn(arn: object) -> str | None:
     """The table name in a stream or table ARN, or None."""
-    if type(arn) is str:
-        # A batch carries one ARN (a function serves a few): parse each once.
-        try:
-            return _TABLES_BY_ARN[arn]
-        except KeyError:
-            pass
-    if not isinstance(arn, str):
-        return None
+    return _table_in_arn(str(arn)) if isinstance(arn, str) else None
+
+
+@functools.lru_cache(maxsize=64)  # a batch carries one ARN (a function serves a few)
+def _table_in_arn(arn: str) -> str | None:
     match = _TABLE_FROM_ARN.match(arn)
-    table = match.group(1) if match else None
-    if type(arn) is str:
-        if len(_TABLES_BY_ARN) >= _MAX_CACHED_ARNS:
-            _TABLES_BY_ARN.clear()
-        _TABLES_BY_ARN[arn] = table
-    return table
+    return match.group(1) if match else None
 
 
 def _parse_sequence(raw: object) -> int:
@@ -246,40 +235,19 @@ def check_event(event: object) -> list[Any]:
     return records
 
 
-@contextmanager
-def cyclic_gc_paused() -> Iterator[None]:
-    """Hold off CPython's cycle collector while a batch builds its (acyclic) values.
-
-    Decoding 10,000 records keeps tens of thousands of new containers alive, and the collector
-    would scan them again and again, with full passes over the whole heap (the event too):
-    pausing it here about halves the collector's share of the CPU path (bench/RESULTS.md).
-    Nothing built here forms a reference cycle, so nothing is left for it; reference counting
-    still frees everything. A collector someone else disabled is left disabled.
-    """
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
-
-
 def decode_records(records: Iterable[object]) -> tuple[list[ChangeRecord], list[RejectedRecord]]:
     """Decode every record; bad ones become ``RejectedRecord`` values instead of stopping."""
     decoded: list[ChangeRecord] = []
     rejected: list[RejectedRecord] = []
-    with cyclic_gc_paused():
-        for record in records:
-            try:
-                decoded.append(decode_record(record))
-            except PoisonRecordError as error:
-                rejected.append(_rejection(record, error))
-            except (TypeError, ValueError, KeyError, AttributeError, RecursionError) as error:
-                # A shape no check above foresaw: still this record's fault, never the batch's.
-                reason = f"record could not be decoded ({type(error).__name__}: {error})"
-                rejected.append(_rejection(record, PoisonRecordError(reason)))
+    for record in records:
+        try:
+            decoded.append(decode_record(record))
+        except PoisonRecordError as error:
+            rejected.append(_rejection(record, error))
+        except (TypeError, ValueError, KeyError, AttributeError, RecursionError) as error:
+            # A shape no check above foresaw: still this record's fault, never the batch's.
+            reason = f"record could not be decoded ({type(error).__name__}: {error})"
+            rejected.append(_rejection(record, PoisonRecordError(reason)))
     return decoded, rejected
 
 
