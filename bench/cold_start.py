@@ -27,7 +27,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -36,13 +35,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import (
     ROOT,
     SERVICES_ENV,
-    header,
     insert_records,
     median,
-    setup_index,
+    start_bench,
     teardown_index,
-    use_services_env,
-    write_config,
 )
 
 TABLE = "bench_cold"
@@ -143,11 +139,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
-    use_services_env()
-    header("Cold start: import syncer.handler + first batch, fresh interpreters")
-    work = Path(tempfile.mkdtemp(prefix="syncer-bench-cold-"))
-    config_path = write_config(work / "bench.toml", TABLE, ALIAS)
-    setup_index(config_path)
+    work, config_path = start_bench(
+        "Cold start: import syncer.handler + first batch, fresh interpreters", "cold", TABLE, ALIAS
+    )
     base_env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         **SERVICES_ENV,

@@ -266,3 +266,13 @@ def syncer_tree_at(revision: str) -> Path:
         ).stdout
         (tree / "syncer" / f"{name}.py").write_bytes(source)
     return tree
+
+
+def start_bench(title: str, name: str, table: str, alias: str) -> tuple[Path, Path]:
+    """Point at the local services, print the header, set up ``alias``: (work dir, config)."""
+    use_services_env()
+    header(title)
+    work = Path(tempfile.mkdtemp(prefix=f"syncer-bench-{name}-"))
+    config_path = write_config(work / "bench.toml", table, alias)
+    setup_index(config_path)
+    return work, config_path

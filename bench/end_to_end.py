@@ -22,7 +22,6 @@ import argparse
 import contextlib
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,12 +34,9 @@ from bench.common import (
     CACHE_KEYS,
     OPENSEARCH_URL,
     REDIS_URL,
-    header,
     insert_records,
-    setup_index,
+    start_bench,
     teardown_index,
-    use_services_env,
-    write_config,
 )
 
 TABLE = "bench_e2e"
@@ -265,11 +261,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="one batch per size (smoke run)")
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
-    use_services_env()
-    header("End to end through lambda_handler, real OpenSearch and Redis")
-    work = Path(tempfile.mkdtemp(prefix="syncer-bench-e2e-"))
-    config_path = write_config(work / "bench.toml", TABLE, ALIAS)
-    setup_index(config_path)
+    _, config_path = start_bench(
+        "End to end through lambda_handler, real OpenSearch and Redis", "e2e", TABLE, ALIAS
+    )
     _setup_peer_index(config_path)
     keys = KeyCounter()
     ours, our_timer = syncer_handler(config_path)

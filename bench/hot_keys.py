@@ -17,7 +17,6 @@ import itertools
 import os
 import random
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -27,12 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import (
     SEQUENCE_BASE,
     catalog_item,
-    header,
-    setup_index,
+    start_bench,
     stream_record,
     teardown_index,
-    use_services_env,
-    write_config,
 )
 from bench.end_to_end import OpenSearchTimer
 
@@ -59,11 +55,9 @@ def main() -> None:
     parser.add_argument("--keys", type=int, default=2000, help="size of the key space")
     parser.add_argument("--s", type=float, default=1.1, help="Zipf exponent")
     args = parser.parse_args()
-    use_services_env()
-    header("Hot keys: Zipf writes through lambda_handler")
-    work = Path(tempfile.mkdtemp(prefix="syncer-bench-hot-"))
-    config_path = write_config(work / "bench.toml", TABLE, ALIAS)
-    setup_index(config_path)
+    _, config_path = start_bench(
+        "Hot keys: Zipf writes through lambda_handler", "hot", TABLE, ALIAS
+    )
     os.environ["SYNCER_CONFIG"] = str(config_path)
     os.environ["SYNCER_METRICS"] = "off"
     from syncer import handler

@@ -110,7 +110,7 @@ class FileCheckpointStore:
         previous = data.get(stream_arn, {}).get(shard_id)
         data.setdefault(stream_arn, {})[shard_id] = checkpoint.to_json()
         try:
-            write_atomically(self.path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+            self._write(data)
         except BaseException:
             # Memory must not claim what the disk does not hold.
             if previous is None:
@@ -126,11 +126,14 @@ class FileCheckpointStore:
         if gone:
             data[stream_arn] = {k: v for k, v in shards.items() if k in keep}
             try:
-                write_atomically(self.path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+                self._write(data)
             except BaseException:
-                data[stream_arn] = shards
+                data[stream_arn] = shards  # memory must not claim what the disk does not hold
                 raise
         return gone
+
+    def _write(self, data: dict[str, dict[str, dict[str, Any]]]) -> None:
+        write_atomically(self.path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def write_atomically(path: Path, text: str) -> None:

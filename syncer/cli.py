@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import time
@@ -157,10 +158,7 @@ def reindex(
 
     config = _load(config_path)
     sinks = _sinks(config)
-    try:
-        table = config.require_table(table_name)
-    except SyncerError as error:
-        raise click.ClickException(str(error)) from None
+    table = config.require_table(table_name)  # a SyncerError is one Error: line (_SyncerGroup)
     estimate = int(sinks.dynamodb.describe_table(TableName=table_name)["Table"].get("ItemCount", 0))
     state_path = Path(state_file) if state_file else None
     try:
@@ -306,28 +304,20 @@ def purge_tombstones(
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--older-than") from None
     config = _load(config_path)
-    try:
-        table = config.require_table(table_name)
-    except SyncerError as error:
-        raise click.ClickException(str(error)) from None
+    table = config.require_table(table_name)
     sinks = _sinks(config)
-    progress: list[_Progress] = []
+    with contextlib.ExitStack() as stack:
+        bars: list[_Progress] = []  # made on the first report, when the total is known
 
-    def on_progress(done: int, total: int) -> None:
-        if not progress:
-            progress.append(_progress(total, "purging tombstones"))
-            progress[0].__enter__()
-        progress[0].advance(done - progress[0].done)
+        def on_progress(done: int, total: int) -> None:
+            if not bars:
+                bars.append(_progress(total, "purging tombstones"))
+                stack.enter_context(bars[0])
+            bars[0].advance(done - bars[0].done)
 
-    try:
         report = purge(
             sinks.opensearch, sinks.opensearch_guard, table, age_s, dry_run, on_progress=on_progress
         )
-    except SyncerError as error:
-        raise click.ClickException(str(error)) from None
-    finally:
-        if progress:
-            progress[0].__exit__(None, None, None)
     where = ", ".join(report.indices)
     if dry_run:
         click.echo(f"{table_name}: {report.matched} tombstones older than {older_than} in {where}")

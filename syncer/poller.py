@@ -541,6 +541,10 @@ class StreamPoller:
         hours per partition). Such a checkpoint can never be used again: a child whose parent
         left the stream starts without waiting for it.
         """
+        # The store holds what was loaded at start plus what this worker saved: only when one
+        # of those shards left the stream is there anything to drop (no store I/O otherwise).
+        if not (set(stream.saved) | set(stream.shards)) - ids:
+            return
         try:
             gone = self.store.forget_others(stream.arn, ids)
         except Exception as error:  # noqa: BLE001 - housekeeping; the checkpoints stay as they were

@@ -190,7 +190,7 @@ def bulk_chunks(
         yield chunk, b"".join(lines)
 
 
-def _item_result(item: Mapping[str, Any]) -> ItemResult:
+def item_result(item: Mapping[str, Any]) -> ItemResult:
     ((_, result),) = item.items()
     status = int(result.get("status", 500))
     if status < 300:
@@ -215,7 +215,7 @@ def send_bulk(
     items = response.get("items", [])
     if len(items) != len(writes):
         raise RuntimeError(f"_bulk answered {len(items)} items for {len(writes)} actions")
-    return {write.ref: _item_result(item) for write, item in zip(writes, items, strict=True)}
+    return {write.ref: item_result(item) for write, item in zip(writes, items, strict=True)}
 
 
 def make_client(settings: OpenSearchConfig, password: str | None = None) -> Any:

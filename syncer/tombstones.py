@@ -20,16 +20,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
+from syncer import jsoncodec
 from syncer.config import TableConfig
 from syncer.errors import PurgeRefusedError, SyncerError
 from syncer.resilience import Downstream
-from syncer.search import SYNCER_FIELD, alias_exists, reindex_alias
+from syncer.search import SYNCER_FIELD, ItemStatus, alias_exists, item_result, reindex_alias
 
 DAY_S = 86_400
 MIN_AGE_S = DAY_S  # the stream's retention: younger tombstones may still be needed by a retry
-DEFAULT_AGE_S = 15 * DAY_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,8 +46,8 @@ def parse_age(text: str) -> float:
     try:
         value = float(number)
     except ValueError:
-        raise ValueError(f"not an age: {text!r} (examples: 36h, 15d)") from None
-    if value < 0:
+        value = -1.0
+    if not 0 <= value < float("inf"):  # negative, infinite, NaN, or not a number at all
         raise ValueError(f"not an age: {text!r} (examples: 36h, 15d)")
     return value * units[unit]
 
@@ -141,18 +139,17 @@ def _delete_page(
             "if_seq_no": hit["_seq_no"],
             "if_primary_term": hit["_primary_term"],
         }
-        lines.append(orjson.dumps({"delete": action}))
+        lines.append(jsoncodec.dumps({"delete": action}))
     body = b"\n".join(lines) + b"\n"
     response = guard.call_with_retry(client.bulk, body=body)
     deleted = conflicts = 0
     failures: list[str] = []
     for item in response["items"]:
-        result = item["delete"]
-        status = int(result.get("status", 0))
-        if status in (200, 404):  # 404: already gone, which is the aim
-            deleted += 1
-        elif status == 409:  # a newer change replaced the tombstone: it stays
+        result = item_result(item)
+        if result.status is ItemStatus.OK or item["delete"].get("status") == 404:
+            deleted += 1  # 404: already gone, which is the aim
+        elif result.status is ItemStatus.CONFLICT:  # a newer change replaced it: it stays
             conflicts += 1
         else:
-            failures.append(f"{result.get('_id')}: {str(result.get('error'))[:200]}")
+            failures.append(f"{item['delete'].get('_id')}: {result.reason}"[:300])
     return deleted, conflicts, failures

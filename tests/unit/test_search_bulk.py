@@ -13,8 +13,8 @@ from syncer.search import (
     ItemResult,
     ItemStatus,
     WriteKind,
-    _item_result,
     bulk_chunks,
+    item_result,
 )
 
 
@@ -142,7 +142,7 @@ def test_2xx_item_is_ok(item: dict[str, object]) -> None:
     # given a successful bulk item
     # when it is classified
     # then it is OK
-    assert _item_result(item) == ItemResult(ItemStatus.OK)
+    assert item_result(item) == ItemResult(ItemStatus.OK)
 
 
 def test_409_item_is_a_conflict() -> None:
@@ -159,7 +159,7 @@ def test_409_item_is_a_conflict() -> None:
         }
     }
     # when it is classified
-    result = _item_result(item)
+    result = item_result(item)
     # then it is a conflict carrying OpenSearch's words
     assert result.status is ItemStatus.CONFLICT
     assert "version_conflict_engine_exception" in result.reason
@@ -178,7 +178,7 @@ def test_429_and_5xx_items_are_transient(status: int, kind: str) -> None:
     # given an item with a 429 or 5xx status
     item = {"index": {"_id": "p-1", "status": status, "error": {"type": kind, "reason": "busy"}}}
     # when it is classified
-    result = _item_result(item)
+    result = item_result(item)
     # then it is transient
     assert result.status is ItemStatus.TRANSIENT
     assert result.reason.startswith(str(status))
@@ -198,7 +198,7 @@ def test_mapper_parsing_exception_is_permanent() -> None:
         }
     }
     # when it is classified
-    result = _item_result(item)
+    result = item_result(item)
     # then it is permanent and keeps the reason
     assert result.status is ItemStatus.PERMANENT
     assert (
@@ -218,7 +218,7 @@ def test_missing_index_item_is_transient_with_a_hint() -> None:
         }
     }
     # when it is classified
-    result = _item_result(item)
+    result = item_result(item)
     # then it is transient and hints at `syncer setup`
     assert result.status is ItemStatus.TRANSIENT
     assert "syncer setup" in result.reason
@@ -229,4 +229,4 @@ def test_item_without_status_is_transient() -> None:
     # given an item without a status
     # when it is classified
     # then it is transient
-    assert _item_result({"index": {"_id": "p-1"}}).status is ItemStatus.TRANSIENT
+    assert item_result({"index": {"_id": "p-1"}}).status is ItemStatus.TRANSIENT
