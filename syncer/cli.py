@@ -270,6 +270,12 @@ def verify(config_path: str | None, table_name: str, sample: int | None, repair:
         click.echo(
             f"repaired {report.repaired}; {report.left_to_stream} changed meanwhile, left to the stream"
         )
+        for failure in report.unrepaired[:10]:
+            click.echo(f"  not repaired: {failure}")
+    if report.unverifiable:
+        click.echo(
+            f"{report.unverifiable} documents with hashed long ids could not be checked for ghosts"
+        )
     if report.drift:
         sys.exit(1)
 
@@ -316,7 +322,13 @@ def purge_tombstones(
             bars[0].advance(done - bars[0].done)
 
         report = purge(
-            sinks.opensearch, sinks.opensearch_guard, table, age_s, dry_run, on_progress=on_progress
+            sinks.opensearch,
+            sinks.opensearch_guard,
+            table,
+            age_s,
+            dry_run,
+            on_progress=on_progress,
+            limits=config.opensearch,
         )
     where = ", ".join(report.indices)
     if dry_run:

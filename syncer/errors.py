@@ -1,4 +1,9 @@
-"""The one exception hierarchy of syncer; per-item failures are values, not exceptions."""
+"""The one exception hierarchy of syncer; per-item failures are values, not exceptions.
+
+Each sink raises its own subclass of ``DownstreamUnavailableError`` for failures it detects
+itself; ``syncer.resilience.classify`` sorts these and the client libraries' own errors into
+one table (README "Failures"). An exception that is neither is a bug: it fails the invocation.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +25,31 @@ class PoisonRecordError(SyncerError):
 
 
 class DownstreamUnavailableError(SyncerError):
-    """OpenSearch, Redis or DynamoDB did not answer in time; the records will be retried."""
+    """OpenSearch, Redis, DynamoDB or the dead letters did not answer well enough; retried."""
+
+
+class SearchUnavailableError(DownstreamUnavailableError):
+    """OpenSearch answered, but not with what a write needs (a missing index, a short reply)."""
+
+
+class CacheUnavailableError(DownstreamUnavailableError):
+    """Redis (or a node of a Redis Cluster) did not confirm an invalidation."""
+
+
+class TableReadError(DownstreamUnavailableError):
+    """DynamoDB did not return items that a batch had to read."""
+
+
+class DeadLetterUnavailableError(DownstreamUnavailableError):
+    """A dead-letter destination did not accept every letter."""
+
+
+class DeadlineExceededError(DownstreamUnavailableError):
+    """Too little of the invocation's time is left to start another request."""
+
+
+class BatchFailedError(SyncerError):
+    """Every record of a batch failed: the invocation fails, so the errors alarm fires."""
 
 
 class PurgeRefusedError(SyncerError):

@@ -10,8 +10,8 @@ from typing import Any
 
 from syncer import jsoncodec
 from syncer.config import TableConfig
+from syncer.documents import SYNCER_FIELD
 from syncer.errors import ConfigError
-from syncer.search import SYNCER_FIELD
 
 DEFAULT_TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "index_templates"
 FIRST_GENERATION = 1

@@ -8,29 +8,22 @@ import statistics
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 from syncer.cache import invalidate
 from syncer.coalesce import KeyChange, coalesce_latest_per_key
-from syncer.config import Config, OpenSearchConfig, TableConfig
+from syncer.config import Config, TableConfig
 from syncer.deadletter import DeadLetter, DeadLetterSink
+from syncer.documents import DocumentRef, ReadState, TargetState
 from syncer.errors import DownstreamUnavailableError, PoisonRecordError
 from syncer.lookup import read_current_items
 from syncer.plan import plan_cache_keys, plan_document_write
 from syncer.records import ChangeRecord, RejectedRecord, decode_records
-from syncer.resilience import Deadline, Downstream, PendingItemsError, classify
-from syncer.search import (
-    DocumentRef,
-    DocumentWrite,
-    ItemStatus,
-    WriteKind,
-    alias_exists,
-    bulk_chunks,
-    read_targets,
-    reindex_alias,
-    send_bulk,
-)
+from syncer.resilience import Deadline, Downstream, ErrorKind, classify
+from syncer.search import ApplyResult, Settled, apply_writes, reindex_alias
+from syncer.versions import read_version
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +61,11 @@ class BatchOutcome:
     iterator_age_ms_median: float = 0.0
     bulk_latency_ms: float = 0.0
 
+    @property
+    def all_failed(self) -> bool:
+        """Every record of a non-empty batch must be retried: nothing at all got through."""
+        return self.records_in > 0 and len(self.failed_sequence_numbers) >= self.records_in
+
     def lambda_response(self) -> dict[str, list[dict[str, str]]]:
         """The partial batch response Lambda documents; empty only when all is durable."""
         return {"batchItemFailures": [{"itemIdentifier": s} for s in self.failed_sequence_numbers]}
@@ -91,23 +89,45 @@ class BatchOutcome:
         }
 
 
-@dataclass(slots=True)
-class _SearchResults:
-    indexed: set[DocumentRef] = field(default_factory=set)
-    deleted: set[DocumentRef] = field(default_factory=set)
-    skipped: set[DocumentRef] = field(default_factory=set)
-    permanent: dict[DocumentRef, str] = field(default_factory=dict)
-    failed: dict[DocumentRef, str] = field(default_factory=dict)
-    bulk_seconds: float = 0.0
-    before: dict[DocumentRef, Mapping[str, Any]] = field(default_factory=dict)
+class RecordAction(Enum):
+    ACKNOWLEDGE = "acknowledge"
+    RETRY = "retry"  # reported in batchItemFailures
+    DEADLETTER = "deadletter"
 
-    def settled(self, ref: DocumentRef) -> bool:
-        return (
-            ref in self.indexed
-            or ref in self.deleted
-            or ref in self.skipped
-            or ref in self.permanent
-        )
+
+@dataclass(frozen=True, slots=True)
+class KeyStages:
+    """What each stage did for one key's change: the input of ``decide``."""
+
+    lookup_failed: bool
+    search: Settled | None  # the worst outcome over the key's targets; None: not attempted
+    cache_failed: bool
+
+
+def decide(stages: KeyStages, cache_policy: str) -> RecordAction:
+    """Acknowledge, retry or dead-letter the records of one key (tested as a table).
+
+    A record is acknowledged only when its document and its cache keys are done, or when it
+    is dead-lettered; a rejected document still needs its invalidation first, so a failed
+    invalidation under the "retry" policy retries it too.
+    """
+    if stages.lookup_failed or stages.search is Settled.FAILED or stages.search is None:
+        return RecordAction.RETRY
+    if stages.cache_failed and cache_policy == "retry":
+        return RecordAction.RETRY
+    if stages.search is Settled.REJECTED or stages.cache_failed:
+        return RecordAction.DEADLETTER
+    return RecordAction.ACKNOWLEDGE
+
+
+_SEVERITY = {Settled.FAILED: 3, Settled.REJECTED: 2}
+
+
+def _worst(statuses: Sequence[Settled | None]) -> Settled | None:
+    if any(status is None for status in statuses):
+        return None
+    known = [status for status in statuses if status is not None]
+    return max(known, key=lambda status: _SEVERITY.get(status, 0), default=None)
 
 
 def _ref(change: KeyChange, tables: Mapping[str, TableConfig]) -> DocumentRef:
@@ -125,21 +145,30 @@ def _lookup_items(
     items: dict[tuple[str, str], dict[str, Any] | None] = {}
     failed: dict[tuple[str, str], str] = {}
     for table, records in wanted.items():
-        try:
-            if sinks.dynamodb is None:
-                raise DownstreamUnavailableError(
-                    "no DynamoDB client to read KEYS_ONLY/OLD_IMAGE items"
-                )
-            found = read_current_items(
-                sinks.dynamodb, sinks.dynamodb_guard, table, records, deadline
-            )
-        except Exception as error:  # noqa: BLE001 - every failure becomes a reported record
-            reason = f"reading items from {table} failed ({classify(error).value}): {error}"
-            log.error(reason)
+        found, reason = _read_items(sinks, table, records, deadline)
+        if reason is not None:
             failed.update({(table, r.document_id): reason for r in records})
             continue
         items.update({(table, doc_id): item for doc_id, item in found.items()})
     return items, failed
+
+
+def _read_items(
+    sinks: Sinks, table: str, records: Sequence[ChangeRecord], deadline: Deadline | None
+) -> tuple[dict[str, dict[str, Any] | None], str | None]:
+    """Consistent reads of the records' items; (items by id, None) or ({}, why it failed)."""
+    try:
+        if sinks.dynamodb is None:
+            raise DownstreamUnavailableError("no DynamoDB client to read items")
+        found = read_current_items(sinks.dynamodb, sinks.dynamodb_guard, table, records, deadline)
+    except Exception as error:
+        kind = classify(error)
+        if kind is ErrorKind.UNEXPECTED:
+            raise
+        reason = f"reading items from {table} failed ({kind.value}): {error}"
+        log.error(reason)
+        return {}, reason
+    return found, None
 
 
 def _target_refs(change: KeyChange, tables: Mapping[str, TableConfig]) -> tuple[DocumentRef, ...]:
@@ -155,101 +184,48 @@ def _apply_to_search(
     sinks: Sinks,
     config: Config,
     deadline: Deadline | None,
-) -> _SearchResults:
-    """Read every target's state, write what is newer, repeat for conflicts and transient items."""
-    results = _SearchResults()
+) -> ApplyResult:
+    """Write every change that is newer than its targets' states, through ``apply_writes``."""
     by_ref = {ref: change for change in changes for ref in _target_refs(change, tables)}
     optional = frozenset(reindex_alias(table.index) for table in tables.values())
     fields = sorted({name for table in tables.values() for name in table.cache_key_fields})
-    guard = sinks.opensearch_guard
-    limits = config.opensearch
-    try:
-        for attempt in guard.retrying(deadline):
-            with attempt:
-                # A reindex target is written only while its alias exists. Asking once per
-                # table keeps its ids out of the _mget when none does (the usual case).
-                running = {a for a in optional if guard.call(alias_exists, sinks.opensearch, a)}
-                results.skipped.update(
-                    ref for ref in by_ref if ref[0] in optional and ref[0] not in running
-                )
-                pending = [ref for ref in by_ref if not results.settled(ref)]
-                targets = guard.call(read_targets, sinks.opensearch, pending, fields, optional)
-                writes: dict[DocumentRef, tuple[DocumentWrite, list[DocumentRef]]] = {}
-                for ref in pending:
-                    change = by_ref[ref]
-                    target = targets.get(ref)
-                    if target is None:  # no reindex running: nothing to write there
-                        results.skipped.add(ref)
-                        continue
-                    if target.document is not None:
-                        results.before.setdefault(ref, target.document.fields)
-                    concrete = (target.index, change.document_id)
-                    if concrete in writes:  # two aliases on one index: one write serves both
-                        writes[concrete][1].append(ref)
-                        continue
-                    try:
-                        item = items.get((change.table, change.document_id))
-                        table = tables[change.table]
-                        write = plan_document_write(
-                            change, table, target.document, item, target.index
-                        )
-                    except PoisonRecordError as error:
-                        results.permanent[ref] = str(error)
-                        continue
-                    if write is None:
-                        results.skipped.add(ref)
-                    else:
-                        writes[concrete] = (write, [ref])
-                reasons = _send_writes(writes, sinks, limits, results)
-                left = sum(1 for ref in by_ref if not results.settled(ref))
-                if left:
-                    raise PendingItemsError(left, reasons[0] if reasons else "conflicts")
-    except Exception as error:  # noqa: BLE001 - every failure becomes a reported record
-        reason = f"OpenSearch write failed ({classify(error).value}): {error}"
-        log.error(reason)
-        for ref in by_ref:
-            if not results.settled(ref):
-                results.failed[ref] = reason
-    return results
 
+    def plan(ref: DocumentRef, target: TargetState, read: ReadState | None) -> Any:
+        change = by_ref[ref]
+        item = items.get((change.table, change.document_id))
+        return plan_document_write(change, tables[change.table], target, item, read)
 
-def _send_writes(
-    writes: Mapping[DocumentRef, tuple[DocumentWrite, list[DocumentRef]]],
-    sinks: Sinks,
-    limits: OpenSearchConfig,
-    results: _SearchResults,
-) -> list[str]:
-    """Send the writes in ``_bulk`` chunks; settle refs by item result; return retry reasons."""
-    reasons: list[str] = []
-    planned = [write for write, _ in writes.values()]
-    unencodable: list[tuple[DocumentWrite, str]] = []
-    chunks = bulk_chunks(planned, limits.bulk_max_actions, limits.bulk_max_bytes, unencodable)
-    for chunk, body in chunks:
-        started = time.perf_counter()
-        try:
-            item_results = sinks.opensearch_guard.call(send_bulk, sinks.opensearch, body, chunk)
-        finally:
-            results.bulk_seconds += time.perf_counter() - started
-        for write in chunk:
-            result = item_results[write.ref]
-            for ref in writes[write.ref][1]:
-                if result.status is ItemStatus.OK:
-                    tombstone = write.kind is WriteKind.TOMBSTONE
-                    (results.deleted if tombstone else results.indexed).add(ref)
-                elif result.status is ItemStatus.PERMANENT:
-                    results.permanent[ref] = f"OpenSearch rejected the document: {result.reason}"
-                else:
-                    reasons.append(result.reason)
-    for write, reason in unencodable:
-        for ref in writes[write.ref][1]:
-            results.permanent[ref] = reason
-    return reasons
+    def reread(refs: Sequence[DocumentRef]) -> dict[DocumentRef, ReadState | str]:
+        by_table: dict[str, list[DocumentRef]] = {}
+        for ref in refs:
+            by_table.setdefault(by_ref[ref].table, []).append(ref)
+        states: dict[DocumentRef, ReadState | str] = {}
+        for table, table_refs in by_table.items():
+            started = time.time()
+            records = [by_ref[ref].latest for ref in table_refs]
+            found, reason = _read_items(sinks, table, records, deadline)
+            version = read_version(started, time.time())
+            for ref in table_refs:
+                states[ref] = reason or ReadState(found.get(ref[1]), version)
+        return states
+
+    return apply_writes(
+        sinks.opensearch,
+        sinks.opensearch_guard,
+        list(by_ref),
+        plan,
+        config.opensearch,
+        reread=reread,
+        fields=fields,
+        optional_aliases=optional,
+        deadline=deadline,
+    )
 
 
 def _invalidate_cache(
     changes: Sequence[KeyChange],
     tables: Mapping[str, TableConfig],
-    before: Mapping[DocumentRef, Mapping[str, Any]],
+    before: Mapping[DocumentRef, Any],
     items: Mapping[tuple[str, str], dict[str, Any] | None],
     sinks: Sinks,
     deadline: Deadline | None,
@@ -258,21 +234,47 @@ def _invalidate_cache(
     keys_by_ref: dict[DocumentRef, set[str]] = {}
     for change in changes:
         ref = _ref(change, tables)
-        extra = [before.get(ref), items.get((change.table, change.document_id))]
+        indexed = before.get(ref)
+        extra = [
+            indexed.fields if indexed is not None else None,
+            items.get((change.table, change.document_id)),
+        ]
         keys_by_ref[ref] = plan_cache_keys(change, tables[change.table], extra)
     keys = set().union(*keys_by_ref.values())
     if not keys:
         return keys_by_ref, None
     try:
         sinks.redis_guard.call_with_retry(invalidate, sinks.redis, keys, deadline=deadline)
-    except Exception as error:  # noqa: BLE001 - every failure becomes a reported record
-        reason = f"Redis invalidation failed ({classify(error).value}): {error}"
+    except Exception as error:
+        kind = classify(error)
+        if kind is ErrorKind.UNEXPECTED:
+            raise
+        reason = f"Redis invalidation failed ({kind.value}): {error}"
         log.error(reason)
         return keys_by_ref, reason
     return keys_by_ref, None
 
 
-def _letters(change: KeyChange, error_class: str, message: str) -> list[DeadLetter]:
+def _letters_for_change(
+    change: KeyChange,
+    refs: Sequence[DocumentRef],
+    search: ApplyResult,
+    cache_keys: Mapping[DocumentRef, set[str]],
+    cache_error: str | None,
+) -> list[DeadLetter]:
+    """The dead letters of one key's records, saying what failed and what the cache got."""
+    rejected = next(
+        (search.outcomes[r].reason for r in refs if search.status(r) is Settled.REJECTED), None
+    )
+    keys = ", ".join(sorted(cache_keys.get(refs[0], ()))) or "none"
+    if rejected is not None:
+        error_class = "DocumentRejectedError"
+        message = rejected
+        if cache_error:
+            message += f"; its cache keys were NOT invalidated ({cache_error}); cache keys: {keys}"
+    else:
+        error_class = "CacheInvalidationError"
+        message = f"{cache_error}; cache keys: {keys}"
     return [
         DeadLetter(r.raw, r.table, error_class, message, r.sequence_text) for r in change.records
     ]
@@ -346,35 +348,32 @@ def _process_batch(
     searchable = [c for c in changes if (c.table, c.document_id) not in lookup_failed]
     search = _apply_to_search(searchable, tables, items, sinks, config, deadline)
     cache_keys, cache_error = _invalidate_cache(
-        changes, tables, search.before, items, sinks, deadline
+        changes, tables, search.observed, items, sinks, deadline
     )
 
     failed: set[str] = set()
     letters = _letters_for_rejected(rejected)
     for change in changes:
         refs = _target_refs(change, tables)
-        rejected_by = next((search.permanent[r] for r in refs if r in search.permanent), None)
-        if (change.table, change.document_id) in lookup_failed or any(
-            r in search.failed for r in refs
-        ):
+        lookup_reason = lookup_failed.get((change.table, change.document_id))
+        stages = KeyStages(
+            lookup_failed=lookup_reason is not None,
+            search=None if lookup_reason else _worst([search.status(r) for r in refs]),
+            cache_failed=cache_error is not None,
+        )
+        action = decide(stages, config.redis.on_failure)
+        if action is RecordAction.RETRY:
             failed.update(change.sequence_texts)
-        elif rejected_by is not None:
-            letters.extend(_letters(change, "DocumentRejectedError", rejected_by))
-        elif cache_error and config.redis.on_failure == "deadletter":
-            keys = ", ".join(sorted(cache_keys[refs[0]]))
-            letters.extend(
-                _letters(change, "CacheInvalidationError", f"{cache_error}; cache keys: {keys}")
-            )
-        elif cache_error:
-            failed.update(change.sequence_texts)
+        elif action is RecordAction.DEADLETTER:
+            letters.extend(_letters_for_change(change, refs, search, cache_keys, cache_error))
     dead_lettered = _write_dead_letters(letters, sinks, deadline, failed)
     all_cache_keys = set().union(*cache_keys.values())
     outcome = BatchOutcome(
         records_in=len(raw_records),
         keys=len(changes),
-        indexed=sum(1 for c in changes if _ref(c, tables) in search.indexed),
-        deleted=sum(1 for c in changes if _ref(c, tables) in search.deleted),
-        skipped_stale=sum(1 for c in changes if _ref(c, tables) in search.skipped),
+        indexed=sum(1 for c in changes if search.status(_ref(c, tables)) is Settled.WRITTEN),
+        deleted=sum(1 for c in changes if search.status(_ref(c, tables)) is Settled.TOMBSTONED),
+        skipped_stale=sum(1 for c in changes if search.status(_ref(c, tables)) is Settled.SKIPPED),
         invalidated=0 if cache_error else len(all_cache_keys),
         dead_lettered=dead_lettered,
         failed_sequence_numbers=tuple(sorted(failed, key=int)),
@@ -408,7 +407,10 @@ def _write_dead_letters(
     try:
         sinks.deadletter_guard.call_with_retry(sinks.deadletters.write, letters, deadline=deadline)
     except Exception as error:
-        log.error("dead-letter write failed (%s): %s", classify(error).value, error)
+        kind = classify(error)
+        if kind is ErrorKind.UNEXPECTED:
+            raise
+        log.error("dead-letter write failed (%s): %s", kind.value, error)
         if any(letter.sequence_text is None for letter in letters):
             raise DownstreamUnavailableError(
                 "a record without a usable SequenceNumber could not be dead-lettered; "

@@ -10,35 +10,24 @@ from typing import Any
 
 from syncer.coalesce import KeyChange
 from syncer.config import TableConfig
+from syncer.documents import (
+    SYNCER_FIELD,
+    DocumentRef,
+    DocumentWrite,
+    IndexedDocument,
+    ReadState,
+    TargetState,
+    Verdict,
+    WriteKind,
+)
 from syncer.errors import PoisonRecordError
-from syncer.records import padded_sequence
-from syncer.search import SYNCER_FIELD, DocumentWrite, IndexedDocument, WriteKind
+from syncer.versions import Order, Version, compare
 
 _MISSING = object()
 
 
-def is_newer(change: KeyChange, indexed: IndexedDocument | None) -> bool:
-    """Whether the change's latest record is newer than what the index holds.
-
-    A document without a sequence number came from a full scan; any stream change is allowed
-    to replace it, which the next stream record of the key keeps correct (docs/ordering.md).
-    """
-    if indexed is None or indexed.sequence_number is None:
-        return True
-    return change.latest.sequence_number > indexed.sequence_number
-
-
-def document_body(
-    item: Mapping[str, Any],
-    table: TableConfig,
-    sequence_number: int | None,
-    changed_at: float | None,
-    scanned_at: float | None = None,
-) -> dict[str, Any]:
-    """The ``_source`` of an item: its attributes minus excluded ones, plus ``_syncer``.
-
-    Stream changes carry their sequence number; a full scan has none and says when it read.
-    """
+def document_body(item: Mapping[str, Any], table: TableConfig, version: Version) -> dict[str, Any]:
+    """The ``_source`` of an item: its attributes minus excluded ones, plus ``_syncer``."""
     body = dict(item)
     for name in table.exclude_attributes:  # usually none or a few: cheaper than filtering all
         body.pop(name, None)
@@ -47,52 +36,86 @@ def document_body(
             f"item has an attribute named {SYNCER_FIELD!r}, which syncer reserves; add it to "
             f"exclude_attributes of table {table.name!r}"
         )
-    body[SYNCER_FIELD] = _syncer_meta(table, sequence_number, changed_at, deleted=False)
-    if scanned_at is not None:
-        body[SYNCER_FIELD]["scanned_at"] = int(scanned_at * 1000)
+    body[SYNCER_FIELD] = _syncer_meta(table, version, deleted=False)
     return body
 
 
-def tombstone_body(
-    table: TableConfig, sequence_number: int | None, changed_at: float | None, ttl: bool
-) -> dict[str, Any]:
+def tombstone_body(table: TableConfig, version: Version, ttl: bool = False) -> dict[str, Any]:
     """A deleted item's document: only ``_syncer``, so no older change can resurrect it."""
-    meta = _syncer_meta(table, sequence_number, changed_at, deleted=True)
+    meta = _syncer_meta(table, version, deleted=True)
     meta["ttl"] = ttl
     return {SYNCER_FIELD: meta}
 
 
-def _syncer_meta(
-    table: TableConfig, sequence_number: int | None, changed_at: float | None, deleted: bool
-) -> dict[str, Any]:
-    meta: dict[str, Any] = {"table": table.name, "deleted": deleted}
-    if sequence_number is not None:
-        meta["seq"] = padded_sequence(sequence_number)
-    if changed_at is not None:
-        meta["changed_at"] = int(changed_at * 1000)
-    return meta
+def _syncer_meta(table: TableConfig, version: Version, deleted: bool) -> dict[str, Any]:
+    return {"table": table.name, "deleted": deleted, **version.to_meta()}
+
+
+def plan_read_state(
+    ref: DocumentRef, table: TableConfig, read: ReadState, indexed: IndexedDocument | None
+) -> DocumentWrite | Verdict:
+    """The write that puts an item as a consistent read found it in place of ``indexed``.
+
+    Only called for a read made after ``indexed`` was seen, so the read holds every change
+    that state came from: the write is conditional on ``indexed`` alone (docs/ordering.md).
+    """
+    if read.item is None:
+        if indexed is None or indexed.deleted:
+            return Verdict.SKIP
+        return DocumentWrite(ref, WriteKind.TOMBSTONE, tombstone_body(table, read.version), indexed)
+    body = document_body(read.item, table, read.version)
+    return DocumentWrite(ref, WriteKind.INDEX, body, indexed)
+
+
+def plan_scanned(
+    ref: DocumentRef,
+    table: TableConfig,
+    scanned: ReadState,
+    target: TargetState,
+    reread: ReadState | None,
+) -> DocumentWrite | Verdict:
+    """A scanned item's write, when it is newer than the indexed state (reindex, verify)."""
+    if reread is not None:
+        return plan_read_state(ref, table, reread, target.document)
+    indexed = target.document
+    order = compare(scanned.version, indexed.version if indexed is not None else None)
+    if order is Order.OLDER:
+        return Verdict.SKIP
+    if order is Order.UNKNOWN:
+        return Verdict.REREAD
+    return plan_read_state(ref, table, scanned, indexed)
 
 
 def plan_document_write(
     change: KeyChange,
     table: TableConfig,
-    indexed: IndexedDocument | None,
+    target: TargetState | IndexedDocument | None,
     current_item: Mapping[str, Any] | object | None = _MISSING,
-    index: str | None = None,
-) -> DocumentWrite | None:
-    """The write that brings the index to the change's state, or None when it is already newer.
+    reread: ReadState | None = None,
+) -> DocumentWrite | Verdict:
+    """The write that brings the index to the change's state, or why there is none.
 
     ``current_item`` is the item read from the table for streams without a new image
-    (KEYS_ONLY, OLD_IMAGE); None there means the item is gone. ``index`` is the concrete index
-    the indexed state was read from (default: the table's alias).
+    (KEYS_ONLY, OLD_IMAGE); None there means the item is gone. ``reread`` is the item read
+    again after the planner answered ``Verdict.REREAD`` (its version could not be ordered
+    against the indexed state's, which happens only next to a read of the table).
     """
-    if not is_newer(change, indexed):
-        return None
+    if isinstance(target, TargetState):
+        index, indexed = target.index, target.document
+    else:
+        index, indexed = table.index, target
+    ref = (index, change.document_id)
+    if reread is not None:
+        return plan_read_state(ref, table, reread, indexed)
     latest = change.latest
-    ref = (index or table.index, change.document_id)
-    at = latest.approximate_creation_s
+    version = latest.version
+    order = compare(version, indexed.version if indexed is not None else None)
+    if order is Order.OLDER:
+        return Verdict.SKIP
+    if order is Order.UNKNOWN:
+        return Verdict.REREAD
     if latest.is_remove:
-        body = tombstone_body(table, latest.sequence_number, at, latest.is_ttl_delete)
+        body = tombstone_body(table, version, latest.is_ttl_delete)
         return DocumentWrite(ref, WriteKind.TOMBSTONE, body, indexed)
     if latest.new_image is not None:
         item: Mapping[str, Any] | None = latest.new_image
@@ -101,15 +124,8 @@ def plan_document_write(
     else:
         item = current_item  # type: ignore[assignment]
     if item is None:
-        return DocumentWrite(
-            ref,
-            WriteKind.TOMBSTONE,
-            tombstone_body(table, latest.sequence_number, at, False),
-            indexed,
-        )
-    return DocumentWrite(
-        ref, WriteKind.INDEX, document_body(item, table, latest.sequence_number, at), indexed
-    )
+        return DocumentWrite(ref, WriteKind.TOMBSTONE, tombstone_body(table, version), indexed)
+    return DocumentWrite(ref, WriteKind.INDEX, document_body(item, table, version), indexed)
 
 
 def _render(value: Any) -> str | None:

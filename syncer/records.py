@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import hashlib
 import re
@@ -13,12 +15,14 @@ from typing import Any
 
 from syncer.attributes import decode_item
 from syncer.errors import InvalidEventError, PoisonRecordError
+from syncer.versions import SEQUENCE_DIGITS as SEQUENCE_DIGITS
+from syncer.versions import Version, change_version
+from syncer.versions import padded_sequence as padded_sequence
 
 # https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_streams_StreamRecord.html
 _SEQUENCE_NUMBER = re.compile(r"[0-9]{1,40}")
 _TABLE_FROM_ARN = re.compile(r"arn:[^:]+:dynamodb:[^:]*:[^:]*:table/([^/]+)(?:/|$)")
 _VIEW_TYPES = {"KEYS_ONLY", "NEW_IMAGE", "OLD_IMAGE", "NEW_AND_OLD_IMAGES"}
-SEQUENCE_DIGITS = 40
 MAX_DOCUMENT_ID_BYTES = 512  # OpenSearch >= 2.9 rejects longer _id values
 
 
@@ -53,6 +57,13 @@ class ChangeRecord:
         return str(self.raw["dynamodb"]["SequenceNumber"])
 
     @property
+    def version(self) -> Version:
+        """This change's place in the one version order (``syncer.versions``)."""
+        return change_version(
+            self.sequence_number, self.raw.get("eventSourceARN"), self.approximate_creation_s
+        )
+
+    @property
     def is_remove(self) -> bool:
         return self.event_name is EventName.REMOVE
 
@@ -70,11 +81,6 @@ class RejectedRecord:
     error: PoisonRecordError
     table: str | None
     sequence_text: str | None
-
-
-def padded_sequence(sequence_number: int) -> str:
-    """Sequence numbers as fixed-width text, so that text order equals numeric order."""
-    return str(sequence_number).zfill(SEQUENCE_DIGITS)
 
 
 def _escape_key_part(value: Any) -> str:
@@ -112,6 +118,58 @@ def document_id(keys: Mapping[str, Any]) -> str:
     if len(encoded) <= MAX_DOCUMENT_ID_BYTES:
         return plain
     return "#" + hashlib.sha256(encoded).hexdigest()
+
+
+def typed_key_from_id(doc_id: str, key_types: Mapping[str, str]) -> dict[str, Any] | None:
+    """The DynamoDB key (boto3's typed form) that ``document_id`` turned into ``doc_id``.
+
+    ``key_types`` is the key schema (attribute name -> S, N or B). None when the id cannot be a
+    key of that schema, or is a hashed long id (``#`` + SHA-256), which cannot be inverted.
+    The key is never rebuilt from a document's ``_source``, whose numbers come back as doubles.
+    """
+    if doc_id.startswith("#"):
+        return None
+    parts: list[str] = []
+    current: list[str] = []
+    escaped = False
+    for char in doc_id:
+        if escaped:
+            current.append(char)
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == "|":
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    parts.append("".join(current))
+    names = sorted(key_types)
+    if escaped or len(parts) != len(names):
+        return None
+    typed: dict[str, Any] = {}
+    for name, part in zip(names, parts, strict=True):
+        kind = key_types[name]
+        if kind == "S":
+            typed[name] = {"S": part}
+        elif kind == "N":
+            typed[name] = {"N": part}
+        elif kind == "B":
+            try:
+                typed[name] = {"B": base64.b64decode(part, validate=True)}
+            except (binascii.Error, ValueError):
+                return None
+        else:
+            return None
+    try:
+        plain = decode_item(
+            {n: {"B": base64.b64encode(v["B"]).decode()} if "B" in v else v for n, v in typed.items()}
+        )
+        if document_id(plain) != doc_id:
+            return None
+    except PoisonRecordError:
+        return None
+    return typed
 
 
 def table_from_arn(arn: object) -> str | None:

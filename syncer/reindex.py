@@ -3,10 +3,13 @@
 1. Create the next versioned index (``catalog-000002``) from the template and point the alias
    ``catalog-reindexing`` at it. From then on every batch writes stream changes to it too
    (``syncer.search.reindex_alias``): each batch discovers it in the ``_mget`` it makes anyway.
-2. Scan the table in parallel segments, page by page (memory bounded by segments x page size,
-   not by the table), and ``create`` each item's document: a scanned document never replaces
-   one the stream wrote, and any stream change replaces a scanned one (docs/ordering.md).
-3. Swap the alias to the new index in one ``POST _aliases`` and drop ``catalog-reindexing``.
+2. Carry the old index's tombstones younger than the replay horizon into the new index, so a
+   change delivered again after the swap cannot bring a deleted item back.
+3. Scan the table in parallel segments, page by page (memory bounded by segments x page size,
+   not by the table), and write each item's document with its read version through
+   ``syncer.search.apply_writes``: it replaces only older states, and the stream's newer
+   changes replace it (docs/ordering.md).
+4. Swap the alias to the new index in one ``POST _aliases`` and drop ``catalog-reindexing``.
 
 Progress is saved after every page in a state file, so a crashed reindex resumes where it was.
 """
@@ -19,7 +22,7 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,23 +32,29 @@ from syncer import jsoncodec
 from syncer.attributes import decode_item
 from syncer.config import Config, TableConfig
 from syncer.deadletter import DeadLetter
-from syncer.errors import ConfigError, PoisonRecordError, SyncerError
-from syncer.indices import LIVE_DOCUMENTS_FILTER, create_versioned_index, versioned_index_name
-from syncer.pipeline import Sinks
-from syncer.plan import document_body
-from syncer.records import document_id
-from syncer.resilience import PendingItemsError
-from syncer.search import (
+from syncer.documents import (
+    SYNCER_FIELD,
+    DocumentRef,
     DocumentWrite,
-    ItemStatus,
+    ReadState,
+    TargetState,
+    Verdict,
     WriteKind,
-    bulk_chunks,
-    reindex_alias,
-    send_bulk,
 )
+from syncer.errors import ConfigError, DownstreamUnavailableError, PoisonRecordError, SyncerError
+from syncer.indices import LIVE_DOCUMENTS_FILTER, create_versioned_index, versioned_index_name
+from syncer.lookup import key_schema, read_items_by_key
+from syncer.pipeline import Sinks
+from syncer.plan import plan_read_state, plan_scanned, tombstone_body
+from syncer.records import document_id, typed_key_from_id
+from syncer.search import ApplyResult, Settled, apply_writes, reindex_alias
+from syncer.versions import Order, compare, read_version, version_from_meta
 
 log = logging.getLogger(__name__)
 DEFAULT_PAGE_SIZE = 500
+# Tombstones younger than this are carried into a new index: the stream's 24 hours plus the 14
+# days the deployed dead-letter queue keeps messages (the purge-tombstones default, too).
+TOMBSTONE_HORIZON_S = 15 * 86_400
 
 
 @dataclass
@@ -61,6 +70,7 @@ class ReindexState:
     indexed: int = 0
     rejected: int = 0
     started_at: float = field(default_factory=time.time)
+    tombstones_carried: int | None = None  # None until the old index's tombstones were copied
 
 
 @dataclass(frozen=True)
@@ -72,6 +82,7 @@ class ReindexResult:
     rejected: int
     seconds: float
     old_deleted: bool
+    tombstones_carried: int = 0
 
 
 def default_state_path(table: str) -> Path:
@@ -152,6 +163,12 @@ def prepare(client: Any, table: TableConfig, segments: int, state_path: Path) ->
     return state
 
 
+@dataclass(frozen=True)
+class ReadInterval:
+    started_s: float
+    ended_s: float
+
+
 def _scan_pages(
     sinks: Sinks,
     table: str,
@@ -159,7 +176,7 @@ def _scan_pages(
     total: int,
     start_key: Mapping[str, Any] | None,
     page_size: int,
-) -> Iterator[tuple[list[dict[str, Any]], dict[str, Any] | None]]:
+) -> Iterator[tuple[list[dict[str, Any]], dict[str, Any] | None, ReadInterval]]:
     request: dict[str, Any] = {
         "TableName": table,
         "Segment": segment,
@@ -171,9 +188,12 @@ def _scan_pages(
         request["ExclusiveStartKey"] = dict(start_key)
     guard = sinks.dynamodb_guard
     while True:
+        started = time.time()
         page = guard.call_with_retry(sinks.dynamodb.scan, **request)
+        # A consistent scan page holds each item as it was at some moment between the two.
+        read = ReadInterval(started, time.time())
         last = page.get("LastEvaluatedKey")
-        yield page.get("Items", []), last
+        yield page.get("Items", []), last, read
         if not last:
             return
         request["ExclusiveStartKey"] = last
@@ -191,59 +211,159 @@ def _index_page(
     config: Config,
     table: TableConfig,
     new_index: str,
-    key_names: list[str],
+    key_types: Mapping[str, str],
     raw_items: list[dict[str, Any]],
+    read: ReadInterval,
 ) -> _PageCounts:
-    """``create`` each scanned item's document; 409 means the stream already wrote a newer one."""
-    now = time.time()
-    writes: list[DocumentWrite] = []
+    """Write each scanned item where it is newer than the new index's state (``apply_writes``)."""
+    version = read_version(read.started_s, read.ended_s)
+    scanned: dict[DocumentRef, ReadState] = {}
     letters: list[DeadLetter] = []
     for raw in raw_items:
         try:
             item = decode_item(raw)
-            doc_id = document_id({name: item[name] for name in key_names})
-            source = document_body(item, table, None, None, scanned_at=now)
+            doc_id = document_id({name: item[name] for name in key_types})
         except PoisonRecordError as error:
             letters.append(
                 DeadLetter({"reindex_item": raw}, table.name, "PoisonRecordError", str(error), None)
             )
             continue
-        writes.append(DocumentWrite((new_index, doc_id), WriteKind.INDEX, source, None))
-    limits = config.opensearch
-    guard = sinks.opensearch_guard
-    indexed = already_newer = 0
-    pending = writes
-    for attempt in guard.retrying():
-        with attempt:
-            retry: list[DocumentWrite] = []
-            unencodable: list[tuple[DocumentWrite, str]] = []
-            chunks = bulk_chunks(
-                pending, limits.bulk_max_actions, limits.bulk_max_bytes, unencodable
-            )
-            for chunk, payload in chunks:
-                results = guard.call(send_bulk, sinks.opensearch, payload, chunk)
-                for write in chunk:
-                    result = results[write.ref]
-                    if result.status is ItemStatus.OK:
-                        indexed += 1
-                    elif result.status is ItemStatus.CONFLICT:
-                        already_newer += 1
-                    elif result.status is ItemStatus.PERMANENT:
-                        letters.append(_rejected(table, write, result.reason))
-                    else:
-                        retry.append(write)
-            letters.extend(_rejected(table, write, reason) for write, reason in unencodable)
-            pending = retry
-            if pending:
-                raise PendingItemsError(len(pending), "bulk items to retry")
+        scanned[(new_index, doc_id)] = ReadState(item, version)
+
+    def plan(ref: DocumentRef, target: TargetState, reread: ReadState | None) -> Any:
+        return plan_scanned(ref, table, scanned[ref], target, reread)
+
+    result = apply_writes(
+        sinks.opensearch,
+        sinks.opensearch_guard,
+        list(scanned),
+        plan,
+        config.opensearch,
+        reread=_rereader(sinks, table, key_types),
+        read_first=False,  # a new index: create first, read only what conflicts
+    )
+    letters.extend(_rejected(table, ref, o.reason) for ref, o in _outcomes(result, Settled.REJECTED))
+    _raise_failed(result, table)
     if letters:
         sinks.deadletter_guard.call_with_retry(sinks.deadletters.write, letters)
-    return _PageCounts(indexed, already_newer, len(letters))
+    written = result.count(Settled.WRITTEN) + result.count(Settled.TOMBSTONED)
+    return _PageCounts(written, result.count(Settled.SKIPPED), len(letters))
 
 
-def _rejected(table: TableConfig, write: DocumentWrite, reason: str) -> DeadLetter:
+def _outcomes(result: ApplyResult, status: Settled) -> list[tuple[DocumentRef, Any]]:
+    return [(ref, o) for ref, o in result.outcomes.items() if o.status is status]
+
+
+def _raise_failed(result: ApplyResult, table: TableConfig) -> None:
+    """A reindex never skips a document: stop (resumable) when any write failed."""
+    failed = _outcomes(result, Settled.FAILED)
+    if failed:
+        raise DownstreamUnavailableError(
+            f"reindex of {table.name!r}: {len(failed)} document(s) could not be written "
+            f"({failed[0][1].reason}); run the same command again to resume"
+        )
+
+
+def _rereader(
+    sinks: Sinks, table: TableConfig, key_types: Mapping[str, str]
+) -> Callable[[Sequence[DocumentRef]], Mapping[DocumentRef, ReadState | str]]:
+    """Read items again, by document id, for writes whose order against the index is unknown."""
+
+    def reread(refs: Sequence[DocumentRef]) -> Mapping[DocumentRef, ReadState | str]:
+        states: dict[DocumentRef, ReadState | str] = {}
+        keys = {}
+        for ref in refs:
+            key = typed_key_from_id(ref[1], key_types)
+            if key is None:
+                states[ref] = f"document id {ref[1]!r} is not a key of {table.name!r}"
+            else:
+                keys[ref] = key
+        if keys:
+            started = time.time()
+            found = read_items_by_key(
+                sinks.dynamodb, sinks.dynamodb_guard, table.name, list(keys.values())
+            )
+            version = read_version(started, time.time())
+            for ref in keys:
+                states[ref] = ReadState(found.get(ref[1]), version)
+        return states
+
+    return reread
+
+
+def _tombstone_planner(
+    table: TableConfig, metas: Mapping[DocumentRef, Mapping[str, Any]]
+) -> Callable[[DocumentRef, TargetState, ReadState | None], DocumentWrite | Verdict]:
+    """Plan each carried tombstone like any state: written only over an older one."""
+
+    def plan(ref: DocumentRef, target: TargetState, reread: ReadState | None) -> Any:
+        if reread is not None:
+            return plan_read_state(ref, table, reread, target.document)
+        version = version_from_meta(metas[ref])
+        indexed = target.document
+        order = compare(version, indexed.version if indexed is not None else None)
+        if order is Order.OLDER:
+            return Verdict.SKIP
+        if order is Order.UNKNOWN:
+            return Verdict.REREAD
+        body = tombstone_body(table, version, bool(metas[ref].get("ttl", False)))
+        return DocumentWrite(ref, WriteKind.TOMBSTONE, body, indexed)
+
+    return plan
+
+
+def carry_tombstones(
+    sinks: Sinks,
+    config: Config,
+    table: TableConfig,
+    old_index: str,
+    new_index: str,
+    key_types: Mapping[str, str],
+    horizon_s: float = TOMBSTONE_HORIZON_S,
+    page_size: int = 1000,
+) -> int:
+    """Copy the old index's tombstones younger than ``horizon_s`` into the new index.
+
+    Each is written like any state, through ``apply_writes``: only over an older one. Run after
+    the reindex alias exists, so a tombstone the stream writes later reaches both indices.
+    """
+    cutoff_ms = int((time.time() - horizon_s) * 1000)
+    query = {
+        "bool": {
+            "filter": [{"term": {f"{SYNCER_FIELD}.deleted": True}}],
+            "must_not": [{"range": {f"{SYNCER_FIELD}.changed_at": {"lt": cutoff_ms}}}],
+        }
+    }
+    client, guard = sinks.opensearch, sinks.opensearch_guard
+    guard.call_with_retry(client.indices.refresh, index=old_index)
+    carried = 0
+    search_after: list[Any] | None = None
+    while True:
+        body: dict[str, Any] = {"query": query, "size": page_size, "sort": [{"_id": "asc"}]}
+        if search_after is not None:
+            body["search_after"] = search_after
+        hits = guard.call_with_retry(client.search, index=old_index, body=body)["hits"]["hits"]
+        if not hits:
+            return carried
+        search_after = hits[-1]["sort"]
+        metas = {(new_index, hit["_id"]): hit["_source"].get(SYNCER_FIELD, {}) for hit in hits}
+
+        result = apply_writes(
+            client,
+            guard,
+            list(metas),
+            _tombstone_planner(table, metas),
+            config.opensearch,
+            reread=_rereader(sinks, table, key_types),
+            read_first=False,
+        )
+        _raise_failed(result, table)
+        carried += result.count(Settled.TOMBSTONED)
+
+
+def _rejected(table: TableConfig, ref: DocumentRef, reason: str) -> DeadLetter:
     return DeadLetter(
-        {"reindex_document_id": write.ref[1]}, table.name, "DocumentRejectedError", reason, None
+        {"reindex_document_id": ref[1]}, table.name, "DocumentRejectedError", reason, None
     )
 
 
@@ -265,8 +385,14 @@ def reindex_table(
     state = prepare(client, table, segments, state_path)
     if sinks.dynamodb is None:
         raise ConfigError("reindex needs a DynamoDB client")
-    description = sinks.dynamodb.describe_table(TableName=table.name)["Table"]
-    key_names = [key["AttributeName"] for key in description["KeySchema"]]
+    key_types = key_schema(sinks.dynamodb, sinks.dynamodb_guard, table.name)
+    if state.tombstones_carried is None:
+        state.tombstones_carried = 0
+        if state.old_index:
+            state.tombstones_carried = carry_tombstones(
+                sinks, config, table, state.old_index, state.new_index, key_types
+            )
+        save_state(state, state_path)
     totals = {"indexed": 0, "already_newer": 0, "rejected": state.rejected}
     lock = threading.Lock()
     started = time.monotonic()
@@ -277,8 +403,10 @@ def reindex_table(
         start = state.last_keys.get(str(segment))
         start_key = _key_from_json(start) if start else None
         pages = _scan_pages(sinks, table.name, segment, state.segments, start_key, page_size)
-        for raw_items, last in pages:
-            counts = _index_page(sinks, config, table, state.new_index, key_names, raw_items)
+        for raw_items, last, read in pages:
+            counts = _index_page(
+                sinks, config, table, state.new_index, key_types, raw_items, read
+            )
             with lock:
                 totals["indexed"] += counts.indexed
                 totals["already_newer"] += counts.already_newer
@@ -311,6 +439,7 @@ def reindex_table(
         totals["rejected"],
         time.monotonic() - started,
         old_deleted,
+        state.tombstones_carried or 0,
     )
 
 

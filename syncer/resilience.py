@@ -1,17 +1,6 @@
 """Where retries happen: one error classifier, one retry policy, one circuit breaker per downstream.
 
-How every failure is handled (also in the README):
-
-| error                                                   | kind         | what syncer does                         |
-|---------------------------------------------------------|--------------|------------------------------------------|
-| connection refused/reset, timeout (OpenSearch, Redis, AWS) | transient | retry with backoff, then report the records |
-| HTTP 429, 5xx; bulk items with 429/5xx; Redis BUSY/LOADING | transient | same                                      |
-| DynamoDB/SQS throttling, InternalServerError            | transient    | same                                     |
-| circuit breaker open                                    | breaker open | fail fast, no retry, report the records  |
-| version conflict (409) on a bulk item                   | conflict     | re-read the index and decide again       |
-| other HTTP 4xx on a bulk item (mapping, too large)      | permanent    | the key's records go to the dead letters |
-| other 4xx on a whole request, auth/permission errors    | fatal        | no retry, report the records             |
-| malformed record, unknown table or attribute type       | poison       | dead letters (see ``syncer.records``)    |
+How every failure is handled (README "Failures" is checked against ``FAILURE_TABLE``):
 
 Retry (outside) wraps breaker (inside) wraps the call, so an open breaker fails fast and every
 failed attempt counts toward opening it (REFERENCE.md, pybreaker/tenacity).
@@ -19,6 +8,7 @@ failed attempt counts toward opening it (REFERENCE.md, pybreaker/tenacity).
 
 from __future__ import annotations
 
+import errno
 import logging
 import time
 from collections.abc import Callable
@@ -30,16 +20,51 @@ import pybreaker
 import tenacity
 
 from syncer.config import ResilienceConfig
+from syncer.errors import (
+    DeadlineExceededError,
+    DownstreamUnavailableError,
+    SyncerError,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
 class ErrorKind(Enum):
-    TRANSIENT = "transient"
-    PERMANENT = "permanent"
-    BREAKER_OPEN = "breaker_open"
-    FATAL = "fatal"
+    TRANSIENT = "transient"  # retried with backoff, then the records are reported
+    PERMANENT = "permanent"  # about one request or document: never retried
+    BREAKER_OPEN = "breaker_open"  # fail fast, report the records
+    FATAL = "fatal"  # retrying cannot help (auth, permissions): report the records
+    UNEXPECTED = "unexpected"  # a bug: the invocation fails loudly, nothing is acknowledged
+
+
+# The one table of failures: (error, kind, what syncer does). README's table must equal it
+# (tests/unit/test_resilience.py compares them).
+FAILURE_TABLE: tuple[tuple[str, str, str], ...] = (
+    ("connection refused/reset, timeout (OpenSearch, Redis, AWS)", "transient",
+     "retry with backoff, then report the records"),
+    ("HTTP 429, 5xx; Redis BUSY/LOADING/TRYAGAIN/CLUSTERDOWN", "transient", "same"),
+    ("bulk item 429, 5xx, 401/403 (write block, read-only index, security plugin)", "transient",
+     "same: the records are kept, never dead-lettered"),
+    ("DynamoDB/SQS throttling, InternalServerError; SQS batch partly refused", "transient",
+     "same"),
+    ("disk full (ENOSPC, EDQUOT) writing the dead-letter file", "transient", "same"),
+    ("too little invocation time left for another request", "transient",
+     "report the records before Lambda's timeout"),
+    ("circuit breaker open", "breaker open", "fail fast, no retry, report the records"),
+    ("version conflict (409) on a bulk item", "conflict",
+     "read the index again and decide again"),
+    ("other HTTP 4xx on a bulk item (mapping, too large)", "permanent",
+     "the key's records go to the dead letters, its cache keys are still invalidated"),
+    ("other 4xx on a whole request, auth errors, permission denied on a file", "fatal",
+     "no retry, report the records"),
+    ("malformed record, unknown table, key that cannot be a document id", "poison",
+     "the record goes to the dead letters with the reason"),
+    ("any other exception (a bug in syncer)", "unexpected",
+     "the invocation fails: nothing is acknowledged"),
+    ("every record of a batch failed", "batch failed",
+     "the invocation fails, so the function-errors alarm fires"),
+)
 
 
 class PendingItemsError(Exception):
@@ -67,12 +92,21 @@ def _is_transient_status(status: object) -> bool:
     return status == 429 or (isinstance(status, int) and status >= 500)
 
 
+_TRANSIENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EAGAIN, errno.EINTR, errno.EIO}
+
+
 def classify(error: BaseException) -> ErrorKind:
-    """The one place that decides how a downstream error is handled."""
+    """The one place that decides how an error is handled (``FAILURE_TABLE``)."""
     if isinstance(error, pybreaker.CircuitBreakerError):
         return ErrorKind.BREAKER_OPEN
-    if isinstance(error, PendingItemsError | TimeoutError | ConnectionError | OSError):
+    if isinstance(error, PendingItemsError | DownstreamUnavailableError):
         return ErrorKind.TRANSIENT
+    if isinstance(error, SyncerError):
+        return ErrorKind.FATAL  # a configuration or refusal: retrying cannot help
+    if isinstance(error, TimeoutError | ConnectionError):
+        return ErrorKind.TRANSIENT
+    if isinstance(error, OSError) and type(error).__module__ == "builtins":
+        return ErrorKind.TRANSIENT if error.errno in _TRANSIENT_ERRNOS else ErrorKind.FATAL
     module = type(error).__module__
     if module.startswith("opensearchpy"):
         from opensearchpy import exceptions as os_errors
@@ -121,7 +155,7 @@ def classify(error: BaseException) -> ErrorKind:
         if isinstance(error, aws_errors.ConnectionError | aws_errors.HTTPClientError):
             return ErrorKind.TRANSIENT
         return ErrorKind.FATAL
-    return ErrorKind.FATAL
+    return ErrorKind.UNEXPECTED
 
 
 def is_transient(error: BaseException) -> bool:
@@ -147,6 +181,9 @@ class _BreakerLogger(pybreaker.CircuitBreakerListener):
         )
 
 
+MIN_REQUEST_S = 0.05
+
+
 @dataclass(frozen=True, slots=True)
 class Deadline:
     """A point in monotonic time by which retries must give up (Lambda's remaining time)."""
@@ -160,13 +197,40 @@ class Deadline:
     def remaining_s(self) -> float:
         return max(0.0, self.at - time.monotonic())
 
+    def request_timeout(self, timeout_s: float) -> float:
+        """``timeout_s``, or less when the time left is shorter; raises when too little is left.
+
+        Every request gets this, so an invocation reports its failures before Lambda ends it,
+        instead of only its waits between retries being bounded.
+        """
+        left = self.remaining_s()
+        if left < MIN_REQUEST_S:
+            raise DeadlineExceededError(
+                f"{left:.2f}s of the invocation left: not starting another request"
+            )
+        return min(timeout_s, left)
+
+    def check_fits(self, timeout_s: float) -> None:
+        """Raise unless a request that may take ``timeout_s`` (not shortenable) fits in time."""
+        left = self.remaining_s()
+        if left < timeout_s:
+            raise DeadlineExceededError(
+                f"{left:.2f}s of the invocation left, a request may take {timeout_s:.2f}s: "
+                "not starting it"
+            )
+
 
 class Downstream:
     """One downstream (OpenSearch, Redis, ...): its breaker and its retry policy."""
 
-    def __init__(self, name: str, settings: ResilienceConfig) -> None:
+    def __init__(
+        self, name: str, settings: ResilienceConfig, timeout_s: float | None = None
+    ) -> None:
         self.name = name
         self.settings = settings
+        # The client's own request timeout, when it cannot be shortened per request (Redis,
+        # boto3): an attempt starts only when that much of the invocation is left.
+        self.timeout_s = timeout_s
         # Running totals; a batch reports the difference (syncer.metrics).
         self.retries = 0
         self.breaker_changes = 0
@@ -181,6 +245,11 @@ class Downstream:
     @property
     def breaker_state(self) -> str:
         return str(self.breaker.current_state)
+
+    def check_time(self, deadline: Deadline | None) -> None:
+        """Raise ``DeadlineExceededError`` when a request of this downstream may outlast it."""
+        if deadline is not None:
+            deadline.check_fits(self.timeout_s or MIN_REQUEST_S)
 
     def call(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run one attempt through the breaker (no retry here)."""
@@ -216,6 +285,7 @@ class Downstream:
         """Run ``function`` through the breaker, retrying transient errors."""
         for attempt in self.retrying(deadline):
             with attempt:
+                self.check_time(deadline)
                 return self.call(function, *args, **kwargs)
         raise AssertionError("unreachable: tenacity reraises the last error")
 

@@ -12,6 +12,11 @@ from syncer.pipeline import Sinks
 from syncer.resilience import Downstream
 from syncer.secrets import REDACTOR, resolve_secret, url_password
 
+# botocore waits 60 s for a reply by default: longer than most invocations have left.
+AWS_CONNECT_TIMEOUT_S = 2.0
+AWS_READ_TIMEOUT_S = 5.0
+AWS_REQUEST_MAX_S = AWS_CONNECT_TIMEOUT_S + AWS_READ_TIMEOUT_S
+
 
 def aws_client(service: str) -> Any:
     """A boto3 client with botocore's own retries off; endpoints come from AWS_ENDPOINT_URL*."""
@@ -19,7 +24,12 @@ def aws_client(service: str) -> Any:
     from botocore.config import Config as BotoConfig
 
     return boto3.client(
-        service, config=BotoConfig(retries={"total_max_attempts": 1, "mode": "standard"})
+        service,
+        config=BotoConfig(
+            retries={"total_max_attempts": 1, "mode": "standard"},
+            connect_timeout=AWS_CONNECT_TIMEOUT_S,
+            read_timeout=AWS_READ_TIMEOUT_S,
+        ),
     )
 
 
@@ -70,7 +80,10 @@ def build_sinks(config: Config, environ: Mapping[str, str] | None = None) -> Sin
         dynamodb=LazyAwsClient("dynamodb"),
         deadletters=deadletter.make_sink(config.deadletter, LazyAwsClient),
         opensearch_guard=Downstream("opensearch", settings),
-        redis_guard=Downstream("redis", settings),
-        dynamodb_guard=Downstream("dynamodb", settings),
-        deadletter_guard=Downstream("deadletter", settings),
+        # A Redis request may take its connect timeout and then its socket timeout.
+        redis_guard=Downstream("redis", settings, 2 * config.redis.timeout_s),
+        dynamodb_guard=Downstream("dynamodb", settings, AWS_REQUEST_MAX_S),
+        deadletter_guard=Downstream(
+            "deadletter", settings, AWS_REQUEST_MAX_S if config.deadletter.sqs_queue_url else None
+        ),
     )

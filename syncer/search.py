@@ -1,50 +1,40 @@
-"""The OpenSearch sink: read the indexed versions, write documents in ``_bulk``, read every item.
+"""The OpenSearch sink: ``apply_writes``, the one path by which every command writes documents.
 
-Ordering (docs/ordering.md): each document carries ``_syncer.seq``, the stream sequence number
-that produced it. A write is sent only when it is newer than the indexed one, and it is made
-conditional on the document not having changed since it was read (``if_seq_no`` and
-``if_primary_term``, or ``create`` when absent). Deletes write tombstones, never real deletes,
-so an older change can never bring a deleted item back; the alias filters tombstones out.
+Ordering (docs/ordering.md): each document carries its version in ``_syncer``
+(``syncer.versions``). A write is sent only when the planner finds it newer than the indexed
+state, and it is conditional on the document not having changed since it was read
+(``if_seq_no`` and ``if_primary_term``, or ``create`` when absent). Deletes write tombstones,
+never real deletes, so an older change can never bring a deleted item back; the alias filters
+tombstones out. Every ``_bulk`` item's result is read; none is ignored.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
 from syncer import jsoncodec
 from syncer.config import OpenSearchConfig
+from syncer.documents import (
+    SYNCER_FIELD,
+    DocumentRef,
+    DocumentWrite,
+    IndexedDocument,
+    ReadState,
+    TargetState,
+    Verdict,
+    WriteKind,
+    indexed_document,
+)
+from syncer.errors import PoisonRecordError, SearchUnavailableError
+from syncer.resilience import Deadline, Downstream, ErrorKind, PendingItemsError, classify
 
-SYNCER_FIELD = "_syncer"
-DocumentRef = tuple[str, str]  # (alias or concrete index, document id)
-
-
-@dataclass(frozen=True, slots=True)
-class IndexedDocument:
-    """What the index holds for one key now: enough to order a new write against it."""
-
-    sequence_number: int | None  # None: written by a full scan, older than any stream change
-    deleted: bool
-    seq_no: int
-    primary_term: int
-    fields: Mapping[str, Any]
-
-
-class WriteKind(Enum):
-    INDEX = "index"
-    TOMBSTONE = "tombstone"
-
-
-@dataclass(frozen=True, slots=True)
-class DocumentWrite:
-    """One conditional write of a document (or its tombstone)."""
-
-    ref: DocumentRef
-    kind: WriteKind
-    body: Mapping[str, Any]
-    expected: IndexedDocument | None  # the state it was planned against
+log = logging.getLogger(__name__)
 
 
 class ItemStatus(Enum):
@@ -67,23 +57,19 @@ def reindex_alias(alias: str) -> str:
     """The alias that points at the index a running ``syncer reindex`` is filling.
 
     Stream writes go to it as well as to the main alias, so changes made during a reindex are
-    not missing after the swap. Every batch checks whether it exists before its ``_mget``, so a
-    warm Lambda container needs no restart to see it.
+    not missing after the swap. Every batch with writes checks whether it exists before its
+    ``_mget``, so a warm Lambda container needs no restart to see it.
     """
     return f"{alias}{REINDEX_ALIAS_SUFFIX}"
 
 
-def alias_exists(client: Any, alias: str) -> bool:
+def alias_exists(client: Any, alias: str, timeout_s: float | None = None) -> bool:
     """Whether ``alias`` exists (a ``HEAD /_alias`` request)."""
-    return bool(client.indices.exists_alias(name=alias))
+    return bool(client.indices.exists_alias(name=alias, params=_timeout_params(timeout_s)))
 
 
-@dataclass(frozen=True, slots=True)
-class TargetState:
-    """Where a document lives behind an alias (the concrete index) and what it holds."""
-
-    index: str
-    document: IndexedDocument | None
+def _timeout_params(timeout_s: float | None) -> dict[str, Any]:
+    return {} if timeout_s is None else {"request_timeout": timeout_s}
 
 
 def read_targets(
@@ -92,6 +78,7 @@ def read_targets(
     fields: Iterable[str],
     optional_aliases: frozenset[str] = frozenset(),
     chunk_size: int = 5000,
+    timeout_s: float | None = None,
 ) -> dict[DocumentRef, TargetState]:
     """``_mget`` ``_syncer`` (and ``fields``) of each (alias, id): its concrete index and state.
 
@@ -104,7 +91,11 @@ def read_targets(
         chunk = refs[start : start + chunk_size]
         response = client.mget(
             body={"docs": [{"_index": index, "_id": doc_id} for index, doc_id in chunk]},
-            params={"_source_includes": ",".join(includes), "realtime": "true"},
+            params={
+                "_source_includes": ",".join(includes),
+                "realtime": "true",
+                **_timeout_params(timeout_s),
+            },
         )
         for ref, doc in zip(chunk, response["docs"], strict=True):
             if "error" in doc:
@@ -112,42 +103,31 @@ def read_targets(
                 if ref[0] in optional_aliases and error.get("type") == "index_not_found_exception":
                     continue
                 raise_for_mget_error(error)
-            found[ref] = TargetState(
-                doc["_index"], _indexed_document(doc) if doc.get("found") else None
-            )
+            document = None
+            if doc.get("found"):
+                document = indexed_document(
+                    doc.get("_source") or {}, int(doc["_seq_no"]), int(doc["_primary_term"])
+                )
+            found[ref] = TargetState(doc["_index"], document)
     return found
-
-
-def _indexed_document(doc: Mapping[str, Any]) -> IndexedDocument:
-    source = doc.get("_source") or {}
-    meta = source.get(SYNCER_FIELD) or {}
-    seq = meta.get("seq")
-    return IndexedDocument(
-        sequence_number=int(seq) if seq is not None else None,
-        deleted=bool(meta.get("deleted", False)),
-        seq_no=int(doc["_seq_no"]),
-        primary_term=int(doc["_primary_term"]),
-        fields=source,
-    )
 
 
 def raise_for_mget_error(error: Mapping[str, Any]) -> None:
     """Turn an ``_mget`` per-document error into an exception with OpenSearch's words."""
-    from opensearchpy.exceptions import NotFoundError, TransportError
-
     kind = error.get("type", "")
     reason = error.get("reason", "")
     if kind == "index_not_found_exception":
-        raise NotFoundError(404, kind, f"{reason}: run `syncer setup` to create the index")
-    raise TransportError(500, kind, reason)
+        raise SearchUnavailableError(f"{kind}: {reason}: run `syncer setup` to create the index")
+    raise SearchUnavailableError(f"_mget failed: {kind}: {reason}")
 
 
 def _action_line(write: DocumentWrite) -> dict[str, Any]:
     index, doc_id = write.ref
     if write.expected is None:
         return {"create": {"_index": index, "_id": doc_id}}
+    action = "delete" if write.kind is WriteKind.DELETE else "index"
     return {
-        "index": {
+        action: {
             "_index": index,
             "_id": doc_id,
             "if_seq_no": write.expected.seq_no,
@@ -172,9 +152,9 @@ def bulk_chunks(
     size = 0
     for write in writes:
         try:
-            entry = (
-                jsoncodec.dumps(_action_line(write)) + b"\n" + jsoncodec.dumps(write.body) + b"\n"
-            )
+            entry = jsoncodec.dumps(_action_line(write)) + b"\n"
+            if write.kind is not WriteKind.DELETE:
+                entry += jsoncodec.dumps(write.body) + b"\n"
         except (TypeError, ValueError) as error:  # orjson.JSONEncodeError is a TypeError
             if unencodable is None:
                 raise
@@ -191,15 +171,21 @@ def bulk_chunks(
 
 
 def item_result(item: Mapping[str, Any]) -> ItemResult:
-    ((_, result),) = item.items()
+    """How one ``_bulk`` item ended (the one table of item statuses; README "Failures").
+
+    A 401/403 (a write block such as ``index.blocks.write``, read-only indices, the security
+    plugin) is about the index or the cluster, not the document: it is retried and reported,
+    never dead-lettered.
+    """
+    ((action, result),) = item.items()
     status = int(result.get("status", 500))
-    if status < 300:
+    if status < 300 or (action == "delete" and status == 404):  # deleting: gone is the aim
         return ItemResult(ItemStatus.OK)
     error = result.get("error") or {}
     reason = f"{status} {error.get('type', '')}: {error.get('reason', '')}".strip()
     if status == 409:
         return ItemResult(ItemStatus.CONFLICT, reason)
-    if status == 429 or status >= 500:
+    if status in (401, 403, 429) or status >= 500:
         return ItemResult(ItemStatus.TRANSIENT, reason)
     if status == 404 and error.get("type") == "index_not_found_exception":
         return ItemResult(ItemStatus.TRANSIENT, reason + " (run `syncer setup`)")
@@ -207,15 +193,271 @@ def item_result(item: Mapping[str, Any]) -> ItemResult:
 
 
 def send_bulk(
-    client: Any, body: bytes, writes: Sequence[DocumentWrite]
+    client: Any,
+    body: bytes,
+    writes: Sequence[DocumentWrite],
+    refresh: str | None = None,
+    timeout_s: float | None = None,
 ) -> dict[DocumentRef, ItemResult]:
     """Send one ``_bulk`` body and return every item's result; item errors are never ignored."""
-    # Writes name concrete indices that _mget just found, so OCC numbers belong to them.
-    response = client.bulk(body=body)
+    params = _timeout_params(timeout_s)
+    if refresh is not None:
+        params["refresh"] = refresh
+    response = client.bulk(body=body, params=params)
     items = response.get("items", [])
     if len(items) != len(writes):
-        raise RuntimeError(f"_bulk answered {len(items)} items for {len(writes)} actions")
+        raise SearchUnavailableError(f"_bulk answered {len(items)} items for {len(writes)} actions")
     return {write.ref: item_result(item) for write, item in zip(writes, items, strict=True)}
+
+
+class Settled(Enum):
+    """How one ref ended in ``apply_writes``."""
+
+    WRITTEN = "written"  # a document (INDEX) is in place
+    TOMBSTONED = "tombstoned"
+    DELETED = "deleted"  # a real delete (purge)
+    SKIPPED = "skipped"  # nothing to do: the index holds this state or a newer one
+    CONFLICT = "conflict"  # a planner that does not re-plan (purge) met a newer write
+    REJECTED = "rejected"  # permanent: this document can never be written as it is
+    FAILED = "failed"  # transient, retries exhausted or out of time: report and retry later
+
+
+_SETTLED_BY_KIND = {
+    WriteKind.INDEX: Settled.WRITTEN,
+    WriteKind.TOMBSTONE: Settled.TOMBSTONED,
+    WriteKind.DELETE: Settled.DELETED,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RefOutcome:
+    status: Settled
+    reason: str = ""
+
+
+@dataclass(slots=True)
+class ApplyResult:
+    """One outcome per ref, the first indexed state seen per ref, and what it cost."""
+
+    outcomes: dict[DocumentRef, RefOutcome] = field(default_factory=dict)
+    observed: dict[DocumentRef, IndexedDocument] = field(default_factory=dict)
+    bulk_seconds: float = 0.0
+    rereads: int = 0
+
+    def count(self, status: Settled) -> int:
+        return sum(1 for outcome in self.outcomes.values() if outcome.status is status)
+
+    def status(self, ref: DocumentRef) -> Settled | None:
+        outcome = self.outcomes.get(ref)
+        return None if outcome is None else outcome.status
+
+    def _settle(self, ref: DocumentRef, status: Settled, reason: str = "") -> None:
+        self.outcomes[ref] = RefOutcome(status, reason)
+
+
+Planner = Callable[[DocumentRef, TargetState, ReadState | None], DocumentWrite | Verdict]
+Rereader = Callable[[Sequence[DocumentRef]], Mapping[DocumentRef, ReadState | str]]
+
+
+def apply_writes(
+    client: Any,
+    guard: Downstream,
+    refs: Sequence[DocumentRef],
+    plan: Planner,
+    limits: OpenSearchConfig,
+    *,
+    reread: Rereader | None = None,
+    fields: Iterable[str] = (),
+    optional_aliases: frozenset[str] = frozenset(),
+    deadline: Deadline | None = None,
+    read_first: bool = True,
+    refresh: str | None = None,
+    replan_conflicts: bool = True,
+) -> ApplyResult:
+    """The one way syncer writes documents: read, plan, write conditionally, settle every item.
+
+    Each round reads the unsettled refs' current state (``_mget``; the first round may assume
+    absence with ``read_first=False``, as a scan into a new index does), asks ``plan`` for a
+    conditional write, sends the writes in ``_bulk`` chunks and reads every item's result. A
+    version conflict (409) re-plans the ref against what is there now (or settles it as
+    ``CONFLICT`` when ``replan_conflicts`` is off); a transient item is sent again; a permanent
+    one is ``REJECTED``. ``Verdict.REREAD`` asks ``reread`` for the item as the table holds it
+    now and plans once more with it. Refs whose alias is optional and absent are ``SKIPPED``.
+    Rounds are bounded by the guard's retry policy and ``deadline``; what is left then is
+    ``FAILED`` with the reason. Errors no table knows (bugs) propagate.
+    """
+    result = ApplyResult()
+    pending = list(dict.fromkeys(refs))
+    if not pending:
+        return result
+    fields = tuple(fields)
+    first_round = True
+    try:
+        for attempt in guard.retrying(deadline):
+            with attempt:
+                pending = [ref for ref in pending if ref not in result.outcomes]
+                pending = _drop_absent_optional(
+                    client, guard, pending, optional_aliases, result, _cap(limits, deadline)
+                )
+                if first_round and not read_first:
+                    targets = {ref: TargetState(ref[0], None) for ref in pending}
+                else:
+                    targets = guard.call(
+                        read_targets,
+                        client,
+                        pending,
+                        fields,
+                        optional_aliases,
+                        timeout_s=_cap(limits, deadline),
+                    )
+                first_round = False
+                writes = _plan_round(pending, targets, plan, reread, result)
+                reasons = _send_writes(client, guard, writes, limits, result, deadline, refresh)
+                if not replan_conflicts:
+                    for ref, reason in reasons.conflicts:
+                        result._settle(ref, Settled.CONFLICT, reason)
+                left = sum(1 for ref in pending if ref not in result.outcomes)
+                if left:
+                    why = reasons.transient[0] if reasons.transient else "version conflicts"
+                    raise PendingItemsError(left, why)
+    except Exception as error:
+        kind = classify(error)
+        if kind is ErrorKind.UNEXPECTED:
+            raise
+        reason = f"OpenSearch write failed ({kind.value}): {error}"
+        log.error(reason)
+        for ref in pending:
+            if ref not in result.outcomes:
+                result._settle(ref, Settled.FAILED, reason)
+    return result
+
+
+def _cap(limits: OpenSearchConfig, deadline: Deadline | None) -> float | None:
+    return None if deadline is None else deadline.request_timeout(limits.timeout_s)
+
+
+def _drop_absent_optional(
+    client: Any,
+    guard: Downstream,
+    pending: list[DocumentRef],
+    optional_aliases: frozenset[str],
+    result: ApplyResult,
+    timeout_s: float | None,
+) -> list[DocumentRef]:
+    """Settle refs to optional aliases that do not exist (one ``HEAD`` per alias) as skipped.
+
+    Asking first keeps their ids out of the ``_mget`` in the usual case, when no reindex runs.
+    """
+    asked = sorted({ref[0] for ref in pending if ref[0] in optional_aliases})
+    if not asked:
+        return pending
+    absent = {alias for alias in asked if not guard.call(alias_exists, client, alias, timeout_s)}
+    kept = []
+    for ref in pending:
+        if ref[0] in absent:
+            result._settle(ref, Settled.SKIPPED, "no reindex running")
+        else:
+            kept.append(ref)
+    return kept
+
+
+_Writes = dict[DocumentRef, tuple[DocumentWrite, list[DocumentRef]]]
+
+
+def _plan_round(
+    pending: Sequence[DocumentRef],
+    targets: Mapping[DocumentRef, TargetState],
+    plan: Planner,
+    reread: Rereader | None,
+    result: ApplyResult,
+) -> _Writes:
+    """Plan each pending ref against its target; re-read the items whose order is unknown."""
+    writes: _Writes = {}
+    to_reread: list[DocumentRef] = []
+
+    def decide(ref: DocumentRef, target: TargetState, read: ReadState | None) -> None:
+        concrete = (target.index, ref[1])
+        if concrete in writes:  # two aliases on one index: one write serves both
+            writes[concrete][1].append(ref)
+            return
+        try:
+            decision = plan(ref, target, read)
+        except PoisonRecordError as error:
+            result._settle(ref, Settled.REJECTED, str(error))
+            return
+        if decision is Verdict.SKIP:
+            result._settle(ref, Settled.SKIPPED)
+        elif decision is Verdict.REREAD:
+            if read is not None or reread is None:
+                raise AssertionError(f"planner asked to re-read {ref} with nothing to re-read")
+            to_reread.append(ref)
+        else:  # written to the concrete index the state was read from
+            writes[concrete] = (dataclasses.replace(decision, ref=concrete), [ref])
+
+    for ref in pending:
+        target = targets.get(ref)
+        if target is None:  # an optional alias that does not exist
+            result._settle(ref, Settled.SKIPPED, "no reindex running")
+            continue
+        if target.document is not None:
+            result.observed.setdefault(ref, target.document)
+        decide(ref, target, None)
+    if to_reread and reread is not None:
+        result.rereads += len(to_reread)
+        fresh = reread(to_reread)
+        for ref in to_reread:
+            state = fresh.get(ref, "the item could not be read again")
+            if isinstance(state, str):
+                result._settle(ref, Settled.FAILED, state)
+            else:
+                decide(ref, targets[ref], state)
+    return writes
+
+
+@dataclass(slots=True)
+class _RoundReasons:
+    transient: list[str] = field(default_factory=list)
+    conflicts: list[tuple[DocumentRef, str]] = field(default_factory=list)
+
+
+def _send_writes(
+    client: Any,
+    guard: Downstream,
+    writes: _Writes,
+    limits: OpenSearchConfig,
+    result: ApplyResult,
+    deadline: Deadline | None,
+    refresh: str | None,
+) -> _RoundReasons:
+    """Send the round's writes in ``_bulk`` chunks and settle every ref by its item's result."""
+    reasons = _RoundReasons()
+    planned = [write for write, _ in writes.values()]
+    unencodable: list[tuple[DocumentWrite, str]] = []
+    chunks = bulk_chunks(planned, limits.bulk_max_actions, limits.bulk_max_bytes, unencodable)
+    for chunk, body in chunks:
+        started = time.perf_counter()
+        try:
+            item_results = guard.call(
+                send_bulk, client, body, chunk, refresh, _cap(limits, deadline)
+            )
+        finally:
+            result.bulk_seconds += time.perf_counter() - started
+        for write in chunk:
+            outcome = item_results[write.ref]
+            for ref in writes[write.ref][1]:
+                if outcome.status is ItemStatus.OK:
+                    result._settle(ref, _SETTLED_BY_KIND[write.kind])
+                elif outcome.status is ItemStatus.PERMANENT:
+                    reason = f"OpenSearch rejected the document: {outcome.reason}"
+                    result._settle(ref, Settled.REJECTED, reason)
+                elif outcome.status is ItemStatus.CONFLICT:
+                    reasons.conflicts.append((ref, outcome.reason))
+                else:
+                    reasons.transient.append(outcome.reason)
+    for write, reason in unencodable:
+        for ref in writes[write.ref][1]:
+            result._settle(ref, Settled.REJECTED, reason)
+    return reasons
 
 
 def make_client(settings: OpenSearchConfig, password: str | None = None) -> Any:

@@ -20,11 +20,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from syncer import jsoncodec
-from syncer.config import TableConfig
+from syncer.config import OpenSearchConfig, TableConfig
+from syncer.documents import (
+    SYNCER_FIELD,
+    DocumentRef,
+    DocumentWrite,
+    TargetState,
+    Verdict,
+    WriteKind,
+)
 from syncer.errors import PurgeRefusedError, SyncerError
 from syncer.resilience import Downstream
-from syncer.search import SYNCER_FIELD, ItemStatus, alias_exists, item_result, reindex_alias
+from syncer.search import Settled, alias_exists, apply_writes, reindex_alias
 
 DAY_S = 86_400
 MIN_AGE_S = DAY_S  # the stream's retention: younger tombstones may still be needed by a retry
@@ -73,6 +80,7 @@ def purge_tombstones(
     now: float | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     page_size: int = 1000,
+    limits: OpenSearchConfig | None = None,
 ) -> PurgeReport:
     """Delete the tombstones of ``table`` older than ``older_than_s``; count them on a dry run."""
     if older_than_s < MIN_AGE_S:
@@ -116,7 +124,9 @@ def purge_tombstones(
         if not hits:
             break
         budget -= len(hits)
-        gone, clashed, failed = _delete_page(client, guard, hits)
+        gone, clashed, failed = _delete_page(
+            client, guard, hits, cutoff_ms, limits or OpenSearchConfig()
+        )
         deleted, conflicts = deleted + gone, conflicts + clashed
         failures.extend(failed)
         if on_progress is not None:
@@ -128,28 +138,32 @@ def purge_tombstones(
 
 
 def _delete_page(
-    client: Any, guard: Downstream, hits: list[dict[str, Any]]
+    client: Any,
+    guard: Downstream,
+    hits: list[dict[str, Any]],
+    cutoff_ms: int,
+    limits: OpenSearchConfig,
 ) -> tuple[int, int, list[str]]:
-    """Delete each hit only if it is unchanged since the search; (deleted, conflicts, failures)."""
-    lines = []
-    for hit in hits:
-        action = {
-            "_index": hit["_index"],
-            "_id": hit["_id"],
-            "if_seq_no": hit["_seq_no"],
-            "if_primary_term": hit["_primary_term"],
-        }
-        lines.append(jsoncodec.dumps({"delete": action}))
-    body = b"\n".join(lines) + b"\n"
-    response = guard.call_with_retry(client.bulk, body=body)
-    deleted = conflicts = 0
-    failures: list[str] = []
-    for item in response["items"]:
-        result = item_result(item)
-        if result.status is ItemStatus.OK or item["delete"].get("status") == 404:
-            deleted += 1  # 404: already gone, which is the aim
-        elif result.status is ItemStatus.CONFLICT:  # a newer change replaced it: it stays
-            conflicts += 1
-        else:
-            failures.append(f"{item['delete'].get('_id')}: {result.reason}"[:300])
+    """Delete each hit only if it is still an old tombstone; (deleted, conflicts, failures)."""
+    replaced: set[DocumentRef] = set()
+
+    def plan(ref: DocumentRef, target: TargetState, _reread: object) -> DocumentWrite | Verdict:
+        document = target.document
+        if document is None:  # already gone, which is the aim
+            return Verdict.SKIP
+        changed_at = document.version.changed_at_ms
+        if not document.deleted or changed_at is None or changed_at >= cutoff_ms:
+            replaced.add(ref)  # a newer change replaced it: it stays
+            return Verdict.SKIP
+        return DocumentWrite(ref, WriteKind.DELETE, {}, document)
+
+    refs = [(hit["_index"], hit["_id"]) for hit in hits]
+    result = apply_writes(client, guard, refs, plan, limits, replan_conflicts=False)
+    deleted = result.count(Settled.DELETED) + result.count(Settled.SKIPPED) - len(replaced)
+    conflicts = result.count(Settled.CONFLICT) + len(replaced)
+    failures = [
+        f"{ref[1]}: {outcome.reason}"[:300]
+        for ref, outcome in result.outcomes.items()
+        if outcome.status in (Settled.FAILED, Settled.REJECTED)
+    ]
     return deleted, conflicts, failures

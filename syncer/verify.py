@@ -2,20 +2,25 @@
 
 The table is the truth. A document is *missing* when the item exists but search does not show
 it, a *ghost* when search shows a document whose item is gone, and *differing* when their
-content (attributes minus excluded ones) is not equal. ``--repair`` rewrites each drifted key
-from a consistent read, with the same document mapping and the same conditional writes as the
-stream path: a key the stream changes meanwhile answers 409 and is left to the stream.
+content (attributes minus excluded ones) is not equal.
+
+Both passes go page by page, so memory follows the page size and the drift, not the table:
+table pages are compared with the documents of the same ids (``_mget``), then index pages are
+checked for items that no longer exist (``BatchGetItem`` by key). Keys are taken from document
+ids and the table's key schema, never from numbers read back from ``_source`` (they come back as
+doubles). ``--repair`` reads each drifted key again (consistently) and writes what it found with
+its read version through ``syncer.search.apply_writes``: a newer stream change wins, and a
+document is tombstoned only when that read found no item.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 import math
 import random
-from collections.abc import Iterable, Iterator, Mapping
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,20 +28,17 @@ from syncer import jsoncodec
 from syncer.attributes import decode_item
 from syncer.cache import invalidate
 from syncer.config import Config, TableConfig
+from syncer.documents import SYNCER_FIELD, DocumentRef, ReadState, TargetState
+from syncer.errors import PoisonRecordError
+from syncer.lookup import key_schema, read_items_by_key
 from syncer.pipeline import Sinks
-from syncer.plan import document_body, render_cache_key, tombstone_body
-from syncer.records import document_id
-from syncer.search import (
-    SYNCER_FIELD,
-    DocumentWrite,
-    ItemStatus,
-    WriteKind,
-    bulk_chunks,
-    read_targets,
-    send_bulk,
-)
+from syncer.plan import document_body, plan_scanned, render_cache_key
+from syncer.records import document_id, typed_key_from_id
+from syncer.search import Settled, apply_writes
+from syncer.versions import Version, read_version
 
-SCROLL_PAGE = 1000
+PAGE_SIZE = 1000
+_CONTENT = Version()  # a placeholder: fingerprints leave ``_syncer`` out
 
 
 @dataclass
@@ -47,8 +49,10 @@ class VerifyReport:
     missing: list[str] = field(default_factory=list)
     ghost: list[str] = field(default_factory=list)
     differing: list[str] = field(default_factory=list)
+    unverifiable: int = 0  # hashed long ids whose key could not be rebuilt exactly
     repaired: int = 0
     left_to_stream: int = 0
+    unrepaired: list[str] = field(default_factory=list)  # "id: reason" of failed repairs
     typed_keys: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
 
     @property
@@ -64,58 +68,27 @@ def content_fingerprint(source: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(normalised, sort_keys=True).encode()).hexdigest()
 
 
-def _key_types(sinks: Sinks, table: str) -> dict[str, str]:
-    """The table's key attributes and their types (S, N or B), hash key first."""
-    description = sinks.dynamodb.describe_table(TableName=table)["Table"]
-    types = {d["AttributeName"]: d["AttributeType"] for d in description["AttributeDefinitions"]}
-    return {key["AttributeName"]: types[key["AttributeName"]] for key in description["KeySchema"]}
-
-
-def _scan(sinks: Sinks, table: str, segment: int = 0, total: int = 1) -> Iterator[dict[str, Any]]:
+def _scan_pages(
+    sinks: Sinks, table: str, segment: int = 0, total: int = 1, limit: int | None = None
+) -> Iterator[list[dict[str, Any]]]:
     request: dict[str, Any] = {
         "TableName": table,
         "ConsistentRead": True,
         "Segment": segment,
         "TotalSegments": total,
+        "Limit": PAGE_SIZE if limit is None else min(PAGE_SIZE, limit),
     }
+    left = limit
     while True:
         page = sinks.dynamodb_guard.call_with_retry(sinks.dynamodb.scan, **request)
-        yield from page.get("Items", [])
-        if not page.get("LastEvaluatedKey"):
+        items = page.get("Items", [])
+        if left is not None:
+            items = items[:left]
+            left -= len(items)
+        yield items
+        if not page.get("LastEvaluatedKey") or left == 0:
             return
         request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
-
-def _table_fingerprints(
-    table: TableConfig, key_names: list[str], items: Iterable[dict[str, Any]], report: VerifyReport
-) -> dict[str, str]:
-    """Content fingerprints by document id; the typed keys are kept for a repair's re-read."""
-    fingerprints = {}
-    for raw in items:
-        item = decode_item(raw)
-        doc_id = document_id({n: item[n] for n in key_names})
-        fingerprints[doc_id] = content_fingerprint(document_body(item, table, None, None))
-        report.typed_keys[doc_id] = {n: raw[n] for n in key_names}
-    return fingerprints
-
-
-def _index_documents(client: Any, alias: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
-    """Every live document behind the alias (the alias filter hides tombstones)."""
-    response = client.search(
-        index=alias,
-        body={"query": {"match_all": {}}, "size": SCROLL_PAGE, "sort": ["_doc"]},
-        params={"scroll": "2m", "_source_excludes": SYNCER_FIELD},
-    )
-    scroll_id = response.get("_scroll_id")
-    try:
-        while response["hits"]["hits"]:
-            for hit in response["hits"]["hits"]:
-                yield hit["_id"], hit.get("_source") or {}
-            response = client.scroll(body={"scroll_id": scroll_id, "scroll": "2m"})
-            scroll_id = response.get("_scroll_id")
-    finally:
-        if scroll_id:
-            client.clear_scroll(body={"scroll_id": [scroll_id]}, params={"ignore": "404"})
 
 
 def verify_table(
@@ -123,163 +96,224 @@ def verify_table(
 ) -> VerifyReport:
     """Compare table and index (all of it, or about ``sample`` keys each way) and maybe repair."""
     table = config.require_table(table_name)
-    key_types = _key_types(sinks, table.name)
-    key_names = list(key_types)
+    key_types = key_schema(sinks.dynamodb, sinks.dynamodb_guard, table.name)
     report = VerifyReport(table.name)
     if sample is None:
-        _compare_all(sinks, table, key_names, report)
+        for page in _scan_pages(sinks, table.name):
+            _compare_items(sinks, table, key_types, page, report)
+        _check_ghosts(sinks, table, key_types, _index_pages(sinks, table.index), report)
     else:
-        _compare_sample(sinks, table, key_types, sample, report)
+        description = sinks.dynamodb.describe_table(TableName=table.name)["Table"]
+        count = int(description.get("ItemCount", 0))
+        total = max(1, min(1_000_000, math.ceil(count / max(1, sample))))
+        segment = random.Random().randrange(total)
+        for page in _scan_pages(sinks, table.name, segment, total, limit=sample):
+            _compare_items(sinks, table, key_types, page, report)
+        _check_ghosts(sinks, table, key_types, [_random_hits(sinks, table, sample)], report)
     if repair and report.drift:
-        _repair(config, sinks, table, key_names, report)
+        _repair(config, sinks, table, key_types, report)
     return report
 
 
-def _compare_all(
-    sinks: Sinks, table: TableConfig, key_names: list[str], report: VerifyReport
+def _compare_items(
+    sinks: Sinks,
+    table: TableConfig,
+    key_types: Mapping[str, str],
+    raw_items: Sequence[dict[str, Any]],
+    report: VerifyReport,
 ) -> None:
-    expected = _table_fingerprints(table, key_names, _scan(sinks, table.name), report)
-    report.checked_items = len(expected)
-    sinks.opensearch.indices.refresh(index=table.index)
-    for doc_id, source in _index_documents(sinks.opensearch, table.index):
-        report.checked_documents += 1
-        wanted = expected.pop(doc_id, None)
-        if wanted is None:
-            report.ghost.append(doc_id)
-        elif wanted != content_fingerprint(source):
-            report.differing.append(doc_id)
-    report.missing.extend(sorted(expected))
-
-
-def _compare_sample(
-    sinks: Sinks, table: TableConfig, key_types: dict[str, str], sample: int, report: VerifyReport
-) -> None:
-    key_names = list(key_types)
-    rng = random.Random()
-    description = sinks.dynamodb.describe_table(TableName=table.name)["Table"]
-    total = max(1, min(1_000_000, math.ceil(int(description.get("ItemCount", 0)) / max(1, sample))))
-    items = list(_scan(sinks, table.name, rng.randrange(total), total))[:sample]
-    expected = _table_fingerprints(table, key_names, items, report)
-    report.checked_items = len(expected)
-    refs = [(table.index, doc_id) for doc_id in expected]
-    for (_, doc_id), target in _read_sources(sinks, refs).items():
-        if target is None or target.get(SYNCER_FIELD, {}).get("deleted"):
+    """Compare one page of table items with the documents of the same ids."""
+    expected: dict[str, str] = {}
+    typed: dict[str, dict[str, Any]] = {}
+    for raw in raw_items:
+        item = decode_item(raw)
+        doc_id = document_id({name: item[name] for name in key_types})
+        try:
+            expected[doc_id] = content_fingerprint(document_body(item, table, _CONTENT))
+        except PoisonRecordError:
+            expected[doc_id] = "unindexable"
+        typed[doc_id] = {name: raw[name] for name in key_types}
+    report.checked_items += len(expected)
+    if not expected:
+        return
+    response = sinks.opensearch_guard.call_with_retry(
+        sinks.opensearch.mget,
+        body={"docs": [{"_index": table.index, "_id": doc_id} for doc_id in expected]},
+        params={"realtime": "true"},
+    )
+    for doc_id, doc in zip(expected, response["docs"], strict=True):
+        source = doc.get("_source") if doc.get("found") else None
+        if source is None or source.get(SYNCER_FIELD, {}).get("deleted"):
             report.missing.append(doc_id)
-        elif content_fingerprint(target) != expected[doc_id]:
+        elif content_fingerprint(source) != expected[doc_id]:
             report.differing.append(doc_id)
-    sinks.opensearch.indices.refresh(index=table.index)  # search sees what was just written
-    hits = sinks.opensearch.search(
+        else:
+            continue
+        report.typed_keys[doc_id] = typed[doc_id]
+
+
+def _index_pages(sinks: Sinks, alias: str) -> Iterator[list[dict[str, Any]]]:
+    """Every live document behind the alias, a page at a time (the alias hides tombstones)."""
+    client, guard = sinks.opensearch, sinks.opensearch_guard
+    guard.call_with_retry(client.indices.refresh, index=alias)
+    search_after: list[Any] | None = None
+    while True:
+        body: dict[str, Any] = {
+            "query": {"match_all": {}},
+            "size": PAGE_SIZE,
+            "sort": [{"_id": "asc"}],
+            "_source": {"excludes": [SYNCER_FIELD]},
+        }
+        if search_after is not None:
+            body["search_after"] = search_after
+        hits = guard.call_with_retry(client.search, index=alias, body=body)["hits"]["hits"]
+        if not hits:
+            return
+        yield hits
+        search_after = hits[-1]["sort"]
+
+
+def _random_hits(sinks: Sinks, table: TableConfig, sample: int) -> list[dict[str, Any]]:
+    sinks.opensearch_guard.call_with_retry(sinks.opensearch.indices.refresh, index=table.index)
+    response = sinks.opensearch_guard.call_with_retry(
+        sinks.opensearch.search,
         index=table.index,
         body={
             "size": sample,
             "query": {"function_score": {"random_score": {}}},
-            "_source": key_names,
+            "_source": {"excludes": [SYNCER_FIELD]},
         },
-    )["hits"]["hits"]
-    report.checked_documents = len(hits)
-    typed = [_typed_key(h["_source"], key_types) for h in hits]
-    present = _items_by_id(sinks, table.name, key_names, [k for k in typed if k is not None])
-    report.ghost.extend(h["_id"] for h in hits if present.get(h["_id"]) is None)
+    )
+    hits: list[dict[str, Any]] = response["hits"]["hits"]
+    return hits
 
 
-def _read_sources(
-    sinks: Sinks, refs: list[tuple[str, str]]
-) -> dict[tuple[str, str], dict[str, Any] | None]:
-    response = sinks.opensearch.mget(body={"docs": [{"_index": i, "_id": d} for i, d in refs]})
-    return {
-        ref: (doc.get("_source") if doc.get("found") else None)
-        for ref, doc in zip(refs, response["docs"], strict=True)
-    }
-
-
-def _typed_key(source: Mapping[str, Any], key_types: Mapping[str, str]) -> dict[str, Any] | None:
-    """The DynamoDB key of an indexed document, typed as the key schema says.
-
-    None when the document's key values cannot be a key of the table (absent, or of another
-    type): no item can match it, so it is a ghost.
-    """
+def _hit_key(hit: Mapping[str, Any], key_types: Mapping[str, str]) -> dict[str, Any] | None:
+    """The item key of a document: from its id; for a hashed long id, from ``_source``, but
+    only when the rebuilt key gives exactly that id back."""
+    doc_id = hit["_id"]
+    key = typed_key_from_id(doc_id, key_types)
+    if key is not None or not doc_id.startswith("#"):
+        return key
+    source = hit.get("_source") or {}
     typed: dict[str, Any] = {}
     for name, kind in key_types.items():
         value = source.get(name)
-        if kind == "S" and isinstance(value, str):
-            typed[name] = {"S": value}
-        elif kind == "N" and isinstance(value, int | float) and not isinstance(value, bool):
-            typed[name] = {"N": str(value)}
-        elif kind == "B" and isinstance(value, str):  # indexed as base64 text
-            try:
-                typed[name] = {"B": base64.b64decode(value, validate=True)}
-            except (binascii.Error, ValueError):
-                return None
+        if kind in ("S", "B") and isinstance(value, str):
+            typed[name] = {kind: value}
         else:
             return None
-    return typed
+    try:
+        if document_id(decode_item(typed)) != doc_id:
+            return None
+    except PoisonRecordError:
+        return None
+    return {n: {"B": _b64(v["B"])} if "B" in v else v for n, v in typed.items()}
 
 
-def _items_by_id(
-    sinks: Sinks, table: str, key_names: list[str], typed_keys: list[dict[str, Any]]
-) -> dict[str, dict[str, Any] | None]:
-    """Consistent reads with BatchGetItem, by document id; None where the item is gone."""
-    found: dict[str, dict[str, Any] | None] = {}
-    for start in range(0, len(typed_keys), 100):
-        pending = typed_keys[start : start + 100]
-        wanted = [document_id(decode_item(k)) for k in pending]
-        while pending:
-            response = sinks.dynamodb_guard.call_with_retry(
-                sinks.dynamodb.batch_get_item,
-                RequestItems={table: {"Keys": pending, "ConsistentRead": True}},
-            )
-            for raw in response.get("Responses", {}).get(table, []):
-                item = decode_item(raw)
-                found[document_id({n: item[n] for n in key_names})] = item
-            pending = response.get("UnprocessedKeys", {}).get(table, {}).get("Keys", [])
-        for doc_id in wanted:
-            found.setdefault(doc_id, None)
-    return found
+def _b64(text: str) -> bytes:
+    import base64
+
+    return base64.b64decode(text)
+
+
+def _check_ghosts(
+    sinks: Sinks,
+    table: TableConfig,
+    key_types: Mapping[str, str],
+    pages: Any,
+    report: VerifyReport,
+) -> None:
+    """Documents whose item a consistent read does not find are ghosts."""
+    for hits in pages:
+        report.checked_documents += len(hits)
+        keys: dict[str, dict[str, Any]] = {}
+        for hit in hits:
+            key = _hit_key(hit, key_types)
+            if key is None:
+                report.unverifiable += 1
+            else:
+                keys[hit["_id"]] = key
+        if not keys:
+            continue
+        found = read_items_by_key(
+            sinks.dynamodb, sinks.dynamodb_guard, table.name, list(keys.values())
+        )
+        for doc_id, key in keys.items():
+            if found.get(doc_id) is None:
+                report.ghost.append(doc_id)
+                report.typed_keys[doc_id] = key
 
 
 def _repair(
-    config: Config, sinks: Sinks, table: TableConfig, key_names: list[str], report: VerifyReport
+    config: Config,
+    sinks: Sinks,
+    table: TableConfig,
+    key_types: Mapping[str, str],
+    report: VerifyReport,
 ) -> None:
-    """Rewrite drifted keys, conditional on the indexed state just read.
+    """Read every drifted key again and write what the table holds, where that is newer."""
+    drifted = list(dict.fromkeys([*report.missing, *report.differing, *report.ghost]))
+    for start in range(0, len(drifted), PAGE_SIZE):
+        _repair_page(config, sinks, table, key_types, drifted[start : start + PAGE_SIZE], report)
 
-    Missing and differing keys are read again (consistently) and written with the indexed
-    document's sequence number, so any newer stream change still wins. Ghosts become tombstones.
-    """
-    drifted = [*report.missing, *report.differing, *report.ghost]
-    refs = [(table.index, doc_id) for doc_id in drifted]
-    fields = sorted(table.cache_key_fields | set(key_names))
-    targets = sinks.opensearch_guard.call_with_retry(read_targets, sinks.opensearch, refs, fields)
-    reread = [
-        report.typed_keys[d] for d in [*report.missing, *report.differing] if d in report.typed_keys
-    ]
-    current = _items_by_id(sinks, table.name, key_names, reread)
-    writes: list[DocumentWrite] = []
+
+def _read_states(
+    sinks: Sinks, table: TableConfig, keys: Mapping[DocumentRef, Mapping[str, Any]]
+) -> dict[DocumentRef, ReadState]:
+    started = time.time()
+    found = read_items_by_key(sinks.dynamodb, sinks.dynamodb_guard, table.name, list(keys.values()))
+    version = read_version(started, time.time())
+    return {ref: ReadState(found.get(ref[1]), version) for ref in keys}
+
+
+def _repair_page(
+    config: Config,
+    sinks: Sinks,
+    table: TableConfig,
+    key_types: Mapping[str, str],
+    doc_ids: Sequence[str],
+    report: VerifyReport,
+) -> None:
+    keys = {(table.index, d): _boto_key(report.typed_keys[d]) for d in doc_ids}
+    states = _read_states(sinks, table, keys)
+
+    def plan(ref: DocumentRef, target: TargetState, reread: ReadState | None) -> Any:
+        return plan_scanned(ref, table, states[ref], target, reread)
+
+    def reread(refs: Sequence[DocumentRef]) -> dict[DocumentRef, ReadState | str]:
+        return dict(_read_states(sinks, table, {ref: keys[ref] for ref in refs}))
+
+    result = apply_writes(
+        sinks.opensearch,
+        sinks.opensearch_guard,
+        list(keys),
+        plan,
+        config.opensearch,
+        reread=reread,
+        fields=sorted(table.cache_key_fields),
+    )
     cache_keys: set[str] = set()
-    for doc_id in drifted:
-        target = targets[(table.index, doc_id)]
-        indexed = target.document
-        seq = indexed.sequence_number if indexed is not None else None
-        item = current.get(doc_id)
-        if item is not None:
-            body = document_body(item, table, seq, None)
-            writes.append(DocumentWrite((target.index, doc_id), WriteKind.INDEX, body, indexed))
-        elif indexed is not None and not indexed.deleted:
-            body = tombstone_body(table, seq, None, ttl=False)
-            writes.append(DocumentWrite((target.index, doc_id), WriteKind.TOMBSTONE, body, indexed))
-        for state in (item, indexed.fields if indexed else None):
+    for ref, outcome in result.outcomes.items():
+        if outcome.status in (Settled.WRITTEN, Settled.TOMBSTONED):
+            report.repaired += 1
+        elif outcome.status is Settled.SKIPPED:
+            report.left_to_stream += 1  # the index already holds a newer state
+        else:
+            report.unrepaired.append(f"{ref[1]}: {outcome.reason}")
+        indexed = result.observed.get(ref)
+        for state in (states[ref].item, indexed.fields if indexed is not None else None):
             for template in table.cache_keys:
                 key = render_cache_key(template, state or {})
                 if key is not None:
                     cache_keys.add(key)
-    limits = config.opensearch
-    for chunk, payload in bulk_chunks(writes, limits.bulk_max_actions, limits.bulk_max_bytes):
-        results = sinks.opensearch_guard.call_with_retry(
-            send_bulk, sinks.opensearch, payload, chunk
-        )
-        for write in chunk:
-            if results[write.ref].status is ItemStatus.OK:
-                report.repaired += 1
-            else:  # 409: the stream changed the key meanwhile and keeps it right
-                report.left_to_stream += 1
     if cache_keys:
         sinks.redis_guard.call_with_retry(invalidate, sinks.redis, cache_keys)
+
+
+def _boto_key(typed: Mapping[str, Any]) -> dict[str, Any]:
+    """A key as BatchGetItem takes it (scanned keys already are; Lambda-style base64 is not)."""
+    return {
+        name: {"B": _b64(value["B"])} if "B" in value and isinstance(value["B"], str) else value
+        for name, value in typed.items()
+    }

@@ -10,7 +10,9 @@ from syncer.config import TableConfig
 from syncer.errors import PoisonRecordError
 from syncer.plan import plan_cache_keys, plan_document_write, render_cache_key
 from syncer.records import padded_sequence
-from syncer.search import SYNCER_FIELD, IndexedDocument, WriteKind, bulk_chunks
+from syncer.documents import SYNCER_FIELD, IndexedDocument, Verdict, WriteKind
+from syncer.search import bulk_chunks
+from syncer.versions import Version
 
 TABLE = TableConfig(
     name="catalog",
@@ -18,6 +20,7 @@ TABLE = TableConfig(
     cache_keys=("product:{pk}", "product:{pk}:{sk}", "category:{category}"),
     exclude_attributes=frozenset({"cost"}),
 )
+STREAM_MS = 1704067200000  # the unit conftest's stream label, 2024-01-01T00:00:00.000
 SEQ_OLD = 111000000000000000001
 SEQ = 111000000000000000057
 SEQ_NEW = 111000000000000000210
@@ -29,7 +32,7 @@ def _indexed(
     sequence_number: int | None, fields: dict[str, object] | None = None
 ) -> IndexedDocument:
     return IndexedDocument(
-        sequence_number=sequence_number,
+        version=Version(seq=sequence_number),
         deleted=False,
         seq_no=17,
         primary_term=3,
@@ -56,7 +59,7 @@ def test_write_is_skipped_when_index_is_as_new_or_newer(make_record, indexed_seq
     # when it is planned
     write = plan_document_write(change, TABLE, _indexed(indexed_sequence))
     # then nothing is written
-    assert write is None
+    assert write is Verdict.SKIP
 
 
 def test_absent_document_is_created(make_record) -> None:
@@ -77,6 +80,7 @@ def test_absent_document_is_created(make_record) -> None:
         "table": "catalog",
         "deleted": False,
         "changed_at": 1704067200000,
+            "stream": STREAM_MS,
     }
 
 
@@ -136,6 +140,7 @@ def test_remove_writes_a_tombstone(make_record, ttl: bool) -> None:
             "table": "catalog",
             "deleted": True,
             "changed_at": 1704067200000,
+            "stream": STREAM_MS,
             "ttl": ttl,
         }
     }

@@ -9,6 +9,7 @@ from botocore.exceptions import ClientError
 from opensearchpy import exceptions as os_errors
 
 from syncer.config import ResilienceConfig
+from syncer.errors import ConfigError, DeadLetterUnavailableError, DeadlineExceededError
 from syncer.resilience import Downstream, ErrorKind, PendingItemsError, classify
 
 FAST = ResilienceConfig(
@@ -58,7 +59,13 @@ class FlakyFunction:
         (TimeoutError("timed out"), ErrorKind.TRANSIENT),
         (ConnectionResetError("reset"), ErrorKind.TRANSIENT),
         (PendingItemsError(2, "429 es_rejected_execution_exception"), ErrorKind.TRANSIENT),
-        (ValueError("a bug"), ErrorKind.FATAL),
+        (ValueError("a bug"), ErrorKind.UNEXPECTED),
+        (KeyError("eventName"), ErrorKind.UNEXPECTED),
+        (PermissionError(13, "Permission denied"), ErrorKind.FATAL),
+        (OSError(28, "No space left on device"), ErrorKind.TRANSIENT),
+        (DeadLetterUnavailableError("2 of 10 messages refused"), ErrorKind.TRANSIENT),
+        (DeadlineExceededError("0.01s left"), ErrorKind.TRANSIENT),
+        (ConfigError("bad"), ErrorKind.FATAL),
     ],
     ids=[
         "opensearch-connection",
@@ -80,6 +87,12 @@ class FlakyFunction:
         "builtin-connection-reset",
         "pending-items",
         "programming-error",
+        "decoder-bug",
+        "permission-denied",
+        "disk-full",
+        "sqs-partial",
+        "deadline",
+        "config",
     ],
 )
 def test_classify(error: BaseException, kind: ErrorKind) -> None:

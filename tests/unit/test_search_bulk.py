@@ -171,10 +171,17 @@ def test_409_item_is_a_conflict() -> None:
         (429, "es_rejected_execution_exception"),
         (500, "internal_server_error"),
         (503, "unavailable_shards_exception"),
+        (403, "cluster_block_exception"),
+        (401, "security_exception"),
     ],
 )
 def test_429_and_5xx_items_are_transient(status: int, kind: str) -> None:
-    """Rejected-execution and server-side item errors are retried."""
+    """Rejected-execution, server-side, write-block and security item errors are retried.
+
+    A 403 cluster_block_exception (index.blocks.write, read_only) or a 401/403 from the
+    security plugin is an outage of the index, not a bad document: it failed on the old code,
+    which dead-lettered such items.
+    """
     # given an item with a 429 or 5xx status
     item = {"index": {"_id": "p-1", "status": status, "error": {"type": kind, "reason": "busy"}}}
     # when it is classified

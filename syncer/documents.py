@@ -1,0 +1,79 @@
+"""Shared document types: what the index holds for a key and the conditional write that changes it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from syncer.versions import Version, version_from_meta
+
+SYNCER_FIELD = "_syncer"
+DocumentRef = tuple[str, str]  # (alias or concrete index, document id)
+
+
+@dataclass(frozen=True, slots=True)
+class IndexedDocument:
+    """What the index holds for one key now: enough to order a new write against it."""
+
+    version: Version
+    deleted: bool
+    seq_no: int
+    primary_term: int
+    fields: Mapping[str, Any]
+
+    @property
+    def sequence_number(self) -> int | None:
+        return self.version.seq
+
+
+def indexed_document(source: Mapping[str, Any], seq_no: int, primary_term: int) -> IndexedDocument:
+    """An ``IndexedDocument`` from a document's ``_source`` and its concurrency numbers."""
+    meta = source.get(SYNCER_FIELD) or {}
+    return IndexedDocument(
+        version=version_from_meta(meta),
+        deleted=bool(meta.get("deleted", False)),
+        seq_no=seq_no,
+        primary_term=primary_term,
+        fields=source,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class TargetState:
+    """Where a document lives behind an alias (the concrete index) and what it holds."""
+
+    index: str
+    document: IndexedDocument | None
+
+
+class WriteKind(Enum):
+    INDEX = "index"
+    TOMBSTONE = "tombstone"
+    DELETE = "delete"  # a real delete: only purge-tombstones removes documents
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentWrite:
+    """One conditional write of a document (or its tombstone)."""
+
+    ref: DocumentRef
+    kind: WriteKind
+    body: Mapping[str, Any]
+    expected: IndexedDocument | None  # the state it was planned against
+
+
+class Verdict(Enum):
+    """What a planner says when it has no write to make."""
+
+    SKIP = "skip"  # the index already holds this state or a newer one
+    REREAD = "reread"  # the versions cannot be ordered: read the item from the table again
+
+
+@dataclass(frozen=True, slots=True)
+class ReadState:
+    """An item as a consistent read of the table found it (None: no such item), and when."""
+
+    item: Mapping[str, Any] | None
+    version: Version
