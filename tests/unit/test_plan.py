@@ -7,10 +7,10 @@ import pytest
 from syncer import jsoncodec
 from syncer.coalesce import KeyChange, coalesce_latest_per_key
 from syncer.config import TableConfig
+from syncer.documents import SYNCER_FIELD, IndexedDocument, Verdict, WriteKind
 from syncer.errors import PoisonRecordError
 from syncer.plan import plan_cache_keys, plan_document_write, render_cache_key
 from syncer.records import padded_sequence
-from syncer.documents import SYNCER_FIELD, IndexedDocument, Verdict, WriteKind
 from syncer.search import bulk_chunks
 from syncer.versions import Version
 
