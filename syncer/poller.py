@@ -371,12 +371,8 @@ class StreamPoller:
         return actions
 
     def _pause_for_backoff(self, stream: _Stream, shard_id: str, failures: int) -> float:
-        """Keep the shard unvisited as long as the stream's retry policy waits after
-        ``failures`` failed attempts (resilience's jittered exponential backoff); the delay."""
-        retrying = self._aws.retrying()
-        state = tenacity.RetryCallState(retrying, None, (), {})
-        state.attempt_number = failures
-        delay = float(retrying.wait(state))
+        """Keep the shard unvisited for the backoff after ``failures`` failures; the delay."""
+        delay = backoff_s(self._aws, failures)
         stream.wake_at[shard_id] = time.monotonic() + delay
         return delay
 
@@ -461,6 +457,18 @@ class StreamPoller:
             with attempt:
                 return function(*args, **kwargs)
         raise AssertionError("unreachable: tenacity reraises the last error")
+
+
+def backoff_s(guard: Downstream, failures: int) -> float:
+    """How long ``guard``'s own retry policy waits after ``failures`` failed attempts.
+
+    A shard's retries span loop passes (other shards go on meanwhile), so they cannot run inside
+    tenacity's loop; they take its wait (jittered exponential, capped) instead of a second one.
+    """
+    retrying = guard.retrying()
+    state = tenacity.RetryCallState(retrying, None, (), {})
+    state.attempt_number = failures
+    return float(retrying.wait(state))
 
 
 def _read_failed(error: Exception) -> ReadFailed:
