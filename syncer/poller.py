@@ -21,7 +21,7 @@ import signal
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, assert_never
 
 import tenacity
 from botocore.exceptions import ClientError
@@ -318,6 +318,8 @@ class StreamPoller:
             log.info("%s: finished (closed and fully handled)", name)
         elif isinstance(action, DescribeSoon):
             stream.next_describe = 0.0
+        else:
+            assert_never(action)
         return ()
 
     def _read(self, stream: _Stream, shard_id: str, action: GetIterator | ReadRecords) -> Event:
