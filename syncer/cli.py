@@ -19,14 +19,16 @@ CONFIG_HELP = "Configuration file (default: $SYNCER_CONFIG, then ./syncer.toml).
 
 
 def _load(config_path: str | None) -> Config:
-    try:
-        return load_config(config_path)
-    except SyncerError as error:
-        raise click.ClickException(str(error)) from None
+    # A ConfigError goes up to _SyncerGroup, which redacts it like every other error.
+    return load_config(config_path)
 
 
 class _SyncerGroup(click.Group):
-    """Turns any error of a command into one redacted ``Error:`` line instead of a traceback."""
+    """Turns any error of a command into one redacted ``Error:`` line instead of a traceback.
+
+    The one handler for every command (subgroups included, as they run inside this ``invoke``):
+    commands let a ``SyncerError`` go up rather than catching it, so no message skips redaction.
+    """
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -75,18 +77,15 @@ def setup(config_path: str | None, dry_run: bool) -> None:
 
     config = _load(config_path)
     client = opensearch_client(config)
-    try:
-        for table in config.tables:
-            steps = plan_setup(client, table)
-            for step in steps:
-                verb = "would" if dry_run else "will"
-                click.echo(f"{table.name}: {verb} {step.action} {step.target}")
-            if not dry_run:
-                apply_setup(client, table, steps)
-            if not steps:
-                click.echo(f"{table.name}: up to date (alias {table.index})")
-    except SyncerError as error:
-        raise click.ClickException(str(error)) from None
+    for table in config.tables:
+        steps = plan_setup(client, table)
+        for step in steps:
+            verb = "would" if dry_run else "will"
+            click.echo(f"{table.name}: {verb} {step.action} {step.target}")
+        if not dry_run:
+            apply_setup(client, table, steps)
+        if not steps:
+            click.echo(f"{table.name}: up to date (alias {table.index})")
 
 
 @main.command()
@@ -101,11 +100,7 @@ def demo(config_path: str | None, items: int) -> None:
     """
     from syncer.demo import run_demo
 
-    config = _load(config_path)
-    try:
-        run_demo(config, items, click.echo)
-    except SyncerError as error:
-        raise click.ClickException(str(error)) from None
+    run_demo(_load(config_path), items, click.echo)
 
 
 def _sinks(config: Config) -> Any:
@@ -158,24 +153,21 @@ def reindex(
 
     config = _load(config_path)
     sinks = _sinks(config)
-    table = config.require_table(table_name)  # a SyncerError is one Error: line (_SyncerGroup)
+    table = config.require_table(table_name)
     estimate = int(sinks.dynamodb.describe_table(TableName=table_name)["Table"].get("ItemCount", 0))
     state_path = Path(state_file) if state_file else None
-    try:
-        with _progress(estimate, f"reindex {table_name}") as advance:
-            result = reindex_table(
-                config,
-                sinks,
-                table_name,
-                segments,
-                page_size,
-                state_path,
-                delete_old,
-                delete_grace_s,
-                advance,
-            )
-    except SyncerError as error:
-        raise click.ClickException(str(error)) from None
+    with _progress(estimate, f"reindex {table_name}") as advance:
+        result = reindex_table(
+            config,
+            sinks,
+            table_name,
+            segments,
+            page_size,
+            state_path,
+            delete_old,
+            delete_grace_s,
+            advance,
+        )
     rate = result.indexed / result.seconds if result.seconds else 0.0
     click.echo(
         f"{table_name}: {result.indexed} documents into {result.new_index} in {result.seconds:.1f} s "
@@ -249,10 +241,7 @@ def verify(config_path: str | None, table_name: str, sample: int | None, repair:
     from syncer.verify import verify_table
 
     config = _load(config_path)
-    try:
-        report = verify_table(config, _sinks(config), table_name, sample, repair)
-    except SyncerError as error:
-        raise click.ClickException(str(error)) from None
+    report = verify_table(config, _sinks(config), table_name, sample, repair)
     click.echo(
         f"{table_name}: {report.checked_items} items and {report.checked_documents} documents checked; "
         f"{len(report.missing)} missing, {len(report.ghost)} ghost, {len(report.differing)} differing"
@@ -450,23 +439,20 @@ def run(
     from syncer.poller import PollOptions, run_poller
 
     config = _load(config_path)
-    try:
-        options = PollOptions(
-            batch_size=batch_size,
-            batching_window_s=batching_window_s,
-            idle_sleep_s=idle_sleep_s,
-            once=once,
-        )
-        run_poller(
-            config,
-            options,
-            tables=tables,
-            checkpoint_file=checkpoint_file,
-            handle_signals=True,
-            metrics_port=metrics_port or None,
-        )
-    except SyncerError as error:
-        raise click.ClickException(str(error)) from None
+    options = PollOptions(
+        batch_size=batch_size,
+        batching_window_s=batching_window_s,
+        idle_sleep_s=idle_sleep_s,
+        once=once,
+    )
+    run_poller(
+        config,
+        options,
+        tables=tables,
+        checkpoint_file=checkpoint_file,
+        handle_signals=True,
+        metrics_port=metrics_port or None,
+    )
 
 
 if __name__ == "__main__":

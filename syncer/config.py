@@ -316,3 +316,24 @@ def load_config(explicit: str | None = None, environ: Mapping[str, str] | None =
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"configuration file {path} is not valid TOML: {error}") from None
     return parse_config(raw, environ)
+
+
+# -- the process environment beyond the file (read here so no other module reads it) ---------
+
+
+def running_in_lambda(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether this process is a Lambda function (the runtime sets ``AWS_LAMBDA_FUNCTION_NAME``)."""
+    environ = os.environ if environ is None else environ
+    return bool(environ.get("AWS_LAMBDA_FUNCTION_NAME"))
+
+
+def emf_metrics_enabled(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether the handler prints an EMF metrics line per batch (``SYNCER_METRICS``, default emf)."""
+    environ = os.environ if environ is None else environ
+    return environ.get("SYNCER_METRICS", "emf") == "emf"
+
+
+def aws_endpoint_overridden(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether AWS calls go to a local emulator (``AWS_ENDPOINT_URL`` or its DynamoDB form)."""
+    environ = os.environ if environ is None else environ
+    return bool(environ.get("AWS_ENDPOINT_URL") or environ.get("AWS_ENDPOINT_URL_DYNAMODB"))

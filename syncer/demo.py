@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import replace
@@ -10,7 +9,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from syncer.config import Config, TableConfig
+from syncer.config import Config, TableConfig, aws_endpoint_overridden
 from syncer.errors import ConfigError
 
 DEMO_TABLE = "syncer-demo"
@@ -69,7 +68,7 @@ def run_demo(config: Config, item_count: int, echo: Callable[[str], None]) -> No
     from syncer.poller import PollOptions, StreamPoller
     from syncer.runtime import aws_client, build_sinks
 
-    if not os.environ.get("AWS_ENDPOINT_URL") and not os.environ.get("AWS_ENDPOINT_URL_DYNAMODB"):
+    if not aws_endpoint_overridden():
         raise ConfigError(
             "the demo runs against the local emulator: set AWS_ENDPOINT_URL (see README)"
         )

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
 import sys
 from dataclasses import dataclass
 from typing import Any
 
-from syncer.config import Config, load_config
+from syncer.config import Config, emf_metrics_enabled, load_config, running_in_lambda
 from syncer.pipeline import Sinks, process_batch
 from syncer.records import check_event
 from syncer.resilience import Deadline
@@ -36,7 +35,7 @@ def _get_container() -> _Container:
     if _container is None:
         from syncer.runtime import build_sinks
 
-        if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):  # in Lambda: JSON lines for Logs Insights
+        if running_in_lambda():  # in Lambda: JSON lines for Logs Insights
             from syncer.logs import configure_logging
 
             configure_logging(json_lines=True)
@@ -69,7 +68,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, list[dict[s
     records = check_event(event)
     container = _get_container()
     outcome = process_batch(records, container.config, container.sinks, _deadline(context))
-    if os.environ.get("SYNCER_METRICS", "emf") == "emf":
+    if emf_metrics_enabled():
         from syncer.metrics import write_emf
 
         write_emf(outcome, {"Service": "syncer"}, sys.stdout)

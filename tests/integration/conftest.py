@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
 import socket
 import time
@@ -32,6 +33,8 @@ OPENSEARCH_URL = os.environ.get("OPENSEARCH_URL", "http://127.0.0.1:9200")
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 MOTO_URL = os.environ.get("AWS_ENDPOINT_URL", "http://127.0.0.1:5000")
 _ids = itertools.count(1)
+# The client libraries' loggers, whose levels syncer's logging setup changes.
+LIBRARY_LOGGERS = ("opensearch", "urllib3", "botocore", "boto3", "redis")
 
 
 def _require(name: str, url: str) -> None:
@@ -206,3 +209,19 @@ def wait_until(predicate: Any, timeout_s: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         time.sleep(0.05)
+
+
+@pytest.fixture
+def root_logger() -> Iterator[logging.Logger]:
+    """The root logger; its handlers and level, and the client libraries' levels, restored after."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    library_levels = {name: logging.getLogger(name).level for name in LIBRARY_LOGGERS}
+    yield root
+    for added in list(root.handlers):
+        root.removeHandler(added)
+    for original in handlers:
+        root.addHandler(original)
+    root.setLevel(level)
+    for name, library_level in library_levels.items():
+        logging.getLogger(name).setLevel(library_level)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,13 +11,12 @@ import pytest
 
 from syncer import handler
 from syncer.errors import InvalidEventError
+from tests.helpers import load_event
 from tests.integration.conftest import Stack
 
 pytestmark = pytest.mark.integration
 
-OTHER_SOURCES = json.loads(
-    (Path(__file__).resolve().parents[1] / "events" / "other_sources.json").read_text("utf-8")
-)
+OTHER_SOURCES = load_event("other_sources.json")
 SQS_RECORD = OTHER_SOURCES["sqs"]["Records"][0]
 KINESIS_RECORD = OTHER_SOURCES["kinesis"]["Records"][0]
 

@@ -13,9 +13,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
-import re
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +23,17 @@ from hypothesis import strategies as st
 
 from syncer import handler
 from syncer.records import decode_records
+from tests.helpers import (
+    USABLE_SEQUENCE,
+    JsonPath,
+    Mutation,
+    drop_field,
+    json_paths,
+    replace_value,
+    set_body_field,
+    set_field,
+    swap_tag,
+)
 from tests.integration.conftest import Stack
 
 pytestmark = pytest.mark.integration
@@ -33,10 +42,6 @@ FUZZ_CASES = 25
 BAD_SEQUENCE_START = 10**30  # moto's sequence numbers have 22 digits: every bad one is larger
 _bad_sequences = itertools.count(BAD_SEQUENCE_START)
 _cases = itertools.count(1)
-_USABLE_SEQUENCE = re.compile(r"[0-9]{1,40}")
-
-Path_ = tuple[str | int, ...]
-Mutation = Callable[[dict[str, Any]], None]
 
 # Integers stay inside orjson's 64-bit range and text has no lone surrogates: those are the
 # cases of test_a_bad_record_orjson_cannot_encode_is_still_dead_lettered.
@@ -52,27 +57,14 @@ json_values = st.recursive(
     max_leaves=8,
 )
 bad_sequence_numbers = st.one_of(
-    st.text(max_size=45).filter(lambda text: not _USABLE_SEQUENCE.fullmatch(text)),
+    st.text(max_size=45).filter(lambda text: not USABLE_SEQUENCE.fullmatch(text)),
     st.from_regex(r"[0-9]{41,50}", fullmatch=True),
     json_values.filter(lambda value: not isinstance(value, str)),
 )
 table_names = st.from_regex(r"[A-Za-z0-9_.-]{3,20}", fullmatch=True)
 
 
-def _paths(value: object, prefix: Path_ = ()) -> list[Path_]:
-    found: list[Path_] = []
-    children: list[tuple[str | int, object]] = []
-    if isinstance(value, dict):
-        children = list(value.items())
-    elif isinstance(value, list):
-        children = list(enumerate(value))
-    for key, child in children:
-        found.append((*prefix, key))
-        found.extend(_paths(child, (*prefix, key)))
-    return found
-
-
-def _typed_value_paths(record: dict[str, Any]) -> list[Path_]:
+def _typed_value_paths(record: dict[str, Any]) -> list[JsonPath]:
     body = record.get("dynamodb")
     if not isinstance(body, dict):
         return []
@@ -85,40 +77,23 @@ def _typed_value_paths(record: dict[str, Any]) -> list[Path_]:
     ]
 
 
-def _parent(record: dict[str, Any], path: Path_) -> Any:
-    node: Any = record
-    for step in path[:-1]:
-        node = node[step]
-    return node
-
-
 @st.composite
 def mutations(draw: st.DrawFn, record: dict[str, Any]) -> Mutation:
     """One way to break ``record``."""
-    paths = _paths(record)
+    paths = json_paths(record)
     typed = _typed_value_paths(record)
     kinds = ["drop", "replace", "sequence", "event_name", *(["tag"] if typed else [])]
     kind = draw(st.sampled_from(kinds))
     if kind == "drop":
         path = draw(st.sampled_from([p for p in paths if isinstance(p[-1], str)]))
-        return lambda r: _parent(r, path).pop(path[-1])
+        return drop_field(path)
     if kind == "replace":
-        path, value = draw(st.sampled_from(paths)), draw(json_values)
-        return lambda r: _parent(r, path).__setitem__(path[-1], value)
+        return replace_value(draw(st.sampled_from(paths)), draw(json_values))
     if kind == "tag":
-        path, tag = draw(st.sampled_from(typed)), draw(st.text(max_size=5))
-        return lambda r: _parent(r, path).__setitem__(
-            path[-1], {tag: next(iter(_parent(r, path)[path[-1]].values()))}
-        )
+        return swap_tag(draw(st.sampled_from(typed)), draw(st.text(max_size=5)))
     if kind == "sequence":
-        sequence = draw(bad_sequence_numbers)
-        return lambda r: (
-            r["dynamodb"].__setitem__("SequenceNumber", sequence)
-            if isinstance(r.get("dynamodb"), dict)
-            else None
-        )
-    name = draw(st.one_of(st.text(max_size=10), json_values))
-    return lambda r: r.__setitem__("eventName", name)
+        return set_body_field("SequenceNumber", draw(bad_sequence_numbers))
+    return set_field("eventName", draw(st.one_of(st.text(max_size=10), json_values)))
 
 
 @st.composite
@@ -156,7 +131,7 @@ def _made_poison(record: dict[str, Any], stack: Stack) -> dict[str, Any]:
 def _usable_sequence(record: object) -> str | None:
     body = record.get("dynamodb") if isinstance(record, dict) else None
     sequence = body.get("SequenceNumber") if isinstance(body, dict) else None
-    if isinstance(sequence, str) and _USABLE_SEQUENCE.fullmatch(sequence):
+    if isinstance(sequence, str) and USABLE_SEQUENCE.fullmatch(sequence):
         return sequence
     return None
 

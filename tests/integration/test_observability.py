@@ -46,25 +46,6 @@ def _json_lines(text: str) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def root_logger() -> Iterator[logging.Logger]:
-    """The root logger, with its handlers and level restored after the test."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    noisy = {
-        name: logging.getLogger(name).level
-        for name in ("opensearch", "urllib3", "botocore", "boto3")
-    }
-    yield root
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    for handler in handlers:
-        root.addHandler(handler)
-    root.setLevel(level)
-    for name, noisy_level in noisy.items():
-        logging.getLogger(name).setLevel(noisy_level)
-
-
-@pytest.fixture
 def emf_on(monkeypatch: pytest.MonkeyPatch) -> None:
     """The handler's default: one EMF line per batch."""
     monkeypatch.delenv("SYNCER_METRICS", raising=False)

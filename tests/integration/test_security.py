@@ -28,7 +28,14 @@ from syncer.cli import main
 from syncer.config import load_config
 from syncer.logs import JsonFormatter, TextFormatter
 from syncer.runtime import aws_client, build_sinks
-from tests.integration.conftest import OPENSEARCH_URL, REDIS_URL, Stack, free_port, write_config
+from tests.integration.conftest import (
+    LIBRARY_LOGGERS,
+    OPENSEARCH_URL,
+    REDIS_URL,
+    Stack,
+    free_port,
+    write_config,
+)
 from tests.integration.faults import OpenSearchFaultProxy
 from tests.integration.tls import TlsFiles, TlsTerminatingProxy, make_tls_files, tls_proxy
 
@@ -37,7 +44,6 @@ pytestmark = pytest.mark.integration
 URL_SECRET = "Hunter2Secret"
 ACL_PASSWORD = "S3cretPass"
 WRONG_PASSWORD = "WrongPass-Xyz9"
-LIBRARY_LOGGERS = ("opensearch", "urllib3", "botocore", "boto3", "redis")
 
 
 class HeaderRecordingProxy(OpenSearchFaultProxy):
@@ -101,22 +107,6 @@ def _sequence_numbers(records: list[dict[str, Any]]) -> set[str]:
 def _host_port(url: str, default_port: int) -> tuple[str, int]:
     parts = urlsplit(url)
     return parts.hostname or "127.0.0.1", parts.port or default_port
-
-
-@pytest.fixture
-def root_logger() -> Iterator[logging.Logger]:
-    """The root logger and the client libraries' loggers, restored after the test."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    library_levels = {name: logging.getLogger(name).level for name in LIBRARY_LOGGERS}
-    yield root
-    for existing in list(root.handlers):
-        root.removeHandler(existing)
-    for original in handlers:
-        root.addHandler(original)
-    root.setLevel(level)
-    for name, library_level in library_levels.items():
-        logging.getLogger(name).setLevel(library_level)
 
 
 @pytest.fixture

@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from syncer.records import ChangeRecord, decode_record
+from tests.helpers import load_event as _load_event
 
-EVENTS_DIR = Path(__file__).resolve().parents[1] / "events"
 STREAM_ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/catalog/stream/2024-01-01T00:00:00.000"
 
 EventLoader = Callable[[str], dict[str, Any]]
 RecordMaker = Callable[..., ChangeRecord]
-
-
-def _load_event(name: str) -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads((EVENTS_DIR / name).read_text(encoding="utf-8"))
-    return loaded
 
 
 def _typed(plain: Mapping[str, Any]) -> dict[str, Any]:

@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import copy
 import json
-import re
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,23 +18,20 @@ from hypothesis import strategies as st
 
 from syncer.errors import InvalidEventError, PoisonRecordError
 from syncer.records import MAX_DOCUMENT_ID_BYTES, check_event, decode_records
+from tests.helpers import (
+    USABLE_SEQUENCE,
+    JsonPath,
+    Mutation,
+    drop_field,
+    json_paths,
+    replace_value,
+    set_body_field,
+    set_field,
+    swap_tag,
+    valid_records,
+)
 
-EVENTS_DIR = Path(__file__).resolve().parents[1] / "events"
-VALID_EVENT_FILES = [
-    "insert_modify_remove.json",
-    "ttl_remove.json",
-    "keys_only.json",
-    "new_image.json",
-    "old_image.json",
-    "all_attribute_types.json",
-    "separator_keys.json",
-]
-VALID_RECORDS: list[dict[str, Any]] = [
-    record
-    for name in VALID_EVENT_FILES
-    for record in json.loads((EVENTS_DIR / name).read_text(encoding="utf-8"))["Records"]
-]
-_USABLE_SEQUENCE = re.compile(r"[0-9]{1,40}")
+VALID_RECORDS: list[dict[str, Any]] = valid_records()
 _IMAGES = ("Keys", "NewImage", "OldImage")
 
 
@@ -47,9 +41,6 @@ def fuzz(max_examples: int) -> settings:
         max_examples=max_examples, deadline=None, suppress_health_check=[HealthCheck.too_slow]
     )
 
-
-Path_ = tuple[str | int, ...]
-Mutation = Callable[[dict[str, Any]], None]
 
 json_leaves = (
     st.none()
@@ -67,25 +58,11 @@ json_values = st.recursive(
 )
 
 
-def _paths(value: object, prefix: Path_ = ()) -> list[Path_]:
-    """Every path to a nested value of ``value`` (not the root itself)."""
-    found: list[Path_] = []
-    children: list[tuple[str | int, object]] = []
-    if isinstance(value, dict):
-        children = list(value.items())
-    elif isinstance(value, list):
-        children = list(enumerate(value))
-    for key, child in children:
-        found.append((*prefix, key))
-        found.extend(_paths(child, (*prefix, key)))
-    return found
-
-
-def _typed_value_paths(record: dict[str, Any]) -> list[Path_]:
+def _typed_value_paths(record: dict[str, Any]) -> list[JsonPath]:
     """Paths to every typed attribute value (``{"S": ...}``) in the record's key and images."""
-    found: list[Path_] = []
+    found: list[JsonPath] = []
 
-    def visit(typed: object, path: Path_) -> None:
+    def visit(typed: object, path: JsonPath) -> None:
         if not isinstance(typed, dict) or len(typed) != 1:
             return
         found.append(path)
@@ -105,52 +82,6 @@ def _typed_value_paths(record: dict[str, Any]) -> list[Path_]:
     return found
 
 
-def _parent(record: dict[str, Any], path: Path_) -> Any:
-    node: Any = record
-    for step in path[:-1]:
-        node = node[step]
-    return node
-
-
-def _drop_field(path: Path_) -> Mutation:
-    def mutate(record: dict[str, Any]) -> None:
-        parent = _parent(record, path)
-        del parent[path[-1]]
-
-    return mutate
-
-
-def _replace_value(path: Path_, value: object) -> Mutation:
-    def mutate(record: dict[str, Any]) -> None:
-        _parent(record, path)[path[-1]] = value
-
-    return mutate
-
-
-def _swap_tag(path: Path_, tag: str) -> Mutation:
-    def mutate(record: dict[str, Any]) -> None:
-        parent = _parent(record, path)
-        ((_, inner),) = parent[path[-1]].items()
-        parent[path[-1]] = {tag: inner}
-
-    return mutate
-
-
-def _set_body_field(name: str, value: object) -> Mutation:
-    def mutate(record: dict[str, Any]) -> None:
-        if isinstance(record.get("dynamodb"), dict):
-            record["dynamodb"][name] = value
-
-    return mutate
-
-
-def _set_field(name: str, value: object) -> Mutation:
-    def mutate(record: dict[str, Any]) -> None:
-        record[name] = value
-
-    return mutate
-
-
 def _long_key(name: str, text: str) -> Mutation:
     def mutate(record: dict[str, Any]) -> None:
         body = record.get("dynamodb")
@@ -162,7 +93,7 @@ def _long_key(name: str, text: str) -> Mutation:
 
 
 bad_sequence_numbers = st.one_of(
-    st.text(max_size=45).filter(lambda text: not _USABLE_SEQUENCE.fullmatch(text)),
+    st.text(max_size=45).filter(lambda text: not USABLE_SEQUENCE.fullmatch(text)),
     st.from_regex(r"[0-9]{41,60}", fullmatch=True),
     json_values.filter(lambda value: not isinstance(value, str)),
 )
@@ -174,7 +105,7 @@ random_event_names = st.one_of(st.text(max_size=12), json_values).filter(
 @st.composite
 def mutations(draw: st.DrawFn, record: dict[str, Any]) -> Mutation:
     """One mutation of ``record``: a dropped field, a replaced value, a swapped tag, and so on."""
-    paths = _paths(record)
+    paths = json_paths(record)
     typed = _typed_value_paths(record)
     kinds = ["drop", "replace", "sequence", "event_name", "long_key"]
     if typed:
@@ -182,15 +113,15 @@ def mutations(draw: st.DrawFn, record: dict[str, Any]) -> Mutation:
     kind = draw(st.sampled_from(kinds))
     if kind == "drop":
         path = draw(st.sampled_from([p for p in paths if isinstance(p[-1], str)]))
-        return _drop_field(path)
+        return drop_field(path)
     if kind == "replace":
-        return _replace_value(draw(st.sampled_from(paths)), draw(json_values))
+        return replace_value(draw(st.sampled_from(paths)), draw(json_values))
     if kind == "tag":
-        return _swap_tag(draw(st.sampled_from(typed)), draw(st.text(max_size=6)))
+        return swap_tag(draw(st.sampled_from(typed)), draw(st.text(max_size=6)))
     if kind == "sequence":
-        return _set_body_field("SequenceNumber", draw(bad_sequence_numbers))
+        return set_body_field("SequenceNumber", draw(bad_sequence_numbers))
     if kind == "event_name":
-        return _set_field("eventName", draw(random_event_names))
+        return set_field("eventName", draw(random_event_names))
     # Multi-byte text makes byte length and character length differ around the 512-byte limit.
     unit = draw(st.text(st.sampled_from("ab|#\\é日🙂"), min_size=1, max_size=6))
     text = unit * draw(st.integers(20, 160))
@@ -302,7 +233,7 @@ def _only_rejection_message(record: dict[str, Any]) -> str:
 def test_unhashable_stream_view_type_is_rejected_not_raised(view_type: object) -> None:
     """A list or object as StreamViewType makes a rejected record, not a TypeError."""
     # given a record whose StreamViewType is a list or an object
-    record = _record_with(_set_body_field("StreamViewType", view_type))
+    record = _record_with(set_body_field("StreamViewType", view_type))
     # when it is decoded, then it is rejected naming the field
     assert "StreamViewType" in _only_rejection_message(record)
 
@@ -310,7 +241,7 @@ def test_unhashable_stream_view_type_is_rejected_not_raised(view_type: object) -
 def test_creation_time_beyond_float_range_is_rejected_not_raised() -> None:
     """An ApproximateCreationDateTime too big for a float makes a rejected record."""
     # given a record whose creation time is an integer of 400 digits
-    record = _record_with(_set_body_field("ApproximateCreationDateTime", 10**400))
+    record = _record_with(set_body_field("ApproximateCreationDateTime", 10**400))
     # when it is decoded, then it is rejected naming the field
     assert "ApproximateCreationDateTime" in _only_rejection_message(record)
 

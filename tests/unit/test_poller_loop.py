@@ -14,9 +14,10 @@ import pytest
 
 from syncer import poller
 from syncer.checkpoints import ShardCheckpoint
-from syncer.config import Config, parse_config
+from syncer.config import Config, ResilienceConfig, parse_config
 from syncer.pipeline import BatchOutcome
-from syncer.poller import PollOptions, StreamPoller
+from syncer.poller import PollOptions, StreamPoller, backoff_s
+from syncer.resilience import Downstream
 
 ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/catalog/stream/2024-01-01T00:00:00.000"
 
@@ -210,3 +211,13 @@ def test_checkpoints_of_shards_that_left_the_stream_are_dropped(
     _run({"s": (None, ["10", "20"], False)}, recorder, monkeypatch, store=store)
     assert store.forgotten == ["trimmed"]
     assert recorder.batches == [["20"]]  # the kept checkpoint still applies
+
+
+@pytest.mark.parametrize(("failures", "low", "high"), [(1, 0.1, 0.2), (3, 0.4, 0.5), (9, 2.0, 2.0)])
+def test_a_shards_backoff_is_the_resilience_policys_wait(
+    failures: int, low: float, high: float
+) -> None:
+    """The wait after n failures is resilience's: initial x 2^(n-1) plus jitter, capped at max."""
+    settings = ResilienceConfig(initial_backoff_s=0.1, max_backoff_s=2.0)
+    delays = [backoff_s(Downstream("test", settings), failures) for _ in range(20)]
+    assert all(low <= delay <= high for delay in delays)

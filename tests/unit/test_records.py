@@ -19,16 +19,7 @@ from syncer.records import (
     padded_sequence,
     table_from_arn,
 )
-
-VALID_EVENT_FILES = [
-    "insert_modify_remove.json",
-    "ttl_remove.json",
-    "keys_only.json",
-    "new_image.json",
-    "old_image.json",
-    "all_attribute_types.json",
-    "separator_keys.json",
-]
+from tests.helpers import VALID_EVENT_FILES
 
 
 @pytest.mark.parametrize("name", VALID_EVENT_FILES)

@@ -1,0 +1,107 @@
+"""Helpers shared by unit and integration tests: the hand-built events and record mutations."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+EVENTS_DIR = Path(__file__).resolve().parent / "events"
+# The event files whose every record is valid (the others are built to be refused).
+VALID_EVENT_FILES = [
+    "insert_modify_remove.json",
+    "ttl_remove.json",
+    "keys_only.json",
+    "new_image.json",
+    "old_image.json",
+    "all_attribute_types.json",
+    "separator_keys.json",
+]
+# A sequence number syncer can use: 1 to 40 digits (DynamoDB's are 21 to 40).
+USABLE_SEQUENCE = re.compile(r"[0-9]{1,40}")
+
+JsonPath = tuple[str | int, ...]  # keys and list positions from a JSON value's root
+Mutation = Callable[[dict[str, Any]], None]  # changes a stream record in place
+
+
+def load_event(name: str) -> dict[str, Any]:
+    """``tests/events/<name>`` as JSON."""
+    loaded: dict[str, Any] = json.loads((EVENTS_DIR / name).read_text(encoding="utf-8"))
+    return loaded
+
+
+def valid_records() -> list[dict[str, Any]]:
+    """Every record of the valid event files, in file order."""
+    return [record for name in VALID_EVENT_FILES for record in load_event(name)["Records"]]
+
+
+def json_paths(value: object, prefix: JsonPath = ()) -> list[JsonPath]:
+    """Every path to a nested value of ``value`` (not the root itself)."""
+    found: list[JsonPath] = []
+    children: list[tuple[str | int, object]] = []
+    if isinstance(value, dict):
+        children = list(value.items())
+    elif isinstance(value, list):
+        children = list(enumerate(value))
+    for key, child in children:
+        found.append((*prefix, key))
+        found.extend(json_paths(child, (*prefix, key)))
+    return found
+
+
+def parent_of(record: dict[str, Any], path: JsonPath) -> Any:
+    """The dict or list that holds the value at ``path``."""
+    node: Any = record
+    for step in path[:-1]:
+        node = node[step]
+    return node
+
+
+def drop_field(path: JsonPath) -> Mutation:
+    """Delete the value at ``path``."""
+
+    def mutate(record: dict[str, Any]) -> None:
+        del parent_of(record, path)[path[-1]]
+
+    return mutate
+
+
+def replace_value(path: JsonPath, value: object) -> Mutation:
+    """Put ``value`` at ``path``."""
+
+    def mutate(record: dict[str, Any]) -> None:
+        parent_of(record, path)[path[-1]] = value
+
+    return mutate
+
+
+def swap_tag(path: JsonPath, tag: str) -> Mutation:
+    """Give the typed value at ``path`` (``{"S": ...}``) the type tag ``tag``."""
+
+    def mutate(record: dict[str, Any]) -> None:
+        parent = parent_of(record, path)
+        ((_, inner),) = parent[path[-1]].items()
+        parent[path[-1]] = {tag: inner}
+
+    return mutate
+
+
+def set_body_field(name: str, value: object) -> Mutation:
+    """Set ``dynamodb.<name>`` when the record has a ``dynamodb`` object."""
+
+    def mutate(record: dict[str, Any]) -> None:
+        if isinstance(record.get("dynamodb"), dict):
+            record["dynamodb"][name] = value
+
+    return mutate
+
+
+def set_field(name: str, value: object) -> Mutation:
+    """Set the record's top-level field ``name``."""
+
+    def mutate(record: dict[str, Any]) -> None:
+        record[name] = value
+
+    return mutate
