@@ -205,6 +205,23 @@ def test_table_configured_twice_is_refused() -> None:
         parse_config(raw, environ={})
 
 
+def test_two_tables_in_one_index_are_refused() -> None:
+    """Two tables naming one index are refused at start (issue 10, case 4).
+
+    On the old code the config was accepted and table B's items were skipped as stale
+    against table A's sequence numbers, then acknowledged.
+    """
+    # given a second table that names the first table's index
+    raw = _example()
+    other = copy.deepcopy(raw["tables"][0])
+    other["name"] = "catalog-eu"
+    raw["tables"].append(other)
+    # when it is parsed
+    # then both tables and the index are named
+    with pytest.raises(ConfigError, match="'catalog' and 'catalog-eu' both name index 'catalog'"):
+        parse_config(raw, environ={})
+
+
 def test_index_that_is_not_an_alias_name_is_refused() -> None:
     """An index with upper case letters is refused, since OpenSearch would reject it."""
     # given an index name with capitals
