@@ -24,6 +24,7 @@ from syncer import handler
 from syncer.attributes import decode_item
 from syncer.config import Config, load_config
 from syncer.demo import create_catalog_table
+from syncer.errors import BatchFailedError
 from syncer.indices import apply_setup, plan_setup
 from syncer.pipeline import Sinks
 from syncer.runtime import aws_client, build_sinks
@@ -90,6 +91,7 @@ class Stack:
     index: str
     stream_arn: str
     delivered: set[str] = field(default_factory=set)
+    failed_invocations: int = 0
 
     def stream_records(self) -> list[dict[str, Any]]:
         """All records in the stream so far, in Lambda's shape."""
@@ -105,8 +107,20 @@ class Stack:
         ]
 
     def invoke(self, records: list[dict[str, Any]]) -> dict[str, Any]:
-        """Call the real Lambda handler with ``records`` as one event."""
-        response = handler.lambda_handler({"Records": records}, None)
+        """Call the real Lambda handler with ``records`` as one event.
+
+        When the handler fails the invocation because every record failed, Lambda retries the
+        whole batch: the response returned then lists every record, as if each were reported.
+        """
+        try:
+            response = handler.lambda_handler({"Records": records}, None)
+        except BatchFailedError:
+            self.failed_invocations += 1
+            response = {
+                "batchItemFailures": [
+                    {"itemIdentifier": r["dynamodb"]["SequenceNumber"]} for r in records
+                ]
+            }
         for record in records:
             self.delivered.add(record["dynamodb"]["SequenceNumber"])
         return response
