@@ -17,7 +17,7 @@ from syncer.config import Config, OpenSearchConfig, TableConfig
 from syncer.deadletter import DeadLetter, DeadLetterSink
 from syncer.errors import DownstreamUnavailableError, PoisonRecordError
 from syncer.lookup import read_current_items
-from syncer.plan import plan_cache_keys, plan_document_write
+from syncer.plan import bulk_refresh, plan_cache_keys, plan_document_write
 from syncer.records import ChangeRecord, RejectedRecord, decode_records
 from syncer.resilience import Deadline, Downstream, PendingItemsError, classify
 from syncer.search import (
@@ -163,6 +163,7 @@ def _apply_to_search(
     fields = sorted({name for table in tables.values() for name in table.cache_key_fields})
     guard = sinks.opensearch_guard
     limits = config.opensearch
+    refresh = bulk_refresh(tables[change.table] for change in changes)
     try:
         for attempt in guard.retrying(deadline):
             with attempt:
@@ -200,7 +201,7 @@ def _apply_to_search(
                         results.skipped.add(ref)
                     else:
                         writes[concrete] = (write, [ref])
-                reasons = _send_writes(writes, sinks, limits, results)
+                reasons = _send_writes(writes, sinks, limits, results, refresh)
                 left = sum(1 for ref in by_ref if not results.settled(ref))
                 if left:
                     raise PendingItemsError(left, reasons[0] if reasons else "conflicts")
@@ -218,6 +219,7 @@ def _send_writes(
     sinks: Sinks,
     limits: OpenSearchConfig,
     results: _SearchResults,
+    refresh: str | None = None,
 ) -> list[str]:
     """Send the writes in ``_bulk`` chunks; settle refs by item result; return retry reasons."""
     reasons: list[str] = []
@@ -227,7 +229,9 @@ def _send_writes(
     for chunk, body in chunks:
         started = time.perf_counter()
         try:
-            item_results = sinks.opensearch_guard.call(send_bulk, sinks.opensearch, body, chunk)
+            item_results = sinks.opensearch_guard.call(
+                send_bulk, sinks.opensearch, body, chunk, refresh
+            )
         finally:
             results.bulk_seconds += time.perf_counter() - started
         for write in chunk:

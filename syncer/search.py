@@ -207,11 +207,16 @@ def item_result(item: Mapping[str, Any]) -> ItemResult:
 
 
 def send_bulk(
-    client: Any, body: bytes, writes: Sequence[DocumentWrite]
+    client: Any, body: bytes, writes: Sequence[DocumentWrite], refresh: str | None = None
 ) -> dict[DocumentRef, ItemResult]:
-    """Send one ``_bulk`` body and return every item's result; item errors are never ignored."""
+    """Send one ``_bulk`` body and return every item's result; item errors are never ignored.
+
+    ``refresh="wait_for"`` answers only once the writes are visible to search (caches filled
+    from search results need it: docs/cache-consistency.md); None leaves refreshing to the index.
+    """
     # Writes name concrete indices that _mget just found, so OCC numbers belong to them.
-    response = client.bulk(body=body)
+    options = {} if refresh is None else {"refresh": refresh}
+    response = client.bulk(body=body, **options)
     items = response.get("items", [])
     if len(items) != len(writes):
         raise RuntimeError(f"_bulk answered {len(items)} items for {len(writes)} actions")
