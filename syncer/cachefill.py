@@ -3,8 +3,8 @@
 The protocol (docs/cache-consistency.md), after memcache's leases (Nishtala et al., NSDI 2013,
 section 3.2.1), with the lease kept in the cache key itself:
 
-- ``get``: one Lua script returns the key's value, or, when the key is absent, stores a lease
-  marker (reserved prefix + a random token) with ``PX lease_ttl_ms`` and hands out the token.
+- ``get``: a GET; when the key is absent, one Lua script looks again and stores a lease marker
+  (reserved prefix + a random token) with ``PX lease_ttl_ms``, handing out the token.
 - ``fill``: one Lua script stores the value only while the key still holds that exact marker.
 - syncer's ``UNLINK`` of the key removes the marker, so it voids the lease with no change to
   syncer and no extra round trip; a reader that dies leaves a marker that expires by itself.
@@ -134,7 +134,8 @@ def decode_value(stored: bytes) -> bytes | None:
 
 
 def read_result(reply: bytes | None, token: str) -> CacheRead:
-    """Classify the reply of the get-or-lease script sent with ``token``."""
+    """Classify what a read found: nil from the get-or-lease script sent with ``token`` is
+    that lease; another reader's marker is Busy; anything else is a Hit."""
     if reply is None:
         return Lease(token)
     if reply.startswith(LEASE_PREFIX):
@@ -219,9 +220,16 @@ class LeasedCache(_LeaseSettings):
         self._release = redis_client.register_script(_RELEASE)
 
     def get(self, key: str) -> CacheRead:
-        """The cached value, a lease to fill the key, or Busy while another reader holds one."""
-        token = secrets.token_hex(16)
-        reply = self._get_or_lease(keys=[key], args=[marker(token), self.lease_ttl_ms])
+        """The cached value, a lease to fill the key, or Busy while another reader holds one.
+
+        A plain GET first: a hit (the common case) costs what it costs without leases; only a
+        miss runs the script, which looks again and grants the lease atomically.
+        """
+        token = ""
+        reply = self.redis.get(key)
+        if reply is None:
+            token = secrets.token_hex(16)
+            reply = self._get_or_lease(keys=[key], args=[marker(token), self.lease_ttl_ms])
         result = read_result(reply, token)
         if isinstance(result, Hit):
             self.tally.add("hits")
@@ -297,8 +305,11 @@ class AsyncLeasedCache(_LeaseSettings):
 
     async def get(self, key: str) -> CacheRead:
         """The cached value, a lease to fill the key, or Busy while another reader holds one."""
-        token = secrets.token_hex(16)
-        reply = await self._get_or_lease(keys=[key], args=[marker(token), self.lease_ttl_ms])
+        token = ""
+        reply = await self.redis.get(key)
+        if reply is None:
+            token = secrets.token_hex(16)
+            reply = await self._get_or_lease(keys=[key], args=[marker(token), self.lease_ttl_ms])
         result = read_result(reply, token)
         if isinstance(result, Hit):
             self.tally.add("hits")
