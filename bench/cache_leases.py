@@ -191,7 +191,9 @@ def _indexed_versions(search: Any, alias: str, pks: list[str]) -> dict[str, int]
     }
 
 
-def _wait_until(done: Callable[[], bool], worker: subprocess.Popen[bytes], timeout_s: float) -> None:
+def _wait_until(
+    done: Callable[[], bool], worker: subprocess.Popen[bytes], timeout_s: float
+) -> None:
     deadline = time.monotonic() + timeout_s
     while not done():
         if worker.poll() is not None or time.monotonic() > deadline:

@@ -182,7 +182,9 @@ class _Tally:
             return LeaseCounters(**self._counts)
 
 
-class _LeaseSettings:
+class _LeasedCacheBase:
+    """Settings and counters shared by the sync and the async cache."""
+
     def __init__(self, lease_ttl_ms: int, max_wait_ms: int, negative_ttl_s: float) -> None:
         if lease_ttl_ms <= 0 or max_wait_ms < 0 or negative_ttl_s < 0:
             raise ValueError(
@@ -198,7 +200,7 @@ class _LeaseSettings:
         return self.tally.snapshot()
 
 
-class LeasedCache(_LeaseSettings):
+class LeasedCache(_LeasedCacheBase):
     """Cache-aside reads over ``redis.Redis`` or ``redis.RedisCluster`` whose fills are leased.
 
     ``negative_ttl_s``: a loader's ``None`` ("no such item") is cached that long as an absence
@@ -286,7 +288,7 @@ class LeasedCache(_LeaseSettings):
         return decode_value(encoded)
 
 
-class AsyncLeasedCache(_LeaseSettings):
+class AsyncLeasedCache(_LeasedCacheBase):
     """``LeasedCache`` over ``redis.asyncio.Redis`` or ``redis.asyncio.RedisCluster``."""
 
     def __init__(

@@ -131,7 +131,9 @@ def _use_search_cache_keys(stack: Stack, as_search_keys: bool) -> None:
             'exclude_attributes = ["cost"]\nsearch_cache_keys = ["listing:{category}"]\n',
         )
     else:
-        text = text.replace('"category:{category}"]', '"category:{category}", "listing:{category}"]')
+        text = text.replace(
+            '"category:{category}"]', '"category:{category}", "listing:{category}"]'
+        )
     assert setting in text
     assert "listing:{category}" in text
     stack.config_path.write_text(text)

@@ -196,9 +196,7 @@ def test_thundering_herd_runs_the_loader_once(client: Any, key: str) -> None:
     assert counters.waits == 49
 
 
-def test_thundering_herd_after_an_expired_lease_loads_at_most_twice(
-    client: Any, key: str
-) -> None:
+def test_thundering_herd_after_an_expired_lease_loads_at_most_twice(client: Any, key: str) -> None:
     """A lease that expires while its loader runs lets one more reader load: at most two loads."""
     cache = LeasedCache(client, lease_ttl_ms=150, max_wait_ms=5_000)
     calls = []

@@ -73,7 +73,10 @@ def test_search_cache_keys_are_rendered_with_the_item_keys(make_record) -> None:
     (change,) = coalesce_latest_per_key(
         [
             make_record(
-                "MODIFY", 111000000000000000057, new={"category": "boots"}, old={"category": "shoes"}
+                "MODIFY",
+                111000000000000000057,
+                new={"category": "boots"},
+                old={"category": "shoes"},
             )
         ]
     )
