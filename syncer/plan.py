@@ -200,10 +200,12 @@ def plan_cache_keys(
 
 
 def bulk_refresh(tables: Iterable[TableConfig]) -> str | None:
-    """The ``refresh`` of a batch's ``_bulk``: ``"wait_for"`` if a table has search cache keys.
+    """The ``refresh`` of a batch's ``_bulk``: ``"true"`` if a table has search cache keys.
 
-    Cache keys are invalidated after the bulk answers. With ``wait_for`` it answers only once
-    the writes are searchable, so a cache refilled from a search query after the invalidation
-    sees them (docs/cache-consistency.md). Other tables keep the index's own refresh.
+    Cache keys are invalidated after the bulk answers. With ``refresh=true`` the bulk refreshes
+    the shards it wrote before answering, so a cache refilled from a search query after the
+    invalidation sees the writes. ``wait_for`` would add no refresh but hold each batch up to a
+    refresh interval, item keys included (docs/cache-consistency.md, bench/search_refresh.py).
+    Other tables keep the index's own refresh.
     """
-    return "wait_for" if any(table.search_cache_keys for table in tables) else None
+    return "true" if any(table.search_cache_keys for table in tables) else None

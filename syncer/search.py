@@ -211,8 +211,9 @@ def send_bulk(
 ) -> dict[DocumentRef, ItemResult]:
     """Send one ``_bulk`` body and return every item's result; item errors are never ignored.
 
-    ``refresh="wait_for"`` answers only once the writes are visible to search (caches filled
-    from search results need it: docs/cache-consistency.md); None leaves refreshing to the index.
+    ``refresh`` (``"true"`` or ``"wait_for"``) answers only once the writes are visible to
+    search (caches filled from search results need it: docs/cache-consistency.md); None leaves
+    refreshing to the index.
     """
     # Writes name concrete indices that _mget just found, so OCC numbers belong to them.
     options = {} if refresh is None else {"refresh": refresh}

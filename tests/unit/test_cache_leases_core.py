@@ -86,9 +86,9 @@ def test_search_cache_keys_are_rendered_with_the_item_keys(make_record) -> None:
     assert plan_cache_keys(change, ITEMS_ONLY) == {f"product:{pk}"}
 
 
-def test_bulk_waits_for_search_only_when_a_table_has_search_cache_keys() -> None:
-    """``wait_for`` when any table written has search cache keys; the index's refresh otherwise."""
-    assert bulk_refresh([ITEMS_ONLY, WITH_SEARCH]) == "wait_for"
+def test_bulk_refreshes_only_when_a_table_has_search_cache_keys() -> None:
+    """``true`` when any table written has search cache keys; the index's refresh otherwise."""
+    assert bulk_refresh([ITEMS_ONLY, WITH_SEARCH]) == "true"
     assert bulk_refresh([ITEMS_ONLY]) is None
     assert bulk_refresh([]) is None
 
