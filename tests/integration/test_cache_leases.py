@@ -13,7 +13,7 @@ import redis
 
 from syncer import handler
 from syncer.cachefill import LeasedCache
-from tests.integration.conftest import Stack
+from tests.integration.conftest import REDIS_URL, Stack
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +29,9 @@ PK, SK = "prod-race", "v"
 def cache_client(request: pytest.FixtureRequest, stack: Stack) -> Iterator[Any]:
     """The Redis the readers use; syncer's handler invalidates the same one."""
     if request.param == "single":
-        yield stack.sinks.redis
+        client = redis.Redis.from_url(REDIS_URL)  # the stack's config points syncer here
+        yield client
+        client.close()
         return
     cluster = redis.RedisCluster.from_url(REDIS_CLUSTER_URL or "")
     handler._get_container().sinks.redis = cluster
@@ -121,6 +123,14 @@ def test_plain_cache_aside_racing_an_update_caches_the_old_version(
     assert cache_client.get(key) == b"10"  # stale until its TTL: the race leases prevent
 
 
+@pytest.fixture
+def reader_redis() -> Iterator[Any]:
+    """A reader's own client on the Redis that the stack's syncer invalidates."""
+    client = redis.Redis.from_url(REDIS_URL)
+    yield client
+    client.close()
+
+
 def _use_search_cache_keys(stack: Stack, as_search_keys: bool) -> None:
     """Add ``listing:{category}`` to the table's config, as a search cache key or an item key."""
     setting = "search_cache_keys" if as_search_keys else "cache_keys"
@@ -151,7 +161,7 @@ def _listing(stack: Stack, category: str) -> bytes:
 
 
 def test_search_derived_key_refilled_right_after_invalidation_sees_the_change(
-    stack: Stack,
+    stack: Stack, reader_redis: Any
 ) -> None:
     """A listing refilled from search right after syncer's invalidation holds the new price."""
     # given a table whose listing:{category} keys are filled from search results
@@ -160,7 +170,7 @@ def test_search_derived_key_refilled_right_after_invalidation_sees_the_change(
     stack.put(_item("30", pk="prod-other"))
     _deliver_ok(stack)
     stack.indexed()  # refreshed: the listing below is searchable
-    cache = LeasedCache(stack.sinks.redis)
+    cache = LeasedCache(reader_redis)
     key = "listing:shoes"
     assert cache.get_or_fill(key, lambda: _listing(stack, "shoes")) == b"[10, 30]"
     # when the price changes and the handler returns, and a reader refills at once
@@ -169,11 +179,11 @@ def test_search_derived_key_refilled_right_after_invalidation_sees_the_change(
     refilled = cache.get_or_fill(key, lambda: _listing(stack, "shoes"))
     # then the refill saw the change: syncer invalidated only once it was searchable
     assert refilled == b"[20, 30]"
-    assert stack.sinks.redis.get(key) == b"[20, 30]"
+    assert reader_redis.get(key) == b"[20, 30]"
 
 
 def test_search_derived_key_as_an_item_key_is_refilled_with_the_old_result(
-    stack: Stack,
+    stack: Stack, reader_redis: Any
 ) -> None:
     """Declared as a plain cache key, a listing refilled right after invalidation is stale."""
     _use_search_cache_keys(stack, as_search_keys=False)
@@ -184,7 +194,7 @@ def test_search_derived_key_as_an_item_key_is_refilled_with_the_old_result(
     # No automatic refresh: what search sees changes only when refreshed (deterministic here;
     # with the default 1 s interval the refill is stale unless a refresh happens in between).
     client.indices.put_settings(index=stack.index, body={"index": {"refresh_interval": "-1"}})
-    cache = LeasedCache(stack.sinks.redis)
+    cache = LeasedCache(reader_redis)
     key = "listing:shoes"
     assert cache.get_or_fill(key, lambda: _listing(stack, "shoes")) == b"[10]"
     stack.put(_item("20"))
