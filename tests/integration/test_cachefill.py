@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 import redis
 import redis.asyncio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from syncer.cachefill import (
     RESERVED_PREFIX,
@@ -297,3 +299,51 @@ def test_async_failing_loader_gives_its_lease_back(target: str, key: str) -> Non
             await client.aclose()
 
     asyncio.run(scenario())
+
+
+_OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("get"), st.integers(0, 2)),
+        st.tuples(st.just("fill"), st.integers(0, 2)),
+        st.tuples(st.just("unlink"), st.just(0)),
+    ),
+    max_size=25,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(ops=_OPS)
+def test_any_interleaving_matches_the_lease_model(ops: list[tuple[str, int]]) -> None:
+    """Against a model of the protocol: a fill lands only if its lease is still in the key."""
+    client = redis.Redis.from_url(REDIS_URL)
+    cache = LeasedCache(client)
+    key = f"cachefill-model:{uuid.uuid4().hex}"
+    state: tuple[str, Any] = ("absent", None)  # or ("lease", reader) or ("value", bytes)
+    tokens: dict[int, str] = {}  # the last lease each reader was granted
+    try:
+        for op, reader in ops:
+            if op == "unlink":
+                client.unlink(key)
+                state = ("absent", None)
+            elif op == "get":
+                got = cache.get(key)
+                if state[0] == "absent":
+                    assert isinstance(got, Lease)
+                    tokens[reader] = got.token
+                    state = ("lease", got.token)
+                elif state[0] == "lease":
+                    assert got == Busy()
+                else:
+                    assert got == Hit(state[1])
+            elif reader in tokens:
+                value = f"from reader {reader}".encode()
+                stored = cache.fill(key, tokens[reader], value)
+                assert stored == (state == ("lease", tokens[reader]))
+                if stored:
+                    state = ("value", value)
+        expected = state[1] if state[0] == "value" else None
+        held = client.get(key)
+        assert (held if held is None or not held.startswith(RESERVED_PREFIX) else None) == expected
+    finally:
+        client.unlink(key)
+        client.close()
