@@ -90,13 +90,16 @@ class TableConfig:
     index: str
     cache_keys: tuple[str, ...] = ()
     exclude_attributes: frozenset[str] = frozenset()
+    # Keys of caches filled from search results: invalidated only once the batch's writes are
+    # visible to search (docs/cache-consistency.md).
+    search_cache_keys: tuple[str, ...] = ()
 
     @property
     def cache_key_fields(self) -> frozenset[str]:
-        """Attribute names the cache key templates refer to."""
+        """Attribute names the cache key templates (item and search-derived) refer to."""
         return frozenset(
             name
-            for template in self.cache_keys
+            for template in (*self.cache_keys, *self.search_cache_keys)
             for _, name, _, _ in string.Formatter().parse(template)
             if name
         )
@@ -198,24 +201,25 @@ def _table(position: int, raw: object) -> TableConfig:
     where = f"tables[{position}]"
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{where} must be a table of keys")
-    _check_keys("tables", raw, {"name", "index", "cache_keys", "exclude_attributes"})
+    _check_keys(
+        "tables", raw, {"name", "index", "cache_keys", "search_cache_keys", "exclude_attributes"}
+    )
     for required in ("name", "index"):
         if not isinstance(raw.get(required), str) or not raw[required]:
             raise ConfigError(f"{where}.{required} is required and must be a non-empty string")
     cache_keys = raw.get("cache_keys", [])
+    search_cache_keys = raw.get("search_cache_keys", [])
     exclude = raw.get("exclude_attributes", [])
-    for key, values in (("cache_keys", cache_keys), ("exclude_attributes", exclude)):
+    for key, values in (
+        ("cache_keys", cache_keys),
+        ("search_cache_keys", search_cache_keys),
+        ("exclude_attributes", exclude),
+    ):
         if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
             raise ConfigError(f"{where}.{key} must be a list of strings")
-    for template in cache_keys:
-        try:
-            fields = [name for _, name, _, _ in string.Formatter().parse(template)]
-        except ValueError as error:
-            raise ConfigError(
-                f"{where}.cache_keys has a bad template {template!r}: {error}"
-            ) from None
-        if any(name == "" for name in fields):
-            raise ConfigError(f"{where}.cache_keys template {template!r} needs named placeholders")
+    for key, templates in (("cache_keys", cache_keys), ("search_cache_keys", search_cache_keys)):
+        for template in templates:
+            _check_template(f"{where}.{key}", template)
     index = raw["index"]
     if index != index.lower() or any(c in index for c in ' "*\\<|,>/?#:'):
         raise ConfigError(f"{where}.index {index!r} is not a valid OpenSearch alias name")
@@ -224,7 +228,18 @@ def _table(position: int, raw: object) -> TableConfig:
         index=index,
         cache_keys=tuple(cache_keys),
         exclude_attributes=frozenset(exclude),
+        search_cache_keys=tuple(search_cache_keys),
     )
+
+
+def _check_template(where: str, template: str) -> None:
+    """A cache key template must parse and name every placeholder."""
+    try:
+        fields = [name for _, name, _, _ in string.Formatter().parse(template)]
+    except ValueError as error:
+        raise ConfigError(f"{where} has a bad template {template!r}: {error}") from None
+    if any(name == "" for name in fields):
+        raise ConfigError(f"{where} template {template!r} needs named placeholders")
 
 
 def parse_config(raw: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Config:

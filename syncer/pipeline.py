@@ -19,7 +19,7 @@ from syncer.deadletter import DeadLetter, DeadLetterSink
 from syncer.documents import DocumentRef, ReadState, TargetState
 from syncer.errors import DownstreamUnavailableError, PoisonRecordError
 from syncer.lookup import read_current_items
-from syncer.plan import plan_cache_keys, plan_document_write
+from syncer.plan import bulk_refresh, plan_cache_keys, plan_document_write
 from syncer.records import ChangeRecord, RejectedRecord, decode_records
 from syncer.resilience import Deadline, Downstream, ErrorKind, classify
 from syncer.search import ApplyResult, Settled, apply_writes, reindex_alias
@@ -219,6 +219,7 @@ def _apply_to_search(
         fields=fields,
         optional_aliases=optional,
         deadline=deadline,
+        refresh=bulk_refresh(tables[change.table] for change in changes),
     )
 
 
