@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import redis
-from redis.cluster import RedisCluster
+from redis.cluster import ClusterNode, RedisCluster
 
 from syncer import handler
 from syncer.cache import invalidate, key_slot, make_client
@@ -59,8 +59,10 @@ def _cache_keys(pk: str, category: str) -> set[str]:
 
 
 def _admin() -> RedisCluster:
-    """A plain redis-py cluster client (default retries), to seed and inspect keys."""
-    return RedisCluster.from_url(REDIS_CLUSTER_URL)
+    """A plain redis-py cluster client (default retries), to seed and inspect keys; it knows
+    every node, so it finds the cluster while a killed seed node is down."""
+    nodes = [ClusterNode("127.0.0.1", port) for port in _cluster_ports()]
+    return RedisCluster(startup_nodes=nodes)
 
 
 def _node(port: int) -> redis.Redis:
