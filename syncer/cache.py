@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import defaultdict
@@ -19,6 +20,7 @@ UNLINK_CHUNK = 1000
 MAX_REDIRECT_ROUNDS = 5
 
 E = TypeVar("E", bound=BaseException)
+log = logging.getLogger(__name__)
 
 
 # --- the pure part: which keys go together --------------------------------------------------
@@ -107,10 +109,20 @@ def _node_name(client: Any) -> str:
 
 
 def _naming_node(error: E, node: str) -> E:
-    """``error`` itself (its type decides retries: resilience.classify), message naming ``node``."""
+    """``error`` itself (its type decides retries: resilience.classify), message naming ``node``.
+
+    Also one log line with the node as a field (``redis_node`` in JSON logs), so a CloudWatch
+    Logs metric filter can count failures per node.
+    """
     message = str(error)
     if node not in message:
         error.args = (f"Redis node {node}: {message}",)
+    log.warning(
+        "Redis node %s failed: %s",
+        node,
+        type(error).__name__,
+        extra={"redis_node": node, "error_class": type(error).__name__},
+    )
     return error
 
 
@@ -397,14 +409,15 @@ def _connect(settings: RedisConfig, password: str | None) -> Any:
     from redis.retry import Retry
 
     options = _options(settings, password)
-    single: Any = None
+    parts = urlsplit(settings.url)
+    seed = f"{parts.hostname}:{parts.port or 6379}"
     if settings.cluster == "auto":
         single = redis.Redis.from_url(settings.url, retry=Retry(NoBackoff(), 0), **options)
         try:
             enabled = bool(single.info("cluster").get("cluster_enabled"))
-        except Exception:
+        except redis.exceptions.RedisError as error:
             single.close()
-            raise
+            raise _naming_node(error, seed) from None
         if not enabled:
             return single
         single.close()
@@ -416,8 +429,6 @@ def _connect(settings: RedisConfig, password: str | None) -> Any:
             f"redis.url selects database {database}, but the server is a Redis Cluster, "
             "which has only database 0"
         )
-    parts = urlsplit(settings.url)
-    seed = f"{parts.hostname}:{parts.port or 6379}"
     try:
         # retry=0: redis-py re-sends a failed command (after a topology refresh) this many
         # times by itself; our retry policy does that, with the breaker counting attempts.
