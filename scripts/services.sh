@@ -371,6 +371,10 @@ cluster_node_up() {
     if pid_alive "$pidfile"; then
         return 0
     fi
+    if [ "$(cluster_cli "$port" "$tls" ping 2>/dev/null)" = "PONG" ]; then
+        log "redis-cluster: something already answers on $HOST:$port, reusing it"
+        return 0
+    fi
     mkdir -p "$dir"
     rm -f "$pidfile"
     local listen=(--port "$port")
