@@ -324,6 +324,35 @@ def test_a_primary_killed_during_delivery_fails_over_and_nothing_is_acknowledged
     assert victim.name in caplog.text
 
 
+def test_a_paused_primary_times_out_naming_the_node_and_a_later_delivery_completes(
+    stack: Stack, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A primary that stops answering (CLIENT PAUSE) fails the batch as transient, naming the
+    node; its half-read connection is dropped, and the next delivery completes."""
+    caplog.set_level(logging.WARNING)
+    # given cached items, and syncer with a 0.3 s Redis timeout
+    admin = _admin()
+    run = uuid.uuid4().hex[:6]
+    pks = [f"pause-{run}-{n}" for n in range(20)]
+    for pk in pks:
+        admin.set(f"product:{pk}", "stale")
+        stack.put(_item(pk))
+    records = stack.new_records()
+    _repoint(stack, f'[redis]\nurl = "{redis_url}"\ntimeout_s = 0.3\n')
+    assert stack.invoke(records[:1]) == {"batchItemFailures": []}  # connected, slot map read
+    # when the primary of one of the keys pauses every client for 3 s
+    paused = admin.get_node_from_key(f"product:{pks[1]}")
+    _node(paused.port).execute_command("CLIENT PAUSE", 3000, "ALL")
+    response = stack.invoke(records[1:])
+    # then the batch is reported, as transient, naming the paused node
+    assert _failed(response) == _sequence_numbers(records[1:])
+    assert f"Redis invalidation failed (transient): Redis node {paused.name}" in caplog.text
+    # and once it answers again the same records are delivered and nothing stays cached
+    time.sleep(3.2)
+    assert stack.invoke(records[1:]) == {"batchItemFailures": []}
+    assert [pk for pk in pks if admin.exists(f"product:{pk}")] == []
+
+
 # --- credentials and TLS ----------------------------------------------------------------------
 
 
