@@ -139,7 +139,7 @@ def _invalidate_cluster(client: Any, keys: Collection[str]) -> int:
         by_node = _plan_nodes(client, pending)
         replies = _send_to_nodes(client, by_node)
         pending = []
-        refresh = False
+        refresh = migrating = False
         failures: list[tuple[str, BaseException]] = []
         for node, commands in by_node.items():
             outcome = replies[node]
@@ -154,6 +154,7 @@ def _invalidate_cluster(client: Any, keys: Collection[str]) -> int:
                     pending.append(replace(command, ask_node=f"{reply.host}:{reply.port}"))
                 elif isinstance(reply, redis_errors.TryAgainError):
                     # Some keys of a migrating slot moved, some not: ask again key by key.
+                    migrating = True
                     pending.extend(Unlink(command.slot, (key,)) for key in command.keys)
                 elif isinstance(reply, BaseException):
                     failures.append((node, _naming_node(reply, node)))
@@ -161,14 +162,17 @@ def _invalidate_cluster(client: Any, keys: Collection[str]) -> int:
                     removed += int(reply)
         if failures:
             failed_node, failure = failures[0]
+            others = sorted({node for node, _ in failures} - {failed_node})
+            if others:
+                failure.args = (f"{failure} (failed too: {', '.join(others)})",)
             _refresh_slot_map(client, failure, failed_node)
             raise failure
         if not pending:
             return removed
         if refresh:
             _refresh_slot_map(client, None)
-        else:
-            time.sleep(0.01)  # TRYAGAIN / ASK: a migration is under way
+        if migrating:
+            time.sleep(0.01)  # TRYAGAIN: the migration of the slot's keys is under way
     raise redis_errors.TryAgainError(
         f"Redis Cluster still redirected {len(pending)} UNLINK(s) after {MAX_REDIRECT_ROUNDS} "
         f"rounds (slots {', '.join(str(c.slot) for c in pending[:5])}); the topology is changing"
