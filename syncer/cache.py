@@ -27,6 +27,19 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
+class ReplicaWait:
+    """Ask each primary to confirm its UNLINKs reached ``replicas`` replicas (``WAIT``).
+
+    A primary answers an UNLINK before its replicas have it; if it dies then, the promoted
+    replica still holds the key. With a wait, a record is acknowledged only once the
+    invalidation also reached that many replicas (``[redis] wait_replicas``).
+    """
+
+    replicas: int
+    timeout_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class Unlink:
     """One ``UNLINK`` of keys that share a hash slot, possibly redirected by an ASK answer."""
 
@@ -77,10 +90,13 @@ def invalidate(client: Any, keys: Collection[str]) -> int:
     """
     if not keys:
         return 0
-    target = client.connected() if isinstance(client, RedisHandle) else client
-    if is_cluster_client(target):
-        return _invalidate_cluster(target, keys)
-    return _invalidate_node(target, sorted(keys))
+    wait = None
+    if isinstance(client, RedisHandle):
+        wait = client.replica_wait
+        client = client.connected()
+    if is_cluster_client(client):
+        return _invalidate_cluster(client, keys, wait)
+    return _invalidate_node(client, sorted(keys), wait)
 
 
 def is_cluster_client(client: Any) -> bool:
@@ -89,18 +105,35 @@ def is_cluster_client(client: Any) -> bool:
     return isinstance(client, RedisCluster)
 
 
-def _invalidate_node(client: Any, ordered: Sequence[str]) -> int:
+def _invalidate_node(client: Any, ordered: Sequence[str], wait: ReplicaWait | None) -> int:
     from redis import exceptions as redis_errors
 
     pipe = client.pipeline(transaction=False)
     for start in range(0, len(ordered), UNLINK_CHUNK):
         pipe.unlink(*ordered[start : start + UNLINK_CHUNK])
+    if wait is not None:
+        pipe.execute_command("WAIT", wait.replicas, wait.timeout_ms)
     try:
         replies = pipe.execute()
+        if wait is not None:
+            _check_replicas(replies.pop(), wait)
     except redis_errors.RedisError as error:
         _naming_node(error, _node_name(client))
         raise
     return sum(int(removed) for removed in replies)
+
+
+def _check_replicas(confirmed: object, wait: ReplicaWait) -> None:
+    """``WAIT``'s answer: fewer replicas than asked is a (transient) timeout."""
+    from redis import exceptions as redis_errors
+
+    if isinstance(confirmed, BaseException):
+        raise confirmed
+    if not isinstance(confirmed, int) or confirmed < wait.replicas:
+        raise redis_errors.TimeoutError(
+            f"{confirmed} of {wait.replicas} replica(s) confirmed the UNLINKs "
+            f"within {wait.timeout_ms} ms"
+        )
 
 
 def _node_name(client: Any) -> str:
@@ -126,7 +159,7 @@ def _naming_node(error: E, node: str) -> E:
     return error
 
 
-def _invalidate_cluster(client: Any, keys: Collection[str]) -> int:
+def _invalidate_cluster(client: Any, keys: Collection[str], wait: ReplicaWait | None) -> int:
     """One round per topology change: group by node, send every node its pipeline, follow
     MOVED (refresh the slot map) and ASK (ASKING to the importing node), then go again for
     the commands that were redirected. Any other failure refreshes the slot map, so the next
@@ -137,7 +170,7 @@ def _invalidate_cluster(client: Any, keys: Collection[str]) -> int:
     removed = 0
     for _ in range(MAX_REDIRECT_ROUNDS):
         by_node = _plan_nodes(client, pending)
-        replies = _send_to_nodes(client, by_node)
+        replies = _send_to_nodes(client, by_node, wait)
         pending = []
         refresh = migrating = False
         failures: list[tuple[str, BaseException]] = []
@@ -146,6 +179,12 @@ def _invalidate_cluster(client: Any, keys: Collection[str]) -> int:
             if isinstance(outcome, BaseException):
                 failures.append((node, _naming_node(outcome, node)))
                 continue
+            if wait is not None:
+                try:
+                    _check_replicas(outcome.pop(), wait)
+                except redis_errors.RedisError as error:
+                    failures.append((node, _naming_node(error, node)))
+                    continue
             for command, reply in zip(commands, _unlink_replies(commands, outcome), strict=True):
                 if isinstance(reply, redis_errors.MovedError):
                     refresh = True
@@ -200,7 +239,7 @@ def _plan_nodes(client: Any, commands: Sequence[Unlink]) -> dict[str, list[Unlin
 
 
 def _send_to_nodes(
-    client: Any, by_node: Mapping[str, Sequence[Unlink]]
+    client: Any, by_node: Mapping[str, Sequence[Unlink]], wait: ReplicaWait | None = None
 ) -> dict[str, list[Any] | BaseException]:
     """Each node's replies (a reply may be an error), or the error that failed its pipeline.
 
@@ -217,7 +256,7 @@ def _send_to_nodes(
     try:
         for node_name, commands in by_node.items():
             try:
-                sent[node_name] = _write_commands(client, node_name, commands)
+                sent[node_name] = _write_commands(client, node_name, commands, wait)
             except redis_errors.RedisError as error:
                 outcomes[node_name] = error
         for node_name, (_, connection, due) in sent.items():
@@ -235,9 +274,10 @@ def _send_to_nodes(
 
 
 def _write_commands(
-    client: Any, node_name: str, commands: Sequence[Unlink]
+    client: Any, node_name: str, commands: Sequence[Unlink], wait: ReplicaWait | None
 ) -> tuple[Any, Any, int]:
-    """Send a node its UNLINKs (each after ASKING when an ASK answer sent it there)."""
+    """Send a node its UNLINKs (each after ASKING when an ASK answer sent it there), then
+    the ``WAIT`` for its replicas when asked."""
     from redis import exceptions as redis_errors
 
     host, _, port = node_name.rpartition(":")
@@ -251,6 +291,8 @@ def _write_commands(
         if command.ask_node is not None:
             wire.append(("ASKING",))
         wire.append(("UNLINK", *command.keys))
+    if wait is not None:
+        wire.append(("WAIT", str(wait.replicas), str(wait.timeout_ms)))
     try:
         connection.send_packed_command(connection.pack_commands(wire))
     except BaseException:
@@ -350,6 +392,12 @@ class RedisHandle:
         self._password = password
         self._client: Any = None
         self._lock = threading.Lock()
+        # WAIT must answer before the socket timeout fires: half of it.
+        self.replica_wait = (
+            ReplicaWait(settings.wait_replicas, max(1, int(settings.timeout_s * 500)))
+            if settings.wait_replicas
+            else None
+        )
 
     @property
     def is_connected(self) -> bool:

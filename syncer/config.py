@@ -55,6 +55,9 @@ class RedisConfig:
     ca_certs: str | None = None
     # "auto": ask the server on first connection (INFO cluster); true/false force the client kind.
     cluster: str | bool = "auto"
+    # Replicas each primary must confirm an invalidation to (WAIT) before its records are
+    # acknowledged; 0 trusts the primary's answer (its replication is asynchronous).
+    wait_replicas: int = 0
     # "retry": records whose invalidation failed are reported, so the cache is never left stale.
     # "deadletter": they go to the dead letters; indexing goes on while Redis is down.
     on_failure: str = "retry"
@@ -277,6 +280,8 @@ def parse_config(raw: Mapping[str, Any], environ: Mapping[str, str] | None = Non
     _check_url("redis.url", redis.url, {"redis", "rediss"})
     if redis.cluster not in ("auto", True, False):
         raise ConfigError(f'redis.cluster must be "auto", true or false, got {redis.cluster!r}')
+    if redis.wait_replicas < 0:
+        raise ConfigError(f"redis.wait_replicas must be 0 or more, got {redis.wait_replicas}")
     if redis.cluster is True and redis_database(redis.url) != 0:
         raise ConfigError(
             f"redis.url selects database {redis_database(redis.url)}, but a Redis Cluster "

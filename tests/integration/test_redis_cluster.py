@@ -353,6 +353,38 @@ def test_a_paused_primary_times_out_naming_the_node_and_a_later_delivery_complet
     assert [pk for pk in pks if admin.exists(f"product:{pk}")] == []
 
 
+def test_with_wait_replicas_nothing_is_acknowledged_before_a_replica_has_it(
+    stack: Stack, redis_url: str, restore_cluster: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With ``wait_replicas = 1`` a batch whose primary's replica is stopped is reported
+    (the primary alone answered); with the replica back the same batch completes."""
+    caplog.set_level(logging.WARNING)
+    # given cached items and syncer waiting for one replica per primary
+    admin = _admin()
+    run = uuid.uuid4().hex[:6]
+    pks = [f"wait-{run}-{n}" for n in range(20)]
+    for pk in pks:
+        admin.set(f"product:{pk}", "stale")
+        stack.put(_item(pk))
+    records = stack.new_records()
+    _repoint(stack, f'[redis]\nurl = "{redis_url}"\ntimeout_s = 0.4\nwait_replicas = 1\n')
+    assert stack.invoke(records[:1]) == {"batchItemFailures": []}
+    # when the replica of the primary serving one of the keys stops (SIGSTOP) for a moment
+    primary, replica = admin.nodes_manager.slots_cache[key_slot(f"product:{pks[1]}")][:2]
+    os.kill(_pid(replica.port), signal.SIGSTOP)
+    try:
+        response = stack.invoke(records[1:])
+    finally:
+        os.kill(_pid(replica.port), signal.SIGCONT)
+    # then the batch is reported, naming the primary whose replica did not confirm
+    assert _failed(response) == _sequence_numbers(records[1:])
+    assert f"Redis node {primary.name}: 0 of 1 replica(s) confirmed" in caplog.text
+    # and with the replica back, delivering it again acknowledges it with nothing cached
+    _wait_replicas_in_sync(_node(primary.port))
+    assert stack.invoke(records[1:]) == {"batchItemFailures": []}
+    assert [pk for pk in pks if admin.exists(f"product:{pk}")] == []
+
+
 # --- credentials and TLS ----------------------------------------------------------------------
 
 

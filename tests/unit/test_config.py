@@ -385,3 +385,11 @@ def test_redis_cluster_with_a_database_other_than_0_is_refused() -> None:
     raw["redis"]["url"] = "redis://cache:6379/2"
     with pytest.raises(ConfigError, match="database 2"):
         parse_config(raw, environ={})
+
+
+def test_redis_wait_replicas_below_zero_is_refused() -> None:
+    """``wait_replicas`` counts replicas, so a negative number is a config error."""
+    raw = _example()
+    raw["redis"]["wait_replicas"] = -1
+    with pytest.raises(ConfigError, match=r"redis\.wait_replicas"):
+        parse_config(raw, environ={})
