@@ -53,6 +53,11 @@ class RedisConfig:
     username: str | None = None  # a Redis ACL user
     password: SecretRef = field(default_factory=SecretRef)
     ca_certs: str | None = None
+    # "auto": ask the server on first connection (INFO cluster); true/false force the client kind.
+    cluster: str | bool = "auto"
+    # Replicas each primary must confirm an invalidation to (WAIT) before its records are
+    # acknowledged; 0 trusts the primary's answer (its replication is asynchronous).
+    wait_replicas: int = 0
     # "retry": records whose invalidation failed are reported, so the cache is never left stale.
     # "deadletter": they go to the dead letters; indexing goes on while Redis is down.
     on_failure: str = "retry"
@@ -288,6 +293,15 @@ def parse_config(raw: Mapping[str, Any], environ: Mapping[str, str] | None = Non
         )
     _check_url("opensearch.url", opensearch.url, {"http", "https"})
     _check_url("redis.url", redis.url, {"redis", "rediss"})
+    if redis.cluster not in ("auto", True, False):
+        raise ConfigError(f'redis.cluster must be "auto", true or false, got {redis.cluster!r}')
+    if redis.wait_replicas < 0:
+        raise ConfigError(f"redis.wait_replicas must be 0 or more, got {redis.wait_replicas}")
+    if redis.cluster is True and redis_database(redis.url) != 0:
+        raise ConfigError(
+            f"redis.url selects database {redis_database(redis.url)}, but a Redis Cluster "
+            "has only database 0 (use /0 or no path)"
+        )
     if deadletter.sqs_queue_url:
         deadletter = DeadLetterConfig(file=None, sqs_queue_url=deadletter.sqs_queue_url)
     elif not deadletter.file:
@@ -320,6 +334,12 @@ def parse_config(raw: Mapping[str, Any], environ: Mapping[str, str] | None = Non
         resilience=resilience,
         checkpoints=checkpoints,
     )
+
+
+def redis_database(url: str) -> int:
+    """The database number a ``redis://host:port/N`` URL selects (0 without a path)."""
+    path = urlsplit(url).path.strip("/")
+    return int(path) if path.isdigit() else 0
 
 
 def config_path(explicit: str | None = None, environ: Mapping[str, str] | None = None) -> Path:
