@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -13,15 +12,12 @@ import redis
 
 from syncer import handler
 from syncer.cachefill import LeasedCache
-from tests.integration.conftest import REDIS_URL, Stack
+from tests.integration.conftest import REDIS_CLUSTER_URL, REDIS_URL, Stack
 
 pytestmark = pytest.mark.integration
 
-# With REDIS_CLUSTER_URL set, the race also runs with syncer and the readers on that cluster
-# (scripts/services.sh starts one on ports 7000-7005 once issue 12 lands; syncer's invalidation
-# must then speak the cluster protocol).
-REDIS_CLUSTER_URL = os.environ.get("REDIS_CLUSTER_URL")
-TARGETS = ["single", *(["cluster"] if REDIS_CLUSTER_URL else [])]
+# The race also runs with syncer and the readers on the local Redis Cluster (ports 7000-7005).
+TARGETS = ["single", "cluster"]  # scripts/services.sh up starts both
 PK, SK = "prod-race", "v"
 
 
@@ -33,7 +29,7 @@ def cache_client(request: pytest.FixtureRequest, stack: Stack) -> Iterator[Any]:
         yield client
         client.close()
         return
-    cluster = redis.RedisCluster.from_url(REDIS_CLUSTER_URL or "")
+    cluster = redis.RedisCluster.from_url(REDIS_CLUSTER_URL)
     handler._get_container().sinks.redis = cluster
     yield cluster
     cluster.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 import time
 import uuid
@@ -25,25 +24,23 @@ from syncer.cachefill import (
     LeaseCounters,
     LeasedCache,
 )
-from tests.integration.conftest import REDIS_URL
+from tests.integration.conftest import REDIS_CLUSTER_URL, REDIS_URL
 
 pytestmark = pytest.mark.integration
 
-# A Redis Cluster (scripts/services.sh starts one on ports 7000-7005 once issue 12 lands):
-# every test parametrised on ``target`` also runs there when REDIS_CLUSTER_URL is set.
-REDIS_CLUSTER_URL = os.environ.get("REDIS_CLUSTER_URL")
-TARGETS = ["single", *(["cluster"] if REDIS_CLUSTER_URL else [])]
+# Every test parametrised on ``target`` also runs on the local Redis Cluster (ports 7000-7005).
+TARGETS = ["single", "cluster"]  # scripts/services.sh up starts both
 
 
 def sync_client(target: str) -> Any:
     if target == "cluster":
-        return redis.RedisCluster.from_url(REDIS_CLUSTER_URL or "")
+        return redis.RedisCluster.from_url(REDIS_CLUSTER_URL)
     return redis.Redis.from_url(REDIS_URL)
 
 
 def async_client(target: str) -> Any:
     if target == "cluster":
-        return redis.asyncio.RedisCluster.from_url(REDIS_CLUSTER_URL or "")
+        return redis.asyncio.RedisCluster.from_url(REDIS_CLUSTER_URL)
     return redis.asyncio.Redis.from_url(REDIS_URL)
 
 
