@@ -73,10 +73,11 @@ def setup(config_path: str | None, dry_run: bool) -> None:
     Example: syncer setup --config syncer.toml
     """
     from syncer.indices import apply_setup, plan_setup
+    from syncer.resilience import Downstream, Guarded
     from syncer.runtime import opensearch_client
 
     config = _load(config_path)
-    client = opensearch_client(config)
+    client = Guarded(opensearch_client(config), Downstream("opensearch", config.resilience))
     for table in config.tables:
         steps = plan_setup(client, table)
         for step in steps:
@@ -154,7 +155,10 @@ def reindex(
     config = _load(config_path)
     sinks = _sinks(config)
     table = config.require_table(table_name)
-    estimate = int(sinks.dynamodb.describe_table(TableName=table_name)["Table"].get("ItemCount", 0))
+    description = sinks.dynamodb_guard.call_with_retry(
+        sinks.dynamodb.describe_table, TableName=table_name
+    )
+    estimate = int(description["Table"].get("ItemCount", 0))
     state_path = Path(state_file) if state_file else None
     with _progress(estimate, f"reindex {table_name}") as advance:
         result = reindex_table(

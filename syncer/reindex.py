@@ -47,6 +47,7 @@ from syncer.lookup import key_schema, read_items_by_key
 from syncer.pipeline import Sinks
 from syncer.plan import plan_read_state, plan_scanned, tombstone_body
 from syncer.records import document_id, typed_key_from_id
+from syncer.resilience import Guarded
 from syncer.search import ApplyResult, Settled, apply_writes, reindex_alias
 from syncer.versions import Order, compare, read_version, version_from_meta
 
@@ -381,7 +382,7 @@ def reindex_table(
     """Rebuild ``table_name``'s index from a scan and swap its alias; see the module docstring."""
     table = config.require_table(table_name)
     state_path = state_path or default_state_path(table.name)
-    client = sinks.opensearch
+    client = Guarded(sinks.opensearch, sinks.opensearch_guard)
     state = prepare(client, table, segments, state_path)
     if sinks.dynamodb is None:
         raise ConfigError("reindex needs a DynamoDB client")

@@ -9,6 +9,7 @@ failed attempt counts toward opening it (REFERENCE.md, pybreaker/tenacity).
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -310,3 +311,23 @@ class Downstream:
             type(error).__name__,
             error,
         )
+
+
+class Guarded:
+    """A client whose every call goes through ``guard.call_with_retry``, namespaces included.
+
+    The management commands use it (``guarded(client, guard).indices.get_alias(...)``) so they
+    get the same retry and breaker as the stream path without a wrapper per call.
+    """
+
+    __slots__ = ("_guard", "_target")
+
+    def __init__(self, target: Any, guard: Downstream) -> None:
+        self._target = target
+        self._guard = guard
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._target, name)
+        if callable(attribute):
+            return functools.partial(self._guard.call_with_retry, attribute)
+        return Guarded(attribute, self._guard)

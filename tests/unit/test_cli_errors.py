@@ -22,7 +22,10 @@ def _raise(*args: Any, **kwargs: Any) -> Any:
 
 def _stub_sinks(config: Any) -> Any:
     describe = {"Table": {"ItemCount": 3}}
-    return SimpleNamespace(dynamodb=SimpleNamespace(describe_table=lambda **_: describe))
+    return SimpleNamespace(
+        dynamodb=SimpleNamespace(describe_table=lambda **_: describe),
+        dynamodb_guard=SimpleNamespace(call_with_retry=lambda function, **kw: function(**kw)),
+    )
 
 
 def _patch_setup(monkeypatch: pytest.MonkeyPatch) -> None:
