@@ -245,7 +245,9 @@ def _check_index_name(key: str, index: str) -> None:
         problem = "has upper case letters"
     elif any(c in _INDEX_FORBIDDEN for c in index):
         bad = next(c for c in index if c in _INDEX_FORBIDDEN)
-        problem = f"contains {bad!r} (not allowed: \\ / * ? \" < > | , # : space, control characters)"
+        problem = (
+            f'contains {bad!r} (not allowed: \\ / * ? " < > | , # : space, control characters)'
+        )
     elif len(index.encode("utf-8", "surrogatepass")) > MAX_INDEX_NAME_BYTES:
         problem = (
             f"has {len(index.encode('utf-8', 'surrogatepass'))} bytes; at most "

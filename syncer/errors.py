@@ -23,5 +23,9 @@ class DownstreamUnavailableError(SyncerError):
     """OpenSearch, Redis or DynamoDB did not answer in time; the records will be retried."""
 
 
+class DeadLetterUnavailableError(DownstreamUnavailableError):
+    """The dead-letter destination did not take every entry; the records will be retried."""
+
+
 class PurgeRefusedError(SyncerError):
     """Purging tombstones would be unsafe now (a reindex runs, or the age is below the minimum)."""
