@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -138,12 +139,29 @@ def _append_locked(fd: int, payload: bytes) -> None:
         raise
 
 
+# A full disk or a failing device may recover by the next attempt; a permission or a path
+# that is a directory will not, and stays an OSError for the classifier to call fatal.
+_TRANSIENT_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EAGAIN, errno.EINTR}
+)
+
+
 def locked_append(path: Path, payload: bytes) -> None:
     """Append ``payload`` (whole lines) under an exclusive lock, fsynced, or raise.
 
     Writers and ``take_for_redrive`` lock the file they opened; a writer that finds ``path``
-    renamed meanwhile opens the new file, so no letter lands in a file being redriven.
+    renamed meanwhile opens the new file, so no letter lands in a file being redriven. A full
+    disk raises ``DeadLetterUnavailableError`` (transient); other ``OSError``s pass unchanged.
     """
+    try:
+        _locked_append(path, payload)
+    except OSError as error:
+        if error.errno in _TRANSIENT_ERRNOS:
+            raise DeadLetterUnavailableError(f"dead-letter file {path}: {error}") from error
+        raise
+
+
+def _locked_append(path: Path, payload: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     while True:
         fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
