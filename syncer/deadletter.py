@@ -57,17 +57,21 @@ def _dumps(entry: Mapping[str, Any]) -> bytes:
         return jsoncodec.dumps(entry)
     except TypeError:
         pass
-    text_entry = {k: v for k, v in entry.items() if k != "record"}
+    # The other fields are syncer's own short texts (table, reason): should one quote such a
+    # character, it is written as a visible \udfff escape.
+    text_entry: dict[str, Any] = _escaped({k: v for k, v in entry.items() if k != "record"})
     text_entry[RECORD_AS_TEXT] = json.dumps(
         entry.get("record"), default=str, ensure_ascii=True, separators=(",", ":")
     )
-    error = text_entry.get("error")
-    if isinstance(error, Mapping):  # a message quoting such text: escape it readably
-        text_entry["error"] = {
-            k: v.encode("utf-8", "backslashreplace").decode("utf-8") if isinstance(v, str) else v
-            for k, v in error.items()
-        }
     return jsoncodec.dumps(text_entry)
+
+
+def _escaped(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, Mapping):
+        return {_escaped(k): _escaped(v) for k, v in value.items()}
+    return value
 
 
 def entry_record(entry: Mapping[str, Any]) -> object:

@@ -250,3 +250,18 @@ def test_dead_letter_unavailable_is_transient() -> None:
 
     # given the sinks' typed error, when classified, then it is transient
     assert classify(DeadLetterUnavailableError("SQS refused 1 of 2")) is ErrorKind.TRANSIENT
+
+
+def test_lone_surrogate_in_table_and_message_still_writes_a_readable_entry(tmp_path: Path) -> None:
+    """Syncer's own texts quoting a lone surrogate are escaped visibly; the record stays exact."""
+    # given a letter whose table name and reason both carry a lone surrogate
+    record = _stream_record("x\udfff")
+    letter = DeadLetter(record, "cat\udfff", "PoisonRecordError", "bad key 'x\udfff'", "100")
+    sink = FileDeadLetters(tmp_path / "deadletter.jsonl")
+    # when it is dead-lettered
+    sink.write([letter])
+    # then orjson reads the entry, the texts show the escape, and the record is exact
+    (entry,) = _lines(sink.path)
+    assert entry["table"] == "cat\\udfff"
+    assert entry["error"]["message"] == "bad key 'x\\udfff'"
+    assert entry_record(entry) == record
