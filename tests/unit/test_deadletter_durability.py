@@ -193,7 +193,7 @@ def test_letters_written_during_a_redrive_are_never_lost(tmp_path: Path) -> None
 
 
 def test_redrive_reads_the_file_in_bounded_memory(tmp_path: Path) -> None:
-    """Redriving a 20 MB file never holds more than a few chunks of it in memory."""
+    """Redriving a 20 MB file holds a chunk of it in memory at a time, not the whole file."""
     # given a dead-letter file of 2,000 entries of 10 kB
     config = _config(tmp_path)
     path = Path(str(config.deadletter.file))
@@ -208,7 +208,7 @@ def test_redrive_reads_the_file_in_bounded_memory(tmp_path: Path) -> None:
         tracemalloc.stop()
     # then every entry was seen, and the peak stayed far below the file's size
     assert result.entries == 2_000
-    assert peak < 5_000_000, peak
+    assert peak < 8_000_000, peak  # 4.3 MB measured; the old code: 62 MB
 
 
 class _PartlyRefusingSqs:
