@@ -8,6 +8,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -107,14 +108,20 @@ def encode_entry(letter: DeadLetter, max_bytes: int | None = None) -> bytes:
     return data
 
 
-def _same_file(fd: int, path: Path) -> bool:
-    """Whether ``path`` still names the file open as ``fd`` (a redrive may have renamed it)."""
+@contextmanager
+def _writers_lock(path: Path) -> Iterator[None]:
+    """Hold the exclusive lock that appends and ``take_for_redrive`` share.
+
+    It lives in its own file (``<name>.lock``), which nobody renames, so a writer never needs
+    to find out whether the file it opened is still the one at ``path``.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.with_name(f"{path.name}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        named = os.stat(path)
-    except FileNotFoundError:
-        return False
-    opened = os.fstat(fd)
-    return (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # also releases the lock
 
 
 def _write_all(fd: int, payload: bytes) -> None:
@@ -153,9 +160,8 @@ _TRANSIENT_ERRNOS = frozenset(
 def locked_append(path: Path, payload: bytes) -> None:
     """Append ``payload`` (whole lines) under an exclusive lock, fsynced, or raise.
 
-    Writers and ``take_for_redrive`` lock the file they opened; a writer that finds ``path``
-    renamed meanwhile opens the new file, so no letter lands in a file being redriven. A full
-    disk raises ``DeadLetterUnavailableError`` (transient); other ``OSError``s pass unchanged.
+    Writers and ``take_for_redrive`` take one lock, so no letter lands in a file a redrive
+    has taken: the writer that waited opens the fresh file. A full disk raises ``DeadLetterUnavailableError`` (transient); other ``OSError``s pass unchanged.
     """
     try:
         _locked_append(path, payload)
@@ -166,33 +172,22 @@ def locked_append(path: Path, payload: bytes) -> None:
 
 
 def _locked_append(path: Path, payload: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    while True:
+    with _writers_lock(path):
         fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            if _same_file(fd, path):
-                _append_locked(fd, payload)
-                return
+            _append_locked(fd, payload)
         finally:
-            os.close(fd)  # also releases the lock
+            os.close(fd)
 
 
 def take_for_redrive(path: Path) -> Path | None:
-    """Rename the dead-letter file away under its writers' lock; the new name, or None."""
-    while True:
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
+    """Rename the dead-letter file away under the writers' lock; the new name, or None."""
+    with _writers_lock(path):
+        if not path.exists():
             return None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            if _same_file(fd, path):
-                taken = path.with_name(f"{path.name}.redriving-{time.time_ns()}")
-                os.replace(path, taken)
-                return taken
-        finally:
-            os.close(fd)
+        taken = path.with_name(f"{path.name}.redriving-{time.time_ns()}")
+        os.replace(path, taken)
+        return taken
 
 
 @dataclass(frozen=True, slots=True)

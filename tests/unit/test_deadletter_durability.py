@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import time
 import tracemalloc
 from pathlib import Path
 from typing import Any
@@ -164,15 +165,15 @@ WRITER = textwrap.dedent(
     pathlib.Path.open = stalled(pathlib.Path.open)
     sink = FileDeadLetters(sys.argv[1])
     for n in range(int(sys.argv[2])):
-        sink.write([DeadLetter(f"w-{n}-{i}", None, "E", "x" * 2_000, None) for i in range(10)])
+        sink.write([DeadLetter(f"w-{n}-{i}", None, "E", "x" * 500, None) for i in range(10)])
     """
 )
-WRITES = 300
+WRITES = 200
 
 
 def test_letters_written_during_a_redrive_are_never_lost(tmp_path: Path) -> None:
     """A worker appending while redrives run: every letter it wrote is in the file afterwards."""
-    # given a worker process appending 400 writes of dead letters, each stalled after open
+    # given a worker process appending 200 writes of dead letters, each stalled after open
     config = _config(tmp_path)
     path = Path(str(config.deadletter.file))
     writer = subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(WRITES)], cwd=REPO_ROOT)
@@ -183,6 +184,7 @@ def test_letters_written_during_a_redrive_are_never_lost(tmp_path: Path) -> None
         while writer.poll() is None:
             redrive(config, sinks)
             redrives += 1
+            time.sleep(0.002)
     finally:
         assert writer.wait(timeout=120) == 0
     # then every letter the worker wrote is in the file, each line readable
