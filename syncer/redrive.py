@@ -239,8 +239,8 @@ def _redrive_file(
 ) -> RedriveResult:
     """Take the file away under the writers' lock and redrive it chunk by chunk.
 
-    Writers lock the file and check it is still the one at ``path`` before appending, so once
-    it is renamed no letter can land in it; new letters (and kept entries) go to a fresh file.
+    Writers append under the same lock (``<file>.lock``), so once the file is renamed no letter
+    can land in it; new letters (and kept entries) go to a fresh file.
     Leftovers of a crashed redrive are picked up again (its kept entries may then appear twice;
     a duplicate dead letter is harmless, a lost one is not).
     """
