@@ -368,17 +368,25 @@ def deadletter_list(config_path: str | None, limit: int) -> None:
 def deadletter_redrive(config_path: str | None) -> None:
     """Send dead-lettered records through the pipeline again; older ones never overwrite newer state.
 
+    Exits 1 when any entry was rejected again, failed again or could not be read.
+
     Example: syncer deadletter redrive
     """
     from syncer.redrive import redrive
 
     config = _load(config_path)
-    result = redrive(config, _sinks(config), click.echo)
+    try:
+        result = redrive(config, _sinks(config), click.echo)
+    except SyncerError as error:
+        raise click.ClickException(str(error)) from None
     click.echo(
-        f"{result.entries} entries: {result.redriven} redriven, {result.failed_again} failed again "
-        f"(kept), {result.not_redrivable} not stream records (kept)"
+        f"{result.entries} entries: {result.redriven} redriven, {result.rejected_again} rejected "
+        f"again (new entry with the new reason), {result.failed_again} failed again (kept), "
+        f"{result.unreadable} unreadable (kept as stored), {result.not_redrivable} not stream "
+        "records (kept)"
+        + (f", {result.not_deleted} redriven but not deleted" if result.not_deleted else "")
     )
-    if result.failed_again:
+    if not result.clean:
         sys.exit(1)
 
 

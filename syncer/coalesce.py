@@ -1,14 +1,17 @@
-"""Coalesce a batch to one change per item key: the newest by sequence number wins."""
+"""Coalesce a batch to one change per item key: the newest in the version order wins."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from operator import attrgetter
-
 from syncer.records import ChangeRecord
 
-_BY_SEQUENCE = attrgetter("sequence_number")
+
+
+def _in_version_order(record: ChangeRecord) -> tuple[int, int]:
+    """Stream creation time, then sequence number: a batch redriven from dead letters can mix
+    a re-created stream's records with the old one's (syncer.versions, rule 2)."""
+    return (record.version.stream_ms or 0, record.sequence_number)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +45,6 @@ def coalesce_latest_per_key(records: Iterable[ChangeRecord]) -> list[KeyChange]:
             group.append(record)
     for (table, document_id), group in groups.items():
         # Most keys have one record in a batch: nothing to sort.
-        ordered = (group[0],) if len(group) == 1 else tuple(sorted(group, key=_BY_SEQUENCE))
+        ordered = (group[0],) if len(group) == 1 else tuple(sorted(group, key=_in_version_order))
         changes.append(KeyChange(table, document_id, ordered[-1], ordered))
     return changes

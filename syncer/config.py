@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import string
 import tomllib
@@ -177,7 +178,39 @@ def _section(cls: type[Any], name: str, raw: object) -> Any:
         if wrong_bool or not (isinstance(value, accepted) or (optional and value is None)):
             expected = " or ".join(t.__name__ for t in accepted)
             raise ConfigError(f"{name}.{key} must be a {expected}, got {value!r:.40}")
+        _check_number(f"{name}.{key}", value)
     return cls(**values)
+
+
+# Lower bounds of the numeric settings: (key, smallest value, whether it may equal it). Every
+# number must also be finite: NaN compares false with everything and slips past any bound.
+_NUMBER_BOUNDS: dict[str, tuple[float, bool]] = {
+    "opensearch.timeout_s": (0, False),
+    "opensearch.bulk_max_actions": (1, True),
+    "opensearch.bulk_max_bytes": (1, True),
+    "redis.timeout_s": (0, False),
+    "resilience.max_attempts": (1, True),
+    "resilience.initial_backoff_s": (0, True),
+    "resilience.max_backoff_s": (0, True),
+    "resilience.max_retry_time_s": (0, False),
+    "resilience.breaker_fail_max": (1, True),
+    "resilience.breaker_reset_timeout_s": (0, False),
+}
+
+
+def _check_number(key: str, value: object) -> None:
+    """Refuse a number that would break at run time: NaN, infinite, or below its bound."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return
+    if not math.isfinite(value):
+        raise ConfigError(f"{key} must be a finite number, got {value!r}")
+    bound = _NUMBER_BOUNDS.get(key)
+    if bound is None:
+        return
+    smallest, inclusive = bound
+    if value < smallest or (value == smallest and not inclusive):
+        relation = "at least" if inclusive else "greater than"
+        raise ConfigError(f"{key} must be {relation} {smallest:g}, got {value!r}")
 
 
 def _secret_ref(key: str, raw: object) -> SecretRef:
@@ -200,6 +233,61 @@ def _check_url(key: str, url: str, schemes: set[str]) -> None:
             f"{key} is not a valid URL (expected {' or '.join(sorted(schemes))}://host:port): "
             f"{parts.scheme or '?'}://{parts.hostname or '?'}"
         )
+
+
+# https://opensearch.org/docs/latest/api-reference/index-apis/create-index/#index-naming-restrictions
+_INDEX_FORBIDDEN = set('\\/*?"<>|,# :') | {chr(c) for c in range(32)} | {chr(127)}
+# syncer derives names from the alias: "<alias>-000001" and "<alias>-reindexing" (the longest).
+_DERIVED_SUFFIX_BYTES = len("-reindexing")
+MAX_INDEX_NAME_BYTES = 255 - _DERIVED_SUFFIX_BYTES
+
+
+def _check_index_name(key: str, index: str) -> None:
+    """Refuse an alias name OpenSearch would refuse, or one too long for syncer's derived names."""
+    problem = None
+    if index in ("", ".", ".."):
+        problem = "is empty, '.' or '..'"
+    elif index[0] in "_-+":
+        problem = "starts with '_', '-' or '+'"
+    elif index != index.lower():
+        problem = "has upper case letters"
+    elif any(c in _INDEX_FORBIDDEN for c in index):
+        bad = next(c for c in index if c in _INDEX_FORBIDDEN)
+        problem = (
+            f'contains {bad!r} (not allowed: \\ / * ? " < > | , # : space, control characters)'
+        )
+    elif len(index.encode("utf-8", "surrogatepass")) > MAX_INDEX_NAME_BYTES:
+        problem = (
+            f"has {len(index.encode('utf-8', 'surrogatepass'))} bytes; at most "
+            f"{MAX_INDEX_NAME_BYTES} bytes, so that the names syncer derives from it "
+            "('-reindexing', '-000001') stay within OpenSearch's 255"
+        )
+    if problem is not None:
+        raise ConfigError(f"{key} {index!r:.80} is not a valid OpenSearch alias name: it {problem}")
+
+
+def _template_fields(template: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(template) if name}
+
+
+def _check_template(key: str, template: str) -> None:
+    """Refuse a cache key template the renderer cannot fill: only ``{attribute}`` is supported."""
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as error:
+        raise ConfigError(f"{key} has a bad template {template!r}: {error}") from None
+    for _, name, spec, conversion in parsed:
+        if name is None:
+            continue
+        problem = None
+        if name == "" or name.isdigit():
+            problem = "needs named placeholders such as {pk}, not '{}' or '{0}'"
+        elif "[" in name or "." in name:
+            problem = f"uses indexing or attribute access in {{{name}}}; name the attribute only"
+        elif conversion is not None or spec:
+            problem = "uses a conversion (!r) or format spec (:...), which are not supported"
+        if problem is not None:
+            raise ConfigError(f"{key} template {template!r} {problem}")
 
 
 def _table(position: int, raw: object) -> TableConfig:
@@ -226,8 +314,16 @@ def _table(position: int, raw: object) -> TableConfig:
         for template in templates:
             _check_template(f"{where}.{key}", template)
     index = raw["index"]
-    if index != index.lower() or any(c in index for c in ' "*\\<|,>/?#:'):
-        raise ConfigError(f"{where}.index {index!r} is not a valid OpenSearch alias name")
+    _check_index_name(f"{where}.index", index)
+    for template in [*cache_keys, *search_cache_keys]:
+        excluded = sorted(_template_fields(template) & set(exclude))
+        if excluded:
+            raise ConfigError(
+                f"table {raw['name']!r}: cache key template {template!r} uses attribute "
+                f"{excluded[0]!r}, which exclude_attributes keeps out of the index, so its "
+                "previous value cannot be read back to invalidate the old key; remove "
+                f"{excluded[0]!r} from exclude_attributes (or from the template)"
+            )
     return TableConfig(
         name=raw["name"],
         index=index,
@@ -235,16 +331,6 @@ def _table(position: int, raw: object) -> TableConfig:
         exclude_attributes=frozenset(exclude),
         search_cache_keys=tuple(search_cache_keys),
     )
-
-
-def _check_template(where: str, template: str) -> None:
-    """A cache key template must parse and name every placeholder."""
-    try:
-        fields = [name for _, name, _, _ in string.Formatter().parse(template)]
-    except ValueError as error:
-        raise ConfigError(f"{where} has a bad template {template!r}: {error}") from None
-    if any(name == "" for name in fields):
-        raise ConfigError(f"{where} template {template!r} needs named placeholders")
 
 
 def parse_config(raw: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Config:

@@ -50,6 +50,8 @@ class ChangeRecord:
     is_ttl_delete: bool
     approximate_creation_s: float | None
     raw: Mapping[str, Any]
+    # A REMOVE needs only its Keys: an image that cannot be decoded is dropped, and why is kept.
+    image_error: str | None = None
 
     @property
     def sequence_text(self) -> str:
@@ -106,7 +108,14 @@ def document_id(keys: Mapping[str, Any]) -> str:
     """
     if not keys:
         raise PoisonRecordError("record has no key attributes")
-    plain = "|".join([_escape_key_part(keys[name]) for name in sorted(keys)])
+    names = sorted(keys)
+    parts = [_escape_key_part(keys[name]) for name in names]
+    if "" in parts:  # only an empty value escapes to "": DynamoDB keys are never empty
+        raise PoisonRecordError(
+            f"key attribute {names[parts.index('')]!r} is empty; DynamoDB never stores an empty "
+            "key value and it cannot form a document id"
+        )
+    plain = "|".join(parts)
     if plain.isascii():  # one byte per character, and no lone surrogate to refuse
         if len(plain) <= MAX_DOCUMENT_ID_BYTES:
             return plain
@@ -236,9 +245,20 @@ def decode_record(record: object) -> ChangeRecord:
         raise PoisonRecordError("record has no 'dynamodb' object")
     sequence_number = _parse_sequence(body.get("SequenceNumber"))
     keys = decode_item(body.get("Keys"), "Keys") if "Keys" in body else {}
-    new_image = decode_item(body["NewImage"], "NewImage") if "NewImage" in body else None
-    old_image = decode_item(body["OldImage"], "OldImage") if "OldImage" in body else None
-    view_type = body.get("StreamViewType") or _guess_view_type(new_image, old_image)
+    image_error = None
+    if event_name is EventName.REMOVE:
+        # A tombstone needs only the Keys: an image syncer cannot read must not keep a deleted
+        # item searchable. The old image only adds cache keys; the indexed document has them.
+        new_image = None
+        old_image, image_error = _decode_image_leniently(body, "OldImage")
+        if "NewImage" in body and image_error is None:
+            _, image_error = _decode_image_leniently(body, "NewImage")
+    else:
+        new_image = decode_item(body["NewImage"], "NewImage") if "NewImage" in body else None
+        old_image = decode_item(body["OldImage"], "OldImage") if "OldImage" in body else None
+    view_type = body.get("StreamViewType") or _guess_view_type(
+        "NewImage" in body, "OldImage" in body
+    )
     if not isinstance(view_type, str) or view_type not in _VIEW_TYPES:
         raise PoisonRecordError(f"unknown StreamViewType {view_type!r:.40}")
     return ChangeRecord(
@@ -247,21 +267,34 @@ def decode_record(record: object) -> ChangeRecord:
         sequence_number=sequence_number,
         keys=keys,
         document_id=document_id(keys),
-        new_image=new_image if event_name is not EventName.REMOVE else None,
+        new_image=new_image,
         old_image=old_image,
         view_type=view_type,
         is_ttl_delete=event_name is EventName.REMOVE and _is_ttl_delete(record),
         approximate_creation_s=_parse_creation_time(body.get("ApproximateCreationDateTime")),
         raw=record,
+        image_error=image_error,
     )
 
 
-def _guess_view_type(new_image: object, old_image: object) -> str:
-    if new_image is not None and old_image is not None:
+def _decode_image_leniently(
+    body: Mapping[str, Any], name: str
+) -> tuple[dict[str, Any] | None, str | None]:
+    """(the decoded image, None), or (None, why it was dropped); (None, None) when absent."""
+    if name not in body:
+        return None, None
+    try:
+        return decode_item(body[name], name), None
+    except PoisonRecordError as error:
+        return None, f"{name} dropped: {error}"
+
+
+def _guess_view_type(has_new_image: bool, has_old_image: bool) -> str:
+    if has_new_image and has_old_image:
         return "NEW_AND_OLD_IMAGES"
-    if new_image is not None:
+    if has_new_image:
         return "NEW_IMAGE"
-    if old_image is not None:
+    if has_old_image:
         return "OLD_IMAGE"
     return "KEYS_ONLY"
 
