@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from syncer.records import ChangeRecord
 
+from syncer.records import ChangeRecord
 
 
 def _in_version_order(record: ChangeRecord) -> tuple[int, int]:

@@ -332,6 +332,9 @@ def _process_batch(
     retries_before = sum(g.retries for g in guards)
     breaker_changes_before = sum(g.breaker_changes for g in guards)
     decoded, rejected = decode_records(raw_records)
+    for record in decoded:
+        if record.image_error:  # a REMOVE still deletes from its Keys; say what was dropped
+            log.warning("record %s: %s", record.sequence_text, record.image_error)
     ages_ms = _iterator_ages_ms(decoded)
     tables = {table.name: table for table in config.tables}
     known: list[ChangeRecord] = []

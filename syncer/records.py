@@ -335,10 +335,11 @@ def decode_records(records: Iterable[object]) -> tuple[list[ChangeRecord], list[
             decoded.append(decode_record(record))
         except PoisonRecordError as error:
             rejected.append(_rejection(record, error))
-        except (TypeError, ValueError, KeyError, AttributeError, RecursionError) as error:
-            # A shape no check above foresaw: still this record's fault, never the batch's.
-            reason = f"record could not be decoded ({type(error).__name__}: {error})"
+        except RecursionError:  # nesting deeper than Python's stack: the record's own fault
+            reason = "record could not be decoded (nested too deeply)"
             rejected.append(_rejection(record, PoisonRecordError(reason)))
+        # Any other exception is a bug in the decoder: it fails the invocation instead of
+        # dead-lettering (and acknowledging) a record syncer should have understood.
     return decoded, rejected
 
 

@@ -381,3 +381,25 @@ def test_record_without_a_table_arn_is_rejected(load_event) -> None:
     # then the record is rejected for the ARN
     assert decoded == []
     assert "eventSourceARN" in str(rejected[0].error)
+
+
+def test_a_decoder_bug_is_raised_not_dead_lettered(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An exception the decoder did not mean to raise fails the batch (issue 11, case 8).
+
+    On the old code a KeyError or TypeError from the decoder became a dead letter, and the
+    record was acknowledged although syncer, not the record, was at fault.
+    """
+
+    # given a decoder with a bug
+    def broken(*_: object, **__: object) -> None:
+        raise TypeError("a bug")
+
+    monkeypatch.setattr("syncer.records.decode_item", broken)
+    record = {
+        "eventName": "INSERT",
+        "eventSourceARN": "arn:aws:dynamodb:us-east-1:1:table/catalog/stream/2024-01-01T00:00:00.000",
+        "dynamodb": {"Keys": {"pk": {"S": "a"}}, "SequenceNumber": "1"},
+    }
+    # when a record is decoded, then the bug propagates
+    with pytest.raises(TypeError, match="a bug"):
+        decode_records([record])
