@@ -105,9 +105,12 @@ def demo(config_path: str | None, items: int) -> None:
 
 
 def _sinks(config: Config) -> Any:
+    """The command's clients, closed when the command ends."""
     from syncer.runtime import build_sinks
 
-    return build_sinks(config)
+    sinks = build_sinks(config)
+    click.get_current_context().call_on_close(sinks.close)
+    return sinks
 
 
 @main.command()

@@ -41,6 +41,13 @@ class Sinks:
     dynamodb_guard: Downstream
     deadletter_guard: Downstream
 
+    def close(self) -> None:
+        """Close every client's connections (the commands do, when they finish)."""
+        for client in (self.opensearch, self.redis, self.dynamodb, self.deadletters):
+            close = getattr(client, "close", None)
+            if callable(close):
+                close()
+
 
 @dataclass(frozen=True, slots=True)
 class BatchOutcome:

@@ -180,6 +180,14 @@ def _placeholder(message: str) -> dict[str, Any]:
     return {"error": {"class": "UnreadableEntry", "message": message}}
 
 
+def _queue_client(sinks: Sinks) -> Any:
+    """An SQS client for reading the queue, behind the dead-letter guard's retry and breaker."""
+    from syncer.resilience import Guarded
+    from syncer.runtime import aws_client
+
+    return Guarded(aws_client("sqs"), sinks.deadletter_guard)
+
+
 def list_entries(config: Config, sinks: Sinks, limit: int = 100) -> list[dict[str, Any]]:
     """Up to ``limit`` entries, oldest first (SQS: received and left visible again).
 
@@ -187,7 +195,7 @@ def list_entries(config: Config, sinks: Sinks, limit: int = 100) -> list[dict[st
     """
     entries: list[dict[str, Any]] = []
     if config.deadletter.sqs_queue_url:
-        client = sinks.deadletters.client  # type: ignore[attr-defined]
+        client = _queue_client(sinks)
         for message in _receive(client, config.deadletter.sqs_queue_url, limit, visibility_s=0):
             entry = parse_entry(message["Body"])
             entries.append(entry or _placeholder(f"message {message.get('MessageId')}"))
@@ -297,7 +305,7 @@ def _redrive_sqs(
     twice: by the number of messages queued when it started, and by the first message it
     receives that it sent itself (that one is made visible again and left for the next run).
     """
-    client = sinks.deadletters.client  # type: ignore[attr-defined]
+    client = _queue_client(sinks)
     own: set[str] = set()
     sender = SqsDeadLetters(client, queue_url, on_sent=own.update)
     seen: set[str] = set()

@@ -52,6 +52,11 @@ class LazyAwsClient:
             self._client = aws_client(self.service)
         return getattr(self._client, name)
 
+    def close(self) -> None:
+        """Close the client's connections, if it was ever built."""
+        if self._client is not None:
+            self._client.close()
+
 
 def opensearch_client(config: Config, environ: Mapping[str, str] | None = None) -> Any:
     """The OpenSearch client of ``config``, its password resolved (and registered for redaction)."""

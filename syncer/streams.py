@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 
@@ -57,29 +57,3 @@ def ordered_shards(shards: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     for shard in shards:
         visit(shard)
     return ordered
-
-
-def read_stream(
-    streams: Any, stream_arn: str, region: str, limit: int = 1000
-) -> Iterator[list[dict[str, Any]]]:
-    """Yield every record currently in the stream, shard by shard from TRIM_HORIZON, in pages."""
-    shards: list[Mapping[str, Any]] = []
-    start: dict[str, Any] = {}
-    while True:
-        description = streams.describe_stream(StreamArn=stream_arn, **start)["StreamDescription"]
-        shards.extend(description.get("Shards", []))
-        last = description.get("LastEvaluatedShardId")
-        if not last:
-            break
-        start = {"ExclusiveStartShardId": last}
-    for shard in ordered_shards(shards):
-        iterator = streams.get_shard_iterator(
-            StreamArn=stream_arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-        )["ShardIterator"]
-        while iterator:
-            response = streams.get_records(ShardIterator=iterator, Limit=limit)
-            records = response.get("Records", [])
-            if not records:
-                break
-            yield [to_lambda_record(r, stream_arn, region) for r in records]
-            iterator = response.get("NextShardIterator")

@@ -28,7 +28,8 @@ from syncer.errors import BatchFailedError
 from syncer.indices import apply_setup, plan_setup
 from syncer.pipeline import Sinks
 from syncer.runtime import aws_client, build_sinks
-from syncer.streams import read_stream, table_stream_arn
+from syncer.streams import table_stream_arn
+from tests.integration.streamreader import read_stream
 
 OPENSEARCH_URL = os.environ.get("OPENSEARCH_URL", "http://127.0.0.1:9200")
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
