@@ -21,7 +21,7 @@ from syncer.errors import DownstreamUnavailableError, PoisonRecordError
 from syncer.lookup import read_current_items
 from syncer.plan import bulk_refresh, plan_cache_keys, plan_document_write
 from syncer.records import ChangeRecord, RejectedRecord, decode_records
-from syncer.resilience import Deadline, Downstream, ErrorKind, classify
+from syncer.resilience import Deadline, Downstream, reported_failure
 from syncer.search import ApplyResult, Settled, apply_writes, reindex_alias
 from syncer.versions import read_version
 
@@ -168,13 +168,8 @@ def _read_items(
         if sinks.dynamodb is None:
             raise DownstreamUnavailableError("no DynamoDB client to read items")
         found = read_current_items(sinks.dynamodb, sinks.dynamodb_guard, table, records, deadline)
-    except Exception as error:
-        kind = classify(error)
-        if kind is ErrorKind.UNEXPECTED:
-            raise
-        reason = f"reading items from {table} failed ({kind.value}): {error}"
-        log.error(reason)
-        return {}, reason
+    except Exception as error:  # noqa: BLE001 - reported_failure re-raises bugs
+        return {}, reported_failure(error, f"reading items from {table}")
     return found, None
 
 
@@ -253,13 +248,8 @@ def _invalidate_cache(
         return keys_by_ref, None
     try:
         sinks.redis_guard.call_with_retry(invalidate, sinks.redis, keys, deadline=deadline)
-    except Exception as error:
-        kind = classify(error)
-        if kind is ErrorKind.UNEXPECTED:
-            raise
-        reason = f"Redis invalidation failed ({kind.value}): {error}"
-        log.error(reason)
-        return keys_by_ref, reason
+    except Exception as error:  # noqa: BLE001 - reported_failure re-raises bugs
+        return keys_by_ref, reported_failure(error, "Redis invalidation")
     return keys_by_ref, None
 
 
@@ -418,10 +408,7 @@ def _write_dead_letters(
     try:
         sinks.deadletter_guard.call_with_retry(sinks.deadletters.write, letters, deadline=deadline)
     except Exception as error:
-        kind = classify(error)
-        if kind is ErrorKind.UNEXPECTED:
-            raise
-        log.error("dead-letter write failed (%s): %s", kind.value, error)
+        reported_failure(error, "dead-letter write")
         if any(letter.sequence_text is None for letter in letters):
             raise DownstreamUnavailableError(
                 "a record without a usable SequenceNumber could not be dead-lettered; "

@@ -51,6 +51,16 @@ def _syncer_meta(table: TableConfig, version: Version, deleted: bool) -> dict[st
     return {"table": table.name, "deleted": deleted, **version.to_meta()}
 
 
+def order_verdict(version: Version, indexed: IndexedDocument | None) -> Verdict | None:
+    """SKIP when ``indexed`` is as new or newer, REREAD when unknown, None when it is older."""
+    order = compare(version, indexed.version if indexed is not None else None)
+    if order is Order.OLDER:
+        return Verdict.SKIP
+    if order is Order.UNKNOWN:
+        return Verdict.REREAD
+    return None
+
+
 def plan_read_state(
     ref: DocumentRef, table: TableConfig, read: ReadState, indexed: IndexedDocument | None
 ) -> DocumentWrite | Verdict:
@@ -77,13 +87,8 @@ def plan_scanned(
     """A scanned item's write, when it is newer than the indexed state (reindex, verify)."""
     if reread is not None:
         return plan_read_state(ref, table, reread, target.document)
-    indexed = target.document
-    order = compare(scanned.version, indexed.version if indexed is not None else None)
-    if order is Order.OLDER:
-        return Verdict.SKIP
-    if order is Order.UNKNOWN:
-        return Verdict.REREAD
-    return plan_read_state(ref, table, scanned, indexed)
+    verdict = order_verdict(scanned.version, target.document)
+    return verdict or plan_read_state(ref, table, scanned, target.document)
 
 
 def plan_document_write(
@@ -109,11 +114,9 @@ def plan_document_write(
         return plan_read_state(ref, table, reread, indexed)
     latest = change.latest
     version = latest.version
-    order = compare(version, indexed.version if indexed is not None else None)
-    if order is Order.OLDER:
-        return Verdict.SKIP
-    if order is Order.UNKNOWN:
-        return Verdict.REREAD
+    verdict = order_verdict(version, indexed)
+    if verdict is not None:
+        return verdict
     if latest.is_remove:
         body = tombstone_body(table, version, latest.is_ttl_delete)
         return DocumentWrite(ref, WriteKind.TOMBSTONE, body, indexed)

@@ -45,11 +45,11 @@ from syncer.errors import ConfigError, DownstreamUnavailableError, PoisonRecordE
 from syncer.indices import LIVE_DOCUMENTS_FILTER, create_versioned_index, versioned_index_name
 from syncer.lookup import key_schema, read_items_by_key
 from syncer.pipeline import Sinks
-from syncer.plan import plan_read_state, plan_scanned, tombstone_body
+from syncer.plan import order_verdict, plan_read_state, plan_scanned, tombstone_body
 from syncer.records import document_id, typed_key_from_id
 from syncer.resilience import Guarded
 from syncer.search import ApplyResult, Settled, apply_writes, reindex_alias
-from syncer.versions import Order, compare, read_version, version_from_meta
+from syncer.versions import read_version, version_from_meta
 
 log = logging.getLogger(__name__)
 DEFAULT_PAGE_SIZE = 500
@@ -301,14 +301,11 @@ def _tombstone_planner(
         if reread is not None:
             return plan_read_state(ref, table, reread, target.document)
         version = version_from_meta(metas[ref])
-        indexed = target.document
-        order = compare(version, indexed.version if indexed is not None else None)
-        if order is Order.OLDER:
-            return Verdict.SKIP
-        if order is Order.UNKNOWN:
-            return Verdict.REREAD
+        verdict = order_verdict(version, target.document)
+        if verdict is not None:
+            return verdict
         body = tombstone_body(table, version, bool(metas[ref].get("ttl", False)))
-        return DocumentWrite(ref, WriteKind.TOMBSTONE, body, indexed)
+        return DocumentWrite(ref, WriteKind.TOMBSTONE, body, target.document)
 
     return plan
 

@@ -170,6 +170,20 @@ def classify(error: BaseException) -> ErrorKind:
     return ErrorKind.UNEXPECTED
 
 
+def reported_failure(error: Exception, what: str) -> str:
+    """Log a failure the records will be reported for, and say why; re-raise a bug.
+
+    ``what`` names the step ("OpenSearch write", "Redis invalidation", ...). An exception the
+    table does not know (``UNEXPECTED``) is raised again: it fails the invocation loudly.
+    """
+    kind = classify(error)
+    if kind is ErrorKind.UNEXPECTED:
+        raise error
+    reason = f"{what} failed ({kind.value}): {error}"
+    log.error(reason)
+    return reason
+
+
 def is_transient(error: BaseException) -> bool:
     return classify(error) is ErrorKind.TRANSIENT
 

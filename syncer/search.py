@@ -32,7 +32,7 @@ from syncer.documents import (
     indexed_document,
 )
 from syncer.errors import PoisonRecordError, SearchUnavailableError
-from syncer.resilience import Deadline, Downstream, ErrorKind, PendingItemsError, classify
+from syncer.resilience import Deadline, Downstream, PendingItemsError, reported_failure
 
 log = logging.getLogger(__name__)
 
@@ -325,12 +325,8 @@ def apply_writes(
                 if left:
                     why = reasons.transient[0] if reasons.transient else "version conflicts"
                     raise PendingItemsError(left, why)
-    except Exception as error:
-        kind = classify(error)
-        if kind is ErrorKind.UNEXPECTED:
-            raise
-        reason = f"OpenSearch write failed ({kind.value}): {error}"
-        log.error(reason)
+    except Exception as error:  # noqa: BLE001 - reported_failure re-raises bugs
+        reason = reported_failure(error, "OpenSearch write")
         for ref in pending:
             if ref not in result.outcomes:
                 result._settle(ref, Settled.FAILED, reason)
