@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from syncer import handler
+from syncer.errors import BatchFailedError
 from syncer.verify import verify_table
 from tests.integration.conftest import OPENSEARCH_URL, Stack, free_port, write_config
 from tests.integration.faults import opensearch_proxy
@@ -217,3 +218,17 @@ def test_verify_holds_only_the_drift_in_memory(
     # then all were checked and nothing is held but the (empty) drift
     assert (report.checked_items, report.checked_documents, report.drift) == (30, 30, 0)
     assert report.typed_keys == {}
+
+
+def test_a_batch_whose_every_record_failed_fails_the_invocation(stack: Stack) -> None:
+    """Every record failed: the invocation fails, so the function-errors alarm fires.
+
+    On the old code the handler returned every record in batchItemFailures and succeeded.
+    """
+    # given OpenSearch unreachable
+    stack.put(_item("all-fail"))
+    records = stack.new_records()
+    _point_at(stack, opensearch=f'[opensearch]\nurl = "http://127.0.0.1:{free_port()}"\n')
+    # when the batch is delivered, then the invocation fails with the reason
+    with pytest.raises(BatchFailedError, match="every one of the batch's 1 records failed"):
+        handler.lambda_handler({"Records": records}, None)
