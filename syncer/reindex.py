@@ -242,7 +242,9 @@ def _index_page(
         reread=_rereader(sinks, table, key_types),
         read_first=False,  # a new index: create first, read only what conflicts
     )
-    letters.extend(_rejected(table, ref, o.reason) for ref, o in _outcomes(result, Settled.REJECTED))
+    letters.extend(
+        _rejected(table, ref, o.reason) for ref, o in _outcomes(result, Settled.REJECTED)
+    )
     _raise_failed(result, table)
     if letters:
         sinks.deadletter_guard.call_with_retry(sinks.deadletters.write, letters)
@@ -404,9 +406,7 @@ def reindex_table(
         start_key = _key_from_json(start) if start else None
         pages = _scan_pages(sinks, table.name, segment, state.segments, start_key, page_size)
         for raw_items, last, read in pages:
-            counts = _index_page(
-                sinks, config, table, state.new_index, key_types, raw_items, read
-            )
+            counts = _index_page(sinks, config, table, state.new_index, key_types, raw_items, read)
             with lock:
                 totals["indexed"] += counts.indexed
                 totals["already_newer"] += counts.already_newer
