@@ -27,9 +27,9 @@ from syncer.plan import (
 )
 from syncer.records import ChangeRecord, RejectedRecord, decode_records
 from syncer.resilience import Deadline, Downstream, ErrorKind, classify
-from syncer.routes import GONE, Routed, route_item
+from syncer.routes import GONE, Routed, document_in, route_item
 from syncer.search import ApplyResult, Settled, apply_writes, reindex_alias
-from syncer.versions import read_version
+from syncer.versions import Version, read_version
 
 log = logging.getLogger(__name__)
 
@@ -241,10 +241,7 @@ def _plan_route(
     read: ReadState | None,
 ) -> DocumentWrite | Verdict:
     """One route's write for a change: its document where the state belongs, else a tombstone."""
-    here = state.route is not None and state.route.index == route.index
-    if here and state.error is not None:
-        raise PoisonRecordError(state.error)  # the ref is rejected: the record is dead-lettered
-    document = state.document if here else None
+    document = document_in(state, route)  # PoisonRecordError: the ref is rejected
     return plan_routed_write(change, table.route_table(route), document, target, read)
 
 
@@ -271,7 +268,7 @@ def _apply_to_search(
         }
     )
     routes = _routes_by_alias(tables)
-    reread_routed: dict[tuple[str, str], Routed] = {}
+    reread_routed: dict[tuple[str, str, Version], Routed] = {}
 
     def plan(ref: DocumentRef, target: TargetState, read: ReadState | None) -> Any:
         change = by_ref[ref]
@@ -282,9 +279,10 @@ def _apply_to_search(
         if read is None:
             state = routed.get(key, GONE)
         else:  # the re-read item is routed (and transformed) once for all its refs
-            if key not in reread_routed:
-                reread_routed[key] = route_item(table, read.item)
-            state = reread_routed[key]
+            memo = (change.table, change.document_id, read.version)
+            if memo not in reread_routed:
+                reread_routed[memo] = route_item(table, read.item)
+            state = reread_routed[memo]
         return _plan_route(change, table, routes[(table.name, ref[0])], state, target, read)
 
     def reread(refs: Sequence[DocumentRef]) -> dict[DocumentRef, ReadState | str]:

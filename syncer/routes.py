@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from syncer.config import Route, RouteMatch, TableConfig, import_transform
+from syncer.errors import PoisonRecordError
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,3 +85,37 @@ def route_item(table: TableConfig, item: Mapping[str, Any] | None) -> Routed:
             f"transform {route.transform} returned {type(document).__name__}, not a JSON object (dict)",
         )
     return Routed(route, document)
+
+
+def document_in(state: Routed, route: Route) -> Mapping[str, Any] | None:
+    """What a routed state puts in ``route``'s index: its document there, or None (a tombstone).
+
+    A transform that failed on the state fails here, for its own route only: the other
+    routes' tombstones still go out, and the record is dead-lettered with the reason.
+    """
+    if state.route is None or state.route.index != route.index:
+        return None
+    if state.error is not None:
+        raise PoisonRecordError(state.error)
+    return state.document
+
+
+def routing_table(table: TableConfig) -> list[str]:
+    """One line per route in the order they are tried: what it selects and where it goes."""
+    lines = []
+    for position, route in enumerate(table.resolved_routes, start=1):
+        if route.match is None:
+            selects = "every other item"
+        else:
+            match = route.match
+            selects = f"{match.attribute} {match.operator.replace('_', ' ')} {match.value!r}"
+        details = [f"cache keys {', '.join(route.cache_keys)}" if route.cache_keys else ""]
+        if route.exclude_attributes:
+            details.append(f"excluded {', '.join(sorted(route.exclude_attributes))}")
+        if route.transform:
+            details.append(f"transform {route.transform}")
+        extra = "; ".join(d for d in details if d)
+        lines.append(f"{position}. {selects} -> {route.index}" + (f" ({extra})" if extra else ""))
+    if table.index == "":
+        lines.append(f"{len(lines) + 1}. every other item -> skipped (counted as unrouted)")
+    return lines
