@@ -466,7 +466,7 @@ def _process_batch(
             letters.extend(_letters_for_change(change, refs, search, cache_keys, cache_error))
     dead_lettered = _write_dead_letters(letters, sinks, deadline, failed)
     all_cache_keys = set().union(*cache_keys.values())
-    settled = [_settled(c, tables, routed, search) for c in changes]
+    settled = [_settled(c, tables, routed, items, search) for c in changes]
     outcome = BatchOutcome(
         records_in=len(raw_records),
         keys=len(changes),
@@ -499,10 +499,13 @@ def _settled(
     change: KeyChange,
     tables: Mapping[str, TableConfig],
     routed: Mapping[tuple[str, str], Routed],
+    items: Mapping[tuple[str, str], dict[str, Any] | None],
     search: ApplyResult,
 ) -> Settled | None:
     """How a change ended for the counts: in the index of the route its state selects."""
     state = routed.get((change.table, change.document_id))
+    if state is not None and state.route is None and _state_item(change, items) is not None:
+        return None  # no route selects the item: counted as unrouted
     if state is None or state.route is None:
         return search.status(_ref(change, tables))
     return search.status((state.route.index, change.document_id))
