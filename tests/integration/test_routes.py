@@ -146,6 +146,26 @@ def test_an_older_change_delivered_late_cannot_bring_a_moved_item_back(
     assert catalog.indexed("products") == {}
 
 
+def test_a_move_delivered_after_a_newer_move_back_leaves_no_ghost(catalog: RoutedCatalog) -> None:
+    """A move to reviews arriving after the later move back (bisect) cannot land in reviews.
+
+    This is why every route index gets a tombstone, absent documents included: with
+    tombstones only over live documents, reviews held nothing to order the late move against.
+    """
+    # given a product, its move to reviews and its move back, as three records
+    _put(catalog, product("8"))
+    _put(catalog, {**product("8"), "type": {"S": "review"}})
+    _put(catalog, product("8", category="hats"))
+    first, move, back = catalog.stack.new_records()
+    # when the first is delivered, then both moves (coalesced: only the move back is applied),
+    # then the move to reviews alone, as Lambda's bisection can deliver it
+    for batch in ([first], [move, back], [move]):
+        assert catalog.stack.invoke(batch) == {"batchItemFailures": []}
+    # then the product is in products only
+    catalog.assert_converged()
+    assert catalog.indexed("reviews") == {}
+
+
 def test_a_hidden_product_and_an_unrouted_item_leave_their_index(catalog: RoutedCatalog) -> None:
     """A transform returning None, or a type no route selects, tombstones the item's index."""
     # given product 2 and review 1/1 indexed
