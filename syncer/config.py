@@ -430,15 +430,15 @@ def _check_template(key: str, template: str) -> None:
 
 def _check_route_indices(tables: tuple[TableConfig, ...]) -> None:
     """Every index is written by one route of one table: refuse any index named twice."""
-    named: dict[str, str] = {}
+    named: dict[str, tuple[str, bool]] = {}  # index -> (the key naming it, of a routed table)
     for position, table in enumerate(tables):
         keys = [(f"tables[{position}].index", table.index)] if table.index else []
         keys += [
             (f"tables[{position}].routes[{i}].index", r.index) for i, r in enumerate(table.routes)
         ]
         for key, index in keys:
-            other = named.setdefault(index, key)
-            if other != key and table.routes:
+            other, other_routed = named.setdefault(index, (key, bool(table.routes)))
+            if other != key and (table.routes or other_routed):  # plain pairs: refused above
                 raise ConfigError(
                     f"{key} names index {index!r}, already named by {other}; each route needs "
                     "its own index (one document id per item and index)"
