@@ -113,12 +113,13 @@ class TableConfig:
     cache_keys: tuple[str, ...] = ()
     exclude_attributes: frozenset[str] = frozenset()
     routes: tuple[Route, ...] = ()  # as configured, without the table's own index
+    # The routes in the order they are tried, the table's own index (if any) last; a table
+    # without routes has one, to its index. Computed once: the pipeline asks per change.
+    resolved_routes: tuple[Route, ...] = field(init=False, repr=False, compare=False)
 
-    @property
-    def resolved_routes(self) -> tuple[Route, ...]:
-        """The routes in the order they are tried, the table's own index (if any) last."""
+    def __post_init__(self) -> None:
         own = Route(self.index, None, self.cache_keys, self.exclude_attributes)
-        return self.routes + ((own,) if self.index else ())
+        object.__setattr__(self, "resolved_routes", self.routes + ((own,) if self.index else ()))
 
     def route_table(self, route: Route) -> TableConfig:
         """A route seen as a table of one index: what the per-index code (plan, setup) takes."""

@@ -16,7 +16,7 @@ from syncer.cache import invalidate
 from syncer.coalesce import KeyChange, coalesce_latest_per_key
 from syncer.config import Config, Route, TableConfig
 from syncer.deadletter import DeadLetter, DeadLetterSink
-from syncer.documents import DocumentRef, DocumentWrite, ReadState, TargetState, Verdict
+from syncer.documents import DocumentRef, ReadState, TargetState
 from syncer.errors import DownstreamUnavailableError, PoisonRecordError
 from syncer.lookup import read_current_items
 from syncer.plan import (
@@ -194,10 +194,12 @@ def _target_refs(change: KeyChange, tables: Mapping[str, TableConfig]) -> tuple[
     )
 
 
-def _routes_by_alias(tables: Mapping[str, TableConfig]) -> dict[tuple[str, str], Route]:
-    """(table, alias or reindex alias) -> the route whose index it is, for routed tables."""
+def _routes_by_alias(
+    tables: Mapping[str, TableConfig],
+) -> dict[tuple[str, str], tuple[Route, TableConfig]]:
+    """(table, alias or reindex alias) -> the route whose index it is and its one-index table."""
     return {
-        (table.name, alias): route
+        (table.name, alias): (route, table.route_table(route))
         for table in tables.values()
         if table.routes
         for route in table.resolved_routes
@@ -230,19 +232,6 @@ def _route_changes(
         for change in changes
         if tables[change.table].routes
     }
-
-
-def _plan_route(
-    change: KeyChange,
-    table: TableConfig,
-    route: Route,
-    state: Routed,
-    target: TargetState,
-    read: ReadState | None,
-) -> DocumentWrite | Verdict:
-    """One route's write for a change: its document where the state belongs, else a tombstone."""
-    document = document_in(state, route)  # PoisonRecordError: the ref is rejected
-    return plan_routed_write(change, table.route_table(route), document, target, read)
 
 
 def _apply_to_search(
@@ -283,7 +272,9 @@ def _apply_to_search(
             if memo not in reread_routed:
                 reread_routed[memo] = route_item(table, read.item)
             state = reread_routed[memo]
-        return _plan_route(change, table, routes[(table.name, ref[0])], state, target, read)
+        route, route_table = routes[(table.name, ref[0])]
+        document = document_in(state, route)  # PoisonRecordError: the ref is rejected
+        return plan_routed_write(change, route_table, document, target, read)
 
     def reread(refs: Sequence[DocumentRef]) -> dict[DocumentRef, ReadState | str]:
         by_table: dict[str, list[DocumentRef]] = {}
