@@ -16,6 +16,7 @@ from click.testing import CliRunner
 
 from syncer import handler
 from syncer.cli import main
+from syncer.pipeline import process_batch
 from syncer.poller import PollOptions, run_poller
 from syncer.records import document_id
 from syncer.reindex import reindex_table
@@ -235,6 +236,40 @@ def test_syncer_run_drains_the_routed_stream(catalog: RoutedCatalog, tmp_path: P
     assert sorted(catalog.indexed("categories")) == [_id("CATEGORY#shoes", "CATEGORY#shoes")]
 
 
+def test_unrouted_items_are_counted_and_acknowledged(catalog: RoutedCatalog) -> None:
+    """An item no route selects is counted as unrouted, not as indexed, deleted or failed."""
+    # given an order (no route) and a product written
+    _put(catalog, {"pk": {"S": "ORDER#1"}, "sk": {"S": "ORDER#1"}}, product("5"))
+    # when the batch runs through the pipeline
+    outcome = process_batch(catalog.stack.new_records(), catalog.stack.config, catalog.stack.sinks)
+    # then the order is unrouted and acknowledged, the product indexed
+    assert (outcome.unrouted, outcome.indexed, outcome.deleted) == (1, 1, 0)
+    assert outcome.failed_sequence_numbers == ()
+    assert outcome.dead_lettered == 0
+
+
+def test_purge_tombstones_walks_every_route_index(catalog: RoutedCatalog) -> None:
+    """`syncer purge-tombstones --dry-run` on a routed table counts in each route's index."""
+    _seed(catalog)
+    catalog.stack.deliver()
+    result = CliRunner().invoke(
+        main,
+        [
+            "purge-tombstones",
+            "--config",
+            str(catalog.stack.config_path),
+            "--table",
+            catalog.stack.table,
+            "--older-than",
+            "2d",
+            "--dry-run",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    for name in ("products", "reviews", "categories"):
+        assert f"in {catalog.prefix}-{name}-000001" in result.output
+
+
 def test_setup_dry_run_prints_the_routing_table(catalog: RoutedCatalog) -> None:
     """`syncer setup --dry-run` lists the routes in order and says unrouted items are skipped."""
     result = CliRunner().invoke(
@@ -294,15 +329,35 @@ def test_reindex_and_verify_repair_converge_on_the_routed_table(catalog: RoutedC
     assert verify_table(config, sinks, name).drift == 0
 
 
-def test_reindex_of_one_index_leaves_the_others(catalog: RoutedCatalog) -> None:
-    """`--index` rebuilds one route's index only."""
+def test_reindex_of_one_index_leaves_the_others(catalog: RoutedCatalog, tmp_path: Path) -> None:
+    """`syncer reindex --index` rebuilds one route's index only."""
+    # given the catalog synced
     _seed(catalog)
     catalog.stack.deliver()
-    config, sinks = catalog.stack.config, catalog.stack.sinks
-    result = reindex_table(
-        config, sinks, catalog.stack.table, segments=1, index=f"{catalog.prefix}-reviews"
+    sinks = catalog.stack.sinks
+    # when only the reviews index is rebuilt from the command line
+    result = CliRunner().invoke(
+        main,
+        [
+            "reindex",
+            "--config",
+            str(catalog.stack.config_path),
+            "--table",
+            catalog.stack.table,
+            "--index",
+            f"{catalog.prefix}-reviews",
+            "--segments",
+            "1",
+            "--state-file",
+            str(tmp_path / "reindex.json"),
+        ],
     )
-    assert [alias for alias, _, _ in result.indices] == [f"{catalog.prefix}-reviews"]
+    # then reviews moved to a new index, products did not, and both hold their entities
+    assert result.exit_code == 0, result.output
+    assert f"alias {catalog.prefix}-reviews -> {catalog.prefix}-reviews-000002" in result.output
+    assert sorted(sinks.opensearch.indices.get_alias(name=f"{catalog.prefix}-reviews")) == [
+        f"{catalog.prefix}-reviews-000002"
+    ]
     assert sorted(sinks.opensearch.indices.get_alias(name=f"{catalog.prefix}-products")) == [
         f"{catalog.prefix}-products-000001"
     ]
