@@ -464,14 +464,7 @@ def _process_batch(
         indexed=settled.count(Settled.WRITTEN),
         deleted=settled.count(Settled.TOMBSTONED),
         skipped_stale=settled.count(Settled.SKIPPED),
-        unrouted=sum(
-            1
-            for c in changes
-            if not c.latest.is_remove
-            and (state := routed.get((c.table, c.document_id))) is not None
-            and state.route is None
-            and _state_item(c, items) is not None
-        ),
+        unrouted=sum(1 for c in changes if _unrouted(c, routed, items)),
         invalidated=0 if cache_error else len(all_cache_keys),
         dead_lettered=dead_lettered,
         failed_sequence_numbers=tuple(sorted(failed, key=int)),
@@ -486,6 +479,16 @@ def _process_batch(
     return outcome
 
 
+def _unrouted(
+    change: KeyChange,
+    routed: Mapping[tuple[str, str], Routed],
+    items: Mapping[tuple[str, str], dict[str, Any] | None],
+) -> bool:
+    """An item of a routed table that exists but no route selects: skipped, acknowledged."""
+    state = routed.get((change.table, change.document_id))
+    return state is not None and state.route is None and _state_item(change, items) is not None
+
+
 def _settled(
     change: KeyChange,
     tables: Mapping[str, TableConfig],
@@ -494,9 +497,9 @@ def _settled(
     search: ApplyResult,
 ) -> Settled | None:
     """How a change ended for the counts: in the index of the route its state selects."""
+    if _unrouted(change, routed, items):
+        return None
     state = routed.get((change.table, change.document_id))
-    if state is not None and state.route is None and _state_item(change, items) is not None:
-        return None  # no route selects the item: counted as unrouted
     if state is None or state.route is None:
         return search.status(_ref(change, tables))
     return search.status((state.route.index, change.document_id))
