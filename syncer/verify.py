@@ -29,7 +29,7 @@ from syncer.attributes import decode_item
 from syncer.cache import invalidate
 from syncer.config import Config, Route, TableConfig
 from syncer.documents import SYNCER_FIELD, DocumentRef, ReadState, TargetState
-from syncer.errors import ConfigError, PoisonRecordError
+from syncer.errors import PoisonRecordError
 from syncer.lookup import key_schema, read_items_by_key
 from syncer.pipeline import Sinks
 from syncer.plan import document_body, plan_scanned, render_cache_key
@@ -99,23 +99,21 @@ def verify_table(
     table = config.require_table(table_name)
     key_types = key_schema(sinks.dynamodb, sinks.dynamodb_guard, table.name)
     report = VerifyReport(table.name)
-    if table.routes:
-        if sample is not None:
-            raise ConfigError(
-                f"verify --sample is not supported for the routed table {table.name!r}"
-            )
-        return _verify_routed(config, sinks, table, key_types, report, repair)
     if sample is None:
-        for page in _scan_pages(sinks, table.name):
-            _compare_items(sinks, table, key_types, page, report)
-        _check_ghosts(sinks, table, key_types, _index_pages(sinks, table.index), report)
+        pages = _scan_pages(sinks, table.name)
     else:
         description = sinks.dynamodb.describe_table(TableName=table.name)["Table"]
         count = int(description.get("ItemCount", 0))
         total = max(1, min(1_000_000, math.ceil(count / max(1, sample))))
         segment = random.Random().randrange(total)
-        for page in _scan_pages(sinks, table.name, segment, total, limit=sample):
-            _compare_items(sinks, table, key_types, page, report)
+        pages = _scan_pages(sinks, table.name, segment, total, limit=sample)
+    if table.routes:
+        return _verify_routed(config, sinks, table, key_types, report, repair, pages, sample)
+    for page in pages:
+        _compare_items(sinks, table, key_types, page, report)
+    if sample is None:
+        _check_ghosts(sinks, table, key_types, _index_pages(sinks, table.index), report)
+    else:
         _check_ghosts(sinks, table, key_types, [_random_hits(sinks, table, sample)], report)
     if repair and report.drift:
         _repair(config, sinks, table, key_types, report)
@@ -347,10 +345,16 @@ def _verify_routed(
     key_types: Mapping[str, str],
     report: VerifyReport,
     repair: bool,
+    pages: Iterator[list[dict[str, Any]]],
+    sample: int | None,
 ) -> VerifyReport:
-    """Every route's index holds exactly the items its route selects, shaped by its transform."""
+    """Every route's index holds exactly the items its route selects, shaped by its transform.
+
+    With ``sample``, the scan pages are a sample and each route index gives ``sample`` random
+    documents to check for ghosts.
+    """
     routes = table.resolved_routes
-    for page in _scan_pages(sinks, table.name):
+    for page in pages:
         expected: dict[str, dict[str, str]] = {route.index: {} for route in routes}
         typed: dict[str, dict[str, Any]] = {}
         for raw in page:
@@ -373,7 +377,12 @@ def _verify_routed(
         for route in routes:
             _compare_documents(sinks, route.index, expected[route.index], typed, report)
     for route in routes:
-        _check_routed_ghosts(sinks, table, route, key_types, report)
+        hits = (
+            _index_pages(sinks, route.index)
+            if sample is None
+            else iter([_random_hits(sinks, table.route_table(route), sample)])
+        )
+        _check_routed_ghosts(sinks, table, route, key_types, hits, report)
     if repair and report.drift:
         drifted = list(dict.fromkeys([*report.missing, *report.differing, *report.ghost]))
         for start in range(0, len(drifted), PAGE_SIZE):
@@ -386,10 +395,11 @@ def _check_routed_ghosts(
     table: TableConfig,
     route: Route,
     key_types: Mapping[str, str],
+    pages: Iterator[list[dict[str, Any]]],
     report: VerifyReport,
 ) -> None:
     """Documents of ``route``'s index whose item is gone or that another route (or none) selects."""
-    for hits in _index_pages(sinks, route.index):
+    for hits in pages:
         report.checked_documents += len(hits)
         keys: dict[str, dict[str, Any]] = {}
         for hit in hits:

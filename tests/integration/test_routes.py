@@ -306,6 +306,7 @@ def test_reindex_and_verify_repair_converge_on_the_routed_table(catalog: RoutedC
     config, sinks, name = catalog.stack.config, catalog.stack.sinks, catalog.stack.table
     # when verify runs, then verify --repair, then verify again
     found = verify_table(config, sinks, name)
+    sampled = verify_table(config, sinks, name, sample=50)  # a sample as large as the table
     repaired = verify_table(config, sinks, name, repair=True)
     after = verify_table(config, sinks, name)
     # then the drift is seen, repaired, and gone
@@ -314,9 +315,11 @@ def test_reindex_and_verify_repair_converge_on_the_routed_table(catalog: RoutedC
         [_id("PRODUCT#2", "PRODUCT#2")],
         [_id("CATEGORY#hats", "CATEGORY#hats")],
     )
+    assert sampled.drift == found.drift
     assert repaired.repaired >= 3
     assert repaired.unrepaired == []
     assert after.drift == 0
+    assert verify_table(config, sinks, name, sample=50).drift == 0
     catalog.assert_converged()
     # when the table is reindexed (all three indices in one scan) and a change follows
     result = reindex_table(config, sinks, name, segments=2, page_size=3)
