@@ -163,10 +163,7 @@ def typed_key_from_id(doc_id: str, key_types: Mapping[str, str]) -> dict[str, An
             return None
     try:
         plain = decode_item(
-            {
-                n: {"B": base64.b64encode(v["B"]).decode()} if "B" in v else v
-                for n, v in typed.items()
-            }
+            {n: {"B": base64.b64encode(v["B"]).decode()} if "B" in v else v for n, v in typed.items()}
         )
         if document_id(plain) != doc_id:
             return None
