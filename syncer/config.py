@@ -327,16 +327,15 @@ def parse_config(raw: Mapping[str, Any], environ: Mapping[str, str] | None = Non
     if duplicates:
         raise ConfigError(f"table {duplicates[0]!r} is configured more than once")
     indices: dict[str, str] = {}
-    for table in tables:
-        if not table.routes:
-            other = indices.setdefault(table.index, table.name)
-            if other != table.name:
-                # Ids and versions are per table: two tables' items would overwrite one another.
-                raise ConfigError(
-                    f"tables {other!r} and {table.name!r} both name index {table.index!r}; "
-                    "each table needs its own index (documents are identified by the item key "
-                    "alone, so two tables in one index would overwrite each other)"
-                )
+    for table in [t for t in tables if not t.routes]:  # routed ones: _check_route_indices
+        other = indices.setdefault(table.index, table.name)
+        if other != table.name:
+            # Ids and versions are per table: two tables' items would overwrite one another.
+            raise ConfigError(
+                f"tables {other!r} and {table.name!r} both name index {table.index!r}; "
+                "each table needs its own index (documents are identified by the item key "
+                "alone, so two tables in one index would overwrite each other)"
+            )
     _check_route_indices(tables)
     return Config(
         tables=tables,
