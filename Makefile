@@ -24,6 +24,14 @@ services: install
 services-down:
 	scripts/services.sh down
 
+# Only the local Redis Clusters (also started by `services`): 7000-7005, TLS on 7100-7102.
+.PHONY: redis-cluster redis-cluster-down
+redis-cluster:
+	scripts/services.sh cluster-up
+
+redis-cluster-down:
+	scripts/services.sh cluster-down
+
 demo: services
 	$(BIN)/syncer demo
 

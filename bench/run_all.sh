@@ -30,5 +30,7 @@ export AWS_DEFAULT_REGION=${AWS_DEFAULT_REGION:-us-east-1}
   echo
   "$PYTHON" bench/freshness.py
   echo
+  "$PYTHON" bench/cluster_invalidation.py
+  echo
   echo "# all benchmarks: $(( $(date +%s) - started )) s"
 } 2>&1 | tee bench/last-run.log

@@ -3,8 +3,10 @@
 #   - OpenSearch (real server, Maven Central integ-test-zip, plain http)
 #   - Redis (Debian redis-server)
 #   - moto in server mode (DynamoDB, DynamoDB Streams, SQS, ... emulator)
+#   - a Redis Cluster (3 primaries + 3 replicas) and a TLS Redis Cluster (3 primaries,
+#     self-signed CA), both Debian redis-server with --cluster-enabled yes
 #
-# Usage: scripts/services.sh {up|down|status|wait}
+# Usage: scripts/services.sh {up|down|status|wait|cluster-up|cluster-down|cluster-status}
 #
 # Everything listens on 127.0.0.1 only. State lives in ${SYNCER_SERVICES_DIR:-.services}
 # (relative to the repository root). When run as root (CI), OpenSearch is run as an
@@ -30,6 +32,12 @@ OPENSEARCH_JAVA_OPTS="${OPENSEARCH_JAVA_OPTS:--Xms512m -Xmx512m}"
 OPENSEARCH_USER="${OPENSEARCH_USER:-syncer-os}"
 REDIS_PORT="${REDIS_PORT:-6379}"
 MOTO_PORT="${MOTO_PORT:-5000}"
+# Redis Cluster: plain ports (primaries then replicas; each bus listens on port + 10000) and
+# TLS ports (primaries only). A small node timeout lets a replica take over within seconds.
+REDIS_CLUSTER_PORTS="${REDIS_CLUSTER_PORTS:-7000 7001 7002 7003 7004 7005}"
+REDIS_CLUSTER_REPLICAS="${REDIS_CLUSTER_REPLICAS:-1}"
+REDIS_CLUSTER_TLS_PORTS="${REDIS_CLUSTER_TLS_PORTS-7100 7101 7102}"
+REDIS_CLUSTER_NODE_TIMEOUT_MS="${REDIS_CLUSTER_NODE_TIMEOUT_MS:-2000}"
 WAIT_TIMEOUT="${SERVICES_WAIT_TIMEOUT:-180}"
 
 HOST=127.0.0.1
@@ -49,6 +57,9 @@ OS_CLUSTER_NAME="syncer-local"
 REDIS_STATE="$SERVICES_DIR/redis"
 REDIS_PIDFILE="$REDIS_STATE/redis.pid"
 REDIS_LOG="$REDIS_STATE/redis.log"
+
+REDIS_CLUSTER_STATE="$SERVICES_DIR/redis-cluster"    # one directory per port
+REDIS_CLUSTER_TLS_DIR="$REDIS_CLUSTER_STATE/tls"         # ca.pem, server.pem, server.key
 
 MOTO_STATE="$SERVICES_DIR/moto"
 MOTO_PIDFILE="$MOTO_STATE/moto.pid"
@@ -316,6 +327,172 @@ redis_down() {
 }
 
 # ---------------------------------------------------------------------------
+# Redis Cluster (plain and TLS)
+# ---------------------------------------------------------------------------
+# cluster_cli <port> <tls 0|1> args...: redis-cli against one node of either cluster.
+cluster_cli() {
+    local port="$1" tls="$2"
+    shift 2
+    if [ "$tls" -eq 1 ]; then
+        redis-cli --tls --cacert "$REDIS_CLUSTER_TLS_DIR/ca.pem" -h "$HOST" -p "$port" "$@"
+    else
+        redis-cli -h "$HOST" -p "$port" "$@"
+    fi
+}
+
+first_word() { printf '%s\n' "$1" | awk '{print $1}'; }
+
+# A self-signed CA and a certificate for 127.0.0.1/localhost, made once.
+cluster_tls_files() {
+    [ -s "$REDIS_CLUSTER_TLS_DIR/server.pem" ] && return 0
+    ensure_cmd openssl openssl
+    mkdir -p "$REDIS_CLUSTER_TLS_DIR"
+    local dir="$REDIS_CLUSTER_TLS_DIR"
+    log "redis-cluster: making a test CA and a server certificate in $dir"
+    openssl req -x509 -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
+        -keyout "$dir/ca.key" -out "$dir/ca.pem" -days 3650 -subj "/CN=syncer local test CA" \
+        >/dev/null 2>&1 || die "openssl could not make the test CA"
+    openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
+        -keyout "$dir/server.key" -out "$dir/server.csr" -subj "/CN=127.0.0.1" \
+        >/dev/null 2>&1 || die "openssl could not make the server key"
+    printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost" "basicConstraints=CA:FALSE" \
+        "extendedKeyUsage=serverAuth,clientAuth" >"$dir/server.ext"
+    openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" \
+        -CAcreateserial -out "$dir/server.pem" -days 3650 -extfile "$dir/server.ext" \
+        >/dev/null 2>&1 || die "openssl could not sign the server certificate"
+    chmod 644 "$dir"/*.pem "$dir/server.key"
+}
+
+# cluster_node_up <port> <tls 0|1>: start one node unless it runs; its nodes.conf is kept, so a
+# node stopped by a failover test rejoins the cluster (as a replica of its replacement).
+cluster_node_up() {
+    local port="$1" tls="$2" dir="$REDIS_CLUSTER_STATE/$1"
+    local pidfile="$dir/redis.pid"
+    if pid_alive "$pidfile"; then
+        return 0
+    fi
+    if [ "$(cluster_cli "$port" "$tls" ping 2>/dev/null)" = "PONG" ]; then
+        log "redis-cluster: something already answers on $HOST:$port, reusing it"
+        return 0
+    fi
+    mkdir -p "$dir"
+    rm -f "$pidfile"
+    local listen=(--port "$port")
+    if [ "$tls" -eq 1 ]; then
+        listen=(--port 0 --tls-port "$port" --tls-cluster yes --tls-replication yes
+                --tls-cert-file "$REDIS_CLUSTER_TLS_DIR/server.pem"
+                --tls-key-file "$REDIS_CLUSTER_TLS_DIR/server.key"
+                --tls-ca-cert-file "$REDIS_CLUSTER_TLS_DIR/ca.pem" --tls-auth-clients no)
+    fi
+    redis-server --bind "$HOST" "${listen[@]}" --daemonize yes \
+        --cluster-enabled yes --cluster-config-file nodes.conf \
+        --cluster-node-timeout "$REDIS_CLUSTER_NODE_TIMEOUT_MS" \
+        --save '' --appendonly no --dir "$dir" \
+        --pidfile "$pidfile" --logfile "$dir/redis.log" \
+        || { tail_log "$dir/redis.log"; die "redis-server (cluster node $port) failed to start"; }
+}
+
+# cluster_ready <ports> <tls 0|1>: every node answers, knows every other, has state ok, and
+# every replica is in sync with its primary (so a failover test can promote it).
+cluster_ready() {
+    local ports="$1" tls="$2" port info count
+    count="$(wc -w <<<"$ports")"
+    for port in $ports; do
+        info="$(cluster_cli "$port" "$tls" cluster info 2>/dev/null)" || return 1
+        grep -q '^cluster_state:ok' <<<"$info" || return 1
+        grep -q "^cluster_known_nodes:$count" <<<"$info" || return 1
+        info="$(cluster_cli "$port" "$tls" info replication 2>/dev/null)" || return 1
+        if grep -q '^role:slave' <<<"$info"; then
+            grep -q '^master_link_status:up' <<<"$info" || return 1
+        fi
+    done
+}
+
+# cluster_form <ports> <tls 0|1> <replicas>: start the nodes; create the cluster when they are new.
+cluster_form() {
+    local ports="$1" tls="$2" replicas="$3" port addresses=() i first
+    first="$(first_word "$ports")"
+    for port in $ports; do
+        cluster_node_up "$port" "$tls"
+        addresses+=("$HOST:$port")
+    done
+    for ((i = 0; i < 50; i++)); do
+        cluster_cli "$first" "$tls" ping >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+    # A node that serves no slot and knows no other node has never been part of a cluster.
+    local info
+    info="$(cluster_cli "$first" "$tls" cluster info 2>/dev/null || true)"
+    if grep -q '^cluster_slots_assigned:0' <<<"$info" && grep -q '^cluster_known_nodes:1' <<<"$info"; then
+        log "redis-cluster: creating ${addresses[*]} (replicas per primary: $replicas)"
+        local create=(redis-cli)
+        [ "$tls" -eq 1 ] && create+=(--tls --cacert "$REDIS_CLUSTER_TLS_DIR/ca.pem")
+        "${create[@]}" --cluster create "${addresses[@]}" --cluster-replicas "$replicas" \
+            --cluster-yes >"$REDIS_CLUSTER_STATE/create-$first.log" 2>&1 \
+            || { tail_log "$REDIS_CLUSTER_STATE/create-$first.log";
+                 die "redis-cli --cluster create failed"; }
+    fi
+}
+
+cluster_up() {
+    ensure_cmd redis-cli redis-tools
+    ensure_cmd redis-server redis-server
+    mkdir -p "$REDIS_CLUSTER_STATE"
+    cluster_form "$REDIS_CLUSTER_PORTS" 0 "$REDIS_CLUSTER_REPLICAS"
+    if [ -n "$REDIS_CLUSTER_TLS_PORTS" ]; then
+        cluster_tls_files
+        cluster_form "$REDIS_CLUSTER_TLS_PORTS" 1 0
+    fi
+}
+
+cluster_all_ready() {
+    cluster_ready "$REDIS_CLUSTER_PORTS" 0 \
+        && { [ -z "$REDIS_CLUSTER_TLS_PORTS" ] || cluster_ready "$REDIS_CLUSTER_TLS_PORTS" 1; }
+}
+
+cluster_wait() {
+    local deadline=$((SECONDS + WAIT_TIMEOUT)) port
+    until cluster_all_ready; do
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            for port in $REDIS_CLUSTER_PORTS $REDIS_CLUSTER_TLS_PORTS; do
+                tail_log "$REDIS_CLUSTER_STATE/$port/redis.log"
+            done
+            die "redis-cluster: not ready after ${WAIT_TIMEOUT}s"
+        fi
+        sleep 0.5
+    done
+    log "redis-cluster: ready"
+}
+
+# Stops every node and forgets the clusters, so the next `up` creates them afresh.
+cluster_down() {
+    local port
+    for port in $REDIS_CLUSTER_PORTS $REDIS_CLUSTER_TLS_PORTS; do
+        stop_pidfile "redis-cluster $port" "$REDIS_CLUSTER_STATE/$port/redis.pid" 10
+        rm -f "$REDIS_CLUSTER_STATE/$port/nodes.conf"
+    done
+}
+
+cluster_status() {
+    local rc=0 first
+    first="$(first_word "$REDIS_CLUSTER_PORTS")"
+    if cluster_ready "$REDIS_CLUSTER_PORTS" 0; then
+        echo "redis-cluster: up   redis://$HOST:$first (nodes $REDIS_CLUSTER_PORTS)"
+    else
+        echo "redis-cluster: DOWN redis://$HOST:$first"; rc=1
+    fi
+    if [ -n "$REDIS_CLUSTER_TLS_PORTS" ]; then
+        first="$(first_word "$REDIS_CLUSTER_TLS_PORTS")"
+        if cluster_ready "$REDIS_CLUSTER_TLS_PORTS" 1; then
+            echo "redis-cluster-tls: up rediss://$HOST:$first (CA $REDIS_CLUSTER_TLS_DIR/ca.pem)"
+        else
+            echo "redis-cluster-tls: DOWN rediss://$HOST:$first"; rc=1
+        fi
+    fi
+    return "$rc"
+}
+
+# ---------------------------------------------------------------------------
 # moto
 # ---------------------------------------------------------------------------
 pick_python() {
@@ -396,6 +573,8 @@ export AWS_ENDPOINT_URL=http://$HOST:$MOTO_PORT
 export AWS_ACCESS_KEY_ID=testing
 export AWS_SECRET_ACCESS_KEY=testing
 export AWS_DEFAULT_REGION=us-east-1
+# the Redis Cluster (tests read REDIS_CLUSTER_URL; REDIS_URL points syncer at it)
+export REDIS_CLUSTER_URL=redis://$HOST:$(first_word "$REDIS_CLUSTER_PORTS")/0
 EOF
 }
 
@@ -403,15 +582,18 @@ cmd_up() {
     ensure_cmd curl curl
     ensure_cmd unzip unzip
     redis_up
+    cluster_up
     moto_up
     opensearch_up
     wait_all
+    cluster_wait
     print_env
 }
 
 cmd_down() {
     moto_down
     redis_down
+    cluster_down
     opensearch_down
 }
 
@@ -445,16 +627,24 @@ cmd_status() {
     else
         echo "moto:       DOWN http://$HOST:$MOTO_PORT"; rc=1
     fi
+    cluster_status || rc=1
     return "$rc"
 }
 
 usage() {
     cat >&2 <<EOF
-usage: $0 {up|down|status|wait}
-  up      start OpenSearch $OPENSEARCH_VERSION, Redis and moto (idempotent), wait, print env
+usage: $0 {up|down|status|wait|cluster-up|cluster-down|cluster-status}
+  up      start OpenSearch $OPENSEARCH_VERSION, Redis, the Redis Clusters and moto
+          (idempotent), wait, print env
   down    stop the services this script started
   status  one line per service; non-zero exit if any is down
   wait    wait (up to \$SERVICES_WAIT_TIMEOUT=${WAIT_TIMEOUT}s) until all services answer
+  cluster-up      only the Redis Clusters: start missing nodes (a node a test stopped
+                  rejoins), create the clusters when new, wait until every replica is in sync
+                  (REDIS_CLUSTER_PORTS="$REDIS_CLUSTER_PORTS",
+                  REDIS_CLUSTER_TLS_PORTS="$REDIS_CLUSTER_TLS_PORTS", empty for none)
+  cluster-down    stop the Redis Clusters and forget them
+  cluster-status  one line per cluster; non-zero exit if one is down
 EOF
     exit 2
 }
@@ -463,6 +653,9 @@ case "${1:-}" in
     up) cmd_up ;;
     down) cmd_down ;;
     status) cmd_status ;;
-    wait) ensure_cmd curl curl; wait_all ;;
+    wait) ensure_cmd curl curl; wait_all; cluster_wait ;;
+    cluster-up) cluster_up; cluster_wait ;;
+    cluster-down) cluster_down ;;
+    cluster-status) cluster_status ;;
     *) usage ;;
 esac

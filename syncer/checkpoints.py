@@ -167,7 +167,8 @@ class RedisCheckpointStore:
     """A Redis hash at ``key``: field ``<stream ARN>|<shard id>``, value the checkpoint as JSON.
 
     ``|`` appears in neither an ARN nor a shard id. Durable as far as the Redis server's own
-    persistence settings (AOF/RDB) make it.
+    persistence settings (AOF/RDB) make it. One key is one hash slot, so on a Redis Cluster
+    every command goes to the one primary serving it (``client`` is ``cache.RedisHandle``).
     """
 
     def __init__(self, client: Any, key: str) -> None:

@@ -55,6 +55,11 @@ class RedisConfig:
     username: str | None = None  # a Redis ACL user
     password: SecretRef = field(default_factory=SecretRef)
     ca_certs: str | None = None
+    # "auto": ask the server on first connection (INFO cluster); true/false force the client kind.
+    cluster: str | bool = "auto"
+    # Replicas each primary must confirm an invalidation to (WAIT) before its records are
+    # acknowledged; 0 trusts the primary's answer (its replication is asynchronous).
+    wait_replicas: int = 0
     # "retry": records whose invalidation failed are reported, so the cache is never left stale.
     # "deadletter": they go to the dead letters; indexing goes on while Redis is down.
     on_failure: str = "retry"
@@ -104,6 +109,7 @@ class Route:
     cache_keys: tuple[str, ...] = ()
     exclude_attributes: frozenset[str] = frozenset()
     transform: str | None = None  # "module:function", see syncer.routes
+    search_cache_keys: tuple[str, ...] = ()  # as the table's, for this route's items
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,27 +118,42 @@ class TableConfig:
     index: str  # "" for a routed table that skips the items no route selects
     cache_keys: tuple[str, ...] = ()
     exclude_attributes: frozenset[str] = frozenset()
+    # Keys of caches filled from search results: invalidated only once the batch's writes are
+    # visible to search (docs/cache-consistency.md).
+    search_cache_keys: tuple[str, ...] = ()
     routes: tuple[Route, ...] = ()  # as configured, without the table's own index
     # The routes in the order they are tried, the table's own index (if any) last; a table
     # without routes has one, to its index. Computed once: the pipeline asks per change.
     resolved_routes: tuple[Route, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        own = Route(self.index, None, self.cache_keys, self.exclude_attributes)
+        own = Route(
+            self.index,
+            None,
+            self.cache_keys,
+            self.exclude_attributes,
+            search_cache_keys=self.search_cache_keys,
+        )
         object.__setattr__(self, "resolved_routes", self.routes + ((own,) if self.index else ()))
 
     def route_table(self, route: Route) -> TableConfig:
         """A route seen as a table of one index: what the per-index code (plan, setup) takes."""
         if not self.routes and route.index == self.index:
             return self
-        return TableConfig(self.name, route.index, route.cache_keys, route.exclude_attributes)
+        return TableConfig(
+            self.name,
+            route.index,
+            route.cache_keys,
+            route.exclude_attributes,
+            search_cache_keys=route.search_cache_keys,
+        )
 
     @property
     def cache_key_fields(self) -> frozenset[str]:
-        """Attribute names the cache key templates refer to."""
+        """Attribute names the cache key templates (item and search-derived) refer to."""
         return frozenset(
             name
-            for template in self.cache_keys
+            for template in (*self.cache_keys, *self.search_cache_keys)
             for _, name, _, _ in string.Formatter().parse(template)
             if name
         )
@@ -234,26 +255,29 @@ def _table(position: int, raw: object) -> TableConfig:
     where = f"tables[{position}]"
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{where} must be a table of keys")
-    _check_keys("tables", raw, {"name", "index", "cache_keys", "exclude_attributes", "routes"})
+    _check_keys(
+        "tables",
+        raw,
+        {"name", "index", "cache_keys", "search_cache_keys", "exclude_attributes", "routes"},
+    )
     routes = _routes(where, raw.get("routes"))
     # A routed table may leave out its own index: items no route selects are then skipped.
     for required in ("name", "index") if not routes or "index" in raw else ("name",):
         if not isinstance(raw.get(required), str) or not raw[required]:
             raise ConfigError(f"{where}.{required} is required and must be a non-empty string")
     cache_keys = raw.get("cache_keys", [])
+    search_cache_keys = raw.get("search_cache_keys", [])
     exclude = raw.get("exclude_attributes", [])
-    for key, values in (("cache_keys", cache_keys), ("exclude_attributes", exclude)):
+    for key, values in (
+        ("cache_keys", cache_keys),
+        ("search_cache_keys", search_cache_keys),
+        ("exclude_attributes", exclude),
+    ):
         if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
             raise ConfigError(f"{where}.{key} must be a list of strings")
-    for template in cache_keys:
-        try:
-            fields = [name for _, name, _, _ in string.Formatter().parse(template)]
-        except ValueError as error:
-            raise ConfigError(
-                f"{where}.cache_keys has a bad template {template!r}: {error}"
-            ) from None
-        if any(name == "" for name in fields):
-            raise ConfigError(f"{where}.cache_keys template {template!r} needs named placeholders")
+    for key, templates in (("cache_keys", cache_keys), ("search_cache_keys", search_cache_keys)):
+        for template in templates:
+            _check_template(f"{where}.{key}", template)
     index = raw.get("index", "")
     if index and (index != index.lower() or any(c in index for c in ' "*\\<|,>/?#:')):
         raise ConfigError(f"{where}.index {index!r} is not a valid OpenSearch alias name")
@@ -262,8 +286,19 @@ def _table(position: int, raw: object) -> TableConfig:
         index=index,
         cache_keys=tuple(cache_keys),
         exclude_attributes=frozenset(exclude),
+        search_cache_keys=tuple(search_cache_keys),
         routes=routes,
     )
+
+
+def _check_template(where: str, template: str) -> None:
+    """A cache key template must parse and name every placeholder."""
+    try:
+        fields = [name for _, name, _, _ in string.Formatter().parse(template)]
+    except ValueError as error:
+        raise ConfigError(f"{where} has a bad template {template!r}: {error}") from None
+    if any(name == "" for name in fields):
+        raise ConfigError(f"{where} template {template!r} needs named placeholders")
 
 
 def parse_config(raw: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Config:
@@ -312,6 +347,15 @@ def parse_config(raw: Mapping[str, Any], environ: Mapping[str, str] | None = Non
         )
     _check_url("opensearch.url", opensearch.url, {"http", "https"})
     _check_url("redis.url", redis.url, {"redis", "rediss"})
+    if redis.cluster not in ("auto", True, False):
+        raise ConfigError(f'redis.cluster must be "auto", true or false, got {redis.cluster!r}')
+    if redis.wait_replicas < 0:
+        raise ConfigError(f"redis.wait_replicas must be 0 or more, got {redis.wait_replicas}")
+    if redis.cluster is True and redis_database(redis.url) != 0:
+        raise ConfigError(
+            f"redis.url selects database {redis_database(redis.url)}, but a Redis Cluster "
+            "has only database 0 (use /0 or no path)"
+        )
     if deadletter.sqs_queue_url:
         deadletter = DeadLetterConfig(file=None, sqs_queue_url=deadletter.sqs_queue_url)
     elif not deadletter.file:
@@ -350,7 +394,14 @@ def parse_config(raw: Mapping[str, Any], environ: Mapping[str, str] | None = Non
 # -- routes of single-table designs (issue 14): one index per kind of item -----------------
 
 MATCH_OPERATORS = ("begins_with", "equals")
-_ROUTE_KEYS = {"match", "index", "cache_keys", "exclude_attributes", "transform"}
+_ROUTE_KEYS = {
+    "match",
+    "index",
+    "cache_keys",
+    "search_cache_keys",
+    "exclude_attributes",
+    "transform",
+}
 
 
 def _routes(where: str, raw: object) -> tuple[Route, ...]:
@@ -372,8 +423,10 @@ def _route(where: str, raw: Mapping[str, Any]) -> Route:
     if "match" not in raw:
         raise ConfigError(f'{where}.match is required, e.g. {{ attribute = "type", equals = "x" }}')
     cache_keys = _strings(f"{where}.cache_keys", raw.get("cache_keys", []))
-    for template in cache_keys:
-        _check_template(f"{where}.cache_keys", template)
+    search_cache_keys = _strings(f"{where}.search_cache_keys", raw.get("search_cache_keys", []))
+    for key, templates in (("cache_keys", cache_keys), ("search_cache_keys", search_cache_keys)):
+        for template in templates:
+            _check_template(f"{where}.{key}", template)
     exclude = _strings(f"{where}.exclude_attributes", raw.get("exclude_attributes", []))
     transform = raw.get("transform")
     if transform is not None:
@@ -389,6 +442,7 @@ def _route(where: str, raw: Mapping[str, Any]) -> Route:
         cache_keys=tuple(cache_keys),
         exclude_attributes=frozenset(exclude),
         transform=transform,
+        search_cache_keys=tuple(search_cache_keys),
     )
 
 
@@ -417,15 +471,6 @@ def _strings(key: str, values: object) -> list[str]:
     if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
         raise ConfigError(f"{key} must be a list of strings")
     return values
-
-
-def _check_template(key: str, template: str) -> None:
-    try:
-        fields = [name for _, name, _, _ in string.Formatter().parse(template)]
-    except ValueError as error:
-        raise ConfigError(f"{key} has a bad template {template!r}: {error}") from None
-    if any(name == "" for name in fields):
-        raise ConfigError(f"{key} template {template!r} needs named placeholders")
 
 
 def _check_route_indices(tables: tuple[TableConfig, ...]) -> None:
@@ -459,6 +504,12 @@ def import_transform(spec: str) -> Callable[[dict[str, Any]], Any]:
     if not callable(function):
         raise ConfigError(f"{spec!r}: module {module_name!r} has no callable {function_name!r}")
     return function  # type: ignore[no-any-return]
+
+
+def redis_database(url: str) -> int:
+    """The database number a ``redis://host:port/N`` URL selects (0 without a path)."""
+    path = urlsplit(url).path.strip("/")
+    return int(path) if path.isdigit() else 0
 
 
 def config_path(explicit: str | None = None, environ: Mapping[str, str] | None = None) -> Path:

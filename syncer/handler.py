@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from syncer.config import Config, emf_metrics_enabled, load_config, running_in_lambda
+from syncer.errors import BatchFailedError
 from syncer.pipeline import Sinks, process_batch
 from syncer.records import check_event
 from syncer.resilience import Deadline
@@ -64,6 +65,8 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, list[dict[s
     """Apply a DynamoDB Streams batch; return the records Lambda must retry from.
 
     A wrong event raises before anything is applied, so Lambda retries it whole and logs why.
+    When every record failed the invocation fails too (``BatchFailedError``), as Powertools
+    does: Lambda retries the batch either way, and the function-errors alarm fires.
     """
     records = check_event(event)
     container = _get_container()
@@ -72,4 +75,9 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, list[dict[s
         from syncer.metrics import write_emf
 
         write_emf(outcome, {"Service": "syncer"}, sys.stdout)
+    if outcome.all_failed:
+        raise BatchFailedError(
+            f"every one of the batch's {outcome.records_in} records failed and will be retried; "
+            "the log lines above say why"
+        )
     return outcome.lambda_response()

@@ -20,6 +20,7 @@ from syncer.documents import DocumentRef, ReadState, TargetState
 from syncer.errors import DownstreamUnavailableError, PoisonRecordError
 from syncer.lookup import read_current_items
 from syncer.plan import (
+    bulk_refresh,
     plan_cache_keys,
     plan_document_write,
     plan_routed_cache_keys,
@@ -300,6 +301,7 @@ def _apply_to_search(
         fields=fields,
         optional_aliases=optional,
         deadline=deadline,
+        refresh=bulk_refresh(tables[change.table] for change in changes),
     )
 
 

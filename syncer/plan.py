@@ -214,12 +214,12 @@ def plan_cache_keys(
     table: TableConfig,
     extra_states: Iterable[Mapping[str, Any] | None] = (),
 ) -> set[str]:
-    """Every cache key any state of the item in this batch maps to.
+    """Every cache key (item and search-derived) any state of the item in this batch maps to.
 
     Old and new images of every record count, plus ``extra_states`` (the indexed document and
     the item read from the table), so a change that moves an item clears both places.
     """
-    if not table.cache_keys:
+    if not table.cache_keys and not table.search_cache_keys:
         return set()
     # Each state is an image with its record's key attributes on top: (key, image) pairs.
     states: list[tuple[Mapping[str, Any], Mapping[str, Any]]] = []
@@ -237,7 +237,10 @@ def plan_cache_keys(
     for state in extra_states:
         if state is not None:
             states.append((keys, state))
-    templates = _parse_templates(table.cache_keys)
+    all_templates = table.cache_keys
+    if table.search_cache_keys:  # invalidated together, after a bulk that waited (bulk_refresh)
+        all_templates += table.search_cache_keys
+    templates = _parse_templates(all_templates)
     cache_keys = set()
     for first, then in states:
         for parsed in templates:
@@ -277,8 +280,24 @@ def plan_routed_cache_keys(
     routed.extend((route, change.latest.keys, fields) for route, fields in indexed)
     cache_keys = set()
     for route, first, then in routed:
-        for parsed in _parse_templates(route.cache_keys):
+        for parsed in _parse_templates(route.cache_keys + route.search_cache_keys):
             rendered = _fill(parsed, first, then)
             if rendered is not None:
                 cache_keys.add(rendered)
     return cache_keys
+
+
+def bulk_refresh(tables: Iterable[TableConfig]) -> str | None:
+    """The ``refresh`` of a batch's ``_bulk``: ``"true"`` if a table has search cache keys.
+
+    Cache keys are invalidated after the bulk answers. With ``refresh=true`` the bulk refreshes
+    the shards it wrote before answering, so a cache refilled from a search query after the
+    invalidation sees the writes. ``wait_for`` would add no refresh but hold each batch up to a
+    refresh interval, item keys included (docs/cache-consistency.md, bench/search_refresh.py).
+    Other tables keep the index's own refresh.
+    """
+    return (
+        "true"
+        if any(route.search_cache_keys for table in tables for route in table.resolved_routes)
+        else None
+    )

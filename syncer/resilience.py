@@ -62,9 +62,20 @@ FAILURE_TABLE: tuple[tuple[str, str, str], ...] = (
      "the record goes to the dead letters with the reason"),
     ("any other exception (a bug in syncer)", "unexpected",
      "the invocation fails: nothing is acknowledged"),
+    ("missing index (`syncer setup` not run)", "transient",
+     "retry, then report the records; the log says to run `syncer setup`"),
+    ("dead-letter destination fails", "transient",
+     "report the records (a record without a sequence number fails the whole batch)"),
     ("every record of a batch failed", "batch failed",
      "the invocation fails, so the function-errors alarm fires"),
 )
+
+
+def failure_table_markdown() -> str:
+    """``FAILURE_TABLE`` as the Markdown table README.md shows (a test keeps them equal)."""
+    lines = ["| error | kind | what syncer does |", "|---|---|---|"]
+    lines += [f"| {error} | {kind} | {action} |" for error, kind, action in FAILURE_TABLE]
+    return "\n".join(lines)
 
 
 class PendingItemsError(Exception):

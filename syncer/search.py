@@ -199,7 +199,12 @@ def send_bulk(
     refresh: str | None = None,
     timeout_s: float | None = None,
 ) -> dict[DocumentRef, ItemResult]:
-    """Send one ``_bulk`` body and return every item's result; item errors are never ignored."""
+    """Send one ``_bulk`` body and return every item's result; item errors are never ignored.
+
+    ``refresh`` (``"true"`` or ``"wait_for"``) answers only once the writes are visible to
+    search (caches filled from search results need it: docs/cache-consistency.md); None leaves
+    refreshing to the index.
+    """
     params = _timeout_params(timeout_s)
     if refresh is not None:
         params["refresh"] = refresh

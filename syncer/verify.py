@@ -32,7 +32,7 @@ from syncer.documents import SYNCER_FIELD, DocumentRef, ReadState, TargetState
 from syncer.errors import PoisonRecordError
 from syncer.lookup import key_schema, read_items_by_key
 from syncer.pipeline import Sinks
-from syncer.plan import document_body, plan_scanned, render_cache_key
+from syncer.plan import bulk_refresh, document_body, plan_scanned, render_cache_key
 from syncer.records import document_id, typed_key_from_id
 from syncer.routes import Routed, document_in, route_item
 from syncer.search import Settled, apply_writes
@@ -465,6 +465,7 @@ def _repair_routed(
         config.opensearch,
         reread=reread,
         fields=fields,
+        refresh=bulk_refresh([table]),  # search cache keys: cleared once the repair is visible
     )
     for ref, outcome in result.outcomes.items():
         if outcome.status in (Settled.WRITTEN, Settled.TOMBSTONED):
@@ -497,7 +498,7 @@ def _routed_cache_keys(
         pairs.append((state.route, item))
     keys: set[str] = set()
     for route, attributes in pairs:
-        for template in route.cache_keys:
+        for template in route.cache_keys + route.search_cache_keys:
             key = render_cache_key(template, attributes)
             if key is not None:
                 keys.add(key)

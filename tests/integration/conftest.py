@@ -24,6 +24,7 @@ from syncer import handler
 from syncer.attributes import decode_item
 from syncer.config import Config, load_config
 from syncer.demo import create_catalog_table
+from syncer.errors import BatchFailedError
 from syncer.indices import apply_setup, plan_setup
 from syncer.pipeline import Sinks
 from syncer.runtime import aws_client, build_sinks
@@ -32,6 +33,17 @@ from syncer.streams import read_stream, table_stream_arn
 OPENSEARCH_URL = os.environ.get("OPENSEARCH_URL", "http://127.0.0.1:9200")
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 MOTO_URL = os.environ.get("AWS_ENDPOINT_URL", "http://127.0.0.1:5000")
+# The Redis Clusters of scripts/services.sh (3 primaries + 3 replicas; TLS: 3 primaries).
+REDIS_CLUSTER_URL = os.environ.get("REDIS_CLUSTER_URL", "redis://127.0.0.1:7000/0")
+REDIS_CLUSTER_TLS_URL = os.environ.get("REDIS_CLUSTER_TLS_URL", "rediss://127.0.0.1:7100/0")
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SERVICES_DIR = REPO_ROOT / os.environ.get("SYNCER_SERVICES_DIR", ".services")
+REDIS_CLUSTER_CA = SERVICES_DIR / "redis-cluster" / "tls" / "ca.pem"
+# Runs a Redis test against a single node and against the cluster, so neither path rots.
+BOTH_REDIS_TOPOLOGIES = pytest.mark.parametrize(
+    "redis_url",
+    [pytest.param(REDIS_URL, id="single-node"), pytest.param(REDIS_CLUSTER_URL, id="cluster")],
+)
 _ids = itertools.count(1)
 # The client libraries' loggers, whose levels syncer's logging setup changes.
 LIBRARY_LOGGERS = ("opensearch", "urllib3", "botocore", "boto3", "redis")
@@ -58,11 +70,13 @@ def services() -> None:
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
 
-def write_config(path: Path, table: str, index: str, **overrides: Any) -> Path:
+def write_config(
+    path: Path, table: str, index: str, redis_url: str = REDIS_URL, **overrides: Any
+) -> Path:
     """A syncer.toml for one table; ``overrides`` replace whole sections as TOML text."""
     sections = {
         "opensearch": f'[opensearch]\nurl = "{OPENSEARCH_URL}"\n',
-        "redis": f'[redis]\nurl = "{REDIS_URL}"\n',
+        "redis": f'[redis]\nurl = "{redis_url}"\n',
         "deadletter": f'[deadletter]\nfile = "{path.parent / "deadletter.jsonl"}"\n',
         "resilience": "[resilience]\nmax_attempts = 3\ninitial_backoff_s = 0.01\nmax_backoff_s = 0.05\n"
         "max_retry_time_s = 2.0\nbreaker_fail_max = 50\nbreaker_reset_timeout_s = 1.0\n",
@@ -90,6 +104,7 @@ class Stack:
     index: str
     stream_arn: str
     delivered: set[str] = field(default_factory=set)
+    failed_invocations: int = 0
 
     def stream_records(self) -> list[dict[str, Any]]:
         """All records in the stream so far, in Lambda's shape."""
@@ -105,8 +120,20 @@ class Stack:
         ]
 
     def invoke(self, records: list[dict[str, Any]]) -> dict[str, Any]:
-        """Call the real Lambda handler with ``records`` as one event."""
-        response = handler.lambda_handler({"Records": records}, None)
+        """Call the real Lambda handler with ``records`` as one event.
+
+        When the handler fails the invocation because every record failed, Lambda retries the
+        whole batch: the response returned then lists every record, as if each were reported.
+        """
+        try:
+            response = handler.lambda_handler({"Records": records}, None)
+        except BatchFailedError:
+            self.failed_invocations += 1
+            response = {
+                "batchItemFailures": [
+                    {"itemIdentifier": r["dynamodb"]["SequenceNumber"]} for r in records
+                ]
+            }
         for record in records:
             self.delivered.add(record["dynamodb"]["SequenceNumber"])
         return response
@@ -169,12 +196,22 @@ def view_type() -> str:
 
 
 @pytest.fixture
-def stack(tmp_path: Path, view_type: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+def redis_url() -> str:
+    """The Redis a stack uses; BOTH_REDIS_TOPOLOGIES runs a test on the single node and the cluster."""
+    return REDIS_URL
+
+
+@pytest.fixture
+def stack(
+    tmp_path: Path, view_type: str, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Stack]:
     """A fresh table with a stream, its index behind an alias, and lambda_handler wired to them."""
+    if redis_url != REDIS_URL:
+        _require("Redis Cluster (scripts/services.sh cluster-up)", redis_url)
     suffix = f"{os.getpid()}-{next(_ids)}-{uuid.uuid4().hex[:6]}"
     table = f"catalog-{suffix}"
     index = f"catalog-it-{suffix}"
-    config_path = write_config(tmp_path / "syncer.toml", table, index)
+    config_path = write_config(tmp_path / "syncer.toml", table, index, redis_url)
     monkeypatch.setenv("SYNCER_CONFIG", str(config_path))
     # The file carries the URLs; env overrides would defeat tests that re-point them at proxies.
     monkeypatch.delenv("OPENSEARCH_URL", raising=False)

@@ -2,7 +2,8 @@
 
 Tests switch their mode while syncer delivers batches through them: refuse connections, answer
 429 or 503 to whole requests, or turn some ``_bulk`` items into 429s after OpenSearch applied
-them (a response lost after the write, the hardest case for ordering).
+them (a response lost after the write, the hardest case for ordering), or stall every request
+(an OpenSearch that stopped answering).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import random
 import socket
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,7 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-MODES = ("pass", "refuse", "http_429", "http_503", "bulk_items_429")
+MODES = ("pass", "refuse", "http_429", "http_503", "bulk_items_429", "stall")
 
 
 class OpenSearchFaultProxy:
@@ -29,6 +31,7 @@ class OpenSearchFaultProxy:
         parts = urlsplit(target_url)
         self.target = (parts.hostname or "127.0.0.1", parts.port or 9200)
         self.mode = "pass"
+        self.stall_s = 30.0  # how long "stall" holds each request before forwarding it
         self.injected: Counter[str] = Counter()
         self.rng = random.Random(seed)
         self.lock = threading.Lock()
@@ -56,6 +59,9 @@ class OpenSearchFaultProxy:
                         status, json.dumps({"error": {"type": mode}, "status": status}).encode()
                     )
                     return
+                if mode == "stall":
+                    proxy.count(mode)
+                    time.sleep(proxy.stall_s)
                 status, payload = proxy.forward(self.command, self.path, body, dict(self.headers))
                 if mode == "bulk_items_429" and "_bulk" in self.path and status == 200:
                     payload = proxy.fail_some_items(payload)

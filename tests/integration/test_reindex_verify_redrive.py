@@ -15,7 +15,7 @@ from syncer.cli import main
 from syncer.reindex import reindex_table
 from syncer.search import reindex_alias
 from syncer.verify import verify_table
-from tests.integration.conftest import Stack
+from tests.integration.conftest import BOTH_REDIS_TOPOLOGIES, Stack
 
 pytestmark = pytest.mark.integration
 
@@ -166,6 +166,7 @@ def test_verify_reports_missing_ghost_and_differing_documents(stack: Stack) -> N
     )
 
 
+@BOTH_REDIS_TOPOLOGIES
 def test_verify_repair_fixes_drift_and_exit_codes_tell(stack: Stack) -> None:
     """`verify --repair` exits 1 on drift and fixes it; a second verify exits 0."""
     _drift(stack)
@@ -193,6 +194,7 @@ def test_verify_sample_checks_a_subset(stack: Stack) -> None:
     assert report.drift == 0
 
 
+@BOTH_REDIS_TOPOLOGIES
 def test_deadletter_list_and_redrive_never_go_back_in_time(stack: Stack) -> None:
     """A dead-lettered old record, redriven after newer changes, changes nothing but leaves the file."""
     stack.put(_item("old", category="shoes"))

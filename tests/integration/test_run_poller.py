@@ -21,7 +21,7 @@ from syncer.cli import main
 from syncer.config import load_config
 from syncer.pipeline import BatchOutcome
 from syncer.poller import PollOptions, run_poller
-from tests.integration.conftest import Stack, wait_until, write_config
+from tests.integration.conftest import BOTH_REDIS_TOPOLOGIES, Stack, wait_until, write_config
 
 pytestmark = pytest.mark.integration
 
@@ -120,6 +120,7 @@ def test_a_restart_processes_only_the_records_after_the_checkpoint(
     assert stack.indexed() == stack.scanned()
 
 
+@BOTH_REDIS_TOPOLOGIES
 def test_redis_checkpoint_store_round_trip(stack: Stack) -> None:
     """Checkpoints saved in the Redis hash load back per stream, finished flag included."""
     key = f"syncer-test-checkpoints-{uuid.uuid4().hex}"
@@ -143,11 +144,16 @@ def test_redis_checkpoint_store_round_trip(stack: Stack) -> None:
         client.delete(key)
 
 
-def test_run_keeps_checkpoints_in_redis_when_configured(stack: Stack, tmp_path: Path) -> None:
+@BOTH_REDIS_TOPOLOGIES
+def test_run_keeps_checkpoints_in_redis_when_configured(
+    stack: Stack, tmp_path: Path, redis_url: str
+) -> None:
     """With [checkpoints] redis_key the worker saves its positions in that Redis hash."""
     key = f"syncer-test-checkpoints-{uuid.uuid4().hex}"
     section = f'[checkpoints]\nredis_key = "{key}"\n'
-    path = write_config(tmp_path / "redis.toml", stack.table, stack.index, checkpoints=section)
+    path = write_config(
+        tmp_path / "redis.toml", stack.table, stack.index, redis_url, checkpoints=section
+    )
     config = load_config(str(path))
     _write_items(stack, ["r1", "r2"])
     try:

@@ -376,3 +376,37 @@ def test_boolean_for_a_number_setting_is_refused() -> None:
     # then it is refused
     with pytest.raises(ConfigError, match=r"opensearch\.bulk_max_actions"):
         parse_config(raw, environ={})
+
+
+@pytest.mark.parametrize(("value", "expected"), [("auto", "auto"), (True, True), (False, False)])
+def test_redis_cluster_takes_auto_true_or_false(value: object, expected: object) -> None:
+    """``[redis] cluster`` accepts "auto" (the default), true and false."""
+    raw = _example()
+    raw["redis"]["cluster"] = value
+    assert parse_config(raw, environ={}).redis.cluster == expected
+
+
+@pytest.mark.parametrize("value", ["yes", "cluster", 1])
+def test_redis_cluster_with_another_value_is_refused(value: object) -> None:
+    """Any other ``[redis] cluster`` value is refused, naming the key."""
+    raw = _example()
+    raw["redis"]["cluster"] = value
+    with pytest.raises(ConfigError, match=r"redis\.cluster"):
+        parse_config(raw, environ={})
+
+
+def test_redis_cluster_with_a_database_other_than_0_is_refused() -> None:
+    """A Redis Cluster has only database 0, so ``cluster = true`` with ``/2`` is a config error."""
+    raw = _example()
+    raw["redis"]["cluster"] = True
+    raw["redis"]["url"] = "redis://cache:6379/2"
+    with pytest.raises(ConfigError, match="database 2"):
+        parse_config(raw, environ={})
+
+
+def test_redis_wait_replicas_below_zero_is_refused() -> None:
+    """``wait_replicas`` counts replicas, so a negative number is a config error."""
+    raw = _example()
+    raw["redis"]["wait_replicas"] = -1
+    with pytest.raises(ConfigError, match=r"redis\.wait_replicas"):
+        parse_config(raw, environ={})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pybreaker
 import pytest
 import redis.exceptions as redis_errors
@@ -10,7 +12,13 @@ from opensearchpy import exceptions as os_errors
 
 from syncer.config import ResilienceConfig
 from syncer.errors import ConfigError, DeadLetterUnavailableError, DeadlineExceededError
-from syncer.resilience import Downstream, ErrorKind, PendingItemsError, classify
+from syncer.resilience import (
+    Downstream,
+    ErrorKind,
+    PendingItemsError,
+    classify,
+    failure_table_markdown,
+)
 
 FAST = ResilienceConfig(
     initial_backoff_s=0.001, max_backoff_s=0.002, max_attempts=4, breaker_fail_max=50
@@ -198,3 +206,11 @@ def test_permanent_errors_do_not_open_the_breaker() -> None:
         downstream.call_with_retry(FlakyFunction(os_errors.TransportError(400, "bad", {})))
     # then the breaker stays closed
     assert downstream.breaker.current_state == pybreaker.STATE_CLOSED
+
+
+def test_readme_failure_table_is_the_codes() -> None:
+    """README's "How failures are handled" table is exactly ``FAILURE_TABLE`` (one source)."""
+    # given the README and the code's table
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    # then the README holds the table as the code renders it
+    assert failure_table_markdown() in readme

@@ -1,0 +1,366 @@
+"""Leased cache fills for the readers of syncer's cache: a fill that an invalidation voided never lands.
+
+The protocol (docs/cache-consistency.md), after memcache's leases (Nishtala et al., NSDI 2013,
+section 3.2.1), with the lease kept in the cache key itself:
+
+- ``get``: a GET; when the key is absent, one Lua script looks again and stores a lease marker
+  (reserved prefix + a random token) with ``PX lease_ttl_ms``, handing out the token.
+- ``fill``: one Lua script stores the value only while the key still holds that exact marker.
+- syncer's ``UNLINK`` of the key removes the marker, so it voids the lease with no change to
+  syncer and no extra round trip; a reader that dies leaves a marker that expires by itself.
+
+Every step touches one key, so the same scripts run on Redis Cluster. Clocks are never compared:
+only the monotonic clock of one reader bounds how long it waits for another reader's fill.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import secrets
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, fields
+from typing import Any
+
+# Cached values never start with this prefix: lease markers and the "no such item" entry do.
+# NUL first, so no text, JSON or UTF-8 value can collide with it; ``fill`` refuses such values.
+RESERVED_PREFIX = b"\x00syncer:"
+LEASE_PREFIX = RESERVED_PREFIX + b"lease:"
+ABSENT_VALUE = RESERVED_PREFIX + b"absent"
+
+# Waiting for another reader's fill: first sleep, doubling up to the cap, with jitter.
+FIRST_WAIT_S = 0.002
+MAX_WAIT_STEP_S = 0.05
+
+# KEYS[1] = the cache key; ARGV[1] = a new lease marker; ARGV[2] = lease TTL in ms.
+# Returns the value held (a real value, another reader's marker or the absence entry), or nil
+# when the key was absent and now holds ARGV[1]: the lease is granted.
+_GET_OR_LEASE = """
+local value = redis.call('GET', KEYS[1])
+if value then
+  return value
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return false
+"""
+
+# KEYS[1] = the cache key; ARGV[1] = the lease marker; ARGV[2] = the value; ARGV[3] = TTL in ms.
+# Stores the value only while the key still holds this very marker: 1 stored, 0 refused.
+_FILL = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0
+"""
+
+# KEYS[1] = the cache key; ARGV[1] = the lease marker. Gives a lease back (the load failed).
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """The key holds a value; ``None`` is the cached answer "no such item"."""
+
+    value: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """The key was missing: this reader may load the item and ``fill`` with this token."""
+
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class Busy:
+    """Another reader holds the lease and is loading the item."""
+
+
+CacheRead = Hit | Lease | Busy
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseCounters:
+    """What a cache did since it was built; export them as counters."""
+
+    hits: int = 0  # reads answered from the cache (values and "no such item")
+    misses: int = 0  # reads that found the key absent and got a lease
+    fills_stored: int = 0
+    fills_refused: int = 0  # the lease was voided (an invalidation): a stale value prevented
+    waits: int = 0  # get_or_fill calls that found another reader's lease and waited
+    loads_without_fill: int = 0  # waits that ran out: loaded, returned, not cached
+
+    def as_dict(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+Value = bytes | bytearray | memoryview | str
+Loader = Callable[[], Value | None]
+AsyncLoader = Callable[[], Awaitable[Value | None]]
+
+
+def marker(token: str) -> bytes:
+    """The value a key holds while the lease ``token`` is out."""
+    return LEASE_PREFIX + token.encode("ascii")
+
+
+def encode_value(value: Value | None) -> bytes:
+    """The bytes stored for a loaded value: str as UTF-8, None as the absence entry.
+
+    A value that starts with the reserved prefix could be mistaken for a lease: refused.
+    """
+    if value is None:
+        return ABSENT_VALUE
+    encoded = value.encode("utf-8") if isinstance(value, str) else bytes(value)
+    if encoded.startswith(RESERVED_PREFIX):
+        raise ValueError(
+            f"a cached value may not start with {RESERVED_PREFIX!r}, reserved for lease markers"
+        )
+    return encoded
+
+
+def decode_value(stored: bytes) -> bytes | None:
+    """What a reader gets back for stored bytes: the value, or None for "no such item"."""
+    return None if stored == ABSENT_VALUE else stored
+
+
+def read_result(reply: bytes | None, token: str) -> CacheRead:
+    """Classify what a read found: nil from the get-or-lease script sent with ``token`` is
+    that lease; another reader's marker is Busy; anything else is a Hit."""
+    if reply is None:
+        return Lease(token)
+    if reply.startswith(LEASE_PREFIX):
+        return Busy()
+    return Hit(decode_value(reply))
+
+
+def ttl_ms(ttl_s: float) -> int:
+    """A TTL in whole milliseconds; a key without expiry is never what a cache fill wants."""
+    milliseconds = int(ttl_s * 1000)
+    if milliseconds <= 0:
+        raise ValueError(f"ttl_s must be positive, got {ttl_s!r}")
+    return milliseconds
+
+
+def next_wait_s(step: int, remaining_s: float, rng: random.Random) -> float:
+    """The sleep before read number ``step + 1`` of a waiting reader: doubling, jittered, capped."""
+    ceiling = min(FIRST_WAIT_S * 2**step, MAX_WAIT_STEP_S)
+    jittered: float = ceiling * (0.5 + rng.random() / 2)
+    return max(0.0, min(remaining_s, jittered))
+
+
+def _check_client(redis_client: Any) -> None:
+    encoder = redis_client.get_encoder()
+    if getattr(encoder, "decode_responses", False):
+        raise ValueError(
+            "LeasedCache needs a Redis client with decode_responses=False: values are bytes"
+        )
+
+
+class _Tally:
+    """Counters shared by the threads of one cache."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts = LeaseCounters().as_dict()
+
+    def add(self, name: str) -> None:
+        with self._lock:
+            self._counts[name] += 1
+
+    def snapshot(self) -> LeaseCounters:
+        with self._lock:
+            return LeaseCounters(**self._counts)
+
+
+class _LeasedCacheBase:
+    """Settings and counters shared by the sync and the async cache."""
+
+    def __init__(self, lease_ttl_ms: int, max_wait_ms: int, negative_ttl_s: float) -> None:
+        if lease_ttl_ms <= 0 or max_wait_ms < 0 or negative_ttl_s < 0:
+            raise ValueError(
+                "lease_ttl_ms must be positive, max_wait_ms and negative_ttl_s not negative"
+            )
+        self.lease_ttl_ms = lease_ttl_ms
+        self.max_wait_s = max_wait_ms / 1000
+        self.negative_ttl_s = negative_ttl_s
+        self.tally = _Tally()
+        self.rng = random.Random()
+
+    def counters(self) -> LeaseCounters:
+        return self.tally.snapshot()
+
+
+class LeasedCache(_LeasedCacheBase):
+    """Cache-aside reads over ``redis.Redis`` or ``redis.RedisCluster`` whose fills are leased.
+
+    ``negative_ttl_s``: a loader's ``None`` ("no such item") is cached that long as an absence
+    entry, which syncer invalidates like a value when the item appears; 0 caches nothing.
+    """
+
+    def __init__(
+        self,
+        redis_client: Any,
+        lease_ttl_ms: int = 10_000,
+        max_wait_ms: int = 2_000,
+        negative_ttl_s: float = 30.0,
+    ) -> None:
+        super().__init__(lease_ttl_ms, max_wait_ms, negative_ttl_s)
+        _check_client(redis_client)
+        self.redis = redis_client
+        self._get_or_lease = redis_client.register_script(_GET_OR_LEASE)
+        self._fill = redis_client.register_script(_FILL)
+        self._release = redis_client.register_script(_RELEASE)
+
+    def get(self, key: str) -> CacheRead:
+        """The cached value, a lease to fill the key, or Busy while another reader holds one.
+
+        A plain GET first: a hit (the common case) costs what it costs without leases; only a
+        miss runs the script, which looks again and grants the lease atomically.
+        """
+        token = ""
+        reply = self.redis.get(key)
+        if reply is None:
+            token = secrets.token_hex(16)
+            reply = self._get_or_lease(keys=[key], args=[marker(token), self.lease_ttl_ms])
+        result = read_result(reply, token)
+        if isinstance(result, Hit):
+            self.tally.add("hits")
+        elif isinstance(result, Lease):
+            self.tally.add("misses")
+        return result
+
+    def fill(self, key: str, token: str, value: Value | None, ttl_s: float = 300) -> bool:
+        """Store ``value`` if the lease ``token`` is still live; False when it was voided."""
+        stored = bool(
+            self._fill(keys=[key], args=[marker(token), encode_value(value), ttl_ms(ttl_s)])
+        )
+        self.tally.add("fills_stored" if stored else "fills_refused")
+        return stored
+
+    def release(self, key: str, token: str) -> bool:
+        """Give a lease back without filling, so the next reader loads at once."""
+        return bool(self._release(keys=[key], args=[marker(token)]))
+
+    def get_or_fill(self, key: str, loader: Loader, ttl_s: float = 300) -> bytes | None:
+        """The cached value, or ``loader()``'s, stored only if no invalidation voided the lease.
+
+        The loader must read the item after the lease was granted, with a strongly consistent
+        read (docs/cache-consistency.md). Its exceptions propagate; its lease is released.
+        """
+        deadline = time.monotonic() + self.max_wait_s
+        step = 0
+        while True:
+            got = self.get(key)
+            if isinstance(got, Hit):
+                return got.value
+            if isinstance(got, Lease):
+                return self._load_and_fill(key, got.token, loader, ttl_s)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self.tally.add("loads_without_fill")
+                return decode_value(encode_value(loader()))
+            if step == 0:
+                self.tally.add("waits")
+            time.sleep(next_wait_s(step, remaining, self.rng))
+            step += 1
+
+    def _load_and_fill(self, key: str, token: str, loader: Loader, ttl_s: float) -> bytes | None:
+        try:
+            encoded = encode_value(loader())
+        except BaseException:
+            self.release(key, token)
+            raise
+        if encoded == ABSENT_VALUE and not self.negative_ttl_s:
+            self.release(key, token)
+            return None
+        ttl = self.negative_ttl_s if encoded == ABSENT_VALUE else ttl_s
+        self.fill(key, token, decode_value(encoded), ttl)
+        return decode_value(encoded)
+
+
+class AsyncLeasedCache(_LeasedCacheBase):
+    """``LeasedCache`` over ``redis.asyncio.Redis`` or ``redis.asyncio.RedisCluster``."""
+
+    def __init__(
+        self,
+        redis_client: Any,
+        lease_ttl_ms: int = 10_000,
+        max_wait_ms: int = 2_000,
+        negative_ttl_s: float = 30.0,
+    ) -> None:
+        super().__init__(lease_ttl_ms, max_wait_ms, negative_ttl_s)
+        _check_client(redis_client)
+        self.redis = redis_client
+        self._get_or_lease = redis_client.register_script(_GET_OR_LEASE)
+        self._fill = redis_client.register_script(_FILL)
+        self._release = redis_client.register_script(_RELEASE)
+
+    async def get(self, key: str) -> CacheRead:
+        """The cached value, a lease to fill the key, or Busy while another reader holds one."""
+        token = ""
+        reply = await self.redis.get(key)
+        if reply is None:
+            token = secrets.token_hex(16)
+            reply = await self._get_or_lease(keys=[key], args=[marker(token), self.lease_ttl_ms])
+        result = read_result(reply, token)
+        if isinstance(result, Hit):
+            self.tally.add("hits")
+        elif isinstance(result, Lease):
+            self.tally.add("misses")
+        return result
+
+    async def fill(self, key: str, token: str, value: Value | None, ttl_s: float = 300) -> bool:
+        """Store ``value`` if the lease ``token`` is still live; False when it was voided."""
+        args = [marker(token), encode_value(value), ttl_ms(ttl_s)]
+        stored = bool(await self._fill(keys=[key], args=args))
+        self.tally.add("fills_stored" if stored else "fills_refused")
+        return stored
+
+    async def release(self, key: str, token: str) -> bool:
+        """Give a lease back without filling, so the next reader loads at once."""
+        return bool(await self._release(keys=[key], args=[marker(token)]))
+
+    async def get_or_fill(self, key: str, loader: AsyncLoader, ttl_s: float = 300) -> bytes | None:
+        """The cached value, or ``await loader()``'s, stored only if its lease is still live."""
+        deadline = time.monotonic() + self.max_wait_s
+        step = 0
+        while True:
+            got = await self.get(key)
+            if isinstance(got, Hit):
+                return got.value
+            if isinstance(got, Lease):
+                return await self._load_and_fill(key, got.token, loader, ttl_s)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self.tally.add("loads_without_fill")
+                return decode_value(encode_value(await loader()))
+            if step == 0:
+                self.tally.add("waits")
+            await asyncio.sleep(next_wait_s(step, remaining, self.rng))
+            step += 1
+
+    async def _load_and_fill(
+        self, key: str, token: str, loader: AsyncLoader, ttl_s: float
+    ) -> bytes | None:
+        try:
+            encoded = encode_value(await loader())
+        except BaseException:
+            # A cancelled reader gives its lease back too; shielded so the release completes.
+            await asyncio.shield(self.release(key, token))
+            raise
+        if encoded == ABSENT_VALUE and not self.negative_ttl_s:
+            await self.release(key, token)
+            return None
+        ttl = self.negative_ttl_s if encoded == ABSENT_VALUE else ttl_s
+        await self.fill(key, token, decode_value(encoded), ttl)
+        return decode_value(encoded)
