@@ -11,7 +11,7 @@ from syncer.coalesce import KeyChange, coalesce_latest_per_key
 from syncer.config import Route, RouteMatch, TableConfig, parse_config
 from syncer.documents import SYNCER_FIELD, IndexedDocument, TargetState, Verdict, WriteKind
 from syncer.errors import ConfigError, PoisonRecordError
-from syncer.plan import plan_routed_cache_keys, plan_routed_write
+from syncer.plan import bulk_refresh, plan_routed_cache_keys, plan_routed_write
 from syncer.records import padded_sequence
 from syncer.routes import document_in, route_item, routing_table, select_route
 from syncer.versions import Version
@@ -284,3 +284,24 @@ def test_routed_table_may_leave_out_its_index_but_a_plain_one_may_not() -> None:
     """index is optional only when the table has routes."""
     message = _refused(lambda t: t.pop("routes"))
     assert "tables[0].index is required" in message
+
+
+def test_a_route_may_name_search_cache_keys() -> None:
+    """A route's search_cache_keys are rendered with its items and make the bulk refresh."""
+    raw = copy.deepcopy(RAW)
+    raw["tables"][0]["routes"][0]["search_cache_keys"] = ["reviews-page:{pk}"]
+    table = _table(raw)
+    assert table.routes[0].search_cache_keys == ("reviews-page:{pk}",)
+    assert bulk_refresh([table]) == "true"
+    assert bulk_refresh([TABLE]) is None
+
+
+def test_search_cache_keys_of_a_route_are_invalidated(make_record) -> None:
+    """A review's change clears its route's search-derived keys with its item keys."""
+    raw = copy.deepcopy(RAW)
+    raw["tables"][0]["routes"][0]["search_cache_keys"] = ["reviews-page:{pk}"]
+    table = _table(raw)
+    change = _change(
+        make_record("INSERT", SEQ, keys={"pk": "P1", "sk": "REVIEW#1"}, new={"type": "review"})
+    )
+    assert plan_routed_cache_keys(change, table) == {"review:P1", "reviews-page:P1"}
