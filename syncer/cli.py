@@ -66,27 +66,35 @@ def main(verbose: bool, log_format: str) -> None:
 @click.option("--config", "config_path", help=CONFIG_HELP)
 @click.option("--dry-run", is_flag=True, help="Only print what would change.")
 def setup(config_path: str | None, dry_run: bool) -> None:
-    """Apply the index templates and create each table's first index behind its alias.
+    """Apply the index templates and create each index (every route's) behind its alias.
 
-    Idempotent: what already exists is left alone.
+    Idempotent: what already exists is left alone. --dry-run also prints each routed table's
+    routing table: which items go to which index, in the order routes are tried.
 
     Example: syncer setup --config syncer.toml
     """
     from syncer.indices import apply_setup, plan_setup
     from syncer.resilience import Downstream, Guarded
+    from syncer.routes import routing_table
     from syncer.runtime import opensearch_client
 
     config = _load(config_path)
     client = Guarded(opensearch_client(config), Downstream("opensearch", config.resilience))
     for table in config.tables:
-        steps = plan_setup(client, table)
-        for step in steps:
-            verb = "would" if dry_run else "will"
-            click.echo(f"{table.name}: {verb} {step.action} {step.target}")
-        if not dry_run:
-            apply_setup(client, table, steps)
-        if not steps:
-            click.echo(f"{table.name}: up to date (alias {table.index})")
+        if dry_run and table.routes:
+            click.echo(f"{table.name}: routes, first match wins")
+            for line in routing_table(table):
+                click.echo(f"  {line}")
+        for route in table.resolved_routes:
+            view = table.route_table(route)
+            steps = plan_setup(client, view)
+            for step in steps:
+                verb = "would" if dry_run else "will"
+                click.echo(f"{table.name}: {verb} {step.action} {step.target}")
+            if not dry_run:
+                apply_setup(client, view, steps)
+            if not steps:
+                click.echo(f"{table.name}: up to date (alias {view.index})")
 
 
 @main.command()
@@ -116,6 +124,11 @@ def _sinks(config: Config) -> Any:
 @main.command()
 @click.option("--config", "config_path", help=CONFIG_HELP)
 @click.option("--table", "table_name", required=True, help="Configured table to rebuild.")
+@click.option(
+    "--index",
+    "index_name",
+    help="Rebuild only this index of a routed table (default: every index of the table).",
+)
 @click.option("--segments", default=4, show_default=True, help="Parallel scan segments.")
 @click.option("--page-size", default=500, show_default=True, help="Items per scan page.")
 @click.option(
@@ -138,13 +151,14 @@ def _sinks(config: Config) -> Any:
 def reindex(
     config_path: str | None,
     table_name: str,
+    index_name: str | None,
     segments: int,
     page_size: int,
     state_file: str | None,
     delete_old: bool,
     delete_grace_s: float,
 ) -> None:
-    """Rebuild a table's index from DynamoDB with no downtime, then swap its alias.
+    """Rebuild a table's index (each route's, from one scan) with no downtime, then swap aliases.
 
     The stream keeps flowing: its changes also go to the new index while it fills, and a
     scanned item never overwrites a newer stream change. Run it again after a crash to resume.
@@ -157,7 +171,7 @@ def reindex(
 
     config = _load(config_path)
     sinks = _sinks(config)
-    table = config.require_table(table_name)
+    config.require_table(table_name)
     description = sinks.dynamodb_guard.call_with_retry(
         sinks.dynamodb.describe_table, TableName=table_name
     )
@@ -174,13 +188,18 @@ def reindex(
             delete_old,
             delete_grace_s,
             advance,
+            index_name,
         )
     rate = result.indexed / result.seconds if result.seconds else 0.0
+    swaps = "; ".join(
+        f"alias {alias} -> {new}"
+        + (f" (deleted {old})" if result.old_deleted else f" (kept {old})")
+        for alias, new, old in result.indices
+    )
     click.echo(
-        f"{table_name}: {result.indexed} documents into {result.new_index} in {result.seconds:.1f} s "
+        f"{table_name}: {result.indexed} documents in {result.seconds:.1f} s "
         f"({rate:.0f}/s); {result.already_newer} already newer from the stream; "
-        f"{result.rejected} dead-lettered; alias {table.index} -> {result.new_index}"
-        + (f"; deleted {result.old_index}" if result.old_deleted else f"; kept {result.old_index}")
+        f"{result.rejected} dead-lettered; {swaps}"
     )
 
 
@@ -317,27 +336,34 @@ def purge_tombstones(
                 stack.enter_context(bars[0])
             bars[0].advance(done - bars[0].done)
 
-        report = purge(
-            sinks.opensearch,
-            sinks.opensearch_guard,
-            table,
-            age_s,
-            dry_run,
-            on_progress=on_progress,
-            limits=config.opensearch,
+        reports = [
+            purge(
+                sinks.opensearch,
+                sinks.opensearch_guard,
+                table.route_table(route),  # a routed table: each route's index in turn
+                age_s,
+                dry_run,
+                on_progress=on_progress,
+                limits=config.opensearch,
+            )
+            for route in table.resolved_routes
+        ]
+    failures = [failure for report in reports for failure in report.failures]
+    for report in reports:
+        where = ", ".join(report.indices)
+        if dry_run:
+            click.echo(
+                f"{table_name}: {report.matched} tombstones older than {older_than} in {where}"
+            )
+            continue
+        click.echo(
+            f"{table_name}: deleted {report.deleted} of {report.matched} tombstones older than "
+            f"{older_than} in {where}; {report.conflicts} changed meanwhile and were kept"
         )
-    where = ", ".join(report.indices)
-    if dry_run:
-        click.echo(f"{table_name}: {report.matched} tombstones older than {older_than} in {where}")
-        return
-    click.echo(
-        f"{table_name}: deleted {report.deleted} of {report.matched} tombstones older than "
-        f"{older_than} in {where}; {report.conflicts} changed meanwhile and were kept"
-    )
-    if report.failures:
-        for failure in report.failures[:10]:
+    if failures:
+        for failure in failures[:10]:
             click.echo(f"  failed: {failure}", err=True)
-        raise click.ClickException(f"{len(report.failures)} tombstones could not be deleted")
+        raise click.ClickException(f"{len(failures)} tombstones could not be deleted")
 
 
 @main.group()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import importlib
 import math
 import os
 import string
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,14 +93,61 @@ class CheckpointConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class RouteMatch:
+    """Which items a route selects: ``attribute`` equals ``value``, or begins with it."""
+
+    attribute: str
+    operator: str  # one of MATCH_OPERATORS
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One index of a table: the items it selects, their cache keys and how to shape them."""
+
+    index: str
+    match: RouteMatch | None = None  # None: every item (a table's own index, tried last)
+    cache_keys: tuple[str, ...] = ()
+    exclude_attributes: frozenset[str] = frozenset()
+    transform: str | None = None  # "module:function", see syncer.routes
+    search_cache_keys: tuple[str, ...] = ()  # as the table's, for this route's items
+
+
+@dataclass(frozen=True, slots=True)
 class TableConfig:
     name: str
-    index: str
+    index: str  # "" for a routed table that skips the items no route selects
     cache_keys: tuple[str, ...] = ()
     exclude_attributes: frozenset[str] = frozenset()
     # Keys of caches filled from search results: invalidated only once the batch's writes are
     # visible to search (docs/cache-consistency.md).
     search_cache_keys: tuple[str, ...] = ()
+    routes: tuple[Route, ...] = ()  # as configured, without the table's own index
+    # The routes in the order they are tried, the table's own index (if any) last; a table
+    # without routes has one, to its index. Computed once: the pipeline asks per change.
+    resolved_routes: tuple[Route, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        own = Route(
+            self.index,
+            None,
+            self.cache_keys,
+            self.exclude_attributes,
+            search_cache_keys=self.search_cache_keys,
+        )
+        object.__setattr__(self, "resolved_routes", self.routes + ((own,) if self.index else ()))
+
+    def route_table(self, route: Route) -> TableConfig:
+        """A route seen as a table of one index: what the per-index code (plan, setup) takes."""
+        if not self.routes and route.index == self.index:
+            return self
+        return TableConfig(
+            self.name,
+            route.index,
+            route.cache_keys,
+            route.exclude_attributes,
+            search_cache_keys=route.search_cache_keys,
+        )
 
     @property
     def cache_key_fields(self) -> frozenset[str]:
@@ -295,9 +344,13 @@ def _table(position: int, raw: object) -> TableConfig:
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{where} must be a table of keys")
     _check_keys(
-        "tables", raw, {"name", "index", "cache_keys", "search_cache_keys", "exclude_attributes"}
+        "tables",
+        raw,
+        {"name", "index", "cache_keys", "search_cache_keys", "exclude_attributes", "routes"},
     )
-    for required in ("name", "index"):
+    routes = _routes(where, raw.get("routes"))
+    # A routed table may leave out its own index: items no route selects are then skipped.
+    for required in ("name", "index") if not routes or "index" in raw else ("name",):
         if not isinstance(raw.get(required), str) or not raw[required]:
             raise ConfigError(f"{where}.{required} is required and must be a non-empty string")
     cache_keys = raw.get("cache_keys", [])
@@ -313,8 +366,9 @@ def _table(position: int, raw: object) -> TableConfig:
     for key, templates in (("cache_keys", cache_keys), ("search_cache_keys", search_cache_keys)):
         for template in templates:
             _check_template(f"{where}.{key}", template)
-    index = raw["index"]
-    _check_index_name(f"{where}.index", index)
+    index = raw.get("index", "")
+    if index:
+        _check_index_name(f"{where}.index", index)
     for template in [*cache_keys, *search_cache_keys]:
         excluded = sorted(_template_fields(template) & set(exclude))
         if excluded:
@@ -330,6 +384,7 @@ def _table(position: int, raw: object) -> TableConfig:
         cache_keys=tuple(cache_keys),
         exclude_attributes=frozenset(exclude),
         search_cache_keys=tuple(search_cache_keys),
+        routes=routes,
     )
 
 
@@ -403,7 +458,7 @@ def parse_config(raw: Mapping[str, Any], environ: Mapping[str, str] | None = Non
     if duplicates:
         raise ConfigError(f"table {duplicates[0]!r} is configured more than once")
     indices: dict[str, str] = {}
-    for table in tables:
+    for table in [t for t in tables if not t.routes]:  # routed ones: _check_route_indices
         other = indices.setdefault(table.index, table.name)
         if other != table.name:
             # Ids and versions are per table: two tables' items would overwrite one another.
@@ -412,6 +467,7 @@ def parse_config(raw: Mapping[str, Any], environ: Mapping[str, str] | None = Non
                 "each table needs its own index (documents are identified by the item key "
                 "alone, so two tables in one index would overwrite each other)"
             )
+    _check_route_indices(tables)
     return Config(
         tables=tables,
         opensearch=opensearch,
@@ -420,6 +476,120 @@ def parse_config(raw: Mapping[str, Any], environ: Mapping[str, str] | None = Non
         resilience=resilience,
         checkpoints=checkpoints,
     )
+
+
+# -- routes of single-table designs (issue 14): one index per kind of item -----------------
+
+MATCH_OPERATORS = ("begins_with", "equals")
+_ROUTE_KEYS = {
+    "match",
+    "index",
+    "cache_keys",
+    "search_cache_keys",
+    "exclude_attributes",
+    "transform",
+}
+
+
+def _routes(where: str, raw: object) -> tuple[Route, ...]:
+    """``[[tables.routes]]``: each route's match, index, cache keys, exclusions and transform."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not all(isinstance(r, Mapping) for r in raw):
+        raise ConfigError(f"{where}.routes must be a list of tables ([[tables.routes]])")
+    return tuple(_route(f"{where}.routes[{i}]", r) for i, r in enumerate(raw))
+
+
+def _route(where: str, raw: Mapping[str, Any]) -> Route:
+    _check_keys(where, raw, _ROUTE_KEYS)
+    index = raw.get("index")
+    if not isinstance(index, str) or not index:
+        raise ConfigError(f"{where}.index is required and must be a non-empty string")
+    _check_index_name(f"{where}.index", index)
+    if "match" not in raw:
+        raise ConfigError(f'{where}.match is required, e.g. {{ attribute = "type", equals = "x" }}')
+    cache_keys = _strings(f"{where}.cache_keys", raw.get("cache_keys", []))
+    search_cache_keys = _strings(f"{where}.search_cache_keys", raw.get("search_cache_keys", []))
+    for key, templates in (("cache_keys", cache_keys), ("search_cache_keys", search_cache_keys)):
+        for template in templates:
+            _check_template(f"{where}.{key}", template)
+    exclude = _strings(f"{where}.exclude_attributes", raw.get("exclude_attributes", []))
+    transform = raw.get("transform")
+    if transform is not None:
+        if not isinstance(transform, str):
+            raise ConfigError(f'{where}.transform must be a string "module:function"')
+        try:
+            import_transform(transform)
+        except ConfigError as error:
+            raise ConfigError(f"{where}.transform: {error}") from None
+    return Route(
+        index=index,
+        match=_match(f"{where}.match", raw["match"]),
+        cache_keys=tuple(cache_keys),
+        exclude_attributes=frozenset(exclude),
+        transform=transform,
+        search_cache_keys=tuple(search_cache_keys),
+    )
+
+
+def _match(where: str, raw: object) -> RouteMatch:
+    """``{ attribute = "sk", begins_with = "PRODUCT#" }`` or ``{ attribute = "type", equals = ... }``."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f'{where} must be a table like {{ attribute = "type", equals = "x" }}')
+    unknown = sorted(set(raw) - {"attribute", *MATCH_OPERATORS})
+    if unknown:
+        raise ConfigError(
+            f"unknown match operator {where}.{unknown[0]}; known: {', '.join(MATCH_OPERATORS)}"
+        )
+    attribute = raw.get("attribute")
+    if not isinstance(attribute, str) or not attribute:
+        raise ConfigError(f"{where}.attribute is required and must be a non-empty string")
+    operators = [name for name in MATCH_OPERATORS if name in raw]
+    if len(operators) != 1:
+        raise ConfigError(f"{where} needs exactly one of {', '.join(MATCH_OPERATORS)}")
+    value = raw[operators[0]]
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}.{operators[0]} must be a string")
+    return RouteMatch(attribute, operators[0], value)
+
+
+def _strings(key: str, values: object) -> list[str]:
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise ConfigError(f"{key} must be a list of strings")
+    return values
+
+
+def _check_route_indices(tables: tuple[TableConfig, ...]) -> None:
+    """Every index is written by one route of one table: refuse any index named twice."""
+    named: dict[str, tuple[str, bool]] = {}  # index -> (the key naming it, of a routed table)
+    for position, table in enumerate(tables):
+        keys = [(f"tables[{position}].index", table.index)] if table.index else []
+        keys += [
+            (f"tables[{position}].routes[{i}].index", r.index) for i, r in enumerate(table.routes)
+        ]
+        for key, index in keys:
+            other, other_routed = named.setdefault(index, (key, bool(table.routes)))
+            if other != key and (table.routes or other_routed):  # plain pairs: refused above
+                raise ConfigError(
+                    f"{key} names index {index!r}, already named by {other}; each route needs "
+                    "its own index (one document id per item and index)"
+                )
+
+
+@functools.cache  # imported once per process
+def import_transform(spec: str) -> Callable[[dict[str, Any]], Any]:
+    """The callable ``module:function`` names; ``ConfigError`` saying why it cannot be had."""
+    module_name, _, function_name = spec.partition(":")
+    if not module_name or not function_name:
+        raise ConfigError(f'{spec!r} is not of the form "module:function"')
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as error:  # noqa: BLE001 - whatever the user module raises at import
+        raise ConfigError(f"{spec!r} cannot be imported: {type(error).__name__}: {error}") from None
+    function = getattr(module, function_name, None)
+    if not callable(function):
+        raise ConfigError(f"{spec!r}: module {module_name!r} has no callable {function_name!r}")
+    return function  # type: ignore[no-any-return]
 
 
 def redis_database(url: str) -> int:

@@ -14,16 +14,23 @@ from typing import Any
 
 from syncer.cache import invalidate
 from syncer.coalesce import KeyChange, coalesce_latest_per_key
-from syncer.config import Config, TableConfig
+from syncer.config import Config, Route, TableConfig
 from syncer.deadletter import DeadLetter, DeadLetterSink
 from syncer.documents import DocumentRef, ReadState, TargetState
 from syncer.errors import DownstreamUnavailableError, PoisonRecordError
 from syncer.lookup import read_current_items
-from syncer.plan import bulk_refresh, plan_cache_keys, plan_document_write
+from syncer.plan import (
+    bulk_refresh,
+    plan_cache_keys,
+    plan_document_write,
+    plan_routed_cache_keys,
+    plan_routed_write,
+)
 from syncer.records import ChangeRecord, RejectedRecord, decode_records
 from syncer.resilience import Deadline, Downstream, reported_failure
+from syncer.routes import GONE, Routed, document_in, route_item
 from syncer.search import ApplyResult, Settled, apply_writes, reindex_alias
-from syncer.versions import read_version
+from syncer.versions import Version, read_version
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +69,7 @@ class BatchOutcome:
     dead_lettered: int
     failed_sequence_numbers: tuple[str, ...]
     cache_keys: tuple[str, ...] = ()
+    unrouted: int = 0  # items of routed tables that no route selects: skipped, acknowledged
     retries: int = 0
     breaker_changes: int = 0
     iterator_age_ms_max: float = 0.0
@@ -87,6 +95,7 @@ class BatchOutcome:
             "skipped_stale": self.skipped_stale,
             "invalidated": self.invalidated,
             "dead_lettered": self.dead_lettered,
+            "unrouted": self.unrouted,
             "failed": len(self.failed_sequence_numbers),
             "retries": self.retries,
             "breaker_changes": self.breaker_changes,
@@ -138,7 +147,8 @@ def _worst(statuses: Sequence[Settled | None]) -> Settled | None:
 
 
 def _ref(change: KeyChange, tables: Mapping[str, TableConfig]) -> DocumentRef:
-    return (tables[change.table].index, change.document_id)
+    """The change's first target: where its counts and its cache keys are filed."""
+    return (tables[change.table].resolved_routes[0].index, change.document_id)
 
 
 def _lookup_items(
@@ -174,28 +184,100 @@ def _read_items(
 
 
 def _target_refs(change: KeyChange, tables: Mapping[str, TableConfig]) -> tuple[DocumentRef, ...]:
-    """Where a change is written: the table's alias, and the reindex target if one exists."""
-    alias = tables[change.table].index
-    return ((alias, change.document_id), (reindex_alias(alias), change.document_id))
+    """Where a change is written: each route's alias, and its reindex target if one exists.
+
+    A table without routes has one: its own index. A routed table's change goes to every
+    route's index, a document where its state belongs and a tombstone elsewhere (docs/routes.md).
+    """
+    doc_id = change.document_id
+    return tuple(
+        ref
+        for route in tables[change.table].resolved_routes
+        for ref in ((route.index, doc_id), (reindex_alias(route.index), doc_id))
+    )
+
+
+def _routes_by_alias(
+    tables: Mapping[str, TableConfig],
+) -> dict[tuple[str, str], tuple[Route, TableConfig]]:
+    """(table, alias or reindex alias) -> the route whose index it is and its one-index table."""
+    return {
+        (table.name, alias): (route, table.route_table(route))
+        for table in tables.values()
+        if table.routes
+        for route in table.resolved_routes
+        for alias in (route.index, reindex_alias(route.index))
+    }
+
+
+def _state_item(
+    change: KeyChange, items: Mapping[tuple[str, str], dict[str, Any] | None]
+) -> Mapping[str, Any] | None:
+    """The item as the change leaves it: its new image, or the item read; None when gone."""
+    latest = change.latest
+    if latest.is_remove:
+        return None
+    if latest.new_image is not None:
+        return latest.new_image
+    return items.get((change.table, change.document_id))
+
+
+def _route_changes(
+    changes: Sequence[KeyChange],
+    tables: Mapping[str, TableConfig],
+    items: Mapping[tuple[str, str], dict[str, Any] | None],
+) -> dict[tuple[str, str], Routed]:
+    """Route (and transform, once) the state each routed table's change leaves its item in."""
+    return {
+        (change.table, change.document_id): route_item(
+            tables[change.table], _state_item(change, items)
+        )
+        for change in changes
+        if tables[change.table].routes
+    }
 
 
 def _apply_to_search(
     changes: Sequence[KeyChange],
     tables: Mapping[str, TableConfig],
     items: Mapping[tuple[str, str], dict[str, Any] | None],
+    routed: Mapping[tuple[str, str], Routed],
     sinks: Sinks,
     config: Config,
     deadline: Deadline | None,
 ) -> ApplyResult:
     """Write every change that is newer than its targets' states, through ``apply_writes``."""
     by_ref = {ref: change for change in changes for ref in _target_refs(change, tables)}
-    optional = frozenset(reindex_alias(table.index) for table in tables.values())
-    fields = sorted({name for table in tables.values() for name in table.cache_key_fields})
+    optional = frozenset(
+        reindex_alias(route.index) for table in tables.values() for route in table.resolved_routes
+    )
+    fields = sorted(
+        {
+            name
+            for table in tables.values()
+            for route in table.resolved_routes
+            for name in table.route_table(route).cache_key_fields
+        }
+    )
+    routes = _routes_by_alias(tables)
+    reread_routed: dict[tuple[str, str, Version], Routed] = {}
 
     def plan(ref: DocumentRef, target: TargetState, read: ReadState | None) -> Any:
         change = by_ref[ref]
-        item = items.get((change.table, change.document_id))
-        return plan_document_write(change, tables[change.table], target, item, read)
+        table = tables[change.table]
+        key = (change.table, change.document_id)
+        if not table.routes:
+            return plan_document_write(change, table, target, items.get(key), read)
+        if read is None:
+            state = routed.get(key, GONE)
+        else:  # the re-read item is routed (and transformed) once for all its refs
+            memo = (change.table, change.document_id, read.version)
+            if memo not in reread_routed:
+                reread_routed[memo] = route_item(table, read.item)
+            state = reread_routed[memo]
+        route, route_table = routes[(table.name, ref[0])]
+        document = document_in(state, route)  # PoisonRecordError: the ref is rejected
+        return plan_routed_write(change, route_table, document, target, read)
 
     def reread(refs: Sequence[DocumentRef]) -> dict[DocumentRef, ReadState | str]:
         by_table: dict[str, list[DocumentRef]] = {}
@@ -237,12 +319,19 @@ def _invalidate_cache(
     keys_by_ref: dict[DocumentRef, set[str]] = {}
     for change in changes:
         ref = _ref(change, tables)
+        table = tables[change.table]
+        fetched = items.get((change.table, change.document_id))
+        if table.routes:
+            indexed_docs = [
+                (route, document.fields)
+                for route in table.resolved_routes
+                if (document := before.get((route.index, change.document_id))) is not None
+            ]
+            keys_by_ref[ref] = plan_routed_cache_keys(change, table, indexed_docs, fetched)
+            continue
         indexed = before.get(ref)
-        extra = [
-            indexed.fields if indexed is not None else None,
-            items.get((change.table, change.document_id)),
-        ]
-        keys_by_ref[ref] = plan_cache_keys(change, tables[change.table], extra)
+        extra = [indexed.fields if indexed is not None else None, fetched]
+        keys_by_ref[ref] = plan_cache_keys(change, table, extra)
     keys = set().union(*keys_by_ref.values())
     if not keys:
         return keys_by_ref, None
@@ -347,7 +436,8 @@ def _process_batch(
 
     items, lookup_failed = _lookup_items(changes, sinks, deadline)
     searchable = [c for c in changes if (c.table, c.document_id) not in lookup_failed]
-    search = _apply_to_search(searchable, tables, items, sinks, config, deadline)
+    routed = _route_changes(searchable, tables, items)
+    search = _apply_to_search(searchable, tables, items, routed, sinks, config, deadline)
     cache_keys, cache_error = _invalidate_cache(
         changes, tables, search.observed, items, sinks, deadline
     )
@@ -369,12 +459,14 @@ def _process_batch(
             letters.extend(_letters_for_change(change, refs, search, cache_keys, cache_error))
     dead_lettered = _write_dead_letters(letters, sinks, deadline, failed)
     all_cache_keys = set().union(*cache_keys.values())
+    settled = [_settled(c, tables, routed, items, search) for c in changes]
     outcome = BatchOutcome(
         records_in=len(raw_records),
         keys=len(changes),
-        indexed=sum(1 for c in changes if search.status(_ref(c, tables)) is Settled.WRITTEN),
-        deleted=sum(1 for c in changes if search.status(_ref(c, tables)) is Settled.TOMBSTONED),
-        skipped_stale=sum(1 for c in changes if search.status(_ref(c, tables)) is Settled.SKIPPED),
+        indexed=settled.count(Settled.WRITTEN),
+        deleted=settled.count(Settled.TOMBSTONED),
+        skipped_stale=settled.count(Settled.SKIPPED),
+        unrouted=sum(1 for c in changes if _unrouted(c, routed, items)),
         invalidated=0 if cache_error else len(all_cache_keys),
         dead_lettered=dead_lettered,
         failed_sequence_numbers=tuple(sorted(failed, key=int)),
@@ -387,6 +479,32 @@ def _process_batch(
     )
     log.info("batch done", extra={"batch": outcome.counts()})
     return outcome
+
+
+def _unrouted(
+    change: KeyChange,
+    routed: Mapping[tuple[str, str], Routed],
+    items: Mapping[tuple[str, str], dict[str, Any] | None],
+) -> bool:
+    """An item of a routed table that exists but no route selects: skipped, acknowledged."""
+    state = routed.get((change.table, change.document_id))
+    return state is not None and state.route is None and _state_item(change, items) is not None
+
+
+def _settled(
+    change: KeyChange,
+    tables: Mapping[str, TableConfig],
+    routed: Mapping[tuple[str, str], Routed],
+    items: Mapping[tuple[str, str], dict[str, Any] | None],
+    search: ApplyResult,
+) -> Settled | None:
+    """How a change ended for the counts: in the index of the route its state selects."""
+    if _unrouted(change, routed, items):
+        return None
+    state = routed.get((change.table, change.document_id))
+    if state is None or state.route is None:
+        return search.status(_ref(change, tables))
+    return search.status((state.route.index, change.document_id))
 
 
 def _iterator_ages_ms(records: Sequence[ChangeRecord]) -> list[float]:

@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 from syncer.coalesce import KeyChange
-from syncer.config import TableConfig
+from syncer.config import Route, TableConfig
 from syncer.documents import (
     SYNCER_FIELD,
     DocumentRef,
@@ -21,6 +21,7 @@ from syncer.documents import (
     WriteKind,
 )
 from syncer.errors import PoisonRecordError
+from syncer.routes import select_route
 from syncer.versions import Order, Version, compare
 
 _MISSING = object()
@@ -131,6 +132,40 @@ def plan_document_write(
     return DocumentWrite(ref, WriteKind.INDEX, document_body(item, table, version), indexed)
 
 
+def plan_routed_write(
+    change: KeyChange,
+    route_table: TableConfig,
+    document: Mapping[str, Any] | None,
+    target: TargetState,
+    reread: ReadState | None = None,
+) -> DocumentWrite | Verdict:
+    """The write that brings one route's index to the change's state (docs/routes.md).
+
+    ``route_table`` is the route seen as a table of one index; ``document`` is what the
+    change's state (or ``reread``'s item) makes in that index, already routed and transformed,
+    or None when the item is not there: gone, selected by another route or by none, or kept
+    out by the transform. Then the index gets a tombstone with the change's version, ordered
+    exactly like a delete's, so no older change can bring the item back there.
+    """
+    ref = (target.index, change.document_id)
+    indexed = target.document
+    if reread is not None:
+        return plan_read_state(ref, route_table, ReadState(document, reread.version), indexed)
+    latest = change.latest
+    version = latest.version
+    order = compare(version, indexed.version if indexed is not None else None)
+    if order is Order.OLDER:
+        return Verdict.SKIP
+    if order is Order.UNKNOWN:
+        return Verdict.REREAD
+    if document is None:
+        body = tombstone_body(route_table, version, latest.is_remove and latest.is_ttl_delete)
+        return DocumentWrite(ref, WriteKind.TOMBSTONE, body, indexed)
+    return DocumentWrite(
+        ref, WriteKind.INDEX, document_body(document, route_table, version), indexed
+    )
+
+
 def _render(value: Any) -> str | None:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -218,6 +253,43 @@ def plan_cache_keys(
     return cache_keys
 
 
+def plan_routed_cache_keys(
+    change: KeyChange,
+    table: TableConfig,
+    indexed: Iterable[tuple[Route, Mapping[str, Any]]] = (),
+    fetched: Mapping[str, Any] | None = None,
+) -> set[str]:
+    """Every cache key of a routed table's item, each state with its own route's templates.
+
+    The old and new images of every record and the item read from the table are routed as
+    they stand; ``indexed`` pairs each document found in a route's index with that route, so
+    an item that moves clears the keys of the route it leaves and of the one it joins.
+    """
+    states: list[tuple[Mapping[str, Any], Mapping[str, Any]]] = []
+    for record in change.records:
+        if record.old_image is not None:
+            states.append((record.keys, record.old_image))
+        if record.new_image is not None:
+            states.append((record.keys, record.new_image))
+        elif record.old_image is None:
+            states.append((record.keys, _NO_ATTRIBUTES))
+    if fetched is not None:
+        states.append((change.latest.keys, fetched))
+    routed: list[tuple[Route, Mapping[str, Any], Mapping[str, Any]]] = []
+    for keys, image in states:
+        route = select_route(table, {**image, **keys})
+        if route is not None:
+            routed.append((route, keys, image))
+    routed.extend((route, change.latest.keys, fields) for route, fields in indexed)
+    cache_keys = set()
+    for route, first, then in routed:
+        for parsed in _parse_templates(route.cache_keys + route.search_cache_keys):
+            rendered = _fill(parsed, first, then)
+            if rendered is not None:
+                cache_keys.add(rendered)
+    return cache_keys
+
+
 def bulk_refresh(tables: Iterable[TableConfig]) -> str | None:
     """The ``refresh`` of a batch's ``_bulk``: ``"true"`` if a table has search cache keys.
 
@@ -227,4 +299,8 @@ def bulk_refresh(tables: Iterable[TableConfig]) -> str | None:
     refresh interval, item keys included (docs/cache-consistency.md, bench/search_refresh.py).
     Other tables keep the index's own refresh.
     """
-    return "true" if any(table.search_cache_keys for table in tables) else None
+    return (
+        "true"
+        if any(route.search_cache_keys for table in tables for route in table.resolved_routes)
+        else None
+    )

@@ -30,7 +30,7 @@ from typing import Any
 
 from syncer import jsoncodec
 from syncer.attributes import decode_item
-from syncer.config import Config, TableConfig
+from syncer.config import Config, Route, TableConfig
 from syncer.deadletter import DeadLetter
 from syncer.documents import (
     SYNCER_FIELD,
@@ -48,6 +48,7 @@ from syncer.pipeline import Sinks
 from syncer.plan import order_verdict, plan_read_state, plan_scanned, tombstone_body
 from syncer.records import document_id, typed_key_from_id
 from syncer.resilience import Guarded
+from syncer.routes import document_in, route_item
 from syncer.search import ApplyResult, Settled, apply_writes, reindex_alias
 from syncer.versions import read_version, version_from_meta
 
@@ -84,6 +85,8 @@ class ReindexResult:
     seconds: float
     old_deleted: bool
     tombstones_carried: int = 0
+    # (alias, new index, old index) of every index rebuilt; one unless the table has routes
+    indices: tuple[tuple[str, str, str | None], ...] = ()
 
 
 def default_state_path(table: str) -> Path:
@@ -207,32 +210,57 @@ class _PageCounts:
     rejected: int
 
 
+def _routed_read(table: TableConfig, route: Route) -> Callable[[ReadState], ReadState]:
+    """A read of the table as ``route``'s index holds it: routed, transformed, else absent."""
+
+    def shape(read: ReadState) -> ReadState:
+        if not table.routes:
+            return read
+        return ReadState(document_in(route_item(table, read.item), route), read.version)
+
+    return shape
+
+
 def _index_page(
     sinks: Sinks,
     config: Config,
     table: TableConfig,
-    new_index: str,
+    targets: Mapping[str, str],
     key_types: Mapping[str, str],
     raw_items: list[dict[str, Any]],
     read: ReadInterval,
 ) -> _PageCounts:
-    """Write each scanned item where it is newer than the new index's state (``apply_writes``)."""
+    """Write each scanned item into the new index of its route (``targets``: alias -> index).
+
+    A write happens where it is newer than the new index's state (``apply_writes``); items
+    that no rebuilt route selects, or that a transform keeps out, are not written.
+    """
     version = read_version(read.started_s, read.ended_s)
     scanned: dict[DocumentRef, ReadState] = {}
+    routes: dict[DocumentRef, Route] = {}
     letters: list[DeadLetter] = []
     for raw in raw_items:
         try:
             item = decode_item(raw)
             doc_id = document_id({name: item[name] for name in key_types})
+            state = route_item(table, item)
+            if state.route is None or state.route.index not in targets:
+                continue
+            document = document_in(state, state.route)
         except PoisonRecordError as error:
             letters.append(
                 DeadLetter({"reindex_item": raw}, table.name, "PoisonRecordError", str(error), None)
             )
             continue
-        scanned[(new_index, doc_id)] = ReadState(item, version)
+        if document is not None:
+            ref = (targets[state.route.index], doc_id)
+            scanned[ref] = ReadState(document, version)
+            routes[ref] = state.route
 
     def plan(ref: DocumentRef, target: TargetState, reread: ReadState | None) -> Any:
-        return plan_scanned(ref, table, scanned[ref], target, reread)
+        route = routes[ref]
+        again = None if reread is None else _routed_read(table, route)(reread)
+        return plan_scanned(ref, table.route_table(route), scanned[ref], target, again)
 
     result = apply_writes(
         sinks.opensearch,
@@ -293,13 +321,15 @@ def _rereader(
 
 
 def _tombstone_planner(
-    table: TableConfig, metas: Mapping[DocumentRef, Mapping[str, Any]]
+    table: TableConfig,
+    metas: Mapping[DocumentRef, Mapping[str, Any]],
+    shape: Callable[[ReadState], ReadState] = lambda read: read,
 ) -> Callable[[DocumentRef, TargetState, ReadState | None], DocumentWrite | Verdict]:
     """Plan each carried tombstone like any state: written only over an older one."""
 
     def plan(ref: DocumentRef, target: TargetState, reread: ReadState | None) -> Any:
         if reread is not None:
-            return plan_read_state(ref, table, reread, target.document)
+            return plan_read_state(ref, table, shape(reread), target.document)
         version = version_from_meta(metas[ref])
         verdict = order_verdict(version, target.document)
         if verdict is not None:
@@ -319,6 +349,7 @@ def carry_tombstones(
     key_types: Mapping[str, str],
     horizon_s: float = TOMBSTONE_HORIZON_S,
     page_size: int = 1000,
+    shape: Callable[[ReadState], ReadState] = lambda read: read,
 ) -> int:
     """Copy the old index's tombstones younger than ``horizon_s`` into the new index.
 
@@ -350,7 +381,7 @@ def carry_tombstones(
             client,
             guard,
             list(metas),
-            _tombstone_planner(table, metas),
+            _tombstone_planner(table, metas, shape),
             config.opensearch,
             reread=_rereader(sinks, table, key_types),
             read_first=False,
@@ -375,69 +406,108 @@ def reindex_table(
     delete_old: bool = False,
     delete_grace_s: float = 0.0,
     on_progress: Callable[[int], None] = lambda _: None,
+    index: str | None = None,
 ) -> ReindexResult:
-    """Rebuild ``table_name``'s index from a scan and swap its alias; see the module docstring."""
+    """Rebuild ``table_name``'s indices from one scan and swap their aliases (module docstring).
+
+    A routed table rebuilds every route's index in the same scan, or only ``index``; each index
+    keeps its own state file (``.syncer-reindex-TABLE.INDEX.json``) with the scan's progress.
+    """
     table = config.require_table(table_name)
+    routes = [route for route in table.resolved_routes if index in (None, route.index)]
+    if not routes:
+        indices = ", ".join(route.index for route in table.resolved_routes)
+        raise ConfigError(f"table {table.name!r} has no index {index!r} (its indices: {indices})")
     state_path = state_path or default_state_path(table.name)
+    paths = [
+        state_path
+        if not table.routes
+        else state_path.with_name(f"{state_path.stem}.{route.index}{state_path.suffix}")
+        for route in routes
+    ]
     client = Guarded(sinks.opensearch, sinks.opensearch_guard)
-    state = prepare(client, table, segments, state_path)
+    states = [
+        prepare(client, table.route_table(route), segments, path)
+        for route, path in zip(routes, paths, strict=True)
+    ]
+    lead = states[0]
+    progress = {(tuple(sorted(s.done_segments)), jsoncodec.dumps(s.last_keys)) for s in states}
+    if len(progress) > 1 or len({s.segments for s in states}) > 1:
+        # An index was (re)created since the others' progress: scan from the start for all.
+        for state in states:
+            state.last_keys, state.done_segments, state.segments = {}, [], lead.segments
     if sinks.dynamodb is None:
         raise ConfigError("reindex needs a DynamoDB client")
     key_types = key_schema(sinks.dynamodb, sinks.dynamodb_guard, table.name)
-    if state.tombstones_carried is None:
-        state.tombstones_carried = 0
-        if state.old_index:
-            state.tombstones_carried = carry_tombstones(
-                sinks, config, table, state.old_index, state.new_index, key_types
-            )
-        save_state(state, state_path)
-    totals = {"indexed": 0, "already_newer": 0, "rejected": state.rejected}
+    for route, state, path in zip(routes, states, paths, strict=True):
+        if state.tombstones_carried is None:
+            state.tombstones_carried = 0
+            if state.old_index:
+                state.tombstones_carried = carry_tombstones(
+                    sinks,
+                    config,
+                    table.route_table(route),
+                    state.old_index,
+                    state.new_index,
+                    key_types,
+                    shape=_routed_read(table, route),
+                )
+            save_state(state, path)
+    targets = {route.index: state.new_index for route, state in zip(routes, states, strict=True)}
+    totals = {"indexed": 0, "already_newer": 0, "rejected": lead.rejected}
     lock = threading.Lock()
     started = time.monotonic()
 
     def run_segment(segment: int) -> None:
-        if segment in state.done_segments:
+        if segment in lead.done_segments:
             return
-        start = state.last_keys.get(str(segment))
+        start = lead.last_keys.get(str(segment))
         start_key = _key_from_json(start) if start else None
-        pages = _scan_pages(sinks, table.name, segment, state.segments, start_key, page_size)
+        pages = _scan_pages(sinks, table.name, segment, lead.segments, start_key, page_size)
         for raw_items, last, read in pages:
-            counts = _index_page(
-                sinks, config, table, state.new_index, key_types, raw_items, read
-            )
+            counts = _index_page(sinks, config, table, targets, key_types, raw_items, read)
             with lock:
                 totals["indexed"] += counts.indexed
                 totals["already_newer"] += counts.already_newer
                 totals["rejected"] += counts.rejected
-                if last:
-                    state.last_keys[str(segment)] = _key_to_json(last)
-                else:
-                    state.done_segments.append(segment)
-                state.indexed += counts.indexed
-                state.rejected = totals["rejected"]
-                save_state(state, state_path)
+                for state, path in zip(states, paths, strict=True):
+                    if last:
+                        state.last_keys[str(segment)] = _key_to_json(last)
+                    else:
+                        state.done_segments.append(segment)
+                    state.indexed += counts.indexed
+                    state.rejected = totals["rejected"]
+                    save_state(state, path)
             on_progress(len(raw_items))
 
-    with ThreadPoolExecutor(max_workers=state.segments, thread_name_prefix="reindex") as pool:
-        for future in [pool.submit(run_segment, s) for s in range(state.segments)]:
+    with ThreadPoolExecutor(max_workers=lead.segments, thread_name_prefix="reindex") as pool:
+        for future in [pool.submit(run_segment, s) for s in range(lead.segments)]:
             future.result()
 
-    swap_alias(client, table, state.new_index, state.old_index)
+    for route, state in zip(routes, states, strict=True):
+        swap_alias(client, table.route_table(route), state.new_index, state.old_index)
     old_deleted = False
-    if delete_old and state.old_index:
+    if delete_old and any(state.old_index for state in states):
         time.sleep(delete_grace_s)  # let batches that resolved the old index finish writing
-        client.indices.delete(index=state.old_index)
+        for state in states:
+            if state.old_index:
+                client.indices.delete(index=state.old_index)
         old_deleted = True
-    state_path.unlink(missing_ok=True)
+    for path in paths:
+        path.unlink(missing_ok=True)
     return ReindexResult(
-        state.new_index,
-        state.old_index,
+        lead.new_index,
+        lead.old_index,
         totals["indexed"],
         totals["already_newer"],
         totals["rejected"],
         time.monotonic() - started,
         old_deleted,
-        state.tombstones_carried or 0,
+        sum(state.tombstones_carried or 0 for state in states),
+        tuple(
+            (route.index, state.new_index, state.old_index)
+            for route, state in zip(routes, states, strict=True)
+        ),
     )
 
 

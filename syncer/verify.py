@@ -27,13 +27,14 @@ from typing import Any
 from syncer import jsoncodec
 from syncer.attributes import decode_item
 from syncer.cache import invalidate
-from syncer.config import Config, TableConfig
+from syncer.config import Config, Route, TableConfig
 from syncer.documents import SYNCER_FIELD, DocumentRef, ReadState, TargetState
 from syncer.errors import PoisonRecordError
 from syncer.lookup import key_schema, read_items_by_key
 from syncer.pipeline import Sinks
-from syncer.plan import document_body, plan_scanned, render_cache_key
+from syncer.plan import bulk_refresh, document_body, plan_scanned, render_cache_key
 from syncer.records import document_id, typed_key_from_id
+from syncer.routes import Routed, document_in, route_item
 from syncer.search import Settled, apply_writes
 from syncer.versions import Version, read_version
 
@@ -99,16 +100,20 @@ def verify_table(
     key_types = key_schema(sinks.dynamodb, sinks.dynamodb_guard, table.name)
     report = VerifyReport(table.name)
     if sample is None:
-        for page in _scan_pages(sinks, table.name):
-            _compare_items(sinks, table, key_types, page, report)
-        _check_ghosts(sinks, table, key_types, _index_pages(sinks, table.index), report)
+        pages = _scan_pages(sinks, table.name)
     else:
         description = sinks.dynamodb.describe_table(TableName=table.name)["Table"]
         count = int(description.get("ItemCount", 0))
         total = max(1, min(1_000_000, math.ceil(count / max(1, sample))))
         segment = random.Random().randrange(total)
-        for page in _scan_pages(sinks, table.name, segment, total, limit=sample):
-            _compare_items(sinks, table, key_types, page, report)
+        pages = _scan_pages(sinks, table.name, segment, total, limit=sample)
+    if table.routes:
+        return _verify_routed(config, sinks, table, key_types, report, repair, pages, sample)
+    for page in pages:
+        _compare_items(sinks, table, key_types, page, report)
+    if sample is None:
+        _check_ghosts(sinks, table, key_types, _index_pages(sinks, table.index), report)
+    else:
         _check_ghosts(sinks, table, key_types, [_random_hits(sinks, table, sample)], report)
     if repair and report.drift:
         _repair(config, sinks, table, key_types, report)
@@ -134,11 +139,22 @@ def _compare_items(
             expected[doc_id] = "unindexable"
         typed[doc_id] = {name: raw[name] for name in key_types}
     report.checked_items += len(expected)
+    _compare_documents(sinks, table.index, expected, typed, report)
+
+
+def _compare_documents(
+    sinks: Sinks,
+    index: str,
+    expected: Mapping[str, str],
+    typed: Mapping[str, dict[str, Any]],
+    report: VerifyReport,
+) -> None:
+    """Compare expected content fingerprints with the documents of the same ids in ``index``."""
     if not expected:
         return
     response = sinks.opensearch_guard.call_with_retry(
         sinks.opensearch.mget,
-        body={"docs": [{"_index": table.index, "_id": doc_id} for doc_id in expected]},
+        body={"docs": [{"_index": index, "_id": doc_id} for doc_id in expected]},
         params={"realtime": "true"},
     )
     for doc_id, doc in zip(expected, response["docs"], strict=True):
@@ -317,3 +333,173 @@ def _boto_key(typed: Mapping[str, Any]) -> dict[str, Any]:
         name: {"B": _b64(value["B"])} if "B" in value and isinstance(value["B"], str) else value
         for name, value in typed.items()
     }
+
+
+# -- routed tables (docs/routes.md): each route's index against the items that route selects --
+
+
+def _verify_routed(
+    config: Config,
+    sinks: Sinks,
+    table: TableConfig,
+    key_types: Mapping[str, str],
+    report: VerifyReport,
+    repair: bool,
+    pages: Iterator[list[dict[str, Any]]],
+    sample: int | None,
+) -> VerifyReport:
+    """Every route's index holds exactly the items its route selects, shaped by its transform.
+
+    With ``sample``, the scan pages are a sample and each route index gives ``sample`` random
+    documents to check for ghosts.
+    """
+    routes = table.resolved_routes
+    for page in pages:
+        expected: dict[str, dict[str, str]] = {route.index: {} for route in routes}
+        typed: dict[str, dict[str, Any]] = {}
+        for raw in page:
+            item = decode_item(raw)
+            doc_id = document_id({name: item[name] for name in key_types})
+            typed[doc_id] = {name: raw[name] for name in key_types}
+            state = route_item(table, item)
+            if state.route is None:
+                continue
+            view = table.route_table(state.route)
+            try:
+                document = document_in(state, state.route)
+                if document is None:
+                    continue
+                fingerprint = content_fingerprint(document_body(document, view, _CONTENT))
+            except PoisonRecordError:
+                fingerprint = "unindexable"
+            expected[state.route.index][doc_id] = fingerprint
+        report.checked_items += len(typed)
+        for route in routes:
+            _compare_documents(sinks, route.index, expected[route.index], typed, report)
+    for route in routes:
+        hits = (
+            _index_pages(sinks, route.index)
+            if sample is None
+            else iter([_random_hits(sinks, table.route_table(route), sample)])
+        )
+        _check_routed_ghosts(sinks, table, route, key_types, hits, report)
+    if repair and report.drift:
+        drifted = list(dict.fromkeys([*report.missing, *report.differing, *report.ghost]))
+        for start in range(0, len(drifted), PAGE_SIZE):
+            _repair_routed(config, sinks, table, drifted[start : start + PAGE_SIZE], report)
+    return report
+
+
+def _check_routed_ghosts(
+    sinks: Sinks,
+    table: TableConfig,
+    route: Route,
+    key_types: Mapping[str, str],
+    pages: Iterator[list[dict[str, Any]]],
+    report: VerifyReport,
+) -> None:
+    """Documents of ``route``'s index whose item is gone or that another route (or none) selects."""
+    for hits in pages:
+        report.checked_documents += len(hits)
+        keys: dict[str, dict[str, Any]] = {}
+        for hit in hits:
+            key = _hit_key(hit, key_types)
+            if key is None:
+                report.unverifiable += 1
+            else:
+                keys[hit["_id"]] = key
+        if not keys:
+            continue
+        found = read_items_by_key(
+            sinks.dynamodb, sinks.dynamodb_guard, table.name, list(keys.values())
+        )
+        for doc_id, key in keys.items():
+            try:
+                belongs = document_in(route_item(table, found.get(doc_id)), route) is not None
+            except PoisonRecordError:
+                belongs = True  # the item is meant to be here; its content check reports it
+            if not belongs:
+                report.ghost.append(doc_id)
+                report.typed_keys[doc_id] = key
+
+
+def _repair_routed(
+    config: Config,
+    sinks: Sinks,
+    table: TableConfig,
+    doc_ids: Sequence[str],
+    report: VerifyReport,
+) -> None:
+    """Read drifted items again and write each route's index from what the table holds."""
+    routes = {alias: route for route in table.resolved_routes for alias in (route.index,)}
+    keys = {d: _boto_key(report.typed_keys[d]) for d in doc_ids}
+    refs = [(alias, d) for d in doc_ids for alias in routes]
+    first = next(iter(routes))
+    states = _read_states(sinks, table, {(first, d): keys[d] for d in doc_ids})
+    by_id = {ref[1]: state for ref, state in states.items()}
+    routed: dict[tuple[str, Version], Routed] = {}
+
+    def plan(ref: DocumentRef, target: TargetState, reread: ReadState | None) -> Any:
+        state = reread if reread is not None else by_id[ref[1]]
+        memo = (ref[1], state.version)
+        if memo not in routed:
+            routed[memo] = route_item(table, state.item)
+        route = routes[ref[0]]
+        document = document_in(routed[memo], route)
+        scanned = ReadState(document, by_id[ref[1]].version)
+        again = None if reread is None else ReadState(document, reread.version)
+        return plan_scanned(ref, table.route_table(route), scanned, target, again)
+
+    def reread(asked: Sequence[DocumentRef]) -> dict[DocumentRef, ReadState | str]:
+        ids = list(dict.fromkeys(ref[1] for ref in asked))  # one read per item, for all routes
+        fresh = _read_states(sinks, table, {(first, d): keys[d] for d in ids})
+        read = {ref[1]: state for ref, state in fresh.items()}
+        return {ref: read[ref[1]] for ref in asked}
+
+    fields = sorted({n for r in routes.values() for n in table.route_table(r).cache_key_fields})
+    result = apply_writes(
+        sinks.opensearch,
+        sinks.opensearch_guard,
+        refs,
+        plan,
+        config.opensearch,
+        reread=reread,
+        fields=fields,
+        refresh=bulk_refresh([table]),  # search cache keys: cleared once the repair is visible
+    )
+    for ref, outcome in result.outcomes.items():
+        if outcome.status in (Settled.WRITTEN, Settled.TOMBSTONED):
+            report.repaired += 1
+        elif outcome.status is Settled.SKIPPED:
+            continue
+        else:
+            report.unrepaired.append(f"{ref[0]}/{ref[1]}: {outcome.reason}")
+    cache_keys: set[str] = set()
+    for doc_id in doc_ids:
+        item = by_id[doc_id].item
+        indexed = [
+            (route, document.fields)
+            for alias, route in routes.items()
+            if (document := result.observed.get((alias, doc_id))) is not None
+        ]
+        cache_keys |= _routed_cache_keys(table, item, indexed)
+    if cache_keys:
+        sinks.redis_guard.call_with_retry(invalidate, sinks.redis, cache_keys)
+
+
+def _routed_cache_keys(
+    table: TableConfig,
+    item: Mapping[str, Any] | None,
+    indexed: Sequence[tuple[Route, Mapping[str, Any]]],
+) -> set[str]:
+    """The cache keys of an item as read and of its indexed documents, each with its route's."""
+    pairs: list[tuple[Route, Mapping[str, Any]]] = list(indexed)
+    if item is not None and (state := route_item(table, item)).route is not None:
+        pairs.append((state.route, item))
+    keys: set[str] = set()
+    for route, attributes in pairs:
+        for template in route.cache_keys + route.search_cache_keys:
+            key = render_cache_key(template, attributes)
+            if key is not None:
+                keys.add(key)
+    return keys
