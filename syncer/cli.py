@@ -103,8 +103,9 @@ def setup(config_path: str | None, dry_run: bool) -> None:
 def demo(config_path: str | None, items: int) -> None:
     """Run the whole flow on the local stack and print what search and the cache show.
 
-    Creates the demo table with a stream in the DynamoDB emulator, writes, moves and deletes
-    items, delivers the stream to the Lambda handler, then queries OpenSearch and Redis.
+    Creates a routed single-table catalog with a stream in the DynamoDB emulator, writes,
+    moves, hides and deletes items, follows the stream with the `syncer run` worker (the same
+    pipeline as Lambda), then queries each index and Redis.
     Needs the services of `scripts/services.sh up`.
     """
     from syncer.demo import run_demo
@@ -404,10 +405,7 @@ def deadletter_redrive(config_path: str | None) -> None:
     from syncer.redrive import redrive
 
     config = _load(config_path)
-    try:
-        result = redrive(config, _sinks(config), click.echo)
-    except SyncerError as error:
-        raise click.ClickException(str(error)) from None
+    result = redrive(config, _sinks(config), click.echo)
     click.echo(
         f"{result.entries} entries: {result.redriven} redriven, {result.rejected_again} rejected "
         f"again (new entry with the new reason), {result.failed_again} failed again (kept), "

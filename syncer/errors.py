@@ -2,7 +2,7 @@
 
 Each sink raises its own subclass of ``DownstreamUnavailableError`` for failures it detects
 itself; ``syncer.resilience.classify`` sorts these and the client libraries' own errors into
-one table (README "Failures"). An exception that is neither is a bug: it fails the invocation.
+one table (docs/operations.md, "How failures are handled"). An exception that is neither is a bug: it fails the invocation.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 1. Create the next versioned index (``catalog-000002``) from the template and point the alias
    ``catalog-reindexing`` at it. From then on every batch writes stream changes to it too
-   (``syncer.search.reindex_alias``): each batch discovers it in the ``_mget`` it makes anyway.
+   (``syncer.search.reindex_alias``): each batch with writes asks whether it exists (``HEAD``).
 2. Carry the old index's tombstones younger than the replay horizon into the new index, so a
    change delivered again after the swap cannot bring a deleted item back.
 3. Scan the table in parallel segments, page by page (memory bounded by segments x page size,

@@ -1,6 +1,7 @@
 """Where retries happen: one error classifier, one retry policy, one circuit breaker per downstream.
 
-How every failure is handled (README "Failures" is checked against ``FAILURE_TABLE``):
+How every failure is handled (docs/operations.md "How failures are handled" is checked against
+``FAILURE_TABLE``):
 
 Retry (outside) wraps breaker (inside) wraps the call, so an open breaker fails fast and every
 failed attempt counts toward opening it (REFERENCE.md, pybreaker/tenacity).
@@ -39,8 +40,8 @@ class ErrorKind(Enum):
     UNEXPECTED = "unexpected"  # a bug: the invocation fails loudly, nothing is acknowledged
 
 
-# The one table of failures: (error, kind, what syncer does). README's table must equal it
-# (tests/unit/test_resilience.py compares them).
+# The one table of failures: (error, kind, what syncer does). docs/operations.md's table must
+# equal it (tests/unit/test_resilience.py compares them).
 FAILURE_TABLE: tuple[tuple[str, str, str], ...] = (
     ("connection refused/reset, timeout (OpenSearch, Redis, AWS)", "transient",
      "retry with backoff, then report the records"),
@@ -73,7 +74,7 @@ FAILURE_TABLE: tuple[tuple[str, str, str], ...] = (
 
 
 def failure_table_markdown() -> str:
-    """``FAILURE_TABLE`` as the Markdown table README.md shows (a test keeps them equal)."""
+    """``FAILURE_TABLE`` as the Markdown table docs/operations.md shows (a test keeps them equal)."""
     lines = ["| error | kind | what syncer does |", "|---|---|---|"]
     lines += [f"| {error} | {kind} | {action} |" for error, kind, action in FAILURE_TABLE]
     return "\n".join(lines)

@@ -171,7 +171,7 @@ def bulk_chunks(
 
 
 def item_result(item: Mapping[str, Any]) -> ItemResult:
-    """How one ``_bulk`` item ended (the one table of item statuses; README "Failures").
+    """How one ``_bulk`` item ended (the one table of item statuses; docs/operations.md).
 
     A 401/403 (a write block such as ``index.blocks.write``, read-only indices, the security
     plugin) is about the index or the cluster, not the document: it is retried and reported,

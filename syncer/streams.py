@@ -1,4 +1,4 @@
-"""Read a table's DynamoDB stream and shape its records exactly as Lambda delivers them."""
+"""A table's stream ARN, its shards parents first, and GetRecords records shaped as Lambda's."""
 
 from __future__ import annotations
 

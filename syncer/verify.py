@@ -102,7 +102,9 @@ def verify_table(
     if sample is None:
         pages = _scan_pages(sinks, table.name)
     else:
-        description = sinks.dynamodb.describe_table(TableName=table.name)["Table"]
+        description = sinks.dynamodb_guard.call_with_retry(
+            sinks.dynamodb.describe_table, TableName=table.name
+        )["Table"]
         count = int(description.get("ItemCount", 0))
         total = max(1, min(1_000_000, math.ceil(count / max(1, sample))))
         segment = random.Random().randrange(total)

@@ -208,9 +208,9 @@ def test_permanent_errors_do_not_open_the_breaker() -> None:
     assert downstream.breaker.current_state == pybreaker.STATE_CLOSED
 
 
-def test_readme_failure_table_is_the_codes() -> None:
-    """README's "How failures are handled" table is exactly ``FAILURE_TABLE`` (one source)."""
-    # given the README and the code's table
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    # then the README holds the table as the code renders it
-    assert failure_table_markdown() in readme
+def test_operations_failure_table_is_the_codes() -> None:
+    """docs/operations.md's "How failures are handled" table is exactly ``FAILURE_TABLE`` (one source)."""
+    # given the operations page and the code's table
+    page = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
+    # then the page holds the table as the code renders it
+    assert failure_table_markdown() in page
