@@ -235,6 +235,28 @@ def _b64(text: str) -> bytes:
     return base64.b64decode(text)
 
 
+def _items_of_hits(
+    sinks: Sinks,
+    table: TableConfig,
+    key_types: Mapping[str, str],
+    hits: Sequence[Mapping[str, Any]],
+    report: VerifyReport,
+) -> dict[str, tuple[dict[str, Any], dict[str, Any] | None]]:
+    """(key, item or None) of each document of a page, by id, from consistent reads."""
+    report.checked_documents += len(hits)
+    keys: dict[str, dict[str, Any]] = {}
+    for hit in hits:
+        key = _hit_key(hit, key_types)
+        if key is None:
+            report.unverifiable += 1
+        else:
+            keys[hit["_id"]] = key
+    if not keys:
+        return {}
+    found = read_items_by_key(sinks.dynamodb, sinks.dynamodb_guard, table.name, list(keys.values()))
+    return {doc_id: (key, found.get(doc_id)) for doc_id, key in keys.items()}
+
+
 def _check_ghosts(
     sinks: Sinks,
     table: TableConfig,
@@ -244,21 +266,8 @@ def _check_ghosts(
 ) -> None:
     """Documents whose item a consistent read does not find are ghosts."""
     for hits in pages:
-        report.checked_documents += len(hits)
-        keys: dict[str, dict[str, Any]] = {}
-        for hit in hits:
-            key = _hit_key(hit, key_types)
-            if key is None:
-                report.unverifiable += 1
-            else:
-                keys[hit["_id"]] = key
-        if not keys:
-            continue
-        found = read_items_by_key(
-            sinks.dynamodb, sinks.dynamodb_guard, table.name, list(keys.values())
-        )
-        for doc_id, key in keys.items():
-            if found.get(doc_id) is None:
+        for doc_id, (key, item) in _items_of_hits(sinks, table, key_types, hits, report).items():
+            if item is None:
                 report.ghost.append(doc_id)
                 report.typed_keys[doc_id] = key
 
@@ -402,22 +411,9 @@ def _check_routed_ghosts(
 ) -> None:
     """Documents of ``route``'s index whose item is gone or that another route (or none) selects."""
     for hits in pages:
-        report.checked_documents += len(hits)
-        keys: dict[str, dict[str, Any]] = {}
-        for hit in hits:
-            key = _hit_key(hit, key_types)
-            if key is None:
-                report.unverifiable += 1
-            else:
-                keys[hit["_id"]] = key
-        if not keys:
-            continue
-        found = read_items_by_key(
-            sinks.dynamodb, sinks.dynamodb_guard, table.name, list(keys.values())
-        )
-        for doc_id, key in keys.items():
+        for doc_id, (key, item) in _items_of_hits(sinks, table, key_types, hits, report).items():
             try:
-                belongs = document_in(route_item(table, found.get(doc_id)), route) is not None
+                belongs = document_in(route_item(table, item), route) is not None
             except PoisonRecordError:
                 belongs = True  # the item is meant to be here; its content check reports it
             if not belongs:
