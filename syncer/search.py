@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -343,17 +344,21 @@ def _cap(limits: OpenSearchConfig, deadline: Deadline | None) -> float | None:
 
 # Threads that send a round's reindex-alias HEADs while the calling thread sends its _mget.
 SIDE_REQUESTS = 4
-_side_pool: ThreadPoolExecutor | None = None
+_side_pool: tuple[int, ThreadPoolExecutor] | None = None  # (the pid that made it, the pool)
 _side_pool_lock = threading.Lock()
 
 
 def _side_requests() -> ThreadPoolExecutor:
-    """The process's pool for requests sent alongside the ``_mget``, made on first use."""
+    """The process's pool for requests sent alongside the ``_mget``, made on first use.
+
+    A forked child gets its own: the parent's pool object would come without its threads.
+    """
     global _side_pool
     with _side_pool_lock:
-        if _side_pool is None:
-            _side_pool = ThreadPoolExecutor(SIDE_REQUESTS, thread_name_prefix="syncer-head")
-        return _side_pool
+        if _side_pool is None or _side_pool[0] != os.getpid():
+            pool = ThreadPoolExecutor(SIDE_REQUESTS, thread_name_prefix="syncer-head")
+            _side_pool = (os.getpid(), pool)
+        return _side_pool[1]
 
 
 def _read_round(
