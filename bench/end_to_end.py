@@ -28,6 +28,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,12 +105,8 @@ STAGES = ("decode", "coalesce", "plan", "keys", "body", "HEAD", "_mget", "_bulk"
 
 
 @dataclass
-class StageClock:
-    """Times syncer's stages inside the real ``lambda_handler`` by wrapping what each calls.
-
-    Each call records its (start, end) interval, from whichever thread it runs in, so stages
-    that overlap are visible as such. Wrapping costs two ``perf_counter`` calls per call.
-    """
+class Stages:
+    """What ``StageClock`` recorded for one handler: intervals per stage, ``took``, calls."""
 
     intervals: dict[str, list[tuple[float, float]]] = field(
         default_factory=lambda: {stage: [] for stage in STAGES}
@@ -117,10 +114,44 @@ class StageClock:
     took_ms: float = 0.0
     bulk_calls: int = 0
 
-    def timed(self, stage: str, function: Callable[..., Any]) -> Callable[..., Any]:
-        spans = self.intervals[stage]
+    def reset(self) -> None:
+        for spans in self.intervals.values():
+            spans.clear()
+        self.took_ms = 0.0
+        self.bulk_calls = 0
 
+    def seconds(self) -> dict[str, float]:
+        """Each stage's summed time, ``took``, and ``covered``: the union of all intervals."""
+        totals = {
+            stage: sum(end - start for start, end in spans)
+            for stage, spans in self.intervals.items()
+        }
+        totals["took"] = self.took_ms / 1000
+        covered = 0.0
+        reach = float("-inf")
+        for start, end in sorted(span for spans in self.intervals.values() for span in spans):
+            if end <= reach:
+                continue
+            covered += end - max(start, reach)
+            reach = end
+        totals["covered"] = covered
+        return totals
+
+
+class StageClock:
+    """Times syncer's stages inside the real ``lambda_handler`` by wrapping what each calls.
+
+    Each call records its (start, end) interval into ``active``, from whichever thread it runs
+    in, so stages that overlap are visible as such. Wrapping costs two ``perf_counter`` calls
+    per call.
+    """
+
+    def __init__(self) -> None:
+        self.active = Stages()
+
+    def timed(self, stage: str, function: Callable[..., Any]) -> Callable[..., Any]:
         def run(*args: Any, **kwargs: Any) -> Any:
+            spans = self.active.intervals[stage]
             started = time.perf_counter()
             try:
                 return function(*args, **kwargs)
@@ -131,9 +162,9 @@ class StageClock:
 
     def timed_chunks(self, function: Callable[..., Any]) -> Callable[..., Any]:
         """``bulk_chunks`` is a generator: time the serialising done by each ``next``."""
-        spans = self.intervals["body"]
 
         def run(*args: Any, **kwargs: Any) -> Any:
+            spans = self.active.intervals["body"]
             chunks = function(*args, **kwargs)
             while True:
                 started = time.perf_counter()
@@ -162,55 +193,66 @@ class StageClock:
 
         def counted_bulk(*args: Any, **kwargs: Any) -> Any:
             response = bulk(*args, **kwargs)
-            self.took_ms += response.get("took", 0)
-            self.bulk_calls += 1
+            self.active.took_ms += response.get("took", 0)
+            self.active.bulk_calls += 1
             return response
 
         client.bulk = counted_bulk
 
-    def reset(self) -> None:
-        for spans in self.intervals.values():
-            spans.clear()
-        self.took_ms = 0.0
-        self.bulk_calls = 0
 
-    def seconds(self) -> dict[str, float]:
-        """Each stage's summed time, ``took``, and ``covered``: the union of all intervals."""
-        totals = {
-            stage: sum(end - start for start, end in spans)
-            for stage, spans in self.intervals.items()
-        }
-        totals["took"] = self.took_ms / 1000
-        covered = 0.0
-        reach = float("-inf")
-        for start, end in sorted(span for spans in self.intervals.values() for span in spans):
-            if end <= reach:
-                continue
-            covered += end - max(start, reach)
-            reach = end
-        totals["covered"] = covered
-        return totals
+class InlinePool:
+    """An executor that runs each call at once on the caller's thread: the HEAD before the
+    ``_mget``, as ``apply_writes`` sent them before they overlapped (up to a71be72)."""
+
+    def submit(self, function: Callable[..., Any], *args: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        try:
+            future.set_result(function(*args))
+        except Exception as error:  # noqa: BLE001 - raised again by future.result()
+            future.set_exception(error)
+        return future
 
 
 # ---------------------------------------------------------------------------------------------
 # The handlers
 # ---------------------------------------------------------------------------------------------
-def syncer_handler(config_path: Path) -> tuple[Callable[[dict[str, Any]], Any], StageClock]:
+def syncer_handlers(
+    config_path: Path,
+) -> list[tuple[str, Callable[[dict[str, Any]], Any], Stages]]:
+    """syncer as it is, and syncer with its HEAD sent before the ``_mget`` (the "before").
+
+    Both run the same code through the same ``lambda_handler``, clients and connections; the
+    second only swaps the pool ``apply_writes`` sends its HEADs from for one that runs them at
+    once, in sequence, so the two compare within one run.
+    """
     os.environ["SYNCER_CONFIG"] = str(config_path)
     os.environ["SYNCER_METRICS"] = "off"  # no EMF line on stdout per batch
-    from syncer import handler
+    from syncer import handler, search
 
     handler.reset_container()
     container = handler._get_container()
-    timer = StageClock()
-    timer.install(container.sinks.opensearch)
+    clock = StageClock()
+    clock.install(container.sinks.opensearch)
+    overlapped, sequential = Stages(), Stages()
+    side_requests = search._side_requests
 
     def run(event: dict[str, Any]) -> Any:
+        clock.active = overlapped
         response = handler.lambda_handler(event, None)
         assert response == {"batchItemFailures": []}, response
         return response
 
-    return run, timer
+    def run_sequential(event: dict[str, Any]) -> Any:
+        clock.active = sequential
+        search._side_requests = InlinePool  # type: ignore[assignment]
+        try:
+            response = handler.lambda_handler(event, None)
+        finally:
+            search._side_requests = side_requests
+        assert response == {"batchItemFailures": []}, response
+        return response
+
+    return [("syncer", run, overlapped), ("syncer, HEAD first", run_sequential, sequential)]
 
 
 def _peer_clients() -> tuple[Any, Any, Any]:
@@ -313,7 +355,7 @@ class Figure:
 class Contender:
     name: str
     run: Callable[[dict[str, Any]], Any]
-    timer: OpenSearchTimer | StageClock
+    timer: OpenSearchTimer | Stages
     max_records: int | None = None  # measured on a slice of the batches (per-record)
 
 
@@ -342,7 +384,7 @@ def measure(
             figure.records += count
     for contender, figure in zip(contenders, figures, strict=True):
         timer = contender.timer
-        if isinstance(timer, StageClock):
+        if isinstance(timer, Stages):
             figure.stages = timer.seconds()
             figure.bulk_s, figure.took_ms = figure.stages["_bulk"], timer.took_ms
             figure.mget_s, figure.bulk_calls = figure.stages["_mget"], timer.bulk_calls
@@ -358,10 +400,11 @@ def print_stages(figures: list[Figure]) -> None:
     print("where syncer's wall time goes (ms per batch, share of wall time; overlapping stages")
     print("each count in full, rest = wall time no stage covers)")
     columns = [*STAGES, "took", "rest"]
-    print(f"{'batch':>6} {'wall ms':>8} " + " ".join(f"{name:>13}" for name in columns))
+    print(
+        f"{'batch':>6} {'handler':>18} {'wall ms':>8} "
+        + " ".join(f"{name:>13}" for name in columns)
+    )
     for figure in figures:
-        if not figure.stages:
-            continue
         batches = figure.records / figure.batch_size
         wall = figure.wall_s
         values = {name: figure.stages[name] for name in [*STAGES, "took"]}
@@ -369,9 +412,17 @@ def print_stages(figures: list[Figure]) -> None:
         cells = " ".join(
             f"{values[name] / batches * 1000:>6.1f} {values[name] / wall:>5.0%}" for name in columns
         )
-        print(f"{figure.batch_size:>6} {wall / batches * 1000:>8.1f} {cells}")
+        print(f"{figure.batch_size:>6} {figure.handler:>18} {wall / batches * 1000:>8.1f} {cells}")
+    for figure in figures:
+        wall = figure.wall_s
+        values = {name: figure.stages[name] for name in [*STAGES, "took"]}
+        values["rest"] = wall - figure.stages["covered"]
         shares = " ".join(f"{name}={values[name] / wall:.3f}" for name in columns)
-        print(f"RESULT end_to_end_stages batch={figure.batch_size} {shares}")
+        handler = figure.handler.replace(", ", "_").replace(" ", "_")
+        print(
+            f"RESULT end_to_end_stages batch={figure.batch_size} handler={handler} "
+            f"wall_ms={wall / (figure.records / figure.batch_size) * 1000:.1f} {shares}"
+        )
 
 
 def _setup_peer_index(config_path: Path) -> None:
@@ -399,18 +450,18 @@ def main() -> None:
     )
     _setup_peer_index(config_path)
     keys = KeyCounter()
-    ours, our_timer = syncer_handler(config_path)
+    ours = syncer_handlers(config_path)
     per_record, per_record_timer = per_record_handler()
     helpers_bulk, helpers_timer = helpers_bulk_handler()
     # Warm up every handler (clients, connections, index mappings) outside the figures.
-    for run in (ours, per_record, helpers_bulk):
+    for run in (*(run for _, run, _ in ours), per_record, helpers_bulk):
         run({"Records": insert_records(TABLE, 50, keys.take(50))})
 
     figures: list[Figure] = []
     for size in sizes:
         batches = 1 if args.quick else BATCHES.get(size, 2)
         contenders = [
-            Contender("syncer", ours, our_timer),
+            *(Contender(name, run, stages) for name, run, stages in ours),
             Contender("helpers.bulk", helpers_bulk, helpers_timer),
             Contender("per-record", per_record, per_record_timer, PER_RECORD_MAX_RECORDS),
         ]
@@ -436,7 +487,7 @@ def main() -> None:
     print(
         "bulk HTTP / bulk took / _mget / rest: shares of wall time (took = OpenSearch's own time)"
     )
-    print_stages([f for f in figures if f.handler == "syncer"])
+    print_stages([f for f in figures if f.stages])
     for size in sizes:
         by_name = {f.handler: f for f in figures if f.batch_size == size}
         ours_rate = by_name["syncer"].rate
@@ -446,6 +497,11 @@ def main() -> None:
             f"{ours_rate / by_name['helpers.bulk'].rate:.2f}x helpers.bulk (target >= 1.5x)"
         )
         print(line)
+        before = by_name["syncer, HEAD first"]
+        print(
+            f"batch {size}: HEAD alongside the _mget {ours_rate:,.0f} records/s vs HEAD first "
+            f"{before.rate:,.0f} ({ours_rate / before.rate:.2f}x)"
+        )
         ours_figure = by_name["syncer"]
         took_share = ours_figure.took_ms / 1000 / ours_figure.wall_s
         ceiling = ours_figure.records / (ours_figure.took_ms / 1000)
