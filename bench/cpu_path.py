@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+import inspect
 import json
 import os
 import resource
@@ -69,6 +70,19 @@ def syncer_path(stages: int = 5, gc_paused: bool = True) -> CpuPath:
     from syncer.search import bulk_chunks
 
     table = TableConfig(TABLE, "catalog", tuple(CACHE_KEYS), frozenset({"cost"}))
+    # Revisions before 298eb3c take the concrete index as ``index=``; later ones a TargetState.
+    if "index" in inspect.signature(plan_document_write).parameters:
+
+        def plan(change: Any) -> Any:
+            return plan_document_write(change, table, None, index=INDEX)
+
+    else:
+        from syncer.documents import TargetState
+
+        absent = TargetState(INDEX, None)
+
+        def plan(change: Any) -> Any:
+            return plan_document_write(change, table, absent)
 
     def run(records: Sequence[dict[str, Any]]) -> tuple[int, int]:
         if not gc_paused or not gc.isenabled():
@@ -89,7 +103,7 @@ def syncer_path(stages: int = 5, gc_paused: bool = True) -> CpuPath:
             return 0, 0
         writes = []
         for change in changes:
-            write = plan_document_write(change, table, None, index=INDEX)
+            write = plan(change)
             if write is not None:
                 writes.append(write)
         if stages < 4:
