@@ -439,12 +439,47 @@ def _setup_peer_index(config_path: Path) -> None:
     )
 
 
+def _through_delay_proxy(rtt_ms: float) -> None:
+    """Point every handler at OpenSearch through a relay adding ``rtt_ms`` per round trip."""
+    import atexit
+    import subprocess
+
+    from bench import common
+
+    proxy = subprocess.Popen(
+        [
+            sys.executable,
+            str(Path(__file__).with_name("delay_proxy.py")),
+            "--target",
+            OPENSEARCH_URL.split("//", 1)[1].rstrip("/"),
+            "--delay-ms",
+            str(rtt_ms / 2),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    atexit.register(proxy.kill)
+    assert proxy.stdout is not None
+    url = f"http://127.0.0.1:{int(proxy.stdout.readline())}"
+    common.OPENSEARCH_URL = url
+    globals()["OPENSEARCH_URL"] = url
+    print(f"# OpenSearch reached through bench/delay_proxy.py: {rtt_ms} ms per round trip")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--sizes", default="100,1000,10000")
     parser.add_argument("--quick", action="store_true", help="one batch per size (smoke run)")
+    parser.add_argument(
+        "--rtt-ms",
+        type=float,
+        default=0.0,
+        help="reach OpenSearch through bench/delay_proxy.py with this round trip (all handlers)",
+    )
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
+    if args.rtt_ms > 0:
+        _through_delay_proxy(args.rtt_ms)
     _, config_path = start_bench(
         "End to end through lambda_handler, real OpenSearch and Redis", "e2e", TABLE, ALIAS
     )

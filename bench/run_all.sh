@@ -26,6 +26,8 @@ step() {
   step env MALLOC_TRIM_THRESHOLD_=268435456 MALLOC_MMAP_THRESHOLD_=268435456 \
     "$PYTHON" bench/cpu_path.py --repeats 3 --no-before
   step "$PYTHON" bench/end_to_end.py
+  # The same with a 1 ms round trip to OpenSearch (bench/delay_proxy.py), as across a network.
+  step "$PYTHON" bench/end_to_end.py --sizes 100,1000 --rtt-ms 1
   step "$PYTHON" bench/hot_keys.py
   step "$PYTHON" bench/cold_start.py
   step "$PYTHON" bench/memory.py
