@@ -12,8 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for_futures
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -57,8 +61,9 @@ def reindex_alias(alias: str) -> str:
     """The alias that points at the index a running ``syncer reindex`` is filling.
 
     Stream writes go to it as well as to the main alias, so changes made during a reindex are
-    not missing after the swap. Every batch with writes checks whether it exists before its
-    ``_mget``, so a warm Lambda container needs no restart to see it.
+    not missing after the swap. Every round of every batch asks whether it exists (sent
+    alongside the main aliases' ``_mget``), so a warm Lambda container needs no restart to see
+    it.
     """
     return f"{alias}{REINDEX_ALIAS_SUFFIX}"
 
@@ -301,21 +306,17 @@ def apply_writes(
         for attempt in guard.retrying(deadline):
             with attempt:
                 pending = [ref for ref in pending if ref not in result.outcomes]
-                pending = _drop_absent_optional(
-                    client, guard, pending, optional_aliases, result, _cap(limits, deadline)
+                targets = guard.call(
+                    _read_round,
+                    client,
+                    pending,
+                    fields,
+                    optional_aliases,
+                    _cap(limits, deadline),
+                    read=read_first or not first_round,
                 )
-                if first_round and not read_first:
-                    targets = {ref: TargetState(ref[0], None) for ref in pending}
-                else:
-                    targets = guard.call(
-                        read_targets,
-                        client,
-                        pending,
-                        fields,
-                        optional_aliases,
-                        timeout_s=_cap(limits, deadline),
-                    )
                 first_round = False
+                pending = _skip_absent_optional(pending, targets, result)
                 writes = _plan_round(pending, targets, plan, reread, result)
                 reasons = _send_writes(client, guard, writes, limits, result, deadline, refresh)
                 if not replan_conflicts:
@@ -337,28 +338,86 @@ def _cap(limits: OpenSearchConfig, deadline: Deadline | None) -> float | None:
     return None if deadline is None else deadline.request_timeout(limits.timeout_s)
 
 
-def _drop_absent_optional(
-    client: Any,
-    guard: Downstream,
-    pending: list[DocumentRef],
-    optional_aliases: frozenset[str],
-    result: ApplyResult,
-    timeout_s: float | None,
-) -> list[DocumentRef]:
-    """Settle refs to optional aliases that do not exist (one ``HEAD`` per alias) as skipped.
+# Threads that send a round's reindex-alias HEADs while the calling thread sends its _mget.
+SIDE_REQUESTS = 4
+_side_pool: tuple[int, ThreadPoolExecutor] | None = None  # (the pid that made it, the pool)
+_side_pool_lock = threading.Lock()
 
-    Asking first keeps their ids out of the ``_mget`` in the usual case, when no reindex runs.
+
+def _side_requests() -> ThreadPoolExecutor:
+    """The process's pool for requests sent alongside the ``_mget``, made on first use.
+
+    A forked child gets its own: the parent's pool object would come without its threads.
+    """
+    global _side_pool
+    with _side_pool_lock:
+        if _side_pool is None or _side_pool[0] != os.getpid():
+            pool = ThreadPoolExecutor(SIDE_REQUESTS, thread_name_prefix="syncer-head")
+            _side_pool = (os.getpid(), pool)
+        return _side_pool[1]
+
+
+def _read_round(
+    client: Any,
+    pending: Sequence[DocumentRef],
+    fields: Sequence[str],
+    optional_aliases: frozenset[str],
+    timeout_s: float | None,
+    *,
+    read: bool,
+) -> dict[DocumentRef, TargetState]:
+    """The round's target states; refs of optional aliases that do not exist are left out.
+
+    Whether each optional alias exists (a ``HEAD`` per alias, asked afresh every round) does
+    not depend on the main aliases' ``_mget``, so the ``HEAD`` requests go out on other
+    threads while the ``_mget`` runs here. Only an optional alias that exists (a reindex is
+    running: rare) costs a second ``_mget``, for its refs. Without ``read`` every state is
+    taken as absent (a scan into a new index). One attempt: any failure fails it whole.
     """
     asked = sorted({ref[0] for ref in pending if ref[0] in optional_aliases})
-    if not asked:
-        return pending
-    absent = {alias for alias in asked if not guard.call(alias_exists, client, alias, timeout_s)}
+    heads: dict[str, Future[bool]] = {}
+    if asked:
+        pool = _side_requests()
+        heads = {alias: pool.submit(alias_exists, client, alias, timeout_s) for alias in asked}
+    try:
+        required = [ref for ref in pending if ref[0] not in optional_aliases]
+        targets = _read_or_assume(client, required, fields, optional_aliases, timeout_s, read)
+    finally:
+        wait_for_futures(heads.values())  # none outlives the attempt, even a failed one
+    existing = {alias for alias, head in heads.items() if head.result()}
+    optional = [ref for ref in pending if ref[0] in existing]
+    if optional:
+        targets.update(_read_or_assume(client, optional, fields, optional_aliases, timeout_s, read))
+    return targets
+
+
+def _read_or_assume(
+    client: Any,
+    refs: Sequence[DocumentRef],
+    fields: Sequence[str],
+    optional_aliases: frozenset[str],
+    timeout_s: float | None,
+    read: bool,
+) -> dict[DocumentRef, TargetState]:
+    if not refs:
+        return {}
+    if not read:
+        return {ref: TargetState(ref[0], None) for ref in refs}
+    return read_targets(client, refs, fields, optional_aliases, timeout_s=timeout_s)
+
+
+def _skip_absent_optional(
+    pending: list[DocumentRef],
+    targets: Mapping[DocumentRef, TargetState],
+    result: ApplyResult,
+) -> list[DocumentRef]:
+    """Settle the refs ``_read_round`` left out (their optional alias is absent) as skipped."""
     kept = []
     for ref in pending:
-        if ref[0] in absent:
-            result._settle(ref, Settled.SKIPPED, "no reindex running")
-        else:
+        if ref in targets:
             kept.append(ref)
+        else:
+            result._settle(ref, Settled.SKIPPED, "no reindex running")
     return kept
 
 
@@ -464,6 +523,8 @@ def _send_writes(
 def make_client(settings: OpenSearchConfig, password: str | None = None) -> Any:
     """An opensearch-py client with its own retries off: syncer's retry policy is the only one.
 
+    It is shared by threads: ``apply_writes`` sends its ``HEAD`` requests from a small pool.
+
     ``auth = "sigv4"`` signs with the function's AWS credentials (service ``es``, or ``aoss``
     for serverless collections); ``basic`` sends username and password; TLS verifies
     certificates, against ``ca_certs`` when given.
@@ -477,6 +538,9 @@ def make_client(settings: OpenSearchConfig, password: str | None = None) -> Any:
         "retry_on_timeout": False,
         "http_compress": False,
         "verify_certs": settings.verify_certs,
+        # One connection for the calling thread and one per side request (``_read_round``):
+        # urllib3 would otherwise open and discard a connection for every HEAD, with a warning.
+        "pool_maxsize": SIDE_REQUESTS + 1,
     }
     if settings.ca_certs:
         options["ca_certs"] = settings.ca_certs

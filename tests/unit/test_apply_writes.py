@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -136,3 +138,96 @@ def test_nothing_to_write_sends_nothing() -> None:
     # then nothing was sent
     assert index.sent == []
     assert result.outcomes == {}
+
+
+class AliasedIndex(ScriptedIndex):
+    """A ScriptedIndex behind aliases: ``idx`` always, ``idx-reindexing`` when ``reindexing``.
+
+    Its ``HEAD`` waits (up to ``overlap_wait_s``) for an ``_mget`` to start, and records
+    whether one did: a ``HEAD`` sent before the ``_mget`` rather than alongside it never sees one.
+    """
+
+    def __init__(self, statuses: Mapping[str, list[int]], reindexing: bool) -> None:
+        super().__init__(statuses)
+        self.reindexing = reindexing
+        self.overlap_wait_s = 2.0
+        self.mget_started = threading.Event()
+        self.heads: list[tuple[str, bool]] = []  # (alias, an _mget was in flight)
+        self.mget_ids: list[list[str]] = []
+        self.indices = self  # client.indices.exists_alias
+
+    def exists_alias(self, name: str, params: Mapping[str, Any]) -> bool:
+        overlapped = self.mget_started.wait(self.overlap_wait_s)
+        self.heads.append((name, overlapped))
+        return name == "idx-reindexing" and self.reindexing
+
+    def mget(self, body: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
+        self.mget_started.set()
+        self.mget_ids.append([doc["_id"] for doc in body["docs"]])
+        time.sleep(0.05)  # long enough for the HEAD to be answered while this runs
+        answer = super().mget(body, params)
+        self.mget_started.clear()
+        return answer
+
+
+def _apply_aliased(index: AliasedIndex, ids: Sequence[str]) -> Any:
+    refs = [(alias, doc_id) for doc_id in ids for alias in ("idx", "idx-reindexing")]
+    guard = Downstream("opensearch", FAST)
+    optional = frozenset({"idx-reindexing"})
+    return apply_writes(index, guard, refs, _plan, OpenSearchConfig(), optional_aliases=optional)
+
+
+def test_the_reindex_alias_head_runs_alongside_the_mget() -> None:
+    """The reindex-alias HEAD is in flight while the main alias's _mget runs (issue 15)."""
+    # given an index with no reindex running
+    index = AliasedIndex({}, reindexing=False)
+    # when two documents are applied to the alias and its optional reindex alias
+    result = _apply_aliased(index, ["a", "b"])
+    # then the HEAD was answered while the _mget was in flight, in the one round there was
+    assert index.heads == [("idx-reindexing", True)]
+    # and the reindex refs were never read, only skipped, while the main refs were written
+    assert index.mget_ids == [["a", "b"]]
+    assert result.status(("idx-reindexing", "a")) is Settled.SKIPPED
+    assert result.status(("idx", "a")) is Settled.WRITTEN
+    assert result.status(("idx", "b")) is Settled.WRITTEN
+
+
+def test_a_running_reindex_gets_its_own_mget_and_every_round_asks_again() -> None:
+    """While the reindex alias exists its refs are read and written; each round asks afresh."""
+    # given a reindex running and one item refused once with 429
+    index = AliasedIndex({"b": [429]}, reindexing=True)
+    index.overlap_wait_s = 0.5  # the reindex refs' own _mget follows the HEAD's answer
+    # when two documents are applied
+    result = _apply_aliased(index, ["a", "b"])
+    # then the first round read the main ids, then the reindex ids; the second round asked again
+    assert index.mget_ids[:2] == [["a", "b"], ["a", "b"]]
+    assert [alias for alias, _ in index.heads] == ["idx-reindexing", "idx-reindexing"]
+    # and every ref is written (the fake has one concrete index: one write serves both aliases)
+    assert all(status is Settled.WRITTEN for status in (result.status(r) for r in result.outcomes))
+    assert len(result.outcomes) == 4
+
+
+def test_a_failed_head_fails_the_round_and_is_retried() -> None:
+    """A HEAD that fails fails its round like the _mget would; the next round asks again."""
+    # given an index whose first HEAD fails with a connection error
+    from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
+
+    index = AliasedIndex({}, reindexing=False)
+    index.overlap_wait_s = 0.5
+    answers = iter([OpenSearchConnectionError("N/A", "refused", Exception("refused"))])
+    asked = index.exists_alias
+
+    def flaky(name: str, params: Mapping[str, Any]) -> bool:
+        error = next(answers, None)
+        if error is not None:
+            raise error
+        return asked(name, params)
+
+    index.exists_alias = flaky  # type: ignore[method-assign]
+    # when a document is applied
+    result = _apply_aliased(index, ["a"])
+    # then the second round asked again and the document was written once
+    assert len(index.heads) == 1
+    assert index.sent == ["a"]
+    assert result.status(("idx", "a")) is Settled.WRITTEN
+    assert result.status(("idx-reindexing", "a")) is Settled.SKIPPED
