@@ -52,7 +52,7 @@ test: lint services
 	$(BIN)/python -m pytest
 
 # Benchmarks against the real services (bench/README.md); figures in bench/RESULTS.md.
-# About 10 minutes; the full output also goes to bench/last-run.log.
+# About 6 minutes (bench/README.md); the full output also goes to bench/last-run.log.
 .PHONY: bench
 bench: services
 	PYTHON=$(BIN)/python bench/run_all.sh
