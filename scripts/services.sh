@@ -377,6 +377,9 @@ cluster_node_up() {
     fi
     mkdir -p "$dir"
     rm -f "$pidfile"
+    # A node without nodes.conf starts a new cluster: data a replica sync left on disk would
+    # make it claim those keys' slots and refuse `redis-cli --cluster create`.
+    [ -f "$dir/nodes.conf" ] || rm -f "$dir/dump.rdb"
     local listen=(--port "$port")
     if [ "$tls" -eq 1 ]; then
         listen=(--port 0 --tls-port "$port" --tls-cluster yes --tls-replication yes
@@ -469,7 +472,7 @@ cluster_down() {
     local port
     for port in $REDIS_CLUSTER_PORTS $REDIS_CLUSTER_TLS_PORTS; do
         stop_pidfile "redis-cluster $port" "$REDIS_CLUSTER_STATE/$port/redis.pid" 10
-        rm -f "$REDIS_CLUSTER_STATE/$port/nodes.conf"
+        rm -f "$REDIS_CLUSTER_STATE/$port/nodes.conf" "$REDIS_CLUSTER_STATE/$port/dump.rdb"
     done
 }
 

@@ -49,7 +49,7 @@ from syncer.plan import order_verdict, plan_read_state, plan_scanned, tombstone_
 from syncer.records import document_id, typed_key_from_id
 from syncer.resilience import Guarded
 from syncer.routes import document_in, route_item
-from syncer.search import ApplyResult, Settled, apply_writes, reindex_alias
+from syncer.search import ApplyResult, Settled, apply_writes, reindex_alias, scroll_pages
 from syncer.versions import read_version, version_from_meta
 
 log = logging.getLogger(__name__)
@@ -366,15 +366,7 @@ def carry_tombstones(
     client, guard = sinks.opensearch, sinks.opensearch_guard
     guard.call_with_retry(client.indices.refresh, index=old_index)
     carried = 0
-    search_after: list[Any] | None = None
-    while True:
-        body: dict[str, Any] = {"query": query, "size": page_size, "sort": [{"_id": "asc"}]}
-        if search_after is not None:
-            body["search_after"] = search_after
-        hits = guard.call_with_retry(client.search, index=old_index, body=body)["hits"]["hits"]
-        if not hits:
-            return carried
-        search_after = hits[-1]["sort"]
+    for hits in scroll_pages(client, guard, old_index, {"query": query}, page_size):
         metas = {(new_index, hit["_id"]): hit["_source"].get(SYNCER_FIELD, {}) for hit in hits}
 
         result = apply_writes(
@@ -388,6 +380,7 @@ def carry_tombstones(
         )
         _raise_failed(result, table)
         carried += result.count(Settled.TOMBSTONED)
+    return carried
 
 
 def _rejected(table: TableConfig, ref: DocumentRef, reason: str) -> DeadLetter:

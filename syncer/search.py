@@ -117,6 +117,33 @@ def read_targets(
     return found
 
 
+def scroll_pages(
+    client: Any, guard: Downstream, index: str, body: Mapping[str, Any], page_size: int
+) -> Iterator[list[dict[str, Any]]]:
+    """Every hit of ``body``'s query in ``index``, a page at a time (a scroll in ``_doc`` order).
+
+    A scroll sees the index as it was when it began, costs no sorting, and is cleared at the
+    end, also when the caller stops early.
+    """
+    request = {**body, "size": page_size, "sort": ["_doc"]}
+    response = guard.call_with_retry(
+        client.search, index=index, body=request, params={"scroll": "2m"}
+    )
+    scroll_id = response.get("_scroll_id")
+    try:
+        while response["hits"]["hits"]:
+            yield response["hits"]["hits"]
+            response = guard.call_with_retry(
+                client.scroll, body={"scroll_id": scroll_id, "scroll": "2m"}
+            )
+            scroll_id = response.get("_scroll_id") or scroll_id
+    finally:
+        if scroll_id:
+            guard.call_with_retry(
+                client.clear_scroll, body={"scroll_id": [scroll_id]}, params={"ignore": "404"}
+            )
+
+
 def raise_for_mget_error(error: Mapping[str, Any]) -> None:
     """Turn an ``_mget`` per-document error into an exception with OpenSearch's words."""
     kind = error.get("type", "")

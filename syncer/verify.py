@@ -35,7 +35,7 @@ from syncer.pipeline import Sinks
 from syncer.plan import bulk_refresh, document_body, plan_scanned, render_cache_key
 from syncer.records import document_id, typed_key_from_id
 from syncer.routes import Routed, document_in, route_item
-from syncer.search import Settled, apply_writes
+from syncer.search import Settled, apply_writes, scroll_pages
 from syncer.versions import Version, read_version
 
 PAGE_SIZE = 1000
@@ -174,21 +174,8 @@ def _index_pages(sinks: Sinks, alias: str) -> Iterator[list[dict[str, Any]]]:
     """Every live document behind the alias, a page at a time (the alias hides tombstones)."""
     client, guard = sinks.opensearch, sinks.opensearch_guard
     guard.call_with_retry(client.indices.refresh, index=alias)
-    search_after: list[Any] | None = None
-    while True:
-        body: dict[str, Any] = {
-            "query": {"match_all": {}},
-            "size": PAGE_SIZE,
-            "sort": [{"_id": "asc"}],
-            "_source": {"excludes": [SYNCER_FIELD]},
-        }
-        if search_after is not None:
-            body["search_after"] = search_after
-        hits = guard.call_with_retry(client.search, index=alias, body=body)["hits"]["hits"]
-        if not hits:
-            return
-        yield hits
-        search_after = hits[-1]["sort"]
+    body = {"query": {"match_all": {}}, "_source": {"excludes": [SYNCER_FIELD]}}
+    yield from scroll_pages(client, guard, alias, body, PAGE_SIZE)
 
 
 def _random_hits(sinks: Sinks, table: TableConfig, sample: int) -> list[dict[str, Any]]:
