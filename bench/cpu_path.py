@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+import inspect
 import json
 import os
 import resource
@@ -70,7 +71,9 @@ def syncer_path(stages: int = 5, gc_paused: bool = True) -> CpuPath:
 
     table = TableConfig(TABLE, "catalog", tuple(CACHE_KEYS), frozenset({"cost"}))
     target: Any = None
-    with contextlib.suppress(ImportError):  # revisions before TargetState took a concrete index
+    # Revisions before 298eb3c take the concrete index as ``index=``; later ones a TargetState
+    # (the module may come from another revision's tree, so ask the function, not an import).
+    if "index" not in inspect.signature(plan_document_write).parameters:
         from syncer.documents import TargetState
 
         target = TargetState(INDEX, None)
