@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -57,16 +58,22 @@ def flaky_invoke(rng: random.Random, error_share: float) -> Any:
     return invoke
 
 
-def run_history(stack: Stack, rng: random.Random, poller: LambdaPoller, prefix: str) -> CacheReader:
-    """Interleave operations, cache fills, partial deliveries and replays; then drain."""
-    maker = HistoryMaker(rng, prefix)
+def drive_history(
+    stack: Stack,
+    rng: random.Random,
+    poller: LambdaPoller,
+    maker: Any,
+    reader: Any,
+    current: Callable[[], Any],
+) -> None:
+    """Interleave ``maker``'s operations, cache fills from ``current()``, partial deliveries and
+    replays of old windows; then drain and replay the last windows again."""
     tail = StreamTail(stack, ProductionShaper(rng))
-    reader = CacheReader(stack.sinks.redis, prefix, maker.categories)
     for _ in range(rng.randint(4, 8)):
         for _ in range(rng.randint(3, 15)):
             maker.operation(stack.dynamodb, stack.table)
         if rng.random() < 0.6:
-            reader.fill(stack.scanned())
+            reader.fill(current())
         poller.extend(tail.new_records())
         for _ in range(rng.randint(0, 6)):
             poller.step()
@@ -75,6 +82,13 @@ def run_history(stack: Stack, rng: random.Random, poller: LambdaPoller, prefix: 
     poller.drain()
     for _ in range(3):
         poller.replay_old_window()
+
+
+def run_history(stack: Stack, rng: random.Random, poller: LambdaPoller, prefix: str) -> CacheReader:
+    """A random history of the plain catalog (``drive_history``); the reader of its cache."""
+    maker = HistoryMaker(rng, prefix)
+    reader = CacheReader(stack.sinks.redis, prefix, maker.categories)
+    drive_history(stack, rng, poller, maker, reader, stack.scanned)
     return reader
 
 

@@ -34,8 +34,8 @@ from tests.integration.routed_catalog import (
     routed_catalog,
     write_routed_config,
 )
-from tests.integration.simulator import LambdaPoller, ProductionShaper
-from tests.integration.test_delivery_simulation import StreamTail, flaky_invoke
+from tests.integration.simulator import LambdaPoller
+from tests.integration.test_delivery_simulation import drive_history, flaky_invoke
 from tests.integration.test_faults import faulty_invoke
 
 pytestmark = pytest.mark.integration
@@ -373,21 +373,8 @@ def _history(
     """Random routed operations interleaved with cache fills, partial deliveries and replays."""
     stack = catalog.stack
     maker = RoutedHistoryMaker(rng, prefix)
-    tail = StreamTail(stack, ProductionShaper(rng))
     reader = RoutedCacheReader(stack.sinks.redis, prefix, catalog.table_config)
-    for _ in range(rng.randint(4, 8)):
-        for _ in range(rng.randint(3, 15)):
-            maker.operation(stack.dynamodb, stack.table)
-        if rng.random() < 0.6:
-            reader.fill(catalog.items())
-        poller.extend(tail.new_records())
-        for _ in range(rng.randint(0, 6)):
-            poller.step()
-            if rng.random() < 0.2:
-                poller.replay_old_window()
-    poller.drain()
-    for _ in range(3):
-        poller.replay_old_window()
+    drive_history(stack, rng, poller, maker, reader, catalog.items)
     return reader
 
 
