@@ -183,13 +183,25 @@ class _Tally:
 
 
 class _LeasedCacheBase:
-    """Settings and counters shared by the sync and the async cache."""
+    """The client, scripts, settings and counters shared by the sync and the async cache."""
 
-    def __init__(self, lease_ttl_ms: int, max_wait_ms: int, negative_ttl_s: float) -> None:
+    def __init__(
+        self,
+        redis_client: Any,
+        lease_ttl_ms: int = 10_000,
+        max_wait_ms: int = 2_000,
+        negative_ttl_s: float = 30.0,
+    ) -> None:
         if lease_ttl_ms <= 0 or max_wait_ms < 0 or negative_ttl_s < 0:
             raise ValueError(
                 "lease_ttl_ms must be positive, max_wait_ms and negative_ttl_s not negative"
             )
+        _check_client(redis_client)
+        self.redis = redis_client
+        # Scripts register on the client's own kind (sync or asyncio), so one setup serves both.
+        self._get_or_lease = redis_client.register_script(_GET_OR_LEASE)
+        self._fill = redis_client.register_script(_FILL)
+        self._release = redis_client.register_script(_RELEASE)
         self.lease_ttl_ms = lease_ttl_ms
         self.max_wait_s = max_wait_ms / 1000
         self.negative_ttl_s = negative_ttl_s
@@ -206,20 +218,6 @@ class LeasedCache(_LeasedCacheBase):
     ``negative_ttl_s``: a loader's ``None`` ("no such item") is cached that long as an absence
     entry, which syncer invalidates like a value when the item appears; 0 caches nothing.
     """
-
-    def __init__(
-        self,
-        redis_client: Any,
-        lease_ttl_ms: int = 10_000,
-        max_wait_ms: int = 2_000,
-        negative_ttl_s: float = 30.0,
-    ) -> None:
-        super().__init__(lease_ttl_ms, max_wait_ms, negative_ttl_s)
-        _check_client(redis_client)
-        self.redis = redis_client
-        self._get_or_lease = redis_client.register_script(_GET_OR_LEASE)
-        self._fill = redis_client.register_script(_FILL)
-        self._release = redis_client.register_script(_RELEASE)
 
     def get(self, key: str) -> CacheRead:
         """The cached value, a lease to fill the key, or Busy while another reader holds one.
@@ -290,20 +288,6 @@ class LeasedCache(_LeasedCacheBase):
 
 class AsyncLeasedCache(_LeasedCacheBase):
     """``LeasedCache`` over ``redis.asyncio.Redis`` or ``redis.asyncio.RedisCluster``."""
-
-    def __init__(
-        self,
-        redis_client: Any,
-        lease_ttl_ms: int = 10_000,
-        max_wait_ms: int = 2_000,
-        negative_ttl_s: float = 30.0,
-    ) -> None:
-        super().__init__(lease_ttl_ms, max_wait_ms, negative_ttl_s)
-        _check_client(redis_client)
-        self.redis = redis_client
-        self._get_or_lease = redis_client.register_script(_GET_OR_LEASE)
-        self._fill = redis_client.register_script(_FILL)
-        self._release = redis_client.register_script(_RELEASE)
 
     async def get(self, key: str) -> CacheRead:
         """The cached value, a lease to fill the key, or Busy while another reader holds one."""

@@ -263,3 +263,25 @@ def root_logger() -> Iterator[logging.Logger]:
     root.setLevel(level)
     for name, library_level in library_levels.items():
         logging.getLogger(name).setLevel(library_level)
+
+
+def use_deadletter_queue(stack: Stack, queue_url: str) -> None:
+    """Point the stack's config at ``queue_url`` for dead letters and rebuild the handler."""
+    deadletter = f'[deadletter]\nsqs_queue_url = "{queue_url}"\n'
+    write_config(stack.config_path, stack.table, stack.index, deadletter=deadletter)
+    handler.reset_container()
+
+
+@pytest.fixture
+def sqs() -> Any:
+    """An SQS client on the emulator."""
+    return aws_client("sqs")
+
+
+@pytest.fixture
+def queue_url(stack: Stack, sqs: Any) -> Iterator[str]:
+    """A fresh queue that the stack's dead letters go to."""
+    url: str = sqs.create_queue(QueueName=f"syncer-dlq-{uuid.uuid4().hex[:12]}")["QueueUrl"]
+    use_deadletter_queue(stack, url)
+    yield url
+    sqs.delete_queue(QueueUrl=url)

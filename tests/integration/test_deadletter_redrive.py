@@ -7,8 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,27 +16,12 @@ from click.testing import CliRunner
 
 from syncer.cli import main
 from syncer.deadletter import DeadLetter, encode_entry, entry_record
-from syncer.runtime import aws_client
 from tests.integration.conftest import Stack
-from tests.integration.test_sqs_deadletters import _from_unconfigured_table, _use_queue
+from tests.integration.test_sqs_deadletters import _from_unconfigured_table
 
 pytestmark = pytest.mark.integration
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def sqs() -> Any:
-    return aws_client("sqs")
-
-
-@pytest.fixture
-def queue_url(stack: Stack, sqs: Any) -> Iterator[str]:
-    """A fresh queue that the stack's dead letters go to."""
-    url: str = sqs.create_queue(QueueName=f"syncer-redrive-{uuid.uuid4().hex[:12]}")["QueueUrl"]
-    _use_queue(stack, url)
-    yield url
-    sqs.delete_queue(QueueUrl=url)
 
 
 def _syncer(*args: str, timeout_s: float = 60) -> subprocess.CompletedProcess[str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import json
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,33 +12,11 @@ import pytest
 from syncer import handler
 from syncer.deadletter import SQS_MAX_MESSAGE_BYTES
 from syncer.errors import DownstreamUnavailableError
-from syncer.runtime import aws_client
-from tests.integration.conftest import MOTO_URL, Stack, write_config
+from tests.integration.conftest import MOTO_URL, Stack, use_deadletter_queue
 
 pytestmark = pytest.mark.integration
 
 UNCONFIGURED_TABLE = "unconfigured-table"
-
-
-def _use_queue(stack: Stack, queue_url: str) -> None:
-    """Point the stack's config at ``queue_url`` for dead letters and rebuild the handler."""
-    deadletter = f'[deadletter]\nsqs_queue_url = "{queue_url}"\n'
-    write_config(stack.config_path, stack.table, stack.index, deadletter=deadletter)
-    handler.reset_container()
-
-
-@pytest.fixture
-def sqs() -> Any:
-    return aws_client("sqs")
-
-
-@pytest.fixture
-def queue_url(stack: Stack, sqs: Any) -> Iterator[str]:
-    """A fresh queue that the stack's dead letters go to."""
-    url: str = sqs.create_queue(QueueName=f"syncer-dlq-{uuid.uuid4().hex[:12]}")["QueueUrl"]
-    _use_queue(stack, url)
-    yield url
-    sqs.delete_queue(QueueUrl=url)
 
 
 def _messages(sqs: Any, queue_url: str) -> list[str]:
@@ -134,7 +111,7 @@ def test_several_large_poison_records_all_land_in_the_queue(
 def test_a_missing_queue_reports_the_poison_record_for_retry(stack: Stack) -> None:
     """When the dead-letter queue does not exist the poison record is reported, never dropped."""
     # given dead letters pointed at a queue that does not exist
-    _use_queue(stack, f"{MOTO_URL}/123456789012/syncer-missing-{uuid.uuid4().hex[:12]}")
+    use_deadletter_queue(stack, f"{MOTO_URL}/123456789012/syncer-missing-{uuid.uuid4().hex[:12]}")
     stack.put({"pk": {"S": "ok"}, "sk": {"S": "v1"}})
     stack.put({"pk": {"S": "stranger"}, "sk": {"S": "v1"}})
     ok, record = stack.new_records()
@@ -151,7 +128,7 @@ def test_a_missing_queue_fails_the_batch_for_a_record_without_sequence_number(
 ) -> None:
     """A record with no usable SequenceNumber that cannot be dead-lettered fails the whole batch."""
     # given dead letters pointed at a queue that does not exist, and a record without a sequence
-    _use_queue(stack, f"{MOTO_URL}/123456789012/syncer-missing-{uuid.uuid4().hex[:12]}")
+    use_deadletter_queue(stack, f"{MOTO_URL}/123456789012/syncer-missing-{uuid.uuid4().hex[:12]}")
     stack.put({"pk": {"S": "nameless"}, "sk": {"S": "v1"}})
     (record,) = stack.new_records()
     del record["dynamodb"]["SequenceNumber"]
