@@ -148,7 +148,9 @@ def _naming_node(error: E, node: str) -> E:
     Logs metric filter can count failures per node.
     """
     message = str(error)
-    if node not in message:
+    # redis-py 8.2 names the node in some messages ("Timeout reading from host:port"); the
+    # prefix stays anyway, so every failure reads the same and log filters can match it.
+    if not message.startswith(f"Redis node {node}: "):
         error.args = (f"Redis node {node}: {message}",)
     log.warning(
         "Redis node %s failed: %s",
