@@ -38,6 +38,7 @@ demo: services
 lint: install
 	$(BIN)/ruff check syncer tests
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/cfn-lint template.yaml
 
 # build/lambda (template.yaml's CodeUri) and build/syncer-lambda.zip for the Lambda runtime

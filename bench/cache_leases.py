@@ -86,7 +86,7 @@ def run_once(args: argparse.Namespace, run: int, work: Path) -> dict[str, int]:
     import redis
     from opensearchpy import OpenSearch
 
-    from syncer.cachefill import LeasedCache
+    from syncer.client.cachefill import LeasedCache
     from syncer.demo import create_catalog_table
 
     suffix = f"{int(time.time() * 1000) % 10**9}-{run}"
@@ -205,7 +205,7 @@ def latency(samples: int) -> dict[str, list[float]]:
     """Single-threaded, interleaved: a miss then a hit of a fresh key, for both kinds."""
     import redis
 
-    from syncer.cachefill import LeasedCache
+    from syncer.client.cachefill import LeasedCache
 
     client = redis.Redis.from_url(REDIS_URL)
     leased = LeasedCache(client)

@@ -1,6 +1,6 @@
 """Cache invalidation of a 1,000-key batch: one Redis node vs the 3-primary Redis Cluster.
 
-``syncer.cache.invalidate`` on the real servers of scripts/services.sh: the single node
+``syncer.sinks.cache.invalidate`` on the real servers of scripts/services.sh: the single node
 (one pipeline of one UNLINK) and the cluster (one UNLINK per hash slot, one pipeline per
 primary, all primaries written before any is read). Baseline: redis-py's own cluster
 pipeline, which takes one UNLINK per key. Before each timed call the keys are written
@@ -23,8 +23,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from syncer import cache
 from syncer.config import RedisConfig
+from syncer.sinks import cache
 
 SINGLE_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 CLUSTER_URL = os.environ.get("REDIS_CLUSTER_URL", "redis://127.0.0.1:7000/0")

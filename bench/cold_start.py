@@ -66,7 +66,7 @@ print(json.dumps({"import_ms": (imported - started) * 1000,
 def _site_packages_modules() -> list[str]:
     """Top-level packages from site-packages that the handler and its first batch load."""
     probe = (
-        "import sys, syncer.handler, syncer.runtime, syncer.search, syncer.cache, opensearchpy, "
+        "import sys, syncer.handler, syncer.sinks.build, syncer.sinks.search, syncer.sinks.cache, opensearchpy, "
         "redis, boto3\n"
         "site = [p for p in sys.path if p.endswith('site-packages')][0]\n"
         "names = sorted({n.split('.')[0] for n, m in list(sys.modules.items())\n"
@@ -175,7 +175,7 @@ def main() -> None:
     }
     # Fill the warm bytecode cache once (writing allowed), outside the figures.
     subprocess.run(
-        [sys.executable, "-c", "import syncer.handler, syncer.runtime, opensearchpy, boto3"],
+        [sys.executable, "-c", "import syncer.handler, syncer.sinks.build, opensearchpy, boto3"],
         env={**base_env, "PYTHONPYCACHEPREFIX": str(warm_cache)},
         cwd=ROOT,
         check=True,

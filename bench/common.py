@@ -173,8 +173,8 @@ def write_config(path: Path, table: str, index: str, deadletter: Path | None = N
 def setup_index(config_path: Path, fresh: bool = True) -> None:
     """Delete the bench indices (when ``fresh``) and run ``syncer setup`` for them."""
     from syncer.config import load_config
-    from syncer.indices import apply_setup, plan_setup
-    from syncer.search import make_client
+    from syncer.sinks.indices import apply_setup, plan_setup
+    from syncer.sinks.search import make_client
 
     config = load_config(str(config_path))
     client = make_client(config.opensearch)
@@ -243,8 +243,8 @@ def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 def teardown_index(config_path: Path) -> None:
     """Delete what ``setup_index`` made: the versioned indices and the index template."""
     from syncer.config import load_config
-    from syncer.indices import template_name
-    from syncer.search import make_client
+    from syncer.sinks.indices import template_name
+    from syncer.sinks.search import make_client
 
     config = load_config(str(config_path))
     client = make_client(config.opensearch)

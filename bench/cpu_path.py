@@ -63,18 +63,18 @@ def syncer_path(stages: int = 5, gc_paused: bool = True) -> CpuPath:
 
     ``gc_paused``: hold the cycle collector off around the batch, as ``process_batch`` does.
     """
-    from syncer.coalesce import coalesce_latest_per_key
     from syncer.config import TableConfig
-    from syncer.plan import plan_cache_keys, plan_document_write
-    from syncer.records import decode_records
-    from syncer.search import bulk_chunks
+    from syncer.core.coalesce import coalesce_latest_per_key
+    from syncer.core.plan import plan_cache_keys, plan_document_write
+    from syncer.core.records import decode_records
+    from syncer.sinks.search import bulk_chunks
 
     table = TableConfig(TABLE, "catalog", tuple(CACHE_KEYS), frozenset({"cost"}))
     target: Any = None
     # Revisions before 298eb3c take the concrete index as ``index=``; later ones a TargetState
     # (the module may come from another revision's tree, so ask the function, not an import).
     if "index" not in inspect.signature(plan_document_write).parameters:
-        from syncer.documents import TargetState
+        from syncer.core.documents import TargetState
 
         target = TargetState(INDEX, None)
 
@@ -135,13 +135,13 @@ def routed_path() -> CpuPath:
     every route index (its document in one, a tombstone in the two others), its cache keys
     rendered with each state's route, and every write goes into the ``_bulk`` body.
     """
-    from syncer.coalesce import coalesce_latest_per_key
     from syncer.config import Route, RouteMatch, TableConfig
-    from syncer.documents import TargetState
-    from syncer.plan import plan_routed_cache_keys, plan_routed_write
-    from syncer.records import decode_records
-    from syncer.routes import document_in, route_item
-    from syncer.search import bulk_chunks
+    from syncer.core.coalesce import coalesce_latest_per_key
+    from syncer.core.documents import TargetState
+    from syncer.core.plan import plan_routed_cache_keys, plan_routed_write
+    from syncer.core.records import decode_records
+    from syncer.core.routes import document_in, route_item
+    from syncer.sinks.search import bulk_chunks
 
     table = TableConfig(
         TABLE,

@@ -179,7 +179,8 @@ class StageClock:
         return run
 
     def install(self, client: Any) -> None:
-        from syncer import pipeline, search
+        from syncer import pipeline
+        from syncer.sinks import search
 
         pipeline.decode_records = self.timed("decode", pipeline.decode_records)
         pipeline.coalesce_latest_per_key = self.timed("coalesce", pipeline.coalesce_latest_per_key)
@@ -227,7 +228,8 @@ def syncer_handlers(
     """
     os.environ["SYNCER_CONFIG"] = str(config_path)
     os.environ["SYNCER_METRICS"] = "off"  # no EMF line on stdout per batch
-    from syncer import handler, search
+    from syncer import handler
+    from syncer.sinks import search
 
     handler.reset_container()
     container = handler._get_container()
@@ -427,8 +429,8 @@ def print_stages(figures: list[Figure]) -> None:
 
 def _setup_peer_index(config_path: Path) -> None:
     from syncer.config import load_config
-    from syncer.indices import load_template
-    from syncer.search import make_client
+    from syncer.sinks.indices import load_template
+    from syncer.sinks.search import make_client
 
     config = load_config(str(config_path))
     client = make_client(config.opensearch)

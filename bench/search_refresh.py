@@ -41,7 +41,7 @@ from bench.common import (
     stream_record,
     teardown_index,
 )
-from syncer.plan import bulk_refresh
+from syncer.core.plan import bulk_refresh
 
 TABLE = "bench_srefresh"
 MODES = ("none", "wait_for", "true", "refresh")
@@ -84,7 +84,7 @@ def run_batch(
 ) -> tuple[Any, float]:
     """One batch the way ``mode`` does it: its outcome, and when the item keys were invalidated."""
     from syncer import pipeline
-    from syncer.cache import invalidate
+    from syncer.sinks.cache import invalidate
 
     started = time.perf_counter()
     if mode in ("wait_for", "true"):  # both ways through syncer's one keyword
@@ -119,7 +119,7 @@ def main() -> None:
         alias("none"),
     )
     from syncer.config import load_config
-    from syncer.runtime import build_sinks
+    from syncer.sinks.build import build_sinks
 
     configs, sinks = {}, {}
     for mode in MODES:

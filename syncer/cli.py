@@ -13,7 +13,7 @@ import click
 
 from syncer.config import Config, load_config
 from syncer.errors import SyncerError
-from syncer.secrets import REDACTOR
+from syncer.sinks.secrets import REDACTOR
 
 CONFIG_HELP = "Configuration file (default: $SYNCER_CONFIG, then ./syncer.toml)."
 
@@ -55,7 +55,7 @@ class _SyncerGroup(click.Group):
 )
 def main(verbose: bool, log_format: str) -> None:
     """Keep OpenSearch and Redis in step with DynamoDB Streams."""
-    from syncer.logs import configure_logging
+    from syncer.obs.logs import configure_logging
 
     configure_logging(
         json_lines=log_format == "json", level=logging.DEBUG if verbose else logging.INFO
@@ -73,10 +73,10 @@ def setup(config_path: str | None, dry_run: bool) -> None:
 
     Example: syncer setup --config syncer.toml
     """
-    from syncer.indices import apply_setup, plan_setup
-    from syncer.resilience import Downstream, Guarded
-    from syncer.routes import routing_table
-    from syncer.runtime import opensearch_client
+    from syncer.core.routes import routing_table
+    from syncer.sinks.build import opensearch_client
+    from syncer.sinks.indices import apply_setup, plan_setup
+    from syncer.sinks.resilience import Downstream, Guarded
 
     config = _load(config_path)
     client = Guarded(opensearch_client(config), Downstream("opensearch", config.resilience))
@@ -115,7 +115,7 @@ def demo(config_path: str | None, items: int) -> None:
 
 def _sinks(config: Config) -> Any:
     """The command's clients, closed when the command ends."""
-    from syncer.runtime import build_sinks
+    from syncer.sinks.build import build_sinks
 
     sinks = build_sinks(config)
     click.get_current_context().call_on_close(sinks.close)
@@ -168,7 +168,7 @@ def reindex(
     """
     from pathlib import Path
 
-    from syncer.reindex import reindex_table
+    from syncer.commands.reindex import reindex_table
 
     config = _load(config_path)
     sinks = _sinks(config)
@@ -265,7 +265,7 @@ def verify(config_path: str | None, table_name: str, sample: int | None, repair:
 
     Example: syncer verify --table catalog --sample 1000
     """
-    from syncer.verify import verify_table
+    from syncer.commands.verify import verify_table
 
     config = _load(config_path)
     report = verify_table(config, _sinks(config), table_name, sample, repair)
@@ -318,8 +318,8 @@ def purge_tombstones(
 
     Example: syncer purge-tombstones --table catalog --older-than 15d --dry-run
     """
-    from syncer.tombstones import parse_age
-    from syncer.tombstones import purge_tombstones as purge
+    from syncer.commands.purge import parse_age
+    from syncer.commands.purge import purge_tombstones as purge
 
     try:
         age_s = parse_age(older_than)
@@ -380,7 +380,7 @@ def deadletter_list(config_path: str | None, limit: int) -> None:
 
     Example: syncer deadletter list --limit 20
     """
-    from syncer.redrive import list_entries
+    from syncer.commands.redrive import list_entries
 
     config = _load(config_path)
     entries = list_entries(config, _sinks(config), limit)
@@ -402,7 +402,7 @@ def deadletter_redrive(config_path: str | None) -> None:
 
     Example: syncer deadletter redrive
     """
-    from syncer.redrive import redrive
+    from syncer.commands.redrive import redrive
 
     config = _load(config_path)
     result = redrive(config, _sinks(config), click.echo)
@@ -475,7 +475,7 @@ def run(
 
     Example: syncer run --config syncer.toml --once
     """
-    from syncer.poller import PollOptions, run_poller
+    from syncer.runner.poller import PollOptions, run_poller
 
     config = _load(config_path)
     options = PollOptions(

@@ -109,7 +109,7 @@ class Route:
     match: RouteMatch | None = None  # None: every item (a table's own index, tried last)
     cache_keys: tuple[str, ...] = ()
     exclude_attributes: frozenset[str] = frozenset()
-    transform: str | None = None  # "module:function", see syncer.routes
+    transform: str | None = None  # "module:function", see syncer.core.routes
     search_cache_keys: tuple[str, ...] = ()  # as the table's, for this route's items
 
 

@@ -125,13 +125,13 @@ def _category(name: str) -> dict[str, Any]:
 
 def run_demo(config: Config, item_count: int, echo: Callable[[str], None]) -> None:
     """Write, move, hide and delete catalog items; follow the stream; print search and cache."""
-    from syncer.checkpoints import FileCheckpointStore
-    from syncer.indices import apply_setup, plan_setup
-    from syncer.pipeline import BatchOutcome
-    from syncer.poller import PollOptions, StreamPoller
-    from syncer.records import document_id
-    from syncer.routes import routing_table
-    from syncer.runtime import aws_client, build_sinks
+    from syncer.core.outcome import BatchOutcome
+    from syncer.core.records import document_id
+    from syncer.core.routes import routing_table
+    from syncer.runner.poller import PollOptions, StreamPoller
+    from syncer.sinks.build import aws_client, build_sinks
+    from syncer.sinks.checkpoints import FileCheckpointStore
+    from syncer.sinks.indices import apply_setup, plan_setup
 
     if not aws_endpoint_overridden():
         raise ConfigError(

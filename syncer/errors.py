@@ -1,7 +1,7 @@
 """The one exception hierarchy of syncer; per-item failures are values, not exceptions.
 
 Each sink raises its own subclass of ``DownstreamUnavailableError`` for failures it detects
-itself; ``syncer.resilience.classify`` sorts these and the client libraries' own errors into
+itself; ``syncer.sinks.resilience.classify`` sorts these and the client libraries' own errors into
 one table (docs/operations.md, "How failures are handled"). An exception that is neither is a bug: it fails the invocation.
 """
 

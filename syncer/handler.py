@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from syncer.config import Config, emf_metrics_enabled, load_config, running_in_lambda
+from syncer.core.records import check_event
 from syncer.errors import BatchFailedError
-from syncer.pipeline import Sinks, process_batch
-from syncer.records import check_event
-from syncer.resilience import Deadline
+from syncer.pipeline import process_batch
+from syncer.sinks.ports import Sinks
+from syncer.sinks.resilience import Deadline
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +35,10 @@ _container: _Container | None = None
 def _get_container() -> _Container:
     global _container
     if _container is None:
-        from syncer.runtime import build_sinks
+        from syncer.sinks.build import build_sinks
 
         if running_in_lambda():  # in Lambda: JSON lines for Logs Insights
-            from syncer.logs import configure_logging
+            from syncer.obs.logs import configure_logging
 
             configure_logging(json_lines=True)
         config = load_config()
@@ -72,7 +73,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, list[dict[s
     container = _get_container()
     outcome = process_batch(records, container.config, container.sinks, _deadline(context))
     if emf_metrics_enabled():
-        from syncer.metrics import write_emf
+        from syncer.obs.metrics import write_emf
 
         write_emf(outcome, {"Service": "syncer"}, sys.stdout)
     if outcome.all_failed:

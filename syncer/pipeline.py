@@ -8,142 +8,31 @@ import statistics
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from enum import Enum
 from typing import Any
 
-from syncer.cache import invalidate
-from syncer.coalesce import KeyChange, coalesce_latest_per_key
 from syncer.config import Config, Route, TableConfig
-from syncer.deadletter import DeadLetter, DeadLetterSink
-from syncer.documents import DocumentRef, ReadState, TargetState
-from syncer.errors import DownstreamUnavailableError, PoisonRecordError
-from syncer.lookup import read_current_items
-from syncer.plan import (
+from syncer.core.coalesce import KeyChange, coalesce_latest_per_key
+from syncer.core.documents import DocumentRef, ReadState, Settled, TargetState
+from syncer.core.outcome import BatchOutcome, KeyStages, RecordAction, decide, worst
+from syncer.core.plan import (
     bulk_refresh,
     plan_cache_keys,
     plan_document_write,
     plan_routed_cache_keys,
     plan_routed_write,
 )
-from syncer.records import ChangeRecord, RejectedRecord, decode_records
-from syncer.resilience import Deadline, Downstream, reported_failure
-from syncer.routes import GONE, Routed, document_in, route_item
-from syncer.search import ApplyResult, Settled, apply_writes, reindex_alias
-from syncer.versions import Version, read_version
+from syncer.core.records import ChangeRecord, RejectedRecord, decode_records
+from syncer.core.routes import GONE, Routed, document_in, route_item
+from syncer.core.versions import Version, read_version
+from syncer.errors import DownstreamUnavailableError, PoisonRecordError
+from syncer.sinks.cache import invalidate
+from syncer.sinks.deadletter import DeadLetter
+from syncer.sinks.items import read_current_items
+from syncer.sinks.ports import Sinks
+from syncer.sinks.resilience import Deadline, reported_failure
+from syncer.sinks.search import ApplyResult, apply_writes, reindex_alias
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(slots=True)
-class Sinks:
-    """The I/O edges of the pipeline: clients and the downstream guard of each."""
-
-    opensearch: Any
-    redis: Any
-    dynamodb: Any  # None only in tests that never read items
-    deadletters: DeadLetterSink
-    opensearch_guard: Downstream
-    redis_guard: Downstream
-    dynamodb_guard: Downstream
-    deadletter_guard: Downstream
-
-    def close(self) -> None:
-        """Close every client's connections (the commands do, when they finish)."""
-        for client in (self.opensearch, self.redis, self.dynamodb, self.deadletters):
-            close = getattr(client, "close", None)
-            if callable(close):
-                close()
-
-
-@dataclass(frozen=True, slots=True)
-class BatchOutcome:
-    """What a batch did; ``failed_sequence_numbers`` are what Lambda must retry from."""
-
-    records_in: int
-    keys: int
-    indexed: int
-    deleted: int
-    skipped_stale: int
-    invalidated: int
-    dead_lettered: int
-    failed_sequence_numbers: tuple[str, ...]
-    cache_keys: tuple[str, ...] = ()
-    unrouted: int = 0  # items of routed tables that no route selects: skipped, acknowledged
-    retries: int = 0
-    breaker_changes: int = 0
-    iterator_age_ms_max: float = 0.0
-    iterator_age_ms_median: float = 0.0
-    bulk_latency_ms: float = 0.0
-
-    @property
-    def all_failed(self) -> bool:
-        """Every record of a non-empty batch must be retried: nothing at all got through."""
-        return self.records_in > 0 and len(self.failed_sequence_numbers) >= self.records_in
-
-    def lambda_response(self) -> dict[str, list[dict[str, str]]]:
-        """The partial batch response Lambda documents; empty only when all is durable."""
-        return {"batchItemFailures": [{"itemIdentifier": s} for s in self.failed_sequence_numbers]}
-
-    def counts(self) -> dict[str, int | float]:
-        """The batch's figures for logs and metrics: counts only, never item contents."""
-        return {
-            "records_in": self.records_in,
-            "keys": self.keys,
-            "indexed": self.indexed,
-            "deleted": self.deleted,
-            "skipped_stale": self.skipped_stale,
-            "invalidated": self.invalidated,
-            "dead_lettered": self.dead_lettered,
-            "unrouted": self.unrouted,
-            "failed": len(self.failed_sequence_numbers),
-            "retries": self.retries,
-            "breaker_changes": self.breaker_changes,
-            "iterator_age_ms_max": round(self.iterator_age_ms_max, 1),
-            "iterator_age_ms_median": round(self.iterator_age_ms_median, 1),
-            "bulk_latency_ms": round(self.bulk_latency_ms, 1),
-        }
-
-
-class RecordAction(Enum):
-    ACKNOWLEDGE = "acknowledge"
-    RETRY = "retry"  # reported in batchItemFailures
-    DEADLETTER = "deadletter"
-
-
-@dataclass(frozen=True, slots=True)
-class KeyStages:
-    """What each stage did for one key's change: the input of ``decide``."""
-
-    lookup_failed: bool
-    search: Settled | None  # the worst outcome over the key's targets; None: not attempted
-    cache_failed: bool
-
-
-def decide(stages: KeyStages, cache_policy: str) -> RecordAction:
-    """Acknowledge, retry or dead-letter the records of one key (tested as a table).
-
-    A record is acknowledged only when its document and its cache keys are done, or when it
-    is dead-lettered; a rejected document still needs its invalidation first, so a failed
-    invalidation under the "retry" policy retries it too.
-    """
-    if stages.lookup_failed or stages.search is Settled.FAILED or stages.search is None:
-        return RecordAction.RETRY
-    if stages.cache_failed and cache_policy == "retry":
-        return RecordAction.RETRY
-    if stages.search is Settled.REJECTED or stages.cache_failed:
-        return RecordAction.DEADLETTER
-    return RecordAction.ACKNOWLEDGE
-
-
-_SEVERITY = {Settled.FAILED: 3, Settled.REJECTED: 2}
-
-
-def _worst(statuses: Sequence[Settled | None]) -> Settled | None:
-    if any(status is None for status in statuses):
-        return None
-    known = [status for status in statuses if status is not None]
-    return max(known, key=lambda status: _SEVERITY.get(status, 0), default=None)
 
 
 def _ref(change: KeyChange, tables: Mapping[str, TableConfig]) -> DocumentRef:
@@ -449,7 +338,7 @@ def _process_batch(
         lookup_reason = lookup_failed.get((change.table, change.document_id))
         stages = KeyStages(
             lookup_failed=lookup_reason is not None,
-            search=None if lookup_reason else _worst([search.status(r) for r in refs]),
+            search=None if lookup_reason else worst([search.status(r) for r in refs]),
             cache_failed=cache_error is not None,
         )
         action = decide(stages, config.redis.on_failure)

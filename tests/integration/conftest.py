@@ -21,14 +21,14 @@ from urllib.parse import urlsplit
 import pytest
 
 from syncer import handler
-from syncer.attributes import decode_item
 from syncer.config import Config, load_config
+from syncer.core.attributes import decode_item
 from syncer.demo import create_catalog_table
 from syncer.errors import BatchFailedError
-from syncer.indices import apply_setup, plan_setup
-from syncer.pipeline import Sinks
-from syncer.runtime import aws_client, build_sinks
-from syncer.streams import table_stream_arn
+from syncer.runner.streams import table_stream_arn
+from syncer.sinks.build import aws_client, build_sinks
+from syncer.sinks.indices import apply_setup, plan_setup
+from syncer.sinks.ports import Sinks
 from tests.integration.streamreader import read_stream
 
 OPENSEARCH_URL = os.environ.get("OPENSEARCH_URL", "http://127.0.0.1:9200")
@@ -159,8 +159,8 @@ class Stack:
 
     def scanned(self) -> dict[str, dict[str, Any]]:
         """The table's items as the index should hold them (excluded attributes removed)."""
-        from syncer import jsoncodec
-        from syncer.records import document_id
+        from syncer.core import jsoncodec
+        from syncer.core.records import document_id
 
         items: dict[str, dict[str, Any]] = {}
         paginator = self.dynamodb.get_paginator("scan")

@@ -19,17 +19,18 @@ from typing import Any
 
 import pytest
 
-from syncer import handler, jsoncodec
+from syncer import handler
 from syncer.config import TableConfig, load_config
+from syncer.core import jsoncodec
+from syncer.core.documents import SYNCER_FIELD
+from syncer.core.plan import document_body
+from syncer.core.records import document_id
+from syncer.core.routes import document_in, route_item, select_route
+from syncer.core.versions import Version
 from syncer.demo import create_catalog_table
-from syncer.documents import SYNCER_FIELD
-from syncer.indices import apply_setup, plan_setup
-from syncer.plan import document_body
-from syncer.records import document_id
-from syncer.routes import document_in, route_item, select_route
-from syncer.runtime import aws_client, build_sinks
-from syncer.streams import table_stream_arn
-from syncer.versions import Version
+from syncer.runner.streams import table_stream_arn
+from syncer.sinks.build import aws_client, build_sinks
+from syncer.sinks.indices import apply_setup, plan_setup
 from tests.integration.conftest import OPENSEARCH_URL, REDIS_URL, Stack
 
 TRANSFORM = "tests.integration.routed_catalog:product_document"
@@ -112,7 +113,7 @@ class RoutedCatalog:
         }
 
     def items(self) -> list[dict[str, Any]]:
-        from syncer.attributes import decode_item
+        from syncer.core.attributes import decode_item
 
         paginator = self.stack.dynamodb.get_paginator("scan")
         return [
@@ -294,7 +295,7 @@ class RoutedCacheReader:
                 continue
             value = jsoncodec.dumps(item).decode()
             for template in route.cache_keys:
-                from syncer.plan import render_cache_key
+                from syncer.core.plan import render_cache_key
 
                 key = render_cache_key(template, item)
                 if key is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from syncer.streams import ordered_shards, to_lambda_record
+from syncer.runner.streams import ordered_shards, to_lambda_record
 
 
 def read_stream(

@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from syncer import handler
-from syncer.cachefill import LeasedCache
+from syncer.client.cachefill import LeasedCache
 from tests.integration.conftest import REDIS_CLUSTER_URL, REDIS_URL, Stack
 
 pytestmark = pytest.mark.integration

@@ -15,7 +15,7 @@ import redis.asyncio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from syncer.cachefill import (
+from syncer.client.cachefill import (
     RESERVED_PREFIX,
     AsyncLeasedCache,
     Busy,

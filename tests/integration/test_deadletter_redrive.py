@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from syncer.cli import main
-from syncer.deadletter import DeadLetter, encode_entry, entry_record
+from syncer.sinks.deadletter import DeadLetter, encode_entry, entry_record
 from tests.integration.conftest import Stack
 from tests.integration.test_sqs_deadletters import _from_unconfigured_table
 

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from syncer import handler
+from syncer.commands.verify import verify_table
 from syncer.errors import BatchFailedError
-from syncer.verify import verify_table
 from tests.integration.conftest import OPENSEARCH_URL, Stack, free_port, write_config
 from tests.integration.faults import opensearch_proxy
 
@@ -212,7 +212,7 @@ def test_verify_holds_only_the_drift_in_memory(
     for number in range(30):
         stack.put(_item(f"m{number}"))
     stack.deliver()
-    monkeypatch.setattr("syncer.verify.PAGE_SIZE", 7)
+    monkeypatch.setattr("syncer.commands.verify.PAGE_SIZE", 7)
     # when the table is verified
     report = verify_table(stack.config, stack.sinks, stack.table)
     # then all were checked and nothing is held but the (empty) drift

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from syncer import handler
-from syncer.records import decode_records
+from syncer.core.records import decode_records
 from tests.helpers import (
     USABLE_SEQUENCE,
     JsonPath,

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from syncer.logs import configure_logging
-from syncer.metrics import PrometheusMetrics, serve_http
+from syncer.obs.logs import configure_logging
+from syncer.obs.metrics import PrometheusMetrics, serve_http
 from syncer.pipeline import process_batch
 from tests.integration.conftest import Stack
 

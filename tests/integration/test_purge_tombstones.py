@@ -9,9 +9,9 @@ import pytest
 from click.testing import CliRunner
 
 from syncer.cli import main
+from syncer.commands.purge import DAY_S, purge_tombstones
 from syncer.errors import PurgeRefusedError
-from syncer.search import reindex_alias
-from syncer.tombstones import DAY_S, purge_tombstones
+from syncer.sinks.search import reindex_alias
 from tests.integration.conftest import Stack
 
 pytestmark = pytest.mark.integration

@@ -19,9 +19,9 @@ import redis
 from redis.cluster import ClusterNode, RedisCluster
 
 from syncer import handler
-from syncer.cache import invalidate, key_slot, make_client
 from syncer.config import RedisConfig
-from syncer.logs import JsonFormatter
+from syncer.obs.logs import JsonFormatter
+from syncer.sinks.cache import invalidate, key_slot, make_client
 from tests.integration.conftest import (
     REDIS_CLUSTER_CA,
     REDIS_CLUSTER_TLS_URL,

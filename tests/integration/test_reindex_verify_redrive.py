@@ -12,9 +12,9 @@ import pytest
 from click.testing import CliRunner
 
 from syncer.cli import main
-from syncer.reindex import reindex_table
-from syncer.search import reindex_alias
-from syncer.verify import verify_table
+from syncer.commands.reindex import reindex_table
+from syncer.commands.verify import verify_table
+from syncer.sinks.search import reindex_alias
 from tests.integration.conftest import BOTH_REDIS_TOPOLOGIES, Stack
 
 pytestmark = pytest.mark.integration
@@ -236,9 +236,9 @@ def test_verify_sample_reads_binary_and_number_keys_with_their_types(
 
     from syncer.config import load_config
     from syncer.demo import create_catalog_table
-    from syncer.indices import apply_setup, plan_setup
     from syncer.pipeline import process_batch
-    from syncer.runtime import aws_client, build_sinks
+    from syncer.sinks.build import aws_client, build_sinks
+    from syncer.sinks.indices import apply_setup, plan_setup
     from tests.integration.conftest import write_config
 
     suffix = uuid.uuid4().hex[:8]

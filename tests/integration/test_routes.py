@@ -16,11 +16,11 @@ from click.testing import CliRunner
 
 from syncer import handler
 from syncer.cli import main
+from syncer.commands.reindex import reindex_table
+from syncer.commands.verify import verify_table
+from syncer.core.records import document_id
 from syncer.pipeline import process_batch
-from syncer.poller import PollOptions, run_poller
-from syncer.records import document_id
-from syncer.reindex import reindex_table
-from syncer.verify import verify_table
+from syncer.runner.poller import PollOptions, run_poller
 from tests.integration.conftest import OPENSEARCH_URL, REDIS_URL
 from tests.integration.faults import opensearch_proxy, redis_proxy
 from tests.integration.routed_catalog import (

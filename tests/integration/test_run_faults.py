@@ -12,8 +12,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from syncer.config import load_config
-from syncer.poller import PollOptions, run_poller
-from syncer.runtime import aws_client
+from syncer.runner.poller import PollOptions, run_poller
+from syncer.sinks.build import aws_client
 from tests.integration.conftest import Stack, free_port, write_config
 
 pytestmark = pytest.mark.integration
@@ -91,7 +91,7 @@ def test_an_expired_iterator_is_replaced_and_nothing_is_lost(
     """ExpiredIteratorException on GetRecords: a new iterator from the checkpoint, all indexed."""
     _write_items(stack, ["e1", "e2", "e3"])
     streams = FaultOnce(aws_client("dynamodbstreams"), "get_records", "ExpiredIteratorException")
-    with caplog.at_level(logging.WARNING, logger="syncer.poller"):
+    with caplog.at_level(logging.WARNING, logger="syncer.runner.poller"):
         summary = run_poller(
             stack.config, ONCE, checkpoint_file=str(tmp_path / "cp.json"), streams=streams
         )
@@ -118,7 +118,7 @@ def test_a_trimmed_checkpoint_logs_a_gap_and_reads_from_trim_horizon(
         when=lambda request: request["ShardIteratorType"] == "AFTER_SEQUENCE_NUMBER",
     )
     # when the checkpoint is older than the stream keeps
-    with caplog.at_level(logging.WARNING, logger="syncer.poller"):
+    with caplog.at_level(logging.WARNING, logger="syncer.runner.poller"):
         summary = run_poller(
             stack.config, ONCE, checkpoint_file=str(checkpoint_file), streams=streams
         )

@@ -15,12 +15,13 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from syncer import pipeline, poller
-from syncer.checkpoints import RedisCheckpointStore, ShardCheckpoint
+from syncer import pipeline
 from syncer.cli import main
 from syncer.config import load_config
-from syncer.pipeline import BatchOutcome
-from syncer.poller import PollOptions, run_poller
+from syncer.core.outcome import BatchOutcome
+from syncer.runner import poller
+from syncer.runner.poller import PollOptions, run_poller
+from syncer.sinks.checkpoints import RedisCheckpointStore, ShardCheckpoint
 from tests.integration.conftest import BOTH_REDIS_TOPOLOGIES, Stack, wait_until, write_config
 
 pytestmark = pytest.mark.integration

@@ -26,8 +26,8 @@ from click.testing import CliRunner
 from syncer import handler
 from syncer.cli import main
 from syncer.config import load_config
-from syncer.logs import JsonFormatter, TextFormatter
-from syncer.runtime import aws_client, build_sinks
+from syncer.obs.logs import JsonFormatter, TextFormatter
+from syncer.sinks.build import aws_client, build_sinks
 from tests.integration.conftest import (
     LIBRARY_LOGGERS,
     OPENSEARCH_URL,

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from syncer import handler
-from syncer.deadletter import SQS_MAX_MESSAGE_BYTES
 from syncer.errors import DownstreamUnavailableError
+from syncer.sinks.deadletter import SQS_MAX_MESSAGE_BYTES
 from tests.integration.conftest import MOTO_URL, Stack, use_deadletter_queue
 
 pytestmark = pytest.mark.integration

@@ -14,14 +14,15 @@ from typing import Any
 
 import pytest
 
+from syncer.commands.reindex import reindex_table
+from syncer.commands.verify import verify_table
 from syncer.config import Config, load_config
+from syncer.core.versions import CLOCK_UNCERTAINTY_MS
 from syncer.demo import create_catalog_table
-from syncer.indices import apply_setup, plan_setup
-from syncer.pipeline import Sinks, process_batch
-from syncer.reindex import reindex_table
-from syncer.runtime import aws_client, build_sinks
-from syncer.verify import verify_table
-from syncer.versions import CLOCK_UNCERTAINTY_MS
+from syncer.pipeline import process_batch
+from syncer.sinks.build import aws_client, build_sinks
+from syncer.sinks.indices import apply_setup, plan_setup
+from syncer.sinks.ports import Sinks
 from tests.integration.conftest import Stack, write_config
 
 pytestmark = pytest.mark.integration

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from syncer.records import ChangeRecord, decode_record
+from syncer.core.records import ChangeRecord, decode_record
 from tests.helpers import load_event as _load_event
 
 STREAM_ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/catalog/stream/2024-01-01T00:00:00.000"

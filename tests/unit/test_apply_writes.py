@@ -7,11 +7,19 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from syncer import jsoncodec
 from syncer.config import OpenSearchConfig, ResilienceConfig
-from syncer.documents import DocumentRef, DocumentWrite, ReadState, TargetState, Verdict, WriteKind
-from syncer.resilience import Downstream
-from syncer.search import Settled, apply_writes
+from syncer.core import jsoncodec
+from syncer.core.documents import (
+    DocumentRef,
+    DocumentWrite,
+    ReadState,
+    Settled,
+    TargetState,
+    Verdict,
+    WriteKind,
+)
+from syncer.sinks.resilience import Downstream
+from syncer.sinks.search import apply_writes
 
 FAST = ResilienceConfig(
     initial_backoff_s=0.001, max_backoff_s=0.002, max_attempts=5, breaker_fail_max=50
@@ -116,7 +124,7 @@ def test_unknown_order_re_reads_and_writes_what_the_read_found() -> None:
 
     def reread(refs: Sequence[DocumentRef]) -> dict[DocumentRef, ReadState | str]:
         reads.extend(refs)
-        from syncer.versions import read_version
+        from syncer.core.versions import read_version
 
         return {ref: ReadState({"fresh": True}, read_version(1.0, 2.0)) for ref in refs}
 

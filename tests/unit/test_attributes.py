@@ -6,8 +6,8 @@ from decimal import Decimal
 
 import pytest
 
-from syncer import jsoncodec
-from syncer.attributes import decode_item, decode_number, decode_value
+from syncer.core import jsoncodec
+from syncer.core.attributes import decode_item, decode_number, decode_value
 from syncer.errors import PoisonRecordError
 
 DIGITS_38 = "12345678901234567890123456789012345678"

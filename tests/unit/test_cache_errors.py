@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from redis import exceptions as redis_errors
 
-from syncer.cache import Unlink, _cluster_setup_error, _naming_node, _unlink_replies
-from syncer.resilience import ErrorKind, classify
+from syncer.sinks.cache import Unlink, _cluster_setup_error, _naming_node, _unlink_replies
+from syncer.sinks.resilience import ErrorKind, classify
 
 
 def _wrapped(cause: Exception) -> redis_errors.RedisClusterException:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from syncer.cachefill import (
+from syncer.client.cachefill import (
     ABSENT_VALUE,
     LEASE_PREFIX,
     MAX_WAIT_STEP_S,
@@ -22,11 +22,11 @@ from syncer.cachefill import (
     read_result,
     ttl_ms,
 )
-from syncer.coalesce import coalesce_latest_per_key
 from syncer.config import TableConfig, parse_config
+from syncer.core.coalesce import coalesce_latest_per_key
+from syncer.core.plan import bulk_refresh, plan_cache_keys
 from syncer.errors import ConfigError
-from syncer.plan import bulk_refresh, plan_cache_keys
-from syncer.search import send_bulk
+from syncer.sinks.search import send_bulk
 
 CONFIG = """
 [[tables]]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from syncer.cache import UNLINK_CHUNK, Unlink, key_slot, unlinks_by_slot
+from syncer.sinks.cache import UNLINK_CHUNK, Unlink, key_slot, unlinks_by_slot
 
 
 def test_key_slot_matches_redis_for_known_keys() -> None:

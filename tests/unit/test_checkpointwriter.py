@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from syncer.checkpoints import ShardCheckpoint
-from syncer.checkpointwriter import CheckpointWriter
 from syncer.config import ResilienceConfig
-from syncer.resilience import Downstream
+from syncer.runner.checkpointwriter import CheckpointWriter
+from syncer.sinks.checkpoints import ShardCheckpoint
+from syncer.sinks.resilience import Downstream
 
 ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/catalog/stream/2024-01-01T00:00:00.000"
 

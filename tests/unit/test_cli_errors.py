@@ -29,8 +29,8 @@ def _stub_sinks(config: Any) -> Any:
 
 
 def _patch_setup(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("syncer.runtime.opensearch_client", lambda config: object())
-    monkeypatch.setattr("syncer.indices.plan_setup", _raise)
+    monkeypatch.setattr("syncer.sinks.build.opensearch_client", lambda config: object())
+    monkeypatch.setattr("syncer.sinks.indices.plan_setup", _raise)
 
 
 def _patch_demo(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -39,16 +39,16 @@ def _patch_demo(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _patch_reindex(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cli, "_sinks", _stub_sinks)
-    monkeypatch.setattr("syncer.reindex.reindex_table", _raise)
+    monkeypatch.setattr("syncer.commands.reindex.reindex_table", _raise)
 
 
 def _patch_verify(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cli, "_sinks", _stub_sinks)
-    monkeypatch.setattr("syncer.verify.verify_table", _raise)
+    monkeypatch.setattr("syncer.commands.verify.verify_table", _raise)
 
 
 def _patch_run(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("syncer.poller.run_poller", _raise)
+    monkeypatch.setattr("syncer.runner.poller.run_poller", _raise)
 
 
 def _patch_config(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from syncer.coalesce import KeyChange, coalesce_latest_per_key
-from syncer.records import ChangeRecord, check_event, decode_records, document_id
+from syncer.core.coalesce import KeyChange, coalesce_latest_per_key
+from syncer.core.records import ChangeRecord, check_event, decode_records, document_id
 
 PROPERTY_SETTINGS = settings(max_examples=100, deadline=None)
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from syncer import jsoncodec
-from syncer.deadletter import DeadLetter, FileDeadLetters, encode_entry
+from syncer.core import jsoncodec
+from syncer.sinks.deadletter import DeadLetter, FileDeadLetters, encode_entry
 
 TIME_FORMAT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
 

@@ -13,11 +13,11 @@ from typing import Any
 import orjson
 import pytest
 
+from syncer.commands.redrive import redrive
 from syncer.config import Config, parse_config
-from syncer.deadletter import DeadLetter, FileDeadLetters, SqsDeadLetters, entry_record
 from syncer.errors import DownstreamUnavailableError
-from syncer.redrive import redrive
-from syncer.runtime import build_sinks
+from syncer.sinks.build import build_sinks
+from syncer.sinks.deadletter import DeadLetter, FileDeadLetters, SqsDeadLetters, entry_record
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -77,7 +77,7 @@ def test_integer_beyond_64_bits_reads_back_exactly(tmp_path: Path) -> None:
 TORN_WRITE = textwrap.dedent(
     """
     import os, resource, signal, sys
-    from syncer.deadletter import DeadLetter, FileDeadLetters
+    from syncer.sinks.deadletter import DeadLetter, FileDeadLetters
 
     def letter(n):
         return DeadLetter({"n": n, "pad": "p" * 300}, "catalog", "E", "m", str(n))
@@ -150,7 +150,7 @@ def test_redrive_keeps_an_unreadable_line_as_it_was(tmp_path: Path) -> None:
 WRITER = textwrap.dedent(
     """
     import os, pathlib, sys, time
-    from syncer.deadletter import DeadLetter, FileDeadLetters
+    from syncer.sinks.deadletter import DeadLetter, FileDeadLetters
 
     # A worker stalled between opening the file and writing (a slow disk, a preempted CPU):
     # every way of opening it pauses 5 ms before returning.
@@ -242,7 +242,7 @@ def test_partial_sqs_failure_is_a_transient_downstream_error() -> None:
 def test_dead_letter_unavailable_is_transient() -> None:
     """A dead-letter destination that did not take every entry is a transient failure."""
     from syncer.errors import DeadLetterUnavailableError
-    from syncer.resilience import ErrorKind, classify
+    from syncer.sinks.resilience import ErrorKind, classify
 
     # given the sinks' typed error, when classified, then it is transient
     assert classify(DeadLetterUnavailableError("SQS refused 1 of 2")) is ErrorKind.TRANSIENT

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from syncer.pipeline import KeyStages, RecordAction, decide
-from syncer.search import Settled
+from syncer.core.documents import Settled
+from syncer.core.outcome import KeyStages, RecordAction, decide
 
 ACK, RETRY, DEAD = RecordAction.ACKNOWLEDGE, RecordAction.RETRY, RecordAction.DEADLETTER
 

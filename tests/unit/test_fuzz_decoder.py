@@ -16,8 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from syncer.core.records import MAX_DOCUMENT_ID_BYTES, check_event, decode_records
 from syncer.errors import InvalidEventError, PoisonRecordError
-from syncer.records import MAX_DOCUMENT_ID_BYTES, check_event, decode_records
 from tests.helpers import (
     USABLE_SEQUENCE,
     JsonPath,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from syncer.pipeline import BatchOutcome
+from syncer.core.outcome import BatchOutcome
 
 
 def _outcome(*failed: str) -> BatchOutcome:

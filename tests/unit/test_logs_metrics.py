@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from syncer.logs import JsonFormatter, TextFormatter
-from syncer.metrics import BATCH_METRICS, NAMESPACE, PrometheusMetrics, emf_document, write_emf
-from syncer.pipeline import BatchOutcome
-from syncer.secrets import REDACTOR
+from syncer.core.outcome import BatchOutcome
+from syncer.obs.logs import JsonFormatter, TextFormatter
+from syncer.obs.metrics import BATCH_METRICS, NAMESPACE, PrometheusMetrics, emf_document, write_emf
+from syncer.sinks.secrets import REDACTOR
 
 OUTCOME = BatchOutcome(
     records_in=7,

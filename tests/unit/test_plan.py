@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from syncer import jsoncodec
-from syncer.coalesce import KeyChange, coalesce_latest_per_key
 from syncer.config import TableConfig
-from syncer.documents import SYNCER_FIELD, IndexedDocument, Verdict, WriteKind
+from syncer.core import jsoncodec
+from syncer.core.coalesce import KeyChange, coalesce_latest_per_key
+from syncer.core.documents import SYNCER_FIELD, IndexedDocument, Verdict, WriteKind
+from syncer.core.plan import plan_cache_keys, plan_document_write, render_cache_key
+from syncer.core.records import padded_sequence
+from syncer.core.versions import Version
 from syncer.errors import PoisonRecordError
-from syncer.plan import plan_cache_keys, plan_document_write, render_cache_key
-from syncer.records import padded_sequence
-from syncer.search import bulk_chunks
-from syncer.versions import Version
+from syncer.sinks.search import bulk_chunks
 
 TABLE = TableConfig(
     name="catalog",

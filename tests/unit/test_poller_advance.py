@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from syncer.shardcursor import BatchAdvance, advance_after_batch
+from syncer.runner.cursor import BatchAdvance, advance_after_batch
 
 BATCH = ["1000000000000000000101", "1000000000000000000205", "1000000000000000000309"]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from syncer.checkpoints import CheckpointError, FileCheckpointStore, ShardCheckpoint
+from syncer.sinks.checkpoints import CheckpointError, FileCheckpointStore, ShardCheckpoint
 
 ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/catalog/stream/2024-01-01T00:00:00.000"
 OTHER_ARN = ARN.replace("catalog", "orders")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from syncer.shards import readable_shards
+from syncer.runner.shards import readable_shards
 
 
 def _shard(shard_id: str, parent: str | None = None) -> dict[str, str]:

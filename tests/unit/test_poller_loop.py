@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from syncer import poller
-from syncer.checkpoints import ShardCheckpoint
 from syncer.config import Config, ResilienceConfig, parse_config
-from syncer.pipeline import BatchOutcome
-from syncer.poller import PollOptions, StreamPoller, backoff_s
-from syncer.resilience import Downstream
+from syncer.core.outcome import BatchOutcome
+from syncer.runner import poller
+from syncer.runner.poller import PollOptions, StreamPoller, backoff_s
+from syncer.sinks.checkpoints import ShardCheckpoint
+from syncer.sinks.resilience import Downstream
 
 ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/catalog/stream/2024-01-01T00:00:00.000"
 

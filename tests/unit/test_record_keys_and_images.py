@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
+from syncer.core.records import EventName, decode_record, decode_records, document_id
 from syncer.errors import PoisonRecordError
-from syncer.records import EventName, decode_record, decode_records, document_id
 
 ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/catalog/stream/2024-01-01T00:00:00.000"
 

@@ -8,8 +8,7 @@ import re
 
 import pytest
 
-from syncer.errors import InvalidEventError
-from syncer.records import (
+from syncer.core.records import (
     MAX_DOCUMENT_ID_BYTES,
     EventName,
     check_event,
@@ -19,6 +18,7 @@ from syncer.records import (
     padded_sequence,
     table_from_arn,
 )
+from syncer.errors import InvalidEventError
 from tests.helpers import VALID_EVENT_FILES
 
 
@@ -394,7 +394,7 @@ def test_a_decoder_bug_is_raised_not_dead_lettered(monkeypatch: pytest.MonkeyPat
     def broken(*_: object, **__: object) -> None:
         raise TypeError("a bug")
 
-    monkeypatch.setattr("syncer.records.decode_item", broken)
+    monkeypatch.setattr("syncer.core.records.decode_item", broken)
     record = {
         "eventName": "INSERT",
         "eventSourceARN": "arn:aws:dynamodb:us-east-1:1:table/catalog/stream/2024-01-01T00:00:00.000",

@@ -12,7 +12,7 @@ from opensearchpy import exceptions as os_errors
 
 from syncer.config import ResilienceConfig
 from syncer.errors import ConfigError, DeadLetterUnavailableError, DeadlineExceededError
-from syncer.resilience import (
+from syncer.sinks.resilience import (
     Downstream,
     ErrorKind,
     PendingItemsError,

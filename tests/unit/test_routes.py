@@ -7,14 +7,14 @@ from typing import Any
 
 import pytest
 
-from syncer.coalesce import KeyChange, coalesce_latest_per_key
 from syncer.config import Route, RouteMatch, TableConfig, parse_config
-from syncer.documents import SYNCER_FIELD, IndexedDocument, TargetState, Verdict, WriteKind
+from syncer.core.coalesce import KeyChange, coalesce_latest_per_key
+from syncer.core.documents import SYNCER_FIELD, IndexedDocument, TargetState, Verdict, WriteKind
+from syncer.core.plan import bulk_refresh, plan_routed_cache_keys, plan_routed_write
+from syncer.core.records import padded_sequence
+from syncer.core.routes import document_in, route_item, routing_table, select_route
+from syncer.core.versions import Version
 from syncer.errors import ConfigError, PoisonRecordError
-from syncer.plan import bulk_refresh, plan_routed_cache_keys, plan_routed_write
-from syncer.records import padded_sequence
-from syncer.routes import document_in, route_item, routing_table, select_route
-from syncer.versions import Version
 
 T = "tests.unit.transforms_for_tests"
 SEQ_OLD, SEQ, SEQ_NEW = 111000000000000000001, 111000000000000000057, 111000000000000000210

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from syncer import jsoncodec
-from syncer.attributes import decode_number
-from syncer.search import (
+from syncer.core import jsoncodec
+from syncer.core.attributes import decode_number
+from syncer.sinks.search import (
     DocumentWrite,
     ItemResult,
     ItemStatus,

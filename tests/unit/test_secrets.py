@@ -13,7 +13,7 @@ from botocore.exceptions import ClientError
 
 from syncer.config import OpenSearchConfig, RedisConfig, SecretRef, parse_config
 from syncer.errors import ConfigError
-from syncer.secrets import REDACTOR, Redactor, resolve_secret, url_password
+from syncer.sinks.secrets import REDACTOR, Redactor, resolve_secret, url_password
 
 TABLE = '[[tables]]\nname = "catalog"\nindex = "catalog"\n'
 

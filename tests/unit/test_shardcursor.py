@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 
-from syncer.checkpoints import ShardCheckpoint as CP
-from syncer.shardcursor import (
+from syncer.runner.cursor import (
     TRIM_HORIZON,
     Action,
     BackOff,
@@ -37,6 +36,7 @@ from syncer.shardcursor import (
     Visit,
     step,
 )
+from syncer.sinks.checkpoints import ShardCheckpoint as CP
 
 NO_WINDOW = Batching(batch_size=3, window_s=0.0, idle_sleep_s=1.0)
 WINDOW = Batching(batch_size=3, window_s=10.0, idle_sleep_s=1.0)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from syncer.checkpoints import ShardCheckpoint
-from syncer.shardcursor import Batching, Phase, ShardCursor
-from syncer.shards import describe_shards, reconcile
+from syncer.runner.cursor import Batching, Phase, ShardCursor
+from syncer.runner.shards import describe_shards, reconcile
+from syncer.sinks.checkpoints import ShardCheckpoint
 
 BATCHING = Batching()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from syncer.tombstones import DAY_S, parse_age, tombstone_query
+from syncer.commands.purge import DAY_S, parse_age, tombstone_query
 
 
 @pytest.mark.parametrize(

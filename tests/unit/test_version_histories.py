@@ -18,9 +18,9 @@ from typing import Any
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from syncer.coalesce import coalesce_latest_per_key
 from syncer.config import TableConfig
-from syncer.documents import (
+from syncer.core.coalesce import coalesce_latest_per_key
+from syncer.core.documents import (
     SYNCER_FIELD,
     DocumentWrite,
     ReadState,
@@ -29,9 +29,15 @@ from syncer.documents import (
     WriteKind,
     indexed_document,
 )
-from syncer.plan import plan_document_write, plan_scanned, tombstone_body
-from syncer.records import decode_record
-from syncer.versions import CLOCK_UNCERTAINTY_MS, Order, compare, read_version, version_from_meta
+from syncer.core.plan import plan_document_write, plan_scanned, tombstone_body
+from syncer.core.records import decode_record
+from syncer.core.versions import (
+    CLOCK_UNCERTAINTY_MS,
+    Order,
+    compare,
+    read_version,
+    version_from_meta,
+)
 
 TABLE = TableConfig(name="catalog", index="catalog")
 KEYS = ("a", "b")

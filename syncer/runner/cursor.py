@@ -1,6 +1,6 @@
 """A shard's read position as named states and pure transitions: ``step(cursor, event)``.
 
-The poll loop (``syncer.poller``) does the I/O that the returned actions ask for and feeds back
+The poll loop (``syncer.runner.poller``) does the I/O that the returned actions ask for and feeds back
 what came of it as the next event; everything it decides about a shard is decided here:
 
     NEEDS_ITERATOR --IteratorObtained--> READING --RecordsRead--> READING (gathering a batch)
@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any
 
-from syncer.checkpoints import ShardCheckpoint
+from syncer.sinks.checkpoints import ShardCheckpoint
 
 GET_RECORDS_LIMIT = 1000  # GetRecords returns at most 1,000 records per call
 

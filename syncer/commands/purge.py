@@ -21,17 +21,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from syncer.config import OpenSearchConfig, TableConfig
-from syncer.documents import (
+from syncer.core.documents import (
     SYNCER_FIELD,
     DocumentRef,
     DocumentWrite,
+    Settled,
     TargetState,
     Verdict,
     WriteKind,
 )
 from syncer.errors import PurgeRefusedError, SyncerError
-from syncer.resilience import Downstream
-from syncer.search import Settled, alias_exists, apply_writes, reindex_alias
+from syncer.sinks.resilience import Downstream
+from syncer.sinks.search import alias_exists, apply_writes, reindex_alias
 
 DAY_S = 86_400
 MIN_AGE_S = DAY_S  # the stream's retention: younger tombstones may still be needed by a retry

@@ -5,9 +5,9 @@ Per shard, the loop does what Lambda's event source mapping does:
     DescribeStream -> parents before children -> GetShardIterator -> GetRecords -> batch
         -> process_batch -> checkpoint (only what succeeded) -> retry from the lowest failure
 
-What to do next for a shard is decided by ``syncer.shardcursor.step`` (pure, named states); the
-stream's shards and their lineage by ``syncer.shards``; checkpoint saving by
-``syncer.checkpointwriter``. This module does the I/O those ask for and feeds back what came of
+What to do next for a shard is decided by ``syncer.runner.cursor.step`` (pure, named states); the
+stream's shards and their lineage by ``syncer.runner.shards``; checkpoint saving by
+``syncer.runner.checkpointwriter``. This module does the I/O those ask for and feeds back what came of
 it. A shard's checkpoint moves only past records that ``process_batch`` did not report, so a
 crash or a restart redelivers records (at-least-once, like Lambda) but never skips one.
 """
@@ -26,19 +26,12 @@ from typing import Any, assert_never
 import tenacity
 from botocore.exceptions import ClientError
 
-from syncer.checkpoints import (
-    CheckpointError,
-    CheckpointStore,
-    ShardCheckpoint,
-    open_checkpoint_store,
-)
-from syncer.checkpointwriter import CheckpointWriter
 from syncer.config import Config
+from syncer.core.outcome import BatchOutcome
 from syncer.errors import ConfigError, DownstreamUnavailableError
-from syncer.pipeline import BatchOutcome, Sinks, process_batch
-from syncer.resilience import Downstream
-from syncer.runtime import aws_client, build_sinks
-from syncer.shardcursor import (
+from syncer.pipeline import process_batch
+from syncer.runner.checkpointwriter import CheckpointWriter
+from syncer.runner.cursor import (
     Action,
     BackOff,
     BatchHandled,
@@ -64,8 +57,17 @@ from syncer.shardcursor import (
     sequence_numbers,
     step,
 )
-from syncer.shards import Shard, describe_shards, readable_ids, reconcile
-from syncer.streams import table_stream_arn, to_lambda_record
+from syncer.runner.shards import Shard, describe_shards, readable_ids, reconcile
+from syncer.runner.streams import table_stream_arn, to_lambda_record
+from syncer.sinks.build import aws_client, build_sinks
+from syncer.sinks.checkpoints import (
+    CheckpointError,
+    CheckpointStore,
+    ShardCheckpoint,
+    open_checkpoint_store,
+)
+from syncer.sinks.ports import Sinks
+from syncer.sinks.resilience import Downstream
 
 log = logging.getLogger(__name__)
 
@@ -531,7 +533,7 @@ def run_poller(
     )
     server = None
     if metrics_port is not None:
-        from syncer.metrics import PrometheusMetrics, serve_http
+        from syncer.obs.metrics import PrometheusMetrics, serve_http
 
         metrics = PrometheusMetrics()
         poller.on_batch = metrics.observe

@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from syncer.attributes import BigInt
+from syncer.core.attributes import BigInt
 
 _OPTIONS = orjson.OPT_PASSTHROUGH_SUBCLASS
 

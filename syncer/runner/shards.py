@@ -6,9 +6,9 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from syncer.checkpoints import ShardCheckpoint
-from syncer.shardcursor import Batching, ShardCursor
-from syncer.streams import ordered_shards
+from syncer.runner.cursor import Batching, ShardCursor
+from syncer.runner.streams import ordered_shards
+from syncer.sinks.checkpoints import ShardCheckpoint
 
 Shard = Mapping[str, Any]  # one entry of DescribeStream's Shards
 

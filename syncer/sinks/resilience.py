@@ -258,7 +258,7 @@ class Downstream:
         # The client's own request timeout, when it cannot be shortened per request (Redis,
         # boto3): an attempt starts only when that much of the invocation is left.
         self.timeout_s = timeout_s
-        # Running totals; a batch reports the difference (syncer.metrics).
+        # Running totals; a batch reports the difference (syncer.obs.metrics).
         self.retries = 0
         self.breaker_changes = 0
         self.breaker = pybreaker.CircuitBreaker(

@@ -1,7 +1,7 @@
 """The OpenSearch sink: ``apply_writes``, the one path by which every command writes documents.
 
 Ordering (docs/ordering.md): each document carries its version in ``_syncer``
-(``syncer.versions``). A write is sent only when the planner finds it newer than the indexed
+(``syncer.core.versions``). A write is sent only when the planner finds it newer than the indexed
 state, and it is conditional on the document not having changed since it was read
 (``if_seq_no`` and ``if_primary_term``, or ``create`` when absent). Deletes write tombstones,
 never real deletes, so an older change can never bring a deleted item back; the alias filters
@@ -22,21 +22,22 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from syncer import jsoncodec
 from syncer.config import OpenSearchConfig
-from syncer.documents import (
+from syncer.core import jsoncodec
+from syncer.core.documents import (
     SYNCER_FIELD,
     DocumentRef,
     DocumentWrite,
     IndexedDocument,
     ReadState,
+    Settled,
     TargetState,
     Verdict,
     WriteKind,
     indexed_document,
 )
 from syncer.errors import PoisonRecordError, SearchUnavailableError
-from syncer.resilience import Deadline, Downstream, PendingItemsError, reported_failure
+from syncer.sinks.resilience import Deadline, Downstream, PendingItemsError, reported_failure
 
 log = logging.getLogger(__name__)
 
@@ -245,18 +246,6 @@ def send_bulk(
     if len(items) != len(writes):
         raise SearchUnavailableError(f"_bulk answered {len(items)} items for {len(writes)} actions")
     return {write.ref: item_result(item) for write, item in zip(writes, items, strict=True)}
-
-
-class Settled(Enum):
-    """How one ref ended in ``apply_writes``."""
-
-    WRITTEN = "written"  # a document (INDEX) is in place
-    TOMBSTONED = "tombstoned"
-    DELETED = "deleted"  # a real delete (purge)
-    SKIPPED = "skipped"  # nothing to do: the index holds this state or a newer one
-    CONFLICT = "conflict"  # a planner that does not re-plan (purge) met a newer write
-    REJECTED = "rejected"  # permanent: this document can never be written as it is
-    FAILED = "failed"  # transient, retries exhausted or out of time: report and retry later
 
 
 _SETTLED_BY_KIND = {

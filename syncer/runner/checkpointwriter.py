@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection
 
-from syncer.checkpoints import CheckpointStore, ShardCheckpoint
-from syncer.resilience import Downstream
+from syncer.sinks.checkpoints import CheckpointStore, ShardCheckpoint
+from syncer.sinks.resilience import Downstream
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ table pages are compared with the documents of the same ids (``_mget``), then in
 checked for items that no longer exist (``BatchGetItem`` by key). Keys are taken from document
 ids and the table's key schema, never from numbers read back from ``_source`` (they come back as
 doubles). ``--repair`` reads each drifted key again (consistently) and writes what it found with
-its read version through ``syncer.search.apply_writes``: a newer stream change wins, and a
+its read version through ``syncer.sinks.search.apply_writes``: a newer stream change wins, and a
 document is tombstoned only when that read found no item.
 """
 
@@ -24,19 +24,19 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from syncer import jsoncodec
-from syncer.attributes import decode_item
-from syncer.cache import invalidate
 from syncer.config import Config, Route, TableConfig
-from syncer.documents import SYNCER_FIELD, DocumentRef, ReadState, TargetState
+from syncer.core import jsoncodec
+from syncer.core.attributes import decode_item
+from syncer.core.documents import SYNCER_FIELD, DocumentRef, ReadState, Settled, TargetState
+from syncer.core.plan import bulk_refresh, document_body, plan_scanned, render_cache_key
+from syncer.core.records import document_id, typed_key_from_id
+from syncer.core.routes import Routed, document_in, route_item
+from syncer.core.versions import Version, read_version
 from syncer.errors import PoisonRecordError
-from syncer.lookup import key_schema, read_items_by_key
-from syncer.pipeline import Sinks
-from syncer.plan import bulk_refresh, document_body, plan_scanned, render_cache_key
-from syncer.records import document_id, typed_key_from_id
-from syncer.routes import Routed, document_in, route_item
-from syncer.search import Settled, apply_writes, scroll_pages
-from syncer.versions import Version, read_version
+from syncer.sinks.cache import invalidate
+from syncer.sinks.items import key_schema, read_items_by_key
+from syncer.sinks.ports import Sinks
+from syncer.sinks.search import apply_writes, scroll_pages
 
 PAGE_SIZE = 1000
 _CONTENT = Version()  # a placeholder: fingerprints leave ``_syncer`` out

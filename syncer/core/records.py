@@ -13,11 +13,11 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any
 
-from syncer.attributes import decode_item
+from syncer.core.attributes import decode_item
+from syncer.core.versions import SEQUENCE_DIGITS as SEQUENCE_DIGITS
+from syncer.core.versions import Version, change_version
+from syncer.core.versions import padded_sequence as padded_sequence
 from syncer.errors import InvalidEventError, PoisonRecordError
-from syncer.versions import SEQUENCE_DIGITS as SEQUENCE_DIGITS
-from syncer.versions import Version, change_version
-from syncer.versions import padded_sequence as padded_sequence
 
 # https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_streams_StreamRecord.html
 _SEQUENCE_NUMBER = re.compile(r"[0-9]{1,40}")
@@ -60,7 +60,7 @@ class ChangeRecord:
 
     @property
     def version(self) -> Version:
-        """This change's place in the one version order (``syncer.versions``)."""
+        """This change's place in the one version order (``syncer.core.versions``)."""
         return change_version(
             self.sequence_number, self.raw.get("eventSourceARN"), self.approximate_creation_s
         )

@@ -8,9 +8,9 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
-from syncer.coalesce import KeyChange
 from syncer.config import Route, TableConfig
-from syncer.documents import (
+from syncer.core.coalesce import KeyChange
+from syncer.core.documents import (
     SYNCER_FIELD,
     DocumentRef,
     DocumentWrite,
@@ -20,9 +20,9 @@ from syncer.documents import (
     Verdict,
     WriteKind,
 )
+from syncer.core.routes import select_route
+from syncer.core.versions import Order, Version, compare
 from syncer.errors import PoisonRecordError
-from syncer.routes import select_route
-from syncer.versions import Order, Version, compare
 
 _MISSING = object()
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from syncer.secrets import REDACTOR
+from syncer.sinks.secrets import REDACTOR
 
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 

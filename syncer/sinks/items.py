@@ -6,9 +6,9 @@ import base64
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from syncer.attributes import decode_item
-from syncer.records import ChangeRecord, document_id
-from syncer.resilience import Deadline, Downstream, PendingItemsError
+from syncer.core.attributes import decode_item
+from syncer.core.records import ChangeRecord, document_id
+from syncer.sinks.resilience import Deadline, Downstream, PendingItemsError
 
 BATCH_GET_LIMIT = 100
 

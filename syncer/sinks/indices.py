@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from syncer import jsoncodec
 from syncer.config import TableConfig
-from syncer.documents import SYNCER_FIELD
+from syncer.core import jsoncodec
+from syncer.core.documents import SYNCER_FIELD
 from syncer.errors import ConfigError
 
 DEFAULT_TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "index_templates"

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from syncer import jsoncodec
 from syncer.config import DeadLetterConfig
+from syncer.core import jsoncodec
 from syncer.errors import DeadLetterUnavailableError
 
 SQS_MAX_MESSAGE_BYTES = 262_144

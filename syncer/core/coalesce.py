@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from syncer.records import ChangeRecord
+from syncer.core.records import ChangeRecord
 
 
 def _in_version_order(record: ChangeRecord) -> tuple[int, int]:
     """Stream creation time, then sequence number: a batch redriven from dead letters can mix
-    a re-created stream's records with the old one's (syncer.versions, rule 2)."""
+    a re-created stream's records with the old one's (syncer.core.versions, rule 2)."""
     return (record.version.stream_ms or 0, record.sequence_number)
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from syncer.versions import Version, version_from_meta
+from syncer.core.versions import Version, version_from_meta
 
 SYNCER_FIELD = "_syncer"
 DocumentRef = tuple[str, str]  # (alias or concrete index, document id)
@@ -77,3 +77,15 @@ class ReadState:
 
     item: Mapping[str, Any] | None
     version: Version
+
+
+class Settled(Enum):
+    """How one ref ended in ``apply_writes``."""
+
+    WRITTEN = "written"  # a document (INDEX) is in place
+    TOMBSTONED = "tombstoned"
+    DELETED = "deleted"  # a real delete (purge)
+    SKIPPED = "skipped"  # nothing to do: the index holds this state or a newer one
+    CONFLICT = "conflict"  # a planner that does not re-plan (purge) met a newer write
+    REJECTED = "rejected"  # permanent: this document can never be written as it is
+    FAILED = "failed"  # transient, retries exhausted or out of time: report and retry later

@@ -22,9 +22,11 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, TypeVar
 
-from syncer import jsoncodec
 from syncer.config import Config
-from syncer.deadletter import (
+from syncer.core import jsoncodec
+from syncer.errors import SyncerError
+from syncer.pipeline import process_batch
+from syncer.sinks.deadletter import (
     DeadLetter,
     DeadLetterSink,
     SqsDeadLetters,
@@ -33,8 +35,7 @@ from syncer.deadletter import (
     read_file_lines,
     take_for_redrive,
 )
-from syncer.errors import SyncerError
-from syncer.pipeline import Sinks, process_batch
+from syncer.sinks.ports import Sinks
 
 REDRIVE_BATCH = 100
 # Long enough for one chunk through the pipeline with its retries; a message that failed again
@@ -182,8 +183,8 @@ def _placeholder(message: str) -> dict[str, Any]:
 
 def _queue_client(sinks: Sinks) -> Any:
     """An SQS client for reading the queue, behind the dead-letter guard's retry and breaker."""
-    from syncer.resilience import Guarded
-    from syncer.runtime import aws_client
+    from syncer.sinks.build import aws_client
+    from syncer.sinks.resilience import Guarded
 
     return Guarded(aws_client("sqs"), sinks.deadletter_guard)
 

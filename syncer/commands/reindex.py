@@ -2,12 +2,12 @@
 
 1. Create the next versioned index (``catalog-000002``) from the template and point the alias
    ``catalog-reindexing`` at it. From then on every batch writes stream changes to it too
-   (``syncer.search.reindex_alias``): each batch with writes asks whether it exists (``HEAD``).
+   (``syncer.sinks.search.reindex_alias``): each batch with writes asks whether it exists (``HEAD``).
 2. Carry the old index's tombstones younger than the replay horizon into the new index, so a
    change delivered again after the swap cannot bring a deleted item back.
 3. Scan the table in parallel segments, page by page (memory bounded by segments x page size,
    not by the table), and write each item's document with its read version through
-   ``syncer.search.apply_writes``: it replaces only older states, and the stream's newer
+   ``syncer.sinks.search.apply_writes``: it replaces only older states, and the stream's newer
    changes replace it (docs/ordering.md).
 4. Swap the alias to the new index in one ``POST _aliases`` and drop ``catalog-reindexing``.
 
@@ -28,29 +28,30 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from syncer import jsoncodec
-from syncer.attributes import decode_item
 from syncer.config import Config, Route, TableConfig
-from syncer.deadletter import DeadLetter
-from syncer.documents import (
+from syncer.core import jsoncodec
+from syncer.core.attributes import decode_item
+from syncer.core.documents import (
     SYNCER_FIELD,
     DocumentRef,
     DocumentWrite,
     ReadState,
+    Settled,
     TargetState,
     Verdict,
     WriteKind,
 )
+from syncer.core.plan import order_verdict, plan_read_state, plan_scanned, tombstone_body
+from syncer.core.records import document_id, typed_key_from_id
+from syncer.core.routes import document_in, route_item
+from syncer.core.versions import read_version, version_from_meta
 from syncer.errors import ConfigError, DownstreamUnavailableError, PoisonRecordError, SyncerError
-from syncer.indices import LIVE_DOCUMENTS_FILTER, create_versioned_index, versioned_index_name
-from syncer.lookup import key_schema, read_items_by_key
-from syncer.pipeline import Sinks
-from syncer.plan import order_verdict, plan_read_state, plan_scanned, tombstone_body
-from syncer.records import document_id, typed_key_from_id
-from syncer.resilience import Guarded
-from syncer.routes import document_in, route_item
-from syncer.search import ApplyResult, Settled, apply_writes, reindex_alias, scroll_pages
-from syncer.versions import read_version, version_from_meta
+from syncer.sinks.deadletter import DeadLetter
+from syncer.sinks.indices import LIVE_DOCUMENTS_FILTER, create_versioned_index, versioned_index_name
+from syncer.sinks.items import key_schema, read_items_by_key
+from syncer.sinks.ports import Sinks
+from syncer.sinks.resilience import Guarded
+from syncer.sinks.search import ApplyResult, apply_writes, reindex_alias, scroll_pages
 
 log = logging.getLogger(__name__)
 DEFAULT_PAGE_SIZE = 500

@@ -1,7 +1,7 @@
 """Decode DynamoDB typed attribute values (``{"S": "x"}``) into plain JSON-ready values.
 
 Numbers keep every digit: integers become ``int`` (arbitrary size), other numbers ``Decimal``;
-``syncer.jsoncodec`` writes both as JSON numbers without going through float. Sets become sorted
+``syncer.core.jsoncodec`` writes both as JSON numbers without going through float. Sets become sorted
 arrays and binary values base64 text, so one item always has one JSON form.
 
 Every value first takes a fast path that accepts only the plain shapes Lambda's JSON parser
@@ -35,7 +35,7 @@ _NATIVE_INT_DIGITS = 18  # any integer of at most 18 digits fits orjson's 64-bit
 
 
 class BigInt(int):
-    """An integer outside orjson's 64-bit range; ``syncer.jsoncodec`` writes it digit for digit."""
+    """An integer outside orjson's 64-bit range; ``syncer.core.jsoncodec`` writes it digit for digit."""
 
     __slots__ = ()
 

@@ -6,11 +6,11 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from syncer import cache, deadletter, search
 from syncer.config import Config
-from syncer.pipeline import Sinks
-from syncer.resilience import Downstream
-from syncer.secrets import REDACTOR, resolve_secret, url_password
+from syncer.sinks import cache, deadletter, search
+from syncer.sinks.ports import Sinks
+from syncer.sinks.resilience import Downstream
+from syncer.sinks.secrets import REDACTOR, resolve_secret, url_password
 
 # botocore waits 60 s for a reply by default: longer than most invocations have left.
 AWS_CONNECT_TIMEOUT_S = 2.0

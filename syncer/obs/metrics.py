@@ -17,7 +17,7 @@ from typing import IO, Any
 
 import orjson
 
-from syncer.pipeline import BatchOutcome
+from syncer.core.outcome import BatchOutcome
 
 NAMESPACE = "syncer"
 

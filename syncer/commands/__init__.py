@@ -1,0 +1,1 @@
+"""Management commands: reindex, verify, dead-letter redrive, purge-tombstones."""

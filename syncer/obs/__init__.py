@@ -1,0 +1,1 @@
+"""Observability: log lines and metrics (EMF and Prometheus)."""

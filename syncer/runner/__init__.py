@@ -1,0 +1,1 @@
+"""``syncer run``: the local stream poller, its shard cursors and checkpoints."""

@@ -1,0 +1,1 @@
+"""The I/O edges: OpenSearch, Redis, DynamoDB, dead letters, checkpoints, and their guards."""
