@@ -25,10 +25,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from syncer.config import Config, Route, TableConfig
+from syncer.config.templates import render_cache_key
 from syncer.core import jsoncodec
 from syncer.core.attributes import decode_item
 from syncer.core.documents import SYNCER_FIELD, DocumentRef, ReadState, Settled, TargetState
-from syncer.core.plan import bulk_refresh, document_body, plan_scanned, render_cache_key
+from syncer.core.plan import bulk_refresh, document_body, plan_scanned
 from syncer.core.records import document_id, typed_key_from_id
 from syncer.core.routes import Routed, document_in, route_item
 from syncer.core.versions import Version, read_version

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import functools
-import string
 from collections.abc import Iterable, Mapping
-from decimal import Decimal
 from typing import Any
 
 from syncer.config import Route, TableConfig
+from syncer.config.templates import NO_ATTRIBUTES, fill_template, parse_templates
 from syncer.core.coalesce import KeyChange
 from syncer.core.documents import (
     SYNCER_FIELD,
@@ -166,52 +164,6 @@ def plan_routed_write(
     )
 
 
-def _render(value: Any) -> str | None:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int | Decimal | float):
-        return str(value)
-    return None
-
-
-_Template = tuple[tuple[str, str | None], ...]  # (literal text, attribute name or None)
-_NO_ATTRIBUTES: Mapping[str, Any] = {}
-
-
-@functools.lru_cache(maxsize=256)  # templates are few: each is split once
-def _parse_template(template: str) -> _Template:
-    """A cache key template split into literals and attribute names."""
-    return tuple((literal, name) for literal, name, _, _ in string.Formatter().parse(template))
-
-
-@functools.lru_cache(maxsize=256)
-def _parse_templates(templates: tuple[str, ...]) -> tuple[_Template, ...]:
-    """All of a table's templates, parsed (keyed by the tuple of templates)."""
-    return tuple(_parse_template(template) for template in templates)
-
-
-def _fill(parsed: _Template, first: Mapping[str, Any], then: Mapping[str, Any]) -> str | None:
-    """Render with the attributes of ``{**then, **first}``, without building that dict."""
-    text = ""
-    for literal, name in parsed:
-        if name is None:
-            text += literal
-            continue
-        value = first[name] if name in first else then.get(name)
-        rendered = value if type(value) is str else _render(value)
-        if rendered is None:
-            return None
-        text += literal + rendered
-    return text
-
-
-def render_cache_key(template: str, attributes: Mapping[str, Any]) -> str | None:
-    """Fill a template such as ``product:{pk}``; None when a placeholder's attribute is absent."""
-    return _fill(_parse_template(template), _NO_ATTRIBUTES, attributes)
-
-
 def plan_cache_keys(
     change: KeyChange,
     table: TableConfig,
@@ -235,7 +187,7 @@ def plan_cache_keys(
             states.append((keys, new_image))
         elif old_image is None:
             # The key alone renders a subset of what key + image renders: only without images.
-            states.append((keys, _NO_ATTRIBUTES))
+            states.append((keys, NO_ATTRIBUTES))
     keys = change.latest.keys
     for state in extra_states:
         if state is not None:
@@ -243,11 +195,11 @@ def plan_cache_keys(
     all_templates = table.cache_keys
     if table.search_cache_keys:  # invalidated together, after a bulk that waited (bulk_refresh)
         all_templates += table.search_cache_keys
-    templates = _parse_templates(all_templates)
+    templates = parse_templates(all_templates)
     cache_keys = set()
     for first, then in states:
         for parsed in templates:
-            rendered = _fill(parsed, first, then)
+            rendered = fill_template(parsed, first, then)
             if rendered is not None:
                 cache_keys.add(rendered)
     return cache_keys
@@ -272,7 +224,7 @@ def plan_routed_cache_keys(
         if record.new_image is not None:
             states.append((record.keys, record.new_image))
         elif record.old_image is None:
-            states.append((record.keys, _NO_ATTRIBUTES))
+            states.append((record.keys, NO_ATTRIBUTES))
     if fetched is not None:
         states.append((change.latest.keys, fetched))
     routed: list[tuple[Route, Mapping[str, Any], Mapping[str, Any]]] = []
@@ -283,8 +235,8 @@ def plan_routed_cache_keys(
     routed.extend((route, change.latest.keys, fields) for route, fields in indexed)
     cache_keys = set()
     for route, first, then in routed:
-        for parsed in _parse_templates(route.cache_keys + route.search_cache_keys):
-            rendered = _fill(parsed, first, then)
+        for parsed in parse_templates(route.cache_keys + route.search_cache_keys):
+            rendered = fill_template(parsed, first, then)
             if rendered is not None:
                 cache_keys.add(rendered)
     return cache_keys

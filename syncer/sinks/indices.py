@@ -13,7 +13,7 @@ from syncer.core import jsoncodec
 from syncer.core.documents import SYNCER_FIELD
 from syncer.errors import ConfigError
 
-DEFAULT_TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "index_templates"
+DEFAULT_TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "index_templates"
 FIRST_GENERATION = 1
 
 # Search through the alias never sees tombstones (docs/ordering.md).

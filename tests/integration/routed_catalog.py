@@ -295,7 +295,7 @@ class RoutedCacheReader:
                 continue
             value = jsoncodec.dumps(item).decode()
             for template in route.cache_keys:
-                from syncer.core.plan import render_cache_key
+                from syncer.config.templates import render_cache_key
 
                 key = render_cache_key(template, item)
                 if key is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import tomllib
 from pathlib import Path
@@ -107,7 +108,10 @@ def test_architecture_lists_every_module_once() -> None:
     # given the modules in the package and the rows of the table
     package = ROOT / "syncer"
     modules = sorted(
-        p.relative_to(package).as_posix() for p in package.rglob("*.py") if p.name != "__init__.py"
+        p.relative_to(package).as_posix()
+        for p in package.rglob("*.py")
+        if p != package / "__init__.py"
+        and (p.name != "__init__.py" or len(ast.parse(p.read_text()).body) > 1)  # more than a docstring
     )
     rows = [
         line.split("|")[1]

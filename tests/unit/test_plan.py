@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 
 from syncer.config import TableConfig
+from syncer.config.templates import render_cache_key
 from syncer.core import jsoncodec
 from syncer.core.coalesce import KeyChange, coalesce_latest_per_key
 from syncer.core.documents import SYNCER_FIELD, IndexedDocument, Verdict, WriteKind
-from syncer.core.plan import plan_cache_keys, plan_document_write, render_cache_key
+from syncer.core.plan import plan_cache_keys, plan_document_write
 from syncer.core.records import padded_sequence
 from syncer.core.versions import Version
 from syncer.errors import PoisonRecordError

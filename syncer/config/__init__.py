@@ -6,7 +6,6 @@ import functools
 import importlib
 import math
 import os
-import string
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from syncer.config.templates import check_template, template_fields
 from syncer.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = "syncer.toml"
@@ -155,8 +155,7 @@ class TableConfig:
         return frozenset(
             name
             for template in (*self.cache_keys, *self.search_cache_keys)
-            for _, name, _, _ in string.Formatter().parse(template)
-            if name
+            for name in template_fields(template)
         )
 
 
@@ -315,30 +314,6 @@ def _check_index_name(key: str, index: str) -> None:
         raise ConfigError(f"{key} {index!r:.80} is not a valid OpenSearch alias name: it {problem}")
 
 
-def _template_fields(template: str) -> set[str]:
-    return {name for _, name, _, _ in string.Formatter().parse(template) if name}
-
-
-def _check_template(key: str, template: str) -> None:
-    """Refuse a cache key template the renderer cannot fill: only ``{attribute}`` is supported."""
-    try:
-        parsed = list(string.Formatter().parse(template))
-    except ValueError as error:
-        raise ConfigError(f"{key} has a bad template {template!r}: {error}") from None
-    for _, name, spec, conversion in parsed:
-        if name is None:
-            continue
-        problem = None
-        if name == "" or name.isdigit():
-            problem = "needs named placeholders such as {pk}, not '{}' or '{0}'"
-        elif "[" in name or "." in name:
-            problem = f"uses indexing or attribute access in {{{name}}}; name the attribute only"
-        elif conversion is not None or spec:
-            problem = "uses a conversion (!r) or format spec (:...), which are not supported"
-        if problem is not None:
-            raise ConfigError(f"{key} template {template!r} {problem}")
-
-
 def _table(position: int, raw: object) -> TableConfig:
     where = f"tables[{position}]"
     if not isinstance(raw, Mapping):
@@ -365,12 +340,12 @@ def _table(position: int, raw: object) -> TableConfig:
             raise ConfigError(f"{where}.{key} must be a list of strings")
     for key, templates in (("cache_keys", cache_keys), ("search_cache_keys", search_cache_keys)):
         for template in templates:
-            _check_template(f"{where}.{key}", template)
+            check_template(f"{where}.{key}", template)
     index = raw.get("index", "")
     if index:
         _check_index_name(f"{where}.index", index)
     for template in [*cache_keys, *search_cache_keys]:
-        excluded = sorted(_template_fields(template) & set(exclude))
+        excluded = sorted(template_fields(template) & set(exclude))
         if excluded:
             raise ConfigError(
                 f"table {raw['name']!r}: cache key template {template!r} uses attribute "
@@ -512,7 +487,7 @@ def _route(where: str, raw: Mapping[str, Any]) -> Route:
     search_cache_keys = _strings(f"{where}.search_cache_keys", raw.get("search_cache_keys", []))
     for key, templates in (("cache_keys", cache_keys), ("search_cache_keys", search_cache_keys)):
         for template in templates:
-            _check_template(f"{where}.{key}", template)
+            check_template(f"{where}.{key}", template)
     exclude = _strings(f"{where}.exclude_attributes", raw.get("exclude_attributes", []))
     transform = raw.get("transform")
     if transform is not None:
