@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from syncer.config.consistency import ConsistencyConfig, parse_consistency
 from syncer.config.templates import check_template, template_fields
 from syncer.errors import ConfigError
 
@@ -167,6 +168,7 @@ class Config:
     deadletter: DeadLetterConfig = field(default_factory=DeadLetterConfig)
     resilience: ResilienceConfig = field(default_factory=ResilienceConfig)
     checkpoints: CheckpointConfig = field(default_factory=CheckpointConfig)
+    consistency: ConsistencyConfig = field(default_factory=ConsistencyConfig)
 
     def table(self, name: str) -> TableConfig | None:
         """The configuration of table ``name``, or None when it is not configured."""
@@ -184,7 +186,15 @@ class Config:
         return table
 
 
-_SECTIONS = {"opensearch", "redis", "deadletter", "resilience", "checkpoints", "tables"}
+_SECTIONS = {
+    "opensearch",
+    "redis",
+    "deadletter",
+    "resilience",
+    "checkpoints",
+    "consistency",
+    "tables",
+}
 
 
 def _check_keys(section: str, raw: Mapping[str, Any], allowed: set[str]) -> None:
@@ -450,6 +460,7 @@ def parse_config(raw: Mapping[str, Any], environ: Mapping[str, str] | None = Non
         deadletter=deadletter,
         resilience=resilience,
         checkpoints=checkpoints,
+        consistency=parse_consistency(raw.get("consistency"), environ),
     )
 
 
