@@ -94,12 +94,15 @@ class InProcessChecker:
                 self._cond.wait(min(left, 0.05))
             return True
 
-    def close(self) -> None:
-        """Stop the thread after its current round; checks not yet due are counted as dropped."""
+    def close(self, wait_s: float = 0.0) -> None:
+        """Stop after up to ``wait_s`` for pending checks; those left are counted as dropped."""
+        if wait_s > 0:
+            self.wait_idle(wait_s)
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
         self._thread.join(timeout=30)
+        self.sinks.close()
         with self._cond:
             left, self._due = len(self._due), []
         if left:
