@@ -220,3 +220,18 @@ def test_emf_has_checks_and_a_violation_line_per_kind() -> None:
     assert by_kind["cache_stale"] == 1
     assert by_kind["index_missing"] == 0
     assert documents[1]["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["Service", "kind"]]
+
+
+def test_freshness_percentiles_reach_emf_and_prometheus() -> None:
+    """A batch's freshness p50/p99 are EMF milliseconds and Prometheus seconds."""
+    from syncer.core.outcome import BatchOutcome
+    from syncer.obs.metrics import PrometheusMetrics, emf_document
+
+    outcome = BatchOutcome(1, 1, 1, 0, 0, 0, 0, (), freshness_ms_p50=800.0, freshness_ms_p99=2500.0)
+    document = emf_document(outcome, {"Service": "syncer"}, now_ms=1)
+    assert (document["FreshnessP50"], document["FreshnessP99"]) == (800.0, 2500.0)
+    metrics = PrometheusMetrics()
+    metrics.observe(outcome)
+    text = metrics.exposition().decode()
+    assert "syncer_freshness_p99_seconds 2.5" in text
+    assert "syncer_freshness_p50_seconds 0.8" in text
