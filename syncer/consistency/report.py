@@ -50,14 +50,20 @@ def tally(results: Sequence[CheckResult]) -> dict[str, int]:
     }
 
 
-def _emf(metrics: dict[str, int], dimensions: dict[str, str], at_ms: int) -> dict[str, Any]:
+def _emf(
+    metrics: dict[str, int],
+    dimensions: dict[str, str],
+    at_ms: int,
+    rollup: list[str] | None = None,
+) -> dict[str, Any]:
+    """One EMF object; ``rollup`` is a second dimension set the values are also counted under."""
     return {
         "_aws": {
             "Timestamp": at_ms,
             "CloudWatchMetrics": [
                 {
                     "Namespace": NAMESPACE,
-                    "Dimensions": [sorted(dimensions)],
+                    "Dimensions": [sorted(dimensions), *([rollup] if rollup is not None else [])],
                     "Metrics": [{"Name": name, "Unit": "Count"} for name in metrics],
                 }
             ],
@@ -72,7 +78,9 @@ def emf_documents(
 ) -> list[dict[str, Any]]:
     """EMF objects: ``ConsistencyChecks`` (and errors), then ``ConsistencyViolations`` per kind.
 
-    Every kind is written, zeros too, so an alarm on a kind sees data points, not gaps.
+    Every kind is written, zeros too, so an alarm on a kind sees data points, not gaps. Each
+    kind's count is also filed without ``kind``: the sum over kinds, which template.yaml's
+    alarm watches.
     """
     at = int(time.time() * 1000) if now_ms is None else now_ms
     head = {
@@ -88,6 +96,7 @@ def emf_documents(
                 {"ConsistencyViolations": counts.get(kind.value, 0)},
                 {**dimensions, "kind": kind.value},
                 at,
+                sorted(dimensions),
             )
             for kind in VIOLATION_KINDS
         ),

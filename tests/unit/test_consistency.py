@@ -219,7 +219,11 @@ def test_emf_has_checks_and_a_violation_line_per_kind() -> None:
     by_kind = {d["kind"]: d["ConsistencyViolations"] for d in documents[1:]}
     assert by_kind["cache_stale"] == 1
     assert by_kind["index_missing"] == 0
-    assert documents[1]["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["Service", "kind"]]
+    # each kind also counts toward the total the alarm watches (Service alone)
+    assert documents[1]["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [
+        ["Service", "kind"],
+        ["Service"],
+    ]
 
 
 def test_freshness_percentiles_reach_emf_and_prometheus() -> None:
