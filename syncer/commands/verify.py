@@ -15,8 +15,6 @@ document is tombstoned only when that read found no item.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import random
 import time
@@ -26,9 +24,9 @@ from typing import Any
 
 from syncer.config import Config, Route, TableConfig
 from syncer.config.templates import render_cache_key
-from syncer.core import jsoncodec
 from syncer.core.attributes import decode_item
 from syncer.core.documents import SYNCER_FIELD, DocumentRef, ReadState, Settled, TargetState
+from syncer.core.fingerprint import content_fingerprint
 from syncer.core.plan import bulk_refresh, document_body, plan_scanned
 from syncer.core.records import document_id, typed_key_from_id
 from syncer.core.routes import Routed, document_in, route_item
@@ -60,14 +58,6 @@ class VerifyReport:
     @property
     def drift(self) -> int:
         return len(self.missing) + len(self.ghost) + len(self.differing)
-
-
-def content_fingerprint(source: Mapping[str, Any]) -> str:
-    """A hash of a document's content, the same for a table item and its indexed document."""
-    plain = {k: v for k, v in source.items() if k != SYNCER_FIELD}
-    # Through stdlib json both sides get the same numbers: exact integers, floats for decimals.
-    normalised = json.loads(jsoncodec.dumps(plain))
-    return hashlib.sha256(json.dumps(normalised, sort_keys=True).encode()).hexdigest()
 
 
 def _scan_pages(
