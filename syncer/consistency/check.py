@@ -7,7 +7,6 @@ through the alias (realtime, like verify), and one pipelined ``GET`` per cache k
 
 from __future__ import annotations
 
-import base64
 import random
 import time
 from collections.abc import Mapping, Sequence
@@ -31,7 +30,6 @@ from syncer.core.plan import document_body
 from syncer.core.routes import document_in, route_item
 from syncer.core.versions import Version, version_from_meta
 from syncer.errors import PoisonRecordError
-from syncer.sinks.items import read_items_by_key
 from syncer.sinks.ports import Sinks
 from syncer.sinks.search import raise_for_mget_error
 
@@ -93,14 +91,14 @@ def run_checks(samples: Sequence[SampledWrite], config: Config, sinks: Sinks) ->
     """Read and classify every sample; downstream errors propagate (the caller counts them)."""
     if not samples:
         return []
-    items: dict[tuple[str, str], dict[str, Any] | None] = {}
+    items: dict[tuple[str, str], Mapping[str, Any] | None] = {}
     by_table: dict[str, list[SampledWrite]] = {}
     for sample in samples:
         by_table.setdefault(sample.table, []).append(sample)
     for table, table_samples in by_table.items():
-        keys = list({s.document_id: boto_key(s.keys) for s in table_samples}.values())
-        found = read_items_by_key(sinks.dynamodb, sinks.dynamodb_guard, table, keys)
-        items.update({(table, doc_id): item for doc_id, item in found.items()})
+        keys = list({s.document_id: s.keys for s in table_samples}.values())
+        found = sinks.items.read(table, keys)
+        items.update({(table, doc_id): state.item for doc_id, state in found.items()})
     documents = _read_documents(sinks, samples)
     cache = _read_cache(sinks, sorted({key for s in samples for key in s.cache_keys}))
     return [
@@ -164,12 +162,3 @@ def _read_cache(sinks: Sinks, keys: Sequence[str]) -> dict[str, CacheSeen]:
         if entry is not None:  # None: a lease marker, a load under way
             held[key] = CacheSeen(key, entry.loaded_at_ms)
     return held
-
-
-def boto_key(typed: Mapping[str, Any]) -> dict[str, Any]:
-    """A stream record's typed key as BatchGetItem takes it (binary as bytes, not base64)."""
-    key: dict[str, Any] = {}
-    for name, value in typed.items():
-        binary = value.get("B") if isinstance(value, Mapping) else None
-        key[name] = {"B": base64.b64decode(binary)} if isinstance(binary, str) else value
-    return key
