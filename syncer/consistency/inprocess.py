@@ -40,7 +40,7 @@ class InProcessChecker:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
-        self.sinks = sinks  # its own clients and guards: batch figures stay the batches' own
+        self.sinks = sinks  # not closed here: the caller owns them
         self.observe = observe
         self.rng = rng or random.Random()
         self.clock = clock
@@ -102,7 +102,6 @@ class InProcessChecker:
             self._stopping = True
             self._cond.notify_all()
         self._thread.join(timeout=30)
-        self.sinks.close()
         with self._cond:
             left, self._due = len(self._due), []
         if left:

@@ -518,6 +518,7 @@ def _consistency_checker(config: Config) -> InProcessChecker | None:
         config.consistency.sample_rate,
         config.consistency.check_after_s,
     )
+    # Clients and guards of its own: the batches' retry and breaker figures stay their own.
     return InProcessChecker(config, build_sinks(config))
 
 
@@ -582,6 +583,7 @@ def run_poller(
             checker.close(
                 wait_s=config.consistency.check_after_s + 10 if poller.summary.caught_up else 0
             )
+            checker.sinks.close()
         if server is not None:
             server.shutdown()
             server.server_close()
