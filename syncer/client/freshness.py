@@ -114,11 +114,10 @@ def wait_until_visible(
     while True:
         response = client.search(index=index, body=search_request(document_id))
         searches += 1
-        shown, reason, source = judge(response, expected)
-        waited = time.monotonic() - started
-        if shown or waited >= timeout_s:
-            return _result(shown, waited, searches, reason, source, timeout_s)
-        sleep(min(poll_s, max(0.0, timeout_s - waited)))
+        step = _after_search(response, expected, started, searches, timeout_s, poll_s)
+        if isinstance(step, Visibility):
+            return step
+        sleep(step)
 
 
 async def wait_until_visible_async(
@@ -137,21 +136,25 @@ async def wait_until_visible_async(
     while True:
         response = await client.search(index=index, body=search_request(document_id))
         searches += 1
-        shown, reason, source = judge(response, expected)
-        waited = time.monotonic() - started
-        if shown or waited >= timeout_s:
-            return _result(shown, waited, searches, reason, source, timeout_s)
-        await sleep(min(poll_s, max(0.0, timeout_s - waited)))
+        step = _after_search(response, expected, started, searches, timeout_s, poll_s)
+        if isinstance(step, Visibility):
+            return step
+        await sleep(step)
 
 
-def _result(
-    shown: bool,
-    waited: float,
+def _after_search(
+    response: Mapping[str, Any],
+    expected: Expectation,
+    started: float,
     searches: int,
-    reason: str,
-    source: Mapping[str, Any] | None,
     timeout_s: float,
-) -> Visibility:
-    if not shown:
-        reason = f"not visible after {timeout_s:g} s ({searches} searches): {reason}"
-    return Visibility(shown, waited, searches, reason, source)
+    poll_s: float,
+) -> Visibility | float:
+    """The result once search shows the write or time is up; otherwise the sleep before the next."""
+    shown, reason, source = judge(response, expected)
+    waited = time.monotonic() - started
+    if shown or waited >= timeout_s:
+        if not shown:
+            reason = f"not visible after {timeout_s:g} s ({searches} searches): {reason}"
+        return Visibility(shown, waited, searches, reason, source)
+    return min(poll_s, max(0.0, timeout_s - waited))
