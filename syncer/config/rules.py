@@ -143,16 +143,18 @@ def _routes_in_own_indices(config: Config) -> None:
 
 def _cache_keys_avoid_excluded(config: Config) -> None:
     """A template may not use an excluded attribute: its previous value could not be read back
-    from the index to invalidate the old key."""
+    from the index to invalidate the old key. Routes are checked like tables."""
     for position, table in enumerate(config.tables):
-        _check_excluded(f"tables[{position}]", table, table.cache_keys, table.exclude_attributes)
-        _check_excluded(
-            f"tables[{position}]",
-            table,
-            table.search_cache_keys,
-            table.exclude_attributes,
-            "search_",
-        )
+        where = f"tables[{position}]"
+        _check_excluded(where, table, table.cache_keys, table.exclude_attributes)
+        _check_excluded(where, table, table.search_cache_keys, table.exclude_attributes, "search_")
+        for i in range(len(table.routes)):
+            route = table.resolved_routes[i]  # as the pipeline uses it
+            where = f"tables[{position}].routes[{i}]"
+            _check_excluded(where, table, route.cache_keys, route.exclude_attributes)
+            _check_excluded(
+                where, table, route.search_cache_keys, route.exclude_attributes, "search_"
+            )
 
 
 def _check_excluded(
