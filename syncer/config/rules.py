@@ -141,9 +141,26 @@ def _routes_in_own_indices(config: Config) -> None:
             )
 
 
+def _routed_table_keys_have_an_index(config: Config) -> None:
+    """A routed table's own cache keys belong to its own (catch-all) index: without one they
+    would never be rendered."""
+    for position, table in enumerate(config.tables):
+        if not table.routes or table.index:
+            continue
+        for key in ("cache_keys", "search_cache_keys"):
+            if getattr(table, key):
+                raise ConfigError(
+                    f"tables[{position}].{key} is set, but table {table.name!r} has routes and "
+                    f"no index of its own, so no item would render them; put them on the routes "
+                    f"(tables[{position}].routes[N].{key}), or give the table an index for the "
+                    "items no route selects"
+                )
+
+
 def _cache_keys_avoid_excluded(config: Config) -> None:
     """A template may not use an excluded attribute: its previous value could not be read back
-    from the index to invalidate the old key. Routes are checked like tables."""
+    from the index to invalidate the old key. Routes are checked like tables, with their
+    table's exclusions (schema.TableConfig)."""
     for position, table in enumerate(config.tables):
         where = f"tables[{position}]"
         _check_excluded(where, table, table.cache_keys, table.exclude_attributes)
@@ -188,6 +205,7 @@ RULES: tuple[Callable[[Config], None], ...] = (
     _tables_configured_once,
     _plain_tables_in_own_indices,
     _routes_in_own_indices,
+    _routed_table_keys_have_an_index,
     _cache_keys_avoid_excluded,
 )
 

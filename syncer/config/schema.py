@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from syncer.config.templates import template_fields
 from syncer.errors import ConfigError
@@ -126,7 +126,13 @@ class TableConfig:
             self.exclude_attributes,
             search_cache_keys=self.search_cache_keys,
         )
-        object.__setattr__(self, "resolved_routes", self.routes + ((own,) if self.index else ()))
+        # The table's exclusions hold for every route: a data-protection setting is never
+        # silently dropped because the table is routed (docs/routes.md).
+        routes = tuple(
+            replace(route, exclude_attributes=route.exclude_attributes | self.exclude_attributes)
+            for route in self.routes
+        )
+        object.__setattr__(self, "resolved_routes", routes + ((own,) if self.index else ()))
 
     def route_table(self, route: Route) -> TableConfig:
         """A route seen as a table of one index: what the per-index code (plan, setup) takes."""
@@ -136,7 +142,7 @@ class TableConfig:
             self.name,
             route.index,
             route.cache_keys,
-            route.exclude_attributes,
+            route.exclude_attributes | self.exclude_attributes,
             search_cache_keys=route.search_cache_keys,
         )
 

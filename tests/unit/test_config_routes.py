@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 
 from syncer.config import parse_config
+from syncer.core.plan import document_body
+from syncer.core.versions import Version
 from syncer.errors import ConfigError
 
 RAW: dict[str, Any] = {
@@ -59,3 +61,74 @@ def test_route_cache_key_on_an_attribute_the_route_excludes_is_refused(key: str)
     assert message.startswith(f"tables[0].routes[1].{key}:")
     assert "'price:{cost}'" in message
     assert "'cost'" in message
+
+
+# -- B2: a table's settings on a routed table ------------------------------------------------
+
+
+def test_table_exclusions_apply_to_every_route() -> None:
+    """exclude_attributes of a routed table hold for each of its routes, with their own."""
+    # given a routed table that excludes 'secret' at the table level
+    raw = _raw()
+    raw["tables"][0]["exclude_attributes"] = ["secret"]
+    # when it is parsed
+    table = parse_config(raw, environ={}).tables[0]
+    # then every route excludes 'secret', and the products route still excludes 'cost'
+    assert [sorted(route.exclude_attributes) for route in table.resolved_routes] == [
+        ["secret"],
+        ["cost", "secret"],
+    ]
+
+
+@pytest.mark.parametrize("position", [0, 1])
+def test_a_table_level_excluded_attribute_never_reaches_a_route_document(position: int) -> None:
+    """The document a route's index gets leaves out the table's excluded attributes (it reached
+    the route's index on the old code)."""
+    # given a routed table without an index that excludes 'secret' at the table level
+    raw = _raw()
+    raw["tables"][0]["exclude_attributes"] = ["secret"]
+    table = parse_config(raw, environ={}).tables[0]
+    route = table.resolved_routes[position]
+    # when the planner builds the route's document
+    body = document_body(PRODUCT, table.route_table(route), Version(seq=1))
+    # then 'secret' is not in it
+    assert "secret" not in body
+    assert body["pk"] == "P1"
+
+
+def test_route_cache_key_on_a_table_level_excluded_attribute_is_refused() -> None:
+    """A route's template naming an attribute its table excludes is refused like its own."""
+    # given a table that excludes 'category', which the products route's template uses
+    raw = _raw()
+    raw["tables"][0]["exclude_attributes"] = ["category"]
+    # when it is parsed
+    message = _refused(raw)
+    # then the route's cache_keys and the attribute are named
+    assert message.startswith("tables[0].routes[1].cache_keys:")
+    assert "'category'" in message
+
+
+@pytest.mark.parametrize("key", ["cache_keys", "search_cache_keys"])
+def test_table_cache_keys_on_a_routed_table_without_index_are_refused(key: str) -> None:
+    """Without an index of its own a routed table would never render its own cache keys: they
+    are refused, saying to put them on the routes (they were silently ignored)."""
+    # given a routed table without index, with table-level templates
+    raw = _raw()
+    raw["tables"][0][key] = ["item:{pk}"]
+    # when it is parsed
+    message = _refused(raw)
+    # then the key is named and the routes are suggested
+    assert message.startswith(f"tables[0].{key} is set")
+    assert f"routes[N].{key}" in message
+
+
+def test_table_cache_keys_on_a_routed_table_with_an_index_are_kept() -> None:
+    """With an index of its own, a routed table's templates belong to that catch-all index."""
+    # given a routed table with its own index and table-level templates
+    raw = _raw()
+    raw["tables"][0]["index"] = "catalog"
+    raw["tables"][0]["cache_keys"] = ["item:{pk}"]
+    # when it is parsed
+    table = parse_config(raw, environ={}).tables[0]
+    # then the catch-all route renders them
+    assert table.resolved_routes[-1].cache_keys == ("item:{pk}",)
