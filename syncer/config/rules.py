@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from urllib.parse import parse_qs, urlsplit
 
+from syncer.config.names import derived_from
 from syncer.config.schema import Config, TableConfig
 from syncer.config.templates import template_fields
 from syncer.errors import ConfigError
@@ -141,6 +142,19 @@ def _routes_in_own_indices(config: Config) -> None:
             )
 
 
+def _no_index_named_like_derived_names(config: Config) -> None:
+    """An alias that is another's reindex alias or versioned index would share its writes."""
+    keys = list(_index_keys(config))
+    for key, index, _ in keys:
+        for other_key, other, _ in keys:
+            if derived_from(other, index):
+                raise ConfigError(
+                    f"{key} names index {index!r}, which syncer derives from {other_key} "
+                    f"({other!r}: its reindex alias {other}-reindexing and versioned indices "
+                    f"{other}-000001, ...); the two would write into one index, so rename one"
+                )
+
+
 def _routed_table_keys_have_an_index(config: Config) -> None:
     """A routed table's own cache keys belong to its own (catch-all) index: without one they
     would never be rendered."""
@@ -205,6 +219,7 @@ RULES: tuple[Callable[[Config], None], ...] = (
     _tables_configured_once,
     _plain_tables_in_own_indices,
     _routes_in_own_indices,
+    _no_index_named_like_derived_names,
     _routed_table_keys_have_an_index,
     _cache_keys_avoid_excluded,
 )

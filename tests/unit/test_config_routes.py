@@ -132,3 +132,58 @@ def test_table_cache_keys_on_a_routed_table_with_an_index_are_kept() -> None:
     table = parse_config(raw, environ={}).tables[0]
     # then the catch-all route renders them
     assert table.resolved_routes[-1].cache_keys == ("item:{pk}",)
+
+
+# -- B3: no index named like another's derived names -----------------------------------------
+
+
+def _two_tables(first: str, second: str) -> dict[str, Any]:
+    return {
+        "tables": [
+            {"name": "catalog", "index": first},
+            {"name": "orders", "index": second},
+        ]
+    }
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("catalog", "catalog-reindexing"),
+        ("catalog", "catalog-000001"),
+        ("catalog", "catalog-001234"),
+        ("catalog-000002", "catalog"),
+        ("catalog-reindexing", "catalog"),
+    ],
+)
+def test_index_named_like_another_tables_derived_name_is_refused(first: str, second: str) -> None:
+    """An alias equal to another's reindex alias or versioned index is refused, naming both
+    keys: one table would write into the other's index."""
+    # given two tables, one named like a name syncer derives from the other
+    # when it is parsed
+    message = _refused(_two_tables(first, second))
+    # then both keys are named
+    assert "tables[0].index" in message
+    assert "tables[1].index" in message
+
+
+def test_route_index_named_like_another_routes_derived_name_is_refused() -> None:
+    """Routes of one table are checked too: reviews-reindexing next to reviews is refused."""
+    # given a route named like the reviews route's reindex alias
+    raw = _raw()
+    raw["tables"][0]["routes"][1]["index"] = "reviews-reindexing"
+    # when it is parsed
+    message = _refused(raw)
+    # then both routes' keys are named
+    assert "tables[0].routes[1].index" in message
+    assert "tables[0].routes[0].index" in message
+
+
+@pytest.mark.parametrize("second", ["catalog-v2", "catalog-eu", "catalog-00001", "catalogue"])
+def test_index_that_only_starts_like_another_is_accepted(second: str) -> None:
+    """Names that share a prefix but are no derived name of the other are fine."""
+    # given two tables whose aliases share a prefix
+    # when they are parsed
+    config = parse_config(_two_tables("catalog", second), environ={})
+    # then both are kept
+    assert [table.index for table in config.tables] == ["catalog", second]
