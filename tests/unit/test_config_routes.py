@@ -15,24 +15,20 @@ from syncer.errors import ConfigError
 RAW: dict[str, Any] = {
     "tables": [
         {
-            "name": "catalog",
+            "name": "accounts",
             "routes": [
+                {"match": {"attribute": "kind", "equals": "user"}, "index": "users"},
                 {
-                    "match": {"attribute": "type", "equals": "review"},
-                    "index": "reviews",
-                    "cache_keys": ["review:{pk}"],
-                },
-                {
-                    "match": {"attribute": "sk", "begins_with": "PRODUCT#"},
-                    "index": "products",
-                    "cache_keys": ["product:{pk}", "category:{category}"],
-                    "exclude_attributes": ["cost"],
+                    "match": {"attribute": "sk", "begins_with": "ORDER#"},
+                    "index": "orders",
+                    "cache_keys": ["order:{pk}:{sk}", "customer:{customer}"],
+                    "exclude_attributes": ["card"],
                 },
             ],
         }
     ]
 }
-PRODUCT = {"pk": "P1", "sk": "PRODUCT#1", "type": "product", "cost": 3, "secret": "s3"}
+ORDER = {"pk": "C1", "sk": "ORDER#7", "customer": "c1", "card": "4111", "secret": "s3"}
 
 
 def _raw() -> dict[str, Any]:
@@ -52,15 +48,15 @@ def _refused(raw: dict[str, Any]) -> str:
 def test_route_cache_key_on_an_attribute_the_route_excludes_is_refused(key: str) -> None:
     """A route's template naming an attribute the route excludes is refused, naming the route's
     key: the old value could not be read back from the index to invalidate the old key."""
-    # given a route whose template uses its excluded 'cost'
+    # given a route whose template uses its excluded 'card'
     raw = _raw()
-    raw["tables"][0]["routes"][1][key] = ["product:{pk}", "price:{cost}"]
+    raw["tables"][0]["routes"][1][key] = ["order:{pk}", "card:{card}"]
     # when it is parsed
     message = _refused(raw)
     # then the route's key, the template and the attribute are named
     assert message.startswith(f"tables[0].routes[1].{key}:")
-    assert "'price:{cost}'" in message
-    assert "'cost'" in message
+    assert "'card:{card}'" in message
+    assert "'card'" in message
 
 
 # -- B2: a table's settings on a routed table ------------------------------------------------
@@ -73,10 +69,10 @@ def test_table_exclusions_apply_to_every_route() -> None:
     raw["tables"][0]["exclude_attributes"] = ["secret"]
     # when it is parsed
     table = parse_config(raw, environ={}).tables[0]
-    # then every route excludes 'secret', and the products route still excludes 'cost'
+    # then every route excludes 'secret', and the orders route still excludes 'card'
     assert [sorted(route.exclude_attributes) for route in table.resolved_routes] == [
         ["secret"],
-        ["cost", "secret"],
+        ["card", "secret"],
     ]
 
 
@@ -90,22 +86,22 @@ def test_a_table_level_excluded_attribute_never_reaches_a_route_document(positio
     table = parse_config(raw, environ={}).tables[0]
     route = table.resolved_routes[position]
     # when the planner builds the route's document
-    body = document_body(PRODUCT, table.route_table(route), Version(seq=1))
+    body = document_body(ORDER, table.route_table(route), Version(seq=1))
     # then 'secret' is not in it
     assert "secret" not in body
-    assert body["pk"] == "P1"
+    assert body["pk"] == "C1"
 
 
 def test_route_cache_key_on_a_table_level_excluded_attribute_is_refused() -> None:
     """A route's template naming an attribute its table excludes is refused like its own."""
-    # given a table that excludes 'category', which the products route's template uses
+    # given a table that excludes 'customer', which the orders route's template uses
     raw = _raw()
-    raw["tables"][0]["exclude_attributes"] = ["category"]
+    raw["tables"][0]["exclude_attributes"] = ["customer"]
     # when it is parsed
     message = _refused(raw)
     # then the route's cache_keys and the attribute are named
     assert message.startswith("tables[0].routes[1].cache_keys:")
-    assert "'category'" in message
+    assert "'customer'" in message
 
 
 @pytest.mark.parametrize("key", ["cache_keys", "search_cache_keys"])
@@ -126,7 +122,7 @@ def test_table_cache_keys_on_a_routed_table_with_an_index_are_kept() -> None:
     """With an index of its own, a routed table's templates belong to that catch-all index."""
     # given a routed table with its own index and table-level templates
     raw = _raw()
-    raw["tables"][0]["index"] = "catalog"
+    raw["tables"][0]["index"] = "accounts"
     raw["tables"][0]["cache_keys"] = ["item:{pk}"]
     # when it is parsed
     table = parse_config(raw, environ={}).tables[0]
@@ -168,10 +164,10 @@ def test_index_named_like_another_tables_derived_name_is_refused(first: str, sec
 
 
 def test_route_index_named_like_another_routes_derived_name_is_refused() -> None:
-    """Routes of one table are checked too: reviews-reindexing next to reviews is refused."""
-    # given a route named like the reviews route's reindex alias
+    """Routes of one table are checked too: users-reindexing next to users is refused."""
+    # given a route named like the users route's reindex alias
     raw = _raw()
-    raw["tables"][0]["routes"][1]["index"] = "reviews-reindexing"
+    raw["tables"][0]["routes"][1]["index"] = "users-reindexing"
     # when it is parsed
     message = _refused(raw)
     # then both routes' keys are named
