@@ -24,6 +24,8 @@ NO_ATTRIBUTES: Mapping[str, Any] = {}
 
 TAG = "tag"  # {tag:attribute} and {tag:'text'}
 _LITERAL_TAG = re.compile(r"'([^'{}]+)'")
+# "{tag:}" parses exactly as "{tag}" (an attribute named tag): only the text tells them apart.
+_EMPTY_TAG = re.compile(r"(?<!\{)(?:\{\{)*\{tag:\}")
 HASH_TAG_SYNTAX = (
     "for a Redis Cluster hash tag write {tag:attribute} (the attribute's value in braces) or "
     "{tag:'text'} (literal text in braces), e.g. \"{tag:tenant}:product:{pk}\""
@@ -66,6 +68,10 @@ def check_template(key: str, template: str) -> None:
             f"{key} has a bad template {template!r}: {error} (literal braces are {{{{ and }}}}; "
             f"{HASH_TAG_SYNTAX})"
         ) from None
+    if _EMPTY_TAG.search(template):
+        raise ConfigError(
+            f"{key} template {template!r} has an empty hash tag {{tag:}}; {HASH_TAG_SYNTAX}"
+        )
     tags = 0
     literal_before_tag = ""
     for literal, name, spec, conversion in parsed:

@@ -121,6 +121,7 @@ def test_hash_tag_templates_are_accepted(template: str) -> None:
         '{"catalog"}:product:{pk}',
         "{ catalog }:product:{pk}",
         "{tag:''}:product:{pk}",
+        "{tag:}:product:{pk}",
         "{tag:'cat'alog'}:product:{pk}",
         "{tag:a.b}:product:{pk}",
         "{tag:{pk}}:product",
