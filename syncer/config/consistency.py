@@ -35,8 +35,8 @@ class ConsistencyConfig:
 _KEYS = {"sample_rate", "check_after_s", "queue_url", "max_pending"}
 
 
-def parse_consistency(raw: object, environ: Mapping[str, str]) -> ConsistencyConfig:
-    """``[consistency]`` checked; ``SYNCER_CONSISTENCY_QUEUE_URL`` (template.yaml) sets the queue."""
+def parse_consistency(raw: object) -> ConsistencyConfig:
+    """``[consistency]`` checked (``SYNCER_CONSISTENCY_QUEUE_URL`` has set the queue by now)."""
     if raw is None:
         raw = {}
     if not isinstance(raw, Mapping):
@@ -60,7 +60,7 @@ def parse_consistency(raw: object, environ: Mapping[str, str]) -> ConsistencyCon
     pending = raw.get("max_pending", defaults.max_pending)
     if not isinstance(pending, int) or isinstance(pending, bool) or pending < 1:
         raise ConfigError(f"consistency.max_pending must be a whole number >= 1, got {pending!r}")
-    queue_url = environ.get("SYNCER_CONSISTENCY_QUEUE_URL") or raw.get("queue_url")
+    queue_url = raw.get("queue_url")
     if queue_url is not None and (not isinstance(queue_url, str) or not queue_url):
         raise ConfigError("consistency.queue_url must be a non-empty string (an SQS queue URL)")
     return ConsistencyConfig(float(rate), float(after), queue_url, pending)

@@ -188,8 +188,11 @@ def test_consistency_defaults_and_lambda_needs_a_queue() -> None:
     assert (config.sample_rate, config.check_after_s) == (0.01, 5.0)
     assert config.enabled(in_lambda=False)
     assert not config.enabled(in_lambda=True)
-    queued = parse_consistency({}, {"SYNCER_CONSISTENCY_QUEUE_URL": "https://sqs/q"})
+    environ = {"SYNCER_CONSISTENCY_QUEUE_URL": "https://sqs/q"}
+    queued = parse_config({"tables": [{"name": "t", "index": "t"}]}, environ).consistency
+    assert queued.queue_url == "https://sqs/q"
     assert queued.enabled(in_lambda=True)
+    assert parse_consistency({"sample_rate": 0}).enabled(in_lambda=False) is False
 
 
 @pytest.mark.parametrize(
