@@ -7,15 +7,17 @@ import gc
 import logging
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from syncer.config import Config, emf_metrics_enabled, load_config, running_in_lambda
-from syncer.consistency.queue import SqsScheduler
 from syncer.core.records import check_event
 from syncer.errors import BatchFailedError
 from syncer.pipeline import process_batch
 from syncer.sinks.ports import Sinks
 from syncer.sinks.resilience import Deadline
+
+if TYPE_CHECKING:  # imported on first use: a cold start without checks never loads it
+    from syncer.consistency.queue import SqsScheduler
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,7 @@ def _check_scheduler(config: Config) -> SqsScheduler | None:
     """Lambda checks consistency only through a queue (docs/consistency.md); else not at all."""
     if not config.consistency.enabled(in_lambda=True):
         return None
+    from syncer.consistency.queue import SqsScheduler
     from syncer.sinks.build import aws_client
 
     return SqsScheduler(config, functools.cache(lambda: aws_client("sqs")))
@@ -83,8 +86,10 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, list[dict[s
     """
     records = check_event(event)
     container = _get_container()
-    outcome = process_batch(records, container.config, container.sinks, _deadline(context))
-    scheduled = container.checks.schedule(outcome) if container.checks is not None else None
+    deadline = _deadline(context)
+    outcome = process_batch(records, container.config, container.sinks, deadline)
+    checks = container.checks
+    scheduled = checks.schedule(outcome, deadline) if checks is not None else None
     if emf_metrics_enabled():
         from syncer.obs.metrics import write_emf
 

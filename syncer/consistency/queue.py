@@ -23,7 +23,9 @@ from syncer.consistency.report import log_violations, tally
 from syncer.core.consistency import SampledWrite
 from syncer.core.outcome import BatchOutcome
 from syncer.errors import PoisonRecordError
+from syncer.sinks.build import AWS_CONNECT_TIMEOUT_S, AWS_READ_TIMEOUT_S
 from syncer.sinks.ports import Sinks
+from syncer.sinks.resilience import Deadline
 
 log = logging.getLogger("syncer.consistency")
 
@@ -77,13 +79,19 @@ class SqsScheduler:
         self._sqs = sqs  # built on first use: a batch with nothing sampled makes no client
         self.rng = rng or random.Random()
 
-    def schedule(self, outcome: BatchOutcome) -> dict[str, int]:
-        """``scheduled`` and ``schedule_failures`` of this batch; never raises."""
+    def schedule(self, outcome: BatchOutcome, deadline: Deadline | None = None) -> dict[str, int]:
+        """``scheduled`` and ``schedule_failures`` of this batch; never raises.
+
+        With too little of the invocation left for a send, nothing is sent (counted): the batch's
+        response matters more than its checks.
+        """
         samples: list[SampledWrite] = []
         try:
             samples = sample_batch(outcome.written, self.config, self.rng)
             if not samples:
                 return {"scheduled": 0, "schedule_failures": 0}
+            if deadline is not None:
+                deadline.check_fits(AWS_CONNECT_TIMEOUT_S + AWS_READ_TIMEOUT_S)
             sqs = self._sqs()
             refused = send_samples(
                 sqs, self.queue_url, samples, self.config.consistency.check_after_s

@@ -8,14 +8,16 @@ through ``syncer.core.versions.compare``.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from syncer.core.versions import Order, Version, compare, version_from_meta
 from syncer.errors import PoisonRecordError
+
+if TYPE_CHECKING:  # the pipeline imports this module; only samplers need random
+    import random
 
 MESSAGE_FORMAT = 1  # the "format" of a sampled write's message: a checker refuses others
 

@@ -262,3 +262,21 @@ def test_a_check_that_cannot_read_is_retried_by_sqs(stack: Stack) -> None:
     response = handler.consistency_check_handler(event, None)
     # then SQS is asked to deliver it again
     assert response == {"batchItemFailures": [{"itemIdentifier": "m1"}]}
+
+
+def test_many_samples_go_out_in_batches_of_ten_side_by_side(stack: Stack, sqs: Any) -> None:
+    """25 samples are 3 SendMessageBatch calls; every one arrives, none is refused."""
+    from syncer.consistency.queue import send_samples
+
+    for n in range(25):
+        stack.put(_item(f"many-{n}"))
+    outcome = _apply(stack)
+    samples = sample_batch(outcome.written, _every_key(stack.config), random.Random())
+    queue_url = sqs.create_queue(QueueName=f"syncer-checks-{uuid.uuid4().hex[:12]}")["QueueUrl"]
+    try:
+        assert send_samples(sqs, queue_url, samples, delay_s=0) == 0
+        received = _receive_all(sqs, queue_url, 25)
+    finally:
+        sqs.delete_queue(QueueUrl=queue_url)
+    ids = sorted(json.loads(m["Body"])["id"] for m in received)
+    assert ids == sorted(f"many-{n}|v1" for n in range(25))
