@@ -152,7 +152,8 @@ class ConsistencyMetrics:
         )
         self.dropped = PromCounter(
             "syncer_consistency_dropped",
-            "Sampled keys not checked: more were pending than [consistency] max_pending",
+            "Written keys not checked: over [consistency] max_pending, sampling failed, or the "
+            "run stopped before they were due",
             registry=registry,
         )
         for kind in VIOLATION_KINDS:  # every kind exported from the start, at 0
@@ -162,6 +163,6 @@ class ConsistencyMetrics:
         self.checks.inc(counts.get("checks", 0))
         self.superseded.inc(counts.get("superseded", 0))
         self.errors.inc(counts.get("errors", 0))
-        self.dropped.inc(counts.get("dropped", 0))
+        self.dropped.inc(counts.get("dropped", 0) + counts.get("schedule_failures", 0))
         for kind in VIOLATION_KINDS:
             self.violations.labels(kind=kind.value).inc(counts.get(kind.value, 0))
