@@ -308,6 +308,14 @@ class _LeasedCacheBase:
     def counters(self) -> LeaseCounters:
         return self.tally.snapshot()
 
+    def _counted(self, result: CacheRead) -> CacheRead:
+        """A read's result, counted as a hit or a miss (a lease)."""
+        if isinstance(result, Hit):
+            self.tally.add("hits")
+        elif isinstance(result, Lease):
+            self.tally.add("misses")
+        return result
+
     def _redis_failed(self, key: str, error: Exception) -> None:
         """Count a Redis error that ``get_or_fill`` worked around (the caller got its value)."""
         self.tally.add("redis_errors")
@@ -333,12 +341,7 @@ class LeasedCache(_LeasedCacheBase):
         if reply is None:
             token = new_token(now_ms())
             reply = self._get_or_lease(keys=[key], args=[marker(token), self.lease_ttl_ms])
-        result = read_result(reply, token)
-        if isinstance(result, Hit):
-            self.tally.add("hits")
-        elif isinstance(result, Lease):
-            self.tally.add("misses")
-        return result
+        return self._counted(read_result(reply, token))
 
     def fill(
         self,
@@ -428,12 +431,7 @@ class AsyncLeasedCache(_LeasedCacheBase):
         if reply is None:
             token = new_token(now_ms())
             reply = await self._get_or_lease(keys=[key], args=[marker(token), self.lease_ttl_ms])
-        result = read_result(reply, token)
-        if isinstance(result, Hit):
-            self.tally.add("hits")
-        elif isinstance(result, Lease):
-            self.tally.add("misses")
-        return result
+        return self._counted(read_result(reply, token))
 
     async def fill(
         self,
