@@ -4,7 +4,8 @@ The protocol (docs/cache-consistency.md), after memcache's leases (Nishtala et a
 section 3.2.1), with the lease kept in the cache key itself:
 
 - ``get``: a GET; when the key is absent, one Lua script looks again and stores a lease marker
-  (reserved prefix + a random token) with ``PX lease_ttl_ms``, handing out the token.
+  (reserved prefix + a token: the time, then 128 random bits) with ``PX lease_ttl_ms``,
+  handing out the token.
 - ``fill``: one Lua script stores the value only while the key still holds that exact marker,
   in a small envelope (reserved prefix + the epoch milliseconds at which the load began), so a
   checker can tell a value loaded before a change from one loaded after it (``decode_entry``).
@@ -231,12 +232,12 @@ def read_result(reply: bytes | None, token: str) -> CacheRead:
     return Hit(entry.value)
 
 
-def ttl_ms(ttl_s: float) -> int:
+def ttl_ms(ttl_s: float, name: str = "ttl_s") -> int:
     """A TTL in whole milliseconds; a key without expiry is never what a cache fill wants."""
     if isinstance(ttl_s, bool) or not (
         isinstance(ttl_s, int | float) and math.isfinite(ttl_s) and ttl_s * 1000 >= 1
     ):
-        raise ValueError(f"ttl_s must be a positive number of seconds, got {ttl_s!r}")
+        raise ValueError(f"{name} must be a positive number of seconds, got {ttl_s!r}")
     return int(ttl_s * 1000)
 
 
@@ -292,7 +293,7 @@ class _LeasedCacheBase:
         if lease_ttl_ms <= 0 or max_wait_ms < 0:
             raise ValueError("lease_ttl_ms must be positive, max_wait_ms not negative")
         if negative_ttl_s != 0:
-            ttl_ms(negative_ttl_s)  # 0 caches nothing; anything else must be a valid TTL
+            ttl_ms(negative_ttl_s, "negative_ttl_s")  # 0 caches nothing; else a valid TTL
         _check_client(redis_client)
         self.redis = redis_client
         # Scripts register on the client's own kind (sync or asyncio), so one setup serves both.

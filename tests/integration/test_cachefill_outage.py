@@ -177,7 +177,7 @@ def test_a_bad_ttl_is_refused_before_the_loader_runs(
 @pytest.mark.parametrize("negative_ttl_s", [-1, float("nan"), 0.0001])
 def test_a_bad_negative_ttl_is_refused_when_the_cache_is_built(negative_ttl_s: float) -> None:
     """negative_ttl_s is 0 (cache no absence) or a valid TTL, checked up front."""
-    with pytest.raises(ValueError, match="ttl_s"):
+    with pytest.raises(ValueError, match="negative_ttl_s must be a positive number"):
         LeasedCache(redis.Redis.from_url(REDIS_URL), negative_ttl_s=negative_ttl_s)
 
 
