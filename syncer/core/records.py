@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import functools
 import hashlib
 import math
@@ -131,58 +129,6 @@ def document_id(keys: Mapping[str, Any]) -> str:
     if len(encoded) <= MAX_DOCUMENT_ID_BYTES:
         return plain
     return "#" + hashlib.sha256(encoded).hexdigest()
-
-
-def typed_key_from_id(doc_id: str, key_types: Mapping[str, str]) -> dict[str, Any] | None:
-    """The DynamoDB key (boto3's typed form) that ``document_id`` turned into ``doc_id``.
-
-    ``key_types`` is the key schema (attribute name -> S, N or B). None when the id cannot be a
-    key of that schema, or is a hashed long id (``#`` + SHA-256), which cannot be inverted.
-    The key is never rebuilt from a document's ``_source``, whose numbers come back as doubles.
-    """
-    if doc_id.startswith("#"):
-        return None
-    parts: list[str] = []
-    current: list[str] = []
-    escaped = False
-    for char in doc_id:
-        if escaped:
-            current.append(char)
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif char == "|":
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-    parts.append("".join(current))
-    names = sorted(key_types)
-    if escaped or len(parts) != len(names):
-        return None
-    typed: dict[str, Any] = {}
-    for name, part in zip(names, parts, strict=True):
-        kind = key_types[name]
-        if kind == "S":
-            typed[name] = {"S": part}
-        elif kind == "N":
-            typed[name] = {"N": part}
-        elif kind == "B":
-            try:
-                typed[name] = {"B": base64.b64decode(part, validate=True)}
-            except (binascii.Error, ValueError):
-                return None
-        else:
-            return None
-    try:
-        plain = decode_item(
-            {n: {"B": base64.b64encode(v["B"]).decode()} if "B" in v else v for n, v in typed.items()}
-        )
-        if document_id(plain) != doc_id:
-            return None
-    except PoisonRecordError:
-        return None
-    return typed
 
 
 def table_from_arn(arn: object) -> str | None:
