@@ -158,14 +158,16 @@ def _parse_creation_time(raw: object) -> float | None:
     later (it becomes the version's ``changed_at``, an epoch_millis date)."""
     if raw is None:
         return None
-    if isinstance(raw, bool) or not isinstance(raw, int | float | Decimal | str):
-        raise PoisonRecordError(f"ApproximateCreationDateTime is not a number: {raw!r:.40}")
-    if isinstance(raw, str) and not _DECIMAL_NUMBER.fullmatch(raw):
+    if (
+        isinstance(raw, bool)
+        or not isinstance(raw, int | float | Decimal | str)
+        or (isinstance(raw, str) and not _DECIMAL_NUMBER.fullmatch(raw))
+    ):
         raise PoisonRecordError(f"ApproximateCreationDateTime is not a number: {raw!r:.40}")
     try:
         seconds = float(raw)  # a number, or a string like "1678831218.0"
-    except OverflowError:
-        seconds = math.inf if raw > 0 else -math.inf  # type: ignore[operator]  # int or Decimal
+    except OverflowError:  # an int beyond any float, either sign: out of range below
+        seconds = math.inf
     if seconds > 1e11:
         seconds /= 1000  # via Kinesis it is in milliseconds
     if not 0 <= seconds <= LATEST_CREATION_S:  # also false for NaN
