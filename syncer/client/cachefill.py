@@ -4,12 +4,17 @@ The protocol (docs/cache-consistency.md), after memcache's leases (Nishtala et a
 section 3.2.1), with the lease kept in the cache key itself:
 
 - ``get``: a GET; when the key is absent, one Lua script looks again and stores a lease marker
-  (reserved prefix + a random token) with ``PX lease_ttl_ms``, handing out the token.
+  (reserved prefix + a token: the time, then 128 random bits) with ``PX lease_ttl_ms``,
+  handing out the token.
 - ``fill``: one Lua script stores the value only while the key still holds that exact marker,
   in a small envelope (reserved prefix + the epoch milliseconds at which the load began), so a
   checker can tell a value loaded before a change from one loaded after it (``decode_entry``).
 - syncer's ``UNLINK`` of the key removes the marker, so it voids the lease with no change to
   syncer and no extra round trip; a reader that dies leaves a marker that expires by itself.
+
+``get_or_fill`` degrades when Redis fails: it returns the loader's value uncached and counts
+``redis_errors``; build the client with socket timeouts and redis-py's retries off, or each
+failure costs seconds (docs/cache-consistency.md, "While Redis is down").
 
 Every step touches one key, so the same scripts run on Redis Cluster. The protocol never compares
 clocks: only the monotonic clock of one reader bounds how long it waits for another reader's
@@ -19,6 +24,7 @@ fill; the envelope's wall-clock time is information for checkers, never a decisi
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import random
 import secrets
@@ -27,6 +33,14 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, fields
 from typing import Any
+
+from redis.exceptions import RedisClusterException, RedisError
+
+_log = logging.getLogger(__name__)
+
+# What get_or_fill serves around: every error of redis-py's clients (connection refused or cut,
+# timeouts, cluster down, OOM, ...); RedisClusterException is not a RedisError in redis-py.
+REDIS_ERRORS = (RedisError, RedisClusterException)
 
 # Cached values never start with this prefix: lease markers and the entries ``fill`` stores do.
 # NUL first, so no text, JSON or UTF-8 value can collide with it; ``fill`` refuses such values.
@@ -117,6 +131,7 @@ class LeaseCounters:
     fills_refused: int = 0  # the lease was voided (an invalidation): a stale value prevented
     waits: int = 0  # get_or_fill calls that found another reader's lease and waited
     loads_without_fill: int = 0  # waits that ran out: loaded, returned, not cached
+    redis_errors: int = 0  # Redis errors get_or_fill served around: loaded, returned, not cached
 
     def as_dict(self) -> dict[str, int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -217,12 +232,12 @@ def read_result(reply: bytes | None, token: str) -> CacheRead:
     return Hit(entry.value)
 
 
-def ttl_ms(ttl_s: float) -> int:
+def ttl_ms(ttl_s: float, name: str = "ttl_s") -> int:
     """A TTL in whole milliseconds; a key without expiry is never what a cache fill wants."""
     if isinstance(ttl_s, bool) or not (
         isinstance(ttl_s, int | float) and math.isfinite(ttl_s) and ttl_s * 1000 >= 1
     ):
-        raise ValueError(f"ttl_s must be a positive number of seconds, got {ttl_s!r}")
+        raise ValueError(f"{name} must be a positive number of seconds, got {ttl_s!r}")
     return int(ttl_s * 1000)
 
 
@@ -275,10 +290,10 @@ class _LeasedCacheBase:
         max_wait_ms: int = 2_000,
         negative_ttl_s: float = 30.0,
     ) -> None:
-        if lease_ttl_ms <= 0 or max_wait_ms < 0 or negative_ttl_s < 0:
-            raise ValueError(
-                "lease_ttl_ms must be positive, max_wait_ms and negative_ttl_s not negative"
-            )
+        if lease_ttl_ms <= 0 or max_wait_ms < 0:
+            raise ValueError("lease_ttl_ms must be positive, max_wait_ms not negative")
+        if negative_ttl_s != 0:
+            ttl_ms(negative_ttl_s, "negative_ttl_s")  # 0 caches nothing; else a valid TTL
         _check_client(redis_client)
         self.redis = redis_client
         # Scripts register on the client's own kind (sync or asyncio), so one setup serves both.
@@ -294,6 +309,19 @@ class _LeasedCacheBase:
     def counters(self) -> LeaseCounters:
         return self.tally.snapshot()
 
+    def _counted(self, result: CacheRead) -> CacheRead:
+        """A read's result, counted as a hit or a miss (a lease)."""
+        if isinstance(result, Hit):
+            self.tally.add("hits")
+        elif isinstance(result, Lease):
+            self.tally.add("misses")
+        return result
+
+    def _redis_failed(self, key: str, error: Exception) -> None:
+        """Count a Redis error that ``get_or_fill`` worked around (the caller got its value)."""
+        self.tally.add("redis_errors")
+        _log.warning("cache key %s: Redis failed, served without the cache: %r", key, error)
+
 
 class LeasedCache(_LeasedCacheBase):
     """Cache-aside reads over ``redis.Redis`` or ``redis.RedisCluster`` whose fills are leased.
@@ -306,19 +334,15 @@ class LeasedCache(_LeasedCacheBase):
         """The cached value, a lease to fill the key, or Busy while another reader holds one.
 
         A plain GET first: a hit (the common case) costs what it costs without leases; only a
-        miss runs the script, which looks again and grants the lease atomically.
+        miss runs the script, which looks again and grants the lease atomically. Redis errors
+        propagate (``get_or_fill`` serves around them).
         """
         token = ""
         reply = self.redis.get(key)
         if reply is None:
             token = new_token(now_ms())
             reply = self._get_or_lease(keys=[key], args=[marker(token), self.lease_ttl_ms])
-        result = read_result(reply, token)
-        if isinstance(result, Hit):
-            self.tally.add("hits")
-        elif isinstance(result, Lease):
-            self.tally.add("misses")
-        return result
+        return self._counted(read_result(reply, token))
 
     def fill(
         self,
@@ -332,7 +356,7 @@ class LeasedCache(_LeasedCacheBase):
         """Store ``value`` if the lease ``token`` is still live; False when it was voided.
 
         The entry records ``loaded_at_ms``, the time the load began (by default the time the
-        lease was asked for, which the load followed).
+        lease was asked for, which the load followed). Redis errors propagate.
         """
         stored = bool(self._fill(keys=[key], args=fill_args(token, value, ttl_s, loaded_at_ms)))
         self.tally.add("fills_stored" if stored else "fills_refused")
@@ -347,11 +371,19 @@ class LeasedCache(_LeasedCacheBase):
 
         The loader must read the item after the lease was granted, with a strongly consistent
         read (docs/cache-consistency.md). Its exceptions propagate; its lease is released.
+        A bad ``ttl_s`` is refused before anything runs. When Redis fails (unreachable, timed
+        out, ...) the loader's value is returned uncached and ``redis_errors`` counts it: a
+        Redis outage costs loads and the client's timeouts, never a failed read.
         """
+        ttl_ms(ttl_s)
         deadline = time.monotonic() + self.max_wait_s
         step = 0
         while True:
-            got = self.get(key)
+            try:
+                got = self.get(key)
+            except REDIS_ERRORS as error:
+                self._redis_failed(key, error)
+                return as_bytes(loader())
             if isinstance(got, Hit):
                 return got.value
             if isinstance(got, Lease):
@@ -370,14 +402,24 @@ class LeasedCache(_LeasedCacheBase):
         try:
             value = as_bytes(loader())
         except BaseException:
-            self.release(key, token)
+            self._release_serving_around(key, token)
             raise
         if value is None and not self.negative_ttl_s:
-            self.release(key, token)
+            self._release_serving_around(key, token)
             return None
         ttl = self.negative_ttl_s if value is None else ttl_s
-        self.fill(key, token, value, ttl, loaded_at_ms=started_ms)
+        try:
+            self.fill(key, token, value, ttl, loaded_at_ms=started_ms)
+        except REDIS_ERRORS as error:
+            self._redis_failed(key, error)  # the value was loaded: the caller still gets it
         return value
+
+    def _release_serving_around(self, key: str, token: str) -> None:
+        """Give the lease back; if Redis fails, the marker expires after lease_ttl_ms."""
+        try:
+            self.release(key, token)
+        except REDIS_ERRORS as error:
+            self._redis_failed(key, error)
 
 
 class AsyncLeasedCache(_LeasedCacheBase):
@@ -390,12 +432,7 @@ class AsyncLeasedCache(_LeasedCacheBase):
         if reply is None:
             token = new_token(now_ms())
             reply = await self._get_or_lease(keys=[key], args=[marker(token), self.lease_ttl_ms])
-        result = read_result(reply, token)
-        if isinstance(result, Hit):
-            self.tally.add("hits")
-        elif isinstance(result, Lease):
-            self.tally.add("misses")
-        return result
+        return self._counted(read_result(reply, token))
 
     async def fill(
         self,
@@ -417,11 +454,19 @@ class AsyncLeasedCache(_LeasedCacheBase):
         return bool(await self._release(keys=[key], args=[marker(token)]))
 
     async def get_or_fill(self, key: str, loader: AsyncLoader, ttl_s: float = 300) -> bytes | None:
-        """The cached value, or ``await loader()``'s, stored only if its lease is still live."""
+        """The cached value, or ``await loader()``'s, stored only if its lease is still live.
+
+        Redis failures and bad TTLs are handled as by ``LeasedCache.get_or_fill``.
+        """
+        ttl_ms(ttl_s)
         deadline = time.monotonic() + self.max_wait_s
         step = 0
         while True:
-            got = await self.get(key)
+            try:
+                got = await self.get(key)
+            except REDIS_ERRORS as error:
+                self._redis_failed(key, error)
+                return as_bytes(await loader())
             if isinstance(got, Hit):
                 return got.value
             if isinstance(got, Lease):
@@ -443,11 +488,21 @@ class AsyncLeasedCache(_LeasedCacheBase):
             value = as_bytes(await loader())
         except BaseException:
             # A cancelled reader gives its lease back too; shielded so the release completes.
-            await asyncio.shield(self.release(key, token))
+            await asyncio.shield(self._release_serving_around(key, token))
             raise
         if value is None and not self.negative_ttl_s:
-            await self.release(key, token)
+            await self._release_serving_around(key, token)
             return None
         ttl = self.negative_ttl_s if value is None else ttl_s
-        await self.fill(key, token, value, ttl, loaded_at_ms=started_ms)
+        try:
+            await self.fill(key, token, value, ttl, loaded_at_ms=started_ms)
+        except REDIS_ERRORS as error:
+            self._redis_failed(key, error)  # the value was loaded: the caller still gets it
         return value
+
+    async def _release_serving_around(self, key: str, token: str) -> None:
+        """Give the lease back; if Redis fails, the marker expires after lease_ttl_ms."""
+        try:
+            await self.release(key, token)
+        except REDIS_ERRORS as error:
+            self._redis_failed(key, error)
