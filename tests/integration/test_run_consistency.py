@@ -6,12 +6,17 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import Stack, free_port, wait_until, write_config
+from tests.integration.conftest import (
+    Stack,
+    free_port,
+    syncer_run_command,
+    wait_until,
+    write_config,
+)
 from tests.integration.test_run_metrics import _get, _metric
 
 pytestmark = pytest.mark.integration
@@ -25,20 +30,7 @@ def test_run_checks_written_keys_and_serves_the_counts(stack: Stack, tmp_path: P
     for number in range(4):
         stack.put({"pk": {"S": f"c{number}"}, "sk": {"S": "v1"}, "category": {"S": "hats"}})
     port = free_port()
-    command = [
-        str(Path(sys.executable).parent / "syncer"),
-        "--log-format",
-        "json",
-        "run",
-        "--config",
-        str(stack.config_path),
-        "--checkpoint-file",
-        str(tmp_path / "checkpoints.json"),
-        "--idle-sleep-s",
-        "0.2",
-        "--metrics-port",
-        str(port),
-    ]
+    command = syncer_run_command(stack.config_path, tmp_path / "checkpoints.json", port)
     url = f"http://127.0.0.1:{port}/metrics"
     log_path = tmp_path / "run.log"
     with (
