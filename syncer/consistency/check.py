@@ -29,7 +29,7 @@ from syncer.core.fingerprint import content_fingerprint
 from syncer.core.plan import document_body
 from syncer.core.routes import document_in, route_item
 from syncer.core.versions import Version, version_from_meta
-from syncer.errors import PoisonRecordError
+from syncer.errors import ConfigError, PoisonRecordError
 from syncer.sinks.ports import Sinks
 from syncer.sinks.search import raise_for_mget_error
 
@@ -55,6 +55,14 @@ def sample_batch(
         )
         for key in chosen
     ]
+
+
+def check_target(config: Config, sample: SampledWrite) -> None:
+    """``PoisonRecordError`` unless the sample names a configured table and one of its indices."""
+    try:
+        _index_table(config, sample.table, sample.index)
+    except ConfigError as error:
+        raise PoisonRecordError(str(error)) from None
 
 
 def _index_table(config: Config, table_name: str, index: str) -> TableConfig:

@@ -18,14 +18,14 @@ from typing import Any
 import orjson
 
 from syncer.config import Config
-from syncer.consistency.check import run_checks, sample_batch
+from syncer.consistency.check import check_target, run_checks, sample_batch
 from syncer.consistency.report import log_violations, tally
 from syncer.core.consistency import SampledWrite
 from syncer.core.outcome import BatchOutcome
 from syncer.errors import PoisonRecordError
 from syncer.sinks.build import AWS_CONNECT_TIMEOUT_S, AWS_READ_TIMEOUT_S
 from syncer.sinks.ports import Sinks
-from syncer.sinks.resilience import Deadline
+from syncer.sinks.resilience import Deadline, ErrorKind, classify
 
 log = logging.getLogger("syncer.consistency")
 
@@ -113,9 +113,10 @@ def handle_check_event(
 ) -> tuple[dict[str, list[dict[str, str]]], dict[str, int]]:
     """Check the SQS messages of ``event``: (the partial batch response, the counts).
 
-    A message that is not a check (bad JSON, another format) is logged and counted as
-    ``malformed``, not retried: no retry can fix it. When a downstream fails, every well-formed
-    message is reported so that SQS delivers it again.
+    A message that is not a check (bad JSON, another format, a table or index not configured) is
+    logged and counted as ``malformed``, not retried: no retry can fix it. When a downstream
+    fails, every well-formed message is reported so that SQS delivers it again; an error nobody
+    expected (a bug) fails the invocation.
     """
     records = event.get("Records")
     if not isinstance(records, list):
@@ -128,14 +129,18 @@ def handle_check_event(
         try:
             if not isinstance(message_id, str):
                 raise PoisonRecordError("SQS record without a messageId")
-            samples.append(SampledWrite.from_message(orjson.loads(record.get("body", ""))))
+            sample = SampledWrite.from_message(orjson.loads(record.get("body", "")))
+            check_target(config, sample)  # a table or index this configuration does not have
+            samples.append(sample)
             ids.append(message_id)
         except (PoisonRecordError, orjson.JSONDecodeError) as error:
             malformed += 1
             log.error("consistency check message %s is not a check: %s", message_id, error)
     try:
         results = run_checks(samples, config, sinks)
-    except Exception as error:  # noqa: BLE001 - reported back: SQS delivers the messages again
+    except Exception as error:
+        if classify(error) is ErrorKind.UNEXPECTED:
+            raise  # a bug fails the invocation loudly (SQS delivers the messages again)
         log.error(
             "%d consistency checks failed and will be retried: %s: %s",
             len(samples),

@@ -231,18 +231,22 @@ def test_lambda_checks_go_through_sqs_to_the_checker_handler(
         )
         messages = _receive_all(sqs, queue_url, 3)
         assert len(messages) == 3
-        # and the checker handler gets them as an SQS event, with one malformed record
+        # and the checker handler gets them as an SQS event, with two records that are no checks
         event = _sqs_event(messages, queue_arn)
         event["Records"].append({**event["Records"][0], "messageId": "junk", "body": "{not json"})
+        elsewhere = {**json.loads(messages[0]["Body"]), "table": "not-configured"}
+        event["Records"].append(
+            {**event["Records"][0], "messageId": "other", "body": json.dumps(elsewhere)}
+        )
         response = handler.consistency_check_handler(event, None)
     finally:
         handler.reset_container()
         sqs.delete_queue(QueueUrl=queue_url)
-    # then nothing is retried, three checks ran, one violation of that kind, one malformed
+    # then nothing is retried, three checks ran, one violation of that kind, two malformed
     assert response == {"batchItemFailures": []}
     lines = _emf_lines(capsys.readouterr().out)
     head = next(d for d in lines if "ConsistencyChecks" in d)
-    assert (head["ConsistencyChecks"], head["ConsistencyMalformed"]) == (3, 1)
+    assert (head["ConsistencyChecks"], head["ConsistencyMalformed"]) == (3, 2)
     violations = {d["kind"]: d["ConsistencyViolations"] for d in lines if "kind" in d}
     assert violations["content_differs"] == 1
     assert sum(violations.values()) == 1
