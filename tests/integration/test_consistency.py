@@ -8,6 +8,7 @@ import random
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +26,7 @@ from syncer.core.outcome import BatchOutcome
 from syncer.obs.metrics import PrometheusMetrics
 from syncer.pipeline import process_batch
 from tests.integration.conftest import REDIS_URL, Stack, free_port, write_config
+from tests.integration.routed_catalog import RoutedCatalog, product, review, routed_catalog
 
 pytestmark = pytest.mark.integration
 
@@ -284,3 +286,40 @@ def test_many_samples_go_out_in_batches_of_ten_side_by_side(stack: Stack, sqs: A
         sqs.delete_queue(QueueUrl=queue_url)
     ids = sorted(json.loads(m["Body"])["id"] for m in received)
     assert ids == sorted(f"many-{n}|v1" for n in range(25))
+
+
+@pytest.fixture
+def catalog(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, view_type: str
+) -> Iterator[RoutedCatalog]:
+    yield from routed_catalog(tmp_path, monkeypatch, view_type)
+
+
+def test_routed_tables_are_checked_in_the_index_of_each_items_route(
+    catalog: RoutedCatalog,
+) -> None:
+    """A transformed product, a review and a product moved to no route are all checked ok."""
+    # given a product (transformed), a review, and a product hidden by the transform after all
+    stack = catalog.stack
+    for item in (product("p1"), review("p1", 1), product("p2")):
+        stack.put(item)
+    _apply(stack)
+    stack.put(product("p2", hidden={"BOOL": True}))
+    stack.put(product("p1", category="boots"))
+    outcome = _apply(stack)
+    # when every written key is checked
+    results = _check_all(stack, outcome)
+    # then each was looked for in its route's index and found as syncer wrote it
+    checked = {(r.sample.index, r.sample.document_id): r.violations for r in results}
+    assert checked == {
+        (catalog.aliases["products"], "PRODUCT\\#p1|PRODUCT\\#p1"): (),
+        (catalog.aliases["products"], "PRODUCT\\#p2|PRODUCT\\#p2"): (),
+    }
+    # and an edit of the transformed document behind syncer's back is found
+    stack.sinks.opensearch.update(
+        index=catalog.aliases["products"],
+        id="PRODUCT\\#p1|PRODUCT\\#p1",
+        body={"doc": {"search_name": "edited"}},
+    )
+    kinds = sorted(k.value for r in _check_all(stack, outcome) for k in r.violations)
+    assert kinds == ["content_differs"]
