@@ -242,3 +242,28 @@ def test_freshness_percentiles_reach_emf_and_prometheus() -> None:
     text = metrics.exposition().decode()
     assert "syncer_freshness_p99_seconds 2.5" in text
     assert "syncer_freshness_p50_seconds 0.8" in text
+
+
+def test_the_in_process_checker_keeps_at_most_max_pending_and_counts_the_rest() -> None:
+    """Samples beyond max_pending are dropped and counted; those not due at close are too."""
+    from typing import cast
+
+    from syncer.consistency.inprocess import InProcessChecker
+    from syncer.sinks.ports import Sinks
+
+    config = parse_config(
+        {
+            "consistency": {"sample_rate": 1.0, "check_after_s": 600, "max_pending": 2},
+            "tables": [{"name": "t", "index": "t"}],
+        },
+        {},
+    )
+    checker = InProcessChecker(config, cast(Sinks, None))  # nothing comes due: no I/O
+    try:
+        checker.submit([_sample(), _sample(), _sample()])
+        assert checker.pending() == 2
+        assert checker.totals["dropped"] == 1
+    finally:
+        checker.close()
+    assert checker.totals["dropped"] == 3
+    assert checker.totals["checks"] == 0
