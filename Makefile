@@ -13,9 +13,9 @@ export AWS_DEFAULT_REGION ?= us-east-1
 install: $(VENV)/.installed
 
 # Every distribution comes from the hash-checked lock (requirements/dev.txt), then the project
-# itself without its dependencies. pip prints each download: the first install takes about 40 s.
+# itself without its dependencies. pip prints each download: the first install takes about a minute.
 $(VENV)/.installed: pyproject.toml requirements/dev.txt
-	@echo "installing the locked dependencies (requirements/dev.txt) into $(VENV); needs PyPI, about 40 s the first time"
+	@echo "installing the locked dependencies (requirements/dev.txt) into $(VENV); needs PyPI, about a minute the first time"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --progress-bar off --require-hashes -r requirements/dev.txt
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .

@@ -128,4 +128,4 @@ def test_the_first_install_shows_progress() -> None:
     )
     assert "--quiet" not in lock_install
     assert " -q" not in lock_install
-    assert re.search(r"@echo \"installing .*about \d+ s the first time", recipe)
+    assert re.search(r"@echo \"installing .*the first time", recipe)
