@@ -69,8 +69,15 @@ package: install
 unit: install
 	$(BIN)/python -m pytest tests/unit -q
 
-test: lint services
+test: lint services lambda-runtime
 	$(BIN)/python -m pytest
+
+# AWS's Lambda Runtime Interface Emulator (built with Go) and the runtime's awslambdaric, cached
+# under .services/lambda-runtime: tests/integration/test_lambda_runtime.py runs `make package`
+# output with them.
+.PHONY: lambda-runtime
+lambda-runtime: install
+	PYTHON=$(BIN)/python scripts/services.sh lambda-runtime
 
 # Benchmarks against the real services (bench/README.md); figures in bench/RESULTS.md.
 # About 6 minutes (bench/README.md); the full output also goes to bench/last-run.log.

@@ -6,7 +6,10 @@
 #   - a Redis Cluster (3 primaries + 3 replicas) and a TLS Redis Cluster (3 primaries,
 #     self-signed CA), both Debian redis-server with --cluster-enabled yes
 #
-# Usage: scripts/services.sh {up|down|status|wait|cluster-up|cluster-down|cluster-status}
+#   - for tests/integration/test_lambda_runtime.py (`lambda-runtime`, not part of `up`): AWS's
+#     Lambda Runtime Interface Emulator and the runtime's awslambdaric, cached, not a service
+#
+# Usage: scripts/services.sh {up|down|status|wait|cluster-up|cluster-down|cluster-status|lambda-runtime}
 #
 # Everything listens on 127.0.0.1 only. State lives in ${SYNCER_SERVICES_DIR:-.services}
 # (relative to the repository root). When run as root (CI), OpenSearch is run as an
@@ -39,6 +42,8 @@ REDIS_CLUSTER_REPLICAS="${REDIS_CLUSTER_REPLICAS:-1}"
 REDIS_CLUSTER_TLS_PORTS="${REDIS_CLUSTER_TLS_PORTS-7100 7101 7102}"
 REDIS_CLUSTER_NODE_TIMEOUT_MS="${REDIS_CLUSTER_NODE_TIMEOUT_MS:-2000}"
 WAIT_TIMEOUT="${SERVICES_WAIT_TIMEOUT:-180}"
+# The Runtime Interface Emulator's version (a pseudo-version: no tagged one is served).
+LAMBDA_RIE_VERSION="${LAMBDA_RIE_VERSION:-v0.0.0-20261030222936-bef5c4ba774d}"
 
 HOST=127.0.0.1
 
@@ -66,6 +71,8 @@ MOTO_PIDFILE="$MOTO_STATE/moto.pid"
 MOTO_LOG="$MOTO_STATE/moto.log"
 
 RECORD="$SERVICES_DIR/started"   # what `up` started, for `down`
+
+LAMBDA_RUNTIME_DIR="$SERVICES_DIR/lambda-runtime"
 
 # ---------------------------------------------------------------------------
 # Helpers
@@ -755,6 +762,52 @@ moto_up() {
 moto_down() { stop_pidfile moto "$MOTO_PIDFILE" 10; }
 
 # ---------------------------------------------------------------------------
+# The Lambda runtime, locally: AWS's Runtime Interface Emulator (a Go module, built once) and
+# what the python3.11 runtime provides next to a package (awslambdaric, boto3), installed from
+# requirements/lambda-runtime.txt. tests/integration/test_lambda_runtime.py runs build/lambda
+# with them. Cached in $LAMBDA_RUNTIME_DIR; nothing here listens until a test starts the RIE.
+# ---------------------------------------------------------------------------
+find_go() {
+    local go
+    for go in "$(command -v go 2>/dev/null || true)" /usr/local/go/bin/go; do
+        [ -n "$go" ] && [ -x "$go" ] && { printf '%s\n' "$go"; return 0; }
+    done
+    die "go not found (the Runtime Interface Emulator is a Go module; it needs Go >= 1.26): install Go from go.dev/dl and put it on PATH"
+}
+
+lambda_runtime_up() {
+    local rie="$LAMBDA_RUNTIME_DIR/bin/aws-lambda-rie" lock=requirements/lambda-runtime.txt
+    local site="$LAMBDA_RUNTIME_DIR/python" stamp
+    mkdir -p "$LAMBDA_RUNTIME_DIR"
+    if [ -x "$rie" ] && [ "$(cat "$rie.version" 2>/dev/null)" = "$LAMBDA_RIE_VERSION" ]; then
+        log "lambda-runtime: using cached $rie"
+    else
+        local go
+        go="$(find_go)"
+        log "lambda-runtime: building aws-lambda-rie@$LAMBDA_RIE_VERSION with $go (about a minute)"
+        GOBIN="$LAMBDA_RUNTIME_DIR/bin" GOFLAGS=-buildvcs=false "$go" install \
+            "github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie@$LAMBDA_RIE_VERSION" \
+            || die "go install of the Runtime Interface Emulator failed"
+        printf '%s\n' "$LAMBDA_RIE_VERSION" >"$rie.version"
+    fi
+    stamp="$(sha256sum "$lock" | cut -d' ' -f1) with bytecode"
+    if [ "$(cat "$site.lock-sha256" 2>/dev/null)" = "$stamp" ]; then
+        log "lambda-runtime: using cached $site"
+    else
+        local py="${PYTHON:-.venv/bin/python}"
+        log "lambda-runtime: installing $lock into $site"
+        rm -rf "$site" "$site.lock-sha256"
+        # With bytecode, as the runtime's own /var/runtime has it.
+        "$py" -m pip install --quiet --no-deps --require-hashes --target "$site" \
+            --platform manylinux2014_x86_64 --implementation cp --python-version 3.11 \
+            --only-binary=:all: -r "$lock" || die "installing $lock failed"
+        printf '%s\n' "$stamp" >"$site.lock-sha256"
+    fi
+    echo "export LAMBDA_RIE=$rie"
+    echo "export LAMBDA_RUNTIME_PYTHONPATH=$site"
+}
+
+# ---------------------------------------------------------------------------
 # Commands
 # ---------------------------------------------------------------------------
 wait_all() {
@@ -860,7 +913,7 @@ cmd_status() {
 
 usage() {
     cat >&2 <<EOF
-usage: $0 {up|down|status|wait|cluster-up|cluster-down|cluster-status}
+usage: $0 {up|down|status|wait|cluster-up|cluster-down|cluster-status|lambda-runtime}
   up      start OpenSearch $OPENSEARCH_VERSION, Redis, the Redis Clusters and moto
           (idempotent), wait, print env
   up checks every port it needs first (cluster nodes: port and port + 10000) and starts
@@ -875,6 +928,8 @@ usage: $0 {up|down|status|wait|cluster-up|cluster-down|cluster-status}
                   REDIS_CLUSTER_TLS_PORTS="$REDIS_CLUSTER_TLS_PORTS", empty for none)
   cluster-down    stop the Redis Clusters and forget them
   cluster-status  one line per cluster; non-zero exit if one is down
+  lambda-runtime  build AWS's Runtime Interface Emulator (needs Go) and install awslambdaric
+                  and boto3 (requirements/lambda-runtime.txt) into $LAMBDA_RUNTIME_DIR
 EOF
     exit 2
 }
@@ -893,5 +948,6 @@ case "${1:-}" in
         cluster_wait ;;
     cluster-down) stop_what_record_names redis-cluster; cluster_down ;;
     cluster-status) cluster_status ;;
+    lambda-runtime) lambda_runtime_up ;;
     *) usage ;;
 esac
