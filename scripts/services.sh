@@ -850,6 +850,8 @@ export AWS_DEFAULT_REGION=us-east-1
 # the Redis Cluster (tests read REDIS_CLUSTER_URL; REDIS_URL points syncer at it)
 export REDIS_CLUSTER_URL=redis://$HOST:$(first_word "$REDIS_CLUSTER_PORTS")/0
 EOF
+    [ -z "$REDIS_CLUSTER_TLS_PORTS" ] \
+        || echo "export REDIS_CLUSTER_TLS_URL=rediss://$HOST:$(first_word "$REDIS_CLUSTER_TLS_PORTS")/0"
 }
 
 cmd_up() {
