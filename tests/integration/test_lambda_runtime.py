@@ -35,6 +35,7 @@ from tests.integration.conftest import (
     free_port,
     wait_until,
 )
+from tests.integration.test_services_script import listening
 
 PACKAGE = REPO_ROOT / "build" / "lambda"
 RUNTIME_DIR = SERVICES_DIR / "lambda-runtime"
@@ -140,7 +141,7 @@ def emulator(package: Path, stack: Stack, queue_url: str, tmp_path: Path) -> Ite
         )
     running = Emulator(f"http://127.0.0.1:{rie_port}", log, process)
     try:
-        wait_until(lambda: _answers(rie_port) or process.poll() is not None, timeout_s=30)
+        wait_until(lambda: listening(rie_port) or process.poll() is not None, timeout_s=30)
         assert process.poll() is None, log.read_text()
         yield running
     finally:
@@ -150,16 +151,6 @@ def emulator(package: Path, stack: Stack, queue_url: str, tmp_path: Path) -> Ite
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
-
-
-def _answers(port: int) -> bool:
-    import socket
-
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def _index_state(stack: Stack) -> dict[str, Any]:

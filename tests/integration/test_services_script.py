@@ -19,7 +19,8 @@ from tests.integration.conftest import REPO_ROOT, free_port
 SCRIPT = REPO_ROOT / "scripts" / "services.sh"
 
 
-def _listening(port: int) -> bool:
+def listening(port: int) -> bool:
+    """Whether something accepts connections on the loopback port."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1):
             return True
@@ -32,7 +33,7 @@ def _cluster_ports(count: int) -> list[int]:
     ports: list[int] = []
     while len(ports) < count:
         port = free_port()
-        if port <= 55535 and not _listening(port + 10000) and port not in ports:
+        if port <= 55535 and not listening(port + 10000) and port not in ports:
             ports.append(port)
     return ports
 
@@ -91,7 +92,7 @@ def test_up_with_a_taken_port_names_it_its_holder_and_variable_and_starts_nothin
         holder.bind(("127.0.0.1", port))
         holder.listen()
         result = _run("up", moved)
-        others_listening = [p for p in _all_ports(moved) if p != port and _listening(p)]
+        others_listening = [p for p in _all_ports(moved) if p != port and listening(p)]
     assert result.returncode == 1, result.stderr
     errors = [line for line in result.stderr.splitlines() if "ERROR" in line]
     about_port = [line for line in errors if f"port {port} " in line]
@@ -112,13 +113,13 @@ def test_down_stops_the_nodes_up_started_after_the_port_variables_changed(
     started = [int(port) for port in moved["REDIS_CLUSTER_PORTS"].split()]
     up = _run("cluster-up", moved)
     assert up.returncode == 0, up.stderr
-    assert all(_listening(port) for port in started)
+    assert all(listening(port) for port in started)
     changed = {**moved, "REDIS_CLUSTER_PORTS": " ".join(map(str, _cluster_ports(3)))}
 
     down = _run("down", changed)
 
     assert down.returncode == 0, down.stderr
-    assert [port for port in started if _listening(port)] == []
+    assert [port for port in started if listening(port)] == []
     assert not (Path(moved["SYNCER_SERVICES_DIR"]) / "started").exists()
 
 
@@ -133,4 +134,4 @@ def test_a_cluster_up_that_fails_after_starting_nodes_stops_them(moved: dict[str
 
     assert result.returncode == 1
     assert "redis-cli --cluster create failed" in result.stderr
-    assert [port for port in started if _listening(port)] == []
+    assert [port for port in started if listening(port)] == []
