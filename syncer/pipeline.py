@@ -23,11 +23,10 @@ from syncer.core.plan import (
 )
 from syncer.core.records import ChangeRecord, RejectedRecord, decode_records
 from syncer.core.routes import GONE, Routed, document_in, route_item
-from syncer.core.versions import Version, read_version
+from syncer.core.versions import Version
 from syncer.errors import DownstreamUnavailableError, PoisonRecordError
 from syncer.sinks.cache import invalidate
 from syncer.sinks.deadletter import DeadLetter
-from syncer.sinks.items import read_current_items
 from syncer.sinks.ports import Sinks
 from syncer.sinks.resilience import Deadline, reported_failure
 from syncer.sinks.search import ApplyResult, apply_writes, reindex_alias
@@ -42,34 +41,34 @@ def _ref(change: KeyChange, tables: Mapping[str, TableConfig]) -> DocumentRef:
 
 def _lookup_items(
     changes: Sequence[KeyChange], sinks: Sinks, deadline: Deadline | None
-) -> tuple[dict[tuple[str, str], dict[str, Any] | None], dict[tuple[str, str], str]]:
+) -> tuple[dict[tuple[str, str], Mapping[str, Any] | None], dict[tuple[str, str], str]]:
     """Current items for changes whose stream has no new image; failures by (table, id)."""
     wanted: dict[str, list[ChangeRecord]] = {}
     for change in changes:
         if change.latest.needs_item_lookup:
             wanted.setdefault(change.table, []).append(change.latest)
-    items: dict[tuple[str, str], dict[str, Any] | None] = {}
+    items: dict[tuple[str, str], Mapping[str, Any] | None] = {}
     failed: dict[tuple[str, str], str] = {}
     for table, records in wanted.items():
-        found, reason = _read_items(sinks, table, records, deadline)
-        if reason is not None:
-            failed.update({(table, r.document_id): reason for r in records})
+        read = _read_items(sinks, table, records, deadline)
+        if isinstance(read, str):
+            failed.update({(table, r.document_id): read for r in records})
             continue
-        items.update({(table, doc_id): item for doc_id, item in found.items()})
+        items.update({(table, doc_id): state.item for doc_id, state in read.items()})
     return items, failed
 
 
 def _read_items(
     sinks: Sinks, table: str, records: Sequence[ChangeRecord], deadline: Deadline | None
-) -> tuple[dict[str, dict[str, Any] | None], str | None]:
-    """Consistent reads of the records' items; (items by id, None) or ({}, why it failed)."""
+) -> dict[str, ReadState] | str:
+    """Consistent reads of the records' items by document id, or why they failed."""
     try:
         if sinks.dynamodb is None:
             raise DownstreamUnavailableError("no DynamoDB client to read items")
-        found = read_current_items(sinks.dynamodb, sinks.dynamodb_guard, table, records, deadline)
+        keys = [record.raw["dynamodb"]["Keys"] for record in records]
+        return sinks.items.read(table, keys, deadline)
     except Exception as error:  # noqa: BLE001 - reported_failure re-raises bugs
-        return {}, reported_failure(error, f"reading items from {table}")
-    return found, None
+        return reported_failure(error, f"reading items from {table}")
 
 
 def _target_refs(change: KeyChange, tables: Mapping[str, TableConfig]) -> tuple[DocumentRef, ...]:
@@ -100,7 +99,7 @@ def _routes_by_alias(
 
 
 def _state_item(
-    change: KeyChange, items: Mapping[tuple[str, str], dict[str, Any] | None]
+    change: KeyChange, items: Mapping[tuple[str, str], Mapping[str, Any] | None]
 ) -> Mapping[str, Any] | None:
     """The item as the change leaves it: its new image, or the item read; None when gone."""
     latest = change.latest
@@ -114,7 +113,7 @@ def _state_item(
 def _route_changes(
     changes: Sequence[KeyChange],
     tables: Mapping[str, TableConfig],
-    items: Mapping[tuple[str, str], dict[str, Any] | None],
+    items: Mapping[tuple[str, str], Mapping[str, Any] | None],
 ) -> dict[tuple[str, str], Routed]:
     """Route (and transform, once) the state each routed table's change leaves its item in."""
     return {
@@ -129,7 +128,7 @@ def _route_changes(
 def _apply_to_search(
     changes: Sequence[KeyChange],
     tables: Mapping[str, TableConfig],
-    items: Mapping[tuple[str, str], dict[str, Any] | None],
+    items: Mapping[tuple[str, str], Mapping[str, Any] | None],
     routed: Mapping[tuple[str, str], Routed],
     sinks: Sinks,
     config: Config,
@@ -174,12 +173,9 @@ def _apply_to_search(
             by_table.setdefault(by_ref[ref].table, []).append(ref)
         states: dict[DocumentRef, ReadState | str] = {}
         for table, table_refs in by_table.items():
-            started = time.time()
-            records = [by_ref[ref].latest for ref in table_refs]
-            found, reason = _read_items(sinks, table, records, deadline)
-            version = read_version(started, time.time())
+            read = _read_items(sinks, table, [by_ref[ref].latest for ref in table_refs], deadline)
             for ref in table_refs:
-                states[ref] = reason or ReadState(found.get(ref[1]), version)
+                states[ref] = read if isinstance(read, str) else read[ref[1]]
         return states
 
     return apply_writes(
@@ -200,7 +196,7 @@ def _invalidate_cache(
     changes: Sequence[KeyChange],
     tables: Mapping[str, TableConfig],
     before: Mapping[DocumentRef, Any],
-    items: Mapping[tuple[str, str], dict[str, Any] | None],
+    items: Mapping[tuple[str, str], Mapping[str, Any] | None],
     sinks: Sinks,
     deadline: Deadline | None,
 ) -> tuple[dict[DocumentRef, set[str]], str | None]:
@@ -373,7 +369,7 @@ def _process_batch(
 def _unrouted(
     change: KeyChange,
     routed: Mapping[tuple[str, str], Routed],
-    items: Mapping[tuple[str, str], dict[str, Any] | None],
+    items: Mapping[tuple[str, str], Mapping[str, Any] | None],
 ) -> bool:
     """An item of a routed table that exists but no route selects: skipped, acknowledged."""
     state = routed.get((change.table, change.document_id))
@@ -384,7 +380,7 @@ def _settled(
     change: KeyChange,
     tables: Mapping[str, TableConfig],
     routed: Mapping[tuple[str, str], Routed],
-    items: Mapping[tuple[str, str], dict[str, Any] | None],
+    items: Mapping[tuple[str, str], Mapping[str, Any] | None],
     search: ApplyResult,
 ) -> Settled | None:
     """How a change ended for the counts: in the index of the route its state selects."""

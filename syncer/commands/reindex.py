@@ -16,13 +16,12 @@ Progress is saved after every page in a state file, so a crashed reindex resumes
 
 from __future__ import annotations
 
-import base64
 import logging
 import os
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -41,14 +40,14 @@ from syncer.core.documents import (
     Verdict,
     WriteKind,
 )
+from syncer.core.keys import boto_key, lambda_key, typed_key_from_id
 from syncer.core.plan import order_verdict, plan_read_state, plan_scanned, tombstone_body
-from syncer.core.records import document_id, typed_key_from_id
+from syncer.core.records import document_id
 from syncer.core.routes import document_in, route_item
-from syncer.core.versions import read_version, version_from_meta
+from syncer.core.versions import Version, version_from_meta
 from syncer.errors import ConfigError, DownstreamUnavailableError, PoisonRecordError, SyncerError
 from syncer.sinks.deadletter import DeadLetter
 from syncer.sinks.indices import LIVE_DOCUMENTS_FILTER, create_versioned_index, versioned_index_name
-from syncer.sinks.items import key_schema, read_items_by_key
 from syncer.sinks.ports import Sinks
 from syncer.sinks.resilience import Guarded
 from syncer.sinks.search import ApplyResult, apply_writes, reindex_alias, scroll_pages
@@ -92,20 +91,6 @@ class ReindexResult:
 
 def default_state_path(table: str) -> Path:
     return Path(f".syncer-reindex-{table}.json")
-
-
-def _key_to_json(key: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        name: {"B64": base64.b64encode(v["B"]).decode()} if "B" in v else dict(v)
-        for name, v in key.items()
-    }
-
-
-def _key_from_json(key: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        name: {"B": base64.b64decode(v["B64"])} if "B64" in v else dict(v)
-        for name, v in key.items()
-    }
 
 
 def save_state(state: ReindexState, path: Path) -> None:
@@ -169,42 +154,6 @@ def prepare(client: Any, table: TableConfig, segments: int, state_path: Path) ->
 
 
 @dataclass(frozen=True)
-class ReadInterval:
-    started_s: float
-    ended_s: float
-
-
-def _scan_pages(
-    sinks: Sinks,
-    table: str,
-    segment: int,
-    total: int,
-    start_key: Mapping[str, Any] | None,
-    page_size: int,
-) -> Iterator[tuple[list[dict[str, Any]], dict[str, Any] | None, ReadInterval]]:
-    request: dict[str, Any] = {
-        "TableName": table,
-        "Segment": segment,
-        "TotalSegments": total,
-        "Limit": page_size,
-        "ConsistentRead": True,
-    }
-    if start_key:
-        request["ExclusiveStartKey"] = dict(start_key)
-    guard = sinks.dynamodb_guard
-    while True:
-        started = time.time()
-        page = guard.call_with_retry(sinks.dynamodb.scan, **request)
-        # A consistent scan page holds each item as it was at some moment between the two.
-        read = ReadInterval(started, time.time())
-        last = page.get("LastEvaluatedKey")
-        yield page.get("Items", []), last, read
-        if not last:
-            return
-        request["ExclusiveStartKey"] = last
-
-
-@dataclass(frozen=True)
 class _PageCounts:
     indexed: int
     already_newer: int
@@ -229,14 +178,13 @@ def _index_page(
     targets: Mapping[str, str],
     key_types: Mapping[str, str],
     raw_items: list[dict[str, Any]],
-    read: ReadInterval,
+    version: Version,
 ) -> _PageCounts:
     """Write each scanned item into the new index of its route (``targets``: alias -> index).
 
     A write happens where it is newer than the new index's state (``apply_writes``); items
     that no rebuilt route selects, or that a transform keeps out, are not written.
     """
-    version = read_version(read.started_s, read.ended_s)
     scanned: dict[DocumentRef, ReadState] = {}
     routes: dict[DocumentRef, Route] = {}
     letters: list[DeadLetter] = []
@@ -309,13 +257,8 @@ def _rereader(
             else:
                 keys[ref] = key
         if keys:
-            started = time.time()
-            found = read_items_by_key(
-                sinks.dynamodb, sinks.dynamodb_guard, table.name, list(keys.values())
-            )
-            version = read_version(started, time.time())
-            for ref in keys:
-                states[ref] = ReadState(found.get(ref[1]), version)
+            found = sinks.items.read(table.name, list(keys.values()))
+            states.update({ref: found[ref[1]] for ref in keys})
         return states
 
     return reread
@@ -432,7 +375,7 @@ def reindex_table(
             state.last_keys, state.done_segments, state.segments = {}, [], lead.segments
     if sinks.dynamodb is None:
         raise ConfigError("reindex needs a DynamoDB client")
-    key_types = key_schema(sinks.dynamodb, sinks.dynamodb_guard, table.name)
+    key_types = sinks.items.key_schema(table.name)
     for route, state, path in zip(routes, states, paths, strict=True):
         if state.tombstones_carried is None:
             state.tombstones_carried = 0
@@ -456,17 +399,24 @@ def reindex_table(
         if segment in lead.done_segments:
             return
         start = lead.last_keys.get(str(segment))
-        start_key = _key_from_json(start) if start else None
-        pages = _scan_pages(sinks, table.name, segment, lead.segments, start_key, page_size)
-        for raw_items, last, read in pages:
-            counts = _index_page(sinks, config, table, targets, key_types, raw_items, read)
+        start_key = boto_key(start) if start else None
+        pages = sinks.items.scan(
+            table.name,
+            segment=segment,
+            total_segments=lead.segments,
+            start_key=start_key,
+            page_size=page_size,
+        )
+        for page in pages:
+            raw_items, last = page.items, page.last_key
+            counts = _index_page(sinks, config, table, targets, key_types, raw_items, page.version)
             with lock:
                 totals["indexed"] += counts.indexed
                 totals["already_newer"] += counts.already_newer
                 totals["rejected"] += counts.rejected
                 for state, path in zip(states, paths, strict=True):
                     if last:
-                        state.last_keys[str(segment)] = _key_to_json(last)
+                        state.last_keys[str(segment)] = lambda_key(last)
                     else:
                         state.done_segments.append(segment)
                     state.indexed += counts.indexed

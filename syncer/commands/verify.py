@@ -15,27 +15,24 @@ document is tombstoned only when that read found no item.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import random
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from syncer.config import Config, Route, TableConfig
 from syncer.config.templates import render_cache_key
-from syncer.core import jsoncodec
 from syncer.core.attributes import decode_item
 from syncer.core.documents import SYNCER_FIELD, DocumentRef, ReadState, Settled, TargetState
+from syncer.core.fingerprint import content_fingerprint
+from syncer.core.keys import boto_key, typed_key_from_id
 from syncer.core.plan import bulk_refresh, document_body, plan_scanned
-from syncer.core.records import document_id, typed_key_from_id
+from syncer.core.records import document_id
 from syncer.core.routes import Routed, document_in, route_item
-from syncer.core.versions import Version, read_version
+from syncer.core.versions import Version
 from syncer.errors import PoisonRecordError
 from syncer.sinks.cache import invalidate
-from syncer.sinks.items import key_schema, read_items_by_key
 from syncer.sinks.ports import Sinks
 from syncer.sinks.search import apply_writes, scroll_pages
 
@@ -62,54 +59,24 @@ class VerifyReport:
         return len(self.missing) + len(self.ghost) + len(self.differing)
 
 
-def content_fingerprint(source: Mapping[str, Any]) -> str:
-    """A hash of a document's content, the same for a table item and its indexed document."""
-    plain = {k: v for k, v in source.items() if k != SYNCER_FIELD}
-    # Through stdlib json both sides get the same numbers: exact integers, floats for decimals.
-    normalised = json.loads(jsoncodec.dumps(plain))
-    return hashlib.sha256(json.dumps(normalised, sort_keys=True).encode()).hexdigest()
-
-
-def _scan_pages(
-    sinks: Sinks, table: str, segment: int = 0, total: int = 1, limit: int | None = None
-) -> Iterator[list[dict[str, Any]]]:
-    request: dict[str, Any] = {
-        "TableName": table,
-        "ConsistentRead": True,
-        "Segment": segment,
-        "TotalSegments": total,
-        "Limit": PAGE_SIZE if limit is None else min(PAGE_SIZE, limit),
-    }
-    left = limit
-    while True:
-        page = sinks.dynamodb_guard.call_with_retry(sinks.dynamodb.scan, **request)
-        items = page.get("Items", [])
-        if left is not None:
-            items = items[:left]
-            left -= len(items)
-        yield items
-        if not page.get("LastEvaluatedKey") or left == 0:
-            return
-        request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
-
 def verify_table(
     config: Config, sinks: Sinks, table_name: str, sample: int | None = None, repair: bool = False
 ) -> VerifyReport:
     """Compare table and index (all of it, or about ``sample`` keys each way) and maybe repair."""
     table = config.require_table(table_name)
-    key_types = key_schema(sinks.dynamodb, sinks.dynamodb_guard, table.name)
+    key_types = sinks.items.key_schema(table.name)
     report = VerifyReport(table.name)
     if sample is None:
-        pages = _scan_pages(sinks, table.name)
+        pages = (page.items for page in sinks.items.scan(table.name, page_size=PAGE_SIZE))
     else:
-        description = sinks.dynamodb_guard.call_with_retry(
-            sinks.dynamodb.describe_table, TableName=table.name
-        )["Table"]
+        description = sinks.items.describe(table.name)
         count = int(description.get("ItemCount", 0))
         total = max(1, min(1_000_000, math.ceil(count / max(1, sample))))
         segment = random.Random().randrange(total)
-        pages = _scan_pages(sinks, table.name, segment, total, limit=sample)
+        scan = sinks.items.scan(
+            table.name, segment=segment, total_segments=total, page_size=PAGE_SIZE, limit=sample
+        )
+        pages = (page.items for page in scan)
     if table.routes:
         return _verify_routed(config, sinks, table, key_types, report, repair, pages, sample)
     for page in pages:
@@ -214,13 +181,7 @@ def _hit_key(hit: Mapping[str, Any], key_types: Mapping[str, str]) -> dict[str, 
             return None
     except PoisonRecordError:
         return None
-    return {n: {"B": _b64(v["B"])} if "B" in v else v for n, v in typed.items()}
-
-
-def _b64(text: str) -> bytes:
-    import base64
-
-    return base64.b64decode(text)
+    return boto_key(typed)
 
 
 def _items_of_hits(
@@ -241,8 +202,11 @@ def _items_of_hits(
             keys[hit["_id"]] = key
     if not keys:
         return {}
-    found = read_items_by_key(sinks.dynamodb, sinks.dynamodb_guard, table.name, list(keys.values()))
-    return {doc_id: (key, found.get(doc_id)) for doc_id, key in keys.items()}
+    found = sinks.items.read(table.name, list(keys.values()))
+    return {
+        doc_id: (key, dict(item) if (item := found[doc_id].item) is not None else None)
+        for doc_id, key in keys.items()
+    }
 
 
 def _check_ghosts(
@@ -276,10 +240,8 @@ def _repair(
 def _read_states(
     sinks: Sinks, table: TableConfig, keys: Mapping[DocumentRef, Mapping[str, Any]]
 ) -> dict[DocumentRef, ReadState]:
-    started = time.time()
-    found = read_items_by_key(sinks.dynamodb, sinks.dynamodb_guard, table.name, list(keys.values()))
-    version = read_version(started, time.time())
-    return {ref: ReadState(found.get(ref[1]), version) for ref in keys}
+    found = sinks.items.read(table.name, list(keys.values()))
+    return {ref: found[ref[1]] for ref in keys}
 
 
 def _repair_page(
@@ -290,7 +252,7 @@ def _repair_page(
     doc_ids: Sequence[str],
     report: VerifyReport,
 ) -> None:
-    keys = {(table.index, d): _boto_key(report.typed_keys[d]) for d in doc_ids}
+    keys = {(table.index, d): boto_key(report.typed_keys[d]) for d in doc_ids}
     states = _read_states(sinks, table, keys)
 
     def plan(ref: DocumentRef, target: TargetState, reread: ReadState | None) -> Any:
@@ -324,14 +286,6 @@ def _repair_page(
                     cache_keys.add(key)
     if cache_keys:
         sinks.redis_guard.call_with_retry(invalidate, sinks.redis, cache_keys)
-
-
-def _boto_key(typed: Mapping[str, Any]) -> dict[str, Any]:
-    """A key as BatchGetItem takes it (scanned keys already are; Lambda-style base64 is not)."""
-    return {
-        name: {"B": _b64(value["B"])} if "B" in value and isinstance(value["B"], str) else value
-        for name, value in typed.items()
-    }
 
 
 # -- routed tables (docs/routes.md): each route's index against the items that route selects --
@@ -418,7 +372,7 @@ def _repair_routed(
 ) -> None:
     """Read drifted items again and write each route's index from what the table holds."""
     routes = {alias: route for route in table.resolved_routes for alias in (route.index,)}
-    keys = {d: _boto_key(report.typed_keys[d]) for d in doc_ids}
+    keys = {d: boto_key(report.typed_keys[d]) for d in doc_ids}
     refs = [(alias, d) for d in doc_ids for alias in routes]
     first = next(iter(routes))
     states = _read_states(sinks, table, {(first, d): keys[d] for d in doc_ids})

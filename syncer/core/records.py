@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import functools
 import hashlib
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -23,6 +22,9 @@ from syncer.errors import InvalidEventError, PoisonRecordError
 _SEQUENCE_NUMBER = re.compile(r"[0-9]{1,40}")
 _TABLE_FROM_ARN = re.compile(r"arn:[^:]+:dynamodb:[^:]*:[^:]*:table/([^/]+)(?:/|$)")
 _VIEW_TYPES = {"KEYS_ONLY", "NEW_IMAGE", "OLD_IMAGE", "NEW_AND_OLD_IMAGES"}
+# A plain decimal number: no sign words (nan, inf), spaces or underscores that float() would take.
+_DECIMAL_NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]*)?(?:[eE][-+]?[0-9]+)?")
+LATEST_CREATION_S = 253_402_300_799  # 9999-12-31T23:59:59Z, the last second a date can hold
 MAX_DOCUMENT_ID_BYTES = 512  # OpenSearch >= 2.9 rejects longer _id values
 
 
@@ -129,58 +131,6 @@ def document_id(keys: Mapping[str, Any]) -> str:
     return "#" + hashlib.sha256(encoded).hexdigest()
 
 
-def typed_key_from_id(doc_id: str, key_types: Mapping[str, str]) -> dict[str, Any] | None:
-    """The DynamoDB key (boto3's typed form) that ``document_id`` turned into ``doc_id``.
-
-    ``key_types`` is the key schema (attribute name -> S, N or B). None when the id cannot be a
-    key of that schema, or is a hashed long id (``#`` + SHA-256), which cannot be inverted.
-    The key is never rebuilt from a document's ``_source``, whose numbers come back as doubles.
-    """
-    if doc_id.startswith("#"):
-        return None
-    parts: list[str] = []
-    current: list[str] = []
-    escaped = False
-    for char in doc_id:
-        if escaped:
-            current.append(char)
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif char == "|":
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-    parts.append("".join(current))
-    names = sorted(key_types)
-    if escaped or len(parts) != len(names):
-        return None
-    typed: dict[str, Any] = {}
-    for name, part in zip(names, parts, strict=True):
-        kind = key_types[name]
-        if kind == "S":
-            typed[name] = {"S": part}
-        elif kind == "N":
-            typed[name] = {"N": part}
-        elif kind == "B":
-            try:
-                typed[name] = {"B": base64.b64decode(part, validate=True)}
-            except (binascii.Error, ValueError):
-                return None
-        else:
-            return None
-    try:
-        plain = decode_item(
-            {n: {"B": base64.b64encode(v["B"]).decode()} if "B" in v else v for n, v in typed.items()}
-        )
-        if document_id(plain) != doc_id:
-            return None
-    except PoisonRecordError:
-        return None
-    return typed
-
-
 def table_from_arn(arn: object) -> str | None:
     """The table name in a stream or table ARN, or None."""
     return _table_in_arn(str(arn)) if isinstance(arn, str) else None
@@ -204,15 +154,28 @@ def _parse_sequence(raw: object) -> int:
 
 
 def _parse_creation_time(raw: object) -> float | None:
+    """Epoch seconds, or a poison record: a time that cannot be read would fail the whole batch
+    later (it becomes the version's ``changed_at``, an epoch_millis date)."""
     if raw is None:
         return None
+    if (
+        isinstance(raw, bool)
+        or not isinstance(raw, int | float | Decimal | str)
+        or (isinstance(raw, str) and not _DECIMAL_NUMBER.fullmatch(raw))
+    ):
+        raise PoisonRecordError(f"ApproximateCreationDateTime is not a number: {raw!r:.40}")
     try:
-        seconds = float(raw)  # type: ignore[arg-type]  # a number, or a string like "1678831218.0"
-    except (TypeError, ValueError, OverflowError):
+        seconds = float(raw)  # a number, or a string like "1678831218.0"
+    except OverflowError:  # an int beyond any float, either sign: out of range below
+        seconds = math.inf
+    if seconds > 1e11:
+        seconds /= 1000  # via Kinesis it is in milliseconds
+    if not 0 <= seconds <= LATEST_CREATION_S:  # also false for NaN
         raise PoisonRecordError(
-            f"ApproximateCreationDateTime is not a number: {raw!r:.40}"
-        ) from None
-    return seconds / 1000 if seconds > 1e11 else seconds  # via Kinesis it is in milliseconds
+            f"ApproximateCreationDateTime is out of range (epoch seconds from 0 to the end of "
+            f"year 9999, or milliseconds): {raw!r:.40}"
+        )
+    return seconds
 
 
 def _is_ttl_delete(record: Mapping[str, Any]) -> bool:

@@ -1,86 +1,139 @@
-"""Read current items from DynamoDB for streams that carry no new image (KEYS_ONLY, OLD_IMAGE)."""
+"""The DynamoDB edge: key schema, consistent reads by key, and paged scans, each with a read version.
+
+Every command and the pipeline read items through ``ItemReader``: one scan paginator, one
+consistent re-read. A read's version is the interval the request ran in
+(``syncer.core.versions.read_version``): the item is as it was at some moment inside it.
+"""
 
 from __future__ import annotations
 
-import base64
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from syncer.core.attributes import decode_item
-from syncer.core.records import ChangeRecord, document_id
+from syncer.core.documents import ReadState
+from syncer.core.keys import TypedKey, boto_key, key_document_id
+from syncer.core.records import document_id
+from syncer.core.versions import Version, read_version
 from syncer.sinks.resilience import Deadline, Downstream, PendingItemsError
 
 BATCH_GET_LIMIT = 100
+SCAN_PAGE_SIZE = 1000
 
 
-def _request_key(typed_keys: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    # Lambda JSON carries binary as base64 text; boto3 wants bytes and encodes them itself.
-    request = {}
-    for name, typed in typed_keys.items():
-        ((tag, value),) = typed.items()
-        request[name] = (
-            {"B": base64.b64decode(value)} if tag == "B" and isinstance(value, str) else dict(typed)
-        )
-    return request
+@dataclass(frozen=True, slots=True)
+class ScanPage:
+    """One page of a consistent scan: boto3-typed items, where to go on, and when it was read."""
+
+    items: list[dict[str, Any]]
+    last_key: dict[str, Any] | None  # LastEvaluatedKey; None on the segment's last page
+    version: Version  # the interval the page's request ran in
 
 
-def key_schema(client: Any, downstream: Downstream, table: str) -> dict[str, str]:
-    """The table's key attributes and their types (S, N or B), hash key first."""
-    description = downstream.call_with_retry(client.describe_table, TableName=table)["Table"]
-    types = {d["AttributeName"]: d["AttributeType"] for d in description["AttributeDefinitions"]}
-    return {key["AttributeName"]: types[key["AttributeName"]] for key in description["KeySchema"]}
+class ItemReader:
+    """A table's items, read consistently through the DynamoDB guard's retry and breaker."""
 
+    __slots__ = ("_client", "_guard")
 
-def read_items_by_key(
-    client: Any,
-    downstream: Downstream,
-    table: str,
-    keys: Sequence[Mapping[str, Any]],
-    deadline: Deadline | None = None,
-) -> dict[str, dict[str, Any] | None]:
-    """Consistent reads with BatchGetItem of boto3-typed ``keys``, by document id; None if gone.
+    def __init__(self, client: Any, guard: Downstream) -> None:
+        self._client = client
+        self._guard = guard
 
-    UnprocessedKeys are retried with the downstream's backoff, as AWS asks.
-    """
-    found: dict[str, dict[str, Any] | None] = {}
-    for start in range(0, len(keys), BATCH_GET_LIMIT):
-        chunk = list(keys[start : start + BATCH_GET_LIMIT])
-        key_names = list(chunk[0])
-        pending = chunk
-        for attempt in downstream.retrying(deadline):
-            with attempt:
-                downstream.check_time(deadline)
-                response = downstream.call(
-                    client.batch_get_item,
-                    RequestItems={table: {"Keys": pending, "ConsistentRead": True}},
-                )
-                for item in response.get("Responses", {}).get(table, []):
-                    decoded = decode_item(item)
-                    found[document_id({name: decoded[name] for name in key_names})] = decoded
-                pending = response.get("UnprocessedKeys", {}).get(table, {}).get("Keys", [])
-                if pending:
-                    raise PendingItemsError(len(pending), "UnprocessedKeys from BatchGetItem")
-        for key in chunk:
-            found.setdefault(_id_of_typed_key(key), None)
-    return found
+    def describe(self, table: str) -> dict[str, Any]:
+        """``DescribeTable``'s ``Table``."""
+        description: dict[str, Any] = self._guard.call_with_retry(
+            self._client.describe_table, TableName=table
+        )["Table"]
+        return description
 
+    def key_schema(self, table: str) -> dict[str, str]:
+        """The table's key attributes and their types (S, N or B), hash key first."""
+        description = self.describe(table)
+        types = {
+            d["AttributeName"]: d["AttributeType"] for d in description["AttributeDefinitions"]
+        }
+        return {k["AttributeName"]: types[k["AttributeName"]] for k in description["KeySchema"]}
 
-def _id_of_typed_key(key: Mapping[str, Any]) -> str:
-    lambda_json = {
-        name: {"B": base64.b64encode(typed["B"]).decode()} if "B" in typed else dict(typed)
-        for name, typed in key.items()
-    }
-    return document_id(decode_item(lambda_json))
+    def read(
+        self,
+        table: str,
+        keys: Sequence[Mapping[str, Mapping[str, Any]]],
+        deadline: Deadline | None = None,
+    ) -> dict[str, ReadState]:
+        """Consistent reads of ``keys`` (either typed form), by document id: the item, or None
+        where it is gone, each with the read's version.
 
+        BatchGetItem's UnprocessedKeys are retried with the guard's backoff, as AWS asks.
+        """
+        requested = [boto_key(key) for key in keys]
+        started = time.time()
+        found = self._batch_get(table, requested, deadline)
+        version = read_version(started, time.time())
+        return {
+            key_document_id(key): ReadState(found.get(key_document_id(key)), version)
+            for key in requested
+        }
 
-def read_current_items(
-    client: Any,
-    downstream: Downstream,
-    table: str,
-    records: Sequence[ChangeRecord],
-    deadline: Deadline | None = None,
-) -> dict[str, dict[str, Any] | None]:
-    """Consistent reads of the records' items, by document id; None where an item is gone."""
-    unique = list({record.document_id: record for record in records}.values())
-    keys = [_request_key(record.raw["dynamodb"]["Keys"]) for record in unique]
-    return read_items_by_key(client, downstream, table, keys, deadline)
+    def _batch_get(
+        self, table: str, keys: Sequence[TypedKey], deadline: Deadline | None
+    ) -> dict[str, dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
+        guard = self._guard
+        for start in range(0, len(keys), BATCH_GET_LIMIT):
+            chunk = list(keys[start : start + BATCH_GET_LIMIT])
+            key_names = list(chunk[0])
+            pending: list[Any] = chunk
+            for attempt in guard.retrying(deadline):
+                with attempt:
+                    guard.check_time(deadline)
+                    response = guard.call(
+                        self._client.batch_get_item,
+                        RequestItems={table: {"Keys": pending, "ConsistentRead": True}},
+                    )
+                    for item in response.get("Responses", {}).get(table, []):
+                        decoded = decode_item(item)
+                        found[document_id({name: decoded[name] for name in key_names})] = decoded
+                    pending = response.get("UnprocessedKeys", {}).get(table, {}).get("Keys", [])
+                    if pending:
+                        raise PendingItemsError(len(pending), "UnprocessedKeys from BatchGetItem")
+        return found
+
+    def scan(
+        self,
+        table: str,
+        *,
+        segment: int = 0,
+        total_segments: int = 1,
+        start_key: Mapping[str, Any] | None = None,
+        page_size: int = SCAN_PAGE_SIZE,
+        limit: int | None = None,
+    ) -> Iterator[ScanPage]:
+        """One segment of a consistent parallel scan, a page at a time (at most ``limit`` items).
+
+        Memory follows the page size, not the table.
+        """
+        request: dict[str, Any] = {
+            "TableName": table,
+            "ConsistentRead": True,
+            "Segment": segment,
+            "TotalSegments": total_segments,
+            "Limit": page_size if limit is None else min(page_size, limit),
+        }
+        if start_key:
+            request["ExclusiveStartKey"] = boto_key(start_key)
+        left = limit
+        while True:
+            started = time.time()
+            page = self._guard.call_with_retry(self._client.scan, **request)
+            version = read_version(started, time.time())
+            items = page.get("Items", [])
+            if left is not None:
+                items = items[:left]
+                left -= len(items)
+            last = page.get("LastEvaluatedKey")
+            yield ScanPage(items, last, version)
+            if not last or left == 0:
+                return
+            request["ExclusiveStartKey"] = last

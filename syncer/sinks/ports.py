@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from syncer.sinks.deadletter import DeadLetterSink
+from syncer.sinks.items import ItemReader
 from syncer.sinks.resilience import Downstream
 
 
@@ -21,6 +22,11 @@ class Sinks:
     redis_guard: Downstream
     dynamodb_guard: Downstream
     deadletter_guard: Downstream
+
+    @property
+    def items(self) -> ItemReader:
+        """The table's items, read through the DynamoDB guard."""
+        return ItemReader(self.dynamodb, self.dynamodb_guard)
 
     def close(self) -> None:
         """Close every client's connections (the commands do, when they finish)."""
