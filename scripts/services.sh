@@ -251,8 +251,9 @@ def free(port):
         return True
 
 
-def listeners(port):
-    """(inode, uid) of each listening TCP socket on the port, from /proc/net/tcp and tcp6."""
+def sockets_on(port):
+    """(inode, uid) of the TCP sockets whose local port it is, listening ones first, from
+    /proc/net/tcp and tcp6 (a connection's local end holds its port too)."""
     found = []
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
@@ -261,15 +262,17 @@ def listeners(port):
             continue
         for row in rows:
             fields = row.split()
-            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":
-                found.append((fields[9], int(fields[7])))
-    return found
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[9] != "0":
+                found.append((fields[3] != "0A", fields[9], int(fields[7])))
+    return [(inode, uid) for _, inode, uid in sorted(found)]
 
 
 def holder(port):
-    """'pid N (command line)' of the process that listens on the port, when it can be told."""
-    sockets = listeners(port)
-    inodes = {f"socket:[{inode}]" for inode, _ in sockets}
+    """'pid N (command line)' of the process that holds the port, when it can be told."""
+    sockets = sockets_on(port)
+    if not sockets:
+        return "a socket this user cannot see"
+    inode = f"socket:[{sockets[0][0]}]"
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             fds = os.listdir(f"/proc/{pid}/fd")
@@ -277,22 +280,20 @@ def holder(port):
             continue
         for fd in fds:
             try:
-                if os.readlink(f"/proc/{pid}/fd/{fd}") in inodes:
+                if os.readlink(f"/proc/{pid}/fd/{fd}") == inode:
                     raw = open(f"/proc/{pid}/cmdline", "rb").read()
                     command = raw.replace(b"\0", b" ").decode(errors="replace").strip()
                     return f"pid {pid} ({command[:100]})"
             except OSError:
                 continue
-    if sockets:
-        import pwd
+    import pwd
 
-        uid = sockets[0][1]
-        try:
-            user = pwd.getpwuid(uid).pw_name
-        except KeyError:
-            user = str(uid)
-        return f"a process of user {user}"
-    return "a process this user cannot see"
+    uid = sockets[0][1]
+    try:
+        user = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        user = str(uid)
+    return f"a process of user {user}"
 
 
 taken = 0
@@ -346,7 +347,7 @@ ports_needed() {
     if ! pid_alive "$MOTO_PIDFILE" && ! moto_ready; then
         echo "$MOTO_PORT MOTO_PORT moto server"
     fi
-    if ! pid_alive "$OS_PIDFILE" && ! opensearch_listening; then
+    if ! pid_alive "$OS_PIDFILE" && ! opensearch_answers; then
         echo "$OPENSEARCH_PORT OPENSEARCH_PORT OpenSearch HTTP"
         echo "$OPENSEARCH_TRANSPORT_PORT OPENSEARCH_TRANSPORT_PORT OpenSearch transport"
     fi
@@ -371,6 +372,10 @@ preflight() {
 opensearch_ready() {
     curl -fsS -m 5 -o /dev/null \
         "http://$HOST:$OPENSEARCH_PORT/_cluster/health?wait_for_status=yellow&timeout=3s" 2>/dev/null
+}
+# Another HTTP server on the port is not an OpenSearch to reuse.
+opensearch_answers() {
+    curl -fsS -m 3 "http://$HOST:$OPENSEARCH_PORT/" 2>/dev/null | grep -q '"cluster_name"'
 }
 opensearch_listening() {
     curl -sS -m 3 -o /dev/null "http://$HOST:$OPENSEARCH_PORT/" 2>/dev/null
