@@ -922,9 +922,9 @@ usage() {
     cat >&2 <<EOF
 usage: $0 {up|down|status|wait|cluster-up|cluster-down|cluster-status|lambda-runtime}
   up      start OpenSearch $OPENSEARCH_VERSION, Redis, the Redis Clusters and moto
-          (idempotent), wait, print env
-  up checks every port it needs first (cluster nodes: port and port + 10000) and starts
-  nothing if one is taken; a service already answering on its port is reused.
+          (idempotent), wait, print env. It first checks every port it needs (cluster
+          nodes: port and port + 10000) and starts nothing if one is taken; an OpenSearch,
+          Redis or moto already answering on its port is reused
   down    stop the services this script started (it keeps a record in $SERVICES_DIR/started),
           whatever the port variables say now
   status  one line per service; non-zero exit if any is down
