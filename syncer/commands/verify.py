@@ -45,7 +45,14 @@ from syncer.core.versions import Version, read_version
 from syncer.errors import ConfigError, PoisonRecordError
 from syncer.sinks.cache import invalidate
 from syncer.sinks.ports import Sinks
-from syncer.sinks.search import ApplyResult, Planner, Rereader, apply_writes, scroll_pages
+from syncer.sinks.search import (
+    ApplyResult,
+    Planner,
+    Rereader,
+    apply_writes,
+    check_shards,
+    scroll_pages,
+)
 
 PAGE_SIZE = 1000
 # A sample is one search's hits: OpenSearch answers at most index.max_result_window (10,000 by
@@ -216,6 +223,7 @@ def _random_hits(sinks: Sinks, alias: str, sample: int) -> list[dict[str, Any]]:
             "_source": {"excludes": [SYNCER_FIELD]},
         },
     )
+    check_shards(response, f"random sample of {alias}")
     hits: list[dict[str, Any]] = response["hits"]["hits"]
     return hits
 

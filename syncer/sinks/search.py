@@ -132,7 +132,10 @@ def scroll_pages(
     )
     scroll_id = response.get("_scroll_id")
     try:
-        while response["hits"]["hits"]:
+        while True:
+            check_shards(response, f"scroll of {index}")
+            if not response["hits"]["hits"]:
+                break
             yield response["hits"]["hits"]
             response = guard.call_with_retry(
                 client.scroll, body={"scroll_id": scroll_id, "scroll": "2m"}
@@ -143,6 +146,22 @@ def scroll_pages(
             guard.call_with_retry(
                 client.clear_scroll, body={"scroll_id": [scroll_id]}, params={"ignore": "404"}
             )
+
+
+def check_shards(response: Mapping[str, Any], what: str) -> None:
+    """Fail loudly when a search or scroll answered without some shards' hits.
+
+    OpenSearch answers 200 with the hits of the shards that worked and counts the others in
+    ``_shards.failed``: pages read so would silently lack documents (verify's ghost pass).
+    """
+    shards = response.get("_shards") or {}
+    failed = shards.get("failed") or 0
+    if failed:
+        failures = shards.get("failures") or [{}]
+        reason = (failures[0].get("reason") or {}).get("reason", "no reason given")
+        raise SearchUnavailableError(
+            f"{what}: {failed} of {shards.get('total', '?')} shards failed ({reason})"
+        )
 
 
 def raise_for_mget_error(error: Mapping[str, Any]) -> None:
