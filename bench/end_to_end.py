@@ -184,7 +184,7 @@ class StageClock:
 
         pipeline.decode_records = self.timed("decode", pipeline.decode_records)
         pipeline.coalesce_latest_per_key = self.timed("coalesce", pipeline.coalesce_latest_per_key)
-        pipeline.plan_document_write = self.timed("plan", pipeline.plan_document_write)
+        pipeline.plan_write = self.timed("plan", pipeline.plan_write)
         pipeline.plan_cache_keys = self.timed("keys", pipeline.plan_cache_keys)
         pipeline.invalidate = self.timed("redis", pipeline.invalidate)
         search.bulk_chunks = self.timed_chunks(search.bulk_chunks)
