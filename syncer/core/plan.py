@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from syncer.config import Route, TableConfig
-from syncer.config.templates import NO_ATTRIBUTES, fill_template, parse_templates
+from syncer.config.templates import NO_ATTRIBUTES, Template, fill_template, parse_templates
 from syncer.core.coalesce import KeyChange
 from syncer.core.documents import (
     SYNCER_FIELD,
@@ -126,21 +126,32 @@ def plan_write(
     the item read again after the planner answered ``Verdict.REREAD`` (its version could not be
     ordered against the indexed state's, which happens only next to a read of the table).
     """
-    ref = (target.index, change.document_id)
-    indexed = target.document
     if reread is not None:
-        return plan_read_state(ref, route_table, ReadState(document, reread.version), indexed)
-    latest = change.latest
-    version = latest.version
-    verdict = order_verdict(version, indexed)
-    if verdict is not None:
-        return verdict
-    if document is None:
-        body = tombstone_body(route_table, version, latest.is_remove and latest.is_ttl_delete)
-        return DocumentWrite(ref, WriteKind.TOMBSTONE, body, indexed)
-    return DocumentWrite(
-        ref, WriteKind.INDEX, document_body(document, route_table, version), indexed
+        ref = (target.index, change.document_id)
+        read = ReadState(document, reread.version)
+        return plan_read_state(ref, route_table, read, target.document)
+    version = change.latest.version  # a property that computes: once
+    return order_verdict(version, target.document) or _write_change(
+        change, version, route_table, document, target
     )
+
+
+def _write_change(
+    change: KeyChange,
+    version: Version,
+    route_table: TableConfig,
+    document: Mapping[str, Any] | None,
+    target: TargetState,
+) -> DocumentWrite:
+    """The write of a change newer than the target's state: its document, or a tombstone."""
+    ref = (target.index, change.document_id)
+    latest = change.latest
+    if document is None:
+        ttl = latest.is_remove and latest.is_ttl_delete
+        body = tombstone_body(route_table, version, ttl)
+        return DocumentWrite(ref, WriteKind.TOMBSTONE, body, target.document)
+    body = document_body(document, route_table, version)
+    return DocumentWrite(ref, WriteKind.INDEX, body, target.document)
 
 
 def plan_document_write(
@@ -150,7 +161,7 @@ def plan_document_write(
     current_item: Mapping[str, Any] | object | None = _MISSING,
     reread: ReadState | None = None,
 ) -> DocumentWrite | Verdict:
-    """``plan_write`` for one of a table's indices, the change's state routed here first.
+    """``plan_write`` for one of a table's indices, the change's state routed there first.
 
     ``target`` is the index's state, or only its document in the table's own index; an index
     no route names (a reindex target) is taken as the last route's (the table's own). The
@@ -158,13 +169,23 @@ def plan_document_write(
     """
     if not isinstance(target, TargetState):
         target = TargetState(table.index, target)
-    if reread is None and (verdict := order_verdict(change.latest.version, target.document)):
-        return verdict  # before asking for the item, which a skipped change never needs
     routes = table.resolved_routes
-    route = next((r for r in routes if r.index == target.index), routes[-1])
-    item = change_state(change, current_item) if reread is None else reread.item
-    document = document_in(route_item(table, item), route)
-    return plan_write(change, table.route_table(route), document, target, reread)
+    route = routes[-1]
+    if route.index != target.index:
+        route = next((r for r in routes if r.index == target.index), route)
+    if reread is not None:
+        document = document_in(route_item(table, reread.item), route)
+        return plan_write(change, table.route_table(route), document, target, reread)
+    version = change.latest.version
+    verdict = order_verdict(version, target.document)
+    if verdict is not None:
+        return verdict  # before asking for the item, which a skipped change never needs
+    item = change_state(change, current_item)
+    if len(routes) == 1 and route.match is None and route.transform is None:
+        document = item  # what route_item gives, without its allocations (bench/cpu_path.py)
+    else:
+        document = document_in(route_item(table, item), route)
+    return _write_change(change, version, table.route_table(route), document, target)
 
 
 def item_states(change: KeyChange) -> list[tuple[Mapping[str, Any], Mapping[str, Any]]]:
@@ -190,7 +211,7 @@ def plan_cache_keys(
     change: KeyChange,
     table: TableConfig,
     extra_states: Iterable[Mapping[str, Any] | None] = (),
-    indexed: Iterable[tuple[Route, Mapping[str, Any]]] = (),
+    indexed: Sequence[tuple[Route, Mapping[str, Any]]] = (),
 ) -> set[str]:
     """Every cache key (item and search-derived) any state of the item in this batch maps to.
 
@@ -201,8 +222,12 @@ def plan_cache_keys(
     """
     keys = change.latest.keys
     states = item_states(change)
-    states.extend((keys, state) for state in extra_states if state is not None)
-    return render_cache_keys(table, states, ((route, keys, fields) for route, fields in indexed))
+    for state in extra_states:
+        if state is not None:
+            states.append((keys, state))
+    if not indexed:
+        return render_cache_keys(table, states)
+    return render_cache_keys(table, states, [(route, keys, fields) for route, fields in indexed])
 
 
 def render_cache_keys(
@@ -217,23 +242,37 @@ def render_cache_keys(
     bulk that waited (``bulk_refresh``).
     """
     routes = table.resolved_routes
-    if not any(route.cache_keys or route.search_cache_keys for route in routes):
-        return set()
     # One catch-all route (a table without routes) selects every state without looking at it.
     only = routes[0] if len(routes) == 1 and routes[0].match is None else None
-    routed: list[tuple[Route, Mapping[str, Any], Mapping[str, Any]]] = []
-    for first, then in states:
-        route = only or select_route(table, {**then, **first})
-        if route is not None:
-            routed.append((route, first, then))
-    routed.extend(indexed)
-    cache_keys = set()
-    for route, first, then in routed:
-        for parsed in parse_templates(route.cache_keys + route.search_cache_keys):
+    cache_keys: set[str] = set()
+    add = cache_keys.add
+    if only is not None:
+        templates = _route_templates(only)  # parsed once for every state
+        for first, then in states if templates else ():
+            for parsed in templates:
+                rendered = fill_template(parsed, first, then)
+                if rendered is not None:
+                    add(rendered)
+    else:
+        for first, then in states:
+            route = select_route(table, {**then, **first})
+            for parsed in _route_templates(route) if route is not None else ():
+                rendered = fill_template(parsed, first, then)
+                if rendered is not None:
+                    add(rendered)
+    for route, first, then in indexed:
+        for parsed in _route_templates(route):
             rendered = fill_template(parsed, first, then)
             if rendered is not None:
-                cache_keys.add(rendered)
+                add(rendered)
     return cache_keys
+
+
+def _route_templates(route: Route) -> tuple[Template, ...]:
+    """A route's item and search cache key templates, parsed (cached by their texts)."""
+    if not route.search_cache_keys:
+        return parse_templates(route.cache_keys)
+    return parse_templates(route.cache_keys + route.search_cache_keys)
 
 
 def bulk_refresh(tables: Iterable[TableConfig]) -> str | None:
