@@ -342,13 +342,11 @@ def purge_tombstones(
 
         reports = [
             purge(
-                sinks.opensearch,
-                sinks.opensearch_guard,
+                sinks.search,
                 table.route_table(route),  # a routed table: each route's index in turn
                 age_s,
-                dry_run,
+                dry_run=dry_run,
                 on_progress=on_progress,
-                limits=config.opensearch,
             )
             for route in table.resolved_routes
         ]

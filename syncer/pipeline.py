@@ -26,11 +26,10 @@ from syncer.core.records import ChangeRecord, RejectedRecord, decode_records
 from syncer.core.routes import Routed, document_in, route_item
 from syncer.core.versions import Version
 from syncer.errors import DownstreamUnavailableError, PoisonRecordError
-from syncer.sinks.cache import invalidate
 from syncer.sinks.deadletter import DeadLetter
 from syncer.sinks.ports import Sinks
 from syncer.sinks.resilience import Deadline, reported_failure
-from syncer.sinks.search import ApplyResult, apply_writes, reindex_alias
+from syncer.sinks.search import ApplyResult, WriteOptions, reindex_alias
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +126,6 @@ def _apply_to_search(
     items: Mapping[tuple[str, str], Mapping[str, Any] | None],
     routed: Mapping[tuple[str, str], Routed],
     sinks: Sinks,
-    config: Config,
     deadline: Deadline | None,
 ) -> ApplyResult:
     """Write every change that is newer than its targets' states, through ``apply_writes``."""
@@ -173,18 +171,14 @@ def _apply_to_search(
                 states[ref] = read if isinstance(read, str) else read[ref[1]]
         return states
 
-    return apply_writes(
-        sinks.opensearch,
-        sinks.opensearch_guard,
-        list(by_ref),
-        plan,
-        config.opensearch,
+    options = WriteOptions(
         reread=reread,
-        fields=fields,
+        fields=tuple(fields),
         optional_aliases=optional,
         deadline=deadline,
         refresh=bulk_refresh(tables[change.table] for change in changes),
     )
+    return sinks.search.apply(list(by_ref), plan, options)
 
 
 def _invalidate_cache(
@@ -211,7 +205,7 @@ def _invalidate_cache(
     if not keys:
         return keys_by_ref, None
     try:
-        sinks.redis_guard.call_with_retry(invalidate, sinks.redis, keys, deadline=deadline)
+        sinks.cache.invalidate(keys, deadline)
     except Exception as error:  # noqa: BLE001 - reported_failure re-raises bugs
         return keys_by_ref, reported_failure(error, "Redis invalidation")
     return keys_by_ref, None
@@ -284,12 +278,7 @@ def _process_batch(
     sinks: Sinks,
     deadline: Deadline | None,
 ) -> BatchOutcome:
-    guards = (
-        sinks.opensearch_guard,
-        sinks.redis_guard,
-        sinks.dynamodb_guard,
-        sinks.deadletter_guard,
-    )
+    guards = sinks.guards
     retries_before = sum(g.retries for g in guards)
     breaker_changes_before = sum(g.breaker_changes for g in guards)
     decoded, rejected = decode_records(raw_records)
@@ -312,7 +301,7 @@ def _process_batch(
     items, lookup_failed = _lookup_items(changes, sinks, deadline)
     searchable = [c for c in changes if (c.table, c.document_id) not in lookup_failed]
     routed = _route_changes(searchable, tables, items)
-    search = _apply_to_search(searchable, tables, items, routed, sinks, config, deadline)
+    search = _apply_to_search(searchable, tables, items, routed, sinks, deadline)
     cache_keys, cache_error = _invalidate_cache(
         changes, tables, search.observed, items, sinks, deadline
     )
@@ -399,7 +388,7 @@ def _write_dead_letters(
     if not letters:
         return 0
     try:
-        sinks.deadletter_guard.call_with_retry(sinks.deadletters.write, letters, deadline=deadline)
+        sinks.letters.write(letters, deadline)
     except Exception as error:
         reported_failure(error, "dead-letter write")
         if any(letter.sequence_text is None for letter in letters):

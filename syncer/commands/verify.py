@@ -10,7 +10,7 @@ checked for items that no longer exist (``BatchGetItem`` by key). Keys are taken
 ids and the table's key schema, never from numbers read back from ``_source`` (they come back as
 doubles); a document whose id no item key makes (left by another tool, written by hand, or a
 hashed long id that no scanned item has) is *stray*. ``--repair`` reads each drifted key again (consistently) and writes what it found with
-its read version through ``syncer.sinks.search.apply_writes``: a newer stream change wins, and a
+its read version through the search store (``syncer.sinks.search.write_documents``): a newer stream change wins, and a
 document is tombstoned only when that read found no item. A stray document is tombstoned
 unless it was written after the verify began. Every table is routed (a table without routes has
 one route, to its own index): each route's index holds exactly the items its route selects.
@@ -43,16 +43,8 @@ from syncer.core.records import document_id
 from syncer.core.routes import Routed, document_in, route_item
 from syncer.core.versions import Version, read_version
 from syncer.errors import ConfigError, PoisonRecordError
-from syncer.sinks.cache import invalidate
 from syncer.sinks.ports import Sinks
-from syncer.sinks.search import (
-    ApplyResult,
-    Planner,
-    Rereader,
-    apply_writes,
-    check_shards,
-    scroll_pages,
-)
+from syncer.sinks.search import ApplyResult, Planner, Rereader, WriteOptions
 
 PAGE_SIZE = 1000
 # A sample is one search's hits: OpenSearch answers at most index.max_result_window (10,000 by
@@ -119,12 +111,12 @@ def verify_table(
     if repair and report.drift:
         drifted = list(dict.fromkeys([*report.missing, *report.differing, *report.ghost]))
         for start in range(0, len(drifted), PAGE_SIZE):
-            _repair_page(config, sinks, table, drifted[start : start + PAGE_SIZE], report)
+            _repair_page(sinks, table, drifted[start : start + PAGE_SIZE], report)
         # The stray documents' items were absent from the scan, which ran in this interval.
         absent = read_version(started, time.time())
         for start in range(0, len(report.stray), PAGE_SIZE):
             strays = report.stray[start : start + PAGE_SIZE]
-            _remove_strays(config, sinks, table, strays, absent, report)
+            _remove_strays(sinks, table, strays, absent, report)
     return report
 
 
@@ -188,12 +180,8 @@ def _compare_documents(
     """Compare expected content fingerprints with the documents of the same ids in ``index``."""
     if not expected:
         return
-    response = sinks.opensearch_guard.call_with_retry(
-        sinks.opensearch.mget,
-        body={"docs": [{"_index": index, "_id": doc_id} for doc_id in expected]},
-        params={"realtime": "true"},
-    )
-    for doc_id, doc in zip(expected, response["docs"], strict=True):
+    docs = sinks.search.mget([{"_index": index, "_id": doc_id} for doc_id in expected])
+    for doc_id, doc in zip(expected, docs, strict=True):
         source = doc.get("_source") if doc.get("found") else None
         if source is None or source.get(SYNCER_FIELD, {}).get("deleted"):
             report.missing.append(doc_id)
@@ -206,26 +194,19 @@ def _compare_documents(
 
 def _index_pages(sinks: Sinks, alias: str) -> Iterator[list[dict[str, Any]]]:
     """Every live document behind the alias, a page at a time (the alias hides tombstones)."""
-    client, guard = sinks.opensearch, sinks.opensearch_guard
-    guard.call_with_retry(client.indices.refresh, index=alias)
+    sinks.search.refresh(alias)
     body = {"query": {"match_all": {}}, "_source": {"excludes": [SYNCER_FIELD]}}
-    yield from scroll_pages(client, guard, alias, body, PAGE_SIZE)
+    yield from sinks.search.scroll(alias, body, PAGE_SIZE)
 
 
 def _random_hits(sinks: Sinks, alias: str, sample: int) -> list[dict[str, Any]]:
-    sinks.opensearch_guard.call_with_retry(sinks.opensearch.indices.refresh, index=alias)
-    response = sinks.opensearch_guard.call_with_retry(
-        sinks.opensearch.search,
-        index=alias,
-        body={
-            "size": sample,
-            "query": {"function_score": {"random_score": {}}},
-            "_source": {"excludes": [SYNCER_FIELD]},
-        },
-    )
-    check_shards(response, f"random sample of {alias}")
-    hits: list[dict[str, Any]] = response["hits"]["hits"]
-    return hits
+    sinks.search.refresh(alias)
+    body = {
+        "size": sample,
+        "query": {"function_score": {"random_score": {}}},
+        "_source": {"excludes": [SYNCER_FIELD]},
+    }
+    return sinks.search.search(alias, body)
 
 
 def _hit_key(hit: Mapping[str, Any], key_types: Mapping[str, str]) -> dict[str, Any] | None:
@@ -316,7 +297,6 @@ def _read_states(
 
 
 def _repair_page(
-    config: Config,
     sinks: Sinks,
     table: TableConfig,
     doc_ids: Sequence[str],
@@ -347,7 +327,7 @@ def _repair_page(
         read = _read_states(sinks, table, {d: keys[d] for d in ids})
         return {ref: read[ref[1]] for ref in asked}
 
-    result = _write(config, sinks, table, refs, plan, reread, report)
+    result = _write(sinks, table, refs, plan, reread, report)
     for doc_id in doc_ids:
         statuses = {result.status((alias, doc_id)) for alias in routes}
         if statuses == {Settled.SKIPPED}:
@@ -363,11 +343,10 @@ def _repair_page(
         ]
         states = [(attributes, item)] if item is not None else []
         cache_keys |= render_cache_keys(table, states, indexed)
-    _invalidate(sinks, cache_keys)
+    sinks.cache.invalidate(cache_keys)
 
 
 def _remove_strays(
-    config: Config,
     sinks: Sinks,
     table: TableConfig,
     strays: Sequence[DocumentRef],
@@ -386,7 +365,7 @@ def _remove_strays(
     def reread(asked: Sequence[DocumentRef]) -> dict[DocumentRef, ReadState | str]:
         return {ref: _NO_KEY for ref in asked}  # written during the verify: left alone
 
-    result = _write(config, sinks, table, strays, plan, reread, report)
+    result = _write(sinks, table, strays, plan, reread, report)
     report.left_to_stream += result.count(Settled.SKIPPED)
     cache_keys: set[str] = set()
     for alias, doc_id in strays:
@@ -394,11 +373,10 @@ def _remove_strays(
         if document is not None:
             indexed = [(routes[alias], document.fields, document.fields)]
             cache_keys |= render_cache_keys(table, (), indexed)
-    _invalidate(sinks, cache_keys)
+    sinks.cache.invalidate(cache_keys)
 
 
 def _write(
-    config: Config,
     sinks: Sinks,
     table: TableConfig,
     refs: Sequence[DocumentRef],
@@ -406,18 +384,14 @@ def _write(
     reread: Rereader,
     report: VerifyReport,
 ) -> ApplyResult:
-    """Write repairs through ``apply_writes`` and count what was repaired and what failed."""
+    """Write repairs through the search store and count what was repaired and what failed."""
     fields = {n for r in table.resolved_routes for n in table.route_table(r).cache_key_fields}
-    result = apply_writes(
-        sinks.opensearch,
-        sinks.opensearch_guard,
-        refs,
-        plan,
-        config.opensearch,
+    options = WriteOptions(
         reread=reread,
-        fields=sorted(fields),
+        fields=tuple(sorted(fields)),
         refresh=bulk_refresh([table]),  # search cache keys: cleared once the repair is visible
     )
+    result = sinks.search.apply(refs, plan, options)
     for ref, outcome in result.outcomes.items():
         if outcome.status in (Settled.WRITTEN, Settled.TOMBSTONED):
             report.repaired += 1
@@ -426,6 +400,3 @@ def _write(
     return result
 
 
-def _invalidate(sinks: Sinks, cache_keys: set[str]) -> None:
-    if cache_keys:
-        sinks.redis_guard.call_with_retry(invalidate, sinks.redis, cache_keys)
