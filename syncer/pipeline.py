@@ -128,7 +128,7 @@ def _apply_to_search(
     sinks: Sinks,
     deadline: Deadline | None,
 ) -> ApplyResult:
-    """Write every change that is newer than its targets' states, through ``apply_writes``."""
+    """Write every change that is newer than its targets' states, through the search store."""
     by_ref = {ref: change for change in changes for ref in _target_refs(change, tables)}
     optional = frozenset(
         reindex_alias(route.index) for table in tables.values() for route in table.resolved_routes

@@ -37,7 +37,7 @@ from syncer.core.documents import (
     Verdict,
 )
 from syncer.core.fingerprint import content_fingerprint
-from syncer.core.keys import boto_key, lambda_key, typed_key_from_id
+from syncer.core.keys import TypedKey, boto_key, lambda_key, typed_key_from_id
 from syncer.core.plan import bulk_refresh, document_body, plan_scanned, render_cache_keys
 from syncer.core.records import document_id
 from syncer.core.routes import Routed, document_in, route_item
@@ -67,9 +67,9 @@ class VerifyReport:
     repaired: int = 0
     left_to_stream: int = 0
     unrepaired: list[str] = field(default_factory=list)  # "index/id: reason" of failed repairs
-    typed_keys: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
+    typed_keys: dict[str, TypedKey] = field(default_factory=dict, repr=False)
     # Keys of scanned items with hashed long ids (rare): they key documents _source cannot.
-    hashed_keys: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
+    hashed_keys: dict[str, TypedKey] = field(default_factory=dict, repr=False)
 
     @property
     def drift(self) -> int:
@@ -146,7 +146,7 @@ def _compare_page(
     """Compare one page of items with the documents of the same ids in each route's index."""
     routes = table.resolved_routes
     expected: dict[str, dict[str, str]] = {route.index: {} for route in routes}
-    typed: dict[str, dict[str, Any]] = {}
+    typed: dict[str, TypedKey] = {}
     for raw in page:
         item = decode_item(raw)
         doc_id = document_id({name: item[name] for name in key_types})
@@ -174,7 +174,7 @@ def _compare_documents(
     sinks: Sinks,
     index: str,
     expected: Mapping[str, str],
-    typed: Mapping[str, dict[str, Any]],
+    typed: Mapping[str, TypedKey],
     report: VerifyReport,
 ) -> None:
     """Compare expected content fingerprints with the documents of the same ids in ``index``."""
@@ -209,7 +209,7 @@ def _random_hits(sinks: Sinks, alias: str, sample: int) -> list[dict[str, Any]]:
     return sinks.search.search(alias, body)
 
 
-def _hit_key(hit: Mapping[str, Any], key_types: Mapping[str, str]) -> dict[str, Any] | None:
+def _hit_key(hit: Mapping[str, Any], key_types: Mapping[str, str]) -> TypedKey | None:
     """The item key of a document: from its id; for a hashed long id, from ``_source``, but
     only when the rebuilt key gives exactly that id back."""
     doc_id = hit["_id"]
@@ -217,7 +217,7 @@ def _hit_key(hit: Mapping[str, Any], key_types: Mapping[str, str]) -> dict[str, 
     if key is not None or not doc_id.startswith("#"):
         return key
     source = hit.get("_source") or {}
-    typed: dict[str, Any] = {}
+    typed: TypedKey = {}
     for name, kind in key_types.items():
         value = source.get(name)
         if kind in ("S", "B") and isinstance(value, str):
@@ -240,14 +240,14 @@ def _items_of_hits(
     hits: Sequence[Mapping[str, Any]],
     report: VerifyReport,
     whole: bool,
-) -> dict[str, tuple[dict[str, Any], dict[str, Any] | None]]:
+) -> dict[str, tuple[TypedKey, dict[str, Any] | None]]:
     """(key, item or None) of each document of a page, by id, from consistent reads.
 
     A document whose id no item key makes is stray. So is, after a whole scan, a hashed long id
     that no scanned item has and whose ``_source`` cannot key; a sample can only count those.
     """
     report.checked_documents += len(hits)
-    keys: dict[str, dict[str, Any]] = {}
+    keys: dict[str, TypedKey] = {}
     for hit in hits:
         doc_id = hit["_id"]
         key = _hit_key(hit, key_types) or report.hashed_keys.get(doc_id)
