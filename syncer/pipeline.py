@@ -12,14 +12,7 @@ from typing import Any
 
 from syncer.config import Config, Route, TableConfig
 from syncer.core.coalesce import KeyChange, coalesce_latest_per_key
-from syncer.core.documents import (
-    DocumentRef,
-    DocumentWrite,
-    ReadState,
-    Settled,
-    TargetState,
-    Verdict,
-)
+from syncer.core.documents import Decision, DocumentRef, ReadState, Settled, TargetState
 from syncer.core.outcome import BatchOutcome, KeyStages, RecordAction, decide, worst
 from syncer.core.plan import bulk_refresh, change_state, plan_cache_keys, plan_write
 from syncer.core.records import ChangeRecord, RejectedRecord, decode_records
@@ -144,9 +137,7 @@ def _apply_to_search(
     routes = _routes_by_alias(tables)
     reread_routed: dict[tuple[str, str, Version], Routed] = {}
 
-    def plan(
-        ref: DocumentRef, target: TargetState, read: ReadState | None
-    ) -> DocumentWrite | Verdict:
+    def plan(ref: DocumentRef, target: TargetState, read: ReadState | None) -> Decision:
         change = by_ref[ref]
         table = tables[change.table]
         if read is None:

@@ -29,12 +29,11 @@ from syncer.config import Config, Route, TableConfig
 from syncer.core.attributes import decode_item
 from syncer.core.documents import (
     SYNCER_FIELD,
+    Decision,
     DocumentRef,
-    DocumentWrite,
     ReadState,
     Settled,
     TargetState,
-    Verdict,
 )
 from syncer.core.fingerprint import content_fingerprint
 from syncer.core.keys import TypedKey, boto_key, lambda_key, typed_key_from_id
@@ -309,9 +308,7 @@ def _repair_page(
     by_id = _read_states(sinks, table, keys)
     routed: dict[tuple[str, Version], Routed] = {}
 
-    def plan(
-        ref: DocumentRef, target: TargetState, reread: ReadState | None
-    ) -> DocumentWrite | Verdict:
+    def plan(ref: DocumentRef, target: TargetState, reread: ReadState | None) -> Decision:
         state = reread if reread is not None else by_id[ref[1]]
         memo = (ref[1], state.version)
         if memo not in routed:
@@ -356,9 +353,7 @@ def _remove_strays(
     """Tombstone stray documents, unless written after the scan that found no item for them."""
     routes = {route.index: route for route in table.resolved_routes}
 
-    def plan(
-        ref: DocumentRef, target: TargetState, reread: ReadState | None
-    ) -> DocumentWrite | Verdict:
+    def plan(ref: DocumentRef, target: TargetState, reread: ReadState | None) -> Decision:
         view = table.route_table(routes[ref[0]])
         return plan_scanned(ref, view, ReadState(None, absent), target, reread)
 
@@ -398,5 +393,3 @@ def _write(
         elif outcome.status is not Settled.SKIPPED:
             report.unrepaired.append(f"{ref[0]}/{ref[1]}: {outcome.reason}")
     return result
-
-

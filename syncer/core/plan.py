@@ -10,6 +10,7 @@ from syncer.config.templates import NO_ATTRIBUTES, Template, fill_template, pars
 from syncer.core.coalesce import KeyChange
 from syncer.core.documents import (
     SYNCER_FIELD,
+    Decision,
     DocumentRef,
     DocumentWrite,
     IndexedDocument,
@@ -62,7 +63,7 @@ def order_verdict(version: Version, indexed: IndexedDocument | None) -> Verdict 
 
 def plan_read_state(
     ref: DocumentRef, table: TableConfig, read: ReadState, indexed: IndexedDocument | None
-) -> DocumentWrite | Verdict:
+) -> Decision:
     """The write that puts an item as a consistent read found it in place of ``indexed``.
 
     Only called for a read made after ``indexed`` was seen, so the read holds every change
@@ -82,7 +83,7 @@ def plan_scanned(
     scanned: ReadState,
     target: TargetState,
     reread: ReadState | None,
-) -> DocumentWrite | Verdict:
+) -> Decision:
     """A scanned item's write, when it is newer than the indexed state (reindex, verify)."""
     if reread is not None:
         return plan_read_state(ref, table, reread, target.document)
@@ -114,7 +115,7 @@ def plan_write(
     document: Mapping[str, Any] | None,
     target: TargetState,
     reread: ReadState | None = None,
-) -> DocumentWrite | Verdict:
+) -> Decision:
     """The write that brings one route's index to the change's state, or why there is none.
 
     Every table is routed: a table without routes has one, to its own index (docs/routes.md).
@@ -160,7 +161,7 @@ def plan_document_write(
     target: TargetState | IndexedDocument | None,
     current_item: Mapping[str, Any] | object | None = _MISSING,
     reread: ReadState | None = None,
-) -> DocumentWrite | Verdict:
+) -> Decision:
     """``plan_write`` for one of a table's indices, the change's state routed there first.
 
     ``target`` is the index's state, or only its document in the table's own index; an index

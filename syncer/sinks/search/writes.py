@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from syncer.config import OpenSearchConfig
 from syncer.core.documents import (
+    Decision,
     DocumentRef,
     DocumentWrite,
     IndexedDocument,
@@ -68,7 +69,7 @@ class ApplyResult:
         self.outcomes[ref] = RefOutcome(status, reason)
 
 
-Planner = Callable[[DocumentRef, TargetState, ReadState | None], DocumentWrite | Verdict]
+Planner = Callable[[DocumentRef, TargetState, ReadState | None], Decision]
 Rereader = Callable[[Sequence[DocumentRef]], Mapping[DocumentRef, ReadState | str]]
 
 
