@@ -40,6 +40,10 @@ def with_overrides(raw: Mapping[str, Any], environ: Mapping[str, str]) -> dict[s
     overridden = {**raw, "opensearch": opensearch, "redis": redis}
     if environ.get("SYNCER_DEADLETTER_QUEUE_URL"):  # set by template.yaml
         overridden["deadletter"] = {"sqs_queue_url": environ["SYNCER_DEADLETTER_QUEUE_URL"]}
+    consistency = raw.get("consistency") or {}
+    if environ.get("SYNCER_CONSISTENCY_QUEUE_URL") and isinstance(consistency, Mapping):
+        queue_url = environ["SYNCER_CONSISTENCY_QUEUE_URL"]  # set by template.yaml
+        overridden["consistency"] = {**consistency, "queue_url": queue_url}
     return overridden
 
 

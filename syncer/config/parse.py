@@ -11,6 +11,7 @@ import typing
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
+from syncer.config.consistency import parse_consistency
 from syncer.config.names import check_index_name
 from syncer.config.schema import (
     MATCH_OPERATORS,
@@ -31,7 +32,15 @@ from syncer.errors import ConfigError
 
 S = TypeVar("S")
 
-_SECTIONS = {"opensearch", "redis", "deadletter", "resilience", "checkpoints", "tables"}
+_SECTIONS = {
+    "opensearch",
+    "redis",
+    "deadletter",
+    "resilience",
+    "checkpoints",
+    "consistency",
+    "tables",
+}
 _TABLE_KEYS = {"name", "index", "cache_keys", "search_cache_keys", "exclude_attributes", "routes"}
 _ROUTE_KEYS = {
     "match",
@@ -71,6 +80,7 @@ def parse_sections(raw: Mapping[str, Any]) -> Config:
         deadletter=deadletter,
         resilience=_section(ResilienceConfig, "resilience", raw.get("resilience")),
         checkpoints=_section(CheckpointConfig, "checkpoints", raw.get("checkpoints")),
+        consistency=parse_consistency(raw.get("consistency")),
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from syncer.config.consistency import ConsistencyConfig
 from syncer.config.templates import template_fields
 from syncer.errors import ConfigError
 
@@ -164,6 +165,7 @@ class Config:
     deadletter: DeadLetterConfig = field(default_factory=DeadLetterConfig)
     resilience: ResilienceConfig = field(default_factory=ResilienceConfig)
     checkpoints: CheckpointConfig = field(default_factory=CheckpointConfig)
+    consistency: ConsistencyConfig = field(default_factory=ConsistencyConfig)
 
     def table(self, name: str) -> TableConfig | None:
         """The configuration of table ``name``, or None when it is not configured."""
