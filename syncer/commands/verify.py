@@ -43,7 +43,7 @@ from syncer.core.routes import Routed, document_in, route_item
 from syncer.core.versions import Version, read_version
 from syncer.errors import ConfigError, PoisonRecordError
 from syncer.sinks.ports import Sinks
-from syncer.sinks.search import ApplyResult, Planner, Rereader, WriteOptions
+from syncer.sinks.search import ApplyResult, Hit, Planner, Rereader, WriteOptions
 
 PAGE_SIZE = 1000
 # A sample is one search's hits: OpenSearch answers at most index.max_result_window (10,000 by
@@ -119,9 +119,7 @@ def verify_table(
     return report
 
 
-def _scan_pages(
-    sinks: Sinks, table: TableConfig, sample: int | None
-) -> Iterator[list[dict[str, Any]]]:
+def _scan_pages(sinks: Sinks, table: TableConfig, sample: int | None) -> Iterator[list[Hit]]:
     """The table's items a page at a time: all of them, or about ``sample`` from one segment."""
     if sample is None:
         scan = sinks.items.scan(table.name, page_size=PAGE_SIZE)
@@ -191,14 +189,14 @@ def _compare_documents(
         report.typed_keys[doc_id] = typed[doc_id]
 
 
-def _index_pages(sinks: Sinks, alias: str) -> Iterator[list[dict[str, Any]]]:
+def _index_pages(sinks: Sinks, alias: str) -> Iterator[list[Hit]]:
     """Every live document behind the alias, a page at a time (the alias hides tombstones)."""
     sinks.search.refresh(alias)
     body = {"query": {"match_all": {}}, "_source": {"excludes": [SYNCER_FIELD]}}
     yield from sinks.search.scroll(alias, body, PAGE_SIZE)
 
 
-def _random_hits(sinks: Sinks, alias: str, sample: int) -> list[dict[str, Any]]:
+def _random_hits(sinks: Sinks, alias: str, sample: int) -> list[Hit]:
     sinks.search.refresh(alias)
     body = {
         "size": sample,
@@ -208,7 +206,7 @@ def _random_hits(sinks: Sinks, alias: str, sample: int) -> list[dict[str, Any]]:
     return sinks.search.search(alias, body)
 
 
-def _hit_key(hit: Mapping[str, Any], key_types: Mapping[str, str]) -> TypedKey | None:
+def _hit_key(hit: Hit, key_types: Mapping[str, str]) -> TypedKey | None:
     """The item key of a document: from its id; for a hashed long id, from ``_source``, but
     only when the rebuilt key gives exactly that id back."""
     doc_id = hit["_id"]
@@ -236,7 +234,7 @@ def _items_of_hits(
     table: TableConfig,
     route: Route,
     key_types: Mapping[str, str],
-    hits: Sequence[Mapping[str, Any]],
+    hits: Sequence[Hit],
     report: VerifyReport,
     whole: bool,
 ) -> dict[str, tuple[TypedKey, dict[str, Any] | None]]:
@@ -270,7 +268,7 @@ def _check_ghosts(
     table: TableConfig,
     route: Route,
     key_types: Mapping[str, str],
-    pages: Iterable[list[dict[str, Any]]],
+    pages: Iterable[list[Hit]],
     report: VerifyReport,
     whole: bool,
 ) -> None:

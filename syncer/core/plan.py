@@ -24,6 +24,8 @@ from syncer.core.versions import Order, Version, compare
 from syncer.errors import PoisonRecordError
 
 _MISSING = object()
+Image = Mapping[str, Any]  # an item's attributes (DynamoDB values: any JSON-like type)
+State = tuple[Image, Image]  # (key attributes, image): key attributes win when rendering
 
 
 def document_body(item: Mapping[str, Any], table: TableConfig, version: Version) -> dict[str, Any]:
@@ -91,9 +93,7 @@ def plan_scanned(
     return verdict or plan_read_state(ref, table, scanned, target.document)
 
 
-def change_state(
-    change: KeyChange, current_item: Mapping[str, Any] | object | None = _MISSING
-) -> Mapping[str, Any] | None:
+def change_state(change: KeyChange, current_item: Image | object | None = _MISSING) -> Image | None:
     """The item as the change leaves it: its new image, or the item read; None when gone.
 
     ``current_item`` is the item read from the table for streams without a new image
@@ -112,7 +112,7 @@ def change_state(
 def plan_write(
     change: KeyChange,
     route_table: TableConfig,
-    document: Mapping[str, Any] | None,
+    document: Image | None,
     target: TargetState,
     reread: ReadState | None = None,
 ) -> Decision:
@@ -141,7 +141,7 @@ def _write_change(
     change: KeyChange,
     version: Version,
     route_table: TableConfig,
-    document: Mapping[str, Any] | None,
+    document: Image | None,
     target: TargetState,
 ) -> DocumentWrite:
     """The write of a change newer than the target's state: its document, or a tombstone."""
@@ -159,7 +159,7 @@ def plan_document_write(
     change: KeyChange,
     table: TableConfig,
     target: TargetState | IndexedDocument | None,
-    current_item: Mapping[str, Any] | object | None = _MISSING,
+    current_item: Image | object | None = _MISSING,
     reread: ReadState | None = None,
 ) -> Decision:
     """``plan_write`` for one of a table's indices, the change's state routed there first.
@@ -189,12 +189,12 @@ def plan_document_write(
     return _write_change(change, version, table.route_table(route), document, target)
 
 
-def item_states(change: KeyChange) -> list[tuple[Mapping[str, Any], Mapping[str, Any]]]:
+def item_states(change: KeyChange) -> list[State]:
     """Every state of the item in a change's records, as (key attributes, image) pairs.
 
     Old and new images of every record count; a record without images gives its key alone.
     """
-    states: list[tuple[Mapping[str, Any], Mapping[str, Any]]] = []
+    states: list[State] = []
     for record in change.records:
         keys = record.keys
         old_image, new_image = record.old_image, record.new_image
@@ -211,8 +211,8 @@ def item_states(change: KeyChange) -> list[tuple[Mapping[str, Any], Mapping[str,
 def plan_cache_keys(
     change: KeyChange,
     table: TableConfig,
-    extra_states: Iterable[Mapping[str, Any] | None] = (),
-    indexed: Sequence[tuple[Route, Mapping[str, Any]]] = (),
+    extra_states: Iterable[Image | None] = (),
+    indexed: Sequence[tuple[Route, Image]] = (),
 ) -> set[str]:
     """Every cache key (item and search-derived) any state of the item in this batch maps to.
 
@@ -233,8 +233,8 @@ def plan_cache_keys(
 
 def render_cache_keys(
     table: TableConfig,
-    states: Iterable[tuple[Mapping[str, Any], Mapping[str, Any]]],
-    indexed: Iterable[tuple[Route, Mapping[str, Any], Mapping[str, Any]]] = (),
+    states: Iterable[State],
+    indexed: Iterable[tuple[Route, Image, Image]] = (),
 ) -> set[str]:
     """The one cache-key renderer: each (key, image) state with its own route's templates.
 

@@ -9,7 +9,14 @@ from syncer.core.documents import DocumentWrite, WriteKind
 from syncer.sinks.search.aliases import REINDEX_ALIAS_SUFFIX, alias_exists, reindex_alias
 from syncer.sinks.search.bulk import ItemResult, ItemStatus, bulk_chunks, item_result, send_bulk
 from syncer.sinks.search.client import make_client
-from syncer.sinks.search.reads import check_shards, raise_for_mget_error, read_targets, scroll_pages
+from syncer.sinks.search.reads import (
+    Body,
+    Hit,
+    check_shards,
+    raise_for_mget_error,
+    read_targets,
+    scroll_pages,
+)
 from syncer.sinks.search.sink import SearchSink
 from syncer.sinks.search.writes import (
     ApplyResult,
@@ -24,7 +31,9 @@ from syncer.sinks.search.writes import (
 __all__ = [
     "REINDEX_ALIAS_SUFFIX",
     "ApplyResult",
+    "Body",
     "DocumentWrite",
+    "Hit",
     "ItemResult",
     "ItemStatus",
     "Planner",

@@ -13,6 +13,10 @@ from syncer.sinks.search.aliases import timeout_params
 if TYPE_CHECKING:
     from opensearchpy import OpenSearch
 
+# OpenSearch speaks JSON, which opensearch-py leaves untyped: named once here.
+Hit = dict[str, Any]  # a search hit or an ``_mget`` doc
+Body = Mapping[str, Any]  # a request body, a query or a response
+
 
 def read_targets(
     client: OpenSearch,
@@ -55,8 +59,8 @@ def read_targets(
 
 
 def scroll_pages(
-    client: OpenSearch, guard: Downstream, index: str, body: Mapping[str, Any], page_size: int
-) -> Iterator[list[dict[str, Any]]]:
+    client: OpenSearch, guard: Downstream, index: str, body: Body, page_size: int
+) -> Iterator[list[Hit]]:
     """Every hit of ``body``'s query in ``index``, a page at a time (a scroll in ``_doc`` order).
 
     A scroll sees the index as it was when it began, costs no sorting, and is cleared at the
@@ -84,7 +88,7 @@ def scroll_pages(
             )
 
 
-def check_shards(response: Mapping[str, Any], what: str) -> None:
+def check_shards(response: Body, what: str) -> None:
     """Fail loudly when a search or scroll answered without some shards' hits.
 
     OpenSearch answers 200 with the hits of the shards that worked and counts the others in
@@ -100,7 +104,7 @@ def check_shards(response: Mapping[str, Any], what: str) -> None:
         )
 
 
-def raise_for_mget_error(error: Mapping[str, Any]) -> None:
+def raise_for_mget_error(error: Body) -> None:
     """Turn an ``_mget`` per-document error into an exception with OpenSearch's words."""
     kind = error.get("type", "")
     reason = error.get("reason", "")

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from syncer.config import OpenSearchConfig
 from syncer.core.documents import DocumentRef
 from syncer.sinks.search.aliases import alias_exists
-from syncer.sinks.search.reads import check_shards, scroll_pages
+from syncer.sinks.search.reads import Body, Hit, check_shards, scroll_pages
 from syncer.sinks.search.writes import ApplyResult, Planner, WriteOptions, write_documents
 
 if TYPE_CHECKING:
@@ -43,32 +43,28 @@ class SearchSink:
         """Whether ``alias`` exists."""
         return bool(self.guard.call_with_retry(alias_exists, self.client, alias))
 
-    def mget(self, docs: Sequence[Mapping[str, str]]) -> list[dict[str, Any]]:
+    def mget(self, docs: Sequence[Mapping[str, str]]) -> list[Hit]:
         """``_mget`` of (``_index``, ``_id``) pairs in real time, a result per pair."""
         response = self.guard.call_with_retry(
             self.client.mget, body={"docs": list(docs)}, params={"realtime": "true"}
         )
-        found: list[dict[str, Any]] = response["docs"]
+        found: list[Hit] = response["docs"]
         return found
 
-    def search(self, alias: str, body: Mapping[str, Any]) -> list[dict[str, Any]]:
+    def search(self, alias: str, body: Body) -> list[Hit]:
         """The hits of one search; a failed shard is an error, never fewer hits."""
         response = self.guard.call_with_retry(self.client.search, index=alias, body=body)
         check_shards(response, f"search of {alias}")
-        hits: list[dict[str, Any]] = response["hits"]["hits"]
+        hits: list[Hit] = response["hits"]["hits"]
         return hits
 
-    def scroll(
-        self, alias: str, body: Mapping[str, Any], page_size: int
-    ) -> Iterator[list[dict[str, Any]]]:
+    def scroll(self, alias: str, body: Body, page_size: int) -> Iterator[list[Hit]]:
         """Every hit of ``body``'s query, a page at a time (``scroll_pages``)."""
         return scroll_pages(self.client, self.guard, alias, body, page_size)
 
-    def count(self, alias: str, query: Mapping[str, Any]) -> int:
+    def count(self, alias: str, query: Body) -> int:
         """How many documents match ``query``."""
-        response = self.guard.call_with_retry(
-            self.client.count, index=alias, body={"query": query}
-        )
+        response = self.guard.call_with_retry(self.client.count, index=alias, body={"query": query})
         return int(response["count"])
 
     def indices_of(self, alias: str) -> list[str]:
