@@ -138,7 +138,7 @@ def routed_path() -> CpuPath:
     from syncer.config import Route, RouteMatch, TableConfig
     from syncer.core.coalesce import coalesce_latest_per_key
     from syncer.core.documents import TargetState
-    from syncer.core.plan import plan_routed_cache_keys, plan_routed_write
+    from syncer.core.plan import plan_cache_keys, plan_write
     from syncer.core.records import decode_records
     from syncer.core.routes import document_in, route_item
     from syncer.sinks.search import bulk_chunks
@@ -177,11 +177,11 @@ def routed_path() -> CpuPath:
             for change in changes:
                 state = route_item(table, change.latest.new_image)
                 for route, view in routes:
-                    write = plan_routed_write(
+                    write = plan_write(
                         change, view, document_in(state, route), targets[route.index]
                     )
                     writes.append(write)
-                cache_keys |= plan_routed_cache_keys(change, table)
+                cache_keys |= plan_cache_keys(change, table)
             size = 0
             for _, body in bulk_chunks(writes, BULK_MAX_ACTIONS, BULK_MAX_BYTES, []):  # type: ignore[arg-type]
                 size += len(body)

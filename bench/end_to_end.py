@@ -180,14 +180,15 @@ class StageClock:
 
     def install(self, client: Any) -> None:
         from syncer import pipeline
-        from syncer.sinks import search
+        from syncer.sinks import cache
+        from syncer.sinks.search import writes as search_writes
 
         pipeline.decode_records = self.timed("decode", pipeline.decode_records)
         pipeline.coalesce_latest_per_key = self.timed("coalesce", pipeline.coalesce_latest_per_key)
-        pipeline.plan_document_write = self.timed("plan", pipeline.plan_document_write)
+        pipeline.plan_write = self.timed("plan", pipeline.plan_write)
         pipeline.plan_cache_keys = self.timed("keys", pipeline.plan_cache_keys)
-        pipeline.invalidate = self.timed("redis", pipeline.invalidate)
-        search.bulk_chunks = self.timed_chunks(search.bulk_chunks)
+        cache.invalidate = self.timed("redis", cache.invalidate)
+        search_writes.bulk_chunks = self.timed_chunks(search_writes.bulk_chunks)
         client.indices.exists_alias = self.timed("HEAD", client.indices.exists_alias)
         client.mget = self.timed("_mget", client.mget)
         bulk = self.timed("_bulk", client.bulk)
@@ -229,14 +230,14 @@ def syncer_handlers(
     os.environ["SYNCER_CONFIG"] = str(config_path)
     os.environ["SYNCER_METRICS"] = "off"  # no EMF line on stdout per batch
     from syncer import handler
-    from syncer.sinks import search
+    from syncer.sinks.search import targets as search_targets
 
     handler.reset_container()
     container = handler._get_container()
     clock = StageClock()
     clock.install(container.sinks.opensearch)
     overlapped, sequential = Stages(), Stages()
-    side_requests = search._side_requests
+    side_requests = search_targets._side_requests
 
     def run(event: dict[str, Any]) -> Any:
         clock.active = overlapped
@@ -246,11 +247,11 @@ def syncer_handlers(
 
     def run_sequential(event: dict[str, Any]) -> Any:
         clock.active = sequential
-        search._side_requests = InlinePool  # type: ignore[assignment]
+        search_targets._side_requests = InlinePool  # type: ignore[assignment]
         try:
             response = handler.lambda_handler(event, None)
         finally:
-            search._side_requests = side_requests
+            search_targets._side_requests = side_requests
         assert response == {"batchItemFailures": []}, response
         return response
 

@@ -254,8 +254,8 @@ def _progress(total: int, label: str) -> _Progress:
 @click.option("--table", "table_name", required=True, help="Configured table to check.")
 @click.option(
     "--sample",
-    type=int,
-    help="Check about N random items and N random documents instead of everything.",
+    type=click.IntRange(1, 10_000),
+    help="Check about N (1 to 10,000) random items and documents instead of everything.",
 )
 @click.option("--repair", is_flag=True, help="Fix what differs, with the ordering rules in force.")
 def verify(config_path: str | None, table_name: str, sample: int | None, repair: bool) -> None:
@@ -271,12 +271,14 @@ def verify(config_path: str | None, table_name: str, sample: int | None, repair:
     report = verify_table(config, _sinks(config), table_name, sample, repair)
     click.echo(
         f"{table_name}: {report.checked_items} items and {report.checked_documents} documents checked; "
-        f"{len(report.missing)} missing, {len(report.ghost)} ghost, {len(report.differing)} differing"
+        f"{len(report.missing)} missing, {len(report.ghost)} ghost, {len(report.differing)} differing, "
+        f"{len(report.stray)} stray"
     )
     for kind, ids in (
         ("missing", report.missing),
         ("ghost", report.ghost),
         ("differing", report.differing),
+        ("stray", [f"{index}/{doc_id}" for index, doc_id in report.stray]),
     ):
         for doc_id in ids[:10]:
             click.echo(f"  {kind}: {doc_id}")
@@ -290,7 +292,8 @@ def verify(config_path: str | None, table_name: str, sample: int | None, repair:
             click.echo(f"  not repaired: {failure}")
     if report.unverifiable:
         click.echo(
-            f"{report.unverifiable} documents with hashed long ids could not be checked for ghosts"
+            f"{report.unverifiable} sampled documents with hashed long ids could not be checked "
+            "for ghosts; a whole verify (without --sample) checks them"
         )
     if report.drift:
         sys.exit(1)
@@ -339,13 +342,11 @@ def purge_tombstones(
 
         reports = [
             purge(
-                sinks.opensearch,
-                sinks.opensearch_guard,
+                sinks.search,
                 table.route_table(route),  # a routed table: each route's index in turn
                 age_s,
-                dry_run,
+                dry_run=dry_run,
                 on_progress=on_progress,
-                limits=config.opensearch,
             )
             for route in table.resolved_routes
         ]

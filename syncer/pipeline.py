@@ -13,24 +13,17 @@ from typing import Any
 from syncer.config import Config, Route, TableConfig
 from syncer.core.coalesce import KeyChange, coalesce_latest_per_key
 from syncer.core.consistency import WrittenKey, percentile
-from syncer.core.documents import DocumentRef, ReadState, Settled, TargetState
+from syncer.core.documents import Decision, DocumentRef, ReadState, Settled, TargetState
 from syncer.core.outcome import BatchOutcome, KeyStages, RecordAction, decide, worst
-from syncer.core.plan import (
-    bulk_refresh,
-    plan_cache_keys,
-    plan_document_write,
-    plan_routed_cache_keys,
-    plan_routed_write,
-)
+from syncer.core.plan import bulk_refresh, change_state, plan_cache_keys, plan_write
 from syncer.core.records import ChangeRecord, RejectedRecord, decode_records
-from syncer.core.routes import GONE, Routed, document_in, route_item
+from syncer.core.routes import Routed, document_in, route_item
 from syncer.core.versions import Version
 from syncer.errors import DownstreamUnavailableError, PoisonRecordError
-from syncer.sinks.cache import invalidate
 from syncer.sinks.deadletter import DeadLetter
 from syncer.sinks.ports import Sinks
 from syncer.sinks.resilience import Deadline, reported_failure
-from syncer.sinks.search import ApplyResult, apply_writes, reindex_alias
+from syncer.sinks.search import ApplyResult, WriteOptions, reindex_alias
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +68,8 @@ def _read_items(
 def _target_refs(change: KeyChange, tables: Mapping[str, TableConfig]) -> tuple[DocumentRef, ...]:
     """Where a change is written: each route's alias, and its reindex target if one exists.
 
-    A table without routes has one: its own index. A routed table's change goes to every
-    route's index, a document where its state belongs and a tombstone elsewhere (docs/routes.md).
+    A table without routes has one: its own index. A change goes to every route's index, a
+    document where its state belongs and a tombstone elsewhere (docs/routes.md).
     """
     doc_id = change.document_id
     return tuple(
@@ -93,7 +86,6 @@ def _routes_by_alias(
     return {
         (table.name, alias): (route, table.route_table(route))
         for table in tables.values()
-        if table.routes
         for route in table.resolved_routes
         for alias in (route.index, reindex_alias(route.index))
     }
@@ -103,12 +95,10 @@ def _state_item(
     change: KeyChange, items: Mapping[tuple[str, str], Mapping[str, Any] | None]
 ) -> Mapping[str, Any] | None:
     """The item as the change leaves it: its new image, or the item read; None when gone."""
-    latest = change.latest
-    if latest.is_remove:
-        return None
-    if latest.new_image is not None:
-        return latest.new_image
-    return items.get((change.table, change.document_id))
+    key = (change.table, change.document_id)
+    if change.latest.needs_item_lookup and key not in items:
+        return change_state(change)  # a bug: the item should have been read; it says so
+    return change_state(change, items.get(key))
 
 
 def _route_changes(
@@ -116,13 +106,12 @@ def _route_changes(
     tables: Mapping[str, TableConfig],
     items: Mapping[tuple[str, str], Mapping[str, Any] | None],
 ) -> dict[tuple[str, str], Routed]:
-    """Route (and transform, once) the state each routed table's change leaves its item in."""
+    """Route (and transform, once) the state each change leaves its item in."""
     return {
         (change.table, change.document_id): route_item(
             tables[change.table], _state_item(change, items)
         )
         for change in changes
-        if tables[change.table].routes
     }
 
 
@@ -132,10 +121,9 @@ def _apply_to_search(
     items: Mapping[tuple[str, str], Mapping[str, Any] | None],
     routed: Mapping[tuple[str, str], Routed],
     sinks: Sinks,
-    config: Config,
     deadline: Deadline | None,
 ) -> ApplyResult:
-    """Write every change that is newer than its targets' states, through ``apply_writes``."""
+    """Write every change that is newer than its targets' states, through the search store."""
     by_ref = {ref: change for change in changes for ref in _target_refs(change, tables)}
     optional = frozenset(
         reindex_alias(route.index) for table in tables.values() for route in table.resolved_routes
@@ -151,14 +139,11 @@ def _apply_to_search(
     routes = _routes_by_alias(tables)
     reread_routed: dict[tuple[str, str, Version], Routed] = {}
 
-    def plan(ref: DocumentRef, target: TargetState, read: ReadState | None) -> Any:
+    def plan(ref: DocumentRef, target: TargetState, read: ReadState | None) -> Decision:
         change = by_ref[ref]
         table = tables[change.table]
-        key = (change.table, change.document_id)
-        if not table.routes:
-            return plan_document_write(change, table, target, items.get(key), read)
         if read is None:
-            state = routed.get(key, GONE)
+            state = routed[(change.table, change.document_id)]
         else:  # the re-read item is routed (and transformed) once for all its refs
             memo = (change.table, change.document_id, read.version)
             if memo not in reread_routed:
@@ -166,7 +151,7 @@ def _apply_to_search(
             state = reread_routed[memo]
         route, route_table = routes[(table.name, ref[0])]
         document = document_in(state, route)  # PoisonRecordError: the ref is rejected
-        return plan_routed_write(change, route_table, document, target, read)
+        return plan_write(change, route_table, document, target, read)
 
     def reread(refs: Sequence[DocumentRef]) -> dict[DocumentRef, ReadState | str]:
         by_table: dict[str, list[DocumentRef]] = {}
@@ -179,18 +164,14 @@ def _apply_to_search(
                 states[ref] = read if isinstance(read, str) else read[ref[1]]
         return states
 
-    return apply_writes(
-        sinks.opensearch,
-        sinks.opensearch_guard,
-        list(by_ref),
-        plan,
-        config.opensearch,
+    options = WriteOptions(
         reread=reread,
-        fields=fields,
+        fields=tuple(fields),
         optional_aliases=optional,
         deadline=deadline,
         refresh=bulk_refresh(tables[change.table] for change in changes),
     )
+    return sinks.search.apply(list(by_ref), plan, options)
 
 
 def _invalidate_cache(
@@ -204,25 +185,20 @@ def _invalidate_cache(
     """Invalidate every change's cache keys in one round trip; the keys by change, and any error."""
     keys_by_ref: dict[DocumentRef, set[str]] = {}
     for change in changes:
-        ref = _ref(change, tables)
-        table = tables[change.table]
+        indexed = [
+            (route, document.fields)
+            for route in tables[change.table].resolved_routes
+            if (document := before.get((route.index, change.document_id))) is not None
+        ]
         fetched = items.get((change.table, change.document_id))
-        if table.routes:
-            indexed_docs = [
-                (route, document.fields)
-                for route in table.resolved_routes
-                if (document := before.get((route.index, change.document_id))) is not None
-            ]
-            keys_by_ref[ref] = plan_routed_cache_keys(change, table, indexed_docs, fetched)
-            continue
-        indexed = before.get(ref)
-        extra = [indexed.fields if indexed is not None else None, fetched]
-        keys_by_ref[ref] = plan_cache_keys(change, table, extra)
+        keys_by_ref[_ref(change, tables)] = plan_cache_keys(
+            change, tables[change.table], [fetched], indexed
+        )
     keys = set().union(*keys_by_ref.values())
     if not keys:
         return keys_by_ref, None
     try:
-        sinks.redis_guard.call_with_retry(invalidate, sinks.redis, keys, deadline=deadline)
+        sinks.cache.invalidate(keys, deadline)
     except Exception as error:  # noqa: BLE001 - reported_failure re-raises bugs
         return keys_by_ref, reported_failure(error, "Redis invalidation")
     return keys_by_ref, None
@@ -295,12 +271,7 @@ def _process_batch(
     sinks: Sinks,
     deadline: Deadline | None,
 ) -> BatchOutcome:
-    guards = (
-        sinks.opensearch_guard,
-        sinks.redis_guard,
-        sinks.dynamodb_guard,
-        sinks.deadletter_guard,
-    )
+    guards = sinks.guards
     retries_before = sum(g.retries for g in guards)
     breaker_changes_before = sum(g.breaker_changes for g in guards)
     decoded, rejected = decode_records(raw_records)
@@ -323,7 +294,7 @@ def _process_batch(
     items, lookup_failed = _lookup_items(changes, sinks, deadline)
     searchable = [c for c in changes if (c.table, c.document_id) not in lookup_failed]
     routed = _route_changes(searchable, tables, items)
-    search = _apply_to_search(searchable, tables, items, routed, sinks, config, deadline)
+    search = _apply_to_search(searchable, tables, items, routed, sinks, deadline)
     cache_keys, cache_error = _invalidate_cache(
         changes, tables, search.observed, items, sinks, deadline
     )
@@ -450,7 +421,7 @@ def _write_dead_letters(
     if not letters:
         return 0
     try:
-        sinks.deadletter_guard.call_with_retry(sinks.deadletters.write, letters, deadline=deadline)
+        sinks.letters.write(letters, deadline)
     except Exception as error:
         reported_failure(error, "dead-letter write")
         if any(letter.sequence_text is None for letter in letters):

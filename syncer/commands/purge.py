@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from syncer.config import OpenSearchConfig, TableConfig
+from syncer.config import TableConfig
 from syncer.core.documents import (
     SYNCER_FIELD,
     DocumentRef,
@@ -31,8 +31,8 @@ from syncer.core.documents import (
     WriteKind,
 )
 from syncer.errors import PurgeRefusedError, SyncerError
-from syncer.sinks.resilience import Downstream
-from syncer.sinks.search import alias_exists, apply_writes, reindex_alias
+from syncer.sinks.ports import SearchStore
+from syncer.sinks.search import WriteOptions, reindex_alias
 
 DAY_S = 86_400
 MIN_AGE_S = DAY_S  # the stream's retention: younger tombstones may still be needed by a retry
@@ -73,15 +73,14 @@ def tombstone_query(cutoff_ms: int) -> dict[str, Any]:
 
 
 def purge_tombstones(
-    client: Any,
-    guard: Downstream,
+    search: SearchStore,
     table: TableConfig,
     older_than_s: float,
+    *,
     dry_run: bool = False,
     now: float | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     page_size: int = 1000,
-    limits: OpenSearchConfig | None = None,
 ) -> PurgeReport:
     """Delete the tombstones of ``table`` older than ``older_than_s``; count them on a dry run."""
     if older_than_s < MIN_AGE_S:
@@ -89,7 +88,7 @@ def purge_tombstones(
             f"tombstones younger than {MIN_AGE_S // 3600} hours may still stop a retried or "
             "redelivered older change (stream retention is 24 hours); choose a longer age"
         )
-    if guard.call_with_retry(alias_exists, client, reindex_alias(table.index)):
+    if search.alias_exists(reindex_alias(table.index)):
         raise PurgeRefusedError(
             f"a reindex of {table.name!r} is running ({reindex_alias(table.index)} exists); "
             "purge after it finished"
@@ -97,53 +96,43 @@ def purge_tombstones(
     from opensearchpy.exceptions import NotFoundError
 
     try:
-        aliases = guard.call_with_retry(client.indices.get_alias, name=table.index)
+        indices = tuple(sorted(search.indices_of(table.index)))
     except NotFoundError:
         raise SyncerError(
             f"alias {table.index!r} does not exist; run `syncer setup` first"
         ) from None
-    indices = tuple(sorted(aliases))
     cutoff_ms = int(((time.time() if now is None else now) - older_than_s) * 1000)
     query = tombstone_query(cutoff_ms)
     target = ",".join(indices)
     # count and search see only refreshed documents.
-    guard.call_with_retry(client.indices.refresh, index=target)
-    counted = guard.call_with_retry(client.count, index=target, body={"query": query})
-    matched = int(counted["count"])
+    search.refresh(target)
+    matched = search.count(target, query)
     deleted = conflicts = 0
     failures: list[str] = []
     # Each hit is deleted or conflicted (changed, so it no longer matches), and tombstones made
     # from now on are younger than the cutoff: the loop sees about ``matched`` hits in all.
     budget = 2 * matched + page_size
     while not dry_run and budget > 0:
-        found = guard.call_with_retry(
-            client.search,
-            index=target,
-            body={"query": query, "size": page_size, "_source": False, "seq_no_primary_term": True},
+        hits = search.search(
+            target,
+            {"query": query, "size": page_size, "_source": False, "seq_no_primary_term": True},
         )
-        hits = found["hits"]["hits"]
         if not hits:
             break
         budget -= len(hits)
-        gone, clashed, failed = _delete_page(
-            client, guard, hits, cutoff_ms, limits or OpenSearchConfig()
-        )
+        gone, clashed, failed = _delete_page(search, hits, cutoff_ms)
         deleted, conflicts = deleted + gone, conflicts + clashed
         failures.extend(failed)
         if on_progress is not None:
             on_progress(deleted + conflicts, matched)
         if failed:  # the same hits would fail again: report them rather than spin
             break
-        guard.call_with_retry(client.indices.refresh, index=target)
+        search.refresh(target)
     return PurgeReport(indices, matched, deleted, conflicts, tuple(failures))
 
 
 def _delete_page(
-    client: Any,
-    guard: Downstream,
-    hits: list[dict[str, Any]],
-    cutoff_ms: int,
-    limits: OpenSearchConfig,
+    search: SearchStore, hits: list[dict[str, Any]], cutoff_ms: int
 ) -> tuple[int, int, list[str]]:
     """Delete each hit only if it is still an old tombstone; (deleted, conflicts, failures)."""
     replaced: set[DocumentRef] = set()
@@ -159,7 +148,7 @@ def _delete_page(
         return DocumentWrite(ref, WriteKind.DELETE, {}, document)
 
     refs = [(hit["_index"], hit["_id"]) for hit in hits]
-    result = apply_writes(client, guard, refs, plan, limits, replan_conflicts=False)
+    result = search.apply(refs, plan, WriteOptions(replan_conflicts=False))
     deleted = result.count(Settled.DELETED) + result.count(Settled.SKIPPED) - len(replaced)
     conflicts = result.count(Settled.CONFLICT) + len(replaced)
     failures = [

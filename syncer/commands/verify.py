@@ -8,36 +8,49 @@ Both passes go page by page, so memory follows the page size and the drift, not 
 table pages are compared with the documents of the same ids (``_mget``), then index pages are
 checked for items that no longer exist (``BatchGetItem`` by key). Keys are taken from document
 ids and the table's key schema, never from numbers read back from ``_source`` (they come back as
-doubles). ``--repair`` reads each drifted key again (consistently) and writes what it found with
-its read version through ``syncer.sinks.search.apply_writes``: a newer stream change wins, and a
-document is tombstoned only when that read found no item.
+doubles); a document whose id no item key makes (left by another tool, written by hand, or a
+hashed long id that no scanned item has) is *stray*. ``--repair`` reads each drifted key again (consistently) and writes what it found with
+its read version through the search store (``syncer.sinks.search.write_documents``): a newer stream change wins, and a
+document is tombstoned only when that read found no item. A stray document is tombstoned
+unless it was written after the verify began. Every table is routed (a table without routes has
+one route, to its own index): each route's index holds exactly the items its route selects.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from syncer.config import Config, Route, TableConfig
-from syncer.config.templates import render_cache_key
 from syncer.core.attributes import decode_item
-from syncer.core.documents import SYNCER_FIELD, DocumentRef, ReadState, Settled, TargetState
+from syncer.core.documents import (
+    SYNCER_FIELD,
+    Decision,
+    DocumentRef,
+    ReadState,
+    Settled,
+    TargetState,
+)
 from syncer.core.fingerprint import content_fingerprint
-from syncer.core.keys import boto_key, typed_key_from_id
-from syncer.core.plan import bulk_refresh, document_body, plan_scanned
+from syncer.core.keys import TypedKey, boto_key, lambda_key, typed_key_from_id
+from syncer.core.plan import bulk_refresh, document_body, plan_scanned, render_cache_keys
 from syncer.core.records import document_id
 from syncer.core.routes import Routed, document_in, route_item
-from syncer.core.versions import Version
-from syncer.errors import PoisonRecordError
-from syncer.sinks.cache import invalidate
+from syncer.core.versions import Version, read_version
+from syncer.errors import ConfigError, PoisonRecordError
 from syncer.sinks.ports import Sinks
-from syncer.sinks.search import apply_writes, scroll_pages
+from syncer.sinks.search import ApplyResult, Hit, Planner, Rereader, WriteOptions
 
 PAGE_SIZE = 1000
+# A sample is one search's hits: OpenSearch answers at most index.max_result_window (10,000 by
+# default) hits per search (https://opensearch.org/docs/latest/api-reference/search/).
+MAX_SAMPLE = 10_000
 _CONTENT = Version()  # a placeholder: fingerprints leave ``_syncer`` out
+_NO_KEY = "its id makes no item key, so its item cannot be read again"
 
 
 @dataclass
@@ -48,86 +61,124 @@ class VerifyReport:
     missing: list[str] = field(default_factory=list)
     ghost: list[str] = field(default_factory=list)
     differing: list[str] = field(default_factory=list)
-    unverifiable: int = 0  # hashed long ids whose key could not be rebuilt exactly
+    stray: list[DocumentRef] = field(default_factory=list)  # ids no item key makes, by index
+    unverifiable: int = 0  # --sample: hashed long ids no sampled item has and _source can't key
     repaired: int = 0
     left_to_stream: int = 0
-    unrepaired: list[str] = field(default_factory=list)  # "id: reason" of failed repairs
-    typed_keys: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
+    unrepaired: list[str] = field(default_factory=list)  # "index/id: reason" of failed repairs
+    typed_keys: dict[str, TypedKey] = field(default_factory=dict, repr=False)
+    # Keys of scanned items with hashed long ids (rare): they key documents _source cannot.
+    hashed_keys: dict[str, TypedKey] = field(default_factory=dict, repr=False)
 
     @property
     def drift(self) -> int:
-        return len(self.missing) + len(self.ghost) + len(self.differing)
+        return len(self.missing) + len(self.ghost) + len(self.differing) + len(self.stray)
+
+
+def check_sample(sample: int | None) -> None:
+    """Refuse a sample size the scan or the search cannot take, before any request."""
+    if sample is not None and not 1 <= sample <= MAX_SAMPLE:
+        raise ConfigError(
+            f"--sample must be between 1 and {MAX_SAMPLE:,} (one search's hits), not {sample}; "
+            "leave it out to check everything"
+        )
 
 
 def verify_table(
     config: Config, sinks: Sinks, table_name: str, sample: int | None = None, repair: bool = False
 ) -> VerifyReport:
-    """Compare table and index (all of it, or about ``sample`` keys each way) and maybe repair."""
+    """Compare table and indices (all, or about ``sample`` keys each way) and maybe repair.
+
+    Every route's index holds exactly the items its route selects, shaped by its transform.
+    With ``sample``, the scan pages are a sample and each route's index gives ``sample``
+    random documents to check for ghosts.
+    """
+    check_sample(sample)
     table = config.require_table(table_name)
+    started = time.time()
     key_types = sinks.items.key_schema(table.name)
     report = VerifyReport(table.name)
+    for page in _scan_pages(sinks, table, sample):
+        _compare_page(sinks, table, key_types, page, report)
+    for route in table.resolved_routes:
+        hits = (
+            _index_pages(sinks, route.index)
+            if sample is None
+            else iter([_random_hits(sinks, route.index, sample)])
+        )
+        _check_ghosts(sinks, table, route, key_types, hits, report, whole=sample is None)
+    if repair and report.drift:
+        drifted = list(dict.fromkeys([*report.missing, *report.differing, *report.ghost]))
+        for start in range(0, len(drifted), PAGE_SIZE):
+            _repair_page(sinks, table, drifted[start : start + PAGE_SIZE], report)
+        # The stray documents' items were absent from the scan, which ran in this interval.
+        absent = read_version(started, time.time())
+        for start in range(0, len(report.stray), PAGE_SIZE):
+            strays = report.stray[start : start + PAGE_SIZE]
+            _remove_strays(sinks, table, strays, absent, report)
+    return report
+
+
+def _scan_pages(sinks: Sinks, table: TableConfig, sample: int | None) -> Iterator[list[Hit]]:
+    """The table's items a page at a time: all of them, or about ``sample`` from one segment."""
     if sample is None:
-        pages = (page.items for page in sinks.items.scan(table.name, page_size=PAGE_SIZE))
+        scan = sinks.items.scan(table.name, page_size=PAGE_SIZE)
     else:
-        description = sinks.items.describe(table.name)
-        count = int(description.get("ItemCount", 0))
-        total = max(1, min(1_000_000, math.ceil(count / max(1, sample))))
+        count = int(sinks.items.describe(table.name).get("ItemCount", 0))
+        total = max(1, min(1_000_000, math.ceil(count / sample)))
         segment = random.Random().randrange(total)
         scan = sinks.items.scan(
             table.name, segment=segment, total_segments=total, page_size=PAGE_SIZE, limit=sample
         )
-        pages = (page.items for page in scan)
-    if table.routes:
-        return _verify_routed(config, sinks, table, key_types, report, repair, pages, sample)
-    for page in pages:
-        _compare_items(sinks, table, key_types, page, report)
-    if sample is None:
-        _check_ghosts(sinks, table, key_types, _index_pages(sinks, table.index), report)
-    else:
-        _check_ghosts(sinks, table, key_types, [_random_hits(sinks, table, sample)], report)
-    if repair and report.drift:
-        _repair(config, sinks, table, key_types, report)
-    return report
+    return (page.items for page in scan)
 
 
-def _compare_items(
+def _compare_page(
     sinks: Sinks,
     table: TableConfig,
     key_types: Mapping[str, str],
-    raw_items: Sequence[dict[str, Any]],
+    page: Sequence[dict[str, Any]],
     report: VerifyReport,
 ) -> None:
-    """Compare one page of table items with the documents of the same ids."""
-    expected: dict[str, str] = {}
-    typed: dict[str, dict[str, Any]] = {}
-    for raw in raw_items:
+    """Compare one page of items with the documents of the same ids in each route's index."""
+    routes = table.resolved_routes
+    expected: dict[str, dict[str, str]] = {route.index: {} for route in routes}
+    typed: dict[str, TypedKey] = {}
+    for raw in page:
         item = decode_item(raw)
         doc_id = document_id({name: item[name] for name in key_types})
-        try:
-            expected[doc_id] = content_fingerprint(document_body(item, table, _CONTENT))
-        except PoisonRecordError:
-            expected[doc_id] = "unindexable"
         typed[doc_id] = {name: raw[name] for name in key_types}
-    report.checked_items += len(expected)
-    _compare_documents(sinks, table.index, expected, typed, report)
+        if doc_id.startswith("#"):
+            report.hashed_keys[doc_id] = typed[doc_id]
+        state = route_item(table, item)
+        if state.route is None:
+            continue
+        view = table.route_table(state.route)
+        try:
+            document = document_in(state, state.route)
+            if document is None:
+                continue
+            fingerprint = content_fingerprint(document_body(document, view, _CONTENT))
+        except PoisonRecordError:
+            fingerprint = "unindexable"
+        expected[state.route.index][doc_id] = fingerprint
+    report.checked_items += len(typed)
+    for route in routes:
+        _compare_documents(sinks, route.index, expected[route.index], typed, report)
 
 
 def _compare_documents(
     sinks: Sinks,
     index: str,
     expected: Mapping[str, str],
-    typed: Mapping[str, dict[str, Any]],
+    typed: Mapping[str, TypedKey],
     report: VerifyReport,
 ) -> None:
     """Compare expected content fingerprints with the documents of the same ids in ``index``."""
     if not expected:
         return
-    response = sinks.opensearch_guard.call_with_retry(
-        sinks.opensearch.mget,
-        body={"docs": [{"_index": index, "_id": doc_id} for doc_id in expected]},
-        params={"realtime": "true"},
-    )
-    for doc_id, doc in zip(expected, response["docs"], strict=True):
+    docs = sinks.search.mget([{"_index": index, "_id": doc_id} for doc_id in expected])
+    for doc_id, doc in zip(expected, docs, strict=True):
         source = doc.get("_source") if doc.get("found") else None
         if source is None or source.get(SYNCER_FIELD, {}).get("deleted"):
             report.missing.append(doc_id)
@@ -138,30 +189,24 @@ def _compare_documents(
         report.typed_keys[doc_id] = typed[doc_id]
 
 
-def _index_pages(sinks: Sinks, alias: str) -> Iterator[list[dict[str, Any]]]:
+def _index_pages(sinks: Sinks, alias: str) -> Iterator[list[Hit]]:
     """Every live document behind the alias, a page at a time (the alias hides tombstones)."""
-    client, guard = sinks.opensearch, sinks.opensearch_guard
-    guard.call_with_retry(client.indices.refresh, index=alias)
+    sinks.search.refresh(alias)
     body = {"query": {"match_all": {}}, "_source": {"excludes": [SYNCER_FIELD]}}
-    yield from scroll_pages(client, guard, alias, body, PAGE_SIZE)
+    yield from sinks.search.scroll(alias, body, PAGE_SIZE)
 
 
-def _random_hits(sinks: Sinks, table: TableConfig, sample: int) -> list[dict[str, Any]]:
-    sinks.opensearch_guard.call_with_retry(sinks.opensearch.indices.refresh, index=table.index)
-    response = sinks.opensearch_guard.call_with_retry(
-        sinks.opensearch.search,
-        index=table.index,
-        body={
-            "size": sample,
-            "query": {"function_score": {"random_score": {}}},
-            "_source": {"excludes": [SYNCER_FIELD]},
-        },
-    )
-    hits: list[dict[str, Any]] = response["hits"]["hits"]
-    return hits
+def _random_hits(sinks: Sinks, alias: str, sample: int) -> list[Hit]:
+    sinks.search.refresh(alias)
+    body = {
+        "size": sample,
+        "query": {"function_score": {"random_score": {}}},
+        "_source": {"excludes": [SYNCER_FIELD]},
+    }
+    return sinks.search.search(alias, body)
 
 
-def _hit_key(hit: Mapping[str, Any], key_types: Mapping[str, str]) -> dict[str, Any] | None:
+def _hit_key(hit: Hit, key_types: Mapping[str, str]) -> TypedKey | None:
     """The item key of a document: from its id; for a hashed long id, from ``_source``, but
     only when the rebuilt key gives exactly that id back."""
     doc_id = hit["_id"]
@@ -169,7 +214,7 @@ def _hit_key(hit: Mapping[str, Any], key_types: Mapping[str, str]) -> dict[str, 
     if key is not None or not doc_id.startswith("#"):
         return key
     source = hit.get("_source") or {}
-    typed: dict[str, Any] = {}
+    typed: TypedKey = {}
     for name, kind in key_types.items():
         value = source.get(name)
         if kind in ("S", "B") and isinstance(value, str):
@@ -187,19 +232,28 @@ def _hit_key(hit: Mapping[str, Any], key_types: Mapping[str, str]) -> dict[str, 
 def _items_of_hits(
     sinks: Sinks,
     table: TableConfig,
+    route: Route,
     key_types: Mapping[str, str],
-    hits: Sequence[Mapping[str, Any]],
+    hits: Sequence[Hit],
     report: VerifyReport,
-) -> dict[str, tuple[dict[str, Any], dict[str, Any] | None]]:
-    """(key, item or None) of each document of a page, by id, from consistent reads."""
+    whole: bool,
+) -> dict[str, tuple[TypedKey, dict[str, Any] | None]]:
+    """(key, item or None) of each document of a page, by id, from consistent reads.
+
+    A document whose id no item key makes is stray. So is, after a whole scan, a hashed long id
+    that no scanned item has and whose ``_source`` cannot key; a sample can only count those.
+    """
     report.checked_documents += len(hits)
-    keys: dict[str, dict[str, Any]] = {}
+    keys: dict[str, TypedKey] = {}
     for hit in hits:
-        key = _hit_key(hit, key_types)
-        if key is None:
-            report.unverifiable += 1
+        doc_id = hit["_id"]
+        key = _hit_key(hit, key_types) or report.hashed_keys.get(doc_id)
+        if key is not None:
+            keys[doc_id] = key
+        elif whole or not doc_id.startswith("#"):
+            report.stray.append((route.index, doc_id))
         else:
-            keys[hit["_id"]] = key
+            report.unverifiable += 1
     if not keys:
         return {}
     found = sinks.items.read(table.name, list(keys.values()))
@@ -212,148 +266,16 @@ def _items_of_hits(
 def _check_ghosts(
     sinks: Sinks,
     table: TableConfig,
-    key_types: Mapping[str, str],
-    pages: Any,
-    report: VerifyReport,
-) -> None:
-    """Documents whose item a consistent read does not find are ghosts."""
-    for hits in pages:
-        for doc_id, (key, item) in _items_of_hits(sinks, table, key_types, hits, report).items():
-            if item is None:
-                report.ghost.append(doc_id)
-                report.typed_keys[doc_id] = key
-
-
-def _repair(
-    config: Config,
-    sinks: Sinks,
-    table: TableConfig,
-    key_types: Mapping[str, str],
-    report: VerifyReport,
-) -> None:
-    """Read every drifted key again and write what the table holds, where that is newer."""
-    drifted = list(dict.fromkeys([*report.missing, *report.differing, *report.ghost]))
-    for start in range(0, len(drifted), PAGE_SIZE):
-        _repair_page(config, sinks, table, key_types, drifted[start : start + PAGE_SIZE], report)
-
-
-def _read_states(
-    sinks: Sinks, table: TableConfig, keys: Mapping[DocumentRef, Mapping[str, Any]]
-) -> dict[DocumentRef, ReadState]:
-    found = sinks.items.read(table.name, list(keys.values()))
-    return {ref: found[ref[1]] for ref in keys}
-
-
-def _repair_page(
-    config: Config,
-    sinks: Sinks,
-    table: TableConfig,
-    key_types: Mapping[str, str],
-    doc_ids: Sequence[str],
-    report: VerifyReport,
-) -> None:
-    keys = {(table.index, d): boto_key(report.typed_keys[d]) for d in doc_ids}
-    states = _read_states(sinks, table, keys)
-
-    def plan(ref: DocumentRef, target: TargetState, reread: ReadState | None) -> Any:
-        return plan_scanned(ref, table, states[ref], target, reread)
-
-    def reread(refs: Sequence[DocumentRef]) -> dict[DocumentRef, ReadState | str]:
-        return dict(_read_states(sinks, table, {ref: keys[ref] for ref in refs}))
-
-    result = apply_writes(
-        sinks.opensearch,
-        sinks.opensearch_guard,
-        list(keys),
-        plan,
-        config.opensearch,
-        reread=reread,
-        fields=sorted(table.cache_key_fields),
-    )
-    cache_keys: set[str] = set()
-    for ref, outcome in result.outcomes.items():
-        if outcome.status in (Settled.WRITTEN, Settled.TOMBSTONED):
-            report.repaired += 1
-        elif outcome.status is Settled.SKIPPED:
-            report.left_to_stream += 1  # the index already holds a newer state
-        else:
-            report.unrepaired.append(f"{ref[1]}: {outcome.reason}")
-        indexed = result.observed.get(ref)
-        for state in (states[ref].item, indexed.fields if indexed is not None else None):
-            for template in table.cache_keys:
-                key = render_cache_key(template, state or {})
-                if key is not None:
-                    cache_keys.add(key)
-    if cache_keys:
-        sinks.redis_guard.call_with_retry(invalidate, sinks.redis, cache_keys)
-
-
-# -- routed tables (docs/routes.md): each route's index against the items that route selects --
-
-
-def _verify_routed(
-    config: Config,
-    sinks: Sinks,
-    table: TableConfig,
-    key_types: Mapping[str, str],
-    report: VerifyReport,
-    repair: bool,
-    pages: Iterator[list[dict[str, Any]]],
-    sample: int | None,
-) -> VerifyReport:
-    """Every route's index holds exactly the items its route selects, shaped by its transform.
-
-    With ``sample``, the scan pages are a sample and each route index gives ``sample`` random
-    documents to check for ghosts.
-    """
-    routes = table.resolved_routes
-    for page in pages:
-        expected: dict[str, dict[str, str]] = {route.index: {} for route in routes}
-        typed: dict[str, dict[str, Any]] = {}
-        for raw in page:
-            item = decode_item(raw)
-            doc_id = document_id({name: item[name] for name in key_types})
-            typed[doc_id] = {name: raw[name] for name in key_types}
-            state = route_item(table, item)
-            if state.route is None:
-                continue
-            view = table.route_table(state.route)
-            try:
-                document = document_in(state, state.route)
-                if document is None:
-                    continue
-                fingerprint = content_fingerprint(document_body(document, view, _CONTENT))
-            except PoisonRecordError:
-                fingerprint = "unindexable"
-            expected[state.route.index][doc_id] = fingerprint
-        report.checked_items += len(typed)
-        for route in routes:
-            _compare_documents(sinks, route.index, expected[route.index], typed, report)
-    for route in routes:
-        hits = (
-            _index_pages(sinks, route.index)
-            if sample is None
-            else iter([_random_hits(sinks, table.route_table(route), sample)])
-        )
-        _check_routed_ghosts(sinks, table, route, key_types, hits, report)
-    if repair and report.drift:
-        drifted = list(dict.fromkeys([*report.missing, *report.differing, *report.ghost]))
-        for start in range(0, len(drifted), PAGE_SIZE):
-            _repair_routed(config, sinks, table, drifted[start : start + PAGE_SIZE], report)
-    return report
-
-
-def _check_routed_ghosts(
-    sinks: Sinks,
-    table: TableConfig,
     route: Route,
     key_types: Mapping[str, str],
-    pages: Iterator[list[dict[str, Any]]],
+    pages: Iterable[list[Hit]],
     report: VerifyReport,
+    whole: bool,
 ) -> None:
     """Documents of ``route``'s index whose item is gone or that another route (or none) selects."""
     for hits in pages:
-        for doc_id, (key, item) in _items_of_hits(sinks, table, key_types, hits, report).items():
+        read = _items_of_hits(sinks, table, route, key_types, hits, report, whole)
+        for doc_id, (key, item) in read.items():
             try:
                 belongs = document_in(route_item(table, item), route) is not None
             except PoisonRecordError:
@@ -363,23 +285,28 @@ def _check_routed_ghosts(
                 report.typed_keys[doc_id] = key
 
 
-def _repair_routed(
-    config: Config,
+def _read_states(
+    sinks: Sinks, table: TableConfig, keys: Mapping[str, Mapping[str, Any]]
+) -> dict[str, ReadState]:
+    """Consistent reads of drifted keys, by document id."""
+    found = sinks.items.read(table.name, list(keys.values()))
+    return {doc_id: found[doc_id] for doc_id in keys}
+
+
+def _repair_page(
     sinks: Sinks,
     table: TableConfig,
     doc_ids: Sequence[str],
     report: VerifyReport,
 ) -> None:
     """Read drifted items again and write each route's index from what the table holds."""
-    routes = {alias: route for route in table.resolved_routes for alias in (route.index,)}
+    routes = {route.index: route for route in table.resolved_routes}
     keys = {d: boto_key(report.typed_keys[d]) for d in doc_ids}
     refs = [(alias, d) for d in doc_ids for alias in routes]
-    first = next(iter(routes))
-    states = _read_states(sinks, table, {(first, d): keys[d] for d in doc_ids})
-    by_id = {ref[1]: state for ref, state in states.items()}
+    by_id = _read_states(sinks, table, keys)
     routed: dict[tuple[str, Version], Routed] = {}
 
-    def plan(ref: DocumentRef, target: TargetState, reread: ReadState | None) -> Any:
+    def plan(ref: DocumentRef, target: TargetState, reread: ReadState | None) -> Decision:
         state = reread if reread is not None else by_id[ref[1]]
         memo = (ref[1], state.version)
         if memo not in routed:
@@ -392,54 +319,75 @@ def _repair_routed(
 
     def reread(asked: Sequence[DocumentRef]) -> dict[DocumentRef, ReadState | str]:
         ids = list(dict.fromkeys(ref[1] for ref in asked))  # one read per item, for all routes
-        fresh = _read_states(sinks, table, {(first, d): keys[d] for d in ids})
-        read = {ref[1]: state for ref, state in fresh.items()}
+        read = _read_states(sinks, table, {d: keys[d] for d in ids})
         return {ref: read[ref[1]] for ref in asked}
 
-    fields = sorted({n for r in routes.values() for n in table.route_table(r).cache_key_fields})
-    result = apply_writes(
-        sinks.opensearch,
-        sinks.opensearch_guard,
-        refs,
-        plan,
-        config.opensearch,
-        reread=reread,
-        fields=fields,
-        refresh=bulk_refresh([table]),  # search cache keys: cleared once the repair is visible
-    )
-    for ref, outcome in result.outcomes.items():
-        if outcome.status in (Settled.WRITTEN, Settled.TOMBSTONED):
-            report.repaired += 1
-        elif outcome.status is Settled.SKIPPED:
-            continue
-        else:
-            report.unrepaired.append(f"{ref[0]}/{ref[1]}: {outcome.reason}")
+    result = _write(sinks, table, refs, plan, reread, report)
+    for doc_id in doc_ids:
+        statuses = {result.status((alias, doc_id)) for alias in routes}
+        if statuses == {Settled.SKIPPED}:
+            report.left_to_stream += 1  # every index already holds a newer state
     cache_keys: set[str] = set()
     for doc_id in doc_ids:
+        attributes = decode_item(lambda_key(report.typed_keys[doc_id]))
         item = by_id[doc_id].item
         indexed = [
-            (route, document.fields)
+            (route, attributes, document.fields)
             for alias, route in routes.items()
             if (document := result.observed.get((alias, doc_id))) is not None
         ]
-        cache_keys |= _routed_cache_keys(table, item, indexed)
-    if cache_keys:
-        sinks.redis_guard.call_with_retry(invalidate, sinks.redis, cache_keys)
+        states = [(attributes, item)] if item is not None else []
+        cache_keys |= render_cache_keys(table, states, indexed)
+    sinks.cache.invalidate(cache_keys)
 
 
-def _routed_cache_keys(
+def _remove_strays(
+    sinks: Sinks,
     table: TableConfig,
-    item: Mapping[str, Any] | None,
-    indexed: Sequence[tuple[Route, Mapping[str, Any]]],
-) -> set[str]:
-    """The cache keys of an item as read and of its indexed documents, each with its route's."""
-    pairs: list[tuple[Route, Mapping[str, Any]]] = list(indexed)
-    if item is not None and (state := route_item(table, item)).route is not None:
-        pairs.append((state.route, item))
-    keys: set[str] = set()
-    for route, attributes in pairs:
-        for template in route.cache_keys + route.search_cache_keys:
-            key = render_cache_key(template, attributes)
-            if key is not None:
-                keys.add(key)
-    return keys
+    strays: Sequence[DocumentRef],
+    absent: Version,
+    report: VerifyReport,
+) -> None:
+    """Tombstone stray documents, unless written after the scan that found no item for them."""
+    routes = {route.index: route for route in table.resolved_routes}
+
+    def plan(ref: DocumentRef, target: TargetState, reread: ReadState | None) -> Decision:
+        view = table.route_table(routes[ref[0]])
+        return plan_scanned(ref, view, ReadState(None, absent), target, reread)
+
+    def reread(asked: Sequence[DocumentRef]) -> dict[DocumentRef, ReadState | str]:
+        return {ref: _NO_KEY for ref in asked}  # written during the verify: left alone
+
+    result = _write(sinks, table, strays, plan, reread, report)
+    report.left_to_stream += result.count(Settled.SKIPPED)
+    cache_keys: set[str] = set()
+    for alias, doc_id in strays:
+        document = result.observed.get((alias, doc_id))
+        if document is not None:
+            indexed = [(routes[alias], document.fields, document.fields)]
+            cache_keys |= render_cache_keys(table, (), indexed)
+    sinks.cache.invalidate(cache_keys)
+
+
+def _write(
+    sinks: Sinks,
+    table: TableConfig,
+    refs: Sequence[DocumentRef],
+    plan: Planner,
+    reread: Rereader,
+    report: VerifyReport,
+) -> ApplyResult:
+    """Write repairs through the search store and count what was repaired and what failed."""
+    fields = {n for r in table.resolved_routes for n in table.route_table(r).cache_key_fields}
+    options = WriteOptions(
+        reread=reread,
+        fields=tuple(sorted(fields)),
+        refresh=bulk_refresh([table]),  # search cache keys: cleared once the repair is visible
+    )
+    result = sinks.search.apply(refs, plan, options)
+    for ref, outcome in result.outcomes.items():
+        if outcome.status in (Settled.WRITTEN, Settled.TOMBSTONED):
+            report.repaired += 1
+        elif outcome.status is not Settled.SKIPPED:
+            report.unrepaired.append(f"{ref[0]}/{ref[1]}: {outcome.reason}")
+    return result

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, TypeAlias
 
 from syncer.core.versions import Version, version_from_meta
 
@@ -69,6 +69,9 @@ class Verdict(Enum):
 
     SKIP = "skip"  # the index already holds this state or a newer one
     REREAD = "reread"  # the versions cannot be ordered: read the item from the table again
+
+
+Decision: TypeAlias = DocumentWrite | Verdict  # what a planner answers for one ref
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,13 +23,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, assert_never
 
-import tenacity
-from botocore.exceptions import ClientError
-
 from syncer.config import Config
 from syncer.consistency.inprocess import InProcessChecker
 from syncer.core.outcome import BatchOutcome
-from syncer.errors import ConfigError, DownstreamUnavailableError
+from syncer.errors import ConfigError
 from syncer.pipeline import process_batch
 from syncer.runner.checkpointwriter import CheckpointWriter
 from syncer.runner.cursor import (
@@ -44,13 +41,10 @@ from syncer.runner.cursor import (
     Finished,
     GetIterator,
     IteratorExpired,
-    IteratorObtained,
     Pause,
     Phase,
     ProcessBatch,
-    ReadFailed,
     ReadRecords,
-    RecordsRead,
     RetryFrom,
     SaveCheckpoint,
     ShardCursor,
@@ -58,8 +52,8 @@ from syncer.runner.cursor import (
     sequence_numbers,
     step,
 )
-from syncer.runner.shards import Shard, describe_shards, readable_ids, reconcile
-from syncer.runner.streams import table_stream_arn, to_lambda_record
+from syncer.runner.reader import StreamReader
+from syncer.runner.shards import Shard, readable_ids, reconcile
 from syncer.sinks.build import aws_client, build_sinks
 from syncer.sinks.checkpoints import (
     CheckpointError,
@@ -119,6 +113,18 @@ class RunSummary:
     checkpoints_saved: int = 0
     caught_up: bool = False  # --once ended because no shard had more records
 
+    def log_done(self) -> None:
+        log.info(
+            "syncer run done: %d batches, %d records, %d failures retried, %d gaps, "
+            "%d expired iterators, %d checkpoints saved",
+            self.batches,
+            self.records,
+            self.failures_retried,
+            self.gaps,
+            self.expired_iterators,
+            self.checkpoints_saved,
+        )
+
 
 @dataclass(slots=True)
 class _Stream:
@@ -156,14 +162,11 @@ class StreamPoller:
             )
         self.config = config
         self.sinks = sinks
-        self.streams = streams
-        self.dynamodb = dynamodb
+        self.reader = StreamReader(streams, dynamodb, config.resilience)
         self.store = store
         self.options = options or PollOptions()
         self.tables = list(dict.fromkeys(tables)) or configured
         self.summary = RunSummary()
-        self._region: str = streams.meta.region_name
-        self._aws = Downstream("dynamodbstreams", config.resilience)
         self._checkpoints = CheckpointWriter(store, Downstream("checkpoints", config.resilience))
         self._stopping = False
         self.on_batch = on_batch  # metrics observer
@@ -207,17 +210,7 @@ class StreamPoller:
                 log.info("stop requested: the current batch is done, saving checkpoints")
         finally:
             self._flush_checkpoints()
-            summary = self.summary
-            log.info(
-                "syncer run done: %d batches, %d records, %d failures retried, %d gaps, "
-                "%d expired iterators, %d checkpoints saved",
-                summary.batches,
-                summary.records,
-                summary.failures_retried,
-                summary.gaps,
-                summary.expired_iterators,
-                summary.checkpoints_saved,
-            )
+            self.summary.log_done()
         if self._checkpoints.unsaved:
             raise CheckpointError(
                 f"{self._checkpoints.unsaved} checkpoint(s) could not be saved to "
@@ -272,11 +265,7 @@ class StreamPoller:
         """One action; the actions that its result leads to."""
         name = stream.name(shard_id)
         if isinstance(action, GetIterator | ReadRecords):
-            try:
-                event = self._read(stream, shard_id, action)
-            except Exception as error:  # noqa: BLE001 - a shard's read errors must not stop the others
-                event = _read_failed(error)
-            return self._step(stream, shard_id, event)
+            return self._step(stream, shard_id, self.reader.read(stream.arn, shard_id, action))
         if isinstance(action, ProcessBatch):
             return self._process(stream, shard_id, action.records)
         if isinstance(action, SaveCheckpoint):
@@ -287,36 +276,21 @@ class StreamPoller:
         elif isinstance(action, RetryFrom):
             self.summary.failures_retried += 1
             delay = self._pause_for_backoff(stream, shard_id, action.failures)
-            log.warning(
-                "%s: %s; checkpoint stays at %s; retrying from %s in %.2f s (failure %d in a row)",
-                name,
-                action.reason,
-                stream.cursors[shard_id].checkpoint.sequence_number or "the start (none yet)",
-                action.sequence_number,
-                delay,
-                action.failures,
-            )
+            _log_retry(name, action, stream.cursors[shard_id].checkpoint, delay)
         elif isinstance(action, BackOff):
             delay = self._pause_for_backoff(stream, shard_id, action.failures)
             log.error("%s: %s; trying again in %.2f s", name, action.reason, delay)
         elif isinstance(action, IteratorExpired):
             self.summary.expired_iterators += 1
+            checkpoint = stream.cursors[shard_id].checkpoint.sequence_number
             log.warning(
                 "%s: shard iterator expired; getting a new one after checkpoint %s",
                 name,
-                stream.cursors[shard_id].checkpoint.sequence_number or "(none: TRIM_HORIZON)",
+                checkpoint or "(none: TRIM_HORIZON)",
             )
         elif isinstance(action, DataTrimmed):
             self.summary.gaps += 1
-            log.warning(
-                "GAP: table %s shard %s: checkpoint %s is older than the stream's retention "
-                "(TrimmedDataAccessException); records after it were trimmed before syncer read "
-                "them; continuing from the oldest available record (TRIM_HORIZON); gaps so far: %d",
-                stream.table,
-                shard_id,
-                action.requested,
-                self.summary.gaps,
-            )
+            _log_trimmed(stream.table, shard_id, action.requested, self.summary.gaps)
         elif isinstance(action, Finished):
             log.info("%s: finished (closed and fully handled)", name)
         elif isinstance(action, DescribeSoon):
@@ -324,26 +298,6 @@ class StreamPoller:
         else:
             assert_never(action)
         return ()
-
-    def _read(self, stream: _Stream, shard_id: str, action: GetIterator | ReadRecords) -> Event:
-        """GetShardIterator or GetRecords, with the stream's retry of transient errors."""
-        if isinstance(action, GetIterator):
-            request: dict[str, Any] = {
-                "StreamArn": stream.arn,
-                "ShardId": shard_id,
-                "ShardIteratorType": action.start.kind,
-            }
-            if action.start.sequence_number is not None:
-                request["SequenceNumber"] = action.start.sequence_number
-            response = self._call(self.streams.get_shard_iterator, **request)
-            return IteratorObtained(response["ShardIterator"], time.monotonic())
-        response = self._call(
-            self.streams.get_records, ShardIterator=action.iterator, Limit=action.limit
-        )
-        records = tuple(
-            to_lambda_record(r, stream.arn, self._region) for r in response.get("Records", [])
-        )
-        return RecordsRead(records, response.get("NextShardIterator"), time.monotonic())
 
     def _process(
         self, stream: _Stream, shard_id: str, records: Sequence[Mapping[str, Any]]
@@ -358,26 +312,12 @@ class StreamPoller:
         if self.on_batch is not None:
             self.on_batch(outcome)
         actions = self._step(stream, shard_id, BatchHandled(outcome.failed_sequence_numbers))
-        numbers = sequence_numbers(records)
-        log.info(
-            "%s: %d records %s..%s: %d indexed, %d deleted, %d stale skipped, "
-            "%d dead-lettered, %d failed; checkpoint %s",
-            stream.name(shard_id),
-            len(numbers),
-            numbers[0],
-            numbers[-1],
-            outcome.indexed,
-            outcome.deleted,
-            outcome.skipped_stale,
-            outcome.dead_lettered,
-            len(outcome.failed_sequence_numbers),
-            stream.cursors[shard_id].checkpoint.sequence_number or "unchanged (none)",
-        )
+        _log_batch(stream.name(shard_id), records, outcome, stream.cursors[shard_id].checkpoint)
         return actions
 
     def _pause_for_backoff(self, stream: _Stream, shard_id: str, failures: int) -> float:
         """Keep the shard unvisited for the backoff after ``failures`` failures; the delay."""
-        delay = backoff_s(self._aws, failures)
+        delay = self.reader.backoff_s(failures)
         stream.wake_at[shard_id] = time.monotonic() + delay
         return delay
 
@@ -388,24 +328,13 @@ class StreamPoller:
     # -- streams and shards ------------------------------------------------------------------
 
     def _open_stream(self, table: str) -> _Stream:
-        try:
-            _, stream_arn = self._call(table_stream_arn, self.dynamodb, table)
-        except RuntimeError as error:
-            raise ConfigError(str(error)) from None
-        except ClientError as error:
-            raise ConfigError(f"cannot read table {table!r}: {error}") from None
-        except Exception as error:  # say which table, keep the cause
-            raise DownstreamUnavailableError(
-                f"cannot reach DynamoDB for table {table!r}: {error}"
-            ) from error
+        stream_arn = self.reader.stream_arn(table)
         return _Stream(table, stream_arn, self.store.load(stream_arn))
 
     def _describe(self, stream: _Stream) -> None:
         """DescribeStream, every page; add new shards, drop those the stream no longer has."""
         try:
-            described = describe_shards(
-                functools.partial(self._call, self.streams.describe_stream), stream.arn
-            )
+            described = self.reader.describe(stream.arn)
         except Exception as error:  # noqa: BLE001 - keep reading the shards already known
             stream.next_describe = time.monotonic() + max(self.options.idle_sleep_s, 1.0)
             log.error("table %s: DescribeStream failed: %s", stream.table, error)
@@ -418,14 +347,7 @@ class StreamPoller:
         reconciled = reconcile(stream.cursors, described, stream.saved, self.options.batching)
         for shard_id, cursor in reconciled.left_unfinished.items():
             self.summary.gaps += 1
-            log.warning(
-                "GAP: table %s shard %s left the stream (trimmed) before syncer read it "
-                "to its end; checkpoint %s; gaps so far: %d",
-                stream.table,
-                shard_id,
-                cursor.checkpoint.sequence_number,
-                self.summary.gaps,
-            )
+            _log_left(stream.table, shard_id, cursor.checkpoint, self.summary.gaps)
         stream.cursors = reconciled.cursors
         stream.wake_at = {k: v for k, v in stream.wake_at.items() if k in ids}
         stream.described = described
@@ -455,32 +377,63 @@ class StreamPoller:
                 return
             time.sleep(min(left, _SLEEP_SLICE_S))
 
-    def _call(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """An AWS call with the configured retry of transient errors (no breaker: a stream's
-        expired-iterator and trimmed-data answers are expected, not signs of ill health)."""
-        for attempt in self._aws.retrying():
-            with attempt:
-                return function(*args, **kwargs)
-        raise AssertionError("unreachable: tenacity reraises the last error")
+
+def _log_retry(name: str, action: RetryFrom, checkpoint: ShardCheckpoint, delay: float) -> None:
+    log.warning(
+        "%s: %s; checkpoint stays at %s; retrying from %s in %.2f s (failure %d in a row)",
+        name,
+        action.reason,
+        checkpoint.sequence_number or "the start (none yet)",
+        action.sequence_number,
+        delay,
+        action.failures,
+    )
 
 
-def backoff_s(guard: Downstream, failures: int) -> float:
-    """How long ``guard``'s own retry policy waits after ``failures`` failed attempts.
+def _log_trimmed(table: str, shard_id: str, requested: object, gaps: int) -> None:
+    log.warning(
+        "GAP: table %s shard %s: checkpoint %s is older than the stream's retention "
+        "(TrimmedDataAccessException); records after it were trimmed before syncer read "
+        "them; continuing from the oldest available record (TRIM_HORIZON); gaps so far: %d",
+        table,
+        shard_id,
+        requested,
+        gaps,
+    )
 
-    A shard's retries span loop passes (other shards go on meanwhile), so they cannot run inside
-    tenacity's loop; they take its wait (jittered exponential, capped) instead of a second one.
-    """
-    retrying = guard.retrying()
-    state = tenacity.RetryCallState(retrying, None, (), {})
-    state.attempt_number = failures
-    return float(retrying.wait(state))
+
+def _log_left(table: str, shard_id: str, checkpoint: ShardCheckpoint, gaps: int) -> None:
+    log.warning(
+        "GAP: table %s shard %s left the stream (trimmed) before syncer read it "
+        "to its end; checkpoint %s; gaps so far: %d",
+        table,
+        shard_id,
+        checkpoint.sequence_number,
+        gaps,
+    )
 
 
-def _read_failed(error: Exception) -> ReadFailed:
-    if isinstance(error, ClientError):
-        code = error.response.get("Error", {}).get("Code", "")
-        return ReadFailed(code, f"{code}: {error}")
-    return ReadFailed("", f"{type(error).__name__}: {error}")
+def _log_batch(
+    name: str,
+    records: Sequence[Mapping[str, Any]],
+    outcome: BatchOutcome,
+    checkpoint: ShardCheckpoint,
+) -> None:
+    numbers = sequence_numbers(records)
+    log.info(
+        "%s: %d records %s..%s: %d indexed, %d deleted, %d stale skipped, "
+        "%d dead-lettered, %d failed; checkpoint %s",
+        name,
+        len(numbers),
+        numbers[0],
+        numbers[-1],
+        outcome.indexed,
+        outcome.deleted,
+        outcome.skipped_stale,
+        outcome.dead_lettered,
+        len(outcome.failed_sequence_numbers),
+        checkpoint.sequence_number or "unchanged (none)",
+    )
 
 
 @contextlib.contextmanager

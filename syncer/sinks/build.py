@@ -85,6 +85,7 @@ def build_sinks(config: Config, environ: Mapping[str, str] | None = None) -> Sin
         dynamodb=LazyAwsClient("dynamodb"),
         deadletters=deadletter.make_sink(config.deadletter, LazyAwsClient),
         opensearch_guard=Downstream("opensearch", settings),
+        opensearch_limits=config.opensearch,
         # A Redis request may take its connect timeout and then its socket timeout.
         redis_guard=Downstream("redis", settings, 2 * config.redis.timeout_s),
         dynamodb_guard=Downstream("dynamodb", settings, AWS_REQUEST_MAX_S),

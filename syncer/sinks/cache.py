@@ -13,6 +13,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from syncer.config import RedisConfig, cluster_database_message, redis_database
 from syncer.errors import ConfigError
+from syncer.sinks.resilience import Deadline, Downstream
 
 UNLINK_CHUNK = 1000
 # Rounds of MOVED/ASK/TRYAGAIN answers one invalidation follows before it gives up (the
@@ -436,6 +437,23 @@ class RedisHandle:
         if name.startswith("_"):
             raise AttributeError(name)
         return getattr(self.connected(), name)
+
+
+class CacheSink:
+    """The cache as the pipeline and the commands see it: invalidations through the guard."""
+
+    __slots__ = ("guard", "handle")
+
+    def __init__(self, handle: RedisHandle, guard: Downstream) -> None:
+        self.handle = handle
+        self.guard = guard
+
+    def invalidate(self, keys: Collection[str], deadline: Deadline | None = None) -> int:
+        """Delete ``keys`` (``invalidate``), retried and broken by the guard; how many existed."""
+        if not keys:
+            return 0
+        existed: int = self.guard.call_with_retry(invalidate, self.handle, keys, deadline=deadline)
+        return existed
 
 
 def make_client(settings: RedisConfig, password: str | None = None) -> RedisHandle:

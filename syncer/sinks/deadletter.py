@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from syncer.config import DeadLetterConfig
 from syncer.core import jsoncodec
 from syncer.errors import DeadLetterUnavailableError
+from syncer.sinks.resilience import Deadline, Downstream
 
 SQS_MAX_MESSAGE_BYTES = 262_144
 SQS_BATCH = 10
@@ -44,6 +45,20 @@ class DeadLetter:
 class DeadLetterSink(Protocol):
     def write(self, letters: Sequence[DeadLetter]) -> None:
         """Make every letter durable, or raise."""
+
+
+class GuardedDeadLetters:
+    """A dead-letter sink whose writes go through its guard's retry and breaker."""
+
+    __slots__ = ("guard", "sink")
+
+    def __init__(self, sink: DeadLetterSink, guard: Downstream) -> None:
+        self.sink = sink
+        self.guard = guard
+
+    def write(self, letters: Sequence[DeadLetter], deadline: Deadline | None = None) -> None:
+        """Make every letter durable (retried by the guard), or raise."""
+        self.guard.call_with_retry(self.sink.write, letters, deadline=deadline)
 
 
 # An entry whose record orjson cannot write (a lone surrogate such as "\udfff", which a hand-made

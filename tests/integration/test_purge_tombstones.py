@@ -31,8 +31,7 @@ def _raw(stack: Stack, pk: str) -> dict[str, Any] | None:
 
 def _purge(stack: Stack, dry_run: bool = False, days_later: float = 2) -> Any:
     return purge_tombstones(
-        stack.sinks.opensearch,
-        stack.sinks.opensearch_guard,
+        stack.sinks.search,
         stack.config.tables[0],
         DAY_S,
         dry_run=dry_run,
@@ -79,9 +78,7 @@ def test_refused_while_a_reindex_runs_or_below_a_day(tombstoned: Stack) -> None:
     """Scanned writes of a running reindex rely on tombstones; younger ones may stop a retry."""
     stack = tombstoned
     with pytest.raises(PurgeRefusedError, match="younger than 24 hours"):
-        purge_tombstones(
-            stack.sinks.opensearch, stack.sinks.opensearch_guard, stack.config.tables[0], 3600
-        )
+        purge_tombstones(stack.sinks.search, stack.config.tables[0], 3600)
     client = stack.sinks.opensearch
     client.indices.create(
         index=f"{stack.index}-000002", body={"aliases": {reindex_alias(stack.index): {}}}
@@ -121,8 +118,7 @@ def test_pages_through_many_tombstones_with_progress(tombstoned: Stack) -> None:
     stack.deliver()
     seen: list[tuple[int, int]] = []
     report = purge_tombstones(
-        stack.sinks.opensearch,
-        stack.sinks.opensearch_guard,
+        stack.sinks.search,
         stack.config.tables[0],
         DAY_S,
         now=time.time() + 2 * DAY_S,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -298,3 +299,78 @@ def test_verify_compares_numbers_beyond_64_bits(stack: Stack) -> None:
     report = verify_table(stack.config, stack.sinks, stack.table)
     # then it finds no drift
     assert (report.checked_items, report.drift) == (1, 0)
+
+
+def test_verify_repair_of_a_table_clears_its_search_cache_keys_after_a_refresh(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The repair of a table without routes invalidates its search cache keys, bulk refreshed.
+
+    On the old code the plain-table repair rendered only ``cache_keys`` and sent no ``refresh``.
+    """
+    table = replace(stack.config.require_table(stack.table), search_cache_keys=("page:{category}",))
+    config = replace(stack.config, tables=(table,))
+    _drift(stack)
+    stack.sinks.redis.set("page:shoes", "stale")
+    refreshes: list[object] = []
+    bulk = stack.sinks.opensearch.bulk
+
+    def recording_bulk(*args: Any, **kwargs: Any) -> Any:
+        refreshes.append((kwargs.get("params") or {}).get("refresh"))
+        return bulk(*args, **kwargs)
+
+    monkeypatch.setattr(stack.sinks.opensearch, "bulk", recording_bulk)
+    report = verify_table(config, stack.sinks, stack.table, repair=True)
+    assert report.repaired == 3
+    assert stack.sinks.redis.exists("page:shoes") == 0
+    assert refreshes
+    assert set(refreshes) == {"true"}
+
+
+def _stray(stack: Stack, doc_id: str) -> None:
+    """A live document whose id no key of the table's schema makes (written by another tool)."""
+    (index,) = _alias_target(stack)
+    stack.sinks.opensearch.index(
+        index=index,
+        id=doc_id,
+        body={"name": "left behind", "category": "stray", "_syncer": {"deleted": False}},
+        params={"refresh": "true"},
+    )
+
+
+@pytest.mark.parametrize("doc_id", ["no-separator", "#" + "ab" * 32], ids=["plain", "hashed"])
+def test_verify_reports_documents_whose_id_no_item_key_makes(stack: Stack, doc_id: str) -> None:
+    """A document no item key makes is drift (exit 1), and --repair takes it out of search.
+
+    On the old code it was counted as an uncheckable hashed id and verify exited 0.
+    """
+    stack.put(_item("kept"))
+    stack.deliver()
+    _stray(stack, doc_id)
+    runner = CliRunner()
+    args = ["verify", "--config", str(stack.config_path), "--table", stack.table]
+    first = runner.invoke(main, [*args, "--repair"])
+    assert first.exit_code == 1, first.output
+    assert "1 stray" in first.output
+    assert f"stray: {stack.index}/{doc_id}" in first.output
+    assert "repaired 1" in first.output
+    second = runner.invoke(main, args)
+    assert second.exit_code == 0, second.output
+    assert stack.indexed() == stack.scanned()
+
+
+def test_verify_leaves_a_hashed_long_id_alone_when_its_item_exists(stack: Stack) -> None:
+    """A long key's hashed id is keyed from the scan when its _source cannot give the key."""
+    long_pk = "p" * 600
+    stack.put(_item(long_pk))
+    stack.deliver()
+    (doc_id,) = [d for d in stack.indexed() if d.startswith("#")]
+    (index,) = _alias_target(stack)
+    client = stack.sinks.opensearch
+    source = client.get(index=index, id=doc_id)["_source"]
+    del source["pk"]  # a transform could drop the key attribute: so does this
+    client.index(index=index, id=doc_id, body=source, params={"refresh": "true"})
+    report = verify_table(stack.config, stack.sinks, stack.table)
+    assert report.stray == []
+    assert report.ghost == []
+    assert report.unverifiable == 0

@@ -94,3 +94,34 @@ def test_a_secret_in_a_commands_error_is_redacted(
     assert "Error: " in result.output
     assert "https://admin:***@search.example.com" in result.output
     assert not isinstance(result.exception, SyncerError)  # handled, not a traceback
+
+
+@pytest.mark.parametrize("sample", ["0", "-5", "20000"])
+def test_verify_refuses_a_sample_it_cannot_take(
+    sample: str, config_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`verify --sample` outside 1..10,000 is a usage error naming the range, before any request.
+
+    On the old code 0 and -5 reached DynamoDB's Scan (a botocore error) and 20000 OpenSearch's
+    search (over its result window).
+    """
+    # given sinks that fail any request
+    monkeypatch.setattr(cli, "_sinks", lambda config: SimpleNamespace())
+    # when verify is asked for such a sample
+    args = ["verify", "--table", "catalog", "--sample", sample, "--config", str(config_file)]
+    result = CliRunner().invoke(cli.main, args)
+    # then it is refused with the range
+    assert result.exit_code == 2, result.output
+    assert "--sample" in result.output
+    assert "1<=x<=10000" in result.output
+
+
+@pytest.mark.parametrize("sample", [0, -5, 20_000])
+def test_verify_table_refuses_a_sample_it_cannot_take(sample: int) -> None:
+    """verify_table, called as a library, refuses such a sample with a ConfigError first."""
+    from syncer.commands.verify import verify_table
+    from syncer.config import Config, TableConfig
+
+    config = Config(tables=(TableConfig("catalog", "catalog"),))
+    with pytest.raises(ConfigError, match="--sample must be between 1 and 10,000"):
+        verify_table(config, SimpleNamespace(), "catalog", sample=sample)  # type: ignore[arg-type]

@@ -15,7 +15,8 @@ import pytest
 from syncer.config import Config, ResilienceConfig, parse_config
 from syncer.core.outcome import BatchOutcome
 from syncer.runner import poller
-from syncer.runner.poller import PollOptions, StreamPoller, backoff_s
+from syncer.runner.poller import PollOptions, StreamPoller
+from syncer.runner.reader import backoff_s
 from syncer.sinks.checkpoints import ShardCheckpoint
 from syncer.sinks.resilience import Downstream
 

@@ -10,7 +10,7 @@ import pytest
 from syncer.config import Route, RouteMatch, TableConfig, parse_config
 from syncer.core.coalesce import KeyChange, coalesce_latest_per_key
 from syncer.core.documents import SYNCER_FIELD, IndexedDocument, TargetState, Verdict, WriteKind
-from syncer.core.plan import bulk_refresh, plan_routed_cache_keys, plan_routed_write
+from syncer.core.plan import bulk_refresh, plan_cache_keys, plan_write
 from syncer.core.records import padded_sequence
 from syncer.core.routes import document_in, route_item, routing_table, select_route
 from syncer.core.versions import Version
@@ -170,10 +170,10 @@ def test_a_move_writes_the_new_route_and_tombstones_the_old(make_record) -> None
         make_record("MODIFY", SEQ, keys={"pk": "P1", "sk": "PRODUCT#1"}, new=AS_REVIEW, old=PRODUCT)
     )
     state = route_item(TABLE, change.latest.new_image)
-    to_reviews = plan_routed_write(
+    to_reviews = plan_write(
         change, TABLE.route_table(REVIEWS), document_in(state, REVIEWS), _target("reviews")
     )
-    to_products = plan_routed_write(
+    to_products = plan_write(
         change,
         TABLE.route_table(PRODUCTS),
         document_in(state, PRODUCTS),
@@ -193,10 +193,10 @@ def test_a_tombstone_in_another_route_is_ordered_like_a_delete(make_record) -> N
     change = _change(
         make_record("MODIFY", SEQ, keys={"pk": "P1", "sk": "PRODUCT#1"}, new=AS_REVIEW, old=PRODUCT)
     )
-    newer = plan_routed_write(
+    newer = plan_write(
         change, TABLE.route_table(PRODUCTS), None, _target("products", SEQ_NEW, deleted=True)
     )
-    absent = plan_routed_write(change, TABLE.route_table(PRODUCTS), None, _target("products"))
+    absent = plan_write(change, TABLE.route_table(PRODUCTS), None, _target("products"))
     assert newer is Verdict.SKIP
     assert not isinstance(absent, Verdict)
     assert absent.kind is WriteKind.TOMBSTONE  # absent too: a late older change must meet it
@@ -207,7 +207,7 @@ def test_cache_keys_of_a_move_cover_both_routes(make_record) -> None:
     change = _change(
         make_record("MODIFY", SEQ, keys={"pk": "P1", "sk": "PRODUCT#1"}, new=AS_REVIEW, old=PRODUCT)
     )
-    keys = plan_routed_cache_keys(change, TABLE)
+    keys = plan_cache_keys(change, TABLE)
     assert keys == {"product:P1", "category:shoes", "review:P1"}
 
 
@@ -216,7 +216,7 @@ def test_cache_keys_of_indexed_documents_use_their_index_route(make_record) -> N
     change = _change(
         make_record("REMOVE", SEQ, keys={"pk": "P1", "sk": "PRODUCT#1"}, view_type="KEYS_ONLY")
     )
-    keys = plan_routed_cache_keys(change, TABLE, [(PRODUCTS, {"category": "hats"})])
+    keys = plan_cache_keys(change, TABLE, indexed=[(PRODUCTS, {"category": "hats"})])
     assert keys == {"product:P1", "category:hats"}
 
 
@@ -321,4 +321,4 @@ def test_search_cache_keys_of_a_route_are_invalidated(make_record) -> None:
     change = _change(
         make_record("INSERT", SEQ, keys={"pk": "P1", "sk": "REVIEW#1"}, new={"type": "review"})
     )
-    assert plan_routed_cache_keys(change, table) == {"review:P1", "reviews-page:P1"}
+    assert plan_cache_keys(change, table) == {"review:P1", "reviews-page:P1"}

@@ -6,8 +6,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from syncer.config import ResilienceConfig
 from syncer.core import jsoncodec
 from syncer.core.attributes import decode_number
+from syncer.errors import SearchUnavailableError
+from syncer.sinks.resilience import Downstream
 from syncer.sinks.search import (
     DocumentWrite,
     ItemResult,
@@ -15,6 +18,7 @@ from syncer.sinks.search import (
     WriteKind,
     bulk_chunks,
     item_result,
+    scroll_pages,
 )
 
 
@@ -237,3 +241,39 @@ def test_item_without_status_is_transient() -> None:
     # when it is classified
     # then it is transient
     assert item_result({"index": {"_id": "p-1"}}).status is ItemStatus.TRANSIENT
+
+
+class _ShardFailingScroll:
+    """A client whose scroll's second page lost one of two shards, as OpenSearch reports it."""
+
+    def __init__(self) -> None:
+        self.cleared: list[object] = []
+
+    def search(self, **_: object) -> dict[str, object]:
+        shards = {"total": 2, "successful": 2, "failed": 0}
+        return {"_scroll_id": "s1", "_shards": shards, "hits": {"hits": [{"_id": "a"}]}}
+
+    def scroll(self, **_: object) -> dict[str, object]:
+        failure = {"shard": 1, "reason": {"type": "node_closed", "reason": "node left"}}
+        shards = {"total": 2, "successful": 1, "failed": 1, "failures": [failure]}
+        return {"_scroll_id": "s1", "_shards": shards, "hits": {"hits": []}}
+
+    def clear_scroll(self, **kwargs: object) -> None:
+        self.cleared.append(kwargs)
+
+
+def test_a_scroll_with_a_failed_shard_fails_loudly() -> None:
+    """A scroll page missing a shard's hits raises, instead of ending the scroll short.
+
+    On the old code the scroll ended there and verify's ghost pass checked fewer documents.
+    """
+    # given a scroll whose second answer counts a failed shard
+    client = _ShardFailingScroll()
+    guard = Downstream("opensearch", ResilienceConfig(max_attempts=1))
+    pages = scroll_pages(client, guard, "catalog", {"query": {"match_all": {}}}, 10)
+    # when it is read
+    assert next(pages) == [{"_id": "a"}]
+    # then the failed shard is an error naming it, and the scroll is still cleared
+    with pytest.raises(SearchUnavailableError, match="1 of 2 shards failed \\(node left\\)"):
+        next(pages)
+    assert len(client.cleared) == 1
