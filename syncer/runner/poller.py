@@ -306,6 +306,8 @@ class StreamPoller:
         self.summary.records += len(records)
         try:
             outcome = process_batch(list(records), self.config, self.sinks)
+        except ConfigError:
+            raise  # found on first use (a database on a Redis Cluster): stop, saying why
         except Exception as error:  # the batch is retried, never skipped
             log.exception("%s: batch of %d records raised", stream.name(shard_id), len(records))
             return self._step(stream, shard_id, BatchRaised(type(error).__name__))

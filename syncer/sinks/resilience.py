@@ -23,6 +23,7 @@ import tenacity
 
 from syncer.config import ResilienceConfig
 from syncer.errors import (
+    ConfigError,
     DeadlineExceededError,
     DownstreamUnavailableError,
     SyncerError,
@@ -68,6 +69,9 @@ FAILURE_TABLE: tuple[tuple[str, str, str], ...] = (
      "retry, then report the records; the log says to run `syncer setup`"),
     ("dead-letter destination fails", "transient",
      "report the records (a record without a sequence number fails the whole batch)"),
+    ("a configuration mistake found on first use (a database number on a Redis Cluster)",
+     "config", "the invocation fails (`syncer run` stops) with what to change; nothing is "
+     "acknowledged"),
     ("every record of a batch failed", "batch failed",
      "the invocation fails, so the function-errors alarm fires"),
 )
@@ -175,10 +179,12 @@ def reported_failure(error: Exception, what: str) -> str:
     """Log a failure the records will be reported for, and say why; re-raise a bug.
 
     ``what`` names the step ("OpenSearch write", "Redis invalidation", ...). An exception the
-    table does not know (``UNEXPECTED``) is raised again: it fails the invocation loudly.
+    table does not know (``UNEXPECTED``) is raised again: it fails the invocation loudly. So is
+    a ``ConfigError`` a sink finds on first use (a database number on a Redis Cluster): it is
+    about the configuration, not the records, and no batch can succeed until it is fixed.
     """
     kind = classify(error)
-    if kind is ErrorKind.UNEXPECTED:
+    if kind is ErrorKind.UNEXPECTED or isinstance(error, ConfigError):
         raise error
     reason = f"{what} failed ({kind.value}): {error}"
     log.error(reason)

@@ -20,6 +20,7 @@ from redis.cluster import ClusterNode, RedisCluster
 
 from syncer import handler
 from syncer.config import RedisConfig
+from syncer.errors import ConfigError
 from syncer.obs.logs import JsonFormatter
 from syncer.sinks.cache import invalidate, key_slot, make_client
 from tests.integration.conftest import (
@@ -549,11 +550,12 @@ def test_a_single_node_keeps_its_database_with_auto_detection(redis_url: str) ->
     db0.delete(key)
 
 
-def test_a_batch_with_a_database_on_a_cluster_is_reported_with_the_clear_message(
+def test_a_batch_with_a_database_on_a_cluster_fails_the_invocation_with_the_clear_message(
     stack: Stack, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Through the handler: every record reported, the key still cached, and the log line says
-    the cluster has only database 0 (not SELECT is not allowed)."""
+    """Through the handler: the configuration mistake fails the invocation itself (nothing is
+    acknowledged, the key stays cached) with the message that the cluster has only database 0,
+    instead of a per-record failure logged again for every batch."""
     caplog.set_level(logging.INFO)
     admin = _admin()
     pk = f"db3-{uuid.uuid4().hex[:8]}"
@@ -561,10 +563,9 @@ def test_a_batch_with_a_database_on_a_cluster_is_reported_with_the_clear_message
     stack.put(_item(pk))
     records = stack.new_records()
     _repoint(stack, f'[redis]\nurl = "{_on_database(REDIS_CLUSTER_URL, 3)}"\n')
-    response = stack.invoke(records)
-    assert _failed(response) == _sequence_numbers(records)
+    with pytest.raises(ConfigError, match=r"redis\.url selects database 3") as refused:
+        stack.invoke(records)
+    assert "Redis Cluster has only database 0" in str(refused.value)
     assert admin.get(f"product:{pk}") == b"stale"
     admin.delete(f"product:{pk}")
-    logged = _logged(caplog)
-    assert "Redis invalidation failed (fatal): redis.url selects database 3" in logged
-    assert "SELECT is not allowed" not in logged
+    assert "SELECT is not allowed" not in _logged(caplog)
