@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import sys
 import time
@@ -141,13 +142,18 @@ def _sinks(config: Config) -> Any:
     "--delete-old/--keep-old",
     default=False,
     show_default=True,
-    help="Delete the previous index after the swap.",
+    help="Delete the previous index after the swap (kept, it stays write-blocked).",
 )
 @click.option(
     "--delete-grace-s",
     default=60.0,
     show_default=True,
-    help="Wait before deleting the old index, for batches in flight.",
+    help="Wait before deleting the old index, for searches in flight.",
+)
+@click.option(
+    "--abandon",
+    is_flag=True,
+    help="Drop the running reindex instead: its new index, its alias and its state file.",
 )
 def reindex(
     config_path: str | None,
@@ -158,48 +164,62 @@ def reindex(
     state_file: str | None,
     delete_old: bool,
     delete_grace_s: float,
+    abandon: bool,
 ) -> None:
     """Rebuild a table's index (each route's, from one scan) with no downtime, then swap aliases.
 
     The stream keeps flowing: its changes also go to the new index while it fills, and a
-    scanned item never overwrites a newer stream change. Run it again after a crash to resume.
+    scanned item never overwrites a newer stream change. Run it again after a crash to resume,
+    or with --abandon to drop it.
 
     Example: syncer reindex --table catalog --segments 8
     """
     from pathlib import Path
 
-    from syncer.commands.reindex import reindex_table
+    from syncer.commands import reindex as rebuild
 
     config = _load(config_path)
+    table = config.require_table(table_name)
+    state_path = Path(state_file) if state_file else rebuild.default_state_path(table_name)
+    if abandon:
+        dropped = rebuild.abandon(_sinks(config), table, state_path, index=index_name)
+        click.echo(
+            f"{table_name}: reindex abandoned; dropped {', '.join(dropped.dropped) or 'nothing'}"
+            + (
+                f"; lifted the write block of {', '.join(dropped.unblocked)}"
+                if dropped.unblocked
+                else ""
+            )
+        )
+        return
+    # Checked before anything is created: a bad argument must leave no index, alias or state.
+    rebuild.selected_routes(table, index_name)
+    options = rebuild.ReindexOptions(
+        segments=segments,
+        page_size=page_size,
+        state_path=state_path,
+        index=index_name,
+        delete_old=delete_old,
+        delete_grace_s=delete_grace_s,
+    )
     sinks = _sinks(config)
-    config.require_table(table_name)
     description = sinks.dynamodb_guard.call_with_retry(
         sinks.dynamodb.describe_table, TableName=table_name
     )
     estimate = int(description["Table"].get("ItemCount", 0))
-    state_path = Path(state_file) if state_file else None
     with _progress(estimate, f"reindex {table_name}") as advance:
-        result = reindex_table(
-            config,
-            sinks,
-            table_name,
-            segments,
-            page_size,
-            state_path,
-            delete_old,
-            delete_grace_s,
-            advance,
-            index_name,
-        )
+        options = dataclasses.replace(options, on_progress=lambda page: advance(page.seen))
+        result = rebuild.reindex_table(config, sinks, table_name, options=options)
     rate = result.indexed / result.seconds if result.seconds else 0.0
     swaps = "; ".join(
         f"alias {alias} -> {new}"
-        + (f" (deleted {old})" if result.old_deleted else f" (kept {old})")
+        + (f" (deleted {old})" if result.old_deleted else f" (kept {old}, write-blocked)")
         for alias, new, old in result.indices
     )
     click.echo(
         f"{table_name}: {result.indexed} documents in {result.seconds:.1f} s "
         f"({rate:.0f}/s); {result.already_newer} already newer from the stream; "
+        f"{result.absent_tombstoned} absent from the scan, kept as tombstones; "
         f"{result.rejected} dead-lettered; {swaps}"
     )
 
