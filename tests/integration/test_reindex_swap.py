@@ -1,0 +1,198 @@
+"""The alias swap at the end of a reindex loses no acknowledged change (issue 19, item 1).
+
+A batch resolves the main alias (its ``_mget``) and asks whether a reindex runs (its ``HEAD``)
+at about the same time. When the swap falls between the two, the batch has the old index as its
+only target; the swap blocks writes on the old index first, so that write gets a 403 and the
+retry resolves the alias anew (docs/ordering.md, "The swap").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import queue
+import random
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from syncer.commands.reindex import ReindexOptions, prepare, reindex_table, swap_alias
+from syncer.pipeline import process_batch
+from syncer.sinks.build import build_sinks
+from syncer.sinks.search import reindex_alias
+from tests.integration.conftest import OPENSEARCH_URL, Stack
+
+pytestmark = pytest.mark.integration
+
+
+def _item(pk: str, category: str) -> dict[str, Any]:
+    return {"pk": {"S": pk}, "sk": {"S": "v1"}, "category": {"S": category}, "price": {"N": "1"}}
+
+
+class _SwapBetweenMgetAndHead:
+    """An OpenSearch client that runs ``swap`` right after the first ``_mget`` returned, and
+    holds every ``HEAD`` of an alias until the swap is done: the interleaving, step by step.
+    """
+
+    def __init__(self, client: Any, swap: Any) -> None:
+        self._client, self._swap = client, swap
+        self.swapped = threading.Event()
+        self.indices = _HeldHeads(client.indices, self.swapped)
+
+    def mget(self, **kwargs: Any) -> Any:
+        response = self._client.mget(**kwargs)
+        if not self.swapped.is_set():
+            self._swap()
+            self.swapped.set()
+        return response
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+class _HeldHeads:
+    def __init__(self, indices: Any, swapped: threading.Event) -> None:
+        self._indices, self._swapped = indices, swapped
+
+    def exists_alias(self, **kwargs: Any) -> Any:
+        assert self._swapped.wait(10), "the swap never happened"
+        return self._indices.exists_alias(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._indices, name)
+
+
+def test_a_batch_that_resolved_the_old_index_before_the_swap_lands_in_the_new_one(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """_mget before the swap (old index), HEAD after it (no reindex), write after it: not lost."""
+    # given an item in the old index, and a reindex whose new index is ready to take the alias
+    stack.put(_item("s", "shoes"))
+    stack.deliver()
+    client = stack.sinks.opensearch
+    (table,) = stack.config.tables
+    prepare(client, table, 1, tmp_path / "state.json")
+    (old_index,) = client.indices.get_alias(name=stack.index)
+    (new_index,) = client.indices.get_alias(name=reindex_alias(stack.index))
+    # when the item changes and its batch resolves the alias just before the swap, asks for the
+    # reindex alias just after it, and then writes
+    stack.put(_item("s", "hats"))
+    records = stack.new_records()
+    proxy = _SwapBetweenMgetAndHead(client, lambda: swap_alias(client, table, new_index, old_index))
+    outcome = process_batch(
+        records, stack.config, dataclasses.replace(stack.sinks, opensearch=proxy)
+    )
+    # then the change was acknowledged and search, now on the new index, shows it
+    assert proxy.swapped.is_set()
+    assert not outcome.failed_sequence_numbers
+    assert sorted(client.indices.get_alias(name=stack.index)) == [new_index]
+    assert stack.indexed()["s|v1"]["category"] == "hats"
+
+
+WRITERS = 6
+SWAPS = 4
+
+
+@pytest.fixture
+def slow_opensearch() -> Iterator[str]:
+    """OpenSearch 10 ms away each way (20 ms a round trip), through bench/delay_proxy.py."""
+    target = urlsplit(OPENSEARCH_URL)
+    relay = subprocess.Popen(
+        [
+            sys.executable,
+            str(Path(__file__).parents[2] / "bench" / "delay_proxy.py"),
+            "--target",
+            f"{target.hostname}:{target.port or 9200}",
+            "--delay-ms",
+            "10",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert relay.stdout is not None
+        yield f"http://127.0.0.1:{int(relay.stdout.readline())}"
+    finally:
+        relay.kill()
+        relay.wait()
+
+
+def test_writers_through_a_slow_opensearch_lose_nothing_across_swaps(
+    stack: Stack, tmp_path: Path, slow_opensearch: str
+) -> None:
+    """Six writers deliver changes, 20 ms from OpenSearch, while reindexes swap: none is lost.
+
+    Each writer delivers the records of its own keys in order (as Lambda does per key), and
+    re-delivers a batch that reports failures; what was acknowledged must be searchable.
+    """
+    # given items, and six writers delivering through a slow OpenSearch
+    keys = [f"w{number}" for number in range(48)]
+    for key in keys:
+        stack.put(_item(key, "start"))
+    stack.deliver()
+    config = dataclasses.replace(
+        stack.config, opensearch=dataclasses.replace(stack.config.opensearch, url=slow_opensearch)
+    )
+    slow = build_sinks(config)
+    queues: list[queue.SimpleQueue[list[dict[str, Any]] | None]] = [
+        queue.SimpleQueue() for _ in range(WRITERS)
+    ]
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def deliver_own_keys(own: queue.SimpleQueue[list[dict[str, Any]] | None]) -> None:
+        try:
+            while (records := own.get()) is not None:
+                while process_batch(records, config, slow).failed_sequence_numbers:
+                    pass  # Lambda retries the batch; applying it again is idempotent
+        except BaseException as error:  # noqa: BLE001 - reported by the main thread
+            errors.append(error)
+
+    def change_and_dispatch() -> None:
+        rng = random.Random(19)
+        try:
+            while not stop.is_set():
+                for _ in range(6):
+                    stack.put(_item(rng.choice(keys), f"c{rng.randrange(10**6)}"))
+                _dispatch(stack, queues)
+        except BaseException as error:  # noqa: BLE001 - reported by the main thread
+            errors.append(error)
+
+    workers = [threading.Thread(target=deliver_own_keys, args=(own,)) for own in queues]
+    producer = threading.Thread(target=change_and_dispatch)
+    for thread in [*workers, producer]:
+        thread.start()
+    try:
+        # when the table is reindexed several times while the changes flow
+        for run in range(SWAPS):
+            options = ReindexOptions(segments=2, page_size=50, state_path=tmp_path / f"{run}.json")
+            reindex_table(stack.config, stack.sinks, stack.table, options=options)
+    finally:
+        stop.set()
+        producer.join()
+        _dispatch(stack, queues)
+        for own in queues:
+            own.put(None)
+        for thread in workers:
+            thread.join()
+        slow.close()
+    # then every acknowledged change is searchable through the alias
+    assert not errors
+    assert stack.indexed() == stack.scanned()
+
+
+def _dispatch(stack: Stack, queues: list[queue.SimpleQueue[list[dict[str, Any]] | None]]) -> None:
+    """Hand each writer the new records of its keys, in stream order."""
+    records = stack.new_records()
+    by_writer: dict[int, list[dict[str, Any]]] = {}
+    for record in records:
+        key = record["dynamodb"]["Keys"]["pk"]["S"]
+        by_writer.setdefault(int(key[1:]) % WRITERS, []).append(record)
+        stack.delivered.add(record["dynamodb"]["SequenceNumber"])
+    for writer, own in by_writer.items():
+        queues[writer].put(own)
