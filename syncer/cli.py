@@ -207,7 +207,8 @@ def reindex(
         sinks.dynamodb.describe_table, TableName=table_name
     )
     estimate = int(description["Table"].get("ItemCount", 0))
-    with _progress(estimate, f"reindex {table_name}") as advance:
+    note = "DynamoDB's ItemCount, an estimate it refreshes about every six hours"
+    with _progress(estimate, f"reindex {table_name}", note) as advance:
         options = dataclasses.replace(options, on_progress=lambda page: advance(page.seen))
         result = rebuild.reindex_table(config, sinks, table_name, options=options)
     rate = result.indexed / result.seconds if result.seconds else 0.0
@@ -225,15 +226,25 @@ def reindex(
 
 
 class _Progress:
-    """A progress bar with rate and ETA on a terminal, a log line every few seconds otherwise."""
+    """Items done of the total, rate and ETA: a bar on a terminal, a log line every 5 s otherwise.
 
-    def __init__(self, total: int, label: str) -> None:
+    ``total_note`` says where the total comes from when it is an estimate.
+    """
+
+    def __init__(self, total: int, label: str, total_note: str = "") -> None:
         self.total, self.label, self.done = total, label, 0
+        self.total_note = f" ({total_note})" if total_note else ""
         self.started = self.last_log = time.monotonic()
         self.bar: Any = None
         if sys.stderr.isatty():
             self.bar = click.progressbar(
-                length=max(total, 1), label=label, file=sys.stderr, show_eta=True, show_percent=True
+                length=max(total, 1),
+                label=f"{label}, ~{total} items{self.total_note}\n",
+                file=sys.stderr,
+                show_eta=True,
+                show_percent=True,
+                show_pos=True,
+                item_show_func=lambda rate: None if rate is None else f"{rate:.0f}/s",
             )
 
     def __enter__(self) -> Callable[[int], None]:
@@ -245,28 +256,33 @@ class _Progress:
         if self.bar is not None:
             self.bar.__exit__(*exc)
 
+    def rate(self, now: float) -> float:
+        return self.done / max(now - self.started, 1e-9)
+
     def advance(self, count: int) -> None:
         self.done += count
-        if self.bar is not None:
-            self.bar.update(count)
-            return
         now = time.monotonic()
+        if self.bar is not None:
+            self.bar.length = max(self.bar.length, self.done)  # the estimate was short
+            self.bar.update(count, current_item=self.rate(now))
+            return
         if now - self.last_log >= 5:
             self.last_log = now
-            rate = self.done / max(now - self.started, 1e-9)
+            rate = self.rate(now)
             eta = (self.total - self.done) / rate if rate and self.total > self.done else 0
             logging.getLogger("syncer.progress").info(
-                "%s: %d of ~%d items, %.0f/s, ETA %.0f s",
+                "%s: %d of ~%d items%s, %.0f/s, ETA %.0f s",
                 self.label,
                 self.done,
                 self.total,
+                self.total_note,
                 rate,
                 eta,
             )
 
 
-def _progress(total: int, label: str) -> _Progress:
-    return _Progress(total, label)
+def _progress(total: int, label: str, total_note: str = "") -> _Progress:
+    return _Progress(total, label, total_note)
 
 
 @main.command()
