@@ -18,6 +18,9 @@ so a reindex rebuilds each selected route's index from the same scan, with one s
 5. Swap (``swap_alias``): block writes on the old index, then point the alias at the new one and
    drop the reindex alias in one ``POST _aliases``. A batch that resolved the old index before
    the swap gets a 403 and re-resolves the alias on its retry (docs/ordering.md, "The swap").
+6. Catch up (``catch_up``): the old index, frozen by the block, may hold changes a batch wrote
+   there but not to the new index (a 409 or 429 there, then no reindex alias on its retry):
+   each document changed since the reindex began that is newer there is read again and written.
 
 Progress is saved after every page in a state file, so a crashed reindex resumes where it was;
 ``abandon`` drops a reindex that should not finish.
@@ -53,7 +56,7 @@ from syncer.core.keys import boto_key, lambda_key, typed_key_from_id
 from syncer.core.plan import order_verdict, plan_read_state, plan_scanned, tombstone_body
 from syncer.core.records import document_id
 from syncer.core.routes import document_in, route_item
-from syncer.core.versions import Version, version_from_meta
+from syncer.core.versions import CLOCK_UNCERTAINTY_MS, Version, version_from_meta
 from syncer.errors import ConfigError, DownstreamUnavailableError, PoisonRecordError, SyncerError
 from syncer.sinks.deadletter import DeadLetter
 from syncer.sinks.indices import LIVE_DOCUMENTS_FILTER, create_versioned_index, versioned_index_name
@@ -147,6 +150,7 @@ class IndexRebuild:
     old_index: str | None
     tombstones_carried: int | None = None  # None until the old index's tombstones were copied
     absent_tombstoned: int | None = None  # None until what the scan found absent was settled
+    caught_up: int | None = None  # None until what the old index learned was brought over
 
 
 @dataclass
@@ -538,20 +542,75 @@ def tombstone_absent(
     no stream change has reached the new index for since. It gets the state a consistent read
     finds now (``shape`` turns it into this route's view): a tombstone with the read's version
     when the item is gone, so a replay of its older changes loses after the swap as it would
-    have before; the item's document when it is back. Returns the tombstones written.
+    have before; the item's document when it is back. Run before the swap, while the reindex
+    alias brings the stream's later changes to the new index. Returns the tombstones written.
+    """
+    query = {"bool": {"must_not": [{"term": {f"{SYNCER_FIELD}.deleted": True}}]}}
+    return _settle_from_old(
+        sinks, config, table, old_index, new_index, key_types, query, page_size, shape
+    )
+
+
+def catch_up(
+    sinks: Sinks,
+    config: Config,
+    table: TableConfig,
+    old_index: str,
+    new_index: str,
+    key_types: Mapping[str, str],
+    since_s: float,
+    page_size: int = 1000,
+    shape: Callable[[ReadState], ReadState] = lambda read: read,
+) -> int:
+    """After the swap: bring into ``new_index`` what ``old_index`` learned and it did not.
+
+    A batch can write a change to the old index and fail to write it to the new one in the
+    same round (a 409 or a 429 there), then find the reindex alias gone on its next round and
+    settle. ``swap_alias`` blocked writes on the old index first, so its state is final: every
+    document in it changed since ``since_s`` (the reindex's start; what changed before was seen
+    by the scan) whose version is newer than the new index's, or cannot be ordered against it,
+    is read again and written as the table holds it now. Returns the tombstones written.
+    """
+    changed_since_ms = int(since_s * 1000) - _SECOND_AND_MARGIN_MS
+    query = {"range": {f"{SYNCER_FIELD}.changed_at": {"gte": changed_since_ms}}}
+    return _settle_from_old(
+        sinks, config, table, old_index, new_index, key_types, query, page_size, shape
+    )
+
+
+# A change's changed_at is its whole second on DynamoDB's clock; since_s is syncer's clock.
+_SECOND_AND_MARGIN_MS = 1000 + 2 * CLOCK_UNCERTAINTY_MS
+
+
+def _settle_from_old(
+    sinks: Sinks,
+    config: Config,
+    table: TableConfig,
+    old_index: str,
+    new_index: str,
+    key_types: Mapping[str, str],
+    query: Mapping[str, Any],
+    page_size: int,
+    shape: Callable[[ReadState], ReadState],
+) -> int:
+    """Re-read each document of ``old_index`` matching ``query`` whose state ``new_index``
+    lacks (absent there, or older, or not comparable) and write what the read finds.
     """
     client, guard = sinks.opensearch, sinks.opensearch_guard
     for index in (old_index, new_index):
         guard.call_with_retry(client.indices.refresh, index=index)
-    body = {"query": LIVE_DOCUMENTS_FILTER, "_source": False}
+    body = {"query": query, "_source": [SYNCER_FIELD]}
     tombstoned = 0
     for hits in scroll_pages(client, guard, old_index, body, page_size):
-        refs = [(new_index, hit["_id"]) for hit in hits]
+        old_versions = {
+            (new_index, hit["_id"]): version_from_meta(hit["_source"].get(SYNCER_FIELD, {}))
+            for hit in hits
+        }
         result = apply_writes(
             client,
             guard,
-            refs,
-            _absent_planner(table, shape),
+            list(old_versions),
+            _newer_in_old_planner(table, old_versions, shape),
             config.opensearch,
             reread=_rereader(sinks, table, key_types),
         )
@@ -560,14 +619,19 @@ def tombstone_absent(
     return tombstoned
 
 
-def _absent_planner(
-    table: TableConfig, shape: Callable[[ReadState], ReadState]
+def _newer_in_old_planner(
+    table: TableConfig,
+    old_versions: Mapping[DocumentRef, Version],
+    shape: Callable[[ReadState], ReadState],
 ) -> Callable[[DocumentRef, TargetState, ReadState | None], DocumentWrite | Verdict]:
-    """Leave what the new index holds (the scan's or the stream's state); read the rest again."""
+    """Leave what the new index holds when it is as new as the old index's state; else read
+    the item again and write it as found (a tombstone when it is gone, even over nothing).
+    """
 
     def plan(ref: DocumentRef, target: TargetState, reread: ReadState | None) -> Any:
         if reread is None:
-            return Verdict.SKIP if target.document is not None else Verdict.REREAD
+            verdict = order_verdict(old_versions[ref], target.document)
+            return Verdict.SKIP if verdict is Verdict.SKIP else Verdict.REREAD
         read = shape(reread)
         if read.item is None and target.document is None:  # an absent read, kept as a tombstone
             return DocumentWrite(
@@ -633,6 +697,22 @@ def reindex_table(
         if _alias_indices(client, rebuild.alias) != [rebuild.new_index]:
             view = table.route_table(routes[rebuild.alias])
             swap_alias(client, view, rebuild.new_index, rebuild.old_index)
+    for rebuild in state.rebuilds:
+        if rebuild.caught_up is None:
+            rebuild.caught_up = 0
+            if rebuild.old_index:
+                route = routes[rebuild.alias]
+                rebuild.caught_up = catch_up(
+                    sinks,
+                    config,
+                    table.route_table(route),
+                    rebuild.old_index,
+                    rebuild.new_index,
+                    key_types,
+                    state.started_at,
+                    shape=_routed_read(table, route),
+                )
+            save_state(state, state_path)
     old_indices = [rebuild.old_index for rebuild in state.rebuilds if rebuild.old_index]
     if options.delete_old and old_indices:
         time.sleep(options.delete_grace_s)  # let searches that resolved the old index finish

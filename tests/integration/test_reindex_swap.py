@@ -21,9 +21,11 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from syncer.commands import reindex
 from syncer.commands.reindex import ReindexOptions, prepare, reindex_table, swap_alias
 from syncer.pipeline import process_batch
 from syncer.sinks.build import build_sinks
+from syncer.sinks.resilience import Downstream
 from syncer.sinks.search import reindex_alias
 from tests.integration.conftest import OPENSEARCH_URL, Stack
 
@@ -196,3 +198,71 @@ def _dispatch(stack: Stack, queues: list[queue.SimpleQueue[list[dict[str, Any]] 
         stack.delivered.add(record["dynamodb"]["SequenceNumber"])
     for writer, own in by_writer.items():
         queues[writer].put(own)
+
+
+class _ConflictInNewThenHoldForSwap:
+    """A batch's OpenSearch client: its write to the reindex index meets a 409 (a scan page
+    rewrote the document between the batch's read and its write), and its next round waits
+    until the swap is done, so that round finds no reindex alias.
+    """
+
+    def __init__(self, client: Any, new_index: str) -> None:
+        self._client, self._new_index = client, new_index
+        self.round_one_written = threading.Event()
+        self.swapped = threading.Event()
+
+    def mget(self, **kwargs: Any) -> Any:
+        response = self._client.mget(**kwargs)
+        for doc in response["docs"]:
+            if doc.get("_index") == self._new_index and doc.get("found"):
+                source = self._client.get(index=self._new_index, id=doc["_id"])["_source"]
+                self._client.index(index=self._new_index, id=doc["_id"], body=source)
+        return response
+
+    def bulk(self, **kwargs: Any) -> Any:
+        response = self._client.bulk(**kwargs)
+        if not self.round_one_written.is_set():
+            self.round_one_written.set()
+            assert self.swapped.wait(10), "the swap never happened"
+        return response
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def test_a_change_written_to_the_old_index_only_before_the_swap_is_caught_up(
+    stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Old index written, new index 409, swap, retry finds no reindex: the reindex catches up."""
+    # given an item the reindex scans, and a change of it whose batch runs at the swap: its
+    # first round writes the old index and meets a 409 on the new one, its retry comes after
+    stack.put(_item("t", "shoes"))
+    stack.deliver()
+    real_swap = reindex.swap_alias
+    outcomes: list[Any] = []
+
+    def swap_during_a_batch(client: Any, table: Any, new_index: str, old: str | None) -> None:
+        stack.put(_item("t", "hats"))
+        records = stack.new_records()
+        batch_client = _ConflictInNewThenHoldForSwap(stack.sinks.opensearch, new_index)
+        # its own guard, as in another process: a breaker serialises calls through it
+        guard = Downstream("opensearch", stack.config.resilience)
+        sinks = dataclasses.replace(stack.sinks, opensearch=batch_client, opensearch_guard=guard)
+        batch = threading.Thread(
+            target=lambda: outcomes.append(process_batch(records, stack.config, sinks))
+        )
+        batch.start()
+        assert batch_client.round_one_written.wait(10)
+        real_swap(client, table, new_index, old)
+        batch_client.swapped.set()
+        batch.join()
+
+    monkeypatch.setattr(reindex, "swap_alias", swap_during_a_batch)
+    # when the table is reindexed
+    options = ReindexOptions(segments=1, state_path=tmp_path / "state.json")
+    reindex_table(stack.config, stack.sinks, stack.table, options=options)
+    # then the batch acknowledged the change, and search, on the new index, shows it
+    (outcome,) = outcomes
+    assert not outcome.failed_sequence_numbers
+    assert stack.indexed()["t|v1"]["category"] == "hats"
+    assert stack.indexed() == stack.scanned()
