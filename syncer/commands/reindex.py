@@ -28,6 +28,7 @@ Progress is saved after every page in a state file, so a crashed reindex resumes
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import tempfile
@@ -62,7 +63,7 @@ from syncer.sinks.deadletter import DeadLetter
 from syncer.sinks.indices import LIVE_DOCUMENTS_FILTER, create_versioned_index, versioned_index_name
 from syncer.sinks.ports import Sinks
 from syncer.sinks.resilience import Guarded
-from syncer.sinks.search import ApplyResult, apply_writes, reindex_alias, scroll_pages
+from syncer.sinks.search import ApplyResult, Planner, apply_writes, reindex_alias, scroll_pages
 
 log = logging.getLogger(__name__)
 DEFAULT_PAGE_SIZE = 500
@@ -450,24 +451,11 @@ def carry_tombstones(
             "must_not": [{"range": {f"{SYNCER_FIELD}.changed_at": {"lt": cutoff_ms}}}],
         }
     }
-    client, guard = sinks.opensearch, sinks.opensearch_guard
-    guard.call_with_retry(client.indices.refresh, index=old_index)
-    carried = 0
-    for hits in scroll_pages(client, guard, old_index, {"query": query}, page_size):
-        metas = {(new_index, hit["_id"]): hit["_source"].get(SYNCER_FIELD, {}) for hit in hits}
+    def planner(metas: Mapping[DocumentRef, Mapping[str, Any]]) -> Planner:
+        return _tombstone_planner(table, metas, shape)
 
-        result = apply_writes(
-            client,
-            guard,
-            list(metas),
-            _tombstone_planner(table, metas, shape),
-            config.opensearch,
-            reread=_rereader(sinks, table, key_types),
-            read_first=False,
-        )
-        _raise_failed(result, table)
-        carried += result.count(Settled.TOMBSTONED)
-    return carried
+    pages = _OldIndexPages(old_index, new_index, {"query": query}, page_size)
+    return _write_pages(sinks, config, table, key_types, pages, planner, read_first=False)
 
 
 def _rejected(table: TableConfig, ref: DocumentRef, reason: str) -> DeadLetter:
@@ -596,23 +584,57 @@ def _settle_from_old(
     """Re-read each document of ``old_index`` matching ``query`` whose state ``new_index``
     lacks (absent there, or older, or not comparable) and write what the read finds.
     """
+
+    def planner(metas: Mapping[DocumentRef, Mapping[str, Any]]) -> Planner:
+        versions = {ref: version_from_meta(meta) for ref, meta in metas.items()}
+        return _newer_in_old_planner(table, versions, shape)
+
+    pages = _OldIndexPages(
+        old_index, new_index, {"query": query, "_source": [SYNCER_FIELD]}, page_size
+    )
+    return _write_pages(sinks, config, table, key_types, pages, planner, refresh_new=True)
+
+
+@dataclass(frozen=True)
+class _OldIndexPages:
+    """Pages of the old index's documents that match ``body``, as refs into the new index."""
+
+    old_index: str
+    new_index: str
+    body: Mapping[str, Any]
+    page_size: int
+
+
+def _write_pages(
+    sinks: Sinks,
+    config: Config,
+    table: TableConfig,
+    key_types: Mapping[str, str],
+    pages: _OldIndexPages,
+    planner: Callable[[Mapping[DocumentRef, Mapping[str, Any]]], Planner],
+    *,
+    read_first: bool = True,
+    refresh_new: bool = False,
+) -> int:
+    """Plan each page of old documents (their ``_syncer``) into the new index; the tombstones
+    written. A failed write stops the reindex (resumable).
+    """
     client, guard = sinks.opensearch, sinks.opensearch_guard
-    for index in (old_index, new_index):
+    for index in (pages.old_index, pages.new_index) if refresh_new else (pages.old_index,):
         guard.call_with_retry(client.indices.refresh, index=index)
-    body = {"query": query, "_source": [SYNCER_FIELD]}
     tombstoned = 0
-    for hits in scroll_pages(client, guard, old_index, body, page_size):
-        old_versions = {
-            (new_index, hit["_id"]): version_from_meta(hit["_source"].get(SYNCER_FIELD, {}))
-            for hit in hits
+    for hits in scroll_pages(client, guard, pages.old_index, pages.body, pages.page_size):
+        metas = {
+            (pages.new_index, hit["_id"]): hit["_source"].get(SYNCER_FIELD, {}) for hit in hits
         }
         result = apply_writes(
             client,
             guard,
-            list(old_versions),
-            _newer_in_old_planner(table, old_versions, shape),
+            list(metas),
+            planner(metas),
             config.opensearch,
             reread=_rereader(sinks, table, key_types),
+            read_first=read_first,
         )
         _raise_failed(result, table)
         tombstoned += result.count(Settled.TOMBSTONED)
@@ -659,60 +681,28 @@ def reindex_table(
     state_path = options.state_path or default_state_path(table.name)
     client = Guarded(sinks.opensearch, sinks.opensearch_guard)
     state = prepare(client, table, options.segments, state_path, index=options.index)
-    for rebuild in state.rebuilds:
-        if rebuild.tombstones_carried is None:
-            rebuild.tombstones_carried = 0
-            if rebuild.old_index:
-                route = routes[rebuild.alias]
-                rebuild.tombstones_carried = carry_tombstones(
-                    sinks,
-                    config,
-                    table.route_table(route),
-                    rebuild.old_index,
-                    rebuild.new_index,
-                    key_types,
-                    shape=_routed_read(table, route),
-                )
-            save_state(state, state_path)
+
+    def from_old_index(settle: Callable[..., int]) -> Callable[[IndexRebuild], int]:
+        def step(rebuild: IndexRebuild) -> int:
+            route = routes[rebuild.alias]
+            view, shape = table.route_table(route), _routed_read(table, route)
+            old, new = rebuild.old_index, rebuild.new_index
+            return settle(sinks, config, view, old, new, key_types, shape=shape)
+
+        return step
+
+    _once_per_rebuild(state, state_path, "tombstones_carried", from_old_index(carry_tombstones))
     started = time.monotonic()
     totals = _scan_all(config, sinks, table, state, state_path, options)
-    for rebuild in state.rebuilds:
-        if rebuild.absent_tombstoned is None:
-            rebuild.absent_tombstoned = 0
-            if rebuild.old_index:
-                route = routes[rebuild.alias]
-                rebuild.absent_tombstoned = tombstone_absent(
-                    sinks,
-                    config,
-                    table.route_table(route),
-                    rebuild.old_index,
-                    rebuild.new_index,
-                    key_types,
-                    shape=_routed_read(table, route),
-                )
-            save_state(state, state_path)
+    _once_per_rebuild(state, state_path, "absent_tombstoned", from_old_index(tombstone_absent))
     state.swapping = True
     save_state(state, state_path)
     for rebuild in state.rebuilds:
         if _alias_indices(client, rebuild.alias) != [rebuild.new_index]:
             view = table.route_table(routes[rebuild.alias])
             swap_alias(client, view, rebuild.new_index, rebuild.old_index)
-    for rebuild in state.rebuilds:
-        if rebuild.caught_up is None:
-            rebuild.caught_up = 0
-            if rebuild.old_index:
-                route = routes[rebuild.alias]
-                rebuild.caught_up = catch_up(
-                    sinks,
-                    config,
-                    table.route_table(route),
-                    rebuild.old_index,
-                    rebuild.new_index,
-                    key_types,
-                    state.started_at,
-                    shape=_routed_read(table, route),
-                )
-            save_state(state, state_path)
+    caught_up = functools.partial(catch_up, since_s=state.started_at)
+    _once_per_rebuild(state, state_path, "caught_up", from_old_index(caught_up))
     old_indices = [rebuild.old_index for rebuild in state.rebuilds if rebuild.old_index]
     if options.delete_old and old_indices:
         time.sleep(options.delete_grace_s)  # let searches that resolved the old index finish
@@ -729,6 +719,18 @@ def reindex_table(
         sum(rebuild.absent_tombstoned or 0 for rebuild in state.rebuilds),
         tuple((r.alias, r.new_index, r.old_index) for r in state.rebuilds),
     )
+
+
+def _once_per_rebuild(
+    state: ReindexState, state_path: Path, done: str, step: Callable[[IndexRebuild], int]
+) -> None:
+    """Run ``step`` for each rebuild with an old index whose count ``done`` is still None; the
+    count is saved after each, so a resumed reindex does not run it twice.
+    """
+    for rebuild in state.rebuilds:
+        if getattr(rebuild, done) is None:
+            setattr(rebuild, done, step(rebuild) if rebuild.old_index else 0)
+            save_state(state, state_path)
 
 
 def _scan_all(
