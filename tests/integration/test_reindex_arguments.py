@@ -93,13 +93,17 @@ def test_a_reindex_broken_by_segments_0_resumes_with_valid_segments(
 
 
 def test_a_broken_reindex_can_be_abandoned(stack: Stack, tmp_path: Path) -> None:
-    """`reindex --abandon` drops the half-built index, its alias and the state file."""
-    # given items, and a reindex an earlier release left with segments=0
+    """`reindex --abandon` drops the half-built index, its alias and the state file, and lifts
+    the write block a swap that crashed before moving the alias left on the serving index.
+    """
+    # given items, a reindex an earlier release left with segments=0, and a write block on the
+    # index the alias serves (as a crash between the block and the alias swap leaves it)
     stack.put(_item("c"))
     stack.deliver()
     state = tmp_path / "s.json"
     _broken_by_an_earlier_release(stack, state)
     (old_index,) = stack.sinks.opensearch.indices.get_alias(name=stack.index)
+    stack.sinks.opensearch.indices.put_settings(index=old_index, body={"index.blocks.write": True})
     # when it is abandoned
     code, output = _reindex(stack, state, "--abandon")
     # then the stream writes to one index again, and the alias still serves the old one
@@ -108,4 +112,9 @@ def test_a_broken_reindex_can_be_abandoned(stack: Stack, tmp_path: Path) -> None
     assert _created(stack) == (False, False)
     assert not state.exists()
     assert sorted(stack.sinks.opensearch.indices.get_alias(name=stack.index)) == [old_index]
+    assert f"lifted the write block of {old_index}" in output
+    # and the stream writes there again
+    stack.put(_item("d"))
+    stack.deliver()
+    assert stack.failed_invocations == 0
     assert stack.indexed() == stack.scanned()

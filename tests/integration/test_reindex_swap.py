@@ -266,3 +266,38 @@ def test_a_change_written_to_the_old_index_only_before_the_swap_is_caught_up(
     assert not outcome.failed_sequence_numbers
     assert stack.indexed()["t|v1"]["category"] == "hats"
     assert stack.indexed() == stack.scanned()
+
+
+def test_a_reindex_that_crashed_after_the_swap_resumes_with_the_catch_up(
+    stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crash between the swap and the catch-up: the next run finds it swapped, catches up."""
+    # given a reindex that dies right after its swap
+    stack.put(_item("u", "shoes"))
+    stack.deliver()
+    real_catch_up = reindex.catch_up
+
+    def crash(*args: Any, **kwargs: Any) -> int:
+        raise KeyboardInterrupt("simulated crash")
+
+    monkeypatch.setattr(reindex, "catch_up", crash)
+    options = ReindexOptions(segments=1, state_path=tmp_path / "state.json")
+    with pytest.raises(KeyboardInterrupt):
+        reindex_table(stack.config, stack.sinks, stack.table, options=options)
+    assert sorted(stack.sinks.opensearch.indices.get_alias(name=stack.index)) == [
+        f"{stack.index}-000002"
+    ]
+    # when it runs again
+    ran: list[str] = []
+
+    def counted(*args: Any, **kwargs: Any) -> int:
+        ran.append(args[4])
+        return real_catch_up(*args, **kwargs)
+
+    monkeypatch.setattr(reindex, "catch_up", counted)
+    result = reindex_table(stack.config, stack.sinks, stack.table, options=options)
+    # then it resumed into the same index, only to catch up, and finished
+    assert result.indices == ((stack.index, f"{stack.index}-000002", f"{stack.index}-000001"),)
+    assert ran == [f"{stack.index}-000002"]
+    assert not (tmp_path / "state.json").exists()
+    assert stack.indexed() == stack.scanned()
