@@ -209,7 +209,9 @@ def reindex(
     estimate = int(description["Table"].get("ItemCount", 0))
     note = "DynamoDB's ItemCount, an estimate it refreshes about every six hours"
     with _progress(estimate, f"reindex {table_name}", note) as advance:
-        options = dataclasses.replace(options, on_progress=lambda page: advance(page.seen))
+        options = dataclasses.replace(
+            options, on_progress=lambda page: advance(page.seen), on_resume=advance
+        )
         result = rebuild.reindex_table(config, sinks, table_name, options=options)
     rate = result.indexed / result.seconds if result.seconds else 0.0
     swaps = "; ".join(

@@ -124,6 +124,7 @@ class ReindexOptions:
     delete_old: bool = False
     delete_grace_s: float = 0.0
     on_progress: Callable[[SegmentProgress], None] = _ignore
+    on_resume: Callable[[int], None] = lambda _: None  # items scanned before a crash, once
 
     def __post_init__(self) -> None:
         check_scan_arguments(self.segments, self.page_size)
@@ -184,6 +185,7 @@ class ReindexResult:
     old_deleted: bool
     tombstones_carried: int = 0
     absent_tombstoned: int = 0
+    caught_up: int = 0  # tombstones the catch-up after the swap wrote
     # (alias, new index, old index) of every index rebuilt; one unless the table has routes
     indices: tuple[tuple[str, str, str | None], ...] = ()
 
@@ -451,6 +453,7 @@ def carry_tombstones(
             "must_not": [{"range": {f"{SYNCER_FIELD}.changed_at": {"lt": cutoff_ms}}}],
         }
     }
+
     def planner(metas: Mapping[DocumentRef, Mapping[str, Any]]) -> Planner:
         return _tombstone_planner(table, metas, shape)
 
@@ -692,6 +695,8 @@ def reindex_table(
         return step
 
     _once_per_rebuild(state, state_path, "tombstones_carried", from_old_index(carry_tombstones))
+    if state.seen:
+        options.on_resume(state.seen)
     started = time.monotonic()
     totals = _scan_all(config, sinks, table, state, state_path, options)
     _once_per_rebuild(state, state_path, "absent_tombstoned", from_old_index(tombstone_absent))
@@ -717,6 +722,7 @@ def reindex_table(
         options.delete_old and bool(old_indices),
         sum(rebuild.tombstones_carried or 0 for rebuild in state.rebuilds),
         sum(rebuild.absent_tombstoned or 0 for rebuild in state.rebuilds),
+        sum(rebuild.caught_up or 0 for rebuild in state.rebuilds),
         tuple((r.alias, r.new_index, r.old_index) for r in state.rebuilds),
     )
 

@@ -100,8 +100,10 @@ def test_reindex_resumes_after_a_crash(stack: Stack, tmp_path: Path) -> None:
         )
     saved = json.loads(state.read_text())
     assert saved["last_keys"]
-    options = ReindexOptions(segments=1, page_size=10, state_path=state)
+    resumed: list[int] = []
+    options = ReindexOptions(segments=1, page_size=10, state_path=state, on_resume=resumed.append)
     result = reindex_table(stack.config, stack.sinks, stack.table, options=options)
+    assert resumed == [20]  # the progress goes on from the two pages scanned before
     ((_, new_index, _),) = result.indices
     assert [rebuild["new_index"] for rebuild in saved["rebuilds"]] == [new_index]
     assert not state.exists()
