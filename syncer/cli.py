@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import sys
 import time
@@ -141,13 +142,18 @@ def _sinks(config: Config) -> Any:
     "--delete-old/--keep-old",
     default=False,
     show_default=True,
-    help="Delete the previous index after the swap.",
+    help="Delete the previous index after the swap (kept, it stays write-blocked).",
 )
 @click.option(
     "--delete-grace-s",
     default=60.0,
     show_default=True,
-    help="Wait before deleting the old index, for batches in flight.",
+    help="Wait before deleting the old index, for searches in flight.",
+)
+@click.option(
+    "--abandon",
+    is_flag=True,
+    help="Drop the running reindex instead: its new index, its alias and its state file.",
 )
 def reindex(
     config_path: str | None,
@@ -158,62 +164,89 @@ def reindex(
     state_file: str | None,
     delete_old: bool,
     delete_grace_s: float,
+    abandon: bool,
 ) -> None:
     """Rebuild a table's index (each route's, from one scan) with no downtime, then swap aliases.
 
     The stream keeps flowing: its changes also go to the new index while it fills, and a
-    scanned item never overwrites a newer stream change. Run it again after a crash to resume.
+    scanned item never overwrites a newer stream change. Run it again after a crash to resume,
+    or with --abandon to drop it.
 
     Example: syncer reindex --table catalog --segments 8
     """
     from pathlib import Path
 
-    from syncer.commands.reindex import reindex_table
+    from syncer.commands import reindex as rebuild
 
     config = _load(config_path)
+    table = config.require_table(table_name)
+    state_path = Path(state_file) if state_file else rebuild.default_state_path(table_name)
+    if abandon:
+        dropped = rebuild.abandon(_sinks(config), table, state_path, index=index_name)
+        click.echo(
+            f"{table_name}: reindex abandoned; dropped {', '.join(dropped.dropped) or 'nothing'}"
+            + (
+                f"; lifted the write block of {', '.join(dropped.unblocked)}"
+                if dropped.unblocked
+                else ""
+            )
+        )
+        return
+    # Checked before anything is created: a bad argument must leave no index, alias or state.
+    rebuild.selected_routes(table, index_name)
+    options = rebuild.ReindexOptions(
+        segments=segments,
+        page_size=page_size,
+        state_path=state_path,
+        index=index_name,
+        delete_old=delete_old,
+        delete_grace_s=delete_grace_s,
+    )
     sinks = _sinks(config)
-    config.require_table(table_name)
     description = sinks.dynamodb_guard.call_with_retry(
         sinks.dynamodb.describe_table, TableName=table_name
     )
     estimate = int(description["Table"].get("ItemCount", 0))
-    state_path = Path(state_file) if state_file else None
-    with _progress(estimate, f"reindex {table_name}") as advance:
-        result = reindex_table(
-            config,
-            sinks,
-            table_name,
-            segments,
-            page_size,
-            state_path,
-            delete_old,
-            delete_grace_s,
-            advance,
-            index_name,
+    note = "DynamoDB's ItemCount, an estimate it refreshes about every six hours"
+    with _progress(estimate, f"reindex {table_name}", note) as advance:
+        options = dataclasses.replace(
+            options, on_progress=lambda page: advance(page.seen), on_resume=advance
         )
+        result = rebuild.reindex_table(config, sinks, table_name, options=options)
     rate = result.indexed / result.seconds if result.seconds else 0.0
     swaps = "; ".join(
         f"alias {alias} -> {new}"
-        + (f" (deleted {old})" if result.old_deleted else f" (kept {old})")
+        + (f" (deleted {old})" if result.old_deleted else f" (kept {old}, write-blocked)")
         for alias, new, old in result.indices
     )
     click.echo(
         f"{table_name}: {result.indexed} documents in {result.seconds:.1f} s "
         f"({rate:.0f}/s); {result.already_newer} already newer from the stream; "
+        f"{result.absent_tombstoned} absent from the scan, kept as tombstones; "
         f"{result.rejected} dead-lettered; {swaps}"
     )
 
 
 class _Progress:
-    """A progress bar with rate and ETA on a terminal, a log line every few seconds otherwise."""
+    """Items done of the total, rate and ETA: a bar on a terminal, a log line every 5 s otherwise.
 
-    def __init__(self, total: int, label: str) -> None:
+    ``total_note`` says where the total comes from when it is an estimate.
+    """
+
+    def __init__(self, total: int, label: str, total_note: str = "") -> None:
         self.total, self.label, self.done = total, label, 0
+        self.total_note = f" ({total_note})" if total_note else ""
         self.started = self.last_log = time.monotonic()
         self.bar: Any = None
         if sys.stderr.isatty():
             self.bar = click.progressbar(
-                length=max(total, 1), label=label, file=sys.stderr, show_eta=True, show_percent=True
+                length=max(total, 1),
+                label=f"{label}, ~{total} items{self.total_note}\n",
+                file=sys.stderr,
+                show_eta=True,
+                show_percent=True,
+                show_pos=True,
+                item_show_func=lambda rate: None if rate is None else f"{rate:.0f}/s",
             )
 
     def __enter__(self) -> Callable[[int], None]:
@@ -225,28 +258,33 @@ class _Progress:
         if self.bar is not None:
             self.bar.__exit__(*exc)
 
+    def rate(self, now: float) -> float:
+        return self.done / max(now - self.started, 1e-9)
+
     def advance(self, count: int) -> None:
         self.done += count
-        if self.bar is not None:
-            self.bar.update(count)
-            return
         now = time.monotonic()
+        if self.bar is not None:
+            self.bar.length = max(self.bar.length, self.done)  # the estimate was short
+            self.bar.update(count, current_item=self.rate(now))
+            return
         if now - self.last_log >= 5:
             self.last_log = now
-            rate = self.done / max(now - self.started, 1e-9)
+            rate = self.rate(now)
             eta = (self.total - self.done) / rate if rate and self.total > self.done else 0
             logging.getLogger("syncer.progress").info(
-                "%s: %d of ~%d items, %.0f/s, ETA %.0f s",
+                "%s: %d of ~%d items%s, %.0f/s, ETA %.0f s",
                 self.label,
                 self.done,
                 self.total,
+                self.total_note,
                 rate,
                 eta,
             )
 
 
-def _progress(total: int, label: str) -> _Progress:
-    return _Progress(total, label)
+def _progress(total: int, label: str, total_note: str = "") -> _Progress:
+    return _Progress(total, label, total_note)
 
 
 @main.command()

@@ -11,7 +11,7 @@ scan, a verify repair, or a re-read that settled an uncertain comparison). Both 
   against the interval in which the read happened, with ``CLOCK_UNCERTAINTY_MS`` of slack; when
   the two can overlap the answer is ``UNKNOWN`` and the writer re-reads the item (a consistent
   read made after it saw the indexed state) instead of guessing;
-- two reads: by their intervals, ``UNKNOWN`` when they overlap.
+- two reads: by their intervals, ``UNKNOWN`` when they overlap or lie within the clock slack.
 
 Documents written before versions existed still order: one with a sequence number and no stream
 counts as written by the stream of the change it meets (by sequence number, as before); one with
@@ -174,13 +174,15 @@ def _compare_changes(new: Version, old: Version) -> Order:
 
 
 def _compare_reads(new: Version, old: Version) -> Order:
-    """Two reads are ordered only when their intervals are apart by more than the clock margin:
-    they may come from two processes (a scan worker, a re-read in Lambda) whose clocks differ."""
+    """The later read wins only by twice the clock margin: each reader's clock may be off by
+    up to the margin, in opposite directions (a reindex here, a Lambda's re-read there).
+    """
     new_from, new_to = new.read_from_ms or 0, new.read_to_ms or 0
     old_from, old_to = old.read_from_ms or 0, old.read_to_ms or 0
-    if new_from >= old_to + CLOCK_UNCERTAINTY_MS:
+    slack = 2 * CLOCK_UNCERTAINTY_MS
+    if new_from >= old_to + slack:
         return Order.NEWER
-    if new_to + CLOCK_UNCERTAINTY_MS <= old_from:
+    if new_to + slack <= old_from:
         return Order.OLDER
     return Order.UNKNOWN
 

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from syncer.cli import main
-from syncer.commands.reindex import reindex_table
+from syncer.commands.reindex import ReindexOptions, SegmentProgress, reindex_table
 from syncer.commands.verify import verify_table
 from syncer.sinks.search import reindex_alias
 from tests.integration.conftest import BOTH_REDIS_TOPOLOGIES, Stack
@@ -64,16 +64,15 @@ def test_reindex_while_the_stream_flows_loses_nothing(stack: Stack, tmp_path: Pa
             stack.config,
             stack.sinks,
             stack.table,
-            segments=3,
-            page_size=25,
-            state_path=tmp_path / "state.json",
+            options=ReindexOptions(segments=3, page_size=25, state_path=tmp_path / "state.json"),
         )
     finally:
         stop.set()
         writer.join()
     assert not errors
     stack.deliver(batch_size=50)
-    assert _alias_target(stack) == [result.new_index]
+    ((_, new_index, _),) = result.indices
+    assert _alias_target(stack) == [new_index]
     assert not stack.sinks.opensearch.indices.exists_alias(name=reindex_alias(stack.index))
     assert stack.indexed() == stack.scanned()
 
@@ -86,7 +85,7 @@ def test_reindex_resumes_after_a_crash(stack: Stack, tmp_path: Path) -> None:
     state = tmp_path / "state.json"
     pages = {"seen": 0}
 
-    def crash_after_two_pages(_: int) -> None:
+    def crash_after_two_pages(_: SegmentProgress) -> None:
         pages["seen"] += 1
         if pages["seen"] == 2:
             raise KeyboardInterrupt("simulated crash")
@@ -96,17 +95,18 @@ def test_reindex_resumes_after_a_crash(stack: Stack, tmp_path: Path) -> None:
             stack.config,
             stack.sinks,
             stack.table,
-            segments=1,
-            page_size=10,
-            state_path=state,
-            on_progress=crash_after_two_pages,
+            options=ReindexOptions(
+                segments=1, page_size=10, state_path=state, on_progress=crash_after_two_pages
+            ),
         )
     saved = json.loads(state.read_text())
     assert saved["last_keys"]
-    result = reindex_table(
-        stack.config, stack.sinks, stack.table, segments=1, page_size=10, state_path=state
-    )
-    assert result.new_index == saved["new_index"]
+    resumed: list[int] = []
+    options = ReindexOptions(segments=1, page_size=10, state_path=state, on_resume=resumed.append)
+    result = reindex_table(stack.config, stack.sinks, stack.table, options=options)
+    assert resumed == [20]  # the progress goes on from the two pages scanned before
+    ((_, new_index, _),) = result.indices
+    assert [rebuild["new_index"] for rebuild in saved["rebuilds"]] == [new_index]
     assert not state.exists()
     assert stack.indexed() == stack.scanned()
 

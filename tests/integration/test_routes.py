@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from syncer import handler
 from syncer.cli import main
-from syncer.commands.reindex import reindex_table
+from syncer.commands.reindex import ReindexOptions, reindex_table
 from syncer.commands.verify import verify_table
 from syncer.core.records import document_id
 from syncer.pipeline import process_batch
@@ -322,7 +322,7 @@ def test_reindex_and_verify_repair_converge_on_the_routed_table(catalog: RoutedC
     assert verify_table(config, sinks, name, sample=50).drift == 0
     catalog.assert_converged()
     # when the table is reindexed (all three indices in one scan) and a change follows
-    result = reindex_table(config, sinks, name, segments=2, page_size=3)
+    result = reindex_table(config, sinks, name, options=ReindexOptions(segments=2, page_size=3))
     _put(catalog, {**product("1"), "type": {"S": "review"}})
     catalog.stack.deliver()
     # then every alias points at a new index, each equal to what its route selects

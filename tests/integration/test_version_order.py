@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from syncer.commands.reindex import reindex_table
+from syncer.commands.reindex import ReindexOptions, reindex_table
 from syncer.commands.verify import verify_table
 from syncer.config import Config, load_config
 from syncer.core.versions import CLOCK_UNCERTAINTY_MS
@@ -42,9 +42,8 @@ def _item(pk: str, category: str = "shoes", price: str = "10") -> dict[str, Any]
 
 
 def _reindex(stack: Stack, tmp_path: Path) -> None:
-    reindex_table(
-        stack.config, stack.sinks, stack.table, segments=1, state_path=tmp_path / "state.json"
-    )
+    options = ReindexOptions(segments=1, state_path=tmp_path / "state.json")
+    reindex_table(stack.config, stack.sinks, stack.table, options=options)
 
 
 def _live(stack: Stack, doc_id: str) -> dict[str, Any] | None:
