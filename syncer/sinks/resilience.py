@@ -285,9 +285,16 @@ class Downstream:
             deadline.check_fits(self.timeout_s or MIN_REQUEST_S)
 
     def call(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run one attempt through the breaker (no retry here)."""
-        result: T = self.breaker.call(function, *args, **kwargs)
-        return result
+        """Run one attempt through the breaker (no retry here).
+
+        ``CircuitBreaker.call`` holds the breaker's lock for the whole call, so every thread
+        sharing a downstream (reindex segments, the side requests of a write round) would wait
+        for the one request in flight. ``calling()`` takes the lock only to check the state
+        (an open breaker still fails fast) and to count the outcome; the request runs outside.
+        """
+        with self.breaker.calling():
+            return function(*args, **kwargs)
+        raise AssertionError("unreachable: the block either returns or raises")
 
     def retrying(self, deadline: Deadline | None = None) -> tenacity.Retrying:
         """A tenacity loop: transient errors only, bounded attempts and time, jittered backoff."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pybreaker
@@ -206,6 +207,40 @@ def test_permanent_errors_do_not_open_the_breaker() -> None:
         downstream.call_with_retry(FlakyFunction(os_errors.TransportError(400, "bad", {})))
     # then the breaker stays closed
     assert downstream.breaker.current_state == pybreaker.STATE_CLOSED
+
+
+def test_calls_through_one_guard_run_side_by_side() -> None:
+    """A call in progress does not hold up another call through the same guard (pybreaker's
+    own ``call`` holds its lock for the whole call, which serialised every thread's requests)."""
+    # given a call on another thread that waits for an event set by a second call
+    downstream = Downstream("opensearch", FAST)
+    started, released = threading.Event(), threading.Event()
+    seen: list[bool] = []
+
+    def wait_for_release() -> None:
+        started.set()
+        seen.append(released.wait(timeout=2))
+
+    waiter = threading.Thread(target=downstream.call, args=(wait_for_release,))
+    waiter.start()
+    assert started.wait(timeout=2)
+    # when the second call runs while the first one waits
+    downstream.call(released.set)
+    waiter.join()
+    # then the first call saw the release instead of timing out
+    assert seen == [True]
+
+
+def test_the_breaker_still_counts_failures_and_opens() -> None:
+    """Failures counted outside pybreaker's lock still open the breaker at fail_max."""
+    settings = ResilienceConfig(breaker_fail_max=2)
+    downstream = Downstream("redis", settings)
+    for _ in range(2):
+        with pytest.raises((ConnectionResetError, pybreaker.CircuitBreakerError)):
+            downstream.call(FlakyFunction(ConnectionResetError("reset")))
+    assert downstream.breaker.current_state == pybreaker.STATE_OPEN
+    with pytest.raises(pybreaker.CircuitBreakerError):
+        downstream.call(lambda: None)
 
 
 def test_operations_failure_table_is_the_codes() -> None:
