@@ -126,13 +126,9 @@ def run_checks(samples: Sequence[SampledWrite], config: Config, sinks: Sinks) ->
 
 def _read_documents(sinks: Sinks, samples: Sequence[SampledWrite]) -> list[DocumentSeen | None]:
     """Each sample's document through its alias (``_mget``, realtime, as verify reads)."""
-    response = sinks.opensearch_guard.call_with_retry(
-        sinks.opensearch.mget,
-        body={"docs": [{"_index": s.index, "_id": s.document_id} for s in samples]},
-        params={"realtime": "true"},
-    )
+    docs = sinks.search.mget([{"_index": s.index, "_id": s.document_id} for s in samples])
     seen: list[DocumentSeen | None] = []
-    for doc in response["docs"]:
+    for doc in docs:
         if "error" in doc:
             raise_for_mget_error(doc["error"])
         source = doc.get("_source") if doc.get("found") else None
@@ -150,20 +146,13 @@ def _read_cache(sinks: Sinks, keys: Sequence[str]) -> dict[str, CacheSeen]:
     """The keys that hold a value, with its fill time; lease markers and absent keys left out."""
     if not keys:
         return {}
-
-    def get_all() -> list[Any]:
-        pipeline = sinks.redis.pipeline(transaction=False)
-        for key in keys:
-            pipeline.get(key)
-        return list(pipeline.execute())
-
-    replies = sinks.redis_guard.call_with_retry(get_all)
+    replies = sinks.cache.read(keys)
     held: dict[str, CacheSeen] = {}
     for key, reply in zip(keys, replies, strict=True):
         if reply is None:
             continue
         try:
-            entry = decode_entry(bytes(reply))
+            entry = decode_entry(reply)
         except ValueError:  # reserved-prefix bytes LeasedCache did not write: cannot be dated
             held[key] = CacheSeen(key, None)
             continue

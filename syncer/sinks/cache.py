@@ -455,6 +455,20 @@ class CacheSink:
         existed: int = self.guard.call_with_retry(invalidate, self.handle, keys, deadline=deadline)
         return existed
 
+    def read(self, keys: Sequence[str]) -> list[bytes | None]:
+        """The raw value of each key (None where absent), in one pipeline, through the guard."""
+        if not keys:
+            return []
+
+        def get_all() -> list[bytes | None]:
+            pipeline = self.handle.pipeline(transaction=False)
+            for key in keys:
+                pipeline.get(key)
+            return [None if reply is None else bytes(reply) for reply in pipeline.execute()]
+
+        values: list[bytes | None] = self.guard.call_with_retry(get_all)
+        return values
+
 
 def make_client(settings: RedisConfig, password: str | None = None) -> RedisHandle:
     """The Redis of ``settings``: single node or cluster (``[redis] cluster``), lazily built."""

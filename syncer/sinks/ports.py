@@ -41,6 +41,7 @@ class CacheStore(Protocol):
     """The cache: keys deleted (durably, with ``wait_replicas``) or an error."""
 
     def invalidate(self, keys: Collection[str], deadline: Deadline | None = None) -> int: ...
+    def read(self, keys: Sequence[str]) -> list[bytes | None]: ...
 
 
 class ItemStore(Protocol):
