@@ -1,0 +1,701 @@
+"""Rebuild a table's index(es) from a DynamoDB full export in S3 (``syncer reindex --export``).
+
+Three functions, which the local command runs in one process (``--workers 1``) or a process
+pool, and which the reindex state machine of template.yaml runs as Lambda steps
+(``syncer.reindex_handler``):
+
+1. ``prepare_export``: read the export's summary (a full export only), create each route's next
+   index and its reindex alias (``reindex.prepare``), carry the old indices' tombstones
+   (``reindex.carry_tombstones``). Returns an ``ExportJob``, plain JSON for Step Functions.
+2. ``load_file``: one data file of ``manifest-files.json``, a work item that is independent and
+   idempotent: streamed, each item written into the new index of its route with the export's
+   read version through ``apply_writes(read_first=False)`` (an optimistic ``create``; only the
+   409s of the stream's own writes are read and planned again). MD5 and item count checked at
+   the end; a failed file is read again whole, up to ``FILE_ATTEMPTS`` times.
+3. ``finish_export``: only when every file is loaded. The old index's live documents are
+   carried: a change the live index learned after the export's lower bound replaces an older
+   state in the new index, and an item the export does not hold gets a tombstone with the
+   export's read version (or the old state, whichever is newer; re-read when unknown). Then
+   each alias is swapped (``reindex.swap_alias``).
+
+Locally, the state of each file is kept in a state file after it is loaded, so a rerun resumes
+with the files not loaded yet.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from syncer.commands import reindex
+from syncer.config import Config, TableConfig
+from syncer.core import jsoncodec
+from syncer.core.attributes import decode_item
+from syncer.core.documents import (
+    SYNCER_FIELD,
+    DocumentRef,
+    DocumentWrite,
+    ReadState,
+    Settled,
+    TargetState,
+    Verdict,
+    WriteKind,
+)
+from syncer.core.exports import DataFile, ExportFormatError, ExportLine, ExportSummary, parse_line
+from syncer.core.keys import typed_key_from_id
+from syncer.core.plan import order_verdict, plan_read_state, plan_scanned, tombstone_body
+from syncer.core.records import document_id
+from syncer.core.routes import document_in, route_item
+from syncer.core.versions import Order, Version, compare, version_from_meta
+from syncer.errors import ConfigError, DownstreamUnavailableError, PoisonRecordError, SyncerError
+from syncer.sinks.deadletter import DeadLetter
+from syncer.sinks.exports import ExportFileError, ExportReader
+from syncer.sinks.indices import LIVE_DOCUMENTS_FILTER
+from syncer.sinks.ports import Sinks
+from syncer.sinks.resilience import Guarded
+from syncer.sinks.search import ApplyResult, apply_writes, scroll_pages
+
+log = logging.getLogger(__name__)
+DEFAULT_PAGE_SIZE = 1000
+FILE_ATTEMPTS = 3
+FILE_RETRY_BACKOFF_S = 1.0
+
+
+@dataclass(frozen=True)
+class ExportJob:
+    """What every step needs, as plain JSON: the export, its files' total and the indices."""
+
+    table: str
+    export_uri: str
+    targets: dict[str, str]  # route alias -> new concrete index
+    old_indices: dict[str, str | None]  # route alias -> the index it pointed at
+    read_version: dict[str, Any]  # the export's version, as ``_syncer`` records it
+    item_count: int
+    files: int
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> ExportJob:
+        return cls(
+            table=str(raw["table"]),
+            export_uri=str(raw["export_uri"]),
+            targets=dict(raw["targets"]),
+            old_indices=dict(raw["old_indices"]),
+            read_version=dict(raw["read_version"]),
+            item_count=int(raw["item_count"]),
+            files=int(raw["files"]),
+        )
+
+
+@dataclass(frozen=True)
+class FileCounts:
+    """What loading one work item did."""
+
+    items: int = 0
+    written: int = 0
+    already_newer: int = 0
+    rejected: int = 0
+
+    def __add__(self, other: FileCounts) -> FileCounts:
+        return FileCounts(
+            self.items + other.items,
+            self.written + other.written,
+            self.already_newer + other.already_newer,
+            self.rejected + other.rejected,
+        )
+
+
+@dataclass
+class FileProgress:
+    """The local resume file: which work items of which export are done, and their counts."""
+
+    table: str
+    export_uri: str
+    done: dict[str, dict[str, int]] = field(default_factory=dict)  # file key -> FileCounts
+    finished: bool = False
+
+
+@dataclass(frozen=True)
+class ExportReindexResult:
+    indices: tuple[tuple[str, str, str | None], ...]  # (alias, new index, old index)
+    files: int
+    files_resumed: int
+    counts: FileCounts
+    carried: int
+    absent_tombstoned: int
+    seconds: float
+
+
+def s3_client() -> Any:
+    """The S3 client of export reads: botocore's standard retries on top of the file's own."""
+    import boto3
+    from botocore.config import Config as BotoConfig
+
+    return boto3.client(
+        "s3", config=BotoConfig(retries={"mode": "standard", "max_attempts": 3}, read_timeout=30)
+    )
+
+
+def _save_json(path: Path, value: Mapping[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    with os.fdopen(handle, "wb") as out:
+        out.write(jsoncodec.dumps(value))
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(temp, path)
+
+
+def load_progress(path: Path, table: str, export_uri: str) -> FileProgress:
+    """The saved progress of this export, or a fresh one (another export starts over)."""
+    if path.exists():
+        raw = jsoncodec.loads(path.read_bytes())
+        if raw.get("table") == table and raw.get("export_uri") == export_uri:
+            return FileProgress(**raw)
+    return FileProgress(table, export_uri)
+
+
+def save_progress(progress: FileProgress, path: Path) -> None:
+    _save_json(path, asdict(progress))
+
+
+def default_progress_path(table: str) -> Path:
+    return Path(f".syncer-export-{table}.json")
+
+
+def route_state_path(progress_path: Path, index: str) -> Path:
+    """Each rebuilt index's ``reindex.prepare`` state, next to the progress file (any table)."""
+    return progress_path.with_name(f"{progress_path.stem}.{index}{progress_path.suffix}")
+
+
+def read_export(s3: Any, export_uri: str) -> tuple[ExportReader, ExportSummary, list[DataFile]]:
+    reader = ExportReader(s3, export_uri)
+    summary = reader.summary()
+    return reader, summary, reader.data_files(summary)
+
+
+def prepare_export(
+    config: Config, sinks: Sinks, s3: Any, table_name: str, export_uri: str, progress_path: Path
+) -> tuple[ExportJob, list[DataFile]]:
+    """Step 1: the new indices and reindex aliases, tombstones carried, the files listed."""
+    table = config.require_table(table_name)
+    _, summary, files = read_export(s3, export_uri)
+    if summary.is_incremental:
+        raise ExportFormatError(
+            f"{export_uri} is an incremental export: a new index needs a full export "
+            "(apply incremental exports to the live index with `syncer backfill`)"
+        )
+    client = Guarded(sinks.opensearch, sinks.opensearch_guard)
+    key_types = sinks.items.key_schema(table.name)
+    targets: dict[str, str] = {}
+    olds: dict[str, str | None] = {}
+    for route in table.resolved_routes:
+        route_table = table.route_table(route)
+        path = route_state_path(progress_path, route.index)
+        state = reindex.prepare(client, route_table, 1, path)
+        if state.tombstones_carried is None:
+            state.tombstones_carried = 0
+            if state.old_index:
+                state.tombstones_carried = reindex.carry_tombstones(
+                    sinks,
+                    config,
+                    route_table,
+                    state.old_index,
+                    state.new_index,
+                    key_types,
+                    shape=_routed_shape(table, route.index),
+                )
+            reindex.save_state(state, path)
+        targets[route.index] = state.new_index
+        olds[route.index] = state.old_index
+    job = ExportJob(
+        table=table.name,
+        export_uri=export_uri,
+        targets=targets,
+        old_indices=olds,
+        read_version=summary.read_version.to_meta(),
+        item_count=summary.item_count,
+        files=len(files),
+    )
+    return job, files
+
+
+def _routed_shape(table: TableConfig, index: str) -> Callable[[ReadState], ReadState]:
+    """A read of the table as ``index`` holds it: routed and transformed, else absent."""
+    route = next(route for route in table.resolved_routes if route.index == index)
+
+    def shape(read: ReadState) -> ReadState:
+        return ReadState(document_in(route_item(table, read.item), route), read.version)
+
+    return shape
+
+
+def rereader(
+    sinks: Sinks, table: TableConfig, key_types: Mapping[str, str]
+) -> Callable[[Sequence[DocumentRef]], Mapping[DocumentRef, ReadState | str]]:
+    """Consistent re-reads of items by document id, as the table holds them (planners route)."""
+
+    def reread(refs: Sequence[DocumentRef]) -> Mapping[DocumentRef, ReadState | str]:
+        states: dict[DocumentRef, ReadState | str] = {}
+        keys = {}
+        for ref in refs:
+            key = typed_key_from_id(ref[1], key_types)
+            if key is None:
+                states[ref] = f"document id {ref[1]!r} is not a key of {table.name!r}"
+            else:
+                keys[ref] = key
+        if keys:
+            found = sinks.items.read(table.name, list(keys.values()))
+            states.update({ref: found[ref[1]] for ref in keys})
+        return states
+
+    return reread
+
+
+def decode_lines(
+    table: TableConfig,
+    key_types: Mapping[str, str],
+    summary: ExportSummary,
+    page: Sequence[bytes],
+    where: str,
+) -> tuple[list[tuple[str, ExportLine, dict[str, Any] | None]], list[DeadLetter]]:
+    """Each line's document id, parsed line and decoded item (None: deleted); bad ones as letters."""
+    decoded = []
+    letters = []
+    for raw in page:
+        try:
+            line = parse_line(raw, summary, list(key_types), where)
+            doc_id = document_id(decode_item(line.keys))
+            item = None if line.new_image is None else decode_item(line.new_image)
+        except (PoisonRecordError, ExportFormatError) as error:
+            letters.append(
+                DeadLetter(
+                    {"export_line": raw.decode("utf-8", "replace")[:4096]},
+                    table.name,
+                    type(error).__name__,
+                    str(error),
+                    None,
+                )
+            )
+            continue
+        decoded.append((doc_id, line, item))
+    return decoded, letters
+
+
+def _write_export_page(
+    config: Config,
+    sinks: Sinks,
+    table: TableConfig,
+    targets: Mapping[str, str],
+    key_types: Mapping[str, str],
+    summary: ExportSummary,
+    page: Sequence[bytes],
+    where: str,
+) -> FileCounts:
+    """Write each exported item into the new index of its route (``targets``: alias -> index)."""
+    decoded, letters = decode_lines(table, key_types, summary, page, where)
+    scanned: dict[DocumentRef, ReadState] = {}
+    route_tables: dict[DocumentRef, TableConfig] = {}
+    for doc_id, line, item in decoded:
+        state = route_item(table, item)
+        if state.route is None or state.route.index not in targets:
+            continue
+        try:
+            document = document_in(state, state.route)
+        except PoisonRecordError as error:
+            letters.append(
+                DeadLetter(
+                    {"export_document_id": doc_id},
+                    table.name,
+                    "PoisonRecordError",
+                    str(error),
+                    None,
+                )
+            )
+            continue
+        if document is not None:
+            ref = (targets[state.route.index], doc_id)
+            scanned[ref] = ReadState(document, line.version)
+            route_tables[ref] = table.route_table(state.route)
+    shapes = {new: _routed_shape(table, alias) for alias, new in targets.items()}
+
+    def plan(ref: DocumentRef, target: TargetState, reread: ReadState | None) -> Any:
+        again = None if reread is None else shapes[ref[0]](reread)
+        return plan_scanned(ref, route_tables[ref], scanned[ref], target, again)
+
+    result = apply_writes(
+        sinks.opensearch,
+        sinks.opensearch_guard,
+        list(scanned),
+        plan,
+        config.opensearch,
+        reread=rereader(sinks, table, key_types),
+        read_first=False,  # a new, empty index: create, and read only what conflicts
+    )
+    return settle_page(sinks, table, result, letters, len(page))
+
+
+def settle_page(
+    sinks: Sinks, table: TableConfig, result: ApplyResult, letters: list[DeadLetter], items: int
+) -> FileCounts:
+    """Dead-letter rejected documents; raise (the file is retried) when any write failed."""
+    failed = [(ref, o) for ref, o in result.outcomes.items() if o.status is Settled.FAILED]
+    if failed:
+        raise DownstreamUnavailableError(
+            f"export load of {table.name!r}: {len(failed)} document(s) could not be written "
+            f"({failed[0][1].reason}); run the same command again to resume"
+        )
+    letters.extend(
+        DeadLetter(
+            {"export_document_id": ref[1]}, table.name, "DocumentRejectedError", o.reason, None
+        )
+        for ref, o in result.outcomes.items()
+        if o.status is Settled.REJECTED
+    )
+    if letters:
+        sinks.deadletter_guard.call_with_retry(sinks.deadletters.write, letters)
+    written = result.count(Settled.WRITTEN) + result.count(Settled.TOMBSTONED)
+    return FileCounts(items, written, result.count(Settled.SKIPPED), len(letters))
+
+
+PageWriter = Callable[[ExportSummary, Sequence[bytes], str], FileCounts]
+
+
+def load_pages(
+    reader: ExportReader,
+    summary: ExportSummary,
+    data_file: DataFile,
+    write_page: PageWriter,
+    page_size: int,
+    on_page: Callable[[int], None] = lambda _: None,
+    attempts: int = FILE_ATTEMPTS,
+    backoff_s: float | None = None,
+) -> FileCounts:
+    """One data file, page by page through ``write_page``; read again whole when it fails.
+
+    Writes are idempotent (each replaces only an older state), so a file read again after a
+    failure halfway writes nothing twice. After ``attempts`` the error names the file.
+    """
+    where = f"s3://{summary.bucket}/{data_file.key}"
+    for attempt in range(1, attempts + 1):
+        counts = FileCounts()
+        try:
+            for page in reader.read_pages(summary, data_file, page_size):
+                counts = counts + write_page(summary, page, where)
+                on_page(len(page))
+            return counts
+        except (ExportFileError, DownstreamUnavailableError) as error:
+            if attempt == attempts:
+                raise ExportFileError(
+                    f"{where} failed {attempts} times, last: {error}; the files loaded so far "
+                    "are kept: run the same command again to resume"
+                ) from error
+            log.warning(
+                "export file %s failed (attempt %d of %d): %s", where, attempt, attempts, error
+            )
+            time.sleep((FILE_RETRY_BACKOFF_S if backoff_s is None else backoff_s) * attempt)
+    raise AssertionError("unreachable")
+
+
+def load_file(
+    config: Config,
+    sinks: Sinks,
+    s3: Any,
+    job: ExportJob,
+    data_file: DataFile,
+    page_size: int = DEFAULT_PAGE_SIZE,
+    on_page: Callable[[int], None] = lambda _: None,
+) -> FileCounts:
+    """Step 2, one work item: a data file loaded into the new indices."""
+    table = config.require_table(job.table)
+    reader = ExportReader(s3, job.export_uri)
+    summary = reader.summary()
+    key_types = sinks.items.key_schema(table.name)
+
+    def write_page(summary: ExportSummary, page: Sequence[bytes], where: str) -> FileCounts:
+        return _write_export_page(
+            config, sinks, table, job.targets, key_types, summary, page, where
+        )
+
+    return load_pages(reader, summary, data_file, write_page, page_size, on_page)
+
+
+@dataclass(frozen=True)
+class FinishCounts:
+    carried: int
+    absent_tombstoned: int
+
+
+def _carry_planner(
+    route_table: TableConfig,
+    olds: Mapping[DocumentRef, Mapping[str, Any]],
+    export_version: Version,
+    shape: Callable[[ReadState], ReadState],
+) -> Callable[[DocumentRef, TargetState, ReadState | None], DocumentWrite | Verdict]:
+    """The new index's state of each of the old index's live documents (module docstring, 3)."""
+
+    def plan(ref: DocumentRef, target: TargetState, reread: ReadState | None) -> Any:
+        if reread is not None:
+            again = shape(reread)
+            if again.item is None and target.document is None:
+                # The old index holds it live, the table does not: absent reads leave a
+                # tombstone, or an older change delivered again would bring it back.
+                body = tombstone_body(route_table, again.version)
+                return DocumentWrite(ref, WriteKind.TOMBSTONE, body, None)
+            return plan_read_state(ref, route_table, again, target.document)
+        source = olds[ref]
+        old_version = version_from_meta(source.get(SYNCER_FIELD) or {})
+        if target.document is not None:
+            verdict = order_verdict(old_version, target.document)
+            if verdict is not None:
+                return verdict
+            return DocumentWrite(ref, WriteKind.INDEX, source, target.document)
+        # The export holds no such item: it was deleted before the export read it, unless the
+        # old index learned it later than that read.
+        order = compare(old_version, export_version)
+        if order is Order.UNKNOWN:
+            return Verdict.REREAD
+        if order is Order.NEWER:
+            return DocumentWrite(ref, WriteKind.INDEX, source, None)
+        return DocumentWrite(
+            ref, WriteKind.TOMBSTONE, tombstone_body(route_table, export_version), None
+        )
+
+    return plan
+
+
+def carry_live_documents(
+    config: Config,
+    sinks: Sinks,
+    table: TableConfig,
+    alias: str,
+    old_index: str,
+    new_index: str,
+    export_version: Version,
+    key_types: Mapping[str, str],
+    page_size: int = 1000,
+) -> FinishCounts:
+    """Every live document of the old index, ordered against the new index's state."""
+    route = next(route for route in table.resolved_routes if route.index == alias)
+    route_table = table.route_table(route)
+    client, guard = sinks.opensearch, sinks.opensearch_guard
+    guard.call_with_retry(client.indices.refresh, index=old_index)
+    carried = tombstoned = 0
+    body = {"query": LIVE_DOCUMENTS_FILTER}
+    for hits in scroll_pages(client, guard, old_index, body, page_size):
+        olds = {(new_index, hit["_id"]): hit["_source"] for hit in hits}
+        result = apply_writes(
+            client,
+            guard,
+            list(olds),
+            _carry_planner(route_table, olds, export_version, _routed_shape(table, alias)),
+            config.opensearch,
+            reread=rereader(sinks, table, key_types),
+        )
+        settle_page(sinks, table, result, [], len(hits))
+        carried += result.count(Settled.WRITTEN)
+        tombstoned += result.count(Settled.TOMBSTONED)
+    return FinishCounts(carried, tombstoned)
+
+
+def finish_export(config: Config, sinks: Sinks, job: ExportJob) -> FinishCounts:
+    """Step 3, once every file is loaded: the old indices' live documents carried, then the swap."""
+    table = config.require_table(job.table)
+    key_types = sinks.items.key_schema(table.name)
+    export_version = version_from_meta(job.read_version)
+    totals = FinishCounts(0, 0)
+    for alias, new_index in job.targets.items():
+        old_index = job.old_indices.get(alias)
+        if old_index:
+            counts = carry_live_documents(
+                config, sinks, table, alias, old_index, new_index, export_version, key_types
+            )
+            totals = FinishCounts(
+                totals.carried + counts.carried, totals.absent_tombstoned + counts.absent_tombstoned
+            )
+    client = Guarded(sinks.opensearch, sinks.opensearch_guard)
+    for alias, new_index in job.targets.items():
+        route = next(route for route in table.resolved_routes if route.index == alias)
+        reindex.swap_alias(client, table.route_table(route), new_index, job.old_indices.get(alias))
+    return totals
+
+
+# --- the local runner: the same steps over the same work items, inline or in a process pool
+
+_worker_sinks: tuple[Config, Sinks, Any] | None = None
+
+
+def _init_worker(config: Config) -> None:
+    """A pool process's own clients (none crosses a process boundary)."""
+    global _worker_sinks
+    from syncer.sinks.build import build_sinks
+
+    _worker_sinks = (config, build_sinks(config), s3_client())
+
+
+WorkItem = Callable[[Config, Sinks, Any, Mapping[str, Any], DataFile, int], FileCounts]
+
+
+def _run_in_worker(
+    work: WorkItem, job: Mapping[str, Any], data_file: DataFile, page_size: int
+) -> FileCounts:
+    if _worker_sinks is None:
+        raise AssertionError("worker process without clients")
+    config, sinks, s3 = _worker_sinks
+    return work(config, sinks, s3, job, data_file, page_size)
+
+
+def _load_export_file(
+    config: Config,
+    sinks: Sinks,
+    s3: Any,
+    job: Mapping[str, Any],
+    data_file: DataFile,
+    page_size: int,
+) -> FileCounts:
+    return load_file(config, sinks, s3, ExportJob.from_json(job), data_file, page_size)
+
+
+def run_work_items(
+    config: Config,
+    sinks: Sinks,
+    s3: Any,
+    work: WorkItem,
+    job: Mapping[str, Any],
+    files: Iterable[DataFile],
+    progress: FileProgress,
+    progress_path: Path,
+    *,
+    workers: int,
+    page_size: int,
+    on_progress: Callable[[int], None],
+) -> FileCounts:
+    """Every file not done yet, through ``work``; each file's counts saved once it is loaded.
+
+    One worker runs in this process (progress per page); more run in a pool of processes
+    (progress per file). The first file that fails for good stops the run; the others in
+    flight finish and are saved, so a rerun resumes with what is left.
+    """
+    pending = [data_file for data_file in files if data_file.key not in progress.done]
+    totals = FileCounts()
+
+    def done(data_file: DataFile, counts: FileCounts) -> None:
+        nonlocal totals
+        totals = totals + counts
+        progress.done[data_file.key] = asdict(counts)
+        save_progress(progress, progress_path)
+
+    if workers <= 1:
+        for data_file in pending:
+            done(data_file, work(config, sinks, s3, job, data_file, page_size))
+            on_progress(0)
+        return totals
+    failure: BaseException | None = None
+    context = multiprocessing.get_context("spawn")  # no parent's threads or sockets in a child
+    with ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_init_worker, initargs=(config,)
+    ) as pool:
+        running: dict[Future[FileCounts], DataFile] = {}
+        queue = list(reversed(pending))
+        while queue or running:
+            while queue and len(running) < workers and failure is None:
+                data_file = queue.pop()
+                running[pool.submit(_run_in_worker, work, job, data_file, page_size)] = data_file
+            if not running:
+                break
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                data_file = running.pop(future)
+                error = future.exception()
+                if error is not None:
+                    failure = failure or error
+                    continue
+                counts = future.result()
+                done(data_file, counts)
+                on_progress(counts.items)
+    if failure is not None:
+        raise failure
+    return totals
+
+
+def reindex_from_export(
+    config: Config,
+    sinks: Sinks,
+    table_name: str,
+    export_uri: str,
+    *,
+    workers: int = 1,
+    page_size: int = DEFAULT_PAGE_SIZE,
+    progress_path: Path | None = None,
+    s3: Any = None,
+    on_progress: Callable[[int], None] = lambda _: None,
+) -> ExportReindexResult:
+    """``syncer reindex --export``: prepare, every file loaded, then finish (module docstring)."""
+    check_work_options(workers, page_size)
+    started = time.monotonic()
+    s3 = s3 if s3 is not None else s3_client()
+    progress_path = progress_path or default_progress_path(table_name)
+    job, files = prepare_export(config, sinks, s3, table_name, export_uri, progress_path)
+    progress = load_progress(progress_path, job.table, export_uri)
+    resumed = sum(1 for data_file in files if data_file.key in progress.done)
+    inline_progress = on_progress if workers <= 1 else (lambda _: None)
+
+    def work(
+        config: Config,
+        sinks: Sinks,
+        s3: Any,
+        raw_job: Mapping[str, Any],
+        data_file: DataFile,
+        page_size: int,
+    ) -> FileCounts:
+        return load_file(config, sinks, s3, job, data_file, page_size, inline_progress)
+
+    counts = run_work_items(
+        config,
+        sinks,
+        s3,
+        work if workers <= 1 else _load_export_file,
+        job.to_json(),
+        files,
+        progress,
+        progress_path,
+        workers=workers,
+        page_size=page_size,
+        on_progress=on_progress if workers > 1 else (lambda _: None),
+    )
+    missing = [data_file.key for data_file in files if data_file.key not in progress.done]
+    if missing:
+        raise SyncerError(f"{len(missing)} export file(s) not loaded, e.g. {missing[0]}")
+    finish = finish_export(config, sinks, job)
+    progress_path.unlink(missing_ok=True)
+    for alias in job.targets:
+        route_state_path(progress_path, alias).unlink(missing_ok=True)
+    return ExportReindexResult(
+        indices=tuple(
+            (alias, new, job.old_indices.get(alias)) for alias, new in job.targets.items()
+        ),
+        files=len(files),
+        files_resumed=resumed,
+        counts=counts,
+        carried=finish.carried,
+        absent_tombstoned=finish.absent_tombstoned,
+        seconds=time.monotonic() - started,
+    )
+
+
+def check_work_options(workers: int, page_size: int) -> None:
+    """Refuse bad options before anything is created."""
+    if workers < 1:
+        raise ConfigError(f"--workers must be at least 1, not {workers}")
+    if page_size < 1:
+        raise ConfigError(f"--page-size must be at least 1, not {page_size}")
