@@ -80,6 +80,7 @@ class ExportJob:
     read_version: dict[str, Any]  # the export's version, as ``_syncer`` records it
     item_count: int
     files: int
+    segments: int = 0  # a scan's total segments (no export): the work items are segments
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -94,6 +95,7 @@ class ExportJob:
             read_version=dict(raw["read_version"]),
             item_count=int(raw["item_count"]),
             files=int(raw["files"]),
+            segments=int(raw.get("segments", 0)),
         )
 
 
@@ -184,17 +186,10 @@ def read_export(s3: Any, export_uri: str) -> tuple[ExportReader, ExportSummary, 
     return reader, summary, reader.data_files(summary)
 
 
-def prepare_export(
-    config: Config, sinks: Sinks, s3: Any, table_name: str, export_uri: str, progress_path: Path
-) -> tuple[ExportJob, list[DataFile]]:
-    """Step 1: the new indices and reindex aliases, tombstones carried, the files listed."""
-    table = config.require_table(table_name)
-    _, summary, files = read_export(s3, export_uri)
-    if summary.is_incremental:
-        raise ExportFormatError(
-            f"{export_uri} is an incremental export: a new index needs a full export "
-            "(apply incremental exports to the live index with `syncer backfill`)"
-        )
+def prepare_targets(
+    config: Config, sinks: Sinks, table: TableConfig, segments: int, progress_path: Path
+) -> tuple[dict[str, str], dict[str, str | None]]:
+    """Each route's new index and reindex alias (``reindex.prepare``), tombstones carried once."""
     client = Guarded(sinks.opensearch, sinks.opensearch_guard)
     key_types = sinks.items.key_schema(table.name)
     targets: dict[str, str] = {}
@@ -202,7 +197,7 @@ def prepare_export(
     for route in table.resolved_routes:
         route_table = table.route_table(route)
         path = route_state_path(progress_path, route.index)
-        state = reindex.prepare(client, route_table, 1, path)
+        state = reindex.prepare(client, route_table, segments, path)
         if state.tombstones_carried is None:
             state.tombstones_carried = 0
             if state.old_index:
@@ -218,6 +213,21 @@ def prepare_export(
             reindex.save_state(state, path)
         targets[route.index] = state.new_index
         olds[route.index] = state.old_index
+    return targets, olds
+
+
+def prepare_export(
+    config: Config, sinks: Sinks, s3: Any, table_name: str, export_uri: str, progress_path: Path
+) -> tuple[ExportJob, list[DataFile]]:
+    """Step 1: the new indices and reindex aliases, tombstones carried, the files listed."""
+    table = config.require_table(table_name)
+    _, summary, files = read_export(s3, export_uri)
+    if summary.is_incremental:
+        raise ExportFormatError(
+            f"{export_uri} is an incremental export: a new index needs a full export "
+            "(apply incremental exports to the live index with `syncer backfill`)"
+        )
+    targets, olds = prepare_targets(config, sinks, table, 1, progress_path)
     job = ExportJob(
         table=table.name,
         export_uri=export_uri,
@@ -228,6 +238,41 @@ def prepare_export(
         files=len(files),
     )
     return job, files
+
+
+def prepare_scan(
+    config: Config, sinks: Sinks, table_name: str, segments: int, progress_path: Path
+) -> ExportJob:
+    """Step 1 of a table without PITR: the same indices; the work items are scan segments."""
+    if segments < 1:
+        raise ConfigError(f"segments must be at least 1, not {segments}")
+    table = config.require_table(table_name)
+    targets, olds = prepare_targets(config, sinks, table, segments, progress_path)
+    return ExportJob(table.name, "", targets, olds, {}, 0, 0, segments)
+
+
+def load_segment(config: Config, sinks: Sinks, job: ExportJob, segment: int) -> FileCounts:
+    """Step 2 of a scan, one work item: a parallel-scan segment written into the new indices.
+
+    ``reindex.scan_segment`` is the scan reindex's own worker (it writes with read versions
+    and leaves tombstones for absent reads), so both paths write alike.
+    """
+    from syncer.commands.reindex import scan_segment  # type: ignore[attr-defined]
+
+    counts = scan_segment(
+        config,
+        sinks,
+        job.table,
+        targets=job.targets,
+        segment=segment,
+        total_segments=job.segments,
+    )
+    return FileCounts(
+        getattr(counts, "scanned", 0),
+        getattr(counts, "indexed", 0),
+        getattr(counts, "already_newer", 0),
+        getattr(counts, "rejected", 0),
+    )
 
 
 def _routed_shape(table: TableConfig, index: str) -> Callable[[ReadState], ReadState]:
@@ -513,10 +558,12 @@ def finish_export(config: Config, sinks: Sinks, job: ExportJob) -> FinishCounts:
     table = config.require_table(job.table)
     key_types = sinks.items.key_schema(table.name)
     export_version = version_from_meta(job.read_version)
+    if job.export_uri and not export_version.is_read:
+        raise ExportFormatError("the job carries no export version: run its prepare step again")
     totals = FinishCounts(0, 0)
     for alias, new_index in job.targets.items():
         old_index = job.old_indices.get(alias)
-        if old_index:
+        if old_index and job.export_uri:  # a scan leaves absent reads' tombstones itself
             counts = carry_live_documents(
                 config, sinks, table, alias, old_index, new_index, export_version, key_types
             )

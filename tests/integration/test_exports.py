@@ -285,3 +285,84 @@ def test_backfill_applies_an_incremental_export_without_going_back_in_time(
     assert decode_item(missed[0]["dynamodb"]["NewImage"])["price"] == 50
     stack.invoke(missed)  # the missed records arrive late after all: nothing goes back
     assert stack.indexed() == stack.scanned()
+
+
+def _definition() -> dict[str, Any]:
+    import yaml
+
+    from tests.unit.test_deploy_template import TEMPLATE, _CloudFormationLoader
+
+    template = yaml.load(TEMPLATE.read_text(encoding="utf-8"), _CloudFormationLoader)
+    raw = json.dumps(template["Resources"]["ReindexStateMachine"]["Properties"]["Definition"])
+    # CloudFormation's DefinitionSubstitutions, as a deployment with these values would make
+    substitutions = {
+        "ReindexFunctionArn": "reindex",
+        "ResultsBucket": "results",
+        "MaxConcurrency": "3",
+    }
+    for name, value in substitutions.items():
+        raw = raw.replace("${" + name + "}", value)
+    definition: dict[str, Any] = json.loads(raw)
+    return definition
+
+
+def _run_machine(s3: Any, execution_input: dict[str, Any]) -> Any:
+    from syncer import reindex_handler
+    from tests import asl
+
+    def read_s3(bucket: str, key: str) -> bytes:
+        body: bytes = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        return body
+
+    reindex_handler.reset_clients()
+    try:
+        return asl.run(
+            _definition(),
+            execution_input,
+            lambda payload: reindex_handler.lambda_handler(payload, None),
+            read_s3,
+        )
+    finally:
+        reindex_handler.reset_clients()
+
+
+def test_the_state_machine_definition_runs_the_handler_steps_to_a_swap(
+    stack: Stack, s3: Any, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """template.yaml's machine, walked by tests/asl.py over the real handler: same index as a table."""
+    from syncer import reindex_handler
+
+    monkeypatch.setattr(reindex_handler, "STATE_DIR", tmp_path)
+    export, ghost = _ghost_and_export(stack, s3, bucket)
+
+    output = _run_machine(s3, {"table": stack.table, "export_uri": export.uri})
+
+    assert output["absent_tombstoned"] >= 1
+    assert sorted(stack.sinks.opensearch.indices.get_alias(name=stack.index)) == [
+        f"{stack.index}-000002"
+    ]
+    assert stack.indexed() == stack.scanned()
+    assert ghost not in stack.indexed()
+
+
+def test_a_failed_file_fails_the_map_and_the_machine_never_swaps(
+    stack: Stack, s3: Any, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ToleratedFailurePercentage 0: one corrupt file, and Finish (the swap) is never reached."""
+    from syncer import reindex_handler
+    from tests.asl import MapFailedError
+
+    monkeypatch.setattr(reindex_handler, "STATE_DIR", tmp_path)
+    for number in range(8):
+        stack.put(_item(f"f{number}", number))
+    stack.deliver()
+    files = split([full_line(item) for item in _table_items(stack)], 2)
+    export = write_export(s3, bucket, files)
+    s3.put_object(Bucket=bucket, Key=export.data_keys[0], Body=gzip_lines(files[0][:-1]))
+    (old_index,) = stack.sinks.opensearch.indices.get_alias(name=stack.index)
+
+    with pytest.raises(MapFailedError, match="1 of 2 items failed"):
+        _run_machine(s3, {"table": stack.table, "export_uri": export.uri})
+
+    assert sorted(stack.sinks.opensearch.indices.get_alias(name=stack.index)) == [old_index]
+    assert stack.sinks.opensearch.indices.exists_alias(name=reindex_alias(stack.index))
