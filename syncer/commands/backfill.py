@@ -114,16 +114,24 @@ def _cache_keys(
     return found
 
 
-def write_backfill_page(
-    config: Config,
-    sinks: Sinks,
+@dataclass(frozen=True)
+class _PreparedLines:
+    """A page's lines as the state each route's index should hold (made on the read-ahead thread)."""
+
+    states: dict[DocumentRef, _Line]
+    optional: frozenset[str]
+    letters: list[DeadLetter]
+    lines: int
+
+
+def prepare_backfill_page(
     table: TableConfig,
     key_types: Mapping[str, str],
     summary: ExportSummary,
     page: Sequence[bytes],
     where: str,
-) -> FileCounts:
-    """Each line's state into every route's live index (and reindex index), cache keys cleared."""
+) -> _PreparedLines:
+    """Each line's state in every route's live index, and in a running reindex's index."""
     decoded, letters = decode_lines(table, key_types, summary, page, where)
     states: dict[DocumentRef, _Line] = {}
     optional: set[str] = set()
@@ -150,6 +158,18 @@ def write_backfill_page(
             states[(route.index, doc_id)] = state
             states[(reindex_alias(route.index), doc_id)] = state
             optional.add(reindex_alias(route.index))
+    return _PreparedLines(states, frozenset(optional), letters, len(page))
+
+
+def write_backfill_page(
+    config: Config,
+    sinks: Sinks,
+    table: TableConfig,
+    key_types: Mapping[str, str],
+    prepared: _PreparedLines,
+) -> FileCounts:
+    """Each prepared state written where it is newer; the cache keys of what changed cleared."""
+    states, letters = prepared.states, list(prepared.letters)
     route_tables = {route.index: table.route_table(route) for route in table.resolved_routes}
     shapes = {
         alias: route
@@ -171,7 +191,7 @@ def write_backfill_page(
         plan,
         config.opensearch,
         reread=rereader(sinks, table, key_types),
-        optional_aliases=frozenset(optional),
+        optional_aliases=prepared.optional,
         fields=_cache_fields(table),
     )
     keys: set[str] = set()
@@ -184,7 +204,7 @@ def write_backfill_page(
         keys |= _cache_keys(state.route, decode_item(state.line.keys), seen or [{}])
     if keys:
         sinks.redis_guard.call_with_retry(invalidate, sinks.redis, keys)
-    return settle_page(sinks, table, result, letters, len(page))
+    return settle_page(sinks, table, result, letters, prepared.lines)
 
 
 def _cache_fields(table: TableConfig) -> tuple[str, ...]:
@@ -213,10 +233,13 @@ def _backfill_file(
     summary = reader.summary()
     key_types = sinks.items.key_schema(table.name)
 
-    def write_page(summary: ExportSummary, page: Sequence[bytes], where: str) -> FileCounts:
-        return write_backfill_page(config, sinks, table, key_types, summary, page, where)
+    def prepare(summary: ExportSummary, page: Sequence[bytes], where: str) -> _PreparedLines:
+        return prepare_backfill_page(table, key_types, summary, page, where)
 
-    return load_pages(reader, summary, data_file, write_page, page_size, on_page)
+    def write(prepared: _PreparedLines) -> FileCounts:
+        return write_backfill_page(config, sinks, table, key_types, prepared)
+
+    return load_pages(reader, summary, data_file, prepare, write, page_size, on_page)
 
 
 def default_backfill_path(table: str) -> Path:

@@ -28,12 +28,14 @@ import logging
 import multiprocessing
 import os
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from queue import Full, Queue
+from typing import Any, TypeVar
 
 from syncer.commands import reindex
 from syncer.config import Config, TableConfig
@@ -64,6 +66,7 @@ from syncer.sinks.resilience import Guarded
 from syncer.sinks.search import ApplyResult, apply_writes, scroll_pages
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 DEFAULT_PAGE_SIZE = 1000
 FILE_ATTEMPTS = 3
 FILE_RETRY_BACKOFF_S = 1.0
@@ -320,8 +323,13 @@ def decode_lines(
     for raw in page:
         try:
             line = parse_line(raw, summary, list(key_types), where)
-            doc_id = document_id(decode_item(line.keys))
             item = None if line.new_image is None else decode_item(line.new_image)
+            # An image holds its key attributes: decode them once, with the item.
+            doc_id = document_id(
+                {name: item[name] for name in key_types}
+                if item is not None
+                else decode_item(line.keys)
+            )
         except (PoisonRecordError, ExportFormatError) as error:
             letters.append(
                 DeadLetter(
@@ -337,17 +345,25 @@ def decode_lines(
     return decoded, letters
 
 
-def _write_export_page(
-    config: Config,
-    sinks: Sinks,
+@dataclass(frozen=True)
+class PreparedPage:
+    """A page decoded and planned for, ready to write (made on the read-ahead thread)."""
+
+    scanned: dict[DocumentRef, ReadState]
+    route_tables: dict[DocumentRef, TableConfig]
+    letters: list[DeadLetter]
+    lines: int
+
+
+def _prepare_export_page(
     table: TableConfig,
     targets: Mapping[str, str],
     key_types: Mapping[str, str],
     summary: ExportSummary,
     page: Sequence[bytes],
     where: str,
-) -> FileCounts:
-    """Write each exported item into the new index of its route (``targets``: alias -> index)."""
+) -> PreparedPage:
+    """Each exported item's state in the new index of its route (``targets``: alias -> index)."""
     decoded, letters = decode_lines(table, key_types, summary, page, where)
     scanned: dict[DocumentRef, ReadState] = {}
     route_tables: dict[DocumentRef, TableConfig] = {}
@@ -372,7 +388,20 @@ def _write_export_page(
             ref = (targets[state.route.index], doc_id)
             scanned[ref] = ReadState(document, line.version)
             route_tables[ref] = table.route_table(state.route)
+    return PreparedPage(scanned, route_tables, letters, len(page))
+
+
+def _write_export_page(
+    config: Config,
+    sinks: Sinks,
+    table: TableConfig,
+    targets: Mapping[str, str],
+    key_types: Mapping[str, str],
+    prepared: PreparedPage,
+) -> FileCounts:
+    """Create each prepared document in the new index; only conflicts are read and re-planned."""
     shapes = {new: _routed_shape(table, alias) for alias, new in targets.items()}
+    scanned, route_tables = prepared.scanned, prepared.route_tables
 
     def plan(ref: DocumentRef, target: TargetState, reread: ReadState | None) -> Any:
         again = None if reread is None else shapes[ref[0]](reread)
@@ -387,7 +416,7 @@ def _write_export_page(
         reread=rereader(sinks, table, key_types),
         read_first=False,  # a new, empty index: create, and read only what conflicts
     )
-    return settle_page(sinks, table, result, letters, len(page))
+    return settle_page(sinks, table, result, list(prepared.letters), prepared.lines)
 
 
 def settle_page(
@@ -413,20 +442,68 @@ def settle_page(
     return FileCounts(items, written, result.count(Settled.SKIPPED), len(letters))
 
 
-PageWriter = Callable[[ExportSummary, Sequence[bytes], str], FileCounts]
+def read_ahead(items: Iterator[T], depth: int = 1) -> Iterator[T]:
+    """``items``, produced on another thread up to ``depth`` ahead of the consumer.
+
+    A page is read from S3, decompressed and decoded while the previous one's ``_bulk`` is in
+    flight (the socket wait releases the GIL), so one worker keeps both sides busy; memory
+    grows by ``depth`` pages. An error of ``items`` is raised to the consumer in order; a
+    consumer that stops early stops the producer.
+    """
+    queue: Queue[tuple[bool, Any]] = Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(entry: tuple[bool, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                queue.put(entry, timeout=0.05)
+                return True
+            except Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((True, item)):
+                    return
+            put((False, None))
+        except BaseException as error:  # noqa: BLE001 - handed to the consumer, which raises it
+            put((False, error))
+        finally:
+            close = getattr(items, "close", None)
+            if callable(close):
+                close()
+
+    thread = threading.Thread(target=produce, name="export-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            more, value = queue.get()
+            if more:
+                yield value
+            elif value is None:
+                return
+            else:
+                raise value
+    finally:
+        stop.set()
+        thread.join()
 
 
 def load_pages(
     reader: ExportReader,
     summary: ExportSummary,
     data_file: DataFile,
-    write_page: PageWriter,
+    prepare: Callable[[ExportSummary, Sequence[bytes], str], T],
+    write: Callable[[T], FileCounts],
     page_size: int,
     on_page: Callable[[int], None] = lambda _: None,
     attempts: int = FILE_ATTEMPTS,
     backoff_s: float | None = None,
 ) -> FileCounts:
-    """One data file, page by page through ``write_page``; read again whole when it fails.
+    """One data file: each page ``prepare``d (read ahead, on another thread), then ``write``n;
+    the file is read again whole when it fails.
 
     Writes are idempotent (each replaces only an older state), so a file read again after a
     failure halfway writes nothing twice. After ``attempts`` the error names the file.
@@ -435,9 +512,12 @@ def load_pages(
     for attempt in range(1, attempts + 1):
         counts = FileCounts()
         try:
-            for page in reader.read_pages(summary, data_file, page_size):
-                counts = counts + write_page(summary, page, where)
-                on_page(len(page))
+            pages = reader.read_pages(summary, data_file, page_size)
+            prepared = read_ahead(prepare(summary, page, where) for page in pages)
+            for page_work in prepared:
+                done = write(page_work)
+                counts = counts + done
+                on_page(done.items)
             return counts
         except (ExportFileError, DownstreamUnavailableError) as error:
             if attempt == attempts:
@@ -467,12 +547,13 @@ def load_file(
     summary = reader.summary()
     key_types = sinks.items.key_schema(table.name)
 
-    def write_page(summary: ExportSummary, page: Sequence[bytes], where: str) -> FileCounts:
-        return _write_export_page(
-            config, sinks, table, job.targets, key_types, summary, page, where
-        )
+    def prepare(summary: ExportSummary, page: Sequence[bytes], where: str) -> PreparedPage:
+        return _prepare_export_page(table, job.targets, key_types, summary, page, where)
 
-    return load_pages(reader, summary, data_file, write_page, page_size, on_page)
+    def write(prepared: PreparedPage) -> FileCounts:
+        return _write_export_page(config, sinks, table, job.targets, key_types, prepared)
+
+    return load_pages(reader, summary, data_file, prepare, write, page_size, on_page)
 
 
 @dataclass(frozen=True)
