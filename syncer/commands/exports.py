@@ -31,7 +31,13 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from queue import Full, Queue
@@ -69,6 +75,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 DEFAULT_PAGE_SIZE = 1000
 FILE_ATTEMPTS = 3
+# Pages of one file written at once: one page's documents are serialized while another's
+# _bulk is in flight. Pages hold different items, so their order does not matter.
+WRITES_IN_FLIGHT = 2
 FILE_RETRY_BACKOFF_S = 1.0
 
 
@@ -139,6 +148,7 @@ class ExportReindexResult:
     carried: int
     absent_tombstoned: int
     seconds: float
+    finish_seconds: float = 0.0  # the carry of the old index's live documents and the swap
 
 
 def s3_client() -> Any:
@@ -514,10 +524,18 @@ def load_pages(
         try:
             pages = reader.read_pages(summary, data_file, page_size)
             prepared = read_ahead(prepare(summary, page, where) for page in pages)
-            for page_work in prepared:
-                done = write(page_work)
-                counts = counts + done
-                on_page(done.items)
+            with ThreadPoolExecutor(WRITES_IN_FLIGHT, thread_name_prefix="export-write") as pool:
+                in_flight: list[Future[FileCounts]] = []
+                for page_work in prepared:
+                    in_flight.append(pool.submit(write, page_work))
+                    if len(in_flight) >= WRITES_IN_FLIGHT:
+                        done = in_flight.pop(0).result()
+                        counts = counts + done
+                        on_page(done.items)
+                for future in in_flight:
+                    done = future.result()
+                    counts = counts + done
+                    on_page(done.items)
             return counts
         except (ExportFileError, DownstreamUnavailableError) as error:
             if attempt == attempts:
@@ -600,6 +618,19 @@ def _carry_planner(
     return plan
 
 
+def _found(client: Any, guard: Any, index: str, ids: Sequence[str], source: bool) -> dict[str, Any]:
+    """The documents of ``ids`` that ``index`` holds (realtime ``_mget``): id -> ``_source``."""
+    if not ids:
+        return {}
+    response = guard.call_with_retry(
+        client.mget,
+        index=index,
+        body={"ids": list(ids)},
+        params={"_source": "true" if source else "false", "realtime": "true"},
+    )
+    return {doc["_id"]: doc.get("_source") for doc in response["docs"] if doc.get("found")}
+
+
 def carry_live_documents(
     config: Config,
     sinks: Sinks,
@@ -609,17 +640,35 @@ def carry_live_documents(
     new_index: str,
     export_version: Version,
     key_types: Mapping[str, str],
-    page_size: int = 1000,
+    page_size: int = 5000,
 ) -> FinishCounts:
-    """Every live document of the old index, ordered against the new index's state."""
+    """Every live document of the old index, ordered against the new index's state.
+
+    Most of them are older than the export and already in the new index: for those, only
+    ``_syncer`` is scrolled and their presence in the new index asked (``_mget`` without
+    sources). Only the documents newer than the export (or not ordered against it) and those
+    the new index lacks are read whole and written through ``apply_writes``.
+    """
     route = next(route for route in table.resolved_routes if route.index == alias)
     route_table = table.route_table(route)
     client, guard = sinks.opensearch, sinks.opensearch_guard
     guard.call_with_retry(client.indices.refresh, index=old_index)
     carried = tombstoned = 0
-    body = {"query": LIVE_DOCUMENTS_FILTER}
+    body = {"query": LIVE_DOCUMENTS_FILTER, "_source": [SYNCER_FIELD]}
     for hits in scroll_pages(client, guard, old_index, body, page_size):
-        olds = {(new_index, hit["_id"]): hit["_source"] for hit in hits}
+        older, candidates = [], []
+        for hit in hits:
+            version = version_from_meta(hit["_source"].get(SYNCER_FIELD) or {})
+            if compare(version, export_version) is Order.OLDER:
+                older.append(hit["_id"])
+            else:
+                candidates.append(hit["_id"])
+        present = _found(client, guard, new_index, older, source=False)
+        candidates += [doc_id for doc_id in older if doc_id not in present]
+        sources = _found(client, guard, old_index, candidates, source=True)
+        olds = {(new_index, doc_id): source for doc_id, source in sources.items()}
+        if not olds:
+            continue
         result = apply_writes(
             client,
             guard,
@@ -628,7 +677,7 @@ def carry_live_documents(
             config.opensearch,
             reread=rereader(sinks, table, key_types),
         )
-        settle_page(sinks, table, result, [], len(hits))
+        settle_page(sinks, table, result, [], len(olds))
         carried += result.count(Settled.WRITTEN)
         tombstoned += result.count(Settled.TOMBSTONED)
     return FinishCounts(carried, tombstoned)
@@ -804,7 +853,9 @@ def reindex_from_export(
     missing = [data_file.key for data_file in files if data_file.key not in progress.done]
     if missing:
         raise SyncerError(f"{len(missing)} export file(s) not loaded, e.g. {missing[0]}")
+    finish_started = time.monotonic()
     finish = finish_export(config, sinks, job)
+    finish_seconds = time.monotonic() - finish_started
     progress_path.unlink(missing_ok=True)
     for alias in job.targets:
         route_state_path(progress_path, alias).unlink(missing_ok=True)
@@ -818,6 +869,7 @@ def reindex_from_export(
         carried=finish.carried,
         absent_tombstoned=finish.absent_tombstoned,
         seconds=time.monotonic() - started,
+        finish_seconds=finish_seconds,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import pytest
 
@@ -159,3 +160,39 @@ def test_an_incremental_line_and_a_scan_order_with_the_clock_slack() -> None:
     assert compare(line, read_version(written_s - 5, written_s - 2)) is Order.NEWER
     assert compare(line, read_version(written_s - 5, written_s - 0.5)) is Order.UNKNOWN
     assert compare(line, read_version(written_s + 2, written_s + 3)) is Order.OLDER
+
+
+def test_read_ahead_yields_in_order_then_raises_the_producers_error() -> None:
+    """Pages come in order; an error at the end of the file reaches the consumer after them."""
+    from syncer.commands.exports import read_ahead
+
+    def pages() -> Iterator[int]:
+        yield from range(5)
+        raise ExportFormatError("md5 differs")
+
+    seen: list[int] = []
+    with pytest.raises(ExportFormatError, match="md5 differs"):
+        seen.extend(read_ahead(pages()))
+    assert seen == [0, 1, 2, 3, 4]
+
+
+def test_a_consumer_that_stops_early_stops_the_producer() -> None:
+    """Leaving the loop (a failed write) closes the file's generator instead of reading on."""
+    from syncer.commands.exports import read_ahead
+
+    produced = []
+    closed = []
+
+    def pages() -> Iterator[int]:
+        try:
+            for number in range(1000):
+                produced.append(number)
+                yield number
+        finally:
+            closed.append(True)
+
+    reader = read_ahead(pages())
+    assert next(reader) == 0
+    reader.close()
+    assert closed == [True]
+    assert len(produced) < 10
