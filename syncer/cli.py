@@ -155,7 +155,10 @@ def _sinks(config: Config) -> Any:
     help="Load a DynamoDB full export instead of scanning: s3://... folder of manifest-summary.json.",
 )
 @click.option(
-    "--workers", default=1, show_default=True, help="Processes loading export files in parallel."
+    "--workers",
+    default=1,
+    show_default=True,
+    help="Processes loading export files (or, without --export, scan segments) in parallel.",
 )
 def reindex(
     config_path: str | None,
@@ -184,6 +187,9 @@ def reindex(
     sinks = _sinks(config)
     if export_uri is not None:
         _reindex_from_export(config, sinks, table_name, export_uri, workers, state_file)
+        return
+    if workers != 1:
+        _reindex_scan_in_workers(config, sinks, table_name, segments, workers, state_file)
         return
     config.require_table(table_name)
     description = sinks.dynamodb_guard.call_with_retry(
@@ -255,6 +261,35 @@ def _reindex_from_export(
         f"({result.files_resumed} loaded before) in {result.seconds:.1f} s ({rate:.0f}/s); "
         f"{result.carried} carried from the old index, {result.absent_tombstoned} tombstoned "
         f"as absent from the export; {result.counts.rejected} dead-lettered; {swaps}"
+    )
+
+
+def _reindex_scan_in_workers(
+    config: Config,
+    sinks: Any,
+    table_name: str,
+    segments: int,
+    workers: int,
+    state_file: str | None,
+) -> None:
+    from pathlib import Path
+
+    from syncer.commands.exports import reindex_scan_in_workers
+
+    with _progress(0, f"reindex {table_name} in {workers} workers") as advance:
+        result = reindex_scan_in_workers(
+            config,
+            sinks,
+            table_name,
+            segments=segments,
+            workers=workers,
+            progress_path=Path(state_file) if state_file else None,
+            on_progress=advance,
+        )
+    swaps = "; ".join(f"alias {alias} -> {new} (kept {old})" for alias, new, old in result.indices)
+    click.echo(
+        f"{table_name}: {result.counts.items} items from {result.files} segments in "
+        f"{result.seconds:.1f} s; {result.counts.rejected} dead-lettered; {swaps}"
     )
 
 

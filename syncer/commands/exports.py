@@ -264,15 +264,24 @@ def prepare_scan(
     return ExportJob(table.name, "", targets, olds, {}, 0, 0, segments)
 
 
+def _scan_segment() -> Callable[..., Any]:
+    """``reindex.scan_segment``, the scan reindex's worker; refused by name while it is absent."""
+    found = getattr(reindex, "scan_segment", None)
+    if found is None:
+        raise ConfigError(
+            "scan segments as work items need reindex.scan_segment, which this build lacks: "
+            "run `syncer reindex --segments N` (threads in one process) instead"
+        )
+    return found  # type: ignore[no-any-return]
+
+
 def load_segment(config: Config, sinks: Sinks, job: ExportJob, segment: int) -> FileCounts:
     """Step 2 of a scan, one work item: a parallel-scan segment written into the new indices.
 
     ``reindex.scan_segment`` is the scan reindex's own worker (it writes with read versions
     and leaves tombstones for absent reads), so both paths write alike.
     """
-    from syncer.commands.reindex import scan_segment  # type: ignore[attr-defined]
-
-    counts = scan_segment(
+    counts = _scan_segment()(
         config,
         sinks,
         job.table,
@@ -280,11 +289,75 @@ def load_segment(config: Config, sinks: Sinks, job: ExportJob, segment: int) -> 
         segment=segment,
         total_segments=job.segments,
     )
-    return FileCounts(
-        getattr(counts, "scanned", 0),
-        getattr(counts, "indexed", 0),
-        getattr(counts, "already_newer", 0),
-        getattr(counts, "rejected", 0),
+    return FileCounts(counts.seen, counts.written, counts.already_newer, counts.rejected)
+
+
+def _segment_item(segment: int) -> DataFile:
+    """A scan segment as a work item of ``run_work_items`` (its key names it in the progress)."""
+    return DataFile(f"segment-{segment}", 0, "")
+
+
+def _load_segment_item(
+    config: Config,
+    sinks: Sinks,
+    s3: Any,
+    job: Mapping[str, Any],
+    data_file: DataFile,
+    page_size: int,
+) -> FileCounts:
+    segment = int(data_file.key.removeprefix("segment-"))
+    return load_segment(config, sinks, ExportJob.from_json(job), segment)
+
+
+def reindex_scan_in_workers(
+    config: Config,
+    sinks: Sinks,
+    table_name: str,
+    *,
+    segments: int,
+    workers: int,
+    progress_path: Path | None = None,
+    on_progress: Callable[[int], None] = lambda _: None,
+) -> ExportReindexResult:
+    """``syncer reindex --workers N`` without an export: the scan's segments as work items in a
+    process pool, with the same prepare and finish as the state machine's."""
+    check_work_options(workers, 1)
+    if segments < 1:
+        raise ConfigError(f"--segments must be at least 1, not {segments}")
+    _scan_segment()  # refused before anything is created
+    started = time.monotonic()
+    progress_path = progress_path or default_progress_path(table_name)
+    job = prepare_scan(config, sinks, table_name, segments, progress_path)
+    progress = load_progress(progress_path, job.table, f"scan:{segments}")
+    items = [_segment_item(segment) for segment in range(segments)]
+    resumed = sum(1 for item in items if item.key in progress.done)
+    counts = run_work_items(
+        config,
+        sinks,
+        None,
+        _load_segment_item,
+        job.to_json(),
+        items,
+        progress,
+        progress_path,
+        workers=max(2, workers),  # one worker is the threaded `syncer reindex`
+        page_size=1,
+        on_progress=on_progress,
+    )
+    finish = finish_export(config, sinks, job)
+    progress_path.unlink(missing_ok=True)
+    for alias in job.targets:
+        route_state_path(progress_path, alias).unlink(missing_ok=True)
+    return ExportReindexResult(
+        indices=tuple(
+            (alias, new, job.old_indices.get(alias)) for alias, new in job.targets.items()
+        ),
+        files=segments,
+        files_resumed=resumed,
+        counts=counts,
+        carried=finish.carried,
+        absent_tombstoned=finish.absent_tombstoned,
+        seconds=time.monotonic() - started,
     )
 
 

@@ -16,6 +16,7 @@ from syncer.core.exports import (
     parse_summary,
 )
 from syncer.core.versions import Order, change_version, compare, read_version
+from syncer.errors import ConfigError
 
 FULL = {
     "exportArn": "arn:aws:dynamodb:us-east-1:1:table/t/export/01",
@@ -196,3 +197,16 @@ def test_a_consumer_that_stops_early_stops_the_producer() -> None:
     reader.close()
     assert closed == [True]
     assert len(produced) < 10
+
+
+def test_scan_workers_are_refused_by_name_without_the_segment_worker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """--workers without --export needs reindex.scan_segment; without it nothing is created."""
+    from syncer.commands import exports, reindex
+
+    monkeypatch.delattr(reindex, "scan_segment", raising=False)
+    with pytest.raises(ConfigError, match=r"reindex\.scan_segment"):
+        exports.reindex_scan_in_workers(None, None, "t", segments=4, workers=2)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="--workers"):
+        exports.reindex_scan_in_workers(None, None, "t", segments=4, workers=0)  # type: ignore[arg-type]
