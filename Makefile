@@ -12,11 +12,31 @@ export AWS_DEFAULT_REGION ?= us-east-1
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# Every distribution comes from the hash-checked lock (requirements/dev.txt), then the project
+# itself without its dependencies. pip prints each download: the first install takes about a minute.
+$(VENV)/.installed: pyproject.toml requirements/dev.txt
+	@echo "installing the locked dependencies (requirements/dev.txt) into $(VENV); needs PyPI, about a minute the first time"
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --progress-bar off --require-hashes -r requirements/dev.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
+
+# The locks, with hashes (README "Updating the locks"). `make lock` keeps every pin that still
+# satisfies pyproject.toml and resolves only what changed; `make lock UPGRADE=1` moves every
+# pin to the newest version allowed.
+LOCK_FLAGS := --quiet --generate-hashes --python-version 3.11 $(if $(UPGRADE),--upgrade)
+# The Lambda runtime (template.yaml): python3.11 on x86_64.
+LAMBDA_PLATFORM := --python-platform x86_64-manylinux_2_17
+.PHONY: lock
+lock: install
+	$(BIN)/uv pip compile $(LOCK_FLAGS) --universal --extra dev \
+		--custom-compile-command 'make lock' -o requirements/dev.txt \
+		pyproject.toml requirements/tools.in
+	$(BIN)/uv pip compile $(LOCK_FLAGS) $(LAMBDA_PLATFORM) \
+		--custom-compile-command 'make lock' -o requirements/lambda.txt pyproject.toml
+	$(BIN)/uv pip compile $(LOCK_FLAGS) $(LAMBDA_PLATFORM) \
+		--custom-compile-command 'make lock' -o requirements/lambda-runtime.txt \
+		requirements/lambda-runtime.in
 
 services: install
 	PYTHON=$(BIN)/python scripts/services.sh up
@@ -49,8 +69,15 @@ package: install
 unit: install
 	$(BIN)/python -m pytest tests/unit -q
 
-test: lint services
+test: lint services lambda-runtime
 	$(BIN)/python -m pytest
+
+# AWS's Lambda Runtime Interface Emulator (built with Go) and the runtime's awslambdaric, cached
+# under .services/lambda-runtime: tests/integration/test_lambda_runtime.py runs `make package`
+# output with them.
+.PHONY: lambda-runtime
+lambda-runtime: install
+	PYTHON=$(BIN)/python scripts/services.sh lambda-runtime
 
 # Benchmarks against the real services (bench/README.md); figures in bench/RESULTS.md.
 # About 6 minutes (bench/README.md); the full output also goes to bench/last-run.log.

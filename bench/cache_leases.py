@@ -86,7 +86,7 @@ def run_once(args: argparse.Namespace, run: int, work: Path) -> dict[str, int]:
     import redis
     from opensearchpy import OpenSearch
 
-    from syncer.client.cachefill import LeasedCache
+    from syncer.client.cachefill import LeasedCache, decode_entry
     from syncer.demo import create_catalog_table
 
     suffix = f"{int(time.time() * 1000) % 10**9}-{run}"
@@ -158,7 +158,9 @@ def run_once(args: argparse.Namespace, run: int, work: Path) -> dict[str, int]:
     for pk in pks:
         truth = str(versions[pk]).encode()
         for kind in KINDS:
-            value = cache.get(f"{kind}:{pk}")
+            raw = cache.get(f"{kind}:{pk}")
+            entry = None if raw is None else decode_entry(raw)  # leased keys hold envelopes
+            value = None if entry is None else entry.value
             cached[kind] += value is not None
             stale[kind] += value is not None and value != truth
     totals = {

@@ -10,6 +10,7 @@ import json
 import os
 import platform
 import random
+import re
 import shutil
 import statistics
 import subprocess
@@ -253,18 +254,55 @@ def teardown_index(config_path: Path) -> None:
         client.indices.delete_index_template(name=template_name(table), ignore=404)
 
 
+# Where each module of the flat package of earlier revisions lives since issue 18's layout.
+LAYOUT = {
+    "attributes": "core.attributes",
+    "records": "core.records",
+    "coalesce": "core.coalesce",
+    "versions": "core.versions",
+    "documents": "core.documents",
+    "routes": "core.routes",
+    "plan": "core.plan",
+    "jsoncodec": "core.jsoncodec",
+    "search": "sinks.search",
+}
+
+
+def _in_layout(source: str) -> str:
+    """A flat-layout module's source with its ``syncer`` imports pointed at the new layout."""
+    source = re.sub(
+        r"\bsyncer\.([a-z_]+)\b", lambda m: "syncer." + LAYOUT.get(m[1], m[1]), source
+    )
+    return re.sub(
+        r"^from syncer import ([a-z_]+)$",
+        lambda m: "from syncer.{} import {} as {}".format(*LAYOUT[m[1]].rsplit("."), m[1]),
+        source,
+        flags=re.MULTILINE,
+    )
+
+
 def syncer_tree_at(revision: str) -> Path:
-    """A copy of the working tree's syncer package with ``OWNED_MODULES`` as at ``revision``."""
+    """A copy of the working tree's syncer package with ``OWNED_MODULES`` as at ``revision``.
+
+    Revisions before issue 18's layout kept them flat in ``syncer/``: they are put where the
+    layout keeps them now, their imports pointed there.
+    """
     tree = Path(tempfile.mkdtemp(prefix="syncer-at-"))
     shutil.copytree(ROOT / "syncer", tree / "syncer")
     for name in OWNED_MODULES:
-        source = subprocess.run(
-            ["git", "show", f"{revision}:syncer/{name}.py"],
-            cwd=ROOT,
-            capture_output=True,
-            check=True,
-        ).stdout
-        (tree / "syncer" / f"{name}.py").write_bytes(source)
+        path = LAYOUT[name].replace(".", "/") + ".py"
+        shown = subprocess.run(
+            ["git", "show", f"{revision}:syncer/{path}"], cwd=ROOT, capture_output=True
+        )
+        if shown.returncode != 0:  # a revision of the flat layout
+            shown = subprocess.run(
+                ["git", "show", f"{revision}:syncer/{name}.py"],
+                cwd=ROOT,
+                capture_output=True,
+                check=True,
+            )
+        source = _in_layout(shown.stdout.decode("utf-8"))
+        (tree / "syncer" / path).write_text(source, encoding="utf-8")
     return tree
 
 

@@ -29,7 +29,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import OWNED_MODULES, ROOT, stream_arn, syncer_tree_at
+from bench.common import LAYOUT, OWNED_MODULES, ROOT, stream_arn, syncer_tree_at
 
 MODULES = (*OWNED_MODULES, "config", "search")
 
@@ -40,9 +40,10 @@ def load_syncer(tree: Path) -> dict[str, ModuleType]:
         del sys.modules[name]
     sys.path.insert(0, str(tree))
     try:
-        for name in MODULES:
-            __import__(f"syncer.{name}")
-        return {name: sys.modules[f"syncer.{name}"] for name in MODULES}
+        paths = {name: f"syncer.{LAYOUT.get(name, name)}" for name in MODULES}
+        for path in paths.values():
+            __import__(path)
+        return {name: sys.modules[path] for name, path in paths.items()}
     finally:
         sys.path.remove(str(tree))
         for name in [k for k in sys.modules if k == "syncer" or k.startswith("syncer.")]:

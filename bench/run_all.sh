@@ -34,6 +34,7 @@ step() {
   step "$PYTHON" bench/backfill.py
   step "$PYTHON" bench/freshness.py
   step "$PYTHON" bench/cluster_invalidation.py
+  step "$PYTHON" bench/consistency.py
   echo "# all benchmarks: $(( $(date +%s) - started )) s"
   if [ "${#failed[@]}" -gt 0 ]; then
     printf '# FAILED: %s\n' "${failed[@]}"

@@ -2,12 +2,15 @@
 # Build syncer's Lambda artifact for the runtime in template.yaml (python3.11, x86_64):
 #   build/lambda/                  the unpacked package: template.yaml's CodeUri
 #   build/syncer-lambda.zip        the same as a zip (aws lambda update-function-code --zip-file)
-#   build/lambda-requirements.txt  the exact distributions that went in
-# Only binary wheels for manylinux2014_x86_64 / CPython 3.11 from the package index are used,
-# never this machine's installed packages, so a Mac or an arm64 laptop builds the same thing.
+#   build/lambda-requirements.txt  the exact distributions that went in, with their hashes
+# The runtime dependencies come from the lock requirements/lambda.txt (`make lock`), every file
+# checked against its hash. Only binary wheels for manylinux2014_x86_64 / CPython 3.11 from the
+# package index are used, never this machine's installed packages, so a Mac or an arm64 laptop
+# builds the same thing.
 #
 # Environment:
 #   PYTHON                  Python with pip >= 22.2 (default .venv/bin/python)
+#   SYNCER_LAMBDA_LOCK      the lock to install (default requirements/lambda.txt)
 #   SYNCER_LAMBDA_CONFIG    config copied to the package root as syncer.toml
 #                           (default deploy/syncer.lambda.toml)
 #   SYNCER_BUNDLE_BOTO3=1   also package boto3/botocore (see EXCLUDE below)
@@ -20,11 +23,12 @@ PLATFORM=manylinux2014_x86_64   # template.yaml: Architectures [x86_64]
 PY_VERSION=3.11                 # template.yaml: Runtime python3.11
 OUT=build/lambda
 ZIP=build/syncer-lambda.zip
+SOURCE_LOCK=${SYNCER_LAMBDA_LOCK:-requirements/lambda.txt}
 LOCK=build/lambda-requirements.txt
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
-# Distributions resolved but left out of the package:
+# Distributions in the lock but left out of the package:
 # - opensearch-protobufs, grpcio, protobuf: hard dependencies of opensearch-py 3.x for its
 #   optional gRPC transport, which syncer does not use and opensearchpy never imports (about
 #   20 MB unpacked). The cold-start check below fails the build if that ever changes.
@@ -38,6 +42,7 @@ if [ "${SYNCER_BUNDLE_BOTO3:-0}" != 1 ]; then
 fi
 
 [ -f "$CONFIG" ] || { echo "config $CONFIG not found (SYNCER_LAMBDA_CONFIG)" >&2; exit 1; }
+[ -f "$SOURCE_LOCK" ] || { echo "lock $SOURCE_LOCK not found (make lock)" >&2; exit 1; }
 mkdir -p build
 PIP_TARGET_FLAGS=(--platform "$PLATFORM" --implementation cp --python-version "$PY_VERSION"
   --only-binary=:all:)
@@ -52,32 +57,39 @@ find "$WORK/src" -name __pycache__ -type d -prune -exec rm -rf {} +
 "$PYTHON" -m pip wheel --quiet --no-deps --wheel-dir "$WORK/wheel" "$WORK/src"
 WHEEL=$(ls "$WORK"/wheel/syncer-*.whl)
 
-echo "resolving runtime dependencies for $PLATFORM, CPython $PY_VERSION (no dev extras)"
-"$PYTHON" -m pip install --quiet --dry-run --ignore-installed --report "$WORK/report.json" \
-  "${PIP_TARGET_FLAGS[@]}" "$WHEEL"
+echo "taking the runtime dependencies from $SOURCE_LOCK (no dev extras)"
 # shellcheck disable=SC2086  # EXCLUDE is a list of words
-"$PYTHON" - "$WORK/report.json" "$LOCK" $EXCLUDE <<'EOF'
-import json
+"$PYTHON" - "$SOURCE_LOCK" "$LOCK" $EXCLUDE <<'EOF'
 import re
 import sys
 
-report, lock, *exclude = sys.argv[1:]
+source, lock, *exclude = sys.argv[1:]
 
 
 def norm(name):
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+# A lock entry is a "name==version \" line followed by its indented hash and comment lines.
 skip = {norm(name) for name in exclude}
-kept, left_out = [], []
-for item in json.load(open(report))["install"]:
-    name, version = item["metadata"]["name"], item["metadata"]["version"]
-    if norm(name) != "syncer":
-        (left_out if norm(name) in skip else kept).append(f"{name}=={version}")
-kept.sort(key=str.lower)
-left_out.sort(key=str.lower)
+entries, current = [], None
+for line in open(source):
+    if line[:1].isalnum():
+        current = [line]
+        entries.append(current)
+    elif current is not None and line.startswith(" "):
+        current.append(line)
+kept, left_out, lines = [], [], []
+for entry in entries:
+    pin = entry[0].split()[0]
+    name = pin.split("==")[0]
+    if norm(name) in skip:
+        left_out.append(pin)
+    else:
+        kept.append(pin)
+        lines.extend(line for line in entry if not line.lstrip().startswith("#"))
 with open(lock, "w") as handle:
-    handle.write("".join(f"{line}\n" for line in kept))
+    handle.write("".join(lines))
 print("  packaged: " + ", ".join(kept))
 print("  left out: " + (", ".join(left_out) or "nothing"))
 EOF
@@ -85,8 +97,12 @@ EOF
 echo "installing into $OUT"
 rm -rf "$OUT" "$ZIP"
 mkdir -p "$OUT"
+# Two steps: every locked file is checked against its hash; the wheel just built has none.
+"$PYTHON" -m pip install --quiet --no-compile --no-deps --require-hashes --target "$OUT" \
+  "${PIP_TARGET_FLAGS[@]}" -r "$LOCK"
+rm -rf "$OUT/bin"   # console scripts (see below); the second install would warn about it
 "$PYTHON" -m pip install --quiet --no-compile --no-deps --target "$OUT" "${PIP_TARGET_FLAGS[@]}" \
-  -r "$LOCK" "$WHEEL"
+  "$WHEEL"
 
 # Console scripts point at this machine's interpreter; RECORD, INSTALLER, REQUESTED and
 # direct_url.json (a local path) only serve pip here. The rest of each dist-info stays, since

@@ -6,7 +6,10 @@
 #   - a Redis Cluster (3 primaries + 3 replicas) and a TLS Redis Cluster (3 primaries,
 #     self-signed CA), both Debian redis-server with --cluster-enabled yes
 #
-# Usage: scripts/services.sh {up|down|status|wait|cluster-up|cluster-down|cluster-status}
+#   - for tests/integration/test_lambda_runtime.py (`lambda-runtime`, not part of `up`): AWS's
+#     Lambda Runtime Interface Emulator and the runtime's awslambdaric, cached, not a service
+#
+# Usage: scripts/services.sh {up|down|status|wait|cluster-up|cluster-down|cluster-status|lambda-runtime}
 #
 # Everything listens on 127.0.0.1 only. State lives in ${SYNCER_SERVICES_DIR:-.services}
 # (relative to the repository root). When run as root (CI), OpenSearch is run as an
@@ -39,6 +42,8 @@ REDIS_CLUSTER_REPLICAS="${REDIS_CLUSTER_REPLICAS:-1}"
 REDIS_CLUSTER_TLS_PORTS="${REDIS_CLUSTER_TLS_PORTS-7100 7101 7102}"
 REDIS_CLUSTER_NODE_TIMEOUT_MS="${REDIS_CLUSTER_NODE_TIMEOUT_MS:-2000}"
 WAIT_TIMEOUT="${SERVICES_WAIT_TIMEOUT:-180}"
+# The Runtime Interface Emulator's version (a pseudo-version: no tagged one is served).
+LAMBDA_RIE_VERSION="${LAMBDA_RIE_VERSION:-v0.0.0-20261030222936-bef5c4ba774d}"
 
 HOST=127.0.0.1
 
@@ -64,6 +69,10 @@ REDIS_CLUSTER_TLS_DIR="$REDIS_CLUSTER_STATE/tls"         # ca.pem, server.pem, s
 MOTO_STATE="$SERVICES_DIR/moto"
 MOTO_PIDFILE="$MOTO_STATE/moto.pid"
 MOTO_LOG="$MOTO_STATE/moto.log"
+
+RECORD="$SERVICES_DIR/started"   # what `up` started, for `down`
+
+LAMBDA_RUNTIME_DIR="$SERVICES_DIR/lambda-runtime"
 
 # ---------------------------------------------------------------------------
 # Helpers
@@ -143,18 +152,238 @@ as_os_user() {
 }
 
 # ---------------------------------------------------------------------------
+# What `up` started: one line "<service> <port> <pidfile>" per process in $RECORD. `down`
+# stops what the record names, whatever the port variables say now. A failed `up` stops what
+# that same run started (STARTED_NOW) before it exits.
+# ---------------------------------------------------------------------------
+STARTED_NOW=()
+
+record_add() {
+    local service="$1" port="$2" pidfile="$3"
+    touch "$RECORD"
+    grep -v -F " $pidfile" "$RECORD" >"$RECORD.tmp" || true
+    printf '%s %s %s\n' "$service" "$port" "$pidfile" >>"$RECORD.tmp"
+    mv "$RECORD.tmp" "$RECORD"
+    STARTED_NOW+=("$service $port $pidfile")
+}
+
+# record_forget <pidfile>
+record_forget() {
+    [ -f "$RECORD" ] || return 0
+    grep -v -F " $1" "$RECORD" >"$RECORD.tmp" || true
+    mv "$RECORD.tmp" "$RECORD"
+    [ -s "$RECORD" ] || rm -f "$RECORD"
+}
+
+# stop_recorded <service> <port> <pidfile>: stop one recorded process and forget it.
+stop_recorded() {
+    local service="$1" port="$2" pidfile="$3" pid i
+    case "$service" in
+        redis)
+            if pid_alive "$pidfile"; then
+                pid="$(tr -dc '0-9' <"$pidfile")"
+                log "redis: stopping pid $pid (port $port)"
+                redis-cli -h "$HOST" -p "$port" shutdown nosave >/dev/null 2>&1 || true
+                for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+            fi
+            stop_pidfile "redis $port" "$pidfile" 10
+            ;;
+        redis-cluster)
+            stop_pidfile "redis-cluster $port" "$pidfile" 10
+            # Forget the cluster, so the next `up` creates it afresh.
+            rm -f "$(dirname "$pidfile")/nodes.conf" "$(dirname "$pidfile")/dump.rdb"
+            ;;
+        opensearch) stop_pidfile "opensearch $port" "$pidfile" 60 ;;
+        *) stop_pidfile "$service $port" "$pidfile" 10 ;;
+    esac
+    record_forget "$pidfile"
+}
+
+# stop_what_record_names [service-pattern]: every recorded process (of matching services).
+stop_what_record_names() {
+    local pattern="${1:-.*}" service port pidfile lines=()
+    [ -f "$RECORD" ] || return 0
+    mapfile -t lines <"$RECORD"
+    local line
+    for line in "${lines[@]}"; do
+        read -r service port pidfile <<<"$line"
+        [[ "$service" =~ ^($pattern)$ ]] || continue
+        stop_recorded "$service" "$port" "$pidfile"
+    done
+}
+
+# EXIT trap of `up` and `cluster-up`: a failed run leaves nothing of its own running.
+stop_started_now_on_failure() {
+    local status=$? entry service port pidfile
+    [ "$status" -ne 0 ] && [ "${#STARTED_NOW[@]}" -gt 0 ] || return "$status"
+    log "stopping what this failed run started"
+    for entry in "${STARTED_NOW[@]}"; do
+        read -r service port pidfile <<<"$entry"
+        stop_recorded "$service" "$port" "$pidfile" || true
+    done
+    return "$status"
+}
+
+# ---------------------------------------------------------------------------
+# Ports: `up` checks every port it needs before it starts anything.
+# ---------------------------------------------------------------------------
+# check_ports: reads "<port or low-high range> <variable> <what>" lines on stdin; prints one
+# error per taken port (a range is taken when all of its ports are) naming what holds it and
+# the variable that moves it; fails if any is taken. A port is free when a socket can bind to
+# it as the servers do (SO_REUSEADDR: a closed connection in TIME_WAIT does not hold it).
+check_ports() {
+    # The program comes from a here-document, so the port lines come as an argument.
+    python3 - "$HOST" "$(cat)" <<'EOF'
+import os
+import socket
+import sys
+
+host = sys.argv[1]
+
+
+def free(port):
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def sockets_on(port):
+    """(inode, uid) of the TCP sockets whose local port it is, listening ones first, from
+    /proc/net/tcp and tcp6 (a connection's local end holds its port too)."""
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = open(table).read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[9] != "0":
+                found.append((fields[3] != "0A", fields[9], int(fields[7])))
+    return [(inode, uid) for _, inode, uid in sorted(found)]
+
+
+def holder(port):
+    """'pid N (command line)' of the process that holds the port, when it can be told."""
+    sockets = sockets_on(port)
+    if not sockets:
+        return "a socket this user cannot see"
+    inode = f"socket:[{sockets[0][0]}]"
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}") == inode:
+                    raw = open(f"/proc/{pid}/cmdline", "rb").read()
+                    command = raw.replace(b"\0", b" ").decode(errors="replace").strip()
+                    return f"pid {pid} ({command[:100]})"
+            except OSError:
+                continue
+    import pwd
+
+    uid = sockets[0][1]
+    try:
+        user = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        user = str(uid)
+    return f"a process of user {user}"
+
+
+taken = 0
+for line in sys.argv[2].splitlines():
+    spec, variable, what = line.rstrip("\n").split(" ", 2)
+    low, _, high = spec.partition("-")
+    ports = range(int(low), int(high or low) + 1)
+    if any(free(port) for port in ports):
+        continue
+    taken += 1
+    if len(ports) == 1:
+        print(
+            f"port {spec} ({what}) on {host} is in use by {holder(ports[0])}; "
+            f"stop that, or move it with {variable}",
+            file=sys.stderr,
+        )
+    else:
+        print(
+            f"every port of {spec} ({what}) on {host} is in use; move it with {variable}",
+            file=sys.stderr,
+        )
+sys.exit(1 if taken else 0)
+EOF
+}
+
+# cluster_ports_needed <ports> <variable> <what>: a node's port and its bus port (+10000),
+# unless the node is one this script started and it still runs.
+cluster_ports_needed() {
+    local ports="$1" variable="$2" what="$3" port
+    for port in $ports; do
+        [[ "$port" =~ ^[0-9]+$ ]] && [ "$port" -ge 1 ] && [ "$port" -le 55535 ] \
+            || die "$variable: '$port' is not a port from 1 to 55535 (its bus port is +10000)"
+        pid_alive "$REDIS_CLUSTER_STATE/$port/redis.pid" && continue
+        echo "$port $variable $what"
+        echo "$((port + 10000)) $variable cluster bus of $what $port"
+    done
+}
+
+cluster_ports_needed_all() {
+    cluster_ports_needed "$REDIS_CLUSTER_PORTS" REDIS_CLUSTER_PORTS "Redis Cluster node"
+    [ -z "$REDIS_CLUSTER_TLS_PORTS" ] \
+        || cluster_ports_needed "$REDIS_CLUSTER_TLS_PORTS" REDIS_CLUSTER_TLS_PORTS "TLS Redis Cluster node"
+}
+
+# ports_needed: every port `up` would bind. A service this script started and that still runs
+# needs none; one that already answers on its port as that service is reused (`down` leaves it).
+ports_needed() {
+    if ! pid_alive "$REDIS_PIDFILE" && ! redis_ready; then
+        echo "$REDIS_PORT REDIS_PORT Redis"
+    fi
+    if ! pid_alive "$MOTO_PIDFILE" && ! moto_ready; then
+        echo "$MOTO_PORT MOTO_PORT moto server"
+    fi
+    if ! pid_alive "$OS_PIDFILE" && ! opensearch_answers; then
+        echo "$OPENSEARCH_PORT OPENSEARCH_PORT OpenSearch HTTP"
+        echo "$OPENSEARCH_TRANSPORT_PORT OPENSEARCH_TRANSPORT_PORT OpenSearch transport"
+    fi
+    cluster_ports_needed_all
+}
+
+# preflight <ports_needed function>: stop before starting anything when a port is taken.
+preflight() {
+    local needed errors
+    needed="$("$1")" || exit 1
+    [ -n "$needed" ] || return 0
+    ensure_cmd python3 python3
+    if ! errors="$(check_ports <<<"$needed" 2>&1)"; then
+        printf '%s\n' "$errors" | sed 's/^/[services] ERROR: /' >&2
+        die "nothing was started: every port is checked before anything starts"
+    fi
+}
+
+# ---------------------------------------------------------------------------
 # Health checks (quiet, exit status only)
 # ---------------------------------------------------------------------------
 opensearch_ready() {
     curl -fsS -m 5 -o /dev/null \
         "http://$HOST:$OPENSEARCH_PORT/_cluster/health?wait_for_status=yellow&timeout=3s" 2>/dev/null
 }
+# Another HTTP server on the port is not an OpenSearch to reuse.
+opensearch_answers() {
+    curl -fsS -m 3 "http://$HOST:$OPENSEARCH_PORT/" 2>/dev/null | grep -q '"cluster_name"'
+}
 opensearch_listening() {
     curl -sS -m 3 -o /dev/null "http://$HOST:$OPENSEARCH_PORT/" 2>/dev/null
 }
 redis_ready() {
     command -v redis-cli >/dev/null 2>&1 || return 1
-    [ "$(redis-cli -h "$HOST" -p "$REDIS_PORT" ping 2>/dev/null)" = "PONG" ]
+    # timeout: something else on the port may accept the connection and never answer.
+    [ "$(timeout 3 redis-cli -h "$HOST" -p "$REDIS_PORT" ping 2>/dev/null)" = "PONG" ]
 }
 moto_ready() {
     local code
@@ -279,6 +508,7 @@ opensearch_up() {
         tail_log "$OS_LOGS/$OS_CLUSTER_NAME.log"
         die "opensearch failed to start"
     fi
+    record_add opensearch "$OPENSEARCH_PORT" "$OS_PIDFILE"
 }
 
 opensearch_down() { stop_pidfile opensearch "$OS_PIDFILE" 60; }
@@ -309,6 +539,7 @@ redis_up() {
         --save '' --appendonly no --dir "$REDIS_STATE" \
         --pidfile "$REDIS_PIDFILE" --logfile "$REDIS_LOG" \
         || { tail_log "$REDIS_LOG"; die "redis-server failed to start"; }
+    record_add redis "$REDIS_PORT" "$REDIS_PIDFILE"
 }
 
 redis_down() {
@@ -371,10 +602,6 @@ cluster_node_up() {
     if pid_alive "$pidfile"; then
         return 0
     fi
-    if [ "$(cluster_cli "$port" "$tls" ping 2>/dev/null)" = "PONG" ]; then
-        log "redis-cluster: something already answers on $HOST:$port, reusing it"
-        return 0
-    fi
     mkdir -p "$dir"
     rm -f "$pidfile"
     # A node without nodes.conf starts a new cluster: data a replica sync left on disk would
@@ -393,6 +620,7 @@ cluster_node_up() {
         --save '' --appendonly no --dir "$dir" \
         --pidfile "$pidfile" --logfile "$dir/redis.log" \
         || { tail_log "$dir/redis.log"; die "redis-server (cluster node $port) failed to start"; }
+    record_add redis-cluster "$port" "$pidfile"
 }
 
 # cluster_ready <ports> <tls 0|1>: every node answers, knows every other, has state ok, and
@@ -433,6 +661,7 @@ cluster_form() {
         "${create[@]}" --cluster create "${addresses[@]}" --cluster-replicas "$replicas" \
             --cluster-yes >"$REDIS_CLUSTER_STATE/create-$first.log" 2>&1 \
             || { tail_log "$REDIS_CLUSTER_STATE/create-$first.log";
+                 for port in $ports; do tail_log "$REDIS_CLUSTER_STATE/$port/redis.log"; done
                  die "redis-cli --cluster create failed"; }
     fi
 }
@@ -532,9 +761,56 @@ moto_up() {
     nohup setsid "$py" -m moto.server -H "$HOST" -p "$MOTO_PORT" \
         </dev/null >"$MOTO_LOG" 2>&1 &
     echo $! >"$MOTO_PIDFILE"
+    record_add moto "$MOTO_PORT" "$MOTO_PIDFILE"
 }
 
 moto_down() { stop_pidfile moto "$MOTO_PIDFILE" 10; }
+
+# ---------------------------------------------------------------------------
+# The Lambda runtime, locally: AWS's Runtime Interface Emulator (a Go module, built once) and
+# what the python3.11 runtime provides next to a package (awslambdaric, boto3), installed from
+# requirements/lambda-runtime.txt. tests/integration/test_lambda_runtime.py runs build/lambda
+# with them. Cached in $LAMBDA_RUNTIME_DIR; nothing here listens until a test starts the RIE.
+# ---------------------------------------------------------------------------
+find_go() {
+    local go
+    for go in "$(command -v go 2>/dev/null || true)" /usr/local/go/bin/go; do
+        [ -n "$go" ] && [ -x "$go" ] && { printf '%s\n' "$go"; return 0; }
+    done
+    die "go not found (the Runtime Interface Emulator is a Go module; it needs Go >= 1.26): install Go from go.dev/dl and put it on PATH"
+}
+
+lambda_runtime_up() {
+    local rie="$LAMBDA_RUNTIME_DIR/bin/aws-lambda-rie" lock=requirements/lambda-runtime.txt
+    local site="$LAMBDA_RUNTIME_DIR/python" stamp
+    mkdir -p "$LAMBDA_RUNTIME_DIR"
+    if [ -x "$rie" ] && [ "$(cat "$rie.version" 2>/dev/null)" = "$LAMBDA_RIE_VERSION" ]; then
+        log "lambda-runtime: using cached $rie"
+    else
+        local go
+        go="$(find_go)"
+        log "lambda-runtime: building aws-lambda-rie@$LAMBDA_RIE_VERSION with $go (about a minute)"
+        GOBIN="$LAMBDA_RUNTIME_DIR/bin" GOFLAGS=-buildvcs=false "$go" install \
+            "github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie@$LAMBDA_RIE_VERSION" \
+            || die "go install of the Runtime Interface Emulator failed"
+        printf '%s\n' "$LAMBDA_RIE_VERSION" >"$rie.version"
+    fi
+    stamp="$(sha256sum "$lock" | cut -d' ' -f1) with bytecode"
+    if [ "$(cat "$site.lock-sha256" 2>/dev/null)" = "$stamp" ]; then
+        log "lambda-runtime: using cached $site"
+    else
+        local py="${PYTHON:-.venv/bin/python}"
+        log "lambda-runtime: installing $lock into $site"
+        rm -rf "$site" "$site.lock-sha256"
+        # With bytecode, as the runtime's own /var/runtime has it.
+        "$py" -m pip install --quiet --no-deps --require-hashes --target "$site" \
+            --platform manylinux2014_x86_64 --implementation cp --python-version 3.11 \
+            --only-binary=:all: -r "$lock" || die "installing $lock failed"
+        printf '%s\n' "$stamp" >"$site.lock-sha256"
+    fi
+    echo "export LAMBDA_RIE=$rie"
+    echo "export LAMBDA_RUNTIME_PYTHONPATH=$site"
+}
 
 # ---------------------------------------------------------------------------
 # Commands
@@ -579,11 +855,17 @@ export AWS_DEFAULT_REGION=us-east-1
 # the Redis Cluster (tests read REDIS_CLUSTER_URL; REDIS_URL points syncer at it)
 export REDIS_CLUSTER_URL=redis://$HOST:$(first_word "$REDIS_CLUSTER_PORTS")/0
 EOF
+    [ -z "$REDIS_CLUSTER_TLS_PORTS" ] \
+        || echo "export REDIS_CLUSTER_TLS_URL=rediss://$HOST:$(first_word "$REDIS_CLUSTER_TLS_PORTS")/0"
 }
 
 cmd_up() {
     ensure_cmd curl curl
     ensure_cmd unzip unzip
+    ensure_cmd redis-cli redis-tools
+    ensure_cmd redis-server redis-server
+    preflight ports_needed
+    trap stop_started_now_on_failure EXIT
     redis_up
     cluster_up
     moto_up
@@ -593,7 +875,9 @@ cmd_up() {
     print_env
 }
 
+# Stops what the record says `up` started, then whatever the current variables name.
 cmd_down() {
+    stop_what_record_names
     moto_down
     redis_down
     cluster_down
@@ -636,10 +920,13 @@ cmd_status() {
 
 usage() {
     cat >&2 <<EOF
-usage: $0 {up|down|status|wait|cluster-up|cluster-down|cluster-status}
+usage: $0 {up|down|status|wait|cluster-up|cluster-down|cluster-status|lambda-runtime}
   up      start OpenSearch $OPENSEARCH_VERSION, Redis, the Redis Clusters and moto
-          (idempotent), wait, print env
-  down    stop the services this script started
+          (idempotent), wait, print env. It first checks every port it needs (cluster
+          nodes: port and port + 10000) and starts nothing if one is taken; an OpenSearch,
+          Redis or moto already answering on its port is reused
+  down    stop the services this script started (it keeps a record in $SERVICES_DIR/started),
+          whatever the port variables say now
   status  one line per service; non-zero exit if any is down
   wait    wait (up to \$SERVICES_WAIT_TIMEOUT=${WAIT_TIMEOUT}s) until all services answer
   cluster-up      only the Redis Clusters: start missing nodes (a node a test stopped
@@ -648,6 +935,8 @@ usage: $0 {up|down|status|wait|cluster-up|cluster-down|cluster-status}
                   REDIS_CLUSTER_TLS_PORTS="$REDIS_CLUSTER_TLS_PORTS", empty for none)
   cluster-down    stop the Redis Clusters and forget them
   cluster-status  one line per cluster; non-zero exit if one is down
+  lambda-runtime  build AWS's Runtime Interface Emulator (needs Go) and install awslambdaric
+                  and boto3 (requirements/lambda-runtime.txt) into $LAMBDA_RUNTIME_DIR
 EOF
     exit 2
 }
@@ -657,8 +946,15 @@ case "${1:-}" in
     down) cmd_down ;;
     status) cmd_status ;;
     wait) ensure_cmd curl curl; wait_all; cluster_wait ;;
-    cluster-up) cluster_up; cluster_wait ;;
-    cluster-down) cluster_down ;;
+    cluster-up)
+        ensure_cmd redis-cli redis-tools
+        ensure_cmd redis-server redis-server
+        preflight cluster_ports_needed_all
+        trap stop_started_now_on_failure EXIT
+        cluster_up
+        cluster_wait ;;
+    cluster-down) stop_what_record_names redis-cluster; cluster_down ;;
     cluster-status) cluster_status ;;
+    lambda-runtime) lambda_runtime_up ;;
     *) usage ;;
 esac

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from syncer.config import Config, emf_metrics_enabled, load_config, running_in_lambda
 from syncer.core.records import check_event
@@ -14,6 +15,9 @@ from syncer.errors import BatchFailedError
 from syncer.pipeline import process_batch
 from syncer.sinks.ports import Sinks
 from syncer.sinks.resilience import Deadline
+
+if TYPE_CHECKING:  # imported on first use: a cold start without checks never loads it
+    from syncer.consistency.queue import SqsScheduler
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +31,7 @@ class _Container:
 
     config: Config
     sinks: Sinks
+    checks: SqsScheduler | None = None  # [consistency] with a queue_url: samples go there
 
 
 _container: _Container | None = None
@@ -42,11 +47,21 @@ def _get_container() -> _Container:
 
             configure_logging(json_lines=True)
         config = load_config()
-        _container = _Container(config, build_sinks(config))
+        _container = _Container(config, build_sinks(config), _check_scheduler(config))
         # Everything alive now (modules, clients, config) lives as long as the container: move it
         # out of the collector's sight so full collections stop rescanning it on every batch.
         gc.freeze()
     return _container
+
+
+def _check_scheduler(config: Config) -> SqsScheduler | None:
+    """Lambda checks consistency only through a queue (docs/consistency.md); else not at all."""
+    if not config.consistency.enabled(in_lambda=True):
+        return None
+    from syncer.consistency.queue import SqsScheduler
+    from syncer.sinks.build import aws_client
+
+    return SqsScheduler(config, functools.cache(lambda: aws_client("sqs")))
 
 
 def reset_container() -> None:
@@ -71,14 +86,41 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, list[dict[s
     """
     records = check_event(event)
     container = _get_container()
-    outcome = process_batch(records, container.config, container.sinks, _deadline(context))
+    deadline = _deadline(context)
+    outcome = process_batch(records, container.config, container.sinks, deadline)
+    checks = container.checks
+    scheduled = checks.schedule(outcome, deadline) if checks is not None else None
     if emf_metrics_enabled():
         from syncer.obs.metrics import write_emf
 
         write_emf(outcome, {"Service": "syncer"}, sys.stdout)
+        if scheduled is not None:
+            from syncer.consistency import report
+
+            document = report.schedule_emf_document(scheduled, {"Service": "syncer"})
+            report.write_emf([document], sys.stdout)
     if outcome.all_failed:
         raise BatchFailedError(
             f"every one of the batch's {outcome.records_in} records failed and will be retried; "
             "the log lines above say why"
         )
     return outcome.lambda_response()
+
+
+def consistency_check_handler(
+    event: dict[str, Any], context: Any
+) -> dict[str, list[dict[str, str]]]:
+    """The checker function: SQS messages of sampled keys -> checks (docs/consistency.md).
+
+    Answers with the messages to deliver again (``ReportBatchItemFailures``): those whose check
+    a downstream failure stopped.
+    """
+    from syncer.consistency.queue import handle_check_event
+
+    container = _get_container()
+    response, counts = handle_check_event(event, container.config, container.sinks)
+    if emf_metrics_enabled():
+        from syncer.consistency import report
+
+        report.write_emf(report.emf_documents(counts, {"Service": "syncer"}), sys.stdout)
+    return response

@@ -12,6 +12,7 @@ from typing import Any
 
 from syncer.config import Config, Route, TableConfig
 from syncer.core.coalesce import KeyChange, coalesce_latest_per_key
+from syncer.core.consistency import WrittenKey, percentile
 from syncer.core.documents import DocumentRef, ReadState, Settled, TargetState
 from syncer.core.outcome import BatchOutcome, KeyStages, RecordAction, decide, worst
 from syncer.core.plan import (
@@ -329,6 +330,7 @@ def _process_batch(
 
     failed: set[str] = set()
     letters = _letters_for_rejected(rejected)
+    acknowledged: list[ChangeRecord] = []
     for change in changes:
         refs = _target_refs(change, tables)
         lookup_reason = lookup_failed.get((change.table, change.document_id))
@@ -342,9 +344,12 @@ def _process_batch(
             failed.update(change.sequence_texts)
         elif action is RecordAction.DEADLETTER:
             letters.extend(_letters_for_change(change, refs, search, cache_keys, cache_error))
+        else:
+            acknowledged.extend(change.records)
     dead_lettered = _write_dead_letters(letters, sinks, deadline, failed)
     all_cache_keys = set().union(*cache_keys.values())
     settled = [_settled(c, tables, routed, items, search) for c in changes]
+    fresh_ms = _iterator_ages_ms(acknowledged)  # now: search written, keys invalidated
     outcome = BatchOutcome(
         records_in=len(raw_records),
         keys=len(changes),
@@ -361,6 +366,9 @@ def _process_batch(
         iterator_age_ms_max=max(ages_ms, default=0.0),
         iterator_age_ms_median=statistics.median(ages_ms) if ages_ms else 0.0,
         bulk_latency_ms=search.bulk_seconds * 1000,
+        freshness_ms_p50=percentile(fresh_ms, 0.5),
+        freshness_ms_p99=percentile(fresh_ms, 0.99),
+        written=_written_keys(changes, settled, tables, routed, items, cache_keys),
     )
     log.info("batch done", extra={"batch": outcome.counts()})
     return outcome
@@ -390,6 +398,39 @@ def _settled(
     if state is None or state.route is None:
         return search.status(_ref(change, tables))
     return search.status((state.route.index, change.document_id))
+
+
+def _written_keys(
+    changes: Sequence[KeyChange],
+    settled: Sequence[Settled | None],
+    tables: Mapping[str, TableConfig],
+    routed: Mapping[tuple[str, str], Routed],
+    items: Mapping[tuple[str, str], Mapping[str, Any] | None],
+    cache_keys: Mapping[DocumentRef, set[str]],
+) -> tuple[WrittenKey, ...]:
+    """The keys written or tombstoned, each with the version and state its write carried."""
+    written = []
+    for change, status in zip(changes, settled, strict=True):
+        if status not in (Settled.WRITTEN, Settled.TOMBSTONED):
+            continue
+        ref = _ref(change, tables)
+        state = routed.get((change.table, change.document_id))
+        document: Mapping[str, Any] | None = _state_item(change, items)
+        if state is not None and state.route is not None:
+            ref, document = (state.route.index, ref[1]), document_in(state, state.route)
+        keys = change.latest.raw["dynamodb"]["Keys"]
+        written.append(
+            WrittenKey(
+                change.table,
+                ref[0],
+                ref[1],
+                keys,
+                change.latest.version,
+                document if status is Settled.WRITTEN else None,
+                tuple(sorted(cache_keys.get(_ref(change, tables), ()))),
+            )
+        )
+    return tuple(written)
 
 
 def _iterator_ages_ms(records: Sequence[ChangeRecord]) -> list[float]:

@@ -11,11 +11,10 @@ Versions (docs/ordering.md, "Exports"):
   minute either way, and that the export is not transactionally consistent;
 - an incremental export's line holds the item as its last write in the window left it, at
   ``WriteTimestampMicros`` on DynamoDB's clock: the state the table held at that instant. It
-  is a read over ``[t - U, t + U]`` (``U`` = ``CLOCK_UNCERTAINTY_MS``), the instant seen
-  through the disagreement of DynamoDB's clock and syncer's, so it orders against reads of
-  syncer's clock (rule 4) and against stream changes (rule 3) with no new rule. A stream
-  change within the same second (or two) cannot be ordered against it: the writer reads the
-  item again.
+  is a read over ``[t, t + 1 ms]``; the rules that compare reads already allow for the
+  disagreement of DynamoDB's clock and syncer's (``CLOCK_UNCERTAINTY_MS``, rules 3 and 4), so
+  it orders against stream changes and other reads with no new rule. A stream change within
+  the same second (or about two) cannot be ordered against it: the writer reads the item again.
 """
 
 from __future__ import annotations
@@ -28,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from syncer.core import jsoncodec
-from syncer.core.versions import CLOCK_UNCERTAINTY_MS, Version, read_version
+from syncer.core.versions import Version, read_version
 from syncer.errors import SyncerError
 
 # AWS: "the time of the request and the time of the last update included may vary within a
@@ -185,11 +184,9 @@ def md5_matches(digest: bytes, expected_b64: str) -> bool:
 
 
 def incremental_version(write_micros: int) -> Version:
-    """The version of an incremental export line: the instant of its write, clocks' slack added."""
+    """The version of an incremental export line: a read at the instant of its write."""
     at_ms = write_micros // 1000
-    return Version(
-        read_from_ms=at_ms - CLOCK_UNCERTAINTY_MS, read_to_ms=at_ms + 1 + CLOCK_UNCERTAINTY_MS
-    )
+    return Version(read_from_ms=at_ms, read_to_ms=at_ms + 1)
 
 
 def parse_line(

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 
+from syncer.core.consistency import WrittenKey
 from syncer.core.documents import Settled
 
 
@@ -28,6 +29,10 @@ class BatchOutcome:
     iterator_age_ms_max: float = 0.0
     iterator_age_ms_median: float = 0.0
     bulk_latency_ms: float = 0.0
+    # From each acknowledged record's ApproximateCreationDateTime to its acknowledgement.
+    freshness_ms_p50: float = 0.0
+    freshness_ms_p99: float = 0.0
+    written: tuple[WrittenKey, ...] = ()  # what the consistency sampler picks from
 
     @property
     def all_failed(self) -> bool:
@@ -55,6 +60,8 @@ class BatchOutcome:
             "iterator_age_ms_max": round(self.iterator_age_ms_max, 1),
             "iterator_age_ms_median": round(self.iterator_age_ms_median, 1),
             "bulk_latency_ms": round(self.bulk_latency_ms, 1),
+            "freshness_ms_p50": round(self.freshness_ms_p50, 1),
+            "freshness_ms_p99": round(self.freshness_ms_p99, 1),
         }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -21,6 +22,9 @@ from syncer.errors import InvalidEventError, PoisonRecordError
 _SEQUENCE_NUMBER = re.compile(r"[0-9]{1,40}")
 _TABLE_FROM_ARN = re.compile(r"arn:[^:]+:dynamodb:[^:]*:[^:]*:table/([^/]+)(?:/|$)")
 _VIEW_TYPES = {"KEYS_ONLY", "NEW_IMAGE", "OLD_IMAGE", "NEW_AND_OLD_IMAGES"}
+# A plain decimal number: no sign words (nan, inf), spaces or underscores that float() would take.
+_DECIMAL_NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]*)?(?:[eE][-+]?[0-9]+)?")
+LATEST_CREATION_S = 253_402_300_799  # 9999-12-31T23:59:59Z, the last second a date can hold
 MAX_DOCUMENT_ID_BYTES = 512  # OpenSearch >= 2.9 rejects longer _id values
 
 
@@ -150,15 +154,28 @@ def _parse_sequence(raw: object) -> int:
 
 
 def _parse_creation_time(raw: object) -> float | None:
+    """Epoch seconds, or a poison record: a time that cannot be read would fail the whole batch
+    later (it becomes the version's ``changed_at``, an epoch_millis date)."""
     if raw is None:
         return None
+    if (
+        isinstance(raw, bool)
+        or not isinstance(raw, int | float | Decimal | str)
+        or (isinstance(raw, str) and not _DECIMAL_NUMBER.fullmatch(raw))
+    ):
+        raise PoisonRecordError(f"ApproximateCreationDateTime is not a number: {raw!r:.40}")
     try:
-        seconds = float(raw)  # type: ignore[arg-type]  # a number, or a string like "1678831218.0"
-    except (TypeError, ValueError, OverflowError):
+        seconds = float(raw)  # a number, or a string like "1678831218.0"
+    except OverflowError:  # an int beyond any float, either sign: out of range below
+        seconds = math.inf
+    if seconds > 1e11:
+        seconds /= 1000  # via Kinesis it is in milliseconds
+    if not 0 <= seconds <= LATEST_CREATION_S:  # also false for NaN
         raise PoisonRecordError(
-            f"ApproximateCreationDateTime is not a number: {raw!r:.40}"
-        ) from None
-    return seconds / 1000 if seconds > 1e11 else seconds  # via Kinesis it is in milliseconds
+            f"ApproximateCreationDateTime is out of range (epoch seconds from 0 to the end of "
+            f"year 9999, or milliseconds): {raw!r:.40}"
+        )
+    return seconds
 
 
 def _is_ttl_delete(record: Mapping[str, Any]) -> bool:

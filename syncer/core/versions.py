@@ -174,11 +174,13 @@ def _compare_changes(new: Version, old: Version) -> Order:
 
 
 def _compare_reads(new: Version, old: Version) -> Order:
+    """Two reads are ordered only when their intervals are apart by more than the clock margin:
+    they may come from two processes (a scan worker, a re-read in Lambda) whose clocks differ."""
     new_from, new_to = new.read_from_ms or 0, new.read_to_ms or 0
     old_from, old_to = old.read_from_ms or 0, old.read_to_ms or 0
-    if new_from >= old_to:
+    if new_from >= old_to + CLOCK_UNCERTAINTY_MS:
         return Order.NEWER
-    if new_to <= old_from:
+    if new_to + CLOCK_UNCERTAINTY_MS <= old_from:
         return Order.OLDER
     return Order.UNKNOWN
 

@@ -36,6 +36,8 @@ BATCH_METRICS = (
     ("IteratorAgeMax", "Milliseconds", "iterator_age_ms_max"),
     ("IteratorAgeMedian", "Milliseconds", "iterator_age_ms_median"),
     ("BulkLatency", "Milliseconds", "bulk_latency_ms"),
+    ("FreshnessP50", "Milliseconds", "freshness_ms_p50"),
+    ("FreshnessP99", "Milliseconds", "freshness_ms_p99"),
 )
 
 
@@ -110,6 +112,15 @@ class PrometheusMetrics:
             "Time in OpenSearch _bulk calls per batch",
             registry=self.registry,
         )
+        # From ApproximateCreationDateTime to acknowledgement (search written, keys invalidated).
+        self.freshness = {
+            share: Gauge(
+                f"syncer_freshness_{share}_seconds",
+                f"{share} of the last batch: change made to change acknowledged",
+                registry=self.registry,
+            )
+            for share in ("p50", "p99")
+        }
         self.last_batch_at = Gauge(
             "syncer_last_batch_timestamp_seconds",
             "When the last batch finished",
@@ -124,6 +135,8 @@ class PrometheusMetrics:
         self.iterator_age.set(outcome.iterator_age_ms_max / 1000)
         self.iterator_age_median.set(outcome.iterator_age_ms_median / 1000)
         self.bulk_latency.observe(outcome.bulk_latency_ms / 1000)
+        self.freshness["p50"].set(outcome.freshness_ms_p50 / 1000)
+        self.freshness["p99"].set(outcome.freshness_ms_p99 / 1000)
         self.last_batch_at.set(time.time())
 
     def exposition(self) -> bytes:

@@ -27,6 +27,7 @@ import tenacity
 from botocore.exceptions import ClientError
 
 from syncer.config import Config
+from syncer.consistency.inprocess import InProcessChecker
 from syncer.core.outcome import BatchOutcome
 from syncer.errors import ConfigError, DownstreamUnavailableError
 from syncer.pipeline import process_batch
@@ -503,6 +504,24 @@ def stop_on_signals(poller: StreamPoller) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+def _tell_all(observers: Sequence[Callable[[BatchOutcome], None]], outcome: BatchOutcome) -> None:
+    for observe in observers:
+        observe(outcome)
+
+
+def _consistency_checker(config: Config) -> InProcessChecker | None:
+    """The in-process checker of ``[consistency]`` with clients of its own; None when off."""
+    if not config.consistency.enabled(in_lambda=False):
+        return None
+    log.info(
+        "consistency checks: %g of written keys, %g s after their batch",
+        config.consistency.sample_rate,
+        config.consistency.check_after_s,
+    )
+    # Clients and guards of its own: the batches' retry and breaker figures stay their own.
+    return InProcessChecker(config, build_sinks(config))
+
+
 def run_poller(
     config: Config,
     options: PollOptions | None = None,
@@ -532,11 +551,18 @@ def run_poller(
         tables,
     )
     server = None
+    checker = _consistency_checker(config)
+    observers = [checker.observe_batch] if checker is not None else []
+    poller.on_batch = functools.partial(_tell_all, observers)
     if metrics_port is not None:
         from syncer.obs.metrics import PrometheusMetrics, serve_http
 
         metrics = PrometheusMetrics()
-        poller.on_batch = metrics.observe
+        observers.insert(0, metrics.observe)
+        if checker is not None:
+            from syncer.consistency.report import ConsistencyMetrics
+
+            checker.observe = ConsistencyMetrics(metrics.registry).observe
         try:
             server = serve_http(metrics, poller.health, metrics_port)
         except OSError as error:
@@ -553,6 +579,11 @@ def run_poller(
         with stop_on_signals(poller):
             return poller.run()
     finally:
+        if checker is not None:  # --once waits for the checks of what it wrote
+            checker.close(
+                wait_s=config.consistency.check_after_s + 10 if poller.summary.caught_up else 0
+            )
+            checker.sinks.close()
         if server is not None:
             server.shutdown()
             server.server_close()

@@ -9,9 +9,9 @@ from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from syncer.config import RedisConfig, redis_database
+from syncer.config import RedisConfig, cluster_database_message, redis_database
 from syncer.errors import ConfigError
 
 UNLINK_CHUNK = 1000
@@ -393,6 +393,7 @@ class RedisHandle:
         self.settings = settings
         self._password = password
         self._client: Any = None
+        self._refused: ConfigError | None = None  # what the first connection found wrong
         self._lock = threading.Lock()
         # WAIT must answer before the socket timeout fires: half of it.
         self.replica_wait = (
@@ -411,8 +412,14 @@ class RedisHandle:
         if client is not None:
             return client
         with self._lock:
+            if self._refused is not None:
+                raise self._refused  # the configuration cannot change: no new connection
             if self._client is None:
-                self._client = _connect(self.settings, self._password)
+                try:
+                    self._client = _connect(self.settings, self._password)
+                except ConfigError as error:
+                    self._refused = error
+                    raise
             return self._client
 
     @property
@@ -452,6 +459,13 @@ def _options(settings: RedisConfig, password: str | None) -> dict[str, Any]:
     return options
 
 
+def _without_database(url: str) -> str:
+    """``url`` selecting no database (no path, no ``db`` query): what detection connects to."""
+    parts = urlsplit(url)
+    query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k != "db"])
+    return urlunsplit((parts.scheme, parts.netloc, "", query, parts.fragment))
+
+
 def _connect(settings: RedisConfig, password: str | None) -> Any:
     """A redis-py client with its own retries off (REFERENCE.md): our retry policy retries.
 
@@ -465,24 +479,28 @@ def _connect(settings: RedisConfig, password: str | None) -> Any:
     options = _options(settings, password)
     parts = urlsplit(settings.url)
     seed = f"{parts.hostname}:{parts.port or 6379}"
+    database = redis_database(settings.url)
     if settings.cluster == "auto":
-        single = redis.Redis.from_url(settings.url, retry=Retry(NoBackoff(), 0), **options)
+        # Detection connects without the URL's database: a cluster node refuses SELECT, which
+        # would fail every batch with a redis error instead of the message below.
+        probe = redis.Redis.from_url(
+            _without_database(settings.url), retry=Retry(NoBackoff(), 0), **options
+        )
         try:
-            enabled = bool(single.info("cluster").get("cluster_enabled"))
+            enabled = bool(probe.info("cluster").get("cluster_enabled"))
         except redis.exceptions.RedisError as error:
-            single.close()
+            probe.close()
             raise _naming_node(error, seed) from None
+        if not enabled and database == 0:
+            return probe
+        probe.close()
         if not enabled:
-            return single
-        single.close()
+            return redis.Redis.from_url(settings.url, retry=Retry(NoBackoff(), 0), **options)
     elif settings.cluster is False:
         return redis.Redis.from_url(settings.url, retry=Retry(NoBackoff(), 0), **options)
-    database = redis_database(settings.url)
     if database != 0:
-        raise ConfigError(
-            f"redis.url selects database {database}, but the server is a Redis Cluster, "
-            "which has only database 0"
-        )
+        # A ConfigError is fatal (resilience.classify): reported, never retried in a loop.
+        raise ConfigError(cluster_database_message(database))
     try:
         # retry=0: redis-py re-sends a failed command (after a topology refresh) this many
         # times by itself; our retry policy does that, with the breaker counting attempts.

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import socket
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -182,6 +183,24 @@ class Stack:
 
     def delete(self, pk: str, sk: str) -> None:
         self.dynamodb.delete_item(TableName=self.table, Key={"pk": {"S": pk}, "sk": {"S": sk}})
+
+
+def syncer_run_command(config_path: Path, checkpoint_file: Path, metrics_port: int) -> list[str]:
+    """`syncer run` as a subprocess: JSON logs, a short idle sleep, metrics on ``metrics_port``."""
+    return [
+        str(Path(sys.executable).parent / "syncer"),
+        "--log-format",
+        "json",
+        "run",
+        "--config",
+        str(config_path),
+        "--checkpoint-file",
+        str(checkpoint_file),
+        "--idle-sleep-s",
+        "0.2",
+        "--metrics-port",
+        str(metrics_port),
+    ]
 
 
 def free_port() -> int:

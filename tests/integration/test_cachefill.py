@@ -19,10 +19,13 @@ from syncer.client.cachefill import (
     RESERVED_PREFIX,
     AsyncLeasedCache,
     Busy,
+    CacheEntry,
     Hit,
     Lease,
     LeaseCounters,
     LeasedCache,
+    decode_entry,
+    now_ms,
 )
 from tests.integration.conftest import REDIS_CLUSTER_URL, REDIS_URL
 
@@ -54,6 +57,16 @@ def client(target: str) -> Iterator[Any]:
     connection = sync_client(target)
     yield connection
     connection.close()
+
+
+def stored_value(client: Any, key: str) -> bytes | None:
+    """The value of the entry a fill stored in ``key``; None when the key holds nothing."""
+    raw = client.get(key)
+    if raw is None:
+        return None
+    entry = decode_entry(raw)
+    assert entry is not None, f"{key} holds a lease marker, not an entry"
+    return entry.value
 
 
 @pytest.fixture
@@ -96,7 +109,7 @@ def test_a_later_lease_voids_an_earlier_one(client: Any, key: str) -> None:
     assert isinstance(new, Lease)
     assert cache.fill(key, old.token, b"v1") is False
     assert cache.fill(key, new.token, b"v2") is True
-    assert client.get(key) == b"v2"
+    assert stored_value(client, key) == b"v2"
 
 
 def test_a_dead_readers_lease_expires(client: Any, key: str) -> None:
@@ -106,7 +119,7 @@ def test_a_dead_readers_lease_expires(client: Any, key: str) -> None:
     assert isinstance(abandoned, Lease)
     time.sleep(0.2)
     assert cache.get_or_fill(key, lambda: b"fresh") == b"fresh"
-    assert client.get(key) == b"fresh"
+    assert stored_value(client, key) == b"fresh"
     assert cache.fill(key, abandoned.token, b"late") is False
 
 
@@ -216,7 +229,99 @@ def test_thundering_herd_after_an_expired_lease_loads_at_most_twice(client: Any,
     for thread in threads:
         thread.join()
     assert 1 <= len(calls) <= 2
-    assert client.get(key) == b"value"
+    assert stored_value(client, key) == b"value"
+
+
+def test_a_fill_stores_its_load_start_time_in_the_envelope(client: Any, key: str) -> None:
+    """get_or_fill stores the value behind the epoch ms taken just before the loader ran."""
+    cache = LeasedCache(client)
+    times: list[int] = []
+
+    def loader() -> bytes:
+        times.append(now_ms())
+        return b"v1"
+
+    before = now_ms()
+    assert cache.get_or_fill(key, loader) == b"v1"
+    raw = client.get(key)
+    entry = decode_entry(raw)
+    assert entry is not None
+    assert entry.value == b"v1"
+    assert entry.loaded_at_ms is not None
+    assert before <= entry.loaded_at_ms <= times[0]
+    assert raw == b"\x00syncer:value:%d:v1" % entry.loaded_at_ms
+    assert cache.get(key) == Hit(b"v1")  # the envelope never reaches the caller
+
+
+def test_the_absence_entry_stores_its_load_start_time(client: Any, key: str) -> None:
+    """A loader's None is stored as the absence entry with the time its load began."""
+    cache = LeasedCache(client)
+    before = now_ms()
+    assert cache.get_or_fill(key, lambda: None) is None
+    entry = decode_entry(client.get(key))
+    assert entry is not None
+    assert entry.value is None
+    assert entry.loaded_at_ms is not None
+    assert before <= entry.loaded_at_ms <= now_ms()
+
+
+def test_a_manual_fill_stores_the_time_its_lease_was_asked_for(client: Any, key: str) -> None:
+    """fill with a lease from get records the grant time (the load followed it) or the one given."""
+    cache = LeasedCache(client)
+    before = now_ms()
+    lease = cache.get(key)
+    after = now_ms()
+    assert isinstance(lease, Lease)
+    assert cache.fill(key, lease.token, b"v1") is True
+    entry = decode_entry(client.get(key))
+    assert entry is not None
+    assert entry.loaded_at_ms is not None
+    assert before <= entry.loaded_at_ms <= after
+    client.unlink(key)
+    lease = cache.get(key)
+    assert isinstance(lease, Lease)
+    assert cache.fill(key, lease.token, b"v2", loaded_at_ms=1_700_000_000_000) is True
+    assert decode_entry(client.get(key)) == CacheEntry(b"v2", 1_700_000_000_000)
+
+
+def test_values_written_before_envelopes_still_read(client: Any, key: str) -> None:
+    """A plain value and the old absence entry read back as they did, without calling the loader."""
+    cache = LeasedCache(client)
+
+    def loader() -> bytes:
+        raise AssertionError("a cached entry must not be loaded again")
+
+    client.set(key, b'{"price": 10}', px=60_000)  # what a fill stored before envelopes
+    assert cache.get_or_fill(key, loader) == b'{"price": 10}'
+    assert decode_entry(client.get(key)) == CacheEntry(b'{"price": 10}', None)
+    client.set(key, b"\x00syncer:absent", px=60_000)  # the old "no such item" entry
+    assert cache.get(key) == Hit(None)
+    assert cache.get_or_fill(key, loader) is None
+    assert decode_entry(client.get(key)) == CacheEntry(None, None)
+
+
+def test_async_fill_stores_its_load_start_time(target: str, key: str) -> None:
+    """AsyncLeasedCache stores the same envelope, with the time its loader was awaited."""
+
+    async def scenario() -> None:
+        client = async_client(target)
+        try:
+            cache = AsyncLeasedCache(client)
+            before = now_ms()
+
+            async def load() -> bytes:
+                return b"v1"
+
+            assert await cache.get_or_fill(key, load) == b"v1"
+            entry = decode_entry(await client.get(key))
+            assert entry is not None
+            assert entry.value == b"v1"
+            assert entry.loaded_at_ms is not None
+            assert before <= entry.loaded_at_ms <= now_ms()
+        finally:
+            await client.aclose()
+
+    asyncio.run(scenario())
 
 
 def test_a_client_that_decodes_responses_is_rejected() -> None:
@@ -340,7 +445,8 @@ def test_any_interleaving_matches_the_lease_model(ops: list[tuple[str, int]]) ->
                     state = ("value", value)
         expected = state[1] if state[0] == "value" else None
         held = client.get(key)
-        assert (held if held is None or not held.startswith(RESERVED_PREFIX) else None) == expected
+        entry = None if held is None else decode_entry(held)
+        assert (None if entry is None else entry.value) == expected
     finally:
         client.unlink(key)
         client.close()

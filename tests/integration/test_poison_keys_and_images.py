@@ -77,3 +77,28 @@ def test_an_insert_with_an_unknown_type_is_still_dead_lettered(stack: Stack) -> 
     assert "odd|v1" not in stack.indexed()
     (entry,) = _dead_letters(stack)
     assert "unknown attribute type 'X'" in entry["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    "when",
+    [float("nan"), float("inf"), 1e300, -5, "soon"],
+    ids=["nan", "inf", "1e300", "-5", "soon"],
+)
+def test_a_record_with_an_unreadable_time_is_dead_lettered_alone(
+    stack: Stack, when: object
+) -> None:
+    """A creation time that is NaN, infinite, out of range or not a number rejects that record only."""
+    # given two stream records, the second with an unreadable ApproximateCreationDateTime
+    stack.put({"pk": {"S": "on-time"}, "sk": {"S": "v1"}, "name": {"S": "g"}})
+    stack.put({"pk": {"S": "no-time"}, "sk": {"S": "v1"}, "name": {"S": "o"}})
+    good, bad = stack.new_records()
+    bad["dynamodb"]["ApproximateCreationDateTime"] = when
+    # when both go through the Lambda handler in one batch
+    response = stack.invoke([good, bad])
+    # then the batch is acknowledged: the good one indexed, the bad one dead-lettered with why
+    assert response == {"batchItemFailures": []}
+    assert set(stack.indexed()) == {"on-time|v1"}
+    (entry,) = _dead_letters(stack)
+    assert entry["sequence_number"] == bad["dynamodb"]["SequenceNumber"]
+    assert entry["error"]["class"] == "PoisonRecordError"
+    assert "ApproximateCreationDateTime" in entry["error"]["message"]

@@ -26,6 +26,7 @@ from tests.integration.conftest import (
     REDIS_CLUSTER_CA,
     REDIS_CLUSTER_TLS_URL,
     REDIS_CLUSTER_URL,
+    REDIS_URL,
     REPO_ROOT,
     SERVICES_DIR,
     Stack,
@@ -490,3 +491,80 @@ def test_rediss_without_the_ca_is_refused(stack: Stack) -> None:
     assert _failed(stack.invoke(records)) == _sequence_numbers(records)
     assert admin.get(f"product:{pk}") == b"stale"
     admin.delete(f"product:{pk}")
+
+
+# --- cluster = "auto" with a database other than 0 ------------------------------------------------
+
+
+def _on_database(url: str, database: int) -> str:
+    return url.rsplit("/", 1)[0] + f"/{database}" if url.count("/") > 2 else f"{url}/{database}"
+
+
+def test_auto_detection_refuses_a_database_other_than_0_as_a_config_error(redis_url: str) -> None:
+    """``cluster = "auto"`` with ``/3`` on a cluster: the first use raises the ConfigError that
+    explains it (fatal, never retried), not redis's "SELECT is not allowed in cluster mode",
+    and later uses give the same error without connecting again."""
+    from syncer.errors import ConfigError
+    from syncer.sinks.resilience import ErrorKind, classify
+
+    # given a handle to the cluster whose URL selects database 3, with detection left to "auto"
+    cache = make_client(RedisConfig(url=_on_database(redis_url, 3)))
+    try:
+        # when it is used the first time
+        with pytest.raises(ConfigError) as first:
+            invalidate(cache, {f"db3-{uuid.uuid4().hex[:8]}"})
+        # then the message is the configuration's, and the error is fatal
+        message = str(first.value)
+        assert "redis.url selects database 3" in message
+        assert "Redis Cluster has only database 0" in message
+        assert "SELECT" not in message
+        assert classify(first.value) is ErrorKind.FATAL
+        # and a second use refuses the same way without a client being built
+        with pytest.raises(ConfigError, match="database 3"):
+            invalidate(cache, {"another"})
+        assert not cache.is_connected
+    finally:
+        cache.close()
+
+
+def test_a_single_node_keeps_its_database_with_auto_detection(redis_url: str) -> None:
+    """On a single node (not the module's cluster), ``cluster = "auto"`` with ``/3`` still
+    writes to database 3: detection itself selects no database."""
+    del redis_url  # the module's parameter: this test is about the single node
+    # given a key in database 3 of the single node, and the same key in database 0
+    key = f"db3-single-{uuid.uuid4().hex[:8]}"
+    db3 = redis.Redis.from_url(_on_database(REDIS_URL, 3))
+    db0 = redis.Redis.from_url(_on_database(REDIS_URL, 0))
+    db3.set(key, "stale")
+    db0.set(key, "other")
+    cache = make_client(RedisConfig(url=_on_database(REDIS_URL, 3)))
+    try:
+        # when the key is invalidated through syncer's client
+        assert invalidate(cache, {key}) == 1
+    finally:
+        cache.close()
+    # then only database 3's copy is gone
+    assert db3.exists(key) == 0
+    assert db0.get(key) == b"other"
+    db0.delete(key)
+
+
+def test_a_batch_with_a_database_on_a_cluster_is_reported_with_the_clear_message(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Through the handler: every record reported, the key still cached, and the log line says
+    the cluster has only database 0 (not SELECT is not allowed)."""
+    caplog.set_level(logging.INFO)
+    admin = _admin()
+    pk = f"db3-{uuid.uuid4().hex[:8]}"
+    admin.set(f"product:{pk}", "stale")
+    stack.put(_item(pk))
+    records = stack.new_records()
+    _repoint(stack, f'[redis]\nurl = "{_on_database(REDIS_CLUSTER_URL, 3)}"\n')
+    response = stack.invoke(records)
+    assert _failed(response) == _sequence_numbers(records)
+    assert admin.get(f"product:{pk}") == b"stale"
+    admin.delete(f"product:{pk}")
+    logged = _logged(caplog)
+    assert "Redis invalidation failed (fatal): redis.url selects database 3" in logged
+    assert "SELECT is not allowed" not in logged

@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.integration.conftest import Stack, free_port, wait_until
+from tests.integration.conftest import Stack, free_port, syncer_run_command, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -42,20 +41,7 @@ def test_run_exposes_metrics_and_health(stack: Stack, tmp_path: Path) -> None:
     for number in range(4):
         stack.put({"pk": {"S": f"m{number}"}, "sk": {"S": "v1"}, "category": {"S": "hats"}})
     port = free_port()
-    command = [
-        str(Path(sys.executable).parent / "syncer"),
-        "--log-format",
-        "json",
-        "run",
-        "--config",
-        str(stack.config_path),
-        "--checkpoint-file",
-        str(tmp_path / "checkpoints.json"),
-        "--idle-sleep-s",
-        "0.2",
-        "--metrics-port",
-        str(port),
-    ]
+    command = syncer_run_command(stack.config_path, tmp_path / "checkpoints.json", port)
     log_path = tmp_path / "run.log"
     with (
         log_path.open("w") as log,

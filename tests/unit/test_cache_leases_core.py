@@ -14,10 +14,15 @@ from syncer.client.cachefill import (
     MAX_WAIT_STEP_S,
     RESERVED_PREFIX,
     Busy,
+    CacheEntry,
     Hit,
     Lease,
-    encode_value,
+    as_bytes,
+    decode_entry,
+    encode_entry,
+    lease_granted_at_ms,
     marker,
+    new_token,
     next_wait_s,
     read_result,
     ttl_ms,
@@ -114,29 +119,98 @@ def test_send_bulk_passes_refresh_only_when_asked() -> None:
 
 
 def test_replies_are_classified_as_hit_lease_or_busy() -> None:
-    """nil is this reader's lease, a marker is another's, the absence entry is Hit(None)."""
+    """nil is this reader's lease, a marker is another's, entries (old or new) are Hits."""
     assert read_result(None, "t1") == Lease("t1")
     assert read_result(marker("other"), "t1") == Busy()
     assert read_result(ABSENT_VALUE, "t1") == Hit(None)
     assert read_result(b"value", "t1") == Hit(b"value")
+    assert read_result(encode_entry(b"value", 5), "t1") == Hit(b"value")
+    assert read_result(encode_entry(None, 5), "t1") == Hit(None)
 
 
-def test_values_are_encoded_as_bytes_and_reserved_ones_refused() -> None:
-    """str is stored UTF-8, None as the absence entry; the reserved prefix is refused."""
-    assert encode_value("prix: 10 €") == "prix: 10 €".encode()
-    assert encode_value(bytearray(b"\x00\xff")) == b"\x00\xff"
-    assert encode_value(None) == ABSENT_VALUE
+def test_values_are_bytes_and_reserved_ones_refused() -> None:
+    """str is stored UTF-8, bytes-like as bytes, None stays None; the reserved prefix is refused."""
+    assert as_bytes("prix: 10 €") == "prix: 10 €".encode()
+    assert as_bytes(bytearray(b"\x00\xff")) == b"\x00\xff"
+    assert as_bytes(None) is None
     assert marker("ab").startswith(LEASE_PREFIX)
     with pytest.raises(ValueError, match="reserved"):
-        encode_value(RESERVED_PREFIX + b"anything")
+        as_bytes(RESERVED_PREFIX + b"anything")
+    with pytest.raises(ValueError, match="reserved"):
+        encode_entry(RESERVED_PREFIX + b"lease:forged", 1)
+
+
+def test_an_entry_carries_its_load_time_behind_the_reserved_prefix() -> None:
+    """A value is stored as prefix, "value:", the milliseconds, ":" and the bytes unchanged."""
+    stored = encode_entry(b"v:1\x00", 1_733_467_200_123)
+    assert stored == b"\x00syncer:value:1733467200123:v:1\x00"
+    assert decode_entry(stored) == CacheEntry(b"v:1\x00", 1_733_467_200_123)
+    assert encode_entry("", 7) == b"\x00syncer:value:7:"
+    assert decode_entry(encode_entry("", 7)) == CacheEntry(b"", 7)
+
+
+def test_the_absence_entry_carries_its_load_time() -> None:
+    """None ("no such item") is stored as prefix, "absent:" and the milliseconds."""
+    assert encode_entry(None, 42) == b"\x00syncer:absent:42"
+    assert decode_entry(b"\x00syncer:absent:42") == CacheEntry(None, 42)
+
+
+def test_entries_written_before_envelopes_read_with_no_time() -> None:
+    """A plain value and the old absence entry stay readable, with loaded_at_ms None."""
+    assert decode_entry(b'{"price": 10}') == CacheEntry(b'{"price": 10}', None)
+    assert decode_entry(b"") == CacheEntry(b"", None)
+    assert decode_entry(b"\x00syncer:absent") == CacheEntry(None, None)
+
+
+def test_a_lease_marker_is_no_entry() -> None:
+    """decode_entry answers None for another reader's lease marker."""
+    assert decode_entry(marker(new_token(1))) is None
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        b"\x00syncer:value:12",  # no separator after the time
+        b"\x00syncer:value::v",  # no time
+        b"\x00syncer:value:-5:v",
+        b"\x00syncer:value:1_0:v",
+        b"\x00syncer:value: 10:v",
+        b"\x00syncer:value:99999999999999999999:v",  # 20 digits
+        b"\x00syncer:absent:",
+        b"\x00syncer:absent:x",
+        b"\x00syncer:absentee",
+        b"\x00syncer:something-newer",
+    ],
+)
+def test_malformed_reserved_entries_are_refused(stored: bytes) -> None:
+    """A reserved-prefix value this library does not write is a clear error, not data."""
+    with pytest.raises(ValueError, match=r"cache entry|milliseconds"):
+        decode_entry(stored)
+
+
+@pytest.mark.parametrize("loaded_at_ms", [-1, 10**19, True])
+def test_an_impossible_load_time_is_refused(loaded_at_ms: int) -> None:
+    """Milliseconds are a non-negative count that fits in 19 digits."""
+    with pytest.raises(ValueError, match="epoch milliseconds"):
+        encode_entry(b"v", loaded_at_ms)
+
+
+def test_a_lease_token_tells_when_it_was_asked_for() -> None:
+    """new_token puts the grant time in front of 128 random bits; fill reads it back."""
+    token = new_token(1_733_467_200_123)
+    assert lease_granted_at_ms(token) == 1_733_467_200_123
+    assert token != new_token(1_733_467_200_123)
+    with pytest.raises(ValueError, match="lease token"):
+        lease_granted_at_ms("deadbeef")
 
 
 def test_ttl_is_whole_positive_milliseconds() -> None:
-    """A TTL in seconds becomes milliseconds; zero or negative is refused."""
+    """A TTL in seconds becomes milliseconds; zero, negative or not finite is refused."""
     assert ttl_ms(300) == 300_000
     assert ttl_ms(0.25) == 250
-    with pytest.raises(ValueError, match="positive"):
-        ttl_ms(0)
+    for bad in (0, -1, 0.0001, float("nan"), float("inf"), True, "300"):
+        with pytest.raises(ValueError, match="positive"):
+            ttl_ms(bad)  # type: ignore[arg-type]
 
 
 def test_waits_double_up_to_the_cap_and_never_pass_the_deadline() -> None:

@@ -410,3 +410,12 @@ def test_redis_wait_replicas_below_zero_is_refused() -> None:
     raw["redis"]["wait_replicas"] = -1
     with pytest.raises(ConfigError, match=r"redis\.wait_replicas"):
         parse_config(raw, environ={})
+
+
+def test_redis_cluster_with_a_database_in_the_query_is_refused() -> None:
+    """``?db=2`` selects a database as the path does (redis-py reads both), so it is refused too."""
+    raw = _example()
+    raw["redis"]["cluster"] = True
+    raw["redis"]["url"] = "redis://cache:6379?db=2"
+    with pytest.raises(ConfigError, match="database 2"):
+        parse_config(raw, environ={})

@@ -198,6 +198,7 @@ def test_role_grants_exactly_the_least_privilege_actions(template: dict[str, Any
         ("es:ESHttpHead", str({"Fn::Sub": "${OpenSearchDomainArn}/*"})),
         ("sqs:SendMessage", on_failure),
         ("sqs:SendMessage", dead_letters),
+        ("sqs:SendMessage", str({"Fn::GetAtt": ["ConsistencyCheckQueue", "Arn"]})),
         ("secretsmanager:GetSecretValue", str({"Ref": "OpenSearchSecretArn"})),
         ("secretsmanager:GetSecretValue", str({"Ref": "RedisSecretArn"})),
     }
@@ -337,6 +338,7 @@ def test_alarms_watch_lag_failures_and_both_queues(template: dict[str, Any]) -> 
             "ApproximateNumberOfMessagesVisible",
             str({"Fn::GetAtt": ["OnFailureQueue", "QueueName"]}),
         ),
+        ("syncer", "ConsistencyViolations", "syncer"),
     }
 
 

@@ -53,6 +53,19 @@ def test_empty_key_rejects_only_its_record() -> None:
     assert "empty" in str(refused.error)
 
 
+def test_a_binary_key_is_indexed_under_its_base64_text() -> None:
+    """A non-empty binary key is not poison: its document id is the key's base64 text."""
+    # given a record whose partition key is binary (base64 in Lambda's JSON) and sort key text
+    keys = {"pk": {"B": "3q2+7w=="}, "sk": {"S": "v1"}}
+    raw = _raw("INSERT", keys, NewImage={**keys, "name": {"S": "n"}})
+    # when it is decoded
+    decoded, rejected = decode_records([raw])
+    # then it is accepted, with an id built from the base64 text as for any string key
+    assert rejected == []
+    (record,) = decoded
+    assert record.document_id == "3q2+7w==|v1"
+
+
 def test_document_id_refuses_an_empty_part() -> None:
     """document_id itself never returns an id built from an empty key value."""
     # given keys with an empty value, when an id is made, then it is refused

@@ -5,10 +5,12 @@ from __future__ import annotations
 import copy
 import hashlib
 import re
+from decimal import Decimal
 
 import pytest
 
 from syncer.core.records import (
+    LATEST_CREATION_S,
     MAX_DOCUMENT_ID_BYTES,
     EventName,
     check_event,
@@ -369,6 +371,63 @@ def test_string_creation_time_is_accepted(load_event) -> None:
     record = decode_record(raw)
     # then the time is the number the string spells
     assert record.approximate_creation_s == 1678831218.0
+
+
+UNREADABLE_TIMES = {
+    "nan": float("nan"),
+    "infinity": float("inf"),
+    "minus-infinity": float("-inf"),
+    "1e300": 1e300,
+    "int-too-big-for-a-float": 10**400,
+    "negative": -1,
+    "negative-ms": -1704067200123,
+    "after-year-9999-in-ms": 253402300800000,
+    "decimal-nan": Decimal("NaN"),
+    "string-not-a-number": "yesterday",
+    "string-nan": "NaN",
+    "string-infinity": "Infinity",
+    "string-1e400": "1e400",
+    "string-with-spaces": " 1678831218 ",
+    "string-with-underscores": "1_678_831_218",
+    "boolean": True,
+    "list": [1678831218],
+}
+
+
+@pytest.mark.parametrize("when", UNREADABLE_TIMES.values(), ids=UNREADABLE_TIMES.keys())
+def test_a_record_with_an_unreadable_time_is_rejected_alone(load_event, when: object) -> None:
+    """A NaN, infinite, out-of-range or non-numeric creation time rejects that record only."""
+    # given a batch of two records, the second with an unreadable ApproximateCreationDateTime
+    good, other = copy.deepcopy(load_event("insert_modify_remove.json")["Records"][:2])
+    other["dynamodb"]["ApproximateCreationDateTime"] = when
+    # when the batch is decoded
+    decoded, rejected = decode_records([good, other])
+    # then the good record decodes and the other is rejected, naming the field
+    assert [r.sequence_text for r in decoded] == [good["dynamodb"]["SequenceNumber"]]
+    (rejection,) = rejected
+    assert rejection.raw is other
+    assert rejection.sequence_text == other["dynamodb"]["SequenceNumber"]
+    assert "ApproximateCreationDateTime" in str(rejection.error)
+
+
+@pytest.mark.parametrize(
+    ("when", "seconds"),
+    [
+        (0, 0.0),
+        (1678831218, 1678831218.0),
+        ("1678831218.0", 1678831218.0),
+        ("1678831218", 1678831218.0),
+        (Decimal("1678831218.5"), 1678831218.5),
+        (1704067200123, 1704067200.123),  # milliseconds, as via Kinesis
+        (10**11, 1e11),  # the largest number read as seconds (year 5138)
+        (LATEST_CREATION_S * 1000, float(LATEST_CREATION_S)),  # the last millisecond-second
+    ],
+)
+def test_readable_times_decode_to_epoch_seconds(load_event, when: object, seconds: float) -> None:
+    """Numbers, decimal strings and milliseconds within range decode to epoch seconds."""
+    raw = copy.deepcopy(load_event("insert_modify_remove.json")["Records"][0])
+    raw["dynamodb"]["ApproximateCreationDateTime"] = when
+    assert decode_record(raw).approximate_creation_s == pytest.approx(seconds)
 
 
 def test_record_without_a_table_arn_is_rejected(load_event) -> None:

@@ -122,6 +122,23 @@ def test_transform_shapes_the_document_and_sees_a_copy() -> None:
     assert item["name"] == "boot"
 
 
+def test_a_transform_mutating_nested_values_reaches_nothing_else() -> None:
+    """A transform that changes nested maps and lists in place cannot change the item it was
+    given, its cache keys, or what the next call of the transform sees."""
+    raw = copy.deepcopy(RAW)
+    raw["tables"][0]["routes"][1]["transform"] = f"{T}:tag_in_place"
+    table = parse_config(raw, environ={}).tables[0]
+    item = {**PRODUCT, "details": {"colour": "red"}, "tags": ["new"]}
+    before = copy.deepcopy(item)
+    first = route_item(table, item)
+    second = route_item(table, item)
+    assert item == before
+    assert first.document == second.document
+    assert first.document is not None
+    assert first.document["tags"] == ["new", "seen"]
+    assert first.document["details"] == {"colour": "red", "shouted": True}
+
+
 @pytest.mark.parametrize(
     ("transform", "error"),
     [("explode", "RuntimeError: no shape for this item"), ("a_list", "returned list, not a JSON")],

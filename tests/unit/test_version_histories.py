@@ -228,6 +228,17 @@ DELETE_REINDEX_REPLAY = [
     ("swap", 0),
     ("deliver", 0, 1),
 ]
+# Two reads of one item on two clocks (a scan page, then a re-read): the earlier read, on a
+# clock 7 ms ahead, looked later than the re-read that followed the insert, and its absence
+# replaced the inserted item (found by hypothesis).
+READS_ON_TWO_CLOCKS = [
+    ("reindex", 0),
+    ("tick", 0),
+    ("scan", "a"),
+    ("scan", "a"),
+    ("write", "a", False, False),
+    ("deliver", 0, 1),
+]
 NEW_STREAM_LOWER_NUMBERS = [
     ("write", "a", False, False),
     ("deliver", 0, 1),
@@ -243,6 +254,7 @@ NEW_STREAM_LOWER_NUMBERS = [
 @example(steps=REINDEX_THEN_OLD_REPLAY, skews=[SKEW_MS, -SKEW_MS], final_order=random.Random(1))
 @example(steps=DELETE_REINDEX_REPLAY, skews=[0], final_order=random.Random(1))
 @example(steps=NEW_STREAM_LOWER_NUMBERS, skews=[0], final_order=random.Random(1))
+@example(steps=READS_ON_TWO_CLOCKS, skews=[0, 7], final_order=random.Random(1))
 @given(
     steps=st.lists(_STEP, min_size=4, max_size=40),
     skews=st.lists(st.integers(-SKEW_MS, SKEW_MS), min_size=1, max_size=8),

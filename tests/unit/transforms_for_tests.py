@@ -10,6 +10,13 @@ def shout(item: dict[str, Any]) -> dict[str, Any]:
     return {**item, "name": str(item.get("name", "")).upper()}
 
 
+def tag_in_place(item: dict[str, Any]) -> dict[str, Any]:
+    """Mutates the nested map and list it was given, then returns the item itself."""
+    item.setdefault("details", {})["shouted"] = True
+    item.setdefault("tags", []).append("seen")
+    return item
+
+
 def hide(item: dict[str, Any]) -> None:
     """Keeps every item out of its index."""
     return

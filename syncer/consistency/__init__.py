@@ -1,0 +1,1 @@
+"""Consistency checks of what syncer wrote: sampling, checking, figures (docs/consistency.md)."""

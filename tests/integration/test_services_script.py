@@ -1,0 +1,137 @@
+"""scripts/services.sh checks every port before it starts anything, and `down` stops what `up`
+started whatever the port variables say by then.
+
+Every run here uses its own services directory and free ports, never the shared services.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import REPO_ROOT, free_port
+
+SCRIPT = REPO_ROOT / "scripts" / "services.sh"
+
+
+def listening(port: int) -> bool:
+    """Whether something accepts connections on the loopback port."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _cluster_ports(count: int) -> list[int]:
+    """Free node ports whose bus ports (+10000) are free too."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port()
+        if port <= 55535 and not listening(port + 10000) and port not in ports:
+            ports.append(port)
+    return ports
+
+
+@pytest.fixture
+def moved(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """An environment whose every port and the services directory are this test's own."""
+    env = {
+        **os.environ,
+        "SYNCER_SERVICES_DIR": str(tmp_path / "services"),
+        "OPENSEARCH_PORT": str(free_port()),
+        "OPENSEARCH_TRANSPORT_PORT": str(free_port()),
+        "REDIS_PORT": str(free_port()),
+        "MOTO_PORT": str(free_port()),
+        "REDIS_CLUSTER_PORTS": " ".join(map(str, _cluster_ports(3))),
+        "REDIS_CLUSTER_TLS_PORTS": " ".join(map(str, _cluster_ports(3))),
+        "REDIS_CLUSTER_REPLICAS": "0",
+        "SERVICES_WAIT_TIMEOUT": "30",
+    }
+    yield env
+    # Whatever a test (or the old script) left behind in its own directory.
+    subprocess.run([str(SCRIPT), "down"], env=env, capture_output=True, timeout=120, check=False)
+
+
+def _run(command: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(SCRIPT), command], env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+def _all_ports(env: dict[str, str]) -> list[int]:
+    named = [env[name] for name in ("OPENSEARCH_PORT", "REDIS_PORT", "MOTO_PORT")]
+    cluster = (env["REDIS_CLUSTER_PORTS"] + " " + env["REDIS_CLUSTER_TLS_PORTS"]).split()
+    return [int(port) for port in named + cluster]
+
+
+# (variable, which of its ports to hold: index into the variable's words, +10000 for a bus port)
+HELD = [
+    pytest.param("REDIS_PORT", 0, 0, id="redis"),
+    pytest.param("MOTO_PORT", 0, 0, id="moto"),
+    pytest.param("OPENSEARCH_PORT", 0, 0, id="opensearch"),
+    pytest.param("REDIS_CLUSTER_PORTS", 1, 0, id="cluster-node"),
+    pytest.param("REDIS_CLUSTER_PORTS", 2, 10000, id="cluster-bus"),
+    pytest.param("REDIS_CLUSTER_TLS_PORTS", 0, 10000, id="tls-cluster-bus"),
+]
+
+
+@pytest.mark.parametrize(("variable", "word", "offset"), HELD)
+def test_up_with_a_taken_port_names_it_its_holder_and_variable_and_starts_nothing(
+    moved: dict[str, str], variable: str, word: int, offset: int
+) -> None:
+    """A port held by another process: exit 1, one message with the port, the holder and the
+    variable that moves it, and none of the services is left running."""
+    port = int(moved[variable].split()[word]) + offset
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", port))
+        holder.listen()
+        result = _run("up", moved)
+        others_listening = [p for p in _all_ports(moved) if p != port and listening(p)]
+    assert result.returncode == 1, result.stderr
+    errors = [line for line in result.stderr.splitlines() if "ERROR" in line]
+    about_port = [line for line in errors if f"port {port} " in line]
+    assert len(about_port) == 1, result.stderr
+    assert f"pid {os.getpid()} (" in about_port[0]
+    assert "python" in about_port[0]
+    assert variable in about_port[0]
+    assert errors[-1].endswith("nothing was started: every port is checked before anything starts")
+    assert others_listening == []
+    assert not (Path(moved["SYNCER_SERVICES_DIR"]) / "started").exists()
+
+
+def test_down_stops_the_nodes_up_started_after_the_port_variables_changed(
+    moved: dict[str, str],
+) -> None:
+    """`down` reads what `cluster-up` started from its record, not from today's variables."""
+    moved["REDIS_CLUSTER_TLS_PORTS"] = ""
+    started = [int(port) for port in moved["REDIS_CLUSTER_PORTS"].split()]
+    up = _run("cluster-up", moved)
+    assert up.returncode == 0, up.stderr
+    assert all(listening(port) for port in started)
+    changed = {**moved, "REDIS_CLUSTER_PORTS": " ".join(map(str, _cluster_ports(3)))}
+
+    down = _run("down", changed)
+
+    assert down.returncode == 0, down.stderr
+    assert [port for port in started if listening(port)] == []
+    assert not (Path(moved["SYNCER_SERVICES_DIR"]) / "started").exists()
+
+
+def test_a_cluster_up_that_fails_after_starting_nodes_stops_them(moved: dict[str, str]) -> None:
+    """When the cluster cannot be formed (here: more replicas than 3 nodes allow), the nodes
+    that run started are stopped again before it exits 1."""
+    moved["REDIS_CLUSTER_TLS_PORTS"] = ""
+    moved["REDIS_CLUSTER_REPLICAS"] = "2"
+    started = [int(port) for port in moved["REDIS_CLUSTER_PORTS"].split()]
+
+    result = _run("cluster-up", moved)
+
+    assert result.returncode == 1
+    assert "redis-cli --cluster create failed" in result.stderr
+    assert [port for port in started if listening(port)] == []
