@@ -186,6 +186,11 @@ def reindex(
     config = _load(config_path)
     sinks = _sinks(config)
     if export_uri is not None:
+        if index_name is not None or delete_old:
+            raise click.UsageError(
+                "--export rebuilds every index of the table and keeps the old ones: "
+                "--index and --delete-old do not apply"
+            )
         _reindex_from_export(config, sinks, table_name, export_uri, workers, state_file)
         return
     if workers != 1:

@@ -366,3 +366,35 @@ def test_a_failed_file_fails_the_map_and_the_machine_never_swaps(
 
     assert sorted(stack.sinks.opensearch.indices.get_alias(name=stack.index)) == [old_index]
     assert stack.sinks.opensearch.indices.exists_alias(name=reindex_alias(stack.index))
+
+
+def test_backfill_command_loads_a_full_export_into_the_live_index(
+    stack: Stack, s3: Any, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`syncer backfill` with a full export fills an index the stream never fed, in place."""
+    for number in range(12):
+        stack.put(_item(f"g{number}", number))
+    never_delivered = stack.new_records()
+    stack.delivered.update(r["dynamodb"]["SequenceNumber"] for r in never_delivered)
+    export = write_export(s3, bucket, split([full_line(i) for i in _table_items(stack)], 2))
+    (live_index,) = stack.sinks.opensearch.indices.get_alias(name=stack.index)
+    monkeypatch.chdir(tmp_path)
+
+    outcome = CliRunner().invoke(
+        main,
+        [
+            "backfill",
+            "--config",
+            str(stack.config_path),
+            "--table",
+            stack.table,
+            "--export",
+            export.uri,
+        ],
+    )
+
+    assert outcome.exit_code == 0, outcome.output
+    assert "12 items of a FULL_EXPORT from 2 files" in outcome.output
+    assert "12 written" in outcome.output
+    assert sorted(stack.sinks.opensearch.indices.get_alias(name=stack.index)) == [live_index]
+    assert stack.indexed() == stack.scanned()
