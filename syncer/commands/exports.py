@@ -704,6 +704,11 @@ def _found(client: Any, guard: Any, index: str, ids: Sequence[str], source: bool
     return {doc["_id"]: doc.get("_source") for doc in response["docs"] if doc.get("found")}
 
 
+def _primary_shards(client: Any, guard: Any, index: str) -> int:
+    settings = guard.call_with_retry(client.indices.get_settings, index=index)
+    return max(1, int(next(iter(settings.values()))["settings"]["index"]["number_of_shards"]))
+
+
 def carry_live_documents(
     config: Config,
     sinks: Sinks,
@@ -714,21 +719,24 @@ def carry_live_documents(
     export_version: Version,
     key_types: Mapping[str, str],
     page_size: int = 5000,
+    slices: int | None = None,
 ) -> FinishCounts:
     """Every live document of the old index, ordered against the new index's state.
 
     Most of them are older than the export and already in the new index: for those, only
     ``_syncer`` is scrolled and their presence in the new index asked (``_mget`` without
     sources). Only the documents newer than the export (or not ordered against it) and those
-    the new index lacks are read whole and written through ``apply_writes``.
+    the new index lacks are read whole and written through ``apply_writes``. The scroll is
+    sliced, one slice per primary shard (``slices``), each on its own thread.
     """
     route = next(route for route in table.resolved_routes if route.index == alias)
     route_table = table.route_table(route)
     client, guard = sinks.opensearch, sinks.opensearch_guard
     guard.call_with_retry(client.indices.refresh, index=old_index)
-    carried = tombstoned = 0
-    body = {"query": LIVE_DOCUMENTS_FILTER, "_source": [SYNCER_FIELD]}
-    for hits in scroll_pages(client, guard, old_index, body, page_size):
+    slices = slices or _primary_shards(client, guard, old_index)
+    planner_shape = _routed_shape(table, alias)
+
+    def carry_page(hits: Sequence[Mapping[str, Any]]) -> FinishCounts:
         older, candidates = [], []
         for hit in hits:
             version = version_from_meta(hit["_source"].get(SYNCER_FIELD) or {})
@@ -741,19 +749,34 @@ def carry_live_documents(
         sources = _found(client, guard, old_index, candidates, source=True)
         olds = {(new_index, doc_id): source for doc_id, source in sources.items()}
         if not olds:
-            continue
+            return FinishCounts(0, 0)
         result = apply_writes(
             client,
             guard,
             list(olds),
-            _carry_planner(route_table, olds, export_version, _routed_shape(table, alias)),
+            _carry_planner(route_table, olds, export_version, planner_shape),
             config.opensearch,
             reread=rereader(sinks, table, key_types),
         )
         settle_page(sinks, table, result, [], len(olds))
-        carried += result.count(Settled.WRITTEN)
-        tombstoned += result.count(Settled.TOMBSTONED)
-    return FinishCounts(carried, tombstoned)
+        return FinishCounts(result.count(Settled.WRITTEN), result.count(Settled.TOMBSTONED))
+
+    def carry_slice(number: int) -> FinishCounts:
+        body: dict[str, Any] = {"query": LIVE_DOCUMENTS_FILTER, "_source": [SYNCER_FIELD]}
+        if slices > 1:
+            body["slice"] = {"id": number, "max": slices}
+        totals = FinishCounts(0, 0)
+        for hits in scroll_pages(client, guard, old_index, body, page_size):
+            counts = carry_page(hits)
+            totals = FinishCounts(
+                totals.carried + counts.carried,
+                totals.absent_tombstoned + counts.absent_tombstoned,
+            )
+        return totals
+
+    with ThreadPoolExecutor(slices, thread_name_prefix="export-finish") as pool:
+        results = list(pool.map(carry_slice, range(slices)))
+    return FinishCounts(sum(r.carried for r in results), sum(r.absent_tombstoned for r in results))
 
 
 def finish_export(config: Config, sinks: Sinks, job: ExportJob) -> FinishCounts:

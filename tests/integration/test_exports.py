@@ -88,11 +88,19 @@ def _ghost_and_export(stack: Stack, s3: Any, bucket: str, files: int = 3) -> tup
     return export, "ghost|v1"
 
 
-@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize(("workers", "slices"), [(1, 1), (2, 3)])
 def test_reindex_from_an_export_equals_the_table(
-    stack: Stack, s3: Any, bucket: str, tmp_path: Path, workers: int
+    stack: Stack,
+    s3: Any,
+    bucket: str,
+    tmp_path: Path,
+    workers: int,
+    slices: int,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The new index equals the table: later changes carried, the ghost tombstoned for good."""
+    """The new index equals the table: later changes carried, the ghost tombstoned for good
+    (finish's scroll of the old index in one slice, or in three as for three shards)."""
+    monkeypatch.setattr(export_commands, "_primary_shards", lambda *_: slices)
     export, ghost = _ghost_and_export(stack, s3, bucket)
     insert_of_ghost = [
         r for r in stack.stream_records() if r["dynamodb"]["Keys"]["pk"]["S"] == "ghost"
