@@ -58,7 +58,6 @@ from syncer.core.documents import (
     WriteKind,
 )
 from syncer.core.exports import DataFile, ExportFormatError, ExportLine, ExportSummary, parse_line
-from syncer.core.keys import typed_key_from_id
 from syncer.core.plan import order_verdict, plan_read_state, plan_scanned, tombstone_body
 from syncer.core.records import document_id
 from syncer.core.routes import document_in, route_item
@@ -371,26 +370,9 @@ def _routed_shape(table: TableConfig, index: str) -> Callable[[ReadState], ReadS
     return shape
 
 
-def rereader(
-    sinks: Sinks, table: TableConfig, key_types: Mapping[str, str]
-) -> Callable[[Sequence[DocumentRef]], Mapping[DocumentRef, ReadState | str]]:
-    """Consistent re-reads of items by document id, as the table holds them (planners route)."""
-
-    def reread(refs: Sequence[DocumentRef]) -> Mapping[DocumentRef, ReadState | str]:
-        states: dict[DocumentRef, ReadState | str] = {}
-        keys = {}
-        for ref in refs:
-            key = typed_key_from_id(ref[1], key_types)
-            if key is None:
-                states[ref] = f"document id {ref[1]!r} is not a key of {table.name!r}"
-            else:
-                keys[ref] = key
-        if keys:
-            found = sinks.items.read(table.name, list(keys.values()))
-            states.update({ref: found[ref[1]] for ref in keys})
-        return states
-
-    return reread
+# Consistent re-reads of items by document id, as the table holds them (planners route them):
+# the scan reindex's own, so both paths settle unknown orders alike.
+rereader = reindex._rereader
 
 
 def decode_lines(
