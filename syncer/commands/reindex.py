@@ -220,9 +220,7 @@ def _index_page(
         reread=_rereader(sinks, table, key_types),
         read_first=False,  # a new index: create first, read only what conflicts
     )
-    letters.extend(
-        _rejected(table, ref, o.reason) for ref, o in _outcomes(result, Settled.REJECTED)
-    )
+    letters.extend(_rejected(table, ref, o.reason) for ref, o in _outcomes(result, Settled.REJECTED))
     _raise_failed(result, table)
     if letters:
         sinks.deadletter_guard.call_with_retry(sinks.deadletters.write, letters)

@@ -43,61 +43,33 @@ class ErrorKind(Enum):
 # The one table of failures: (error, kind, what syncer does). docs/operations.md's table must
 # equal it (tests/unit/test_resilience.py compares them).
 FAILURE_TABLE: tuple[tuple[str, str, str], ...] = (
-    (
-        "connection refused/reset, timeout (OpenSearch, Redis, AWS)",
-        "transient",
-        "retry with backoff, then report the records",
-    ),
+    ("connection refused/reset, timeout (OpenSearch, Redis, AWS)", "transient",
+     "retry with backoff, then report the records"),
     ("HTTP 429, 5xx; Redis BUSY/LOADING/TRYAGAIN/CLUSTERDOWN", "transient", "same"),
-    (
-        "bulk item 429, 5xx, 401/403 (write block, read-only index, security plugin)",
-        "transient",
-        "same: the records are kept, never dead-lettered",
-    ),
-    ("DynamoDB/SQS throttling, InternalServerError; SQS batch partly refused", "transient", "same"),
+    ("bulk item 429, 5xx, 401/403 (write block, read-only index, security plugin)", "transient",
+     "same: the records are kept, never dead-lettered"),
+    ("DynamoDB/SQS throttling, InternalServerError; SQS batch partly refused", "transient",
+     "same"),
     ("disk full (ENOSPC, EDQUOT) writing the dead-letter file", "transient", "same"),
-    (
-        "too little invocation time left for another request",
-        "transient",
-        "report the records before Lambda's timeout",
-    ),
+    ("too little invocation time left for another request", "transient",
+     "report the records before Lambda's timeout"),
     ("circuit breaker open", "breaker open", "fail fast, no retry, report the records"),
-    ("version conflict (409) on a bulk item", "conflict", "read the index again and decide again"),
-    (
-        "other HTTP 4xx on a bulk item (mapping, too large)",
-        "permanent",
-        "the key's records go to the dead letters, its cache keys are still invalidated",
-    ),
-    (
-        "other 4xx on a whole request, auth errors, permission denied on a file",
-        "fatal",
-        "no retry, report the records",
-    ),
-    (
-        "malformed record, unknown table, key that cannot be a document id",
-        "poison",
-        "the record goes to the dead letters with the reason",
-    ),
-    (
-        "any other exception (a bug in syncer)",
-        "unexpected",
-        "the invocation fails: nothing is acknowledged",
-    ),
-    (
-        "missing index (`syncer setup` not run)",
-        "transient",
-        "retry, then report the records; the log says to run `syncer setup`",
-    ),
-    (
-        "dead-letter destination fails",
-        "transient",
-        "report the records (a record without a sequence number fails the whole batch)",
-    ),
-    (
-        "every record of a batch failed",
-        "batch failed",
-        "the invocation fails, so the function-errors alarm fires",
-    ),
+    ("version conflict (409) on a bulk item", "conflict",
+     "read the index again and decide again"),
+    ("other HTTP 4xx on a bulk item (mapping, too large)", "permanent",
+     "the key's records go to the dead letters, its cache keys are still invalidated"),
+    ("other 4xx on a whole request, auth errors, permission denied on a file", "fatal",
+     "no retry, report the records"),
+    ("malformed record, unknown table, key that cannot be a document id", "poison",
+     "the record goes to the dead letters with the reason"),
+    ("any other exception (a bug in syncer)", "unexpected",
+     "the invocation fails: nothing is acknowledged"),
+    ("missing index (`syncer setup` not run)", "transient",
+     "retry, then report the records; the log says to run `syncer setup`"),
+    ("dead-letter destination fails", "transient",
+     "report the records (a record without a sequence number fails the whole batch)"),
+    ("every record of a batch failed", "batch failed",
+     "the invocation fails, so the function-errors alarm fires"),
 )
 
 

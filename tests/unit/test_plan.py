@@ -81,7 +81,7 @@ def test_absent_document_is_created(make_record) -> None:
         "table": "catalog",
         "deleted": False,
         "changed_at": 1704067200000,
-        "stream": STREAM_MS,
+            "stream": STREAM_MS,
     }
 
 
