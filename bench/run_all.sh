@@ -31,6 +31,7 @@ step() {
   step "$PYTHON" bench/hot_keys.py
   step "$PYTHON" bench/cold_start.py
   step "$PYTHON" bench/memory.py
+  step "$PYTHON" bench/backfill.py
   step "$PYTHON" bench/freshness.py
   step "$PYTHON" bench/cluster_invalidation.py
   step "$PYTHON" bench/consistency.py

@@ -1,0 +1,299 @@
+"""Apply a full or incremental DynamoDB export to the live index in place (``syncer backfill``).
+
+For a window the stream no longer holds (the trigger was off longer than its 24 hours), or a
+table loaded into an index that already serves. Each data file is a work item, as in
+``reindex --export`` (``syncer.commands.exports``): streamed, checked, retried, its state saved.
+
+- A full export's item is a read over ``exportTime`` plus or minus a minute; an incremental
+  line's version is its ``WriteTimestampMicros`` (``syncer.core.exports``). A line without
+  ``NewImage`` is a delete: a tombstone, so an older change delivered later cannot bring it back.
+- Every write goes through ``apply_writes`` against the live alias (and the reindex alias while
+  a reindex runs, as the stream does): it never replaces a newer state, and a state whose order
+  is unknown is read again from the table.
+- The cache keys of every item it changed (of its image in the export, its old image and the
+  document it replaced) are invalidated after the write, before the file counts as loaded.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from syncer.commands.exports import (
+    DEFAULT_PAGE_SIZE,
+    FileCounts,
+    WorkItem,
+    check_work_options,
+    decode_lines,
+    load_pages,
+    load_progress,
+    read_export,
+    rereader,
+    run_work_items,
+    s3_client,
+    settle_page,
+)
+from syncer.config import Config, Route, TableConfig
+from syncer.config.templates import fill_template, parse_templates
+from syncer.core.attributes import decode_item
+from syncer.core.documents import (
+    DocumentRef,
+    DocumentWrite,
+    ReadState,
+    Settled,
+    TargetState,
+    Verdict,
+    WriteKind,
+)
+from syncer.core.exports import DataFile, ExportLine, ExportSummary
+from syncer.core.plan import document_body, order_verdict, plan_read_state, tombstone_body
+from syncer.core.routes import document_in, route_item
+from syncer.errors import PoisonRecordError
+from syncer.sinks.cache import invalidate
+from syncer.sinks.deadletter import DeadLetter
+from syncer.sinks.exports import ExportReader
+from syncer.sinks.ports import Sinks
+from syncer.sinks.search import apply_writes, reindex_alias
+
+
+@dataclass(frozen=True)
+class BackfillResult:
+    export_type: str
+    files: int
+    files_resumed: int
+    counts: FileCounts
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Line:
+    """One exported item's state in one route's index, and what its cache keys come from."""
+
+    route: Route
+    document: Mapping[str, Any] | None  # None: a tombstone there
+    deleted: bool  # the line is a delete (not an item routed elsewhere)
+    line: ExportLine
+    images: tuple[Mapping[str, Any], ...]  # decoded images, for cache keys
+
+
+def plan_backfill(
+    ref: DocumentRef,
+    route_table: TableConfig,
+    state: _Line,
+    target: TargetState,
+    reread: ReadState | None,
+) -> DocumentWrite | Verdict:
+    """The write of one exported state: only over an older one; tombstones for deletes."""
+    if reread is not None:
+        return plan_read_state(ref, route_table, reread, target.document)
+    verdict = order_verdict(state.line.version, target.document)
+    if verdict is not None:
+        return verdict
+    if state.document is not None:
+        body = document_body(state.document, route_table, state.line.version)
+        return DocumentWrite(ref, WriteKind.INDEX, body, target.document)
+    if target.document is None and not state.deleted:
+        return Verdict.SKIP  # routed elsewhere, never here: nothing to hide
+    body = tombstone_body(route_table, state.line.version)
+    return DocumentWrite(ref, WriteKind.TOMBSTONE, body, target.document)
+
+
+def _cache_keys(
+    route: Route, keys: Mapping[str, Any], states: Sequence[Mapping[str, Any]]
+) -> set[str]:
+    templates = parse_templates(route.cache_keys + route.search_cache_keys)
+    found = set()
+    for state in states:
+        for parsed in templates:
+            rendered = fill_template(parsed, keys, state)
+            if rendered is not None:
+                found.add(rendered)
+    return found
+
+
+@dataclass(frozen=True)
+class _PreparedLines:
+    """A page's lines as the state each route's index should hold (made on the read-ahead thread)."""
+
+    states: dict[DocumentRef, _Line]
+    optional: frozenset[str]
+    letters: list[DeadLetter]
+    lines: int
+
+
+def prepare_backfill_page(
+    table: TableConfig,
+    key_types: Mapping[str, str],
+    summary: ExportSummary,
+    page: Sequence[bytes],
+    where: str,
+) -> _PreparedLines:
+    """Each line's state in every route's live index, and in a running reindex's index."""
+    decoded, letters = decode_lines(table, key_types, summary, page, where)
+    states: dict[DocumentRef, _Line] = {}
+    optional: set[str] = set()
+    for doc_id, line, item in decoded:
+        routed = route_item(table, item)
+        images = tuple(
+            decode_item(image) for image in (line.new_image, line.old_image) if image is not None
+        )
+        for route in table.resolved_routes:
+            try:
+                document = document_in(routed, route)
+            except PoisonRecordError as error:
+                letters.append(
+                    DeadLetter(
+                        {"export_document_id": doc_id},
+                        table.name,
+                        "PoisonRecordError",
+                        str(error),
+                        None,
+                    )
+                )
+                continue
+            state = _Line(route, document, item is None, line, images)
+            states[(route.index, doc_id)] = state
+            states[(reindex_alias(route.index), doc_id)] = state
+            optional.add(reindex_alias(route.index))
+    return _PreparedLines(states, frozenset(optional), letters, len(page))
+
+
+def write_backfill_page(
+    config: Config,
+    sinks: Sinks,
+    table: TableConfig,
+    key_types: Mapping[str, str],
+    prepared: _PreparedLines,
+) -> FileCounts:
+    """Each prepared state written where it is newer; the cache keys of what changed cleared."""
+    states, letters = prepared.states, list(prepared.letters)
+    route_tables = {route.index: table.route_table(route) for route in table.resolved_routes}
+    shapes = {
+        alias: route
+        for route in table.resolved_routes
+        for alias in (route.index, reindex_alias(route.index))
+    }
+
+    def plan(ref: DocumentRef, target: TargetState, reread: ReadState | None) -> Any:
+        route = shapes[ref[0]]
+        again = None
+        if reread is not None:
+            again = ReadState(document_in(route_item(table, reread.item), route), reread.version)
+        return plan_backfill(ref, route_tables[route.index], states[ref], target, again)
+
+    result = apply_writes(
+        sinks.opensearch,
+        sinks.opensearch_guard,
+        list(states),
+        plan,
+        config.opensearch,
+        reread=rereader(sinks, table, key_types),
+        optional_aliases=prepared.optional,
+        fields=_cache_fields(table),
+    )
+    keys: set[str] = set()
+    for ref, outcome in result.outcomes.items():
+        if outcome.status not in (Settled.WRITTEN, Settled.TOMBSTONED):
+            continue
+        state = states[ref]
+        before = result.observed.get(ref)
+        seen = [*state.images, *([before.fields] if before is not None else [])]
+        keys |= _cache_keys(state.route, decode_item(state.line.keys), seen or [{}])
+    if keys:
+        sinks.redis_guard.call_with_retry(invalidate, sinks.redis, keys)
+    return settle_page(sinks, table, result, letters, prepared.lines)
+
+
+def _cache_fields(table: TableConfig) -> tuple[str, ...]:
+    """The indexed fields cache key templates name (read with ``_syncer`` by the ``_mget``)."""
+    from syncer.config.templates import template_fields
+
+    names: set[str] = set()
+    for route in table.resolved_routes:
+        for template in route.cache_keys + route.search_cache_keys:
+            names |= template_fields(template)
+    return tuple(sorted(names))
+
+
+def _backfill_file(
+    config: Config,
+    sinks: Sinks,
+    s3: Any,
+    job: Mapping[str, Any],
+    data_file: DataFile,
+    page_size: int,
+    on_page: Callable[[int], None] = lambda _: None,
+) -> FileCounts:
+    """One work item: a data file applied to the live index."""
+    table = config.require_table(str(job["table"]))
+    reader = ExportReader(s3, str(job["export_uri"]))
+    summary = reader.summary()
+    key_types = sinks.items.key_schema(table.name)
+
+    def prepare(summary: ExportSummary, page: Sequence[bytes], where: str) -> _PreparedLines:
+        return prepare_backfill_page(table, key_types, summary, page, where)
+
+    def write(prepared: _PreparedLines) -> FileCounts:
+        return write_backfill_page(config, sinks, table, key_types, prepared)
+
+    return load_pages(reader, summary, data_file, prepare, write, page_size, on_page)
+
+
+def default_backfill_path(table: str) -> Path:
+    return Path(f".syncer-backfill-{table}.json")
+
+
+def backfill(
+    config: Config,
+    sinks: Sinks,
+    table_name: str,
+    export_uri: str,
+    *,
+    workers: int = 1,
+    page_size: int = DEFAULT_PAGE_SIZE,
+    progress_path: Path | None = None,
+    s3: Any = None,
+    on_progress: Callable[[int], None] = lambda _: None,
+) -> BackfillResult:
+    """``syncer backfill``: every data file of the export applied in place (module docstring)."""
+    check_work_options(workers, page_size)
+    started = time.monotonic()
+    table = config.require_table(table_name)
+    s3 = s3 if s3 is not None else s3_client()
+    _, summary, files = read_export(s3, export_uri)
+    progress_path = progress_path or default_backfill_path(table.name)
+    progress = load_progress(progress_path, table.name, export_uri)
+    resumed = sum(1 for data_file in files if data_file.key in progress.done)
+    job = {"table": table.name, "export_uri": export_uri}
+
+    def inline(
+        config: Config,
+        sinks: Sinks,
+        s3: Any,
+        job: Mapping[str, Any],
+        data_file: DataFile,
+        page_size: int,
+    ) -> FileCounts:
+        return _backfill_file(config, sinks, s3, job, data_file, page_size, on_progress)
+
+    work: WorkItem = inline if workers <= 1 else _backfill_file
+    counts = run_work_items(
+        config,
+        sinks,
+        s3,
+        work,
+        job,
+        files,
+        progress,
+        progress_path,
+        workers=workers,
+        page_size=page_size,
+        on_progress=on_progress if workers > 1 else (lambda _: None),
+    )
+    progress_path.unlink(missing_ok=True)
+    return BackfillResult(
+        summary.export_type, len(files), resumed, counts, time.monotonic() - started
+    )
