@@ -38,12 +38,12 @@ def _patch_demo(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _patch_reindex(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli, "_sinks", _stub_sinks)
+    monkeypatch.setattr("syncer.cli.rebuild.command_sinks", _stub_sinks)
     monkeypatch.setattr("syncer.commands.reindex.reindex_table", _raise)
 
 
 def _patch_verify(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli, "_sinks", _stub_sinks)
+    monkeypatch.setattr("syncer.cli.verify.command_sinks", _stub_sinks)
     monkeypatch.setattr("syncer.commands.verify.verify_table", _raise)
 
 
@@ -55,7 +55,7 @@ def _patch_config(monkeypatch: pytest.MonkeyPatch) -> None:
     def bad_config(path: str | None) -> Any:
         raise ConfigError(f"redis.url {LEAKY} is not usable")
 
-    monkeypatch.setattr(cli, "load_config", bad_config)
+    monkeypatch.setattr("syncer.cli.app.load_config", bad_config)
 
 
 COMMANDS = {
@@ -106,7 +106,7 @@ def test_verify_refuses_a_sample_it_cannot_take(
     search (over its result window).
     """
     # given sinks that fail any request
-    monkeypatch.setattr(cli, "_sinks", lambda config: SimpleNamespace())
+    monkeypatch.setattr("syncer.cli.verify.command_sinks", lambda config: SimpleNamespace())
     # when verify is asked for such a sample
     args = ["verify", "--table", "catalog", "--sample", sample, "--config", str(config_file)]
     result = CliRunner().invoke(cli.main, args)

@@ -1,0 +1,5 @@
+"""``python -m syncer.cli``: the ``syncer`` command."""
+
+from syncer.cli import main
+
+main()

@@ -1,0 +1,269 @@
+"""`syncer reindex` (a scan, in one process or in workers, or a DynamoDB export) and
+`syncer backfill`: rebuilding an index from the table, or filling it in from an export."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import click
+
+from syncer.cli.app import CONFIG_HELP, command_sinks, load, main
+from syncer.cli.progress import progress
+from syncer.config import Config
+
+
+@main.command()
+@click.option("--config", "config_path", help=CONFIG_HELP)
+@click.option("--table", "table_name", required=True, help="Configured table to rebuild.")
+@click.option(
+    "--index",
+    "index_name",
+    help="Rebuild only this index of a routed table (default: every index of the table).",
+)
+@click.option("--segments", default=4, show_default=True, help="Parallel scan segments.")
+@click.option("--page-size", default=500, show_default=True, help="Items per scan page.")
+@click.option(
+    "--state-file",
+    type=click.Path(),
+    help="Progress file for resuming (default: .syncer-reindex-TABLE.json).",
+)
+@click.option(
+    "--delete-old/--keep-old",
+    default=False,
+    show_default=True,
+    help="Delete the previous index after the swap (kept, it stays write-blocked).",
+)
+@click.option(
+    "--delete-grace-s",
+    default=60.0,
+    show_default=True,
+    help="Wait before deleting the old index, for searches in flight.",
+)
+@click.option(
+    "--abandon",
+    is_flag=True,
+    help="Drop the running reindex instead: its new index, its alias and its state file.",
+)
+@click.option(
+    "--export",
+    "export_uri",
+    help="Load a DynamoDB full export instead of scanning: s3://... folder of manifest-summary.json.",
+)
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    help="Processes loading export files (or, without --export, scan segments) in parallel.",
+)
+def reindex(
+    config_path: str | None,
+    table_name: str,
+    index_name: str | None,
+    segments: int,
+    page_size: int,
+    state_file: str | None,
+    delete_old: bool,
+    delete_grace_s: float,
+    abandon: bool,
+    export_uri: str | None,
+    workers: int,
+) -> None:
+    """Rebuild a table's index (each route's, from one scan) with no downtime, then swap aliases.
+
+    The stream keeps flowing: its changes also go to the new index while it fills, and a
+    scanned item never overwrites a newer stream change. Run it again after a crash to resume,
+    or with --abandon to drop it.
+
+    Example: syncer reindex --table catalog --segments 8
+    """
+    from pathlib import Path
+
+    from syncer.commands import reindex as rebuild
+
+    config = load(config_path)
+    table = config.require_table(table_name)
+    state_path = Path(state_file) if state_file else rebuild.default_state_path(table_name)
+    if abandon:
+        dropped = rebuild.abandon(command_sinks(config), table, state_path, index=index_name)
+        click.echo(
+            f"{table_name}: reindex abandoned; dropped {', '.join(dropped.dropped) or 'nothing'}"
+            + (
+                f"; lifted the write block of {', '.join(dropped.unblocked)}"
+                if dropped.unblocked
+                else ""
+            )
+        )
+        return
+    # Checked before anything is created: a bad argument must leave no index, alias or state.
+    rebuild.selected_routes(table, index_name)
+    options = rebuild.ReindexOptions(
+        segments=segments,
+        page_size=page_size,
+        state_path=state_path,
+        index=index_name,
+        delete_old=delete_old,
+        delete_grace_s=delete_grace_s,
+    )
+    sinks = command_sinks(config)
+    if export_uri is not None:
+        if index_name is not None or delete_old:
+            raise click.UsageError(
+                "--export rebuilds every index of the table and keeps the old ones: "
+                "--index and --delete-old do not apply"
+            )
+        _reindex_from_export(config, sinks, table_name, export_uri, workers, state_file)
+        return
+    if workers != 1:
+        _reindex_scan_in_workers(config, sinks, table_name, segments, workers, state_file)
+        return
+    description = sinks.dynamodb_guard.call_with_retry(
+        sinks.dynamodb.describe_table, TableName=table_name
+    )
+    estimate = int(description["Table"].get("ItemCount", 0))
+    note = "DynamoDB's ItemCount, an estimate it refreshes about every six hours"
+    with progress(estimate, f"reindex {table_name}", note) as advance:
+        options = dataclasses.replace(
+            options, on_progress=lambda page: advance(page.seen), on_resume=advance
+        )
+        result = rebuild.reindex_table(config, sinks, table_name, options=options)
+    rate = result.indexed / result.seconds if result.seconds else 0.0
+    swaps = "; ".join(
+        f"alias {alias} -> {new}"
+        + (f" (deleted {old})" if result.old_deleted else f" (kept {old}, write-blocked)")
+        for alias, new, old in result.indices
+    )
+    click.echo(
+        f"{table_name}: {result.indexed} documents in {result.seconds:.1f} s "
+        f"({rate:.0f}/s); {result.already_newer} already newer from the stream; "
+        f"{result.absent_tombstoned} absent from the scan, kept as tombstones; "
+        f"{result.rejected} dead-lettered; {swaps}"
+    )
+
+
+def _reindex_from_export(
+    config: Config,
+    sinks: Any,
+    table_name: str,
+    export_uri: str,
+    workers: int,
+    state_file: str | None,
+) -> None:
+    from pathlib import Path
+
+    from syncer.commands.exports import (
+        check_work_options,
+        read_export,
+        reindex_from_export,
+        s3_client,
+    )
+
+    check_work_options(workers, 1)
+    s3 = s3_client()
+    _, summary, _ = read_export(s3, export_uri)
+    with progress(summary.item_count, f"reindex {table_name} from export") as advance:
+        result = reindex_from_export(
+            config,
+            sinks,
+            table_name,
+            export_uri,
+            workers=workers,
+            progress_path=Path(state_file) if state_file else None,
+            s3=s3,
+            on_progress=advance,
+        )
+    rate = result.counts.items / result.seconds if result.seconds else 0.0
+    swaps = "; ".join(f"alias {alias} -> {new} (kept {old})" for alias, new, old in result.indices)
+    click.echo(
+        f"{table_name}: {result.counts.items} items from {result.files} files "
+        f"({result.files_resumed} loaded before) in {result.seconds:.1f} s ({rate:.0f}/s); "
+        f"{result.carried} carried from the old index, {result.absent_tombstoned} tombstoned "
+        f"as absent from the export; {result.counts.rejected} dead-lettered; {swaps}"
+    )
+
+
+def _reindex_scan_in_workers(
+    config: Config,
+    sinks: Any,
+    table_name: str,
+    segments: int,
+    workers: int,
+    state_file: str | None,
+) -> None:
+    from pathlib import Path
+
+    from syncer.commands.exports import reindex_scan_in_workers
+
+    with progress(0, f"reindex {table_name} in {workers} workers") as advance:
+        result = reindex_scan_in_workers(
+            config,
+            sinks,
+            table_name,
+            segments=segments,
+            workers=workers,
+            progress_path=Path(state_file) if state_file else None,
+            on_progress=advance,
+        )
+    swaps = "; ".join(f"alias {alias} -> {new} (kept {old})" for alias, new, old in result.indices)
+    click.echo(
+        f"{table_name}: {result.counts.items} items from {result.files} segments in "
+        f"{result.seconds:.1f} s; {result.counts.rejected} dead-lettered; {swaps}"
+    )
+
+
+@main.command()
+@click.option("--config", "config_path", help=CONFIG_HELP)
+@click.option("--table", "table_name", required=True, help="Configured table to backfill.")
+@click.option(
+    "--export",
+    "export_uri",
+    required=True,
+    help="A DynamoDB full or incremental export: s3://... folder of manifest-summary.json.",
+)
+@click.option(
+    "--workers", default=1, show_default=True, help="Processes loading export files in parallel."
+)
+@click.option(
+    "--state-file",
+    type=click.Path(),
+    help="Progress file for resuming (default: .syncer-backfill-TABLE.json).",
+)
+def backfill(
+    config_path: str | None, table_name: str, export_uri: str, workers: int, state_file: str | None
+) -> None:
+    """Apply an export to the live index in place: never over a newer change, cache keys cleared.
+
+    For a window the stream no longer holds (the trigger was off longer than its retention):
+    take an incremental export of that window and backfill it (docs/onboarding.md).
+
+    Example: syncer backfill --table catalog --export s3://bucket/prefix/AWSDynamoDB/0170...-ab12
+    """
+    from pathlib import Path
+
+    from syncer.commands.backfill import backfill as run_backfill
+    from syncer.commands.exports import check_work_options, read_export, s3_client
+
+    check_work_options(workers, 1)
+    config = load(config_path)
+    sinks = command_sinks(config)
+    config.require_table(table_name)
+    s3 = s3_client()
+    _, summary, _ = read_export(s3, export_uri)
+    with progress(summary.item_count, f"backfill {table_name}") as advance:
+        result = run_backfill(
+            config,
+            sinks,
+            table_name,
+            export_uri,
+            workers=workers,
+            progress_path=Path(state_file) if state_file else None,
+            s3=s3,
+            on_progress=advance,
+        )
+    rate = result.counts.items / result.seconds if result.seconds else 0.0
+    click.echo(
+        f"{table_name}: {result.counts.items} items of a {result.export_type} from "
+        f"{result.files} files ({result.files_resumed} loaded before) in {result.seconds:.1f} s "
+        f"({rate:.0f}/s); {result.counts.written} written, {result.counts.already_newer} already "
+        f"newer; {result.counts.rejected} dead-lettered"
+    )
