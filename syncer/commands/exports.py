@@ -44,6 +44,7 @@ from queue import Full, Queue
 from typing import Any, TypeVar
 
 from syncer.commands import reindex
+from syncer.commands.reindex.writes import _rereader
 from syncer.config import Config, TableConfig
 from syncer.core import jsoncodec
 from syncer.core.attributes import decode_item
@@ -359,7 +360,7 @@ def _routed_shape(table: TableConfig, index: str) -> Callable[[ReadState], ReadS
 
 # Consistent re-reads of items by document id, as the table holds them (planners route them):
 # the scan reindex's own, so both paths settle unknown orders alike.
-rereader = reindex._rereader
+rereader = _rereader
 
 
 def decode_lines(
