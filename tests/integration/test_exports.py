@@ -16,6 +16,8 @@ from click.testing import CliRunner
 from syncer.cli import main
 from syncer.commands import exports as export_commands
 from syncer.commands.backfill import backfill
+from syncer.commands.exports import finish as export_finish
+from syncer.commands.exports import load as export_load
 from syncer.commands.exports import reindex_from_export
 from syncer.core.attributes import decode_item
 from syncer.errors import ConfigError
@@ -52,7 +54,7 @@ def bucket(s3: Any) -> str:
 
 @pytest.fixture(autouse=True)
 def quick_file_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(export_commands, "FILE_RETRY_BACKOFF_S", 0.0)
+    monkeypatch.setattr(export_load, "FILE_RETRY_BACKOFF_S", 0.0)
 
 
 def _table_items(stack: Stack) -> list[dict[str, Any]]:
@@ -100,7 +102,7 @@ def test_reindex_from_an_export_equals_the_table(
 ) -> None:
     """The new index equals the table: later changes carried, the ghost tombstoned for good
     (finish's scroll of the old index in one slice, or in three as for three shards)."""
-    monkeypatch.setattr(export_commands, "_primary_shards", lambda *_: slices)
+    monkeypatch.setattr(export_finish, "_primary_shards", lambda *_: slices)
     export, ghost = _ghost_and_export(stack, s3, bucket)
     insert_of_ghost = [
         r for r in stack.stream_records() if r["dynamodb"]["Keys"]["pk"]["S"] == "ghost"

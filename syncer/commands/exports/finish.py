@@ -1,0 +1,200 @@
+"""Step 3, once every work item is loaded: the old indices' live documents carried into the new
+ones (an export's), absent reads tombstoned (a scan's), then each alias swapped and caught up."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from syncer.commands import reindex
+from syncer.commands.exports.job import ExportJob, _routed_shape
+from syncer.commands.exports.load import rereader, settle_page
+from syncer.config import Config, TableConfig
+from syncer.core.documents import (
+    SYNCER_FIELD,
+    DocumentRef,
+    DocumentWrite,
+    ReadState,
+    Settled,
+    TargetState,
+    Verdict,
+    WriteKind,
+)
+from syncer.core.exports import ExportFormatError
+from syncer.core.plan import order_verdict, plan_read_state, tombstone_body
+from syncer.core.versions import Order, Version, compare, version_from_meta
+from syncer.sinks.indices import LIVE_DOCUMENTS_FILTER
+from syncer.sinks.ports import Sinks
+from syncer.sinks.resilience import Guarded
+from syncer.sinks.search import apply_writes, scroll_pages
+
+
+@dataclass(frozen=True)
+class FinishCounts:
+    carried: int
+    absent_tombstoned: int
+
+
+def _carry_planner(
+    route_table: TableConfig,
+    olds: Mapping[DocumentRef, Mapping[str, Any]],
+    export_version: Version,
+    shape: Callable[[ReadState], ReadState],
+) -> Callable[[DocumentRef, TargetState, ReadState | None], DocumentWrite | Verdict]:
+    """The new index's state of each of the old index's live documents (module docstring, 3)."""
+
+    def plan(ref: DocumentRef, target: TargetState, reread: ReadState | None) -> Any:
+        if reread is not None:
+            again = shape(reread)
+            if again.item is None and target.document is None:
+                # The old index holds it live, the table does not: absent reads leave a
+                # tombstone, or an older change delivered again would bring it back.
+                body = tombstone_body(route_table, again.version)
+                return DocumentWrite(ref, WriteKind.TOMBSTONE, body, None)
+            return plan_read_state(ref, route_table, again, target.document)
+        source = olds[ref]
+        old_version = version_from_meta(source.get(SYNCER_FIELD) or {})
+        if target.document is not None:
+            verdict = order_verdict(old_version, target.document)
+            if verdict is not None:
+                return verdict
+            return DocumentWrite(ref, WriteKind.INDEX, source, target.document)
+        # The export holds no such item: it was deleted before the export read it, unless the
+        # old index learned it later than that read.
+        order = compare(old_version, export_version)
+        if order is Order.UNKNOWN:
+            return Verdict.REREAD
+        if order is Order.NEWER:
+            return DocumentWrite(ref, WriteKind.INDEX, source, None)
+        return DocumentWrite(
+            ref, WriteKind.TOMBSTONE, tombstone_body(route_table, export_version), None
+        )
+
+    return plan
+
+
+def _found(client: Any, guard: Any, index: str, ids: Sequence[str], source: bool) -> dict[str, Any]:
+    """The documents of ``ids`` that ``index`` holds (realtime ``_mget``): id -> ``_source``."""
+    if not ids:
+        return {}
+    response = guard.call_with_retry(
+        client.mget,
+        index=index,
+        body={"ids": list(ids)},
+        params={"_source": "true" if source else "false", "realtime": "true"},
+    )
+    return {doc["_id"]: doc.get("_source") for doc in response["docs"] if doc.get("found")}
+
+
+def _primary_shards(client: Any, guard: Any, index: str) -> int:
+    settings = guard.call_with_retry(client.indices.get_settings, index=index)
+    return max(1, int(next(iter(settings.values()))["settings"]["index"]["number_of_shards"]))
+
+
+def carry_live_documents(
+    config: Config,
+    sinks: Sinks,
+    table: TableConfig,
+    alias: str,
+    old_index: str,
+    new_index: str,
+    export_version: Version,
+    key_types: Mapping[str, str],
+    page_size: int = 5000,
+    slices: int | None = None,
+) -> FinishCounts:
+    """Every live document of the old index, ordered against the new index's state.
+
+    Most of them are older than the export and already in the new index: for those, only
+    ``_syncer`` is scrolled and their presence in the new index asked (``_mget`` without
+    sources). Only the documents newer than the export (or not ordered against it) and those
+    the new index lacks are read whole and written through ``apply_writes``. The scroll is
+    sliced, one slice per primary shard (``slices``), each on its own thread.
+    """
+    route = next(route for route in table.resolved_routes if route.index == alias)
+    route_table = table.route_table(route)
+    client, guard = sinks.opensearch, sinks.opensearch_guard
+    guard.call_with_retry(client.indices.refresh, index=old_index)
+    slices = slices or _primary_shards(client, guard, old_index)
+    planner_shape = _routed_shape(table, alias)
+
+    def carry_page(hits: Sequence[Mapping[str, Any]]) -> FinishCounts:
+        older, candidates = [], []
+        for hit in hits:
+            version = version_from_meta(hit["_source"].get(SYNCER_FIELD) or {})
+            if compare(version, export_version) is Order.OLDER:
+                older.append(hit["_id"])
+            else:
+                candidates.append(hit["_id"])
+        present = _found(client, guard, new_index, older, source=False)
+        candidates += [doc_id for doc_id in older if doc_id not in present]
+        sources = _found(client, guard, old_index, candidates, source=True)
+        olds = {(new_index, doc_id): source for doc_id, source in sources.items()}
+        if not olds:
+            return FinishCounts(0, 0)
+        result = apply_writes(
+            client,
+            guard,
+            list(olds),
+            _carry_planner(route_table, olds, export_version, planner_shape),
+            config.opensearch,
+            reread=rereader(sinks, table, key_types),
+        )
+        settle_page(sinks, table, result, [], len(olds))
+        return FinishCounts(result.count(Settled.WRITTEN), result.count(Settled.TOMBSTONED))
+
+    def carry_slice(number: int) -> FinishCounts:
+        body: dict[str, Any] = {"query": LIVE_DOCUMENTS_FILTER, "_source": [SYNCER_FIELD]}
+        if slices > 1:
+            body["slice"] = {"id": number, "max": slices}
+        totals = FinishCounts(0, 0)
+        for hits in scroll_pages(client, guard, old_index, body, page_size):
+            counts = carry_page(hits)
+            totals = FinishCounts(
+                totals.carried + counts.carried,
+                totals.absent_tombstoned + counts.absent_tombstoned,
+            )
+        return totals
+
+    with ThreadPoolExecutor(slices, thread_name_prefix="export-finish") as pool:
+        results = list(pool.map(carry_slice, range(slices)))
+    return FinishCounts(sum(r.carried for r in results), sum(r.absent_tombstoned for r in results))
+
+
+def finish_export(config: Config, sinks: Sinks, job: ExportJob) -> FinishCounts:
+    """Step 3, once every file is loaded: the old indices' live documents carried, then the swap."""
+    table = config.require_table(job.table)
+    key_types = sinks.items.key_schema(table.name)
+    export_version = version_from_meta(job.read_version)
+    if job.export_uri and not export_version.is_read:
+        raise ExportFormatError("the job carries no export version: run its prepare step again")
+    totals = FinishCounts(0, 0)
+    for alias, new_index in job.targets.items():
+        old_index = job.old_indices.get(alias)
+        if old_index and job.export_uri:  # a scan leaves absent reads' tombstones itself
+            counts = carry_live_documents(
+                config, sinks, table, alias, old_index, new_index, export_version, key_types
+            )
+            totals = FinishCounts(
+                totals.carried + counts.carried, totals.absent_tombstoned + counts.absent_tombstoned
+            )
+    client = Guarded(sinks.opensearch, sinks.opensearch_guard)
+    for alias, new_index in job.targets.items():
+        route = next(route for route in table.resolved_routes if route.index == alias)
+        view, shape = table.route_table(route), _routed_shape(table, alias)
+        old_index = job.old_indices.get(alias)
+        if old_index and not job.export_uri:  # a scan's absent reads (the export's: above)
+            absent = reindex.tombstone_absent(
+                sinks, config, view, old_index, new_index, key_types, shape=shape
+            )
+            totals = FinishCounts(totals.carried, totals.absent_tombstoned + absent)
+        # The swap blocks writes on the old index first; the catch-up then brings what a
+        # batch wrote there but not here (docs/ordering.md, "The swap").
+        reindex.swap_alias(client, view, new_index, old_index)
+        if old_index:
+            reindex.catch_up(
+                sinks, config, view, old_index, new_index, key_types, job.started_at, shape=shape
+            )
+    return totals

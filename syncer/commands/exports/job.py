@@ -1,0 +1,140 @@
+"""What every step of an export (or scan) reindex shares: the job as plain JSON, a work item's
+counts, the local progress file and the reindex state beside it, the result, the options'
+checks, and a read shaped as a route's index holds it."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from syncer.config import TableConfig
+from syncer.core import jsoncodec
+from syncer.core.documents import ReadState
+from syncer.core.routes import document_in, route_item
+from syncer.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ExportJob:
+    """What every step needs, as plain JSON: the export, its files' total and the indices."""
+
+    table: str
+    export_uri: str
+    targets: dict[str, str]  # route alias -> new concrete index
+    old_indices: dict[str, str | None]  # route alias -> the index it pointed at
+    read_version: dict[str, Any]  # the export's version, as ``_syncer`` records it
+    item_count: int
+    files: int
+    segments: int = 0  # a scan's total segments (no export): the work items are segments
+    started_at: float = 0.0  # when the reindex aliases appeared: the catch-up after the swap
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> ExportJob:
+        return cls(
+            table=str(raw["table"]),
+            export_uri=str(raw["export_uri"]),
+            targets=dict(raw["targets"]),
+            old_indices=dict(raw["old_indices"]),
+            read_version=dict(raw["read_version"]),
+            item_count=int(raw["item_count"]),
+            files=int(raw["files"]),
+            segments=int(raw.get("segments", 0)),
+            started_at=float(raw.get("started_at", 0.0)),
+        )
+
+
+@dataclass(frozen=True)
+class FileCounts:
+    """What loading one work item did."""
+
+    items: int = 0
+    written: int = 0
+    already_newer: int = 0
+    rejected: int = 0
+
+    def __add__(self, other: FileCounts) -> FileCounts:
+        return FileCounts(
+            self.items + other.items,
+            self.written + other.written,
+            self.already_newer + other.already_newer,
+            self.rejected + other.rejected,
+        )
+
+
+@dataclass
+class FileProgress:
+    """The local resume file: which work items of which export are done, and their counts."""
+
+    table: str
+    export_uri: str
+    done: dict[str, dict[str, int]] = field(default_factory=dict)  # file key -> FileCounts
+    finished: bool = False
+
+
+@dataclass(frozen=True)
+class ExportReindexResult:
+    indices: tuple[tuple[str, str, str | None], ...]  # (alias, new index, old index)
+    files: int
+    files_resumed: int
+    counts: FileCounts
+    carried: int
+    absent_tombstoned: int
+    seconds: float
+    finish_seconds: float = 0.0  # the carry of the old index's live documents and the swap
+
+
+def _save_json(path: Path, value: Mapping[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    with os.fdopen(handle, "wb") as out:
+        out.write(jsoncodec.dumps(value))
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(temp, path)
+
+
+def load_progress(path: Path, table: str, export_uri: str) -> FileProgress:
+    """The saved progress of this export, or a fresh one (another export starts over)."""
+    if path.exists():
+        raw = jsoncodec.loads(path.read_bytes())
+        if raw.get("table") == table and raw.get("export_uri") == export_uri:
+            return FileProgress(**raw)
+    return FileProgress(table, export_uri)
+
+
+def save_progress(progress: FileProgress, path: Path) -> None:
+    _save_json(path, asdict(progress))
+
+
+def default_progress_path(table: str) -> Path:
+    return Path(f".syncer-export-{table}.json")
+
+
+def rebuild_state_path(progress_path: Path) -> Path:
+    """The reindex state (``reindex.prepare``) of a job, beside its files' progress."""
+    return progress_path.with_name(f"{progress_path.stem}.reindex{progress_path.suffix}")
+
+
+def check_work_options(workers: int, page_size: int) -> None:
+    """Refuse bad options before anything is created."""
+    if workers < 1:
+        raise ConfigError(f"--workers must be at least 1, not {workers}")
+    if page_size < 1:
+        raise ConfigError(f"--page-size must be at least 1, not {page_size}")
+
+
+def _routed_shape(table: TableConfig, index: str) -> Callable[[ReadState], ReadState]:
+    """A read of the table as ``index`` holds it: routed and transformed, else absent."""
+    route = next(route for route in table.resolved_routes if route.index == index)
+
+    def shape(read: ReadState) -> ReadState:
+        return ReadState(document_in(route_item(table, read.item), route), read.version)
+
+    return shape

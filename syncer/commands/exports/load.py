@@ -1,0 +1,315 @@
+"""Step 2, a work item: one export data file (``load_file``) streamed, decoded and written into
+the new indices page by page, read ahead on another thread and read again whole when it fails;
+or one scan segment (``load_segment``)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from queue import Full, Queue
+from typing import Any, TypeVar
+
+from syncer.commands import reindex
+from syncer.commands.exports.job import ExportJob, FileCounts, _routed_shape
+from syncer.commands.reindex.writes import _rereader
+from syncer.config import Config, TableConfig
+from syncer.core.attributes import decode_item
+from syncer.core.documents import DocumentRef, ReadState, Settled, TargetState
+from syncer.core.exports import DataFile, ExportFormatError, ExportLine, ExportSummary, parse_line
+from syncer.core.plan import plan_scanned
+from syncer.core.records import document_id
+from syncer.core.routes import document_in, route_item
+from syncer.errors import DownstreamUnavailableError, PoisonRecordError
+from syncer.sinks.deadletter import DeadLetter
+from syncer.sinks.exports import ExportFileError, ExportReader
+from syncer.sinks.ports import Sinks
+from syncer.sinks.search import ApplyResult, apply_writes
+
+log = logging.getLogger("syncer.commands.exports")
+T = TypeVar("T")
+DEFAULT_PAGE_SIZE = 1000
+FILE_ATTEMPTS = 3
+# Pages of one file written at once: one page's documents are serialized while another's
+# _bulk is in flight. Pages hold different items, so their order does not matter.
+WRITES_IN_FLIGHT = 2
+FILE_RETRY_BACKOFF_S = 1.0
+
+
+def load_segment(config: Config, sinks: Sinks, job: ExportJob, segment: int) -> FileCounts:
+    """Step 2 of a scan, one work item: a parallel-scan segment written into the new indices.
+
+    ``reindex.scan_segment`` is the scan reindex's own worker (it writes with read versions),
+    so both paths write alike; ``finish_export`` settles the absent reads before the swap.
+    """
+    counts = reindex.scan_segment(
+        config,
+        sinks,
+        job.table,
+        targets=job.targets,
+        segment=segment,
+        total_segments=job.segments,
+    )
+    return FileCounts(counts.seen, counts.written, counts.already_newer, counts.rejected)
+
+
+# Consistent re-reads of items by document id, as the table holds them (planners route them):
+# the scan reindex's own, so both paths settle unknown orders alike.
+rereader = _rereader
+
+
+def decode_lines(
+    table: TableConfig,
+    key_types: Mapping[str, str],
+    summary: ExportSummary,
+    page: Sequence[bytes],
+    where: str,
+) -> tuple[list[tuple[str, ExportLine, dict[str, Any] | None]], list[DeadLetter]]:
+    """Each line's document id, parsed line and decoded item (None: deleted); bad ones as letters."""
+    decoded = []
+    letters = []
+    for raw in page:
+        try:
+            line = parse_line(raw, summary, list(key_types), where)
+            item = None if line.new_image is None else decode_item(line.new_image)
+            # An image holds its key attributes: decode them once, with the item.
+            doc_id = document_id(
+                {name: item[name] for name in key_types}
+                if item is not None
+                else decode_item(line.keys)
+            )
+        except (PoisonRecordError, ExportFormatError) as error:
+            letters.append(
+                DeadLetter(
+                    {"export_line": raw.decode("utf-8", "replace")[:4096]},
+                    table.name,
+                    type(error).__name__,
+                    str(error),
+                    None,
+                )
+            )
+            continue
+        decoded.append((doc_id, line, item))
+    return decoded, letters
+
+
+@dataclass(frozen=True)
+class PreparedPage:
+    """A page decoded and planned for, ready to write (made on the read-ahead thread)."""
+
+    scanned: dict[DocumentRef, ReadState]
+    route_tables: dict[DocumentRef, TableConfig]
+    letters: list[DeadLetter]
+    lines: int
+
+
+def _prepare_export_page(
+    table: TableConfig,
+    targets: Mapping[str, str],
+    key_types: Mapping[str, str],
+    summary: ExportSummary,
+    page: Sequence[bytes],
+    where: str,
+) -> PreparedPage:
+    """Each exported item's state in the new index of its route (``targets``: alias -> index)."""
+    decoded, letters = decode_lines(table, key_types, summary, page, where)
+    scanned: dict[DocumentRef, ReadState] = {}
+    route_tables: dict[DocumentRef, TableConfig] = {}
+    for doc_id, line, item in decoded:
+        state = route_item(table, item)
+        if state.route is None or state.route.index not in targets:
+            continue
+        try:
+            document = document_in(state, state.route)
+        except PoisonRecordError as error:
+            letters.append(
+                DeadLetter(
+                    {"export_document_id": doc_id},
+                    table.name,
+                    "PoisonRecordError",
+                    str(error),
+                    None,
+                )
+            )
+            continue
+        if document is not None:
+            ref = (targets[state.route.index], doc_id)
+            scanned[ref] = ReadState(document, line.version)
+            route_tables[ref] = table.route_table(state.route)
+    return PreparedPage(scanned, route_tables, letters, len(page))
+
+
+def _write_export_page(
+    config: Config,
+    sinks: Sinks,
+    table: TableConfig,
+    targets: Mapping[str, str],
+    key_types: Mapping[str, str],
+    prepared: PreparedPage,
+) -> FileCounts:
+    """Create each prepared document in the new index; only conflicts are read and re-planned."""
+    shapes = {new: _routed_shape(table, alias) for alias, new in targets.items()}
+    scanned, route_tables = prepared.scanned, prepared.route_tables
+
+    def plan(ref: DocumentRef, target: TargetState, reread: ReadState | None) -> Any:
+        again = None if reread is None else shapes[ref[0]](reread)
+        return plan_scanned(ref, route_tables[ref], scanned[ref], target, again)
+
+    result = apply_writes(
+        sinks.opensearch,
+        sinks.opensearch_guard,
+        list(scanned),
+        plan,
+        config.opensearch,
+        reread=rereader(sinks, table, key_types),
+        read_first=False,  # a new, empty index: create, and read only what conflicts
+    )
+    return settle_page(sinks, table, result, list(prepared.letters), prepared.lines)
+
+
+def settle_page(
+    sinks: Sinks, table: TableConfig, result: ApplyResult, letters: list[DeadLetter], items: int
+) -> FileCounts:
+    """Dead-letter rejected documents; raise (the file is retried) when any write failed."""
+    failed = [(ref, o) for ref, o in result.outcomes.items() if o.status is Settled.FAILED]
+    if failed:
+        raise DownstreamUnavailableError(
+            f"export load of {table.name!r}: {len(failed)} document(s) could not be written "
+            f"({failed[0][1].reason}); run the same command again to resume"
+        )
+    letters.extend(
+        DeadLetter(
+            {"export_document_id": ref[1]}, table.name, "DocumentRejectedError", o.reason, None
+        )
+        for ref, o in result.outcomes.items()
+        if o.status is Settled.REJECTED
+    )
+    if letters:
+        sinks.deadletter_guard.call_with_retry(sinks.deadletters.write, letters)
+    written = result.count(Settled.WRITTEN) + result.count(Settled.TOMBSTONED)
+    return FileCounts(items, written, result.count(Settled.SKIPPED), len(letters))
+
+
+def read_ahead(items: Iterator[T], depth: int = 1) -> Iterator[T]:
+    """``items``, produced on another thread up to ``depth`` ahead of the consumer.
+
+    A page is read from S3, decompressed and decoded while the previous one's ``_bulk`` is in
+    flight (the socket wait releases the GIL), so one worker keeps both sides busy; memory
+    grows by ``depth`` pages. An error of ``items`` is raised to the consumer in order; a
+    consumer that stops early stops the producer.
+    """
+    queue: Queue[tuple[bool, Any]] = Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(entry: tuple[bool, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                queue.put(entry, timeout=0.05)
+                return True
+            except Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((True, item)):
+                    return
+            put((False, None))
+        except BaseException as error:  # noqa: BLE001 - handed to the consumer, which raises it
+            put((False, error))
+        finally:
+            close = getattr(items, "close", None)
+            if callable(close):
+                close()
+
+    thread = threading.Thread(target=produce, name="export-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            more, value = queue.get()
+            if more:
+                yield value
+            elif value is None:
+                return
+            else:
+                raise value
+    finally:
+        stop.set()
+        thread.join()
+
+
+def load_pages(
+    reader: ExportReader,
+    summary: ExportSummary,
+    data_file: DataFile,
+    prepare: Callable[[ExportSummary, Sequence[bytes], str], T],
+    write: Callable[[T], FileCounts],
+    page_size: int,
+    on_page: Callable[[int], None] = lambda _: None,
+    attempts: int = FILE_ATTEMPTS,
+    backoff_s: float | None = None,
+) -> FileCounts:
+    """One data file: each page ``prepare``d (read ahead, on another thread), then ``write``n;
+    the file is read again whole when it fails.
+
+    Writes are idempotent (each replaces only an older state), so a file read again after a
+    failure halfway writes nothing twice. After ``attempts`` the error names the file.
+    """
+    where = f"s3://{summary.bucket}/{data_file.key}"
+    for attempt in range(1, attempts + 1):
+        counts = FileCounts()
+        try:
+            pages = reader.read_pages(summary, data_file, page_size)
+            prepared = read_ahead(prepare(summary, page, where) for page in pages)
+            with ThreadPoolExecutor(WRITES_IN_FLIGHT, thread_name_prefix="export-write") as pool:
+                in_flight: list[Future[FileCounts]] = []
+                for page_work in prepared:
+                    in_flight.append(pool.submit(write, page_work))
+                    if len(in_flight) >= WRITES_IN_FLIGHT:
+                        done = in_flight.pop(0).result()
+                        counts = counts + done
+                        on_page(done.items)
+                for future in in_flight:
+                    done = future.result()
+                    counts = counts + done
+                    on_page(done.items)
+            return counts
+        except (ExportFileError, DownstreamUnavailableError) as error:
+            if attempt == attempts:
+                raise ExportFileError(
+                    f"{where} failed {attempts} times, last: {error}; the files loaded so far "
+                    "are kept: run the same command again to resume"
+                ) from error
+            log.warning(
+                "export file %s failed (attempt %d of %d): %s", where, attempt, attempts, error
+            )
+            time.sleep((FILE_RETRY_BACKOFF_S if backoff_s is None else backoff_s) * attempt)
+    raise AssertionError("unreachable")
+
+
+def load_file(
+    config: Config,
+    sinks: Sinks,
+    s3: Any,
+    job: ExportJob,
+    data_file: DataFile,
+    page_size: int = DEFAULT_PAGE_SIZE,
+    on_page: Callable[[int], None] = lambda _: None,
+) -> FileCounts:
+    """Step 2, one work item: a data file loaded into the new indices."""
+    table = config.require_table(job.table)
+    reader = ExportReader(s3, job.export_uri)
+    summary = reader.summary()
+    key_types = sinks.items.key_schema(table.name)
+
+    def prepare(summary: ExportSummary, page: Sequence[bytes], where: str) -> PreparedPage:
+        return _prepare_export_page(table, job.targets, key_types, summary, page, where)
+
+    def write(prepared: PreparedPage) -> FileCounts:
+        return _write_export_page(config, sinks, table, job.targets, key_types, prepared)
+
+    return load_pages(reader, summary, data_file, prepare, write, page_size, on_page)

@@ -1,0 +1,130 @@
+"""The local runner: the work items (export files, scan segments) not done yet, inline or in a
+pool of processes with their own clients, each one's counts saved in the progress file."""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from syncer.commands.exports.job import ExportJob, FileCounts, FileProgress, save_progress
+from syncer.commands.exports.load import load_file, load_segment
+from syncer.commands.exports.prepare import s3_client
+from syncer.config import Config
+from syncer.core.exports import DataFile
+from syncer.sinks.ports import Sinks
+
+_worker_sinks: tuple[Config, Sinks, Any] | None = None
+
+
+def _init_worker(config: Config) -> None:
+    """A pool process's own clients (none crosses a process boundary)."""
+    global _worker_sinks
+    from syncer.sinks.build import build_sinks
+
+    _worker_sinks = (config, build_sinks(config), s3_client())
+
+
+WorkItem = Callable[[Config, Sinks, Any, Mapping[str, Any], DataFile, int], FileCounts]
+
+
+def _run_in_worker(
+    work: WorkItem, job: Mapping[str, Any], data_file: DataFile, page_size: int
+) -> FileCounts:
+    if _worker_sinks is None:
+        raise AssertionError("worker process without clients")
+    config, sinks, s3 = _worker_sinks
+    return work(config, sinks, s3, job, data_file, page_size)
+
+
+def _load_export_file(
+    config: Config,
+    sinks: Sinks,
+    s3: Any,
+    job: Mapping[str, Any],
+    data_file: DataFile,
+    page_size: int,
+) -> FileCounts:
+    return load_file(config, sinks, s3, ExportJob.from_json(job), data_file, page_size)
+
+
+def _segment_item(segment: int) -> DataFile:
+    """A scan segment as a work item of ``run_work_items`` (its key names it in the progress)."""
+    return DataFile(f"segment-{segment}", 0, "")
+
+
+def _load_segment_item(
+    config: Config,
+    sinks: Sinks,
+    s3: Any,
+    job: Mapping[str, Any],
+    data_file: DataFile,
+    page_size: int,
+) -> FileCounts:
+    segment = int(data_file.key.removeprefix("segment-"))
+    return load_segment(config, sinks, ExportJob.from_json(job), segment)
+
+
+def run_work_items(
+    config: Config,
+    sinks: Sinks,
+    s3: Any,
+    work: WorkItem,
+    job: Mapping[str, Any],
+    files: Iterable[DataFile],
+    progress: FileProgress,
+    progress_path: Path,
+    *,
+    workers: int,
+    page_size: int,
+    on_progress: Callable[[int], None],
+) -> FileCounts:
+    """Every file not done yet, through ``work``; each file's counts saved once it is loaded.
+
+    One worker runs in this process (progress per page); more run in a pool of processes
+    (progress per file). The first file that fails for good stops the run; the others in
+    flight finish and are saved, so a rerun resumes with what is left.
+    """
+    pending = [data_file for data_file in files if data_file.key not in progress.done]
+    totals = FileCounts()
+
+    def done(data_file: DataFile, counts: FileCounts) -> None:
+        nonlocal totals
+        totals = totals + counts
+        progress.done[data_file.key] = asdict(counts)
+        save_progress(progress, progress_path)
+
+    if workers <= 1:
+        for data_file in pending:
+            done(data_file, work(config, sinks, s3, job, data_file, page_size))
+            on_progress(0)
+        return totals
+    failure: BaseException | None = None
+    context = multiprocessing.get_context("spawn")  # no parent's threads or sockets in a child
+    with ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_init_worker, initargs=(config,)
+    ) as pool:
+        running: dict[Future[FileCounts], DataFile] = {}
+        queue = list(reversed(pending))
+        while queue or running:
+            while queue and len(running) < workers and failure is None:
+                data_file = queue.pop()
+                running[pool.submit(_run_in_worker, work, job, data_file, page_size)] = data_file
+            if not running:
+                break
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                data_file = running.pop(future)
+                error = future.exception()
+                if error is not None:
+                    failure = failure or error
+                    continue
+                counts = future.result()
+                done(data_file, counts)
+                on_progress(counts.items)
+    if failure is not None:
+        raise failure
+    return totals

@@ -1,0 +1,201 @@
+"""The scan: a segment of a parallel DynamoDB Scan as a work item (``scan_segment``), each page
+written into the new indices with its read version; every unfinished segment on local threads,
+the state saved after every page."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from syncer.commands.reindex.state import (
+    DEFAULT_PAGE_SIZE,
+    ReindexOptions,
+    ReindexState,
+    SegmentCounts,
+    SegmentProgress,
+    _ignore,
+    check_scan_arguments,
+    save_state,
+)
+from syncer.commands.reindex.writes import (
+    _outcomes,
+    _raise_failed,
+    _rejected,
+    _rereader,
+    _routed_read,
+)
+from syncer.config import Config, Route, TableConfig
+from syncer.core.attributes import decode_item
+from syncer.core.documents import DocumentRef, ReadState, Settled, TargetState
+from syncer.core.keys import boto_key, lambda_key
+from syncer.core.plan import plan_scanned
+from syncer.core.records import document_id
+from syncer.core.routes import document_in, route_item
+from syncer.core.versions import Version
+from syncer.errors import ConfigError, PoisonRecordError
+from syncer.sinks.deadletter import DeadLetter
+from syncer.sinks.ports import Sinks
+from syncer.sinks.search import apply_writes
+
+MAX_SEGMENT_THREADS = 64  # segments scanned at once by one process; the rest wait their turn
+
+
+def _index_page(
+    sinks: Sinks,
+    config: Config,
+    table: TableConfig,
+    targets: Mapping[str, str],
+    key_types: Mapping[str, str],
+    raw_items: list[dict[str, Any]],
+    version: Version,
+) -> SegmentCounts:
+    """Write each scanned item into the new index of its route (``targets``: alias -> index).
+
+    A write happens where it is newer than the new index's state (``apply_writes``); items
+    that no rebuilt route selects, or that a transform keeps out, are not written.
+    """
+    scanned: dict[DocumentRef, ReadState] = {}
+    routes: dict[DocumentRef, Route] = {}
+    letters: list[DeadLetter] = []
+    for raw in raw_items:
+        try:
+            item = decode_item(raw)
+            doc_id = document_id({name: item[name] for name in key_types})
+            state = route_item(table, item)
+            if state.route is None or state.route.index not in targets:
+                continue
+            document = document_in(state, state.route)
+        except PoisonRecordError as error:
+            letters.append(
+                DeadLetter({"reindex_item": raw}, table.name, "PoisonRecordError", str(error), None)
+            )
+            continue
+        if document is not None:
+            ref = (targets[state.route.index], doc_id)
+            scanned[ref] = ReadState(document, version)
+            routes[ref] = state.route
+
+    def plan(ref: DocumentRef, target: TargetState, reread: ReadState | None) -> Any:
+        route = routes[ref]
+        again = None if reread is None else _routed_read(table, route)(reread)
+        return plan_scanned(ref, table.route_table(route), scanned[ref], target, again)
+
+    result = apply_writes(
+        sinks.opensearch,
+        sinks.opensearch_guard,
+        list(scanned),
+        plan,
+        config.opensearch,
+        reread=_rereader(sinks, table, key_types),
+        read_first=False,  # a new index: create first, read only what conflicts
+    )
+    letters.extend(
+        _rejected(table, ref, o.reason) for ref, o in _outcomes(result, Settled.REJECTED)
+    )
+    _raise_failed(result, table)
+    if letters:
+        sinks.deadletter_guard.call_with_retry(sinks.deadletters.write, letters)
+    written = result.count(Settled.WRITTEN) + result.count(Settled.TOMBSTONED)
+    return SegmentCounts(len(raw_items), written, result.count(Settled.SKIPPED), len(letters))
+
+
+def scan_segment(
+    config: Config,
+    sinks: Sinks,
+    table_name: str,
+    *,
+    targets: Mapping[str, str],
+    segment: int,
+    total_segments: int,
+    start_key: Mapping[str, Any] | None = None,
+    page_size: int = DEFAULT_PAGE_SIZE,
+    on_page: Callable[[SegmentProgress], None] = _ignore,
+) -> SegmentCounts:
+    """Scan one segment into the new indices (``targets``: route alias -> new index): a work item.
+
+    Idempotent: a page written again replaces only older states, so re-running a segment (or
+    its last page after a crash) rewrites nothing newer. Resumable: ``start_key`` is a page's
+    ``SegmentProgress.last_key``. ``on_page`` hears of each page once it is written; raising
+    there stops the segment after that page.
+    """
+    check_scan_arguments(total_segments, page_size)
+    if not 0 <= segment < total_segments:
+        raise ConfigError(f"segment must be between 0 and {total_segments - 1}, not {segment}")
+    table = config.require_table(table_name)
+    key_types = sinks.items.key_schema(table.name)
+    totals = SegmentCounts()
+    pages = sinks.items.scan(
+        table.name,
+        segment=segment,
+        total_segments=total_segments,
+        start_key=boto_key(start_key) if start_key else None,
+        page_size=page_size,
+    )
+    for page in pages:
+        counts = _index_page(sinks, config, table, targets, key_types, page.items, page.version)
+        totals += counts
+        last_key = lambda_key(page.last_key) if page.last_key else None
+        on_page(
+            SegmentProgress(
+                segment,
+                last_key,
+                counts.seen,
+                counts.written,
+                counts.already_newer,
+                counts.rejected,
+            )
+        )
+    return totals
+
+
+def _scan_all(
+    config: Config,
+    sinks: Sinks,
+    table: TableConfig,
+    state: ReindexState,
+    state_path: Path,
+    options: ReindexOptions,
+) -> SegmentCounts:
+    """Run every unfinished segment on local threads, saving the state after every page."""
+    lock = threading.Lock()
+    totals = [SegmentCounts()]
+
+    def saved(progress: SegmentProgress) -> None:
+        with lock:
+            totals[0] += SegmentCounts(
+                progress.seen, progress.written, progress.already_newer, progress.rejected
+            )
+            if progress.last_key is None:
+                state.done_segments.append(progress.segment)
+                state.last_keys.pop(str(progress.segment), None)
+            else:
+                state.last_keys[str(progress.segment)] = progress.last_key
+            state.seen += progress.seen
+            state.indexed += progress.written
+            state.rejected += progress.rejected
+            save_state(state, state_path)
+        options.on_progress(progress)
+
+    def run(segment: int) -> None:
+        scan_segment(
+            config,
+            sinks,
+            table.name,
+            targets=state.targets,
+            segment=segment,
+            total_segments=state.segments,
+            start_key=state.last_keys.get(str(segment)),
+            page_size=options.page_size,
+            on_page=saved,
+        )
+
+    left = [segment for segment in range(state.segments) if segment not in state.done_segments]
+    if left:
+        threads = min(len(left), MAX_SEGMENT_THREADS)
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="reindex") as pool:
+            for future in [pool.submit(run, segment) for segment in left]:
+                future.result()
+    return totals[0]

@@ -1,0 +1,161 @@
+"""A reindex's options, the state file that lets a crashed one resume, and its results."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from syncer.core import jsoncodec
+from syncer.errors import ConfigError
+
+DEFAULT_PAGE_SIZE = 500
+MAX_SEGMENTS = 1_000_000  # DynamoDB's limit on a Scan's TotalSegments
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentProgress:
+    """One scanned page of one segment: where the segment goes on, and what the page did.
+
+    ``last_key`` is JSON-safe (Lambda's typed form) and None once the segment is finished; pass
+    it as ``start_key`` to resume the segment after it.
+    """
+
+    segment: int
+    last_key: dict[str, Any] | None
+    seen: int
+    written: int
+    already_newer: int
+    rejected: int
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentCounts:
+    """What a run of ``scan_segment`` (or one page of it) did, summed."""
+
+    seen: int = 0
+    written: int = 0
+    already_newer: int = 0
+    rejected: int = 0
+
+    def __add__(self, other: SegmentCounts) -> SegmentCounts:
+        return SegmentCounts(
+            self.seen + other.seen,
+            self.written + other.written,
+            self.already_newer + other.already_newer,
+            self.rejected + other.rejected,
+        )
+
+
+def _ignore(_: SegmentProgress) -> None:
+    return None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReindexOptions:
+    """How ``reindex_table`` runs; checked when built, so nothing is created with a bad one."""
+
+    segments: int = 4
+    page_size: int = DEFAULT_PAGE_SIZE
+    state_path: Path | None = None  # default: .syncer-reindex-TABLE.json
+    index: str | None = None  # rebuild only this route's index (default: every index)
+    delete_old: bool = False
+    delete_grace_s: float = 0.0
+    on_progress: Callable[[SegmentProgress], None] = _ignore
+    on_resume: Callable[[int], None] = lambda _: None  # items scanned before a crash, once
+
+    def __post_init__(self) -> None:
+        check_scan_arguments(self.segments, self.page_size)
+        if not self.delete_grace_s >= 0:
+            raise ConfigError(f"delete grace must be 0 s or more, not {self.delete_grace_s}")
+
+
+def check_scan_arguments(segments: int, page_size: int) -> None:
+    """Refuse what DynamoDB's Scan would refuse only after the new index was created."""
+    if not 1 <= segments <= MAX_SEGMENTS:
+        raise ConfigError(
+            f"segments must be between 1 and {MAX_SEGMENTS} (DynamoDB's TotalSegments), "
+            f"not {segments}"
+        )
+    if page_size < 1:
+        raise ConfigError(f"page size must be 1 or more (a Scan's Limit), not {page_size}")
+
+
+@dataclass
+class IndexRebuild:
+    """One route's rebuild: its alias, the index being filled and the one it replaces."""
+
+    alias: str
+    new_index: str
+    old_index: str | None
+    tombstones_carried: int | None = None  # None until the old index's tombstones were copied
+    absent_tombstoned: int | None = None  # None until what the scan found absent was settled
+    caught_up: int | None = None  # None until what the old index learned was brought over
+
+
+@dataclass
+class ReindexState:
+    """What survives a crash: the indices being built and how far each scan segment got."""
+
+    table: str
+    segments: int
+    rebuilds: list[IndexRebuild]
+    last_keys: dict[str, Any] = field(default_factory=dict)  # segment -> LastEvaluatedKey
+    done_segments: list[int] = field(default_factory=list)
+    seen: int = 0
+    indexed: int = 0
+    rejected: int = 0
+    started_at: float = field(default_factory=time.time)
+    swapping: bool = False  # the old indices may carry a write block from here on
+
+    @property
+    def targets(self) -> dict[str, str]:
+        """Route alias -> the new index the scan fills for it."""
+        return {rebuild.alias: rebuild.new_index for rebuild in self.rebuilds}
+
+
+@dataclass(frozen=True)
+class ReindexResult:
+    indexed: int
+    already_newer: int
+    rejected: int
+    seconds: float
+    old_deleted: bool
+    tombstones_carried: int = 0
+    absent_tombstoned: int = 0
+    caught_up: int = 0  # tombstones the catch-up after the swap wrote
+    # (alias, new index, old index) of every index rebuilt; one unless the table has routes
+    indices: tuple[tuple[str, str, str | None], ...] = ()
+
+
+def default_state_path(table: str) -> Path:
+    return Path(f".syncer-reindex-{table}.json")
+
+
+def save_state(state: ReindexState, path: Path) -> None:
+    """Write the state atomically: a temp file, fsync, then rename over the old one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    with os.fdopen(handle, "wb") as out:
+        out.write(jsoncodec.dumps(asdict(state)))
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(temp, path)
+
+
+def load_state(path: Path) -> ReindexState | None:
+    """The saved state; a file of an earlier release (one index per file) reads as one rebuild."""
+    if not path.exists():
+        return None
+    raw = dict(jsoncodec.loads(path.read_bytes()))
+    if "new_index" in raw:  # before routes shared one state file
+        new_index = raw.pop("new_index")
+        alias = new_index.rsplit("-", 1)[0]  # versioned_index_name: ALIAS-NNNNNN
+        carried = raw.pop("tombstones_carried", None)
+        raw["rebuilds"] = [asdict(IndexRebuild(alias, new_index, raw.pop("old_index"), carried))]
+    raw["rebuilds"] = [IndexRebuild(**rebuild) for rebuild in raw["rebuilds"]]
+    return ReindexState(**raw)
