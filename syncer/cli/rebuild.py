@@ -117,10 +117,7 @@ def reindex(
     if workers != 1:
         _reindex_scan_in_workers(config, sinks, table_name, segments, workers, state_file)
         return
-    description = sinks.dynamodb_guard.call_with_retry(
-        sinks.dynamodb.describe_table, TableName=table_name
-    )
-    estimate = int(description["Table"].get("ItemCount", 0))
+    estimate = int(sinks.items.describe(table_name).get("ItemCount", 0))
     note = "DynamoDB's ItemCount, an estimate it refreshes about every six hours"
     with progress(estimate, f"reindex {table_name}", note) as advance:
         options = dataclasses.replace(

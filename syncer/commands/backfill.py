@@ -52,11 +52,10 @@ from syncer.core.exports import DataFile, ExportLine, ExportSummary
 from syncer.core.plan import document_body, order_verdict, plan_read_state, tombstone_body
 from syncer.core.routes import document_in, route_item
 from syncer.errors import PoisonRecordError
-from syncer.sinks.cache import invalidate
 from syncer.sinks.deadletter import DeadLetter
 from syncer.sinks.exports import ExportReader
 from syncer.sinks.ports import Sinks
-from syncer.sinks.search import apply_writes, reindex_alias
+from syncer.sinks.search import WriteOptions, reindex_alias
 
 
 @dataclass(frozen=True)
@@ -184,16 +183,12 @@ def write_backfill_page(
             again = ReadState(document_in(route_item(table, reread.item), route), reread.version)
         return plan_backfill(ref, route_tables[route.index], states[ref], target, again)
 
-    result = apply_writes(
-        sinks.opensearch,
-        sinks.opensearch_guard,
-        list(states),
-        plan,
-        config.opensearch,
+    options = WriteOptions(
         reread=rereader(sinks, table, key_types),
         optional_aliases=prepared.optional,
         fields=_cache_fields(table),
     )
+    result = sinks.search.apply(list(states), plan, options)
     keys: set[str] = set()
     for ref, outcome in result.outcomes.items():
         if outcome.status not in (Settled.WRITTEN, Settled.TOMBSTONED):
@@ -203,7 +198,7 @@ def write_backfill_page(
         seen = [*state.images, *([before.fields] if before is not None else [])]
         keys |= _cache_keys(state.route, decode_item(state.line.keys), seen or [{}])
     if keys:
-        sinks.redis_guard.call_with_retry(invalidate, sinks.redis, keys)
+        sinks.cache.invalidate(keys)
     return settle_page(sinks, table, result, letters, prepared.lines)
 
 

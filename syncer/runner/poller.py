@@ -222,7 +222,7 @@ class StreamPoller:
         """Healthy while the loop keeps passing and no downstream breaker is open."""
         stalled_s = time.monotonic() - self.last_pass_at
         limit_s = max(60.0, 3 * self.options.idle_sleep_s + self.config.resilience.max_retry_time_s)
-        guards = (self.sinks.opensearch_guard, self.sinks.redis_guard, self.sinks.dynamodb_guard)
+        guards = self.sinks.guards[:3]  # OpenSearch, Redis, DynamoDB
         open_breakers = [g.name for g in guards if g.breaker_state == "open"]
         healthy = stalled_s < limit_s and not open_breakers and not self._stopping
         detail = {

@@ -18,7 +18,7 @@ from syncer.core.documents import DocumentRef, ReadState
 from syncer.sinks.cache import CacheSink, RedisHandle
 from syncer.sinks.deadletter import DeadLetter, DeadLetterSink, GuardedDeadLetters
 from syncer.sinks.items import ItemReader, ScanPage
-from syncer.sinks.resilience import Deadline, Downstream
+from syncer.sinks.resilience import Deadline, Downstream, Guarded
 from syncer.sinks.search import ApplyResult, Body, Hit, Planner, SearchSink, WriteOptions
 
 
@@ -91,6 +91,12 @@ class Sinks:
     def search(self) -> SearchStore:
         """The index, through the OpenSearch guard."""
         return SearchSink(self.opensearch, self.opensearch_guard, self.opensearch_limits)
+
+    @property
+    def search_admin(self) -> Guarded:
+        """The OpenSearch client with every call through its guard: index and alias
+        administration (reindex: new indices, aliases, write blocks, settings)."""
+        return Guarded(self.opensearch, self.opensearch_guard)
 
     @property
     def cache(self) -> CacheStore:

@@ -24,7 +24,7 @@ def _stub_sinks(config: Any) -> Any:
     describe = {"Table": {"ItemCount": 3}}
     return SimpleNamespace(
         dynamodb=SimpleNamespace(describe_table=lambda **_: describe),
-        dynamodb_guard=SimpleNamespace(call_with_retry=lambda function, **kw: function(**kw)),
+        items=SimpleNamespace(describe=lambda table: describe["Table"]),
     )
 
 

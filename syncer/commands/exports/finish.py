@@ -28,7 +28,7 @@ from syncer.core.versions import Order, Version, compare, version_from_meta
 from syncer.sinks.indices import LIVE_DOCUMENTS_FILTER
 from syncer.sinks.ports import Sinks
 from syncer.sinks.resilience import Guarded
-from syncer.sinks.search import apply_writes, scroll_pages
+from syncer.sinks.search import WriteOptions
 
 
 @dataclass(frozen=True)
@@ -75,12 +75,11 @@ def _carry_planner(
     return plan
 
 
-def _found(client: Any, guard: Any, index: str, ids: Sequence[str], source: bool) -> dict[str, Any]:
+def _found(admin: Guarded, index: str, ids: Sequence[str], source: bool) -> dict[str, Any]:
     """The documents of ``ids`` that ``index`` holds (realtime ``_mget``): id -> ``_source``."""
     if not ids:
         return {}
-    response = guard.call_with_retry(
-        client.mget,
+    response = admin.mget(
         index=index,
         body={"ids": list(ids)},
         params={"_source": "true" if source else "false", "realtime": "true"},
@@ -88,8 +87,8 @@ def _found(client: Any, guard: Any, index: str, ids: Sequence[str], source: bool
     return {doc["_id"]: doc.get("_source") for doc in response["docs"] if doc.get("found")}
 
 
-def _primary_shards(client: Any, guard: Any, index: str) -> int:
-    settings = guard.call_with_retry(client.indices.get_settings, index=index)
+def _primary_shards(admin: Guarded, index: str) -> int:
+    settings = admin.indices.get_settings(index=index)
     return max(1, int(next(iter(settings.values()))["settings"]["index"]["number_of_shards"]))
 
 
@@ -115,9 +114,9 @@ def carry_live_documents(
     """
     route = next(route for route in table.resolved_routes if route.index == alias)
     route_table = table.route_table(route)
-    client, guard = sinks.opensearch, sinks.opensearch_guard
-    guard.call_with_retry(client.indices.refresh, index=old_index)
-    slices = slices or _primary_shards(client, guard, old_index)
+    search, admin = sinks.search, sinks.search_admin
+    search.refresh(old_index)
+    slices = slices or _primary_shards(admin, old_index)
     planner_shape = _routed_shape(table, alias)
 
     def carry_page(hits: Sequence[Mapping[str, Any]]) -> FinishCounts:
@@ -128,19 +127,16 @@ def carry_live_documents(
                 older.append(hit["_id"])
             else:
                 candidates.append(hit["_id"])
-        present = _found(client, guard, new_index, older, source=False)
+        present = _found(admin, new_index, older, source=False)
         candidates += [doc_id for doc_id in older if doc_id not in present]
-        sources = _found(client, guard, old_index, candidates, source=True)
+        sources = _found(admin, old_index, candidates, source=True)
         olds = {(new_index, doc_id): source for doc_id, source in sources.items()}
         if not olds:
             return FinishCounts(0, 0)
-        result = apply_writes(
-            client,
-            guard,
+        result = search.apply(
             list(olds),
             _carry_planner(route_table, olds, export_version, planner_shape),
-            config.opensearch,
-            reread=rereader(sinks, table, key_types),
+            WriteOptions(reread=rereader(sinks, table, key_types)),
         )
         settle_page(sinks, table, result, [], len(olds))
         return FinishCounts(result.count(Settled.WRITTEN), result.count(Settled.TOMBSTONED))
@@ -150,7 +146,7 @@ def carry_live_documents(
         if slices > 1:
             body["slice"] = {"id": number, "max": slices}
         totals = FinishCounts(0, 0)
-        for hits in scroll_pages(client, guard, old_index, body, page_size):
+        for hits in search.scroll(old_index, body, page_size):
             counts = carry_page(hits)
             totals = FinishCounts(
                 totals.carried + counts.carried,
@@ -180,7 +176,7 @@ def finish_export(config: Config, sinks: Sinks, job: ExportJob) -> FinishCounts:
             totals = FinishCounts(
                 totals.carried + counts.carried, totals.absent_tombstoned + counts.absent_tombstoned
             )
-    client = Guarded(sinks.opensearch, sinks.opensearch_guard)
+    client = sinks.search_admin
     for alias, new_index in job.targets.items():
         route = next(route for route in table.resolved_routes if route.index == alias)
         view, shape = table.route_table(route), _routed_shape(table, alias)

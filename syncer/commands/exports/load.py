@@ -27,7 +27,7 @@ from syncer.errors import DownstreamUnavailableError, PoisonRecordError
 from syncer.sinks.deadletter import DeadLetter
 from syncer.sinks.exports import ExportFileError, ExportReader
 from syncer.sinks.ports import Sinks
-from syncer.sinks.search import ApplyResult, apply_writes
+from syncer.sinks.search import ApplyResult, WriteOptions
 
 log = logging.getLogger("syncer.commands.exports")
 T = TypeVar("T")
@@ -158,14 +158,11 @@ def _write_export_page(
         again = None if reread is None else shapes[ref[0]](reread)
         return plan_scanned(ref, route_tables[ref], scanned[ref], target, again)
 
-    result = apply_writes(
-        sinks.opensearch,
-        sinks.opensearch_guard,
+    result = sinks.search.apply(
         list(scanned),
         plan,
-        config.opensearch,
-        reread=rereader(sinks, table, key_types),
-        read_first=False,  # a new, empty index: create, and read only what conflicts
+        # a new, empty index: create, and read only what conflicts
+        WriteOptions(reread=rereader(sinks, table, key_types), read_first=False),
     )
     return settle_page(sinks, table, result, list(prepared.letters), prepared.lines)
 
@@ -188,7 +185,7 @@ def settle_page(
         if o.status is Settled.REJECTED
     )
     if letters:
-        sinks.deadletter_guard.call_with_retry(sinks.deadletters.write, letters)
+        sinks.letters.write(letters)
     written = result.count(Settled.WRITTEN) + result.count(Settled.TOMBSTONED)
     return FileCounts(items, written, result.count(Settled.SKIPPED), len(letters))
 

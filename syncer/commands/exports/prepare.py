@@ -13,7 +13,6 @@ from syncer.core.exports import DataFile, ExportFormatError, ExportSummary
 from syncer.errors import ConfigError
 from syncer.sinks.exports import ExportReader
 from syncer.sinks.ports import Sinks
-from syncer.sinks.resilience import Guarded
 
 
 def s3_client() -> Any:
@@ -36,7 +35,7 @@ def prepare_targets(
     config: Config, sinks: Sinks, table: TableConfig, segments: int, progress_path: Path
 ) -> reindex.ReindexState:
     """Every route's new index and reindex alias (``reindex.prepare``), tombstones carried once."""
-    client = Guarded(sinks.opensearch, sinks.opensearch_guard)
+    client = sinks.search_admin
     key_types = sinks.items.key_schema(table.name)
     path = rebuild_state_path(progress_path)
     state = reindex.prepare(client, table, segments, path)

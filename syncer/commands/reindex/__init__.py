@@ -71,7 +71,6 @@ from syncer.commands.reindex.writes import _routed_read
 from syncer.config import Config
 from syncer.errors import ConfigError
 from syncer.sinks.ports import Sinks
-from syncer.sinks.resilience import Guarded
 
 __all__ = [
     "DEFAULT_PAGE_SIZE",
@@ -120,7 +119,7 @@ def reindex_table(
         raise ConfigError("reindex needs a DynamoDB client")
     key_types = sinks.items.key_schema(table.name)  # the table exists before anything is made
     state_path = options.state_path or default_state_path(table.name)
-    client = Guarded(sinks.opensearch, sinks.opensearch_guard)
+    client = sinks.search_admin
     state = prepare(client, table, options.segments, state_path, index=options.index)
 
     def from_old_index(settle: Callable[..., int]) -> Callable[[IndexRebuild], int]:

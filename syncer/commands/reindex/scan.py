@@ -38,7 +38,7 @@ from syncer.core.versions import Version
 from syncer.errors import ConfigError, PoisonRecordError
 from syncer.sinks.deadletter import DeadLetter
 from syncer.sinks.ports import Sinks
-from syncer.sinks.search import apply_writes
+from syncer.sinks.search import WriteOptions
 
 MAX_SEGMENT_THREADS = 64  # segments scanned at once by one process; the rest wait their turn
 
@@ -83,21 +83,18 @@ def _index_page(
         again = None if reread is None else _routed_read(table, route)(reread)
         return plan_scanned(ref, table.route_table(route), scanned[ref], target, again)
 
-    result = apply_writes(
-        sinks.opensearch,
-        sinks.opensearch_guard,
+    result = sinks.search.apply(
         list(scanned),
         plan,
-        config.opensearch,
-        reread=_rereader(sinks, table, key_types),
-        read_first=False,  # a new index: create first, read only what conflicts
+        # a new index: create first, read only what conflicts
+        WriteOptions(reread=_rereader(sinks, table, key_types), read_first=False),
     )
     letters.extend(
         _rejected(table, ref, o.reason) for ref, o in _outcomes(result, Settled.REJECTED)
     )
     _raise_failed(result, table)
     if letters:
-        sinks.deadletter_guard.call_with_retry(sinks.deadletters.write, letters)
+        sinks.letters.write(letters)
     written = result.count(Settled.WRITTEN) + result.count(Settled.TOMBSTONED)
     return SegmentCounts(len(raw_items), written, result.count(Settled.SKIPPED), len(letters))
 

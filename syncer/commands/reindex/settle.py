@@ -24,7 +24,7 @@ from syncer.core.documents import (
 from syncer.core.plan import order_verdict, plan_read_state, tombstone_body
 from syncer.core.versions import CLOCK_UNCERTAINTY_MS, Version, version_from_meta
 from syncer.sinks.ports import Sinks
-from syncer.sinks.search import Planner, apply_writes, scroll_pages
+from syncer.sinks.search import Planner, WriteOptions
 
 # Tombstones younger than this are carried into a new index: the stream's 24 hours plus the 14
 # days the deployed dead-letter queue keeps messages (the purge-tombstones default, too).
@@ -188,23 +188,16 @@ def _write_pages(
     """Plan each page of old documents (their ``_syncer``) into the new index; the tombstones
     written. A failed write stops the reindex (resumable).
     """
-    client, guard = sinks.opensearch, sinks.opensearch_guard
+    search = sinks.search
     for index in (pages.old_index, pages.new_index) if refresh_new else (pages.old_index,):
-        guard.call_with_retry(client.indices.refresh, index=index)
+        search.refresh(index)
     tombstoned = 0
-    for hits in scroll_pages(client, guard, pages.old_index, pages.body, pages.page_size):
+    for hits in search.scroll(pages.old_index, pages.body, pages.page_size):
         metas = {
             (pages.new_index, hit["_id"]): hit["_source"].get(SYNCER_FIELD, {}) for hit in hits
         }
-        result = apply_writes(
-            client,
-            guard,
-            list(metas),
-            planner(metas),
-            config.opensearch,
-            reread=_rereader(sinks, table, key_types),
-            read_first=read_first,
-        )
+        options = WriteOptions(reread=_rereader(sinks, table, key_types), read_first=read_first)
+        result = search.apply(list(metas), planner(metas), options)
         _raise_failed(result, table)
         tombstoned += result.count(Settled.TOMBSTONED)
     return tombstoned

@@ -21,7 +21,6 @@ from syncer.config import Route, TableConfig
 from syncer.errors import ConfigError, SyncerError
 from syncer.sinks.indices import create_versioned_index, versioned_index_name
 from syncer.sinks.ports import Sinks
-from syncer.sinks.resilience import Guarded
 from syncer.sinks.search import reindex_alias
 
 log = logging.getLogger("syncer.commands.reindex")
@@ -128,7 +127,7 @@ def abandon(
     The indices the table's aliases serve are kept; a write block a swap that never finished
     left on one of them is lifted. Only indices behind a reindex alias are deleted.
     """
-    client = Guarded(sinks.opensearch, sinks.opensearch_guard)
+    client = sinks.search_admin
     dropped: list[str] = []
     unblocked: list[str] = []
     for route in selected_routes(table, index):
