@@ -30,6 +30,7 @@ from syncer.commands.exports import (
     decode_lines,
     load_pages,
     load_progress,
+    poison_letter,
     read_export,
     rereader,
     run_work_items,
@@ -143,15 +144,7 @@ def prepare_backfill_page(
             try:
                 document = document_in(routed, route)
             except PoisonRecordError as error:
-                letters.append(
-                    DeadLetter(
-                        {"export_document_id": doc_id},
-                        table.name,
-                        "PoisonRecordError",
-                        str(error),
-                        None,
-                    )
-                )
+                letters.append(poison_letter(table.name, doc_id, error))
                 continue
             state = _Line(route, document, item is None, line, images)
             states[(route.index, doc_id)] = state

@@ -125,15 +125,7 @@ def _prepare_export_page(
         try:
             document = document_in(state, state.route)
         except PoisonRecordError as error:
-            letters.append(
-                DeadLetter(
-                    {"export_document_id": doc_id},
-                    table.name,
-                    "PoisonRecordError",
-                    str(error),
-                    None,
-                )
-            )
+            letters.append(poison_letter(table.name, doc_id, error))
             continue
         if document is not None:
             ref = (targets[state.route.index], doc_id)
@@ -165,6 +157,11 @@ def _write_export_page(
         WriteOptions(reread=rereader(sinks, table, key_types), read_first=False),
     )
     return settle_page(sinks, table, result, list(prepared.letters), prepared.lines)
+
+
+def poison_letter(table: str, doc_id: str, error: PoisonRecordError) -> DeadLetter:
+    """The dead letter of an export line that cannot be indexed (a transform failed, ...)."""
+    return DeadLetter({"export_document_id": doc_id}, table, "PoisonRecordError", str(error), None)
 
 
 def settle_page(
