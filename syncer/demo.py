@@ -206,7 +206,9 @@ def run_demo(
         for route in table.resolved_routes:
             view = table.route_table(route)
             # A new table's stream numbers restart, so the last run's documents would look newer.
-            sinks.opensearch.indices.delete(index=f"{view.index}-*", ignore_unavailable=True)
+            # Only this alias's versioned indices (<alias>-000001): "-*" would also match another
+            # alias that starts with this one's name and a dash.
+            sinks.opensearch.indices.delete(index=f"{view.index}-0*", ignore_unavailable=True)
             for step in plan_setup(sinks.opensearch, view):
                 echo(f"   setup: {step.action} {step.target}")
                 apply_setup(sinks.opensearch, view, [step])
