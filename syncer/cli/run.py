@@ -65,7 +65,8 @@ def run(
 
     Example: syncer run --config syncer.toml --once
     """
-    from syncer.runner.poller import PollOptions, run_poller
+    from syncer.runner.poller import PollOptions
+    from syncer.runner.run import run_poller
 
     config = load(config_path)
     options = PollOptions(

@@ -14,17 +14,13 @@ crash or a restart redelivers records (at-least-once, like Lambda) but never ski
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import logging
-import signal
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, assert_never
 
 from syncer.config import Config
-from syncer.consistency.inprocess import InProcessChecker
 from syncer.core.outcome import BatchOutcome
 from syncer.errors import ConfigError
 from syncer.pipeline import process_batch
@@ -49,22 +45,24 @@ from syncer.runner.cursor import (
     SaveCheckpoint,
     ShardCursor,
     Visit,
-    sequence_numbers,
     step,
 )
 from syncer.runner.reader import StreamReader
+from syncer.runner.report import RunSummary, _log_batch, _log_left, _log_retry, _log_trimmed
 from syncer.runner.shards import Shard, readable_ids, reconcile
-from syncer.sinks.build import aws_client, build_sinks
-from syncer.sinks.checkpoints import (
-    CheckpointError,
-    CheckpointStore,
-    ShardCheckpoint,
-    open_checkpoint_store,
-)
+from syncer.sinks.checkpoints import CheckpointError, CheckpointStore, ShardCheckpoint
 from syncer.sinks.ports import Sinks
 from syncer.sinks.resilience import Downstream
 
 log = logging.getLogger(__name__)
+
+__all__ = [
+    "MAX_BATCHING_WINDOW_S",
+    "MAX_BATCH_SIZE",
+    "PollOptions",
+    "RunSummary",
+    "StreamPoller",
+]
 
 MAX_BATCH_SIZE = 10_000  # Lambda's maximum for DynamoDB Streams
 MAX_BATCHING_WINDOW_S = 300.0
@@ -99,31 +97,6 @@ class PollOptions:
     def batching(self) -> Batching:
         """The knobs each shard's cursor follows."""
         return Batching(self.batch_size, self.batching_window_s, self.idle_sleep_s, self.once)
-
-
-@dataclass(slots=True)
-class RunSummary:
-    """What a run did; logged at exit."""
-
-    batches: int = 0
-    records: int = 0  # records handed to process_batch, redeliveries included
-    failures_retried: int = 0  # batches that failed in part or whole and were read again
-    gaps: int = 0  # times records were lost to the stream's retention before syncer read them
-    expired_iterators: int = 0
-    checkpoints_saved: int = 0
-    caught_up: bool = False  # --once ended because no shard had more records
-
-    def log_done(self) -> None:
-        log.info(
-            "syncer run done: %d batches, %d records, %d failures retried, %d gaps, "
-            "%d expired iterators, %d checkpoints saved",
-            self.batches,
-            self.records,
-            self.failures_retried,
-            self.gaps,
-            self.expired_iterators,
-            self.checkpoints_saved,
-        )
 
 
 @dataclass(slots=True)
@@ -380,165 +353,15 @@ class StreamPoller:
             time.sleep(min(left, _SLEEP_SLICE_S))
 
 
-def _log_retry(name: str, action: RetryFrom, checkpoint: ShardCheckpoint, delay: float) -> None:
-    log.warning(
-        "%s: %s; checkpoint stays at %s; retrying from %s in %.2f s (failure %d in a row)",
-        name,
-        action.reason,
-        checkpoint.sequence_number or "the start (none yet)",
-        action.sequence_number,
-        delay,
-        action.failures,
-    )
+# ``run_poller`` and its wiring live in ``syncer.runner.run``, which imports this module; they
+# are looked up there on first use, so ``from syncer.runner.poller import run_poller`` keeps
+# working without an import cycle.
+_IN_RUN = frozenset({"run_poller", "stop_on_signals", "_tell_all", "_consistency_checker"})
 
 
-def _log_trimmed(table: str, shard_id: str, requested: object, gaps: int) -> None:
-    log.warning(
-        "GAP: table %s shard %s: checkpoint %s is older than the stream's retention "
-        "(TrimmedDataAccessException); records after it were trimmed before syncer read "
-        "them; continuing from the oldest available record (TRIM_HORIZON); gaps so far: %d",
-        table,
-        shard_id,
-        requested,
-        gaps,
-    )
+def __getattr__(name: str) -> Any:
+    if name in _IN_RUN:
+        from syncer.runner import run
 
-
-def _log_left(table: str, shard_id: str, checkpoint: ShardCheckpoint, gaps: int) -> None:
-    log.warning(
-        "GAP: table %s shard %s left the stream (trimmed) before syncer read it "
-        "to its end; checkpoint %s; gaps so far: %d",
-        table,
-        shard_id,
-        checkpoint.sequence_number,
-        gaps,
-    )
-
-
-def _log_batch(
-    name: str,
-    records: Sequence[Mapping[str, Any]],
-    outcome: BatchOutcome,
-    checkpoint: ShardCheckpoint,
-) -> None:
-    numbers = sequence_numbers(records)
-    log.info(
-        "%s: %d records %s..%s: %d indexed, %d deleted, %d stale skipped, "
-        "%d dead-lettered, %d failed; checkpoint %s",
-        name,
-        len(numbers),
-        numbers[0],
-        numbers[-1],
-        outcome.indexed,
-        outcome.deleted,
-        outcome.skipped_stale,
-        outcome.dead_lettered,
-        len(outcome.failed_sequence_numbers),
-        checkpoint.sequence_number or "unchanged (none)",
-    )
-
-
-@contextlib.contextmanager
-def stop_on_signals(poller: StreamPoller) -> Iterator[None]:
-    """While inside, SIGINT and SIGTERM ask ``poller`` to stop after its current batch.
-
-    A second signal gets the previous handling back (SIGINT: KeyboardInterrupt; SIGTERM: exit),
-    so a batch stuck in retries can still be cut short.
-    """
-
-    def request_stop(signum: int, frame: object) -> None:
-        poller.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def _tell_all(observers: Sequence[Callable[[BatchOutcome], None]], outcome: BatchOutcome) -> None:
-    for observe in observers:
-        observe(outcome)
-
-
-def _consistency_checker(config: Config) -> InProcessChecker | None:
-    """The in-process checker of ``[consistency]`` with clients of its own; None when off."""
-    if not config.consistency.enabled(in_lambda=False):
-        return None
-    log.info(
-        "consistency checks: %g of written keys, %g s after their batch",
-        config.consistency.sample_rate,
-        config.consistency.check_after_s,
-    )
-    # Clients and guards of its own: the batches' retry and breaker figures stay their own.
-    return InProcessChecker(config, build_sinks(config))
-
-
-def run_poller(
-    config: Config,
-    options: PollOptions | None = None,
-    *,
-    tables: Sequence[str] = (),
-    checkpoint_file: str | None = None,
-    streams: Any | None = None,
-    handle_signals: bool = False,
-    metrics_port: int | None = None,
-) -> RunSummary:
-    """Build clients, sinks and the checkpoint store from ``config`` and run the poller.
-
-    ``streams`` replaces the DynamoDB Streams client (tests wrap the real one to inject faults);
-    ``checkpoint_file`` overrides ``[checkpoints]``. ``metrics_port`` serves ``/metrics``
-    (Prometheus) and ``/healthz`` on loopback while the poller runs.
-    """
-    sinks = build_sinks(config)
-    dynamodb = sinks.dynamodb if sinks.dynamodb is not None else aws_client("dynamodb")
-    store = open_checkpoint_store(config.checkpoints, sinks.redis, checkpoint_file)
-    poller = StreamPoller(
-        config,
-        sinks,
-        streams if streams is not None else aws_client("dynamodbstreams"),
-        dynamodb,
-        store,
-        options,
-        tables,
-    )
-    server = None
-    checker = _consistency_checker(config)
-    observers = [checker.observe_batch] if checker is not None else []
-    poller.on_batch = functools.partial(_tell_all, observers)
-    if metrics_port is not None:
-        from syncer.obs.metrics import PrometheusMetrics, serve_http
-
-        metrics = PrometheusMetrics()
-        observers.insert(0, metrics.observe)
-        if checker is not None:
-            from syncer.consistency.report import ConsistencyMetrics
-
-            checker.observe = ConsistencyMetrics(metrics.registry).observe
-        try:
-            server = serve_http(metrics, poller.health, metrics_port)
-        except OSError as error:
-            raise ConfigError(
-                f"cannot serve metrics on 127.0.0.1:{metrics_port} ({error}); "
-                "choose another --metrics-port, or 0 to turn it off"
-            ) from None
-        log.info(
-            "metrics on http://127.0.0.1:%d/metrics, health on /healthz", server.server_address[1]
-        )
-    try:
-        if not handle_signals:
-            return poller.run()
-        with stop_on_signals(poller):
-            return poller.run()
-    finally:
-        if checker is not None:  # --once waits for the checks of what it wrote
-            checker.close(
-                wait_s=config.consistency.check_after_s + 10 if poller.summary.caught_up else 0
-            )
-            checker.sinks.close()
-        if server is not None:
-            server.shutdown()
-            server.server_close()
+        return getattr(run, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

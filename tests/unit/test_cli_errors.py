@@ -48,7 +48,7 @@ def _patch_verify(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _patch_run(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("syncer.runner.poller.run_poller", _raise)
+    monkeypatch.setattr("syncer.runner.run.run_poller", _raise)
 
 
 def _patch_config(monkeypatch: pytest.MonkeyPatch) -> None:
