@@ -351,17 +351,3 @@ class StreamPoller:
             if left <= 0:
                 return
             time.sleep(min(left, _SLEEP_SLICE_S))
-
-
-# ``run_poller`` and its wiring live in ``syncer.runner.run``, which imports this module; they
-# are looked up there on first use, so ``from syncer.runner.poller import run_poller`` keeps
-# working without an import cycle.
-_IN_RUN = frozenset({"run_poller", "stop_on_signals", "_tell_all", "_consistency_checker"})
-
-
-def __getattr__(name: str) -> Any:
-    if name in _IN_RUN:
-        from syncer.runner import run
-
-        return getattr(run, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -20,7 +20,8 @@ from syncer.commands.reindex import ReindexOptions, reindex_table
 from syncer.commands.verify import verify_table
 from syncer.core.records import document_id
 from syncer.pipeline import process_batch
-from syncer.runner.poller import PollOptions, run_poller
+from syncer.runner.poller import PollOptions
+from syncer.runner.run import run_poller
 from tests.integration.conftest import OPENSEARCH_URL, REDIS_URL
 from tests.integration.faults import opensearch_proxy, redis_proxy
 from tests.integration.routed_catalog import (

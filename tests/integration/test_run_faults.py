@@ -12,7 +12,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from syncer.config import load_config
-from syncer.runner.poller import PollOptions, run_poller
+from syncer.runner.poller import PollOptions
+from syncer.runner.run import run_poller
 from syncer.sinks.build import aws_client
 from tests.integration.conftest import Stack, free_port, write_config
 

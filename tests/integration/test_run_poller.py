@@ -20,7 +20,8 @@ from syncer.cli import main
 from syncer.config import load_config
 from syncer.core.outcome import BatchOutcome
 from syncer.runner import poller
-from syncer.runner.poller import PollOptions, run_poller
+from syncer.runner.poller import PollOptions
+from syncer.runner.run import run_poller
 from syncer.sinks.checkpoints import RedisCheckpointStore, ShardCheckpoint
 from tests.integration.conftest import BOTH_REDIS_TOPOLOGIES, Stack, wait_until, write_config
 
