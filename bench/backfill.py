@@ -68,9 +68,11 @@ if mode == "export":
     extra["finish_s"] = result.finish_seconds
     extra["carried"] = result.carried
 elif mode == "scan":
-    from syncer.commands.reindex import reindex_table
+    from syncer.commands.reindex import ReindexOptions, reindex_table
 
-    result = reindex_table(config, sinks, table, state_path=Path(progress))
+    result = reindex_table(
+        config, sinks, table, options=ReindexOptions(state_path=Path(progress))
+    )
     items = result.indexed
 else:  # bare: helpers.bulk over the same files, no versions
     import gzip

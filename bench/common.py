@@ -268,8 +268,29 @@ LAYOUT = {
 }
 
 
+# Document types that early revisions imported from the search module; they live in
+# core/documents.py now, and sinks/search no longer re-exports them.
+_DOCUMENT_TYPES = {"SYNCER_FIELD", "DocumentWrite", "IndexedDocument", "WriteKind"}
+
+
+def _documents_from_search(match: re.Match[str]) -> str:
+    names = [name.strip() for name in match[1].split(",")]
+    moved = [name for name in names if name in _DOCUMENT_TYPES]
+    kept = [name for name in names if name not in _DOCUMENT_TYPES]
+    lines = [f"from syncer.core.documents import {', '.join(moved)}"] if moved else []
+    if kept:
+        lines.append(f"from syncer.sinks.search import {', '.join(kept)}")
+    return "\n".join(lines)
+
+
 def _in_layout(source: str) -> str:
     """A flat-layout module's source with its ``syncer`` imports pointed at the new layout."""
+    source = re.sub(
+        r"^from syncer\.search import ([\w, ]+)$",
+        _documents_from_search,
+        source,
+        flags=re.MULTILINE,
+    )
     source = re.sub(
         r"\bsyncer\.([a-z_]+)\b", lambda m: "syncer." + LAYOUT.get(m[1], m[1]), source
     )
