@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
-
-from opensearchpy import OpenSearch
+from typing import TYPE_CHECKING, Any, Protocol
 
 from syncer.config import OpenSearchConfig
 from syncer.core.documents import DocumentRef, ReadState
@@ -20,6 +18,9 @@ from syncer.sinks.deadletter import DeadLetter, DeadLetterSink, GuardedDeadLette
 from syncer.sinks.items import ItemReader, ScanPage
 from syncer.sinks.resilience import Deadline, Downstream, Guarded
 from syncer.sinks.search import ApplyResult, Body, Hit, Planner, SearchSink, WriteOptions
+
+if TYPE_CHECKING:  # opensearchpy costs a cold start ~60 ms: imported where a client is made
+    from opensearchpy import OpenSearch
 
 
 class SearchStore(Protocol):
