@@ -80,7 +80,7 @@ lambda-runtime: install
 	PYTHON=$(BIN)/python scripts/services.sh lambda-runtime
 
 # Benchmarks against the real services (bench/README.md); figures in bench/RESULTS.md.
-# About 6 minutes (bench/README.md); the full output also goes to bench/last-run.log.
+# About 9 minutes (bench/README.md); the full output also goes to bench/last-run.log.
 .PHONY: bench
 bench: services
 	PYTHON=$(BIN)/python bench/run_all.sh
