@@ -37,6 +37,8 @@ lock: install
 	$(BIN)/uv pip compile $(LOCK_FLAGS) $(LAMBDA_PLATFORM) \
 		--custom-compile-command 'make lock' -o requirements/lambda-runtime.txt \
 		requirements/lambda-runtime.in
+	$(BIN)/uv pip compile $(LOCK_FLAGS) --universal \
+		--custom-compile-command 'make lock' -o requirements/checkov.txt requirements/checkov.in
 
 services: install
 	PYTHON=$(BIN)/python scripts/services.sh up
@@ -60,6 +62,32 @@ lint: install
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/cfn-lint template.yaml
+
+# checkov, the security scanner reviewers run on template.yaml (docs/deploy.md, "Security"), in
+# its own venv from its own hash-checked lock: its pins (boto3, networkx, packaging) differ from
+# ours. --skip-download: no network at scan time. Any failed check fails `make lint`; a check
+# that does not apply is skipped in the resource's Metadata with its reason.
+CHECKOV_VENV := .venv-checkov
+CHECKOV := $(CHECKOV_VENV)/bin/checkov --framework cloudformation --compact --quiet --skip-download
+lint: checkov
+
+$(CHECKOV_VENV)/.installed: requirements/checkov.txt
+	@echo "installing checkov (requirements/checkov.txt) into $(CHECKOV_VENV); needs PyPI the first time"
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --progress-bar off --require-hashes \
+		-r requirements/checkov.txt
+	touch $@
+
+# The template as deployed by default, then with EnableReindexStateMachine = "true": checkov
+# leaves out the resources whose condition is false under the parameters' defaults.
+.PHONY: checkov
+checkov: $(CHECKOV_VENV)/.installed
+	$(CHECKOV) -f template.yaml
+	@mkdir -p build
+	sed '/^  EnableReindexStateMachine:/,/^  [A-Za-z]/s/Default: "false"/Default: "true"/' \
+		template.yaml > build/template-with-reindex.yaml
+	! cmp -s template.yaml build/template-with-reindex.yaml
+	$(CHECKOV) -f build/template-with-reindex.yaml
 
 # build/lambda (template.yaml's CodeUri) and build/syncer-lambda.zip for the Lambda runtime
 .PHONY: package

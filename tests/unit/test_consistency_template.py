@@ -60,6 +60,7 @@ def test_the_checker_role_only_reads(template: dict[str, Any]) -> None:
         "dynamodb:BatchGetItem",
         "es:ESHttpPost",
         "secretsmanager:GetSecretValue",
+        "kms:Decrypt",  # the queue's and the environment's keys, when given
     }
 
 

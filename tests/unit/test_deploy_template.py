@@ -201,6 +201,9 @@ def test_role_grants_exactly_the_least_privilege_actions(template: dict[str, Any
         ("sqs:SendMessage", str({"Fn::GetAtt": ["ConsistencyCheckQueue", "Arn"]})),
         ("secretsmanager:GetSecretValue", str({"Ref": "OpenSearchSecretArn"})),
         ("secretsmanager:GetSecretValue", str({"Ref": "RedisSecretArn"})),
+        ("kms:GenerateDataKey", str({"Ref": "QueueKmsKeyArn"})),
+        ("kms:Decrypt", str({"Ref": "QueueKmsKeyArn"})),
+        ("kms:Decrypt", str({"Ref": "EnvironmentKmsKeyArn"})),
     }
     assert all(statement["Effect"] == "Allow" for _, statement in _statements(template))
 
@@ -257,7 +260,9 @@ def test_queues_are_encrypted_and_keep_messages_14_days(template: dict[str, Any]
     """Both queues use SSE and the longest retention, and outlive the stack."""
     for name in ("OnFailureQueue", "DeadLetterQueue"):
         queue = template["Resources"][name]
-        assert queue["Properties"]["SqsManagedSseEnabled"] is True, name
+        assert queue["Properties"]["SqsManagedSseEnabled"] == {
+            "Fn::If": ["HasQueueKey", False, True]
+        }, name
         assert queue["Properties"]["MessageRetentionPeriod"] == 14 * 24 * 3600, name
         assert queue["DeletionPolicy"] == queue["UpdateReplacePolicy"] == "Retain", name
 
