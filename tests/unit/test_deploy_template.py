@@ -61,9 +61,14 @@ def _stream_mapping(template: dict[str, Any]) -> dict[str, Any]:
 
 
 def _statements(template: dict[str, Any]) -> list[tuple[str | None, dict[str, Any]]]:
-    """Every statement of the role's policies, with the condition that guards it (or None)."""
+    """Every statement of SyncerRole's policies, with the condition that guards it (or None)."""
+    return _role_statements(template["Resources"]["SyncerRole"])
+
+
+def _role_statements(role: dict[str, Any]) -> list[tuple[str | None, dict[str, Any]]]:
+    """Every statement of a role's inline policies, with the condition that guards it (or None)."""
     found: list[tuple[str | None, dict[str, Any]]] = []
-    for policy in template["Resources"]["SyncerRole"]["Properties"]["Policies"]:
+    for policy in role["Properties"]["Policies"]:
         for statement in policy["PolicyDocument"]["Statement"]:
             if "Fn::If" in statement:
                 condition, when_true, when_false = statement["Fn::If"]

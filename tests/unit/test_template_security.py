@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.unit.test_deploy_template import NO_VALUE, ROOT, _as_list, template
+from tests.unit.test_deploy_template import NO_VALUE, ROOT, _as_list, _role_statements, template
 
 __all__ = ["template"]  # the module-scoped fixture, shared
 
@@ -40,20 +40,6 @@ def _of_type(template: dict[str, Any], resource_type: str) -> dict[str, dict[str
         for name, resource in template["Resources"].items()
         if resource["Type"] == resource_type
     }
-
-
-def _role_statements(role: dict[str, Any]) -> list[tuple[str | None, dict[str, Any]]]:
-    """Every statement of a role's inline policies, with the condition that guards it (or None)."""
-    found: list[tuple[str | None, dict[str, Any]]] = []
-    for policy in role["Properties"]["Policies"]:
-        for statement in policy["PolicyDocument"]["Statement"]:
-            if "Fn::If" in statement:
-                condition, when_true, when_false = statement["Fn::If"]
-                assert when_false == NO_VALUE
-                found.append((condition, when_true))
-            else:
-                found.append((None, statement))
-    return found
 
 
 def _grants(role: dict[str, Any], prefix: str) -> list[tuple[str | None, dict[str, Any]]]:
