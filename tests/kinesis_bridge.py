@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from syncer.runner.streams import ordered_shards, to_lambda_record
+from tests.integration.streamreader import stream_shards
 
 Precision = Literal["MILLISECOND", "MICROSECOND"]
 PRECISIONS: tuple[Precision, ...] = ("MILLISECOND", "MICROSECOND")
@@ -301,17 +302,7 @@ class TableToKinesisBridge:
         ]
 
     def _new_stream_records(self) -> Iterator[Mapping[str, Any]]:
-        shards: list[Mapping[str, Any]] = []
-        start: dict[str, Any] = {}
-        while True:
-            description = self.streams.describe_stream(StreamArn=self.table_stream_arn, **start)[
-                "StreamDescription"
-            ]
-            shards.extend(description.get("Shards", []))
-            if not description.get("LastEvaluatedShardId"):
-                break
-            start = {"ExclusiveStartShardId": description["LastEvaluatedShardId"]}
-        for shard in ordered_shards(shards):
+        for shard in stream_shards(self.streams, self.table_stream_arn):
             shard_id = shard["ShardId"]
             if shard_id not in self._iterators:
                 self._iterators[shard_id] = self.streams.get_shard_iterator(

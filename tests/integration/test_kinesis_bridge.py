@@ -17,6 +17,7 @@ import pytest
 from syncer.demo import create_catalog_table
 from syncer.runner.streams import table_stream_arn
 from syncer.sinks.build import aws_client
+from tests.integration.streamreader import stream_shards
 from tests.kinesis_bridge import (
     Delivery,
     Precision,
@@ -62,9 +63,8 @@ class Streamed:
 
     def table_changes(self) -> list[dict[str, Any]]:
         """Every record of the table's DynamoDB stream, in stream order."""
-        description = self.streams.describe_stream(StreamArn=self.table_stream_arn)
         changes: list[dict[str, Any]] = []
-        for shard in description["StreamDescription"]["Shards"]:
+        for shard in stream_shards(self.streams, self.table_stream_arn):
             iterator = self.streams.get_shard_iterator(
                 StreamArn=self.table_stream_arn,
                 ShardId=shard["ShardId"],
