@@ -390,3 +390,69 @@ def lambda_kinesis_event(
             }
         )
     return {"Records": event_records}
+
+
+def _arguments(argv: Sequence[str] | None) -> Any:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.kinesis_bridge",
+        description="Republish a table's emulator DynamoDB stream to a Kinesis stream, in the "
+        "format of Kinesis Data Streams for DynamoDB (AWS_ENDPOINT_URL names the emulator).",
+    )
+    parser.add_argument("--table", required=True, help="the table whose stream is read")
+    parser.add_argument("--kinesis-stream", required=True, help="the Kinesis stream written")
+    parser.add_argument(
+        "--create-stream", type=int, metavar="SHARDS", help="create the Kinesis stream first"
+    )
+    parser.add_argument("--precision", choices=PRECISIONS, default="MILLISECOND")
+    parser.add_argument("--shuffle", action="store_true", help="publish each pump out of order")
+    parser.add_argument("--duplicate-share", type=float, default=0.0, metavar="0..1")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--follow", action="store_true", help="keep pumping until interrupted (default: once)"
+    )
+    parser.add_argument("--interval-s", type=float, default=1.0, help="pause between pumps")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: pump once, or follow the table until interrupted; a line per pump."""
+    import boto3
+
+    from syncer.runner.streams import table_stream_arn
+
+    args = _arguments(argv)
+    dynamodb, kinesis = boto3.client("dynamodb"), boto3.client("kinesis")
+    if args.create_stream:
+        create_kinesis_stream(kinesis, args.kinesis_stream, args.create_stream)
+    _, stream_arn = table_stream_arn(dynamodb, args.table)
+    bridge = TableToKinesisBridge(
+        boto3.client("dynamodbstreams"),
+        kinesis,
+        stream_arn,
+        args.table,
+        args.kinesis_stream,
+        dynamodb.meta.region_name,
+        args.precision,
+        Delivery(args.seed, args.shuffle, args.duplicate_share),
+    )
+    try:
+        while True:
+            published = bridge.pump()
+            if published or not args.follow:
+                copies = sum(p.duplicate for p in published)
+                print(
+                    f"published {len(published)} record(s) to {args.kinesis_stream} "
+                    f"({copies} duplicate(s), {args.precision})",
+                    flush=True,
+                )
+            if not args.follow:
+                return 0
+            time.sleep(args.interval_s)
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -6,6 +6,8 @@ import base64
 import json
 import os
 import random
+import subprocess
+import sys
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -17,8 +19,10 @@ import pytest
 from syncer.demo import create_catalog_table
 from syncer.runner.streams import table_stream_arn
 from syncer.sinks.build import aws_client
+from tests.integration.conftest import REPO_ROOT
 from tests.integration.streamreader import stream_shards
 from tests.kinesis_bridge import (
+    TTL_IDENTITY,
     Delivery,
     Precision,
     TableToKinesisBridge,
@@ -254,3 +258,55 @@ def test_lambda_kinesis_event_of_what_the_bridge_wrote(streamed: Streamed) -> No
     assert {json.loads(base64.b64decode(r["kinesis"]["data"]))["eventID"] for r in records} == {
         p.payload["eventID"] for p in published
     }
+
+
+def test_a_change_named_as_a_ttl_delete_carries_dynamodbs_identity(streamed: Streamed) -> None:
+    """The emulator makes no TTL deletes; the bridge marks the REMOVEs it is told to."""
+    # given an item put and deleted, and the delete named as a TTL delete
+    key = {"pk": {"S": "expiring"}, "sk": {"S": "v1"}}
+    streamed.dynamodb.put_item(TableName=streamed.table, Item={**key, "ttl": {"N": "1"}})
+    streamed.dynamodb.delete_item(TableName=streamed.table, Key=key)
+    remove = next(c for c in streamed.table_changes() if c["eventName"] == "REMOVE")
+    bridge = streamed.bridge()
+    bridge.ttl_event_ids = frozenset({remove["eventID"]})
+    # when bridged
+    bridge.pump()
+    # then only the REMOVE carries the service principal
+    identities = {
+        payload_of(r)["eventName"]: payload_of(r)["userIdentity"]
+        for _, r in streamed.kinesis_records()
+    }
+    assert identities == {"INSERT": None, "REMOVE": TTL_IDENTITY}
+
+
+def test_command_line_pumps_once(streamed: Streamed) -> None:
+    """`python -m tests.kinesis_bridge` publishes the table's changes and says how many."""
+    random_workload(streamed, seed=12, writes=5, keys=2)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tests.kinesis_bridge",
+            "--table",
+            streamed.table,
+            "--kinesis-stream",
+            streamed.kinesis_stream,
+            "--precision",
+            "MICROSECOND",
+            "--shuffle",
+            "--duplicate-share",
+            "1",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == (
+        f"published 10 record(s) to {streamed.kinesis_stream} (5 duplicate(s), MICROSECOND)"
+    )
+    payloads = [payload_of(r) for _, r in streamed.kinesis_records()]
+    assert len(payloads) == 10
+    assert all(p["dynamodb"]["ApproximateCreationDateTime"] >= 10**15 for p in payloads)
