@@ -8,10 +8,8 @@ from typing import Any
 from syncer.runner.streams import ordered_shards, to_lambda_record
 
 
-def read_stream(
-    streams: Any, stream_arn: str, region: str, limit: int = 1000
-) -> Iterator[list[dict[str, Any]]]:
-    """Yield every record currently in the stream, shard by shard from TRIM_HORIZON, in pages."""
+def stream_shards(streams: Any, stream_arn: str) -> list[Mapping[str, Any]]:
+    """Every shard of a DynamoDB stream (all DescribeStream pages), parents before children."""
     shards: list[Mapping[str, Any]] = []
     start: dict[str, Any] = {}
     while True:
@@ -21,7 +19,14 @@ def read_stream(
         if not last:
             break
         start = {"ExclusiveStartShardId": last}
-    for shard in ordered_shards(shards):
+    return ordered_shards(shards)
+
+
+def read_stream(
+    streams: Any, stream_arn: str, region: str, limit: int = 1000
+) -> Iterator[list[dict[str, Any]]]:
+    """Yield every record currently in the stream, shard by shard from TRIM_HORIZON, in pages."""
+    for shard in stream_shards(streams, stream_arn):
         iterator = streams.get_shard_iterator(
             StreamArn=stream_arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
         )["ShardIterator"]
