@@ -104,6 +104,13 @@ def decode_entry(stored: bytes) -> CacheEntry | None:
     itself, the old absence entry as "no such item". Any other reserved-prefix value is not
     something this library wrote: ``CorruptEntryError`` (a ValueError).
     """
+    if isinstance(stored, bytearray | memoryview):
+        stored = bytes(stored)
+    elif not isinstance(stored, bytes):
+        raise TypeError(
+            f"stored must be the bytes a GET returned, not {type(stored).__name__} (a client "
+            "with decode_responses=True returns str: LeasedCache needs bytes)"
+        )
     if stored.startswith(LEASE_PREFIX):
         return None
     if stored.startswith(VALUE_PREFIX):

@@ -32,6 +32,20 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+__all__ = [
+    "DEFAULT_POLL_S",
+    "DEFAULT_TIMEOUT_S",
+    "MAX_TIMEOUT_S",
+    "MIN_POLL_S",
+    "AttributeEquals",
+    "Deleted",
+    "Expectation",
+    "Visibility",
+    "WrittenAt",
+    "wait_until_visible",
+    "wait_until_visible_async",
+]
+
 SYNCER_FIELD = "_syncer"
 DEFAULT_TIMEOUT_S = 10.0
 DEFAULT_POLL_S = 0.2
@@ -46,8 +60,11 @@ MIN_EPOCH_MS = 10**11
 MAX_EPOCH_MS = 10**14
 # A search sent with less time left than this still gets this long: a timeout of 0 means none.
 MIN_REQUEST_TIMEOUT_S = 0.001
+# Less time left than this after a pause: no search could answer in it, the wait ends. A search
+# that times out with this little left was cut short by the deadline (timers are not exact).
+LAST_SEARCH_S = 0.01
 
-monotonic = time.monotonic  # the clock of every deadline here (tests replace it)
+_monotonic = time.monotonic  # the clock of every deadline here (tests replace it)
 
 
 def _json_value(value: object, name: str) -> None:
@@ -144,7 +161,7 @@ class Visibility:
         return self.visible
 
 
-def search_request(document_id: str) -> dict[str, Any]:
+def _search_request(document_id: str) -> dict[str, Any]:
     """The ``_search`` body that finds one document by id (the alias hides tombstones)."""
     return {"query": {"ids": {"values": [document_id]}}, "size": 1}
 
@@ -154,7 +171,7 @@ def _as_decimal(number: int | float | Decimal) -> Decimal:
     return number if isinstance(number, Decimal) else Decimal(repr(number))
 
 
-def same_json(seen: object, expected: object) -> bool:
+def _same_json(seen: object, expected: object) -> bool:
     """Whether ``seen`` (a JSON value search returned) is ``expected`` (what the write set)."""
     if isinstance(expected, bool) or isinstance(seen, bool):
         return isinstance(expected, bool) and isinstance(seen, bool) and seen is expected
@@ -171,24 +188,24 @@ def same_json(seen: object, expected: object) -> bool:
         return (
             isinstance(seen, Mapping)
             and set(seen) == set(expected)
-            and all(same_json(seen[k], v) for k, v in expected.items())
+            and all(_same_json(seen[k], v) for k, v in expected.items())
         )
     if isinstance(expected, set | frozenset):
         return (
             isinstance(seen, list)
             and len(seen) == len(expected)
-            and all(any(same_json(s, e) for s in seen) for e in expected)
+            and all(any(_same_json(s, e) for s in seen) for e in expected)
         )
     if isinstance(expected, list | tuple):
         return (
             isinstance(seen, list)
             and len(seen) == len(expected)
-            and all(same_json(s, e) for s, e in zip(seen, expected, strict=True))
+            and all(_same_json(s, e) for s, e in zip(seen, expected, strict=True))
         )
     return type(seen) is type(expected) and seen == expected
 
 
-def judge(response: Mapping[str, Any], expected: Expectation) -> tuple[bool, str, Any]:
+def _judge(response: Mapping[str, Any], expected: Expectation) -> tuple[bool, str, Any]:
     """Whether a search response shows the write: (shows it, why or why not, the source)."""
     hits = response.get("hits", {}).get("hits", [])
     source: Mapping[str, Any] | None = hits[0].get("_source") if hits else None
@@ -202,7 +219,7 @@ def judge(response: Mapping[str, Any], expected: Expectation) -> tuple[bool, str
         return False, "search finds no document for the key yet", None
     if isinstance(expected, AttributeEquals):
         seen = source.get(expected.name)
-        if same_json(seen, expected.value):
+        if _same_json(seen, expected.value):
             return True, f"{expected.name} is {seen!r}", source
         return False, f"{expected.name} is {seen!r}, not {expected.value!r}", source
     changed_at = (source.get(SYNCER_FIELD) or {}).get("changed_at")
@@ -231,7 +248,7 @@ def _check_seconds(value: object, name: str, low: float, high: float) -> float:
     return float(value)
 
 
-def check_arguments(
+def _check_arguments(
     client: object,
     index: object,
     document_id: object,
@@ -261,7 +278,7 @@ def check_arguments(
         raise TypeError(f"sleep must be callable, not {type(sleep).__name__}")
 
 
-def is_timeout(error: BaseException) -> bool:
+def _is_timeout(error: BaseException) -> bool:
     """A search that ran out of time: asyncio's or the socket's, or opensearch-py's."""
     return isinstance(error, TimeoutError) or any(
         cls.__name__ == "ConnectionTimeout" for cls in type(error).__mro__
@@ -275,14 +292,14 @@ class _Wait:
         self.expected = expected
         self.timeout_s = timeout_s
         self.poll_s = poll_s
-        self.started = monotonic()
+        self.started = _monotonic()
         self.deadline = self.started + timeout_s
         self.searches = 0
         self.reason = "no search answered"
         self.source: Mapping[str, Any] | None = None
 
     def time_left(self) -> float:
-        return self.deadline - monotonic()
+        return self.deadline - _monotonic()
 
     def request_timeout(self) -> float:
         """The timeout of the next search: the time left, never more."""
@@ -290,20 +307,25 @@ class _Wait:
 
     def timed_out(self) -> Visibility:
         reason = f"not visible after {self.timeout_s:g} s ({self.searches} searches): {self.reason}"
-        return Visibility(False, monotonic() - self.started, self.searches, reason, self.source)
+        return Visibility(False, _monotonic() - self.started, self.searches, reason, self.source)
 
     def cut_short(self, error: BaseException) -> Visibility:
         """A search the deadline cut short: the wait's answer is "not visible"; else re-raise."""
-        if not (is_timeout(error) and self.time_left() <= MIN_REQUEST_TIMEOUT_S):
+        if not (_is_timeout(error) and self.time_left() < LAST_SEARCH_S):
             raise error
-        self.reason = f"the last search did not answer in the time left ({type(error).__name__})"
+        cut = f"the last search did not answer in the time left ({type(error).__name__})"
+        self.reason = cut if self.searches == 1 else f"{self.reason}; {cut}"
         return self.timed_out()
+
+    def over(self) -> bool:
+        """After a pause: too little time left for another search to answer."""
+        return self.time_left() < LAST_SEARCH_S
 
     def after_search(self, response: Mapping[str, Any]) -> Visibility | float:
         """The result once search shows the write or time is up; else the sleep before the next."""
-        shown, self.reason, self.source = judge(response, self.expected)
+        shown, self.reason, self.source = _judge(response, self.expected)
         if shown:
-            waited = monotonic() - self.started
+            waited = _monotonic() - self.started
             return Visibility(True, waited, self.searches, self.reason, self.source)
         left = self.time_left()
         if left <= 0:
@@ -328,9 +350,9 @@ def wait_until_visible(
     Searches raise what the client raises, except a time-out at the deadline, which is the
     answer "not visible".
     """
-    check_arguments(client, index, document_id, expected, timeout_s, poll_s, sleep)
+    _check_arguments(client, index, document_id, expected, timeout_s, poll_s, sleep)
     wait = _Wait(expected, timeout_s, poll_s)
-    body = search_request(document_id)
+    body = _search_request(document_id)
     while True:
         wait.searches += 1
         try:
@@ -341,7 +363,7 @@ def wait_until_visible(
         if isinstance(step, Visibility):
             return step
         sleep(step)
-        if wait.time_left() <= 0:
+        if wait.over():
             return wait.timed_out()
 
 
@@ -357,9 +379,9 @@ async def wait_until_visible_async(
 ) -> Visibility:
     """``wait_until_visible`` for ``opensearchpy.AsyncOpenSearch``: the searches are awaited,
     and each is cancelled when the time left runs out."""
-    check_arguments(client, index, document_id, expected, timeout_s, poll_s, sleep)
+    _check_arguments(client, index, document_id, expected, timeout_s, poll_s, sleep)
     wait = _Wait(expected, timeout_s, poll_s)
-    body = search_request(document_id)
+    body = _search_request(document_id)
     while True:
         wait.searches += 1
         left = wait.request_timeout()
@@ -373,5 +395,5 @@ async def wait_until_visible_async(
         if isinstance(step, Visibility):
             return step
         await sleep(step)
-        if wait.time_left() <= 0:
+        if wait.over():
             return wait.timed_out()

@@ -116,7 +116,7 @@ AsyncLoader = Callable[[], Awaitable[Value | None]]
 def new_token(granted_at_ms: int) -> str:
     """A lease token: the time it was asked for (so ``fill`` knows how new a load is at least),
     then 128 random bits, so no two tokens are ever equal."""
-    return f"{granted_at_ms}-{secrets.token_hex(16)}"
+    return f"{check_ms(granted_at_ms, 'granted_at_ms')}-{secrets.token_hex(16)}"
 
 
 def lease_granted_at_ms(token: str) -> int:
@@ -134,6 +134,10 @@ def lease_granted_at_ms(token: str) -> int:
 
 def marker(token: str) -> bytes:
     """The value a key holds while the lease ``token`` is out."""
+    if not isinstance(token, str):
+        raise TypeError(f"token must be the str of a Lease, not {type(token).__name__}")
+    if not token.isascii():
+        raise ValueError(f"token must be ASCII, as LeasedCache.get makes them: {token!r:.40}")
     return LEASE_PREFIX + token.encode("ascii")
 
 
@@ -143,6 +147,8 @@ def read_result(reply: bytes | None, token: str) -> CacheRead:
 
     Bytes behind the reserved prefix that this library did not write: ``CorruptEntryError``.
     """
+    if not isinstance(token, str):
+        raise TypeError(f"token must be a str, not {type(token).__name__}")
     if reply is None:
         return Lease(token)
     entry = decode_entry(reply)
@@ -171,6 +177,16 @@ def fill_args(
 
 def next_wait_s(step: int, remaining_s: float, rng: random.Random) -> float:
     """The sleep before read number ``step + 1`` of a waiting reader: doubling, jittered, capped."""
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise ValueError(f"step must be an int from 0, got {step!r}")
+    if isinstance(remaining_s, bool) or not isinstance(remaining_s, int | float):
+        raise TypeError(
+            f"remaining_s must be a number of seconds, not {type(remaining_s).__name__}"
+        )
+    if math.isnan(remaining_s):
+        raise ValueError("remaining_s must be a number of seconds, got nan")
+    if not callable(getattr(rng, "random", None)):
+        raise TypeError(f"rng must be a random.Random, not {type(rng).__name__}")
     ceiling = min(FIRST_WAIT_S * 2**step, MAX_WAIT_STEP_S)
     jittered: float = ceiling * (0.5 + rng.random() / 2)
     return max(0.0, min(remaining_s, jittered))

@@ -25,7 +25,7 @@ class FakeClock:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.now = 1000.0
         self.sleeps: list[float] = []
-        monkeypatch.setattr(freshness, "monotonic", lambda: self.now)
+        monkeypatch.setattr(freshness, "_monotonic", lambda: self.now)
 
     def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
@@ -302,3 +302,54 @@ def test_a_search_error_before_the_deadline_propagates(monkeypatch: pytest.Monke
 
     with pytest.raises(TimeoutError, match="gave up"):
         wait_until_visible(Search(), "catalog", "p1", Deleted(), timeout_s=5, sleep=clock.sleep)
+
+
+def test_a_cut_short_last_search_keeps_what_the_one_before_showed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The time-out's reason says what search last showed, then that the last look ran out."""
+    clock = FakeClock(monkeypatch)
+
+    class ConnectionTimeout(Exception):
+        """Named as opensearch-py's."""
+
+    class Search:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def search(self, **request: Any) -> dict[str, Any]:
+            self.calls += 1
+            if self.calls == 1:
+                return _response({"name": "old"})
+            clock.now += request["request_timeout"]
+            raise ConnectionTimeout("read timed out")
+
+    result = wait_until_visible(
+        Search(), "catalog", "p1", AttributeEquals("name", "new"), timeout_s=0.3, sleep=clock.sleep
+    )
+    assert not result.visible
+    assert result.searches == 2
+    assert "name is 'old', not 'new'; the last search did not answer" in result.reason
+
+
+def test_no_search_is_sent_with_too_little_time_left(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pause that ends within 10 ms of the deadline ends the wait: no search could answer."""
+    clock = FakeClock(monkeypatch)
+    timeouts: list[float] = []
+
+    class Search:
+        def search(self, **request: Any) -> dict[str, Any]:
+            timeouts.append(request["request_timeout"])
+            return _response(None)
+
+    result = wait_until_visible(
+        Search(),
+        "catalog",
+        "p1",
+        AttributeEquals("name", "new"),
+        timeout_s=0.205,
+        poll_s=0.2,
+        sleep=clock.sleep,
+    )
+    assert not result.visible
+    assert timeouts == [pytest.approx(0.205)]
