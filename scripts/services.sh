@@ -279,25 +279,8 @@ def free(port):
         return True
 
 
-def sockets_on(port):
-    """(inode, uid) of the TCP sockets whose local port it is, listening ones first, from
-    /proc/net/tcp and tcp6 (a connection's local end holds its port too)."""
-    found = []
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            rows = open(table).read().splitlines()[1:]
-        except OSError:
-            continue
-        for row in rows:
-            fields = row.split()
-            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[9] != "0":
-                found.append((fields[3] != "0A", fields[9], int(fields[7])))
-    return [(inode, uid) for _, inode, uid in sorted(found)]
-
-
-def states_on(port):
-    """The TCP states of every socket whose local port it is (inode 0 included: TIME-WAIT)."""
-    states = []
+def tcp_rows(port):
+    """The fields of each row of /proc/net/tcp and tcp6 whose local port it is."""
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             rows = open(table).read().splitlines()[1:]
@@ -306,8 +289,19 @@ def states_on(port):
         for row in rows:
             fields = row.split()
             if int(fields[1].rsplit(":", 1)[1], 16) == port:
-                states.append(fields[3])
-    return states
+                yield fields
+
+
+def sockets_on(port):
+    """(inode, uid) of the TCP sockets whose local port it is, listening ones first (a
+    connection's local end holds its port too); TIME-WAIT ones have no inode and are left out."""
+    found = [(f[3] != "0A", f[9], int(f[7])) for f in tcp_rows(port) if f[9] != "0"]
+    return [(inode, uid) for _, inode, uid in sorted(found)]
+
+
+def states_on(port):
+    """The TCP states of every socket whose local port it is (TIME-WAIT ones included)."""
+    return [fields[3] for fields in tcp_rows(port)]
 
 
 def released_from_time_wait(port, what):
