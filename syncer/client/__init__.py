@@ -1,4 +1,4 @@
-"""Libraries for the services that read what syncer maintains (not used by syncer itself).
+"""Libraries for the services that read what syncer maintains (syncer itself only reads entries).
 
 ``syncer.client.cachefill`` (leased cache fills) and ``syncer.client.freshness`` (read your writes
 through search, also importable as ``syncer.freshness``). They import nothing else of syncer:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import inspect
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -278,6 +279,34 @@ def _check_arguments(
         raise TypeError(f"sleep must be callable, not {type(sleep).__name__}")
 
 
+def _is_async_client(client: object) -> bool | None:
+    """Whether ``client.search`` must be awaited; None when it cannot be told before calling it.
+
+    opensearch-py wraps AsyncOpenSearch's coroutine methods in plain functions (its
+    ``query_params`` decorator), so its classes' module tells, not ``iscoroutinefunction``.
+    """
+    if inspect.iscoroutinefunction(getattr(client, "search", None)):
+        return True
+    modules = [cls.__module__ for cls in type(client).__mro__]
+    if any(module.startswith("opensearchpy._async") for module in modules):
+        return True
+    if any(module.startswith("opensearchpy") for module in modules):
+        return False
+    return None
+
+
+def _not_awaited(response: object) -> Mapping[str, Any]:
+    """A sync search's response; a coroutine means an async client reached the sync wait."""
+    if inspect.isawaitable(response):
+        close = getattr(response, "close", None)
+        if callable(close):
+            close()
+        raise TypeError("client.search returned an awaitable: use wait_until_visible_async")
+    if not isinstance(response, Mapping):
+        raise TypeError(f"client.search returned {type(response).__name__}, not a response")
+    return response
+
+
 def _is_timeout(error: BaseException) -> bool:
     """A search that ran out of time: asyncio's or the socket's, or opensearch-py's."""
     return isinstance(error, TimeoutError) or any(
@@ -351,6 +380,8 @@ def wait_until_visible(
     answer "not visible".
     """
     _check_arguments(client, index, document_id, expected, timeout_s, poll_s, sleep)
+    if _is_async_client(client) is True:
+        raise TypeError("client is an async client (AsyncOpenSearch): use wait_until_visible_async")
     wait = _Wait(expected, timeout_s, poll_s)
     body = _search_request(document_id)
     while True:
@@ -359,6 +390,7 @@ def wait_until_visible(
             response = client.search(index=index, body=body, request_timeout=wait.request_timeout())
         except Exception as error:  # noqa: BLE001 - re-raised unless the deadline cut it short
             return wait.cut_short(error)
+        response = _not_awaited(response)
         step = wait.after_search(response)
         if isinstance(step, Visibility):
             return step
@@ -380,15 +412,21 @@ async def wait_until_visible_async(
     """``wait_until_visible`` for ``opensearchpy.AsyncOpenSearch``: the searches are awaited,
     and each is cancelled when the time left runs out."""
     _check_arguments(client, index, document_id, expected, timeout_s, poll_s, sleep)
+    if _is_async_client(client) is False:
+        raise TypeError("client is a synchronous client (OpenSearch): use wait_until_visible")
     wait = _Wait(expected, timeout_s, poll_s)
     body = _search_request(document_id)
     while True:
         wait.searches += 1
         left = wait.request_timeout()
-        try:
-            response = await asyncio.wait_for(
-                client.search(index=index, body=body, request_timeout=left), timeout=left
+        pending = client.search(index=index, body=body, request_timeout=left)
+        if not inspect.isawaitable(pending):
+            raise TypeError(
+                f"client.search returned {type(pending).__name__}, not an awaitable: use "
+                "wait_until_visible with a synchronous client"
             )
+        try:
+            response = await asyncio.wait_for(pending, timeout=left)
         except Exception as error:  # noqa: BLE001 - re-raised unless the deadline cut it short
             return wait.cut_short(error)
         step = wait.after_search(response)

@@ -353,3 +353,57 @@ def test_no_search_is_sent_with_too_little_time_left(monkeypatch: pytest.MonkeyP
     )
     assert not result.visible
     assert timeouts == [pytest.approx(0.205)]
+
+
+def test_a_client_of_the_other_kind_is_refused_before_any_search() -> None:
+    """A sync client to the async wait (or the reverse) would block or fail after a search."""
+    import asyncio
+
+    from syncer.freshness import wait_until_visible_async
+
+    class AsyncSearch:
+        async def search(self, **_: Any) -> dict[str, Any]:
+            raise AssertionError("a search was sent")
+
+    class WrappedAsync:
+        """Shaped as opensearch-py's AsyncOpenSearch: a plain method returning a coroutine."""
+
+        def search(self, **_: Any) -> Any:
+            raise AssertionError("a search was sent")
+
+    WrappedAsync.__module__ = "opensearchpy._async.client"
+
+    class Sync:
+        def search(self, **_: Any) -> dict[str, Any]:
+            raise AssertionError("a search was sent")
+
+    Sync.__module__ = "opensearchpy.client"
+
+    for client in (AsyncSearch(), WrappedAsync()):
+        with pytest.raises(TypeError, match="use wait_until_visible_async"):
+            wait_until_visible(client, "catalog", "p1", Deleted())
+    with pytest.raises(TypeError, match="use wait_until_visible"):
+        asyncio.run(wait_until_visible_async(Sync(), "catalog", "p1", Deleted()))
+
+
+def test_an_unknown_client_of_the_other_kind_is_refused_at_its_first_answer() -> None:
+    """A wrapper that cannot be told apart before the call is refused by what it returns."""
+    import asyncio
+
+    from syncer.freshness import wait_until_visible_async
+
+    class ReturnsCoroutine:
+        def search(self, **_: Any) -> Any:
+            async def answer() -> dict[str, Any]:
+                return _response(None)
+
+            return answer()
+
+    class ReturnsDict:
+        def search(self, **_: Any) -> dict[str, Any]:
+            return _response(None)
+
+    with pytest.raises(TypeError, match="returned an awaitable: use wait_until_visible_async"):
+        wait_until_visible(ReturnsCoroutine(), "catalog", "p1", Deleted())
+    with pytest.raises(TypeError, match="not an awaitable: use wait_until_visible"):
+        asyncio.run(wait_until_visible_async(ReturnsDict(), "catalog", "p1", Deleted()))
