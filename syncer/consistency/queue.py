@@ -119,9 +119,10 @@ def handle_check_event(
     retried: no retry can fix it, and it never joins the reads of the good messages. A shared
     read refused for another reason than an outage (keys that are not the table's key schema)
     is tried again message by message, so only the message it is about is malformed. When a
-    downstream fails, every well-formed message is reported so that SQS delivers it again. A configuration that can never work (``ConfigError``, such as a database
-    number on a Redis Cluster) and an error nobody expected (a bug) fail the invocation, as in
-    the stream function.
+    downstream fails, every well-formed message is reported so that SQS delivers it again. A
+    configuration that can never work (``ConfigError``, such as a database number on a Redis
+    Cluster) and an error nobody expected (a bug) fail the invocation, as in the stream
+    function.
     """
     records = event.get("Records")
     if not isinstance(records, list):
@@ -134,16 +135,14 @@ def handle_check_event(
         except PoisonRecordError as error:
             malformed += 1
             _log_malformed(record, error)
-    checked = parsed
-    samples = [sample for _, sample in checked]
     try:
-        results = run_checks(samples, config, sinks)
+        results = run_checks([sample for _, sample in parsed], config, sinks)
     except Exception as error:
-        if fails_the_invocation(error):
+        if _fails_the_invocation(error):
             raise
         if classify(error) in (ErrorKind.TRANSIENT, ErrorKind.BREAKER_OPEN):
-            return _retry_all(checked, error, malformed)
-        return _check_one_by_one(checked, config, sinks, malformed)
+            return _retry_all(parsed, error, malformed)
+        return _check_one_by_one(parsed, config, sinks, malformed)
     log_violations(results)
     return {"batchItemFailures": []}, {**tally(results), "malformed": malformed}
 
@@ -153,7 +152,7 @@ def _log_malformed(record: object, error: Exception) -> None:
     log.error("consistency check message %s is not a check: %s", message_id, error)
 
 
-def fails_the_invocation(error: Exception) -> bool:
+def _fails_the_invocation(error: Exception) -> bool:
     """A bug, or a configuration that can never work: no redelivery of the messages can help."""
     return classify(error) is ErrorKind.UNEXPECTED or isinstance(error, ConfigError)
 
@@ -183,7 +182,7 @@ def _check_one_by_one(
         try:
             results.extend(run_checks([sample], config, sinks))
         except Exception as error:
-            if fails_the_invocation(error):
+            if _fails_the_invocation(error):
                 raise
             if _refused_as_invalid(error):
                 malformed += 1
