@@ -34,12 +34,12 @@ lock: install
 		pyproject.toml requirements/tools.in
 	$(BIN)/uv pip compile $(LOCK_FLAGS) $(LAMBDA_PLATFORM) \
 		--custom-compile-command 'make lock' -o requirements/lambda.txt pyproject.toml
-	$(BIN)/uv pip compile $(LOCK_FLAGS) $(LAMBDA_PLATFORM) \
-		--custom-compile-command 'make lock' -o requirements/lambda-runtime.txt \
-		requirements/lambda-runtime.in
 	$(BIN)/uv pip compile $(LOCK_FLAGS) --universal \
 		--custom-compile-command 'make lock' -o requirements/client.txt \
 		clients/python/pyproject.toml
+	$(BIN)/uv pip compile $(LOCK_FLAGS) $(LAMBDA_PLATFORM) \
+		--custom-compile-command 'make lock' -o requirements/lambda-runtime.txt \
+		requirements/lambda-runtime.in
 
 services: install
 	PYTHON=$(BIN)/python scripts/services.sh up
