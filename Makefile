@@ -64,6 +64,11 @@ lint: install
 	$(BIN)/lint-imports
 	$(BIN)/cfn-lint template.yaml
 
+# build/lambda (template.yaml's CodeUri) and build/syncer-lambda.zip for the Lambda runtime
+.PHONY: package
+package: install
+	PYTHON=$(BIN)/python scripts/package_lambda.sh
+
 # build/client/: the syncer-client wheel (clients/python, docs/api.md), built from a copy of its
 # sources with the symbolic links followed, so the checkout stays clean.
 # tests/integration/test_client_distribution.py installs it in a fresh venv with only
@@ -77,11 +82,6 @@ client-dist: install
 		--wheel-dir build/client build/client/src
 	rm -rf build/client/src
 	@ls build/client/*.whl
-
-# build/lambda (template.yaml's CodeUri) and build/syncer-lambda.zip for the Lambda runtime
-.PHONY: package
-package: install
-	PYTHON=$(BIN)/python scripts/package_lambda.sh
 
 unit: install
 	$(BIN)/python -m pytest tests/unit -q
