@@ -179,3 +179,16 @@ def test_an_async_loader_given_to_the_sync_cache_is_a_clear_error(
     with pytest.raises(TypeError, match="use AsyncLeasedCache"):
         cache.get_or_fill(key, load)  # type: ignore[arg-type]
     assert direct.get(key) is None
+
+
+def test_what_get_or_fill_serves_around_is_logged_under_the_documented_logger(
+    direct: redis.Redis, key: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """docs/cache-consistency.md: warnings come from logger syncer.client.cachefill."""
+    direct.set(key, RESERVED_PREFIX + b"bogus", px=60_000)
+    cache = LeasedCache(redis.Redis.from_url(REDIS_URL))
+    with caplog.at_level("WARNING", logger="syncer.client.cachefill"):
+        cache.get_or_fill(key, lambda: b"v")
+    (record,) = [r for r in caplog.records if r.name == "syncer.client.cachefill"]
+    assert key in record.getMessage()
+    assert "not cached" in record.getMessage()
