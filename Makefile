@@ -34,6 +34,9 @@ lock: install
 		pyproject.toml requirements/tools.in
 	$(BIN)/uv pip compile $(LOCK_FLAGS) $(LAMBDA_PLATFORM) \
 		--custom-compile-command 'make lock' -o requirements/lambda.txt pyproject.toml
+	$(BIN)/uv pip compile $(LOCK_FLAGS) --universal \
+		--custom-compile-command 'make lock' -o requirements/client.txt \
+		clients/python/pyproject.toml
 	$(BIN)/uv pip compile $(LOCK_FLAGS) $(LAMBDA_PLATFORM) \
 		--custom-compile-command 'make lock' -o requirements/lambda-runtime.txt \
 		requirements/lambda-runtime.in
@@ -93,6 +96,20 @@ checkov: $(CHECKOV_VENV)/.installed
 .PHONY: package
 package: install
 	PYTHON=$(BIN)/python scripts/package_lambda.sh
+
+# build/client/: the syncer-client wheel (clients/python, docs/api.md), built from a copy of its
+# sources with the symbolic links followed, so the checkout stays clean.
+# tests/integration/test_client_distribution.py installs it in a fresh venv with only
+# requirements/client.txt.
+.PHONY: client-dist
+client-dist: install
+	rm -rf build/client && mkdir -p build/client
+	cp -RL clients/python build/client/src
+	find build/client/src -name __pycache__ -type d -prune -exec rm -rf {} +
+	$(BIN)/python -m pip wheel --quiet --no-deps --no-build-isolation \
+		--wheel-dir build/client build/client/src
+	rm -rf build/client/src
+	@ls build/client/*.whl
 
 unit: install
 	$(BIN)/python -m pytest tests/unit -q

@@ -227,18 +227,46 @@ stop_started_now_on_failure() {
 # ---------------------------------------------------------------------------
 # Ports: `up` checks every port it needs before it starts anything.
 # ---------------------------------------------------------------------------
+# check_port_variables: every port variable is a number from 1 to 65535 (the transport's may be
+# a range low-high), else one line naming the variable, before anything uses it.
+check_port_variables() {
+    local variable value low high
+    for variable in OPENSEARCH_PORT REDIS_PORT MOTO_PORT OPENSEARCH_TRANSPORT_PORT; do
+        value="${!variable}"
+        low="${value%%-*}" high="${value#*-}"
+        if [ "$variable" != OPENSEARCH_TRANSPORT_PORT ] || [[ "$value" != *-* ]]; then
+            high="$low"
+        fi
+        if ! [[ "$low" =~ ^[0-9]{1,5}$ && "$high" =~ ^[0-9]{1,5}$ ]] \
+                || [ "$((10#$low))" -lt 1 ] || [ "$((10#$high))" -gt 65535 ] \
+                || [ "$((10#$low))" -gt "$((10#$high))" ]; then
+            if [ "$variable" = OPENSEARCH_TRANSPORT_PORT ]; then
+                die "$variable: '$value' is not a port from 1 to 65535 or a range low-high of them"
+            fi
+            die "$variable: '$value' is not a port from 1 to 65535"
+        fi
+    done
+}
+
 # check_ports: reads "<port or low-high range> <variable> <what>" lines on stdin; prints one
 # error per taken port (a range is taken when all of its ports are) naming what holds it and
 # the variable that moves it; fails if any is taken. A port is free when a socket can bind to
-# it as the servers do (SO_REUSEADDR: a closed connection in TIME_WAIT does not hold it).
+# it as the servers do (SO_REUSEADDR). A port whose only sockets are closed connections in
+# TIME-WAIT is held by nobody: the kernel releases it within 60 s, so `up` waits for that
+# (saying so) instead of reporting a holder; a server cannot bind it before (Linux refuses a
+# bind next to a TIME-WAIT socket that was not itself SO_REUSEADDR, e.g. a client's).
 check_ports() {
     # The program comes from a here-document, so the port lines come as an argument.
     python3 - "$HOST" "$(cat)" <<'EOF'
 import os
 import socket
 import sys
+import time
 
 host = sys.argv[1]
+TIME_WAIT = "06"  # the state column of /proc/net/tcp
+# Linux keeps a closed connection in TIME-WAIT for 60 s; SERVICES_TIME_WAIT_S shortens the wait.
+TIME_WAIT_S = float(os.environ.get("SERVICES_TIME_WAIT_S") or 65)
 
 
 def free(port):
@@ -251,10 +279,8 @@ def free(port):
         return True
 
 
-def sockets_on(port):
-    """(inode, uid) of the TCP sockets whose local port it is, listening ones first, from
-    /proc/net/tcp and tcp6 (a connection's local end holds its port too)."""
-    found = []
+def tcp_rows(port):
+    """The fields of each row of /proc/net/tcp and tcp6 whose local port it is."""
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             rows = open(table).read().splitlines()[1:]
@@ -262,9 +288,40 @@ def sockets_on(port):
             continue
         for row in rows:
             fields = row.split()
-            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[9] != "0":
-                found.append((fields[3] != "0A", fields[9], int(fields[7])))
+            if int(fields[1].rsplit(":", 1)[1], 16) == port:
+                yield fields
+
+
+def sockets_on(port):
+    """(inode, uid) of the TCP sockets whose local port it is, listening ones first (a
+    connection's local end holds its port too); TIME-WAIT ones have no inode and are left out."""
+    found = [(f[3] != "0A", f[9], int(f[7])) for f in tcp_rows(port) if f[9] != "0"]
     return [(inode, uid) for _, inode, uid in sorted(found)]
+
+
+def states_on(port):
+    """The TCP states of every socket whose local port it is (TIME-WAIT ones included)."""
+    return [fields[3] for fields in tcp_rows(port)]
+
+
+def released_from_time_wait(port, what):
+    """When only TIME-WAIT sockets are on the port: wait until it binds (True), up to 65 s."""
+    states = states_on(port)
+    if not states or any(state != TIME_WAIT for state in states):
+        return False
+    print(
+        f"port {port} ({what}): only closed connections in TIME-WAIT are on it; waiting up to "
+        f"{TIME_WAIT_S:g} s for the kernel to release it",
+        file=sys.stderr,
+    )
+    deadline = time.monotonic() + TIME_WAIT_S
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        if free(port):
+            return True
+        if any(state != TIME_WAIT for state in states_on(port)):
+            return False  # something else took it meanwhile: report that
+    return False
 
 
 def holder(port):
@@ -303,8 +360,16 @@ for line in sys.argv[2].splitlines():
     ports = range(int(low), int(high or low) + 1)
     if any(free(port) for port in ports):
         continue
+    if len(ports) == 1 and released_from_time_wait(ports[0], what):
+        continue
     taken += 1
-    if len(ports) == 1:
+    if len(ports) == 1 and states_on(ports[0]) and set(states_on(ports[0])) == {TIME_WAIT}:
+        print(
+            f"port {spec} ({what}) on {host} is still in TIME-WAIT after {TIME_WAIT_S:g} s; "
+            f"try again, or move it with {variable}",
+            file=sys.stderr,
+        )
+    elif len(ports) == 1:
         print(
             f"port {spec} ({what}) on {host} is in use by {holder(ports[0])}; "
             f"stop that, or move it with {variable}",
@@ -940,6 +1005,10 @@ usage: $0 {up|down|status|wait|cluster-up|cluster-down|cluster-status|lambda-run
 EOF
     exit 2
 }
+
+case "${1:-}" in
+    up|status|wait|cluster-up) check_port_variables ;;
+esac
 
 case "${1:-}" in
     up) cmd_up ;;

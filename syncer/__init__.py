@@ -1,3 +1,3 @@
 """syncer keeps OpenSearch and Redis in step with DynamoDB Streams."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -18,11 +18,12 @@ from typing import Any
 import orjson
 
 from syncer.config import Config
-from syncer.consistency.check import check_target, run_checks, sample_batch
+from syncer.consistency.check import run_checks, sample_batch
+from syncer.consistency.messages import parse_message
 from syncer.consistency.report import log_violations, tally
 from syncer.core.consistency import SampledWrite
 from syncer.core.outcome import BatchOutcome
-from syncer.errors import PoisonRecordError
+from syncer.errors import ConfigError, PoisonRecordError
 from syncer.sinks.build import AWS_CONNECT_TIMEOUT_S, AWS_READ_TIMEOUT_S
 from syncer.sinks.ports import Sinks
 from syncer.sinks.resilience import Deadline, ErrorKind, classify
@@ -113,41 +114,97 @@ def handle_check_event(
 ) -> tuple[dict[str, list[dict[str, str]]], dict[str, int]]:
     """Check the SQS messages of ``event``: (the partial batch response, the counts).
 
-    A message that is not a check (bad JSON, another format, a table or index not configured) is
-    logged and counted as ``malformed``, not retried: no retry can fix it. When a downstream
-    fails, every well-formed message is reported so that SQS delivers it again; an error nobody
-    expected (a bug) fails the invocation.
+    A message that is not a check (bad JSON, another format, a table or index not configured,
+    keys that cannot be the key of its document id) is logged and counted as ``malformed``, not
+    retried: no retry can fix it, and it never joins the reads of the good messages. A shared
+    read refused for another reason than an outage (keys that are not the table's key schema)
+    is tried again message by message, so only the message it is about is malformed. When a
+    downstream fails, every well-formed message is reported so that SQS delivers it again. A
+    configuration that can never work (``ConfigError``, such as a database number on a Redis
+    Cluster) and an error nobody expected (a bug) fail the invocation, as in the stream
+    function.
     """
     records = event.get("Records")
     if not isinstance(records, list):
         raise PoisonRecordError("not an SQS event: no Records list")
-    samples: list[SampledWrite] = []
-    ids: list[str] = []
+    parsed: list[tuple[str, SampledWrite]] = []
     malformed = 0
     for record in records:
-        message_id = record.get("messageId") if isinstance(record, Mapping) else None
         try:
-            if not isinstance(message_id, str):
-                raise PoisonRecordError("SQS record without a messageId")
-            sample = SampledWrite.from_message(orjson.loads(record.get("body", "")))
-            check_target(config, sample)  # a table or index this configuration does not have
-            samples.append(sample)
-            ids.append(message_id)
-        except (PoisonRecordError, orjson.JSONDecodeError) as error:
+            parsed.append(parse_message(record, config))
+        except PoisonRecordError as error:
             malformed += 1
-            log.error("consistency check message %s is not a check: %s", message_id, error)
+            _log_malformed(record, error)
     try:
-        results = run_checks(samples, config, sinks)
+        results = run_checks([sample for _, sample in parsed], config, sinks)
     except Exception as error:
-        if classify(error) is ErrorKind.UNEXPECTED:
-            raise  # a bug fails the invocation loudly (SQS delivers the messages again)
-        log.error(
-            "%d consistency checks failed and will be retried: %s: %s",
-            len(samples),
-            type(error).__name__,
-            error,
-        )
-        failures = [{"itemIdentifier": message_id} for message_id in ids]
-        return {"batchItemFailures": failures}, {"errors": len(samples), "malformed": malformed}
+        if _fails_the_invocation(error):
+            raise
+        if classify(error) in (ErrorKind.TRANSIENT, ErrorKind.BREAKER_OPEN):
+            return _retry_all(parsed, error, malformed)
+        return _check_one_by_one(parsed, config, sinks, malformed)
     log_violations(results)
     return {"batchItemFailures": []}, {**tally(results), "malformed": malformed}
+
+
+def _log_malformed(record: object, error: Exception) -> None:
+    message_id = record.get("messageId") if isinstance(record, Mapping) else None
+    log.error("consistency check message %s is not a check: %s", message_id, error)
+
+
+def _fails_the_invocation(error: Exception) -> bool:
+    """A bug, or a configuration that can never work: no redelivery of the messages can help."""
+    return classify(error) is ErrorKind.UNEXPECTED or isinstance(error, ConfigError)
+
+
+def _retry_all(
+    messages: Sequence[tuple[str, SampledWrite]], error: Exception, malformed: int
+) -> tuple[dict[str, list[dict[str, str]]], dict[str, int]]:
+    log.error(
+        "%d consistency checks failed and will be retried: %s: %s",
+        len(messages),
+        type(error).__name__,
+        error,
+    )
+    failures = [{"itemIdentifier": message_id} for message_id, _ in messages]
+    return {"batchItemFailures": failures}, {"errors": len(messages), "malformed": malformed}
+
+
+def _check_one_by_one(
+    messages: Sequence[tuple[str, SampledWrite]], config: Config, sinks: Sinks, malformed: int
+) -> tuple[dict[str, list[dict[str, str]]], dict[str, int]]:
+    """After a shared read was refused for a reason other than an outage: each message alone, so
+    one that only its own read refuses (DynamoDB's ValidationException) is malformed, and the
+    others are checked or retried on their own account."""
+    results = []
+    failures: list[dict[str, str]] = []
+    for message_id, sample in messages:
+        try:
+            results.extend(run_checks([sample], config, sinks))
+        except Exception as error:
+            if _fails_the_invocation(error):
+                raise
+            if _refused_as_invalid(error):
+                malformed += 1
+                log.error("consistency check message %s is not a check: %s", message_id, error)
+            else:
+                log.error(
+                    "consistency check %s failed and will be retried: %s: %s",
+                    message_id,
+                    type(error).__name__,
+                    error,
+                )
+                failures.append({"itemIdentifier": message_id})
+    log_violations(results)
+    counts = {**tally(results), "malformed": malformed, "errors": len(failures)}
+    return {"batchItemFailures": failures}, counts
+
+
+def _refused_as_invalid(error: Exception) -> bool:
+    """A request DynamoDB refused for what it asked (a key that is not the table's), or a
+    document id OpenSearch refused: about the message, not the service."""
+    if isinstance(error, PoisonRecordError):
+        return True
+    response = getattr(error, "response", None)
+    code = response.get("Error", {}).get("Code") if isinstance(response, Mapping) else None
+    return code == "ValidationException" or classify(error) is ErrorKind.PERMANENT

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -129,3 +131,69 @@ def test_the_async_twin_waits_the_same_way(stack: Stack) -> None:
     )
     delivery.join()
     assert result.visible, result.reason
+
+
+@pytest.fixture
+def slow_opensearch() -> Iterator[str]:
+    """A server that accepts connections and answers nothing for 3 s: OpenSearch 3 s away."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.2)
+    stop = threading.Event()
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                connection, _ = server.accept()
+            except TimeoutError:
+                continue
+            held.append(connection)  # read nothing, answer nothing; closed after 3 s
+            threading.Timer(3.0, connection.close).start()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    stop.set()
+    thread.join()
+    server.close()
+    for connection in held:
+        connection.close()
+
+
+def test_a_slow_search_cannot_carry_the_wait_past_its_timeout(slow_opensearch: str) -> None:
+    """With OpenSearch 3 s away and timeout_s=0.5 the wait ends at 0.5 s, not after 3 s."""
+    from opensearchpy import OpenSearch
+
+    client = OpenSearch(hosts=[slow_opensearch], timeout=10, max_retries=0)
+    started = time.monotonic()
+    result = wait_until_visible(client, "catalog", "p1|v1", Deleted(), timeout_s=0.5)
+    elapsed = time.monotonic() - started
+    client.close()
+    assert not result.visible
+    assert elapsed < 1.5, f"the wait took {elapsed:.2f} s"
+    assert "did not answer in the time left" in result.reason
+
+
+def test_the_async_wait_is_cancelled_at_its_deadline(slow_opensearch: str) -> None:
+    """The async twin cancels the search it awaits once the time left runs out."""
+    from opensearchpy import OpenSearch
+
+    client = OpenSearch(hosts=[slow_opensearch], timeout=10, max_retries=0)
+
+    class NoTimeoutParameter(_AsyncSearch):
+        """A client that ignores request_timeout: only the cancellation can end its search."""
+
+        async def search(self, **request: Any) -> Any:
+            request.pop("request_timeout")
+            return await asyncio.to_thread(self.client.search, **request)
+
+    async def timed() -> tuple[Any, float]:
+        started = time.monotonic()
+        result = await wait_until_visible_async(
+            NoTimeoutParameter(client), "catalog", "p1|v1", Deleted(), timeout_s=0.5
+        )
+        return result, time.monotonic() - started  # asyncio.run then joins the search's thread
+
+    result, elapsed = asyncio.run(timed())
+    assert not result.visible
+    assert elapsed < 1.5, f"the wait took {elapsed:.2f} s"

@@ -135,3 +135,51 @@ def test_a_cluster_up_that_fails_after_starting_nodes_stops_them(moved: dict[str
     assert result.returncode == 1
     assert "redis-cli --cluster create failed" in result.stderr
     assert [port for port in started if listening(port)] == []
+
+
+def _time_wait_port() -> int:
+    """A loopback port whose only socket is a closed connection's end in TIME-WAIT (the client
+    side, which Linux will not let a server bind next to until it expires, 60 s later)."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        client = socket.create_connection(server.getsockname())
+        accepted, _ = server.accept()
+        port = int(client.getsockname()[1])
+        client.close()  # the side that closes first is the one left in TIME-WAIT
+        accepted.close()
+    return port
+
+
+def test_a_port_in_time_wait_is_not_reported_as_held_by_anyone(moved: dict[str, str]) -> None:
+    """TIME-WAIT is nobody's socket: `up` waits for the kernel to release it and says so; when
+    it is still not free (here after 1 s, 65 s by default) the message says TIME-WAIT."""
+    port = _time_wait_port()
+    env = {**moved, "REDIS_PORT": str(port), "SERVICES_TIME_WAIT_S": "1"}
+    result = _run("up", env)
+    assert result.returncode == 1, result.stderr
+    about_port = [line for line in result.stderr.splitlines() if f"port {port} " in line]
+    assert "cannot see" not in result.stderr
+    assert any("waiting up to 1 s for the kernel to release it" in line for line in about_port)
+    assert any("still in TIME-WAIT after 1 s" in line and "REDIS_PORT" in line for line in about_port)
+    assert not (Path(moved["SYNCER_SERVICES_DIR"]) / "started").exists()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("REDIS_PORT", "abc"),
+        ("MOTO_PORT", "70000"),
+        ("OPENSEARCH_PORT", "-1"),
+        ("OPENSEARCH_TRANSPORT_PORT", "9400-9300"),
+    ],
+)
+def test_a_port_variable_that_is_no_port_is_one_line_naming_it(
+    moved: dict[str, str], variable: str, value: str
+) -> None:
+    """REDIS_PORT=abc printed a Python traceback: now one error line naming the variable."""
+    result = _run("up", {**moved, variable: value})
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"[services] ERROR: {variable}: '{value}' is not a port from 1 to 65535"
+        + (" or a range low-high of them" if variable == "OPENSEARCH_TRANSPORT_PORT" else "")
+    ]
+    assert not (Path(moved["SYNCER_SERVICES_DIR"]) / "started").exists()

@@ -188,10 +188,17 @@ def test_malformed_reserved_entries_are_refused(stored: bytes) -> None:
         decode_entry(stored)
 
 
-@pytest.mark.parametrize("loaded_at_ms", [-1, 10**19, True])
+@pytest.mark.parametrize("loaded_at_ms", [-1, 10**19])
 def test_an_impossible_load_time_is_refused(loaded_at_ms: int) -> None:
     """Milliseconds are a non-negative count that fits in 19 digits."""
     with pytest.raises(ValueError, match="epoch milliseconds"):
+        encode_entry(b"v", loaded_at_ms)
+
+
+@pytest.mark.parametrize("loaded_at_ms", [True, 1.5, "5"])
+def test_a_load_time_that_is_no_int_is_a_type_error(loaded_at_ms: Any) -> None:
+    """A bool, float or text is no count of milliseconds: TypeError naming the argument."""
+    with pytest.raises(TypeError, match="loaded_at_ms must be an int of epoch milliseconds"):
         encode_entry(b"v", loaded_at_ms)
 
 
@@ -208,9 +215,12 @@ def test_ttl_is_whole_positive_milliseconds() -> None:
     """A TTL in seconds becomes milliseconds; zero, negative or not finite is refused."""
     assert ttl_ms(300) == 300_000
     assert ttl_ms(0.25) == 250
-    for bad in (0, -1, 0.0001, float("nan"), float("inf"), True, "300"):
+    for bad in (0, -1, 0.0001, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="positive"):
-            ttl_ms(bad)  # type: ignore[arg-type]
+            ttl_ms(bad)
+    for wrong_type in (True, "300", None):
+        with pytest.raises(TypeError, match="ttl_s must be a number of seconds"):
+            ttl_ms(wrong_type)  # type: ignore[arg-type]
 
 
 def test_waits_double_up_to_the_cap_and_never_pass_the_deadline() -> None:

@@ -1,0 +1,1 @@
+../../../syncer/cachefill.py

@@ -1,0 +1,1 @@
+../../../syncer/freshness.py
