@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING
 
 from syncer.config import OpenSearchConfig
 from syncer.core.documents import DocumentRef
+from syncer.core.writes import ApplyResult, Planner, WriteOptions
 from syncer.sinks.search.aliases import alias_exists
 from syncer.sinks.search.reads import Body, Hit, check_shards, scroll_pages
-from syncer.sinks.search.writes import ApplyResult, Planner, WriteOptions, write_documents
+from syncer.sinks.search.writes import write_documents
 
 if TYPE_CHECKING:
     from opensearchpy import OpenSearch

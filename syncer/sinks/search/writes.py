@@ -11,86 +11,34 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from syncer.config import OpenSearchConfig
+from syncer.core.deadline import Deadline
 from syncer.core.documents import (
-    Decision,
     DocumentRef,
     DocumentWrite,
-    IndexedDocument,
     ReadState,
     Settled,
     TargetState,
     Verdict,
-    WriteKind,
+)
+from syncer.core.writes import (
+    SETTLED_BY_KIND,
+    ApplyResult,
+    Planner,
+    Rereader,
+    WriteOptions,
 )
 from syncer.errors import PoisonRecordError
-from syncer.sinks.resilience import Deadline, Downstream, PendingItemsError, reported_failure
+from syncer.sinks.resilience import Downstream, PendingItemsError, reported_failure
 from syncer.sinks.search.bulk import ItemStatus, bulk_chunks, send_bulk
 from syncer.sinks.search.targets import read_round
 
 if TYPE_CHECKING:
     from opensearchpy import OpenSearch
-
-
-_SETTLED_BY_KIND = {
-    WriteKind.INDEX: Settled.WRITTEN,
-    WriteKind.TOMBSTONE: Settled.TOMBSTONED,
-    WriteKind.DELETE: Settled.DELETED,
-}
-
-
-@dataclass(frozen=True, slots=True)
-class RefOutcome:
-    status: Settled
-    reason: str = ""
-
-
-@dataclass(slots=True)
-class ApplyResult:
-    """One outcome per ref, the first indexed state seen per ref, and what it cost."""
-
-    outcomes: dict[DocumentRef, RefOutcome] = field(default_factory=dict)
-    observed: dict[DocumentRef, IndexedDocument] = field(default_factory=dict)
-    bulk_seconds: float = 0.0
-    rereads: int = 0
-
-    def count(self, status: Settled) -> int:
-        return sum(1 for outcome in self.outcomes.values() if outcome.status is status)
-
-    def status(self, ref: DocumentRef) -> Settled | None:
-        outcome = self.outcomes.get(ref)
-        return None if outcome is None else outcome.status
-
-    def _settle(self, ref: DocumentRef, status: Settled, reason: str = "") -> None:
-        self.outcomes[ref] = RefOutcome(status, reason)
-
-
-Planner = Callable[[DocumentRef, TargetState, ReadState | None], Decision]
-Rereader = Callable[[Sequence[DocumentRef]], Mapping[DocumentRef, ReadState | str]]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WriteOptions:
-    """How ``write_documents`` goes about one call; every field has the usual default.
-
-    ``reread`` answers ``Verdict.REREAD`` with the item as the table holds it now; ``fields``
-    are read back with ``_syncer`` (for cache keys); refs of ``optional_aliases`` that do not
-    exist are skipped; ``read_first=False`` assumes absence in the first round (a scan into a
-    new index); ``refresh`` goes with every ``_bulk``; ``replan_conflicts=False`` settles a
-    409 as ``CONFLICT`` instead of planning again.
-    """
-
-    reread: Rereader | None = None
-    fields: tuple[str, ...] = ()
-    optional_aliases: frozenset[str] = frozenset()
-    deadline: Deadline | None = None
-    read_first: bool = True
-    refresh: str | None = None
-    replan_conflicts: bool = True
 
 
 def apply_writes(
@@ -152,7 +100,7 @@ def write_documents(
                 reasons = _send_writes(client, guard, writes, limits, result, options)
                 if not options.replan_conflicts:
                     for ref, reason in reasons.conflicts:
-                        result._settle(ref, Settled.CONFLICT, reason)
+                        result.settle(ref, Settled.CONFLICT, reason)
                 left = sum(1 for ref in pending if ref not in result.outcomes)
                 if left:
                     why = reasons.transient[0] if reasons.transient else "version conflicts"
@@ -161,7 +109,7 @@ def write_documents(
         reason = reported_failure(error, "OpenSearch write")
         for ref in pending:
             if ref not in result.outcomes:
-                result._settle(ref, Settled.FAILED, reason)
+                result.settle(ref, Settled.FAILED, reason)
     return result
 
 
@@ -180,7 +128,7 @@ def _skip_absent_optional(
         if ref in targets:
             kept.append(ref)
         else:
-            result._settle(ref, Settled.SKIPPED, "no reindex running")
+            result.settle(ref, Settled.SKIPPED, "no reindex running")
     return kept
 
 
@@ -206,10 +154,10 @@ def _plan_round(
         try:
             decision = plan(ref, target, read)
         except PoisonRecordError as error:
-            result._settle(ref, Settled.REJECTED, str(error))
+            result.settle(ref, Settled.REJECTED, str(error))
             return
         if decision is Verdict.SKIP:
-            result._settle(ref, Settled.SKIPPED)
+            result.settle(ref, Settled.SKIPPED)
         elif decision is Verdict.REREAD:
             if read is not None or reread is None:
                 raise AssertionError(f"planner asked to re-read {ref} with nothing to re-read")
@@ -220,7 +168,7 @@ def _plan_round(
     for ref in pending:
         target = targets.get(ref)
         if target is None:  # an optional alias that does not exist
-            result._settle(ref, Settled.SKIPPED, "no reindex running")
+            result.settle(ref, Settled.SKIPPED, "no reindex running")
             continue
         if target.document is not None:
             result.observed.setdefault(ref, target.document)
@@ -231,7 +179,7 @@ def _plan_round(
         for ref in to_reread:
             state = fresh.get(ref, "the item could not be read again")
             if isinstance(state, str):
-                result._settle(ref, Settled.FAILED, state)
+                result.settle(ref, Settled.FAILED, state)
             else:
                 decide(ref, targets[ref], state)
     return writes
@@ -268,15 +216,15 @@ def _send_writes(
             outcome = item_results[write.ref]
             for ref in writes[write.ref][1]:
                 if outcome.status is ItemStatus.OK:
-                    result._settle(ref, _SETTLED_BY_KIND[write.kind])
+                    result.settle(ref, SETTLED_BY_KIND[write.kind])
                 elif outcome.status is ItemStatus.PERMANENT:
                     reason = f"OpenSearch rejected the document: {outcome.reason}"
-                    result._settle(ref, Settled.REJECTED, reason)
+                    result.settle(ref, Settled.REJECTED, reason)
                 elif outcome.status is ItemStatus.CONFLICT:
                     reasons.conflicts.append((ref, outcome.reason))
                 else:
                     reasons.transient.append(outcome.reason)
     for write, reason in unencodable:
         for ref in writes[write.ref][1]:
-            result._settle(ref, Settled.REJECTED, reason)
+            result.settle(ref, Settled.REJECTED, reason)
     return reasons
