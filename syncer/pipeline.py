@@ -9,15 +9,14 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
-from syncer.config import Config, Route, TableConfig
+from syncer.config import Config, TableConfig
 from syncer.core.coalesce import coalesce_latest_per_key
 from syncer.core.consistency import percentile
-from syncer.core.documents import Decision, DocumentRef, ReadState, Settled, TargetState
+from syncer.core.documents import DocumentRef, ReadState, Settled
 from syncer.core.outcome import BatchOutcome, RecordAction, decide
-from syncer.core.plan import bulk_refresh, plan_cache_keys, plan_write
+from syncer.core.plan import bulk_refresh, plan_cache_keys
+from syncer.core.planners import ChangePlanner
 from syncer.core.records import ChangeRecord, RejectedRecord, decode_records
-from syncer.core.routes import Routed, document_in, route_item
-from syncer.core.versions import Version
 from syncer.core.work import KeyWork
 from syncer.errors import DownstreamUnavailableError, PoisonRecordError
 from syncer.sinks.deadletter import DeadLetter
@@ -55,18 +54,6 @@ def _read_by_key(
         return reported_failure(error, f"reading items from {table}")
 
 
-def _routes_by_alias(
-    tables: Mapping[str, TableConfig],
-) -> dict[tuple[str, str], tuple[Route, TableConfig]]:
-    """(table, alias or reindex alias) -> the route whose index it is and its one-index table."""
-    return {
-        (table.name, alias): (route, table.route_table(route))
-        for table in tables.values()
-        for route in table.resolved_routes
-        for alias in (route.index, reindex_alias(route.index))
-    }
-
-
 def _apply_to_search(
     works: Sequence[KeyWork],
     tables: Mapping[str, TableConfig],
@@ -74,7 +61,6 @@ def _apply_to_search(
     deadline: Deadline | None,
 ) -> ApplyResult:
     """Write every change that is newer than its targets' states, through the search store."""
-    by_ref = {ref: work for work in works for ref in work.refs}
     optional = frozenset(
         reindex_alias(route.index) for table in tables.values() for route in table.resolved_routes
     )
@@ -86,30 +72,15 @@ def _apply_to_search(
             for name in table.route_table(route).cache_key_fields
         }
     )
-    routes = _routes_by_alias(tables)
-    reread_routed: dict[tuple[str, str, Version], Routed] = {}
-
-    def plan(ref: DocumentRef, target: TargetState, read: ReadState | None) -> Decision:
-        work = by_ref[ref]
-        change, table = work.change, work.table
-        if read is None:
-            state = work.route()
-        else:  # the re-read item is routed (and transformed) once for all its refs
-            memo = (change.table, change.document_id, read.version)
-            if memo not in reread_routed:
-                reread_routed[memo] = route_item(table, read.item)
-            state = reread_routed[memo]
-        route, route_table = routes[(table.name, ref[0])]
-        document = document_in(state, route)  # PoisonRecordError: the ref is rejected
-        return plan_write(change, route_table, document, target, read)
+    plan = ChangePlanner(works)
 
     def reread(refs: Sequence[DocumentRef]) -> dict[DocumentRef, ReadState | str]:
         by_table: dict[str, list[DocumentRef]] = {}
         for ref in refs:
-            by_table.setdefault(by_ref[ref].change.table, []).append(ref)
+            by_table.setdefault(plan.work(ref).change.table, []).append(ref)
         states: dict[DocumentRef, ReadState | str] = {}
         for table, table_refs in by_table.items():
-            records = [by_ref[ref].change.latest for ref in table_refs]
+            records = [plan.work(ref).change.latest for ref in table_refs]
             read = _read_by_key(sinks, table, records, deadline)
             for ref in table_refs:
                 states[ref] = read if isinstance(read, str) else read[ref[1]]
@@ -122,11 +93,11 @@ def _apply_to_search(
         deadline=deadline,
         refresh=bulk_refresh(work.table for work in works),
     )
-    result = sinks.search.apply(list(by_ref), plan, options)
+    result = sinks.search.apply(plan.refs, plan, options)
     for ref, outcome in result.outcomes.items():
-        by_ref[ref].outcomes[ref] = outcome
+        plan.work(ref).outcomes[ref] = outcome
     for ref, document in result.observed.items():
-        by_ref[ref].observe(ref, document)
+        plan.work(ref).observe(ref, document)
     return result
 
 

@@ -14,11 +14,11 @@ from typing import Any
 
 from syncer.config import Route, TableConfig
 from syncer.config.names import reindex_alias
+from syncer.core.bodies import change_state
 from syncer.core.coalesce import KeyChange
 from syncer.core.consistency import WrittenKey
 from syncer.core.documents import DocumentRef, IndexedDocument, Settled
 from syncer.core.outcome import KeyStages, worst
-from syncer.core.plan import change_state
 from syncer.core.routes import Routed, document_in, route_item
 from syncer.core.writes import RefOutcome
 
