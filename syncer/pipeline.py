@@ -47,8 +47,6 @@ def _read_by_key(
 ) -> dict[str, ReadState] | str:
     """Consistent reads of the records' items by document id, or why they failed."""
     try:
-        if sinks.dynamodb is None:
-            raise DownstreamUnavailableError("no DynamoDB client to read items")
         return sinks.items.read(table, [record.typed_keys for record in records], deadline)
     except Exception as error:  # noqa: BLE001 - reported_failure re-raises bugs
         return reported_failure(error, f"reading items from {table}")

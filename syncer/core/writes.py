@@ -3,13 +3,17 @@ the search adapter, so that no planner imports the adapter (pure)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Protocol
 
 from syncer.core.deadline import Deadline
 from syncer.core.documents import (
     Decision,
     DocumentRef,
+    DocumentWrite,
     IndexedDocument,
     ReadState,
     Settled,
@@ -75,3 +79,60 @@ class WriteOptions:
     read_first: bool = True
     refresh: str | None = None
     replan_conflicts: bool = True
+
+
+class ItemStatus(Enum):
+    """How one ``_bulk`` item ended (``syncer.sinks.search.bulk.item_result`` is the table)."""
+
+    OK = "ok"
+    CONFLICT = "conflict"
+    TRANSIENT = "transient"
+    PERMANENT = "permanent"
+
+
+@dataclass(frozen=True, slots=True)
+class ItemResult:
+    status: ItemStatus
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SentChunk:
+    """One request's writes and each one's result; ``unencodable`` never left (no JSON)."""
+
+    writes: Sequence[DocumentWrite]
+    results: Mapping[DocumentRef, ItemResult]
+    seconds: float = 0.0
+    unencodable: Sequence[tuple[DocumentWrite, str]] = ()
+
+
+class WriteRounds(Protocol):
+    """What ``write_documents`` needs of a search store: its attempts, one read, one send.
+
+    The OpenSearch adapter (``SearchSink``) and the tests' in-memory fake both provide it, and
+    ``write_documents`` (the loop: read, plan, send, settle, again for what is left) runs over
+    either.
+    """
+
+    def attempts(self, deadline: Deadline | None) -> Iterable[AbstractContextManager[Any]]:
+        """The rounds the retry policy allows; an exception inside one asks for the next."""
+        ...
+
+    def read_round(
+        self,
+        refs: Sequence[DocumentRef],
+        fields: Sequence[str],
+        optional_aliases: frozenset[str],
+        deadline: Deadline | None,
+        *,
+        read: bool,
+    ) -> dict[DocumentRef, TargetState]:
+        """Each ref's concrete index and state (absent when not ``read``); refs of optional
+        aliases that do not exist are left out. One attempt."""
+        ...
+
+    def send_round(
+        self, writes: Sequence[DocumentWrite], refresh: str | None, deadline: Deadline | None
+    ) -> Iterator[SentChunk]:
+        """Send the writes (in requests cut by count and bytes), a chunk of results at a time."""
+        ...

@@ -17,6 +17,7 @@ from syncer.core.documents import ReadState
 from syncer.core.keys import TypedKey, boto_key, key_document_id
 from syncer.core.records import document_id
 from syncer.core.versions import Version, read_version
+from syncer.errors import DownstreamUnavailableError
 from syncer.sinks.resilience import Deadline, Downstream, PendingItemsError
 
 BATCH_GET_LIMIT = 100
@@ -67,6 +68,8 @@ class ItemReader:
 
         BatchGetItem's UnprocessedKeys are retried with the guard's backoff, as AWS asks.
         """
+        if self._client is None:
+            raise DownstreamUnavailableError("no DynamoDB client to read items")
         requested = [boto_key(key) for key in keys]
         started = time.time()
         found = self._batch_get(table, requested, deadline)

@@ -20,8 +20,8 @@ from syncer.sinks.search.reads import (
     read_targets,
     scroll_pages,
 )
-from syncer.sinks.search.sink import SearchSink
-from syncer.sinks.search.writes import apply_writes, write_documents
+from syncer.sinks.search.sink import SearchSink, apply_writes
+from syncer.sinks.search.writes import write_documents
 
 __all__ = [
     "REINDEX_ALIAS_SUFFIX",

@@ -3,30 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from syncer.core import jsoncodec
 from syncer.core.documents import DocumentRef, DocumentWrite, WriteKind
+from syncer.core.writes import ItemResult as ItemResult
+from syncer.core.writes import ItemStatus as ItemStatus
 from syncer.errors import SearchUnavailableError
 from syncer.sinks.search.aliases import timeout_params
 
 if TYPE_CHECKING:
     from opensearchpy import OpenSearch
-
-
-class ItemStatus(Enum):
-    OK = "ok"
-    CONFLICT = "conflict"
-    TRANSIENT = "transient"
-    PERMANENT = "permanent"
-
-
-@dataclass(frozen=True, slots=True)
-class ItemResult:
-    status: ItemStatus
-    reason: str = ""
 
 
 def _action_line(write: DocumentWrite) -> dict[str, Any]:

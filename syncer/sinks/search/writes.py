@@ -1,4 +1,4 @@
-"""``apply_writes``: read, plan, write conditionally, settle every item (docs/ordering.md).
+"""``write_documents``: read, plan, write conditionally, settle every item (docs/ordering.md).
 
 Each document carries its version in ``_syncer`` (``syncer.core.versions``). A write is sent only
 when the planner finds it newer than the indexed state, and it is conditional on the document not
@@ -10,13 +10,9 @@ deleted item back; the alias filters tombstones out. Every ``_bulk`` item's resu
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 
-from syncer.config import OpenSearchConfig
-from syncer.core.deadline import Deadline
 from syncer.core.documents import (
     DocumentRef,
     DocumentWrite,
@@ -28,37 +24,18 @@ from syncer.core.documents import (
 from syncer.core.writes import (
     SETTLED_BY_KIND,
     ApplyResult,
+    ItemStatus,
     Planner,
     Rereader,
     WriteOptions,
+    WriteRounds,
 )
 from syncer.errors import PoisonRecordError
-from syncer.sinks.resilience import Downstream, PendingItemsError, reported_failure
-from syncer.sinks.search.bulk import ItemStatus, bulk_chunks, send_bulk
-from syncer.sinks.search.targets import read_round
-
-if TYPE_CHECKING:
-    from opensearchpy import OpenSearch
-
-
-def apply_writes(
-    client: OpenSearch,
-    guard: Downstream,
-    refs: Sequence[DocumentRef],
-    plan: Planner,
-    limits: OpenSearchConfig,
-    **options: Any,
-) -> ApplyResult:
-    """``write_documents`` with ``WriteOptions``' fields as keywords (kept for its callers)."""
-    if "fields" in options:
-        options["fields"] = tuple(options["fields"])
-    return write_documents(client, guard, limits, refs, plan, WriteOptions(**options))
+from syncer.sinks.resilience import PendingItemsError, reported_failure
 
 
 def write_documents(
-    client: OpenSearch,
-    guard: Downstream,
-    limits: OpenSearchConfig,
+    store: WriteRounds,
     refs: Sequence[DocumentRef],
     plan: Planner,
     options: WriteOptions,
@@ -72,8 +49,9 @@ def write_documents(
     ``CONFLICT`` when ``replan_conflicts`` is off); a transient item is sent again; a permanent
     one is ``REJECTED``. ``Verdict.REREAD`` asks ``reread`` for the item as the table holds it
     now and plans once more with it. Refs whose alias is optional and absent are ``SKIPPED``.
-    Rounds are bounded by the guard's retry policy and ``deadline``; what is left then is
-    ``FAILED`` with the reason. Errors no table knows (bugs) propagate.
+    Rounds are bounded by the store's retry policy and ``deadline``; what is left then is
+    ``FAILED`` with the reason. Errors no table knows (bugs) propagate. ``store`` only reads
+    and sends (``WriteRounds``): the OpenSearch adapter, or the tests' in-memory fake.
     """
     deadline = options.deadline
     result = ApplyResult()
@@ -82,22 +60,20 @@ def write_documents(
         return result
     first_round = True
     try:
-        for attempt in guard.retrying(deadline):
+        for attempt in store.attempts(deadline):
             with attempt:
                 pending = [ref for ref in pending if ref not in result.outcomes]
-                targets = guard.call(
-                    read_round,
-                    client,
+                targets = store.read_round(
                     pending,
                     options.fields,
                     options.optional_aliases,
-                    _cap(limits, deadline),
+                    deadline,
                     read=options.read_first or not first_round,
                 )
                 first_round = False
                 pending = _skip_absent_optional(pending, targets, result)
                 writes = _plan_round(pending, targets, plan, options.reread, result)
-                reasons = _send_writes(client, guard, writes, limits, result, options)
+                reasons = _send_writes(store, writes, result, options)
                 if not options.replan_conflicts:
                     for ref, reason in reasons.conflicts:
                         result.settle(ref, Settled.CONFLICT, reason)
@@ -111,10 +87,6 @@ def write_documents(
             if ref not in result.outcomes:
                 result.settle(ref, Settled.FAILED, reason)
     return result
-
-
-def _cap(limits: OpenSearchConfig, deadline: Deadline | None) -> float | None:
-    return None if deadline is None else deadline.request_timeout(limits.timeout_s)
 
 
 def _skip_absent_optional(
@@ -192,28 +164,15 @@ class _RoundReasons:
 
 
 def _send_writes(
-    client: OpenSearch,
-    guard: Downstream,
-    writes: _Writes,
-    limits: OpenSearchConfig,
-    result: ApplyResult,
-    options: WriteOptions,
+    store: WriteRounds, writes: _Writes, result: ApplyResult, options: WriteOptions
 ) -> _RoundReasons:
-    """Send the round's writes in ``_bulk`` chunks and settle every ref by its item's result."""
+    """Send the round's writes and settle every ref by its item's result."""
     reasons = _RoundReasons()
     planned = [write for write, _ in writes.values()]
-    unencodable: list[tuple[DocumentWrite, str]] = []
-    chunks = bulk_chunks(planned, limits.bulk_max_actions, limits.bulk_max_bytes, unencodable)
-    for chunk, body in chunks:
-        started = time.perf_counter()
-        try:
-            item_results = guard.call(
-                send_bulk, client, body, chunk, options.refresh, _cap(limits, options.deadline)
-            )
-        finally:
-            result.bulk_seconds += time.perf_counter() - started
-        for write in chunk:
-            outcome = item_results[write.ref]
+    for sent in store.send_round(planned, options.refresh, options.deadline):
+        result.bulk_seconds += sent.seconds
+        for write in sent.writes:
+            outcome = sent.results[write.ref]
             for ref in writes[write.ref][1]:
                 if outcome.status is ItemStatus.OK:
                     result.settle(ref, SETTLED_BY_KIND[write.kind])
@@ -224,7 +183,7 @@ def _send_writes(
                     reasons.conflicts.append((ref, outcome.reason))
                 else:
                     reasons.transient.append(outcome.reason)
-    for write, reason in unencodable:
-        for ref in writes[write.ref][1]:
-            result.settle(ref, Settled.REJECTED, reason)
+        for write, reason in sent.unencodable:
+            for ref in writes[write.ref][1]:
+                result.settle(ref, Settled.REJECTED, reason)
     return reasons
