@@ -85,6 +85,7 @@ def _apply_to_search(
         return states
 
     options = WriteOptions(
+        absent_first=_inserts(works),
         reread=reread,
         fields=tuple(fields),
         optional_aliases=optional,
@@ -97,6 +98,16 @@ def _apply_to_search(
     for ref, document in result.observed.items():
         plan.work(ref).observe(ref, document)
     return result
+
+
+def _inserts(works: Sequence[KeyWork]) -> frozenset[DocumentRef]:
+    """The refs of keys whose newest change is an INSERT: written with ``create`` unread.
+
+    An INSERT means the item did not exist before it; usually its document does not either, and
+    a ``create`` (refused with a 409 when anything is there, then read and planned again as
+    usual) needs no ``_mget`` first (docs/ordering.md, "Costs").
+    """
+    return frozenset(ref for work in works if work.change.latest.is_insert for ref in work.refs)
 
 
 def _invalidate_cache(

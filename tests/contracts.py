@@ -96,6 +96,34 @@ class SearchContract:
         assert seen[-1] is not None
         assert document(alias, doc_id)["name"] == "shoe"
 
+    def test_a_ref_assumed_absent_is_created_or_planned_again(self, search, alias, document):
+        """``absent_first`` refs are created unread; one that meets a document is re-planned."""
+        fresh, present = new_id(), new_id()
+        search.apply([(alias, present)], writer(5, name="boot"))
+        options = WriteOptions(absent_first=frozenset({(alias, fresh), (alias, present)}))
+        result = search.apply([(alias, fresh), (alias, present)], writer(6, name="shoe"), options)
+        assert result.status((alias, fresh)) is Settled.WRITTEN
+        assert result.status((alias, present)) is Settled.WRITTEN
+        assert document(alias, fresh)["name"] == "shoe"
+        assert document(alias, present)["name"] == "shoe"
+        older = search.apply(
+            [(alias, present)],
+            writer(4, name="old"),
+            WriteOptions(absent_first=frozenset({(alias, present)})),
+        )
+        assert older.status((alias, present)) is Settled.SKIPPED
+        assert document(alias, present)["name"] == "shoe"
+
+    def test_an_unread_create_never_creates_an_index(self, search) -> None:
+        """A ref assumed absent whose alias does not exist fails; no index gets its name."""
+        missing = f"missing-{uuid.uuid4().hex[:8]}"
+        ref = (missing, new_id())
+        options = WriteOptions(absent_first=frozenset({ref}), read_first=True)
+        result = search.apply([ref], writer(5, name="boot"), options)
+        assert result.status(ref) is Settled.FAILED
+        assert not search.alias_exists(missing)
+        assert search.mget([{"_index": missing, "_id": ref[1]}])[0].get("found") is not True
+
     def test_a_conflict_is_settled_when_not_replanned(self, search, alias) -> None:
         """With ``replan_conflicts`` off a 409 settles the ref as CONFLICT."""
         doc_id = new_id()

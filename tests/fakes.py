@@ -82,6 +82,7 @@ class FakeSearch(_Failures):
         self.indices: dict[str, dict[str, tuple[dict[str, Any], int]]] = {}
         self.item_statuses: dict[str, list[int]] = {}  # doc id -> statuses its next items get
         self.bulk_requests = 0
+        self.documents_read = 0  # refs whose indexed state a read_round looked up
         self.refreshes: list[str] = []
 
     def create(self, alias: str) -> str:
@@ -112,6 +113,7 @@ class FakeSearch(_Failures):
         deadline: Deadline | None,
         *,
         read: bool,
+        absent: frozenset[DocumentRef] = frozenset(),
     ) -> dict[DocumentRef, TargetState]:
         def read_all() -> dict[DocumentRef, TargetState]:
             self._call()
@@ -124,19 +126,25 @@ class FakeSearch(_Failures):
                     raise SearchUnavailableError(
                         f"index_not_found_exception: no such index [{alias}]: run `syncer setup`"
                     )
-                found = self.indices[index].get(doc_id) if read else None
+                assumed = not read or (alias, doc_id) in absent
+                self.documents_read += 0 if assumed else 1
+                found = None if assumed else self.indices[index].get(doc_id)
                 document = None
                 if found is not None:
                     wanted = {SYNCER_FIELD, *fields}
                     source = {k: v for k, v in found[0].items() if k in wanted}
                     document = indexed_document(source, found[1], 1)
-                targets[(alias, doc_id)] = TargetState(index, document)
+                targets[(alias, doc_id)] = TargetState(alias if assumed else index, document)
             return targets
 
         return self.guard.call(read_all)
 
     def send_round(
-        self, writes: Sequence[DocumentWrite], refresh: str | None, deadline: Deadline | None
+        self,
+        writes: Sequence[DocumentWrite],
+        refresh: str | None,
+        deadline: Deadline | None,
+        aliases: frozenset[str] = frozenset(),
     ) -> Iterator[SentChunk]:
         unencodable: list[tuple[DocumentWrite, str]] = []
         encodable: list[DocumentWrite] = []
@@ -165,7 +173,11 @@ class FakeSearch(_Failures):
 
     def _item(self, write: DocumentWrite) -> ItemResult:
         index, doc_id = write.ref
+        index = self.aliases.get(index, index)  # a write through the alias (a create unread)
         action = "delete" if write.kind is WriteKind.DELETE else "index"
+        if index not in self.indices:  # never created by a write (require_alias)
+            error = {"type": "index_not_found_exception", "reason": f"no such index [{index}]"}
+            return item_result({action: {"status": 404, "error": error}})
         scripted = self.item_statuses.get(doc_id)
         if scripted:
             status = scripted.pop(0)

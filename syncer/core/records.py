@@ -78,6 +78,10 @@ class ChangeRecord:
         return self.event_name is EventName.REMOVE
 
     @property
+    def is_insert(self) -> bool:
+        return self.event_name is EventName.INSERT
+
+    @property
     def needs_item_lookup(self) -> bool:
         """True when the stream does not carry the new image and the table must be read."""
         return not self.is_remove and self.new_image is None

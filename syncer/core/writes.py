@@ -68,7 +68,8 @@ class WriteOptions:
     ``reread`` answers ``Verdict.REREAD`` with the item as the table holds it now; ``fields``
     are read back with ``_syncer`` (for cache keys); refs of ``optional_aliases`` that do not
     exist are skipped; ``read_first=False`` assumes absence in the first round (a scan into a
-    new index); ``refresh`` goes with every ``_bulk``; ``replan_conflicts=False`` settles a
+    new index), ``absent_first`` for those refs only (a stream INSERT's: its ``create`` is
+    refused with a 409 when anything is there, then read and planned again); ``refresh`` goes with every ``_bulk``; ``replan_conflicts=False`` settles a
     409 as ``CONFLICT`` instead of planning again.
     """
 
@@ -77,6 +78,7 @@ class WriteOptions:
     optional_aliases: frozenset[str] = frozenset()
     deadline: Deadline | None = None
     read_first: bool = True
+    absent_first: frozenset[DocumentRef] = frozenset()
     refresh: str | None = None
     replan_conflicts: bool = True
 
@@ -126,13 +128,22 @@ class WriteRounds(Protocol):
         deadline: Deadline | None,
         *,
         read: bool,
+        absent: frozenset[DocumentRef] = frozenset(),
     ) -> dict[DocumentRef, TargetState]:
-        """Each ref's concrete index and state (absent when not ``read``); refs of optional
-        aliases that do not exist are left out. One attempt."""
+        """Each ref's concrete index and state (taken as absent when not ``read``, and for the
+        refs in ``absent``); refs of optional aliases that do not exist are left out. One
+        attempt."""
         ...
 
     def send_round(
-        self, writes: Sequence[DocumentWrite], refresh: str | None, deadline: Deadline | None
+        self,
+        writes: Sequence[DocumentWrite],
+        refresh: str | None,
+        deadline: Deadline | None,
+        aliases: frozenset[str] = frozenset(),
     ) -> Iterator[SentChunk]:
-        """Send the writes (in requests cut by count and bytes), a chunk of results at a time."""
+        """Send the writes (in requests cut by count and bytes), a chunk of results at a time.
+
+        A write into one of ``aliases`` goes through the alias unread: it must fail when the
+        alias does not exist, never create an index by that name."""
         ...

@@ -128,6 +128,32 @@ def test_a_conflict_is_planned_again(search: FakeSearch) -> None:
     assert search.bulk_requests == 2
 
 
+def test_inserts_are_created_without_reading_the_index(search: FakeSearch) -> None:
+    """A batch of INSERTs reads no document first: each is a create, refused if one exists."""
+    # given a batch of new items
+    records = [record("INSERT", f"p-{n}", n, category="shoes") for n in range(1, 6)]
+    # when it runs
+    outcome = process_batch(records, _config(), fake_sinks(search))
+    # then every item is indexed and no document was read
+    assert outcome.indexed == 5
+    assert search.documents_read == 0
+
+
+def test_a_replayed_insert_still_loses_to_a_newer_state(search: FakeSearch) -> None:
+    """An INSERT delivered again after its item's REMOVE leaves the tombstone in place."""
+    # given an item inserted, then removed
+    process_batch([record("INSERT", "p-1", 1, category="shoes")], _config(), fake_sinks(search))
+    process_batch([record("REMOVE", "p-1", 2)], _config(), fake_sinks(search))
+    # when the INSERT is delivered again (a retried batch)
+    outcome = process_batch(
+        [record("INSERT", "p-1", 1, category="shoes")], _config(), fake_sinks(search)
+    )
+    # then its create meets the tombstone, is read and planned again, and skipped
+    assert outcome.skipped_stale == 1
+    assert outcome.failed_sequence_numbers == ()
+    assert search.document("catalog", "p-1|v1")[SYNCER_FIELD]["deleted"] is True
+
+
 # The failure table (docs/operations.md "How failures are handled"), one row per case.
 FAILURES = [
     # (what fails, [redis] on_failure, failed records, dead-letter error class or None)
@@ -266,3 +292,21 @@ def test_routes_put_the_document_in_its_route_and_tombstones_elsewhere() -> None
     assert search.document("others", "p-1|v1")[SYNCER_FIELD]["deleted"] is True
     assert cache.invalidated == [{"boot:p-1"}]
     assert outcome.written[0].index == "boots"
+
+
+def test_redrive_tells_rejected_again_from_redriven_by_record_identity(search: FakeSearch) -> None:
+    """A redriven record rejected again, one written and one failing each get their own fate."""
+    from syncer.commands.redrive import Fate, redrive_entries
+
+    # given dead-letter entries of three items: one OpenSearch refuses, one it takes, one 429s
+    search.item_statuses["p-1|v1"] = [400]
+    search.item_statuses["p-3|v1"] = [429] * 10
+    entries = [
+        {"record": record("INSERT", f"p-{n}", n, category="shoes"), "error": {}} for n in (1, 2, 3)
+    ]
+    letters = FakeLetters()
+    # when they are redriven through the pipeline
+    fates = redrive_entries(entries, _config(), fake_sinks(search, letters=letters))
+    # then each entry's fate follows its own record, told apart by stream and sequence number
+    assert fates == [Fate.REJECTED_AGAIN, Fate.REDRIVEN, Fate.FAILED_AGAIN]
+    assert [letter.sequence_text for letter in letters.letters] == [str(SEQ + 1)]

@@ -69,6 +69,7 @@ class SearchSink:
         deadline: Deadline | None,
         *,
         read: bool,
+        absent: frozenset[DocumentRef] = frozenset(),
     ) -> dict[DocumentRef, TargetState]:
         """The refs' target states: the ``_mget``, the reindex aliases' ``HEAD`` (one attempt)."""
         return self.guard.call(
@@ -79,16 +80,22 @@ class SearchSink:
             optional_aliases,
             self._cap(deadline),
             read=read,
+            absent=absent,
         )
 
     def send_round(
-        self, writes: Sequence[DocumentWrite], refresh: str | None, deadline: Deadline | None
+        self,
+        writes: Sequence[DocumentWrite],
+        refresh: str | None,
+        deadline: Deadline | None,
+        aliases: frozenset[str] = frozenset(),
     ) -> Iterator[SentChunk]:
-        """The writes as ``_bulk`` requests cut by count and bytes, each item's result read."""
+        """The writes as ``_bulk`` requests cut by count and bytes, each item's result read;
+        a ``create`` into one of ``aliases`` requires that alias (``bulk_chunks``)."""
         unencodable: list[tuple[DocumentWrite, str]] = []
         limits = self.limits
         for chunk, body in bulk_chunks(
-            writes, limits.bulk_max_actions, limits.bulk_max_bytes, unencodable
+            writes, limits.bulk_max_actions, limits.bulk_max_bytes, unencodable, aliases
         ):
             started = time.perf_counter()
             results = self.guard.call(

@@ -69,6 +69,7 @@ def write_documents(
                     options.optional_aliases,
                     deadline,
                     read=options.read_first or not first_round,
+                    absent=options.absent_first if first_round else frozenset(),
                 )
                 first_round = False
                 pending = _skip_absent_optional(pending, targets, result)
@@ -169,7 +170,8 @@ def _send_writes(
     """Send the round's writes and settle every ref by its item's result."""
     reasons = _RoundReasons()
     planned = [write for write, _ in writes.values()]
-    for sent in store.send_round(planned, options.refresh, options.deadline):
+    aliases = frozenset(ref[0] for ref in options.absent_first)  # written through, unread
+    for sent in store.send_round(planned, options.refresh, options.deadline, aliases):
         result.bulk_seconds += sent.seconds
         for write in sent.writes:
             outcome = sent.results[write.ref]
