@@ -85,7 +85,7 @@ def _apply_to_search(
         return states
 
     options = WriteOptions(
-        absent_first=_inserts(works),
+        absent_first=_Inserts(plan),
         reread=reread,
         fields=tuple(fields),
         optional_aliases=optional,
@@ -94,20 +94,29 @@ def _apply_to_search(
     )
     result = sinks.search.apply(plan.refs, plan, options)
     for ref, outcome in result.outcomes.items():
-        plan.work(ref).outcomes[ref] = outcome
+        plan.work(ref).settle(ref, outcome)
     for ref, document in result.observed.items():
         plan.work(ref).observe(ref, document)
     return result
 
 
-def _inserts(works: Sequence[KeyWork]) -> frozenset[DocumentRef]:
+class _Inserts:
     """The refs of keys whose newest change is an INSERT: written with ``create`` unread.
 
     An INSERT means the item did not exist before it; usually its document does not either, and
     a ``create`` (refused with a 409 when anything is there, then read and planned again as
-    usual) needs no ``_mget`` first (docs/ordering.md, "Costs").
+    usual) needs no ``_mget`` first (docs/ordering.md). Asked of the batch's planner per ref,
+    so no set of every ref is built.
     """
-    return frozenset(ref for work in works if work.change.latest.is_insert for ref in work.refs)
+
+    __slots__ = ("_plan",)
+
+    def __init__(self, plan: ChangePlanner) -> None:
+        self._plan = plan
+
+    def __contains__(self, ref: object) -> bool:
+        work = self._plan.find(ref)
+        return work is not None and work.change.latest.is_insert
 
 
 def _invalidate_cache(
@@ -116,7 +125,7 @@ def _invalidate_cache(
     """Invalidate every key's cache keys in one round trip; any error."""
     for work in works:
         work.cache_keys = frozenset(
-            plan_cache_keys(work.change, work.table, [work.item], work.indexed)
+            plan_cache_keys(work.change, work.table, [work.item], work.indexed or ())
         )
     keys = set().union(*(work.cache_keys for work in works))
     if not keys:

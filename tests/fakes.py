@@ -9,7 +9,7 @@ stands for. Failures are injected per call (``fail_next``) or per document (``it
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Container, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -113,7 +113,7 @@ class FakeSearch(_Failures):
         deadline: Deadline | None,
         *,
         read: bool,
-        absent: frozenset[DocumentRef] = frozenset(),
+        absent: Container[DocumentRef] = frozenset(),
     ) -> dict[DocumentRef, TargetState]:
         def read_all() -> dict[DocumentRef, TargetState]:
             self._call()

@@ -165,6 +165,12 @@ class ChangePlanner:
     def work(self, ref: DocumentRef) -> KeyWork:
         return self._by_ref[ref]
 
+    def find(self, ref: object) -> KeyWork | None:
+        """The key's work of ``ref``, or None when the batch has no such ref."""
+        if not isinstance(ref, tuple):
+            return None
+        return self._by_ref.get(ref)
+
     def __call__(self, ref: DocumentRef, target: TargetState, read: ReadState | None) -> Decision:
         work = self._by_ref[ref]
         state = work.route() if read is None else self._reread_state(work, read)

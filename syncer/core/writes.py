@@ -3,7 +3,7 @@ the search adapter, so that no planner imports the adapter (pure)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from enum import Enum
@@ -78,7 +78,7 @@ class WriteOptions:
     optional_aliases: frozenset[str] = frozenset()
     deadline: Deadline | None = None
     read_first: bool = True
-    absent_first: frozenset[DocumentRef] = frozenset()
+    absent_first: Container[DocumentRef] = frozenset()
     refresh: str | None = None
     replan_conflicts: bool = True
 
@@ -128,7 +128,7 @@ class WriteRounds(Protocol):
         deadline: Deadline | None,
         *,
         read: bool,
-        absent: frozenset[DocumentRef] = frozenset(),
+        absent: Container[DocumentRef] = frozenset(),
     ) -> dict[DocumentRef, TargetState]:
         """Each ref's concrete index and state (taken as absent when not ``read``, and for the
         refs in ``absent``); refs of optional aliases that do not exist are left out. One

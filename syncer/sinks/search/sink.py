@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
@@ -69,7 +69,7 @@ class SearchSink:
         deadline: Deadline | None,
         *,
         read: bool,
-        absent: frozenset[DocumentRef] = frozenset(),
+        absent: Container[DocumentRef] = frozenset(),
     ) -> dict[DocumentRef, TargetState]:
         """The refs' target states: the ``_mget``, the reindex aliases' ``HEAD`` (one attempt)."""
         return self.guard.call(

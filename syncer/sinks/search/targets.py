@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_for_futures
 from typing import TYPE_CHECKING
@@ -43,7 +43,7 @@ def read_round(
     timeout_s: float | None,
     *,
     read: bool,
-    absent: frozenset[DocumentRef] = frozenset(),
+    absent: Container[DocumentRef] = frozenset(),
 ) -> dict[DocumentRef, TargetState]:
     """The round's target states; refs of optional aliases that do not exist are left out.
 
@@ -83,7 +83,7 @@ def _read_or_assume(
     optional_aliases: frozenset[str],
     timeout_s: float | None,
     read: bool,
-    absent: frozenset[DocumentRef] = frozenset(),
+    absent: Container[DocumentRef] = frozenset(),
 ) -> dict[DocumentRef, TargetState]:
     if not refs:
         return {}

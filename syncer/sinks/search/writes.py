@@ -63,18 +63,21 @@ def write_documents(
         for attempt in store.attempts(deadline):
             with attempt:
                 pending = [ref for ref in pending if ref not in result.outcomes]
+                absent = options.absent_first if first_round else frozenset()
+                # Refs planned unread are written through their alias, which must exist.
+                through = frozenset(ref[0] for ref in pending if ref in absent)
                 targets = store.read_round(
                     pending,
                     options.fields,
                     options.optional_aliases,
                     deadline,
                     read=options.read_first or not first_round,
-                    absent=options.absent_first if first_round else frozenset(),
+                    absent=absent,
                 )
                 first_round = False
                 pending = _skip_absent_optional(pending, targets, result)
                 writes = _plan_round(pending, targets, plan, options.reread, result)
-                reasons = _send_writes(store, writes, result, options)
+                reasons = _send_writes(store, writes, result, options, through)
                 if not options.replan_conflicts:
                     for ref, reason in reasons.conflicts:
                         result.settle(ref, Settled.CONFLICT, reason)
@@ -165,13 +168,16 @@ class _RoundReasons:
 
 
 def _send_writes(
-    store: WriteRounds, writes: _Writes, result: ApplyResult, options: WriteOptions
+    store: WriteRounds,
+    writes: _Writes,
+    result: ApplyResult,
+    options: WriteOptions,
+    through: frozenset[str],
 ) -> _RoundReasons:
     """Send the round's writes and settle every ref by its item's result."""
     reasons = _RoundReasons()
     planned = [write for write, _ in writes.values()]
-    aliases = frozenset(ref[0] for ref in options.absent_first)  # written through, unread
-    for sent in store.send_round(planned, options.refresh, options.deadline, aliases):
+    for sent in store.send_round(planned, options.refresh, options.deadline, through):
         result.bulk_seconds += sent.seconds
         for write in sent.writes:
             outcome = sent.results[write.ref]
