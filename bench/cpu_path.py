@@ -72,7 +72,7 @@ def syncer_path(stages: int = 5, gc_paused: bool = True) -> CpuPath:
     from syncer.sinks.search import bulk_chunks
 
     table = TableConfig(TABLE, "catalog", tuple(CACHE_KEYS), frozenset({"cost"}))
-    plan_key = _planning_path(plan, table)
+    plan_batch = _planning_path(plan, table)
 
     def run(records: Sequence[dict[str, Any]]) -> tuple[int, int]:
         if not gc_paused or not gc.isenabled():
@@ -91,7 +91,7 @@ def syncer_path(stages: int = 5, gc_paused: bool = True) -> CpuPath:
         changes = coalesce_latest_per_key(decoded)
         if stages < 3:
             return 0, 0
-        writes = [write for write in map(plan_key, changes) if write is not None]
+        writes = [write for write in plan_batch(changes) if write is not None]
         if stages < 4:
             return 0, 0
         cache_keys: set[str] = set()
@@ -180,32 +180,33 @@ def routed_path() -> CpuPath:
     return run
 
 
-def _planning_path(plan: Any, table: Any) -> Callable[[Any], Any]:
-    """How the pipeline of this tree plans a change into the table's (absent) document.
+def _planning_path(plan: Any, table: Any) -> Callable[[Any], list[Any]]:
+    """How the pipeline of this tree plans a batch's changes into the table's absent documents.
 
-    Today: a ``KeyWork`` per key and the batch's ``ChangePlanner``, as ``process_batch`` does.
-    Revisions before it (the module may come from another revision's tree, so ask the module,
-    not an import) had ``plan_document_write``: before 298eb3c with the concrete index as
-    ``index=``, later with a ``TargetState``.
+    Today: a ``KeyWork`` per key and one ``ChangePlanner`` for the batch, as ``process_batch``
+    does. Revisions before it (the module may come from another revision's tree, so ask the
+    module, not an import) had ``plan_document_write``: before 298eb3c with the concrete index
+    as ``index=``, later with a ``TargetState``.
     """
     from syncer.core.documents import TargetState
 
     old = getattr(plan, "plan_document_write", None)
     if old is not None:
         if "index" in inspect.signature(old).parameters:
-            return lambda change: old(change, table, None, index=INDEX)
-        target = TargetState(INDEX, None)
-        return lambda change: old(change, table, target)
+            return lambda changes: [old(c, table, None, index=INDEX) for c in changes]
+        absent = TargetState(INDEX, None)
+        return lambda changes: [old(c, table, absent) for c in changes]
     from syncer.core.planners import ChangePlanner
     from syncer.core.work import KeyWork
 
     target = TargetState(INDEX, None)
 
-    def plan_key(change: Any) -> Any:
-        work = KeyWork.start(change, table)
-        return ChangePlanner((work,))(work.home, target, None)
+    def plan_batch(changes: Any) -> list[Any]:
+        works = [KeyWork.start(change, table) for change in changes]
+        planner = ChangePlanner(works)
+        return [planner(work.home, target, None) for work in works]
 
-    return plan_key
+    return plan_batch
 
 
 def syncer_path_at(revision: str) -> CpuPath:
