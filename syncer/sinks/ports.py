@@ -96,9 +96,7 @@ class OpenSearchAdmin:
 
     def indices_of(self, alias: str) -> list[str]:
         """The concrete indices behind ``alias``; none when it does not exist."""
-        found = self._guard.call_with_retry(
-            self._client.indices.get_alias, name=alias, params={"ignore": "404"}
-        )
+        found = self._guard.call_with_retry(self._client.indices.get_alias, name=alias, ignore=404)
         return sorted(name for name in found if isinstance(found.get(name), dict))
 
     def put_alias(self, index: str, alias: str) -> None:

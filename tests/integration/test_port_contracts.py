@@ -65,3 +65,34 @@ class TestFileLetters(LettersContract):
     def written_letters(self, stack: Stack) -> Callable[[], list[dict[str, Any]]]:
         path = stack.config_path.parent / "deadletter.jsonl"
         return lambda: [json.loads(line) for line in path.read_text().splitlines() if line]
+
+
+def test_the_admin_port_moves_aliases_and_reads_settings(stack: Stack) -> None:
+    """The typed admin port: aliases listed, added and swapped in one request, settings read."""
+    # given the stack's alias on its versioned index, and a second index
+    admin = stack.sinks.admin
+    assert admin is not None
+    (current,) = admin.indices_of(stack.index)
+    other = f"{stack.index}-000009"
+    stack.sinks.opensearch.indices.create(index=other)
+    spare = f"{stack.index}-spare"
+    try:
+        # when an alias is put on it, and the main alias is swapped over in one request
+        admin.put_alias(other, spare)
+        admin.update_aliases(
+            [
+                {"remove": {"index": current, "alias": stack.index}},
+                {"add": {"index": other, "alias": stack.index}},
+            ]
+        )
+        # then each alias names its index, an unknown alias none, and settings are readable
+        assert admin.indices_of(spare) == [other]
+        assert admin.indices_of(stack.index) == [other]
+        assert admin.indices_of(f"{stack.index}-nothing") == []
+        admin.put_index_settings(other, {"index.blocks.write": True})
+        settings = admin.index_settings(other, "index.blocks.write")
+        assert settings[other]["settings"]["index"]["blocks"]["write"] == "true"
+    finally:
+        admin.put_index_settings(other, {"index.blocks.write": None})
+        admin.delete_index(other)
+    assert admin.indices_of(spare) == []
