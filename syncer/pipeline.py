@@ -47,7 +47,8 @@ def _read_by_key(
 ) -> dict[str, ReadState] | str:
     """Consistent reads of the records' items by document id, or why they failed."""
     try:
-        return sinks.items.read(table, [record.typed_keys for record in records], deadline)
+        keys = [record.typed_keys for record in records]
+        return sinks.items.read(table, keys, deadline, [r.document_id for r in records])
     except Exception as error:  # noqa: BLE001 - reported_failure re-raises bugs
         return reported_failure(error, f"reading items from {table}")
 

@@ -211,6 +211,9 @@ class ItemsContract:
         states = items.read(table, keys)
         assert states[f"{pk}|v1"].item == {"pk": pk, "sk": "v1", "name": "boot", "n": 3}
         assert states[f"{pk}|v2"].item is None
+        by_id = items.read(table, keys, ids=[f"{pk}|v1", f"{pk}|v2"])
+        assert by_id[f"{pk}|v1"].item == states[f"{pk}|v1"].item
+        assert by_id[f"{pk}|v2"].item is None
         version = states[f"{pk}|v1"].version
         assert version.is_read
         assert version.read_from_ms is not None

@@ -274,14 +274,15 @@ class FakeItems(_Failures):
         table: str,
         keys: Sequence[Mapping[str, Mapping[str, Any]]],
         deadline: Deadline | None = None,
+        ids: Sequence[str] | None = None,
     ) -> dict[str, ReadState]:
         started = time.time()
         self.guard.call_with_retry(self._call, deadline=deadline)
         rows = self.tables.get(table, {})
         version = read_version(started, time.time())
         states = {}
-        for key in keys:
-            doc_id = key_document_id(boto_key(key))
+        wanted = ids if ids is not None else [key_document_id(boto_key(key)) for key in keys]
+        for doc_id in wanted:
             found = rows.get(doc_id)
             states[doc_id] = ReadState(None if found is None else decode_item(found), version)
         return states

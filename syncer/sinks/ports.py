@@ -55,6 +55,7 @@ class ItemStore(Protocol):
         table: str,
         keys: Sequence[Mapping[str, Mapping[str, Any]]],
         deadline: Deadline | None = None,
+        ids: Sequence[str] | None = None,
     ) -> dict[str, ReadState]: ...
     def scan(
         self,
