@@ -224,6 +224,10 @@ class Sinks:
             clients=self.clients,
         )
 
+    def _adopt(self, other: Sinks) -> None:
+        for name in Sinks.__slots__:
+            setattr(self, name, getattr(other, name))
+
     def _clients(self) -> Clients:
         if self.clients is None:
             raise AttributeError("these sinks are in-memory fakes: they have no raw clients")
@@ -236,6 +240,11 @@ class Sinks:
     @property
     def redis(self) -> RedisHandle:
         return self._clients().redis
+
+    @redis.setter
+    def redis(self, client: RedisHandle) -> None:
+        """Point the cache port at another Redis (a test's cluster), keeping its guard."""
+        self._adopt(self.replace(redis=client))
 
     @property
     def dynamodb(self) -> Any:
