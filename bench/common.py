@@ -291,9 +291,7 @@ def _in_layout(source: str) -> str:
         source,
         flags=re.MULTILINE,
     )
-    source = re.sub(
-        r"\bsyncer\.([a-z_]+)\b", lambda m: "syncer." + LAYOUT.get(m[1], m[1]), source
-    )
+    source = re.sub(r"\bsyncer\.([a-z_]+)\b", lambda m: "syncer." + LAYOUT.get(m[1], m[1]), source)
     return re.sub(
         r"^from syncer import ([a-z_]+)$",
         lambda m: "from syncer.{} import {} as {}".format(*LAYOUT[m[1]].rsplit("."), m[1]),

@@ -52,13 +52,14 @@ def measure_batches(config_path: Path, batches: int, size: int) -> None:
     from syncer.config.consistency import ConsistencyConfig
     from syncer.consistency.inprocess import InProcessChecker
     from syncer.consistency.queue import SqsScheduler
+    from syncer.core.work import KeyWork
     from syncer.sinks.build import build_sinks
 
     base = load_config(str(config_path))
     table = base.tables[0].name
     sqs = boto3.client("sqs")
     sinks = build_sinks(base)
-    original = pipeline._written_keys
+    original = KeyWork.written_key
     timings: dict[str, list[float]] = {"off": [], "on": []}
     added: dict[tuple[str, float], list[float]] = {}
     sampled: dict[float, list[int]] = {0.01: [], 1.0: []}
@@ -71,7 +72,7 @@ def measure_batches(config_path: Path, batches: int, size: int) -> None:
             for variant in ("off", "on"):
                 records = insert_records(table, size, first)
                 first += size
-                pipeline._written_keys = original if variant == "on" else (lambda *a: ())  # type: ignore[assignment]
+                KeyWork.written_key = original if variant == "on" else (lambda *a: None)  # type: ignore[method-assign]
                 started = time.perf_counter()
                 outcome = pipeline.process_batch(records, base, sinks)
                 timings[variant].append(time.perf_counter() - started)
@@ -104,7 +105,7 @@ def measure_batches(config_path: Path, batches: int, size: int) -> None:
                     finally:
                         sqs.delete_queue(QueueUrl=queue_url)
     finally:
-        pipeline._written_keys = original
+        KeyWork.written_key = original  # type: ignore[method-assign]
         sinks.close()
     off, on = statistics.median(timings["off"]), statistics.median(timings["on"])
     print(

@@ -2,7 +2,8 @@
 
 Three implementations run interleaved on the same batches, so machine noise hits them alike:
 
-* ``syncer``: ``decode_records``, ``coalesce_latest_per_key``, ``plan_document_write`` against
+* ``syncer``: ``decode_records``, ``coalesce_latest_per_key``, a ``KeyWork`` per key and the
+  batch's ``ChangePlanner`` (``plan_document_write`` in revisions before them) against
   an absent document (``create`` actions), ``plan_cache_keys`` and ``search.bulk_chunks``;
 * ``syncer@REV``: the same code with the owned pure modules (attributes, records, coalesce,
   plan, jsoncodec) as they are at git revision REV (default HEAD), to show what the
@@ -64,19 +65,14 @@ def syncer_path(stages: int = 5, gc_paused: bool = True) -> CpuPath:
     ``gc_paused``: hold the cycle collector off around the batch, as ``process_batch`` does.
     """
     from syncer.config import TableConfig
+    from syncer.core import plan
     from syncer.core.coalesce import coalesce_latest_per_key
-    from syncer.core.plan import plan_cache_keys, plan_document_write
+    from syncer.core.plan import plan_cache_keys
     from syncer.core.records import decode_records
     from syncer.sinks.search import bulk_chunks
 
     table = TableConfig(TABLE, "catalog", tuple(CACHE_KEYS), frozenset({"cost"}))
-    target: Any = None
-    # Revisions before 298eb3c take the concrete index as ``index=``; later ones a TargetState
-    # (the module may come from another revision's tree, so ask the function, not an import).
-    if "index" not in inspect.signature(plan_document_write).parameters:
-        from syncer.core.documents import TargetState
-
-        target = TargetState(INDEX, None)
+    plan_batch = _planning_path(plan, table)
 
     def run(records: Sequence[dict[str, Any]]) -> tuple[int, int]:
         if not gc_paused or not gc.isenabled():
@@ -95,15 +91,7 @@ def syncer_path(stages: int = 5, gc_paused: bool = True) -> CpuPath:
         changes = coalesce_latest_per_key(decoded)
         if stages < 3:
             return 0, 0
-        writes = []
-        for change in changes:
-            write = (
-                plan_document_write(change, table, target)
-                if target is not None
-                else plan_document_write(change, table, None, index=INDEX)  # type: ignore[call-arg]
-            )
-            if write is not None:
-                writes.append(write)
+        writes = [write for write in plan_batch(changes) if write is not None]
         if stages < 4:
             return 0, 0
         cache_keys: set[str] = set()
@@ -190,6 +178,35 @@ def routed_path() -> CpuPath:
             gc.enable()
 
     return run
+
+
+def _planning_path(plan: Any, table: Any) -> Callable[[Any], list[Any]]:
+    """How the pipeline of this tree plans a batch's changes into the table's absent documents.
+
+    Today: a ``KeyWork`` per key and one ``ChangePlanner`` for the batch, as ``process_batch``
+    does. Revisions before it (the module may come from another revision's tree, so ask the
+    module, not an import) had ``plan_document_write``: before 298eb3c with the concrete index
+    as ``index=``, later with a ``TargetState``.
+    """
+    from syncer.core.documents import TargetState
+
+    old = getattr(plan, "plan_document_write", None)
+    if old is not None:
+        if "index" in inspect.signature(old).parameters:
+            return lambda changes: [old(c, table, None, index=INDEX) for c in changes]
+        absent = TargetState(INDEX, None)
+        return lambda changes: [old(c, table, absent) for c in changes]
+    from syncer.core.planners import ChangePlanner
+    from syncer.core.work import KeyWork
+
+    target = TargetState(INDEX, None)
+
+    def plan_batch(changes: Any) -> list[Any]:
+        works = [KeyWork.start(change, table) for change in changes]
+        planner = ChangePlanner(works)
+        return [planner(work.home, target, None) for work in works]
+
+    return plan_batch
 
 
 def syncer_path_at(revision: str) -> CpuPath:

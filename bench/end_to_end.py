@@ -1,34 +1,42 @@
 """End to end through ``syncer.handler.lambda_handler`` on the real OpenSearch and Redis.
 
-Batches of 100, 1,000 and 10,000 INSERT records of distinct catalog items (every record is a
-write) in the exact Lambda event format, against two handlers written the way peers write them:
+Two workloads, in the exact Lambda event format (NEW_AND_OLD_IMAGES, ~1 KB catalog items):
 
-* (a) per record: ``TypeDeserializer``, one ``index`` (or ``delete``) call and one Redis ``DEL``
-  per record, as the AWS samples do;
-* (b) opensearch-py ``helpers.bulk`` with its defaults (500 actions per request), then one
-  Redis ``DEL`` per item key;
+* **update** (the figure that counts, the catalog stream's shape): MODIFY records of items
+  already indexed, 10% of the records REMOVE, and about 20% of the records repeat a key already
+  in the same batch (so a batch of 1,000 has about 800 keys). Every key of a batch was indexed
+  before the batch and is touched by no other batch of the run;
+* **insert** (the second figure): INSERT records of distinct new items.
 
-both on their own index with the same template and the same cache keys. For syncer it also
-reports where the wall time goes, stage by stage (``StageClock``): decode, coalesce, plan, cache
-keys and the ``_bulk`` body (CPU), the reindex-alias ``HEAD``, the ``_mget`` that reads indexed
-versions, the ``_bulk`` HTTP calls with OpenSearch's own ``took`` for them (the limit to
-approach), the Redis invalidation, and the rest (response parsing, settling, Python). Stages
-that overlap in time (a ``HEAD`` sent alongside the ``_mget``) are each counted in full; "rest"
-is the wall time no stage covers. Wall time per batch, records/s = records / wall time. The
-handlers take turns batch by batch.
+Each batch goes to three handlers, each with its own index (same template, same cache keys):
 
-    .venv/bin/python bench/end_to_end.py [--sizes 100,1000,10000] [--quick]
+* syncer, through ``lambda_handler``;
+* ``helpers.bulk``: ``TypeDeserializer``, opensearch-py ``helpers.bulk`` with its defaults
+  (500 actions per request), then every record's cache keys deleted in ONE Redis pipeline;
+* per record: ``TypeDeserializer``, one ``index`` (or ``delete``) call and one Redis ``DEL`` per
+  record, as the AWS samples do (measured on the first ``PER_RECORD_MAX_RECORDS`` records).
+
+The handlers take turns batch by batch, and the whole measurement is repeated ``--runs`` times
+(each run on fresh keys), so the machine's busy moments are spread over every handler: the
+machine is shared, so read the ranges over the runs, not one figure. For syncer it also reports
+where the wall time goes (``StageClock``): decode, coalesce, plan, cache keys and the ``_bulk``
+body (CPU), the reindex-alias ``HEAD``, the ``_mget`` that reads indexed versions, the ``_bulk``
+HTTP calls with OpenSearch's own ``took`` (the limit to approach), the Redis invalidation, and
+the rest. Stages that overlap in time are each counted in full; "rest" is the wall time no stage
+covers. OpenSearch's own get and indexing times per index (``_stats``) show what the server
+spent on each handler's documents.
+
+    .venv/bin/python bench/end_to_end.py [--sizes 1000] [--runs 5] [--workloads update,insert]
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
+import random
+import statistics
 import sys
 import time
-from collections.abc import Callable
-from concurrent.futures import Future
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,68 +47,109 @@ from bench.common import (
     CACHE_KEYS,
     OPENSEARCH_URL,
     REDIS_URL,
-    insert_records,
+    SEQUENCE_BASE,
+    catalog_item,
     start_bench,
+    stream_record,
     teardown_index,
 )
 
 TABLE = "bench_e2e"
 ALIAS = "bench-e2e"
 PEER_INDEX = "bench-e2e-peer"
-# How many batches of each size each handler gets: enough records for a steady figure, few
-# enough that the per-record baseline finishes (it makes two round trips per record).
-BATCHES = {100: 30, 1000: 8, 10000: 2}
-PER_RECORD_MAX_RECORDS = 2000  # (a) at 10,000 would take minutes: measured on 2,000 records
+PER_RECORD_INDEX = "bench-e2e-per-record"
+# Batches of each size per handler per run: enough records for a steady figure.
+BATCHES = {100: 20, 1000: 6, 10000: 1}
+PER_RECORD_MAX_RECORDS = 1000  # per run and workload: two round trips per record is slow
+REPEATED_SHARE = 0.2  # of a batch's records repeat a key already in the batch
+REMOVE_SHARE = 0.1  # of a batch's records are REMOVEs
+PRELOAD_BATCH = 1000
 
 
-class KeyCounter:
-    """Hands out item numbers never used before in this run: every record is a new document."""
+class Numbers:
+    """Item numbers and sequence numbers never used before in this run."""
 
     def __init__(self) -> None:
-        self.next = int(time.time()) % 100_000 * 1_000_000
+        self.next_key = int(time.time()) % 100_000 * 1_000_000
+        self.next_sequence = SEQUENCE_BASE + 10**15
 
-    def take(self, count: int) -> int:
-        first = self.next
-        self.next += count
-        return first
+    def keys(self, count: int) -> range:
+        first = self.next_key
+        self.next_key += count
+        return range(first, first + count)
+
+    def sequence(self) -> int:
+        self.next_sequence += 100  # gapped, as production's
+        return self.next_sequence
+
+
+def _image(number: int, revision: int) -> dict[str, Any]:
+    """Revision ``revision`` of item ``number``: other stock, price, brand, category..."""
+    return catalog_item(number, random.Random(number * 1_000 + revision))
+
+
+def insert_batch(numbers: Numbers, size: int) -> list[dict[str, Any]]:
+    """``size`` INSERT records of new items."""
+    return [
+        stream_record(TABLE, _image(n, 0), numbers.sequence(), "INSERT") for n in numbers.keys(size)
+    ]
+
+
+def update_batch(numbers: Numbers, keys: list[int], size: int, seed: int) -> list[dict[str, Any]]:
+    """``size`` records over ``keys`` (indexed at revision 0): MODIFYs, repeats, REMOVEs.
+
+    Each key gets one record, ``size - len(keys)`` more records repeat random keys, and the last
+    record of ``REMOVE_SHARE * size`` keys is a REMOVE. Records of one key carry increasing
+    sequence numbers, each MODIFY's OldImage the key's previous revision.
+    """
+    rng = random.Random(seed)
+    order = list(keys) + [rng.choice(keys) for _ in range(size - len(keys))]
+    rng.shuffle(order)
+    last = {key: position for position, key in enumerate(order)}
+    removed = set(rng.sample(keys, int(size * REMOVE_SHARE)))
+    revision = dict.fromkeys(keys, 0)
+    records = []
+    for position, key in enumerate(order):
+        old = _image(key, revision[key])
+        if key in removed and last[key] == position:
+            record = stream_record(TABLE, old, numbers.sequence(), "REMOVE", old_item=old)
+        else:
+            revision[key] += 1
+            new = _image(key, revision[key])
+            record = stream_record(TABLE, new, numbers.sequence(), "MODIFY", old_item=old)
+        records.append(record)
+    return records
 
 
 @dataclass
-class OpenSearchTimer:
-    """Wraps a client's ``bulk`` and ``mget`` to time the HTTP calls and sum ``took``."""
+class Workload:
+    """The events of one workload, size and run: built before timing, shared by the handlers."""
 
-    bulk_s: float = 0.0
-    took_ms: float = 0.0
-    mget_s: float = 0.0
-    bulk_calls: int = 0
-    actions: int = 0
-    originals: dict[str, Any] = field(default_factory=dict)
-
-    def install(self, client: Any) -> None:
-        bulk, mget = client.bulk, client.mget
-
-        def timed_bulk(*args: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
-            response = bulk(*args, **kwargs)
-            self.bulk_s += time.perf_counter() - started
-            self.took_ms += response.get("took", 0)
-            self.bulk_calls += 1
-            self.actions += len(response.get("items", []))
-            return response
-
-        def timed_mget(*args: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
-            response = mget(*args, **kwargs)
-            self.mget_s += time.perf_counter() - started
-            return response
-
-        client.bulk, client.mget = timed_bulk, timed_mget
-
-    def reset(self) -> None:
-        self.bulk_s = self.took_ms = self.mget_s = 0.0
-        self.bulk_calls = self.actions = 0
+    name: str
+    size: int
+    events: list[dict[str, Any]]
+    preload: list[dict[str, Any]]  # INSERTs of the keys the updates modify (not timed)
 
 
+def build_workload(name: str, size: int, batches: int, numbers: Numbers, seed: int) -> Workload:
+    if name == "insert":
+        events = [{"Records": insert_batch(numbers, size)} for _ in range(batches)]
+        return Workload(name, size, events, [])
+    distinct = size - int(size * REPEATED_SHARE)
+    preload: list[dict[str, Any]] = []
+    events = []
+    for batch in range(batches):
+        keys = list(numbers.keys(distinct))
+        preload.extend(
+            stream_record(TABLE, _image(n, 0), SEQUENCE_BASE + n * 100, "INSERT") for n in keys
+        )
+        events.append({"Records": update_batch(numbers, keys, size, seed * 1_000 + batch)})
+    return Workload(name, size, events, preload)
+
+
+# ---------------------------------------------------------------------------------------------
+# Timing syncer's stages
+# ---------------------------------------------------------------------------------------------
 STAGES = ("decode", "coalesce", "plan", "keys", "body", "HEAD", "_mget", "_bulk", "redis")
 
 
@@ -142,8 +191,8 @@ class StageClock:
     """Times syncer's stages inside the real ``lambda_handler`` by wrapping what each calls.
 
     Each call records its (start, end) interval into ``active``, from whichever thread it runs
-    in, so stages that overlap are visible as such. Wrapping costs two ``perf_counter`` calls
-    per call.
+    in. Wrapping costs two ``perf_counter`` calls per call. A name the code no longer has is
+    left untimed (its stage shows 0).
     """
 
     def __init__(self) -> None:
@@ -163,7 +212,7 @@ class StageClock:
     def timed_chunks(self, function: Callable[..., Any]) -> Callable[..., Any]:
         """``bulk_chunks`` is a generator: time the serialising done by each ``next``."""
 
-        def run(*args: Any, **kwargs: Any) -> Any:
+        def run(*args: Any, **kwargs: Any) -> Iterator[Any]:
             spans = self.active.intervals["body"]
             chunks = function(*args, **kwargs)
             while True:
@@ -178,17 +227,36 @@ class StageClock:
 
         return run
 
-    def install(self, client: Any) -> None:
-        from syncer import pipeline
-        from syncer.sinks import cache
-        from syncer.sinks.search import writes as search_writes
+    def wrap(self, stage: str, owners: tuple[Any, ...], name: str) -> None:
+        for owner in owners:
+            if hasattr(owner, name):
+                setattr(owner, name, self.timed(stage, getattr(owner, name)))
 
-        pipeline.decode_records = self.timed("decode", pipeline.decode_records)
-        pipeline.coalesce_latest_per_key = self.timed("coalesce", pipeline.coalesce_latest_per_key)
-        pipeline.plan_write = self.timed("plan", pipeline.plan_write)
-        pipeline.plan_cache_keys = self.timed("keys", pipeline.plan_cache_keys)
-        cache.invalidate = self.timed("redis", cache.invalidate)
-        search_writes.bulk_chunks = self.timed_chunks(search_writes.bulk_chunks)
+    def install(self, client: Any) -> None:
+        import importlib
+
+        modules = [
+            importlib.import_module(name)
+            for name in (
+                "syncer.pipeline",
+                "syncer.core.work",
+                "syncer.core.planners",
+                "syncer.sinks.cache",
+                "syncer.sinks.search.writes",
+                "syncer.sinks.search.sink",
+            )
+            if importlib.util.find_spec(name) is not None
+        ]
+        owners = tuple(modules)
+        self.wrap("decode", owners, "decode_records")
+        self.wrap("coalesce", owners, "coalesce_latest_per_key")
+        self.wrap("plan", owners, "plan_write")
+        self.wrap("plan", owners, "plan_change")
+        self.wrap("keys", owners, "plan_cache_keys")
+        self.wrap("redis", owners, "invalidate")
+        for module in modules:
+            if hasattr(module, "bulk_chunks"):
+                module.bulk_chunks = self.timed_chunks(module.bulk_chunks)
         client.indices.exists_alias = self.timed("HEAD", client.indices.exists_alias)
         client.mget = self.timed("_mget", client.mget)
         bulk = self.timed("_bulk", client.bulk)
@@ -202,60 +270,68 @@ class StageClock:
         client.bulk = counted_bulk
 
 
-class InlinePool:
-    """An executor that runs each call at once on the caller's thread: the HEAD before the
-    ``_mget``, as ``apply_writes`` sent them before they overlapped (up to a71be72)."""
+@dataclass
+class OpenSearchTimer:
+    """Wraps a peer client's ``bulk`` to time the HTTP calls and sum ``took``."""
 
-    def submit(self, function: Callable[..., Any], *args: Any) -> Future[Any]:
-        future: Future[Any] = Future()
-        try:
-            future.set_result(function(*args))
-        except Exception as error:  # noqa: BLE001 - raised again by future.result()
-            future.set_exception(error)
-        return future
+    bulk_s: float = 0.0
+    took_ms: float = 0.0
+    bulk_calls: int = 0
+
+    def install(self, client: Any) -> None:
+        bulk = client.bulk
+
+        def timed_bulk(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            response = bulk(*args, **kwargs)
+            self.bulk_s += time.perf_counter() - started
+            self.took_ms += response.get("took", 0)
+            self.bulk_calls += 1
+            return response
+
+        client.bulk = timed_bulk
+
+    def reset(self) -> None:
+        self.bulk_s = self.took_ms = 0.0
+        self.bulk_calls = 0
 
 
 # ---------------------------------------------------------------------------------------------
 # The handlers
 # ---------------------------------------------------------------------------------------------
-def syncer_handlers(
-    config_path: Path,
-) -> list[tuple[str, Callable[[dict[str, Any]], Any], Stages]]:
-    """syncer as it is, and syncer with its HEAD sent before the ``_mget`` (the "before").
+def syncer_handler(config_path: Path) -> tuple[Callable[[dict[str, Any]], Any], Stages, Any]:
+    """syncer's ``lambda_handler`` with its stages timed; its OpenSearch client."""
+    import os
 
-    Both run the same code through the same ``lambda_handler``, clients and connections; the
-    second only swaps the pool ``apply_writes`` sends its HEADs from for one that runs them at
-    once, in sequence, so the two compare within one run.
-    """
     os.environ["SYNCER_CONFIG"] = str(config_path)
     os.environ["SYNCER_METRICS"] = "off"  # no EMF line on stdout per batch
     from syncer import handler
-    from syncer.sinks.search import targets as search_targets
 
     handler.reset_container()
     container = handler._get_container()
+    client = _raw_search_client(container.sinks)
     clock = StageClock()
-    clock.install(container.sinks.opensearch)
-    overlapped, sequential = Stages(), Stages()
-    side_requests = search_targets._side_requests
+    clock.install(client)
 
     def run(event: dict[str, Any]) -> Any:
-        clock.active = overlapped
         response = handler.lambda_handler(event, None)
         assert response == {"batchItemFailures": []}, response
         return response
 
-    def run_sequential(event: dict[str, Any]) -> Any:
-        clock.active = sequential
-        search_targets._side_requests = InlinePool  # type: ignore[assignment]
-        try:
-            response = handler.lambda_handler(event, None)
-        finally:
-            search_targets._side_requests = side_requests
-        assert response == {"batchItemFailures": []}, response
-        return response
+    return run, clock.active, client
 
-    return [("syncer", run, overlapped), ("syncer, HEAD first", run_sequential, sequential)]
+
+def _raw_search_client(sinks: Any) -> Any:
+    """The opensearch-py client inside syncer's sinks, wherever this revision keeps it."""
+    for path in ("opensearch", "search.client", "search_client"):
+        owner = sinks
+        try:
+            for name in path.split("."):
+                owner = getattr(owner, name)
+        except AttributeError:
+            continue
+        return owner
+    raise AttributeError("no OpenSearch client found in syncer's sinks")
 
 
 def _peer_clients() -> tuple[Any, Any, Any]:
@@ -279,13 +355,15 @@ def _peer_clients() -> tuple[Any, Any, Any]:
 def _peer_cache_keys(image: dict[str, Any]) -> list[str]:
     keys = []
     for template in CACHE_KEYS:
-        with contextlib.suppress(KeyError):  # a template's attribute is absent
+        try:
             keys.append(template.format(**image))
+        except KeyError:  # a template's attribute is absent: that key does not exist
+            continue
     return keys
 
 
 def per_record_handler() -> tuple[Callable[[dict[str, Any]], Any], OpenSearchTimer]:
-    """(a) The AWS-sample shape: one index/delete call and one Redis DEL per record."""
+    """The AWS-sample shape: one index/delete call and one Redis DEL per record."""
     client, cache, deserializer = _peer_clients()
 
     def run(event: dict[str, Any]) -> None:
@@ -294,19 +372,19 @@ def per_record_handler() -> tuple[Callable[[dict[str, Any]], Any], OpenSearchTim
             keys = {k: deserializer.deserialize(v) for k, v in ddb["Keys"].items()}
             doc_id = "|".join(str(keys[name]) for name in sorted(keys))
             if record["eventName"] == "REMOVE":
-                client.delete(index=PEER_INDEX, id=doc_id, params={"ignore": "404"})
-                image = keys
+                client.delete(index=PER_RECORD_INDEX, id=doc_id, params={"ignore": "404"})
+                image = {k: deserializer.deserialize(v) for k, v in ddb["OldImage"].items()}
             else:
                 image = {k: deserializer.deserialize(v) for k, v in ddb["NewImage"].items()}
                 image.pop("cost", None)
-                client.index(index=PEER_INDEX, id=doc_id, body=image)
+                client.index(index=PER_RECORD_INDEX, id=doc_id, body=image)
             cache.delete(*_peer_cache_keys(image))
 
     return run, OpenSearchTimer()
 
 
 def helpers_bulk_handler() -> tuple[Callable[[dict[str, Any]], Any], OpenSearchTimer]:
-    """(b) ``helpers.bulk`` with its defaults, then one Redis DEL per item key."""
+    """``helpers.bulk`` with its defaults, then every cache key deleted in one pipeline."""
     from opensearchpy import helpers
 
     client, cache, deserializer = _peer_clients()
@@ -322,16 +400,20 @@ def helpers_bulk_handler() -> tuple[Callable[[dict[str, Any]], Any], OpenSearchT
             doc_id = "|".join(str(keys[name]) for name in sorted(keys))
             if record["eventName"] == "REMOVE":
                 actions.append({"_op_type": "delete", "_index": PEER_INDEX, "_id": doc_id})
-                images.append(keys)
+                images.append({k: deserializer.deserialize(v) for k, v in ddb["OldImage"].items()})
             else:
                 image = {k: deserializer.deserialize(v) for k, v in ddb["NewImage"].items()}
                 image.pop("cost", None)
                 actions.append({"_index": PEER_INDEX, "_id": doc_id, "_source": image})
                 images.append(image)
-        success, errors = helpers.bulk(client, actions)
-        assert success == len(actions), errors
+        # A REMOVE of a key a record before it in this batch indexed is never a 404; one of a
+        # key gone already is, and counts as done (the peers' usual choice).
+        _, errors = helpers.bulk(client, actions, raise_on_error=False)
+        assert all("delete" in e and e["delete"]["status"] == 404 for e in errors), errors[:3]
+        pipe = cache.pipeline(transaction=False)
         for image in images:
-            cache.delete(*_peer_cache_keys(image))
+            pipe.delete(*_peer_cache_keys(image))
+        pipe.execute()
 
     return run, timer
 
@@ -340,18 +422,24 @@ def helpers_bulk_handler() -> tuple[Callable[[dict[str, Any]], Any], OpenSearchT
 @dataclass
 class Figure:
     handler: str
+    workload: str
     batch_size: int
+    run: int
     records: int = 0
     wall_s: float = 0.0
     bulk_s: float = 0.0
     took_ms: float = 0.0
-    mget_s: float = 0.0
     bulk_calls: int = 0
+    get_ms: float = 0.0  # OpenSearch's own get time on this handler's index (_stats)
+    index_ms: float = 0.0  # ... and its indexing time
     stages: dict[str, float] = field(default_factory=dict)  # syncer's, from StageClock
 
     @property
     def rate(self) -> float:
         return self.records / self.wall_s
+
+    def share(self, stage: str) -> float:
+        return self.stages.get(stage, 0.0) / self.wall_s
 
 
 @dataclass
@@ -359,52 +447,76 @@ class Contender:
     name: str
     run: Callable[[dict[str, Any]], Any]
     timer: OpenSearchTimer | Stages
-    max_records: int | None = None  # measured on a slice of the batches (per-record)
+    index: str
+    max_records: int | None = None  # measured on the first records only (per-record)
 
 
-def measure(
-    contenders: list[Contender], table: str, size: int, batches: int, keys: KeyCounter
-) -> list[Figure]:
-    """Time ``batches`` events of ``size`` fresh records per handler, the handlers taking turns.
+def server_times(client: Any, index: str) -> tuple[float, float]:
+    """OpenSearch's summed get and indexing milliseconds on ``index`` (primaries)."""
+    stats = client.indices.stats(index=index, metric="get,indexing")["_all"]["primaries"]
+    return float(stats["get"]["time_in_millis"]), float(stats["indexing"]["index_time_in_millis"])
 
-    Events are built before timing. Taking turns batch by batch spreads the shared machine's
-    busy moments over every handler, so the ratios compare like with like.
-    """
-    figures = [Figure(c.name, size) for c in contenders]
+
+def measure(contenders: list[Contender], workload: Workload, run: int, client: Any) -> list[Figure]:
+    """Time every event per handler, the handlers taking turns batch by batch."""
+    figures = [Figure(c.name, workload.name, workload.size, run) for c in contenders]
+    before = [server_times(client, c.index) for c in contenders]
     for contender in contenders:
         contender.timer.reset()
-    for _ in range(batches):
+    for event in workload.events:
         for contender, figure in zip(contenders, figures, strict=True):
-            count = size
+            records = event["Records"]
             if contender.max_records is not None:
-                count = min(size, contender.max_records - figure.records)
+                count = min(len(records), contender.max_records - figure.records)
                 if count <= 0:
                     continue
-            event = {"Records": insert_records(table, count, keys.take(count))}
+                records = records[:count]
             started = time.perf_counter()
-            contender.run(event)
+            contender.run({"Records": records})
             figure.wall_s += time.perf_counter() - started
-            figure.records += count
-    for contender, figure in zip(contenders, figures, strict=True):
+            figure.records += len(records)
+    for contender, figure, (get_ms, index_ms) in zip(contenders, figures, before, strict=True):
+        after = server_times(client, contender.index)
+        figure.get_ms, figure.index_ms = after[0] - get_ms, after[1] - index_ms
         timer = contender.timer
         if isinstance(timer, Stages):
             figure.stages = timer.seconds()
             figure.bulk_s, figure.took_ms = figure.stages["_bulk"], timer.took_ms
-            figure.mget_s, figure.bulk_calls = figure.stages["_mget"], timer.bulk_calls
+            figure.bulk_calls = timer.bulk_calls
         else:
             figure.bulk_s, figure.took_ms = timer.bulk_s, timer.took_ms
-            figure.mget_s, figure.bulk_calls = timer.mget_s, timer.bulk_calls
+            figure.bulk_calls = timer.bulk_calls
     return figures
 
 
+def preload(workload: Workload, syncer_run: Callable[[dict[str, Any]], Any]) -> None:
+    """Index the update workload's keys at revision 0 in every handler's index (not timed)."""
+    from opensearchpy import helpers
+
+    client, _, deserializer = _peer_clients()
+    for start in range(0, len(workload.preload), PRELOAD_BATCH):
+        records = workload.preload[start : start + PRELOAD_BATCH]
+        syncer_run({"Records": records})
+        actions = []
+        for record in records:
+            image = {
+                k: deserializer.deserialize(v) for k, v in record["dynamodb"]["NewImage"].items()
+            }
+            image.pop("cost", None)
+            doc_id = f"{image['pk']}|{image['sk']}"
+            for index in (PEER_INDEX, PER_RECORD_INDEX):
+                actions.append({"_index": index, "_id": doc_id, "_source": image})
+        helpers.bulk(client, actions)
+
+
 def print_stages(figures: list[Figure]) -> None:
-    """Where syncer's wall time goes per batch size: ms per batch and share of wall time."""
+    """Where syncer's wall time goes: ms per batch and share of wall time, per run."""
     print()
     print("where syncer's wall time goes (ms per batch, share of wall time; overlapping stages")
     print("each count in full, rest = wall time no stage covers)")
     columns = [*STAGES, "took", "rest"]
     print(
-        f"{'batch':>6} {'handler':>18} {'wall ms':>8} "
+        f"{'run':>3} {'workload':>8} {'batch':>6} {'wall ms':>8} "
         + " ".join(f"{name:>13}" for name in columns)
     )
     for figure in figures:
@@ -415,20 +527,65 @@ def print_stages(figures: list[Figure]) -> None:
         cells = " ".join(
             f"{values[name] / batches * 1000:>6.1f} {values[name] / wall:>5.0%}" for name in columns
         )
-        print(f"{figure.batch_size:>6} {figure.handler:>18} {wall / batches * 1000:>8.1f} {cells}")
-    for figure in figures:
-        wall = figure.wall_s
-        values = {name: figure.stages[name] for name in [*STAGES, "took"]}
-        values["rest"] = wall - figure.stages["covered"]
-        shares = " ".join(f"{name}={values[name] / wall:.3f}" for name in columns)
-        handler = figure.handler.replace(", ", "_").replace(" ", "_")
         print(
-            f"RESULT end_to_end_stages batch={figure.batch_size} handler={handler} "
-            f"wall_ms={wall / (figure.records / figure.batch_size) * 1000:.1f} {shares}"
+            f"{figure.run:>3} {figure.workload:>8} {figure.batch_size:>6} "
+            f"{wall / batches * 1000:>8.1f} {cells}"
         )
 
 
-def _setup_peer_index(config_path: Path) -> None:
+def _span(values: list[float], spec: str) -> str:
+    return f"{format(min(values), spec)}-{format(max(values), spec)}"
+
+
+def summarise(figures: list[Figure], sizes: list[int], workloads: list[str]) -> None:
+    """Per workload and size: ranges over the runs of rates, ratios, took and decode shares."""
+    print()
+    print("summary: ranges over the interleaved runs (shared 2-core machine: figures are noisy)")
+    for workload in workloads:
+        for size in sizes:
+            runs: dict[int, dict[str, Figure]] = {}
+            for f in figures:
+                if f.workload == workload and f.batch_size == size:
+                    runs.setdefault(f.run, {})[f.handler] = f
+            if not runs:
+                continue
+            ours = [r["syncer"] for r in runs.values()]
+            vs_bulk = [r["syncer"].rate / r["helpers.bulk"].rate for r in runs.values()]
+            vs_record = [r["syncer"].rate / r["per-record"].rate for r in runs.values()]
+            took = [f.took_ms / 1000 / f.wall_s for f in ours]
+            decode = [f.share("decode") for f in ours]
+            mget = [f.share("_mget") for f in ours]
+            batches = [f.records / f.batch_size for f in ours]
+            get_ms = [f.get_ms / b for f, b in zip(ours, batches, strict=True)]
+            index_ms = [f.index_ms / b for f, b in zip(ours, batches, strict=True)]
+            peer = [r["helpers.bulk"] for r in runs.values()]
+            peer_index_ms = [f.index_ms / (f.records / f.batch_size) for f in peer]
+            print(
+                f"{workload} batch {size}: syncer {_span([f.rate for f in ours], ',.0f')} records/s"
+                f" | helpers.bulk {_span([f.rate for f in peer], ',.0f')}"
+                f" | per-record {_span([r['per-record'].rate for r in runs.values()], ',.0f')}"
+            )
+            print(
+                f"{workload} batch {size}: syncer = {_span(vs_bulk, '.2f')}x helpers.bulk "
+                f"(target >= 1.5x), {_span(vs_record, '.1f')}x per-record (target >= 20x); "
+                f"took {_span(took, '.0%')} of wall (target >= 55%), decode "
+                f"{_span(decode, '.0%')} (target <= 8%), _mget {_span(mget, '.0%')}"
+            )
+            print(
+                f"{workload} batch {size}: OpenSearch's own time per batch on syncer's index: get "
+                f"{_span(get_ms, '.0f')} ms, indexing {_span(index_ms, '.0f')} ms; on "
+                f"helpers.bulk's: indexing {_span(peer_index_ms, '.0f')} ms"
+            )
+            print(
+                f"RESULT end_to_end workload={workload} batch={size} runs={len(runs)} "
+                f"syncer_rps_median={statistics.median(f.rate for f in ours):.0f} "
+                f"vs_helpers_bulk_min={min(vs_bulk):.2f} vs_helpers_bulk_max={max(vs_bulk):.2f} "
+                f"vs_per_record_min={min(vs_record):.1f} took_share_median="
+                f"{statistics.median(took):.2f} decode_share_median={statistics.median(decode):.2f}"
+            )
+
+
+def _create_peer_indices(config_path: Path) -> Any:
     from syncer.config import load_config
     from syncer.sinks.indices import load_template
     from syncer.sinks.search import make_client
@@ -436,10 +593,13 @@ def _setup_peer_index(config_path: Path) -> None:
     config = load_config(str(config_path))
     client = make_client(config.opensearch)
     template = load_template(config.tables[0])["template"]
-    client.indices.delete(index=PEER_INDEX, params={"ignore_unavailable": "true"})
-    client.indices.create(
-        index=PEER_INDEX, body={"settings": template["settings"], "mappings": template["mappings"]}
-    )
+    for index in (PEER_INDEX, PER_RECORD_INDEX):
+        client.indices.delete(index=index, params={"ignore_unavailable": "true"})
+        client.indices.create(
+            index=index,
+            body={"settings": template["settings"], "mappings": template["mappings"]},
+        )
+    return client
 
 
 def _through_delay_proxy(rtt_ms: float) -> None:
@@ -471,8 +631,10 @@ def _through_delay_proxy(rtt_ms: float) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-    parser.add_argument("--sizes", default="100,1000,10000")
-    parser.add_argument("--quick", action="store_true", help="one batch per size (smoke run)")
+    parser.add_argument("--sizes", default="1000", help="batch sizes, comma-separated")
+    parser.add_argument("--runs", type=int, default=5, help="interleaved runs (fresh keys each)")
+    parser.add_argument("--workloads", default="update,insert")
+    parser.add_argument("--quick", action="store_true", help="one run of one batch per size")
     parser.add_argument(
         "--rtt-ms",
         type=float,
@@ -481,82 +643,70 @@ def main() -> None:
     )
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
+    workloads = args.workloads.split(",")
+    runs = 1 if args.quick else args.runs
     if args.rtt_ms > 0:
         _through_delay_proxy(args.rtt_ms)
     _, config_path = start_bench(
         "End to end through lambda_handler, real OpenSearch and Redis", "e2e", TABLE, ALIAS
     )
-    _setup_peer_index(config_path)
-    keys = KeyCounter()
-    ours = syncer_handlers(config_path)
+    admin = _create_peer_indices(config_path)
+    numbers = Numbers()
+    syncer_run, stages, _ = syncer_handler(config_path)
     per_record, per_record_timer = per_record_handler()
     helpers_bulk, helpers_timer = helpers_bulk_handler()
+    contenders = [
+        Contender("syncer", syncer_run, stages, ALIAS),
+        Contender("helpers.bulk", helpers_bulk, helpers_timer, PEER_INDEX),
+        Contender(
+            "per-record", per_record, per_record_timer, PER_RECORD_INDEX, PER_RECORD_MAX_RECORDS
+        ),
+    ]
     # Warm up every handler (clients, connections, index mappings) outside the figures.
-    for run in (*(run for _, run, _ in ours), per_record, helpers_bulk):
-        run({"Records": insert_records(TABLE, 50, keys.take(50))})
+    warm = build_workload("update", 50, 1, numbers, seed=0)
+    preload(warm, syncer_run)
+    for contender in contenders:
+        contender.run(warm.events[0])
 
     figures: list[Figure] = []
-    for size in sizes:
-        batches = 1 if args.quick else BATCHES.get(size, 2)
-        contenders = [
-            *(Contender(name, run, stages) for name, run, stages in ours),
-            Contender("helpers.bulk", helpers_bulk, helpers_timer),
-            Contender("per-record", per_record, per_record_timer, PER_RECORD_MAX_RECORDS),
-        ]
-        figures.extend(measure(contenders, TABLE, size, batches, keys))
+    for run in range(1, runs + 1):
+        for size in sizes:
+            for name in workloads:
+                batches = 1 if args.quick else BATCHES.get(size, 1)
+                workload = build_workload(name, size, batches, numbers, seed=run * 100 + size)
+                preload(workload, syncer_run)
+                admin.indices.refresh(index=f"{ALIAS},{PEER_INDEX},{PER_RECORD_INDEX}")
+                figures.extend(measure(contenders, workload, run, admin))
 
-    print(f"records: {TABLE} items of ~1 KB, INSERT, unique keys; config {config_path}")
     print(
-        f"{'batch':>6} {'handler':>17} {'records':>8} {'wall s':>7} {'records/s':>10} "
-        f"{'bulk HTTP':>9} {'bulk took':>9} {'_mget':>6} {'rest':>6}"
+        f"records: {TABLE} items of ~1 KB; update = MODIFY of indexed items, "
+        f"{REMOVE_SHARE:.0%} REMOVE, {REPEATED_SHARE:.0%} repeated keys; config {config_path}"
+    )
+    print(
+        f"{'run':>3} {'workload':>8} {'batch':>6} {'handler':>13} {'records':>8} {'wall s':>7} "
+        f"{'records/s':>10} {'bulk HTTP':>9} {'took':>6} {'get ms':>7} {'index ms':>8}"
     )
     for figure in figures:
         shares = ""
         if figure.bulk_calls:
-            rest = figure.wall_s - figure.bulk_s - figure.mget_s
             shares = (
-                f"{figure.bulk_s / figure.wall_s:>9.0%} {figure.took_ms / 1000 / figure.wall_s:>9.0%} "
-                f"{figure.mget_s / figure.wall_s:>6.0%} {rest / figure.wall_s:>6.0%}"
+                f"{figure.bulk_s / figure.wall_s:>9.0%} "
+                f"{figure.took_ms / 1000 / figure.wall_s:>6.0%}"
             )
+        else:
+            shares = f"{'':>9} {'':>6}"
         print(
-            f"{figure.batch_size:>6} {figure.handler:>17} {figure.records:>8} "
-            f"{figure.wall_s:>7.2f} {figure.rate:>10,.0f} {shares}"
+            f"{figure.run:>3} {figure.workload:>8} {figure.batch_size:>6} {figure.handler:>13} "
+            f"{figure.records:>8} {figure.wall_s:>7.2f} {figure.rate:>10,.0f} {shares} "
+            f"{figure.get_ms:>7.0f} {figure.index_ms:>8.0f}"
         )
-    print(
-        "bulk HTTP / bulk took / _mget / rest: shares of wall time (took = OpenSearch's own time)"
-    )
+    print("bulk HTTP / took: shares of wall time (took = OpenSearch's own _bulk time);")
+    print("get ms / index ms: OpenSearch's own get and indexing time on the handler's index")
     print_stages([f for f in figures if f.stages])
-    for size in sizes:
-        by_name = {f.handler: f for f in figures if f.batch_size == size}
-        ours_rate = by_name["syncer"].rate
-        line = (
-            f"batch {size}: syncer {ours_rate:,.0f} records/s = "
-            f"{ours_rate / by_name['per-record'].rate:.1f}x per-record (target >= 20x at 1,000), "
-            f"{ours_rate / by_name['helpers.bulk'].rate:.2f}x helpers.bulk (target >= 1.5x)"
-        )
-        print(line)
-        before = by_name["syncer, HEAD first"]
-        print(
-            f"batch {size}: HEAD alongside the _mget {ours_rate:,.0f} records/s vs HEAD first "
-            f"{before.rate:,.0f} ({ours_rate / before.rate:.2f}x)"
-        )
-        ours_figure = by_name["syncer"]
-        took_share = ours_figure.took_ms / 1000 / ours_figure.wall_s
-        ceiling = ours_figure.records / (ours_figure.took_ms / 1000)
-        print(
-            f"batch {size}: OpenSearch's own _bulk work (took) is {took_share:.0%} of syncer's "
-            f"wall time: with all else free, at most {ceiling:,.0f} records/s = "
-            f"{ceiling / by_name['per-record'].rate:.1f}x per-record"
-        )
-        print(
-            f"RESULT end_to_end batch={size} syncer_rps={ours_rate:.0f} "
-            f"per_record_rps={by_name['per-record'].rate:.0f} "
-            f"helpers_bulk_rps={by_name['helpers.bulk'].rate:.0f} "
-            f"took_share={by_name['syncer'].took_ms / 1000 / by_name['syncer'].wall_s:.2f}"
-        )
+    summarise(figures, sizes, workloads)
     teardown_index(config_path)  # the shared OpenSearch keeps none of the bench's documents
-    helpers_client = _peer_clients()[0]
-    helpers_client.indices.delete(index=PEER_INDEX, params={"ignore_unavailable": "true"})
+    for index in (PEER_INDEX, PER_RECORD_INDEX):
+        admin.indices.delete(index=index, params={"ignore_unavailable": "true"})
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ figures in bench/RESULTS.md; its outcomes differ from today's by those changes.
 
 Not a benchmark: the guard behind the CPU-path optimisations. Random batches of stream records,
 valid and malformed (bad types, tags, numbers, keys, sequence numbers, ARNs, event names), go
-through ``decode_records``, ``coalesce_latest_per_key``, ``plan_document_write``,
+through ``decode_records``, ``coalesce_latest_per_key``, the planning path (``KeyWork`` and
+``ChangePlanner``; ``plan_document_write`` in the revision),
 ``jsoncodec.dumps`` and ``plan_cache_keys`` of both versions, and every outcome must be equal:
 decoded values with their types, rejections with their messages, coalesced changes, planned
 writes, document bytes and cache keys. Then ``decode_number`` is compared on generated number
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib
 import random
 import shutil
 import sys
@@ -43,7 +45,11 @@ def load_syncer(tree: Path) -> dict[str, ModuleType]:
         paths = {name: f"syncer.{LAYOUT.get(name, name)}" for name in MODULES}
         for path in paths.values():
             __import__(path)
-        return {name: sys.modules[path] for name, path in paths.items()}
+        loaded = {name: sys.modules[path] for name, path in paths.items()}
+        if not hasattr(loaded["plan"], "plan_document_write"):  # today's planning path
+            for name in ("work", "planners", "documents"):
+                loaded[name] = importlib.import_module(f"syncer.core.{name}")
+        return loaded
     finally:
         sys.path.remove(str(tree))
         for name in [k for k in sys.modules if k == "syncer" or k.startswith("syncer.")]:
@@ -174,6 +180,19 @@ def comparable(value: Any) -> Any:
     return (type(value).__name__, repr(value))
 
 
+def plan_key(modules: dict[str, ModuleType], change: Any, table: Any) -> Any:
+    """A change planned into the table's absent document the way the tree's pipeline plans it:
+    ``plan_document_write`` in revisions that have it, else a ``KeyWork`` and ``ChangePlanner``
+    (the item read from the table taken as gone, for streams without a new image)."""
+    old = getattr(modules["plan"], "plan_document_write", None)
+    if old is not None:
+        return old(change, table, None, current_item=None)
+    work = modules["work"].KeyWork.start(change, table)
+    work.item_read = True
+    target = modules["documents"].TargetState(table.index, None)
+    return modules["planners"].ChangePlanner((work,))(work.home, target, None)
+
+
 def outcomes(modules: dict[str, ModuleType], records: list[Any]) -> list[Any]:
     """Everything the pure stages produce for ``records``."""
     decoded, rejected = modules["records"].decode_records(records)
@@ -188,7 +207,7 @@ def outcomes(modules: dict[str, ModuleType], records: list[Any]) -> list[Any]:
     extra = {"category": "shoes", "pk": "old"}
     for change in changes:
         try:
-            write = modules["plan"].plan_document_write(change, table, None, current_item=None)
+            write = plan_key(modules, change, table)
             result.append(comparable(write))
             result.append(modules["jsoncodec"].dumps(write.body))
         except Exception as error:  # noqa: BLE001 - the error itself is the outcome compared

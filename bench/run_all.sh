@@ -27,7 +27,7 @@ step() {
     "$PYTHON" bench/cpu_path.py --repeats 3 --no-before
   step "$PYTHON" bench/end_to_end.py
   # The same with a 1 ms round trip to OpenSearch (bench/delay_proxy.py), as across a network.
-  step "$PYTHON" bench/end_to_end.py --sizes 100,1000 --rtt-ms 1
+  step "$PYTHON" bench/end_to_end.py --sizes 1000 --runs 3 --rtt-ms 1
   step "$PYTHON" bench/hot_keys.py
   step "$PYTHON" bench/cold_start.py
   step "$PYTHON" bench/memory.py

@@ -8,17 +8,16 @@ import statistics
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
 
-from syncer.config import Config, Route, TableConfig
-from syncer.core.coalesce import KeyChange, coalesce_latest_per_key
-from syncer.core.consistency import WrittenKey, percentile
-from syncer.core.documents import Decision, DocumentRef, ReadState, Settled, TargetState
-from syncer.core.outcome import BatchOutcome, KeyStages, RecordAction, decide, worst
-from syncer.core.plan import bulk_refresh, change_state, plan_cache_keys, plan_write
+from syncer.config import Config, TableConfig
+from syncer.core.coalesce import coalesce_latest_per_key
+from syncer.core.consistency import percentile
+from syncer.core.documents import DocumentRef, ReadState, Settled
+from syncer.core.outcome import BatchOutcome, RecordAction, decide
+from syncer.core.plan import bulk_refresh, plan_cache_keys
+from syncer.core.planners import ChangePlanner
 from syncer.core.records import ChangeRecord, RejectedRecord, decode_records
-from syncer.core.routes import Routed, document_in, route_item
-from syncer.core.versions import Version
+from syncer.core.work import KeyWork
 from syncer.errors import DownstreamUnavailableError, PoisonRecordError
 from syncer.sinks.deadletter import DeadLetter
 from syncer.sinks.ports import Sinks
@@ -28,103 +27,39 @@ from syncer.sinks.search import ApplyResult, WriteOptions, reindex_alias
 log = logging.getLogger(__name__)
 
 
-def _ref(change: KeyChange, tables: Mapping[str, TableConfig]) -> DocumentRef:
-    """The change's first target: where its counts and its cache keys are filed."""
-    return (tables[change.table].resolved_routes[0].index, change.document_id)
+def _read_items(works: Sequence[KeyWork], sinks: Sinks, deadline: Deadline | None) -> None:
+    """Read the items of keys whose stream has no new image; a failure is kept per key."""
+    wanted: dict[str, list[KeyWork]] = {}
+    for work in works:
+        if work.needs_item:
+            wanted.setdefault(work.change.table, []).append(work)
+    for table, table_works in wanted.items():
+        read = _read_by_key(sinks, table, [w.change.latest for w in table_works], deadline)
+        for work in table_works:
+            if isinstance(read, str):
+                work.read_error = read
+            else:
+                work.item, work.item_read = read[work.change.document_id].item, True
 
 
-def _lookup_items(
-    changes: Sequence[KeyChange], sinks: Sinks, deadline: Deadline | None
-) -> tuple[dict[tuple[str, str], Mapping[str, Any] | None], dict[tuple[str, str], str]]:
-    """Current items for changes whose stream has no new image; failures by (table, id)."""
-    wanted: dict[str, list[ChangeRecord]] = {}
-    for change in changes:
-        if change.latest.needs_item_lookup:
-            wanted.setdefault(change.table, []).append(change.latest)
-    items: dict[tuple[str, str], Mapping[str, Any] | None] = {}
-    failed: dict[tuple[str, str], str] = {}
-    for table, records in wanted.items():
-        read = _read_items(sinks, table, records, deadline)
-        if isinstance(read, str):
-            failed.update({(table, r.document_id): read for r in records})
-            continue
-        items.update({(table, doc_id): state.item for doc_id, state in read.items()})
-    return items, failed
-
-
-def _read_items(
+def _read_by_key(
     sinks: Sinks, table: str, records: Sequence[ChangeRecord], deadline: Deadline | None
 ) -> dict[str, ReadState] | str:
     """Consistent reads of the records' items by document id, or why they failed."""
     try:
-        if sinks.dynamodb is None:
-            raise DownstreamUnavailableError("no DynamoDB client to read items")
-        keys = [record.raw["dynamodb"]["Keys"] for record in records]
-        return sinks.items.read(table, keys, deadline)
+        keys = [record.typed_keys for record in records]
+        return sinks.items.read(table, keys, deadline, [r.document_id for r in records])
     except Exception as error:  # noqa: BLE001 - reported_failure re-raises bugs
         return reported_failure(error, f"reading items from {table}")
 
 
-def _target_refs(change: KeyChange, tables: Mapping[str, TableConfig]) -> tuple[DocumentRef, ...]:
-    """Where a change is written: each route's alias, and its reindex target if one exists.
-
-    A table without routes has one: its own index. A change goes to every route's index, a
-    document where its state belongs and a tombstone elsewhere (docs/routes.md).
-    """
-    doc_id = change.document_id
-    return tuple(
-        ref
-        for route in tables[change.table].resolved_routes
-        for ref in ((route.index, doc_id), (reindex_alias(route.index), doc_id))
-    )
-
-
-def _routes_by_alias(
-    tables: Mapping[str, TableConfig],
-) -> dict[tuple[str, str], tuple[Route, TableConfig]]:
-    """(table, alias or reindex alias) -> the route whose index it is and its one-index table."""
-    return {
-        (table.name, alias): (route, table.route_table(route))
-        for table in tables.values()
-        for route in table.resolved_routes
-        for alias in (route.index, reindex_alias(route.index))
-    }
-
-
-def _state_item(
-    change: KeyChange, items: Mapping[tuple[str, str], Mapping[str, Any] | None]
-) -> Mapping[str, Any] | None:
-    """The item as the change leaves it: its new image, or the item read; None when gone."""
-    key = (change.table, change.document_id)
-    if change.latest.needs_item_lookup and key not in items:
-        return change_state(change)  # a bug: the item should have been read; it says so
-    return change_state(change, items.get(key))
-
-
-def _route_changes(
-    changes: Sequence[KeyChange],
-    tables: Mapping[str, TableConfig],
-    items: Mapping[tuple[str, str], Mapping[str, Any] | None],
-) -> dict[tuple[str, str], Routed]:
-    """Route (and transform, once) the state each change leaves its item in."""
-    return {
-        (change.table, change.document_id): route_item(
-            tables[change.table], _state_item(change, items)
-        )
-        for change in changes
-    }
-
-
 def _apply_to_search(
-    changes: Sequence[KeyChange],
+    works: Sequence[KeyWork],
     tables: Mapping[str, TableConfig],
-    items: Mapping[tuple[str, str], Mapping[str, Any] | None],
-    routed: Mapping[tuple[str, str], Routed],
     sinks: Sinks,
     deadline: Deadline | None,
 ) -> ApplyResult:
     """Write every change that is newer than its targets' states, through the search store."""
-    by_ref = {ref: change for change in changes for ref in _target_refs(change, tables)}
     optional = frozenset(
         reindex_alias(route.index) for table in tables.values() for route in table.resolved_routes
     )
@@ -136,86 +71,77 @@ def _apply_to_search(
             for name in table.route_table(route).cache_key_fields
         }
     )
-    routes = _routes_by_alias(tables)
-    reread_routed: dict[tuple[str, str, Version], Routed] = {}
-
-    def plan(ref: DocumentRef, target: TargetState, read: ReadState | None) -> Decision:
-        change = by_ref[ref]
-        table = tables[change.table]
-        if read is None:
-            state = routed[(change.table, change.document_id)]
-        else:  # the re-read item is routed (and transformed) once for all its refs
-            memo = (change.table, change.document_id, read.version)
-            if memo not in reread_routed:
-                reread_routed[memo] = route_item(table, read.item)
-            state = reread_routed[memo]
-        route, route_table = routes[(table.name, ref[0])]
-        document = document_in(state, route)  # PoisonRecordError: the ref is rejected
-        return plan_write(change, route_table, document, target, read)
+    plan = ChangePlanner(works)
 
     def reread(refs: Sequence[DocumentRef]) -> dict[DocumentRef, ReadState | str]:
         by_table: dict[str, list[DocumentRef]] = {}
         for ref in refs:
-            by_table.setdefault(by_ref[ref].table, []).append(ref)
+            by_table.setdefault(plan.work(ref).change.table, []).append(ref)
         states: dict[DocumentRef, ReadState | str] = {}
         for table, table_refs in by_table.items():
-            read = _read_items(sinks, table, [by_ref[ref].latest for ref in table_refs], deadline)
+            records = [plan.work(ref).change.latest for ref in table_refs]
+            read = _read_by_key(sinks, table, records, deadline)
             for ref in table_refs:
                 states[ref] = read if isinstance(read, str) else read[ref[1]]
         return states
 
     options = WriteOptions(
+        absent_first=_Inserts(plan),
         reread=reread,
         fields=tuple(fields),
         optional_aliases=optional,
         deadline=deadline,
-        refresh=bulk_refresh(tables[change.table] for change in changes),
+        refresh=bulk_refresh(work.table for work in works),
     )
-    return sinks.search.apply(list(by_ref), plan, options)
+    result = sinks.search.apply(plan.refs, plan, options)
+    for ref, outcome in result.outcomes.items():
+        plan.work(ref).settle(ref, outcome)
+    for ref, document in result.observed.items():
+        plan.work(ref).observe(ref, document)
+    return result
+
+
+class _Inserts:
+    """The refs of keys whose newest change is an INSERT: written with ``create`` unread.
+
+    An INSERT means the item did not exist before it; usually its document does not either, and
+    a ``create`` (refused with a 409 when anything is there, then read and planned again as
+    usual) needs no ``_mget`` first (docs/ordering.md). Asked of the batch's planner per ref,
+    so no set of every ref is built.
+    """
+
+    __slots__ = ("_plan",)
+
+    def __init__(self, plan: ChangePlanner) -> None:
+        self._plan = plan
+
+    def __contains__(self, ref: object) -> bool:
+        work = self._plan.find(ref)
+        return work is not None and work.change.latest.is_insert
 
 
 def _invalidate_cache(
-    changes: Sequence[KeyChange],
-    tables: Mapping[str, TableConfig],
-    before: Mapping[DocumentRef, Any],
-    items: Mapping[tuple[str, str], Mapping[str, Any] | None],
-    sinks: Sinks,
-    deadline: Deadline | None,
-) -> tuple[dict[DocumentRef, set[str]], str | None]:
-    """Invalidate every change's cache keys in one round trip; the keys by change, and any error."""
-    keys_by_ref: dict[DocumentRef, set[str]] = {}
-    for change in changes:
-        indexed = [
-            (route, document.fields)
-            for route in tables[change.table].resolved_routes
-            if (document := before.get((route.index, change.document_id))) is not None
-        ]
-        fetched = items.get((change.table, change.document_id))
-        keys_by_ref[_ref(change, tables)] = plan_cache_keys(
-            change, tables[change.table], [fetched], indexed
+    works: Sequence[KeyWork], sinks: Sinks, deadline: Deadline | None
+) -> str | None:
+    """Invalidate every key's cache keys in one round trip; any error."""
+    for work in works:
+        work.cache_keys = frozenset(
+            plan_cache_keys(work.change, work.table, [work.item], work.indexed or ())
         )
-    keys = set().union(*keys_by_ref.values())
+    keys = set().union(*(work.cache_keys for work in works))
     if not keys:
-        return keys_by_ref, None
+        return None
     try:
         sinks.cache.invalidate(keys, deadline)
     except Exception as error:  # noqa: BLE001 - reported_failure re-raises bugs
-        return keys_by_ref, reported_failure(error, "Redis invalidation")
-    return keys_by_ref, None
+        return reported_failure(error, "Redis invalidation")
+    return None
 
 
-def _letters_for_change(
-    change: KeyChange,
-    refs: Sequence[DocumentRef],
-    search: ApplyResult,
-    cache_keys: Mapping[DocumentRef, set[str]],
-    cache_error: str | None,
-) -> list[DeadLetter]:
+def _letters_for_key(work: KeyWork, cache_error: str | None) -> list[DeadLetter]:
     """The dead letters of one key's records, saying what failed and what the cache got."""
-    rejected = next(
-        (search.outcomes[r].reason for r in refs if search.status(r) is Settled.REJECTED), None
-    )
-    keys = ", ".join(sorted(cache_keys.get(refs[0], ()))) or "none"
+    rejected = work.rejected_reason
+    keys = ", ".join(sorted(work.cache_keys)) or "none"
     if rejected is not None:
         error_class = "DocumentRejectedError"
         message = rejected
@@ -225,7 +151,8 @@ def _letters_for_change(
         error_class = "CacheInvalidationError"
         message = f"{cache_error}; cache keys: {keys}"
     return [
-        DeadLetter(r.raw, r.table, error_class, message, r.sequence_text) for r in change.records
+        DeadLetter(r.raw, r.table, error_class, message, r.sequence_text)
+        for r in work.change.records
     ]
 
 
@@ -289,45 +216,37 @@ def _process_batch(
                 f"table {record.table!r} is not configured; add a [[tables]] entry for it"
             )
             rejected.append(RejectedRecord(record.raw, error, record.table, record.sequence_text))
-    changes = coalesce_latest_per_key(known)
+    works = [KeyWork.start(c, tables[c.table]) for c in coalesce_latest_per_key(known)]
 
-    items, lookup_failed = _lookup_items(changes, sinks, deadline)
-    searchable = [c for c in changes if (c.table, c.document_id) not in lookup_failed]
-    routed = _route_changes(searchable, tables, items)
-    search = _apply_to_search(searchable, tables, items, routed, sinks, deadline)
-    cache_keys, cache_error = _invalidate_cache(
-        changes, tables, search.observed, items, sinks, deadline
-    )
+    _read_items(works, sinks, deadline)
+    searchable = [work for work in works if work.searchable]
+    for work in searchable:
+        work.route()
+    search = _apply_to_search(searchable, tables, sinks, deadline)
+    cache_error = _invalidate_cache(works, sinks, deadline)
 
     failed: set[str] = set()
     letters = _letters_for_rejected(rejected)
     acknowledged: list[ChangeRecord] = []
-    for change in changes:
-        refs = _target_refs(change, tables)
-        lookup_reason = lookup_failed.get((change.table, change.document_id))
-        stages = KeyStages(
-            lookup_failed=lookup_reason is not None,
-            search=None if lookup_reason else worst([search.status(r) for r in refs]),
-            cache_failed=cache_error is not None,
-        )
-        action = decide(stages, config.redis.on_failure)
+    for work in works:
+        action = decide(work.stages(cache_error is not None), config.redis.on_failure)
         if action is RecordAction.RETRY:
-            failed.update(change.sequence_texts)
+            failed.update(work.change.sequence_texts)
         elif action is RecordAction.DEADLETTER:
-            letters.extend(_letters_for_change(change, refs, search, cache_keys, cache_error))
+            letters.extend(_letters_for_key(work, cache_error))
         else:
-            acknowledged.extend(change.records)
+            acknowledged.extend(work.change.records)
     dead_lettered = _write_dead_letters(letters, sinks, deadline, failed)
-    all_cache_keys = set().union(*cache_keys.values())
-    settled = [_settled(c, tables, routed, items, search) for c in changes]
+    all_cache_keys = set().union(*(work.cache_keys for work in works))
+    settled = [work.settled for work in works]
     fresh_ms = _iterator_ages_ms(acknowledged)  # now: search written, keys invalidated
     outcome = BatchOutcome(
         records_in=len(raw_records),
-        keys=len(changes),
+        keys=len(works),
         indexed=settled.count(Settled.WRITTEN),
         deleted=settled.count(Settled.TOMBSTONED),
         skipped_stale=settled.count(Settled.SKIPPED),
-        unrouted=sum(1 for c in changes if _unrouted(c, routed, items)),
+        unrouted=sum(1 for work in works if work.unrouted),
         invalidated=0 if cache_error else len(all_cache_keys),
         dead_lettered=dead_lettered,
         failed_sequence_numbers=tuple(sorted(failed, key=int)),
@@ -339,69 +258,10 @@ def _process_batch(
         bulk_latency_ms=search.bulk_seconds * 1000,
         freshness_ms_p50=percentile(fresh_ms, 0.5),
         freshness_ms_p99=percentile(fresh_ms, 0.99),
-        written=_written_keys(changes, settled, tables, routed, items, cache_keys),
+        written=tuple(key for work in works if (key := work.written_key()) is not None),
     )
     log.info("batch done", extra={"batch": outcome.counts()})
     return outcome
-
-
-def _unrouted(
-    change: KeyChange,
-    routed: Mapping[tuple[str, str], Routed],
-    items: Mapping[tuple[str, str], Mapping[str, Any] | None],
-) -> bool:
-    """An item of a routed table that exists but no route selects: skipped, acknowledged."""
-    state = routed.get((change.table, change.document_id))
-    return state is not None and state.route is None and _state_item(change, items) is not None
-
-
-def _settled(
-    change: KeyChange,
-    tables: Mapping[str, TableConfig],
-    routed: Mapping[tuple[str, str], Routed],
-    items: Mapping[tuple[str, str], Mapping[str, Any] | None],
-    search: ApplyResult,
-) -> Settled | None:
-    """How a change ended for the counts: in the index of the route its state selects."""
-    if _unrouted(change, routed, items):
-        return None
-    state = routed.get((change.table, change.document_id))
-    if state is None or state.route is None:
-        return search.status(_ref(change, tables))
-    return search.status((state.route.index, change.document_id))
-
-
-def _written_keys(
-    changes: Sequence[KeyChange],
-    settled: Sequence[Settled | None],
-    tables: Mapping[str, TableConfig],
-    routed: Mapping[tuple[str, str], Routed],
-    items: Mapping[tuple[str, str], Mapping[str, Any] | None],
-    cache_keys: Mapping[DocumentRef, set[str]],
-) -> tuple[WrittenKey, ...]:
-    """The keys written or tombstoned, each with the version and state its write carried."""
-    written = []
-    for change, status in zip(changes, settled, strict=True):
-        if status not in (Settled.WRITTEN, Settled.TOMBSTONED):
-            continue
-        ref = _ref(change, tables)
-        state = routed.get((change.table, change.document_id))
-        document: Mapping[str, Any] | None = _state_item(change, items)
-        if state is not None and state.route is not None:
-            ref, document = (state.route.index, ref[1]), document_in(state, state.route)
-        keys = change.latest.raw["dynamodb"]["Keys"]
-        written.append(
-            WrittenKey(
-                change.table,
-                ref[0],
-                ref[1],
-                keys,
-                change.latest.version,
-                document if status is Settled.WRITTEN else None,
-                tuple(sorted(cache_keys.get(_ref(change, tables), ()))),
-            )
-        )
-    return tuple(written)
 
 
 def _iterator_ages_ms(records: Sequence[ChangeRecord]) -> list[float]:

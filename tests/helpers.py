@@ -105,3 +105,36 @@ def set_field(name: str, value: object) -> Mutation:
         record[name] = value
 
     return mutate
+
+
+_NOT_READ = object()
+
+
+def plan_key(
+    change: Any,
+    table: Any,
+    target: Any = None,
+    current_item: Any = _NOT_READ,
+    reread: Any = None,
+) -> Any:
+    """The production planning path for one key and one index: ``KeyWork`` + ``ChangePlanner``.
+
+    ``target`` is the index's ``TargetState``, or only its document in the table's own index;
+    an index no route names is taken as the last route's reindex target. ``current_item`` is
+    the item read from the table (streams without a new image), None when it is gone.
+    """
+    from syncer.config.names import reindex_alias
+    from syncer.core.documents import TargetState
+    from syncer.core.planners import ChangePlanner
+    from syncer.core.work import KeyWork
+
+    if not isinstance(target, TargetState):
+        target = TargetState(table.index, target)
+    work = KeyWork.start(change, table)
+    if current_item is not _NOT_READ:
+        work.item, work.item_read = current_item, True
+    routes = table.resolved_routes
+    alias = target.index
+    if alias not in {route.index for route in routes}:
+        alias = reindex_alias(routes[-1].index)
+    return ChangePlanner([work])((alias, change.document_id), target, reread)

@@ -12,7 +12,6 @@ size, so memory stays bounded by the chunk, not by the number of dead letters.
 
 from __future__ import annotations
 
-import dataclasses
 import fcntl
 import json
 import os
@@ -29,13 +28,15 @@ from syncer.pipeline import process_batch
 from syncer.sinks.deadletter import (
     DeadLetter,
     DeadLetterSink,
+    GuardedDeadLetters,
     SqsDeadLetters,
     entry_record,
     locked_append,
     read_file_lines,
     take_for_redrive,
 )
-from syncer.sinks.ports import Sinks
+from syncer.sinks.ports import DeadLetterStore, Sinks
+from syncer.sinks.resilience import Deadline
 
 REDRIVE_BATCH = 100
 # Long enough for one chunk through the pipeline with its retries; a message that failed again
@@ -123,16 +124,34 @@ def _sequence(record: Mapping[str, Any]) -> int:
     return int(text) if text.isascii() and text.isdigit() else -1
 
 
-class _RecordingSink:
-    """Writes letters through ``inner`` and remembers which raw records it wrote."""
+RecordIdentity = tuple[str, str]  # (the stream's ARN, the record's SequenceNumber)
 
-    def __init__(self, inner: DeadLetterSink) -> None:
+
+def record_identity(record: Mapping[str, Any]) -> RecordIdentity:
+    """Which stream record this is, whatever object carries it: its stream and sequence number.
+
+    A Lambda record names no shard; sequence numbers do not repeat within a stream, so two
+    records with the same pair are the same change delivered twice (and share one fate).
+    """
+    body = record.get("dynamodb")
+    sequence = body.get("SequenceNumber") if isinstance(body, Mapping) else None
+    return (str(record.get("eventSourceARN") or ""), str(sequence or ""))
+
+
+class _RecordingLetters:
+    """Writes letters through ``inner`` and remembers the identity of each record it wrote."""
+
+    def __init__(self, inner: DeadLetterStore) -> None:
         self.inner = inner
-        self.written: set[int] = set()
+        self.written: set[RecordIdentity] = set()
 
-    def write(self, letters: Sequence[DeadLetter]) -> None:
-        self.inner.write(letters)
-        self.written.update(id(letter.record) for letter in letters)
+    def write(self, letters: Sequence[DeadLetter], deadline: Deadline | None = None) -> None:
+        self.inner.write(letters, deadline)
+        self.written.update(
+            record_identity(letter.record)
+            for letter in letters
+            if isinstance(letter.record, Mapping)
+        )
 
 
 def redrive_entries(
@@ -144,22 +163,25 @@ def redrive_entries(
     """Process the stream records of ``entries`` in sequence order; the fate of each entry.
 
     ``None`` stands for an unreadable entry. A record the pipeline dead-letters again is told
-    apart from one it indexed by watching the dead-letter sink (the pipeline's letter carries
-    the very record object passed in).
+    apart from one it indexed by watching the dead letters written, by record identity (stream
+    and sequence number), not by which object carried it.
     """
     fates = [Fate.UNREADABLE if entry is None else Fate.NOT_REDRIVABLE for entry in entries]
     found = [(i, r) for i, r in enumerate(map(_stream_record, entries)) if r is not None]
     if not found:
         return fates
     found.sort(key=lambda pair: _sequence(pair[1]))
-    recorder = _RecordingSink(deadletters or sinks.deadletters)
+    letters = sinks.letters
+    if deadletters is not None:
+        letters = GuardedDeadLetters(deadletters, sinks.deadletter_guard)
+    recorder = _RecordingLetters(letters)
     batch = [record for _, record in found]
-    outcome = process_batch(batch, config, dataclasses.replace(sinks, deadletters=recorder))
+    outcome = process_batch(batch, config, sinks.with_letters(recorder))
     failed = set(outcome.failed_sequence_numbers)
     for i, record in found:
         if str(record["dynamodb"].get("SequenceNumber")) in failed:
             fates[i] = Fate.FAILED_AGAIN
-        elif id(record) in recorder.written:
+        elif record_identity(record) in recorder.written:
             fates[i] = Fate.REJECTED_AGAIN
         else:
             fates[i] = Fate.REDRIVEN

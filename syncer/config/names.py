@@ -38,6 +38,17 @@ def check_index_name(key: str, index: str) -> None:
         raise ConfigError(f"{key} {index!r:.80} is not a valid OpenSearch alias name: it {problem}")
 
 
+def reindex_alias(alias: str) -> str:
+    """The alias that points at the index a running ``syncer reindex`` is filling.
+
+    Stream writes go to it as well as to the main alias, so changes made during a reindex are
+    not missing after the swap. Every round of every batch asks whether it exists (sent
+    alongside the main aliases' ``_mget``), so a warm Lambda container needs no restart to see
+    it.
+    """
+    return f"{alias}{REINDEXING_SUFFIX}"
+
+
 def derived_from(alias: str, name: str) -> bool:
     """Whether ``name`` is one of the names syncer derives from ``alias`` (its reindex alias
     ``<alias>-reindexing`` or a versioned index ``<alias>-NNNNNN``)."""

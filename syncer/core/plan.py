@@ -1,4 +1,8 @@
-"""Plan, without I/O, what each key change does to OpenSearch and which Redis keys it clears."""
+"""Plan, without I/O, which Redis keys a key change clears, and the bulk's ``refresh``.
+
+The document planners live in ``syncer.core.planners`` and the document bodies in
+``syncer.core.bodies``; their names are importable from here too, where they were.
+"""
 
 from __future__ import annotations
 
@@ -7,186 +11,18 @@ from typing import Any
 
 from syncer.config import Route, TableConfig
 from syncer.config.templates import NO_ATTRIBUTES, Template, fill_template, parse_templates
+from syncer.core.bodies import change_state as change_state
+from syncer.core.bodies import document_body as document_body
+from syncer.core.bodies import tombstone_body as tombstone_body
 from syncer.core.coalesce import KeyChange
-from syncer.core.documents import (
-    SYNCER_FIELD,
-    Decision,
-    DocumentRef,
-    DocumentWrite,
-    IndexedDocument,
-    ReadState,
-    TargetState,
-    Verdict,
-    WriteKind,
-)
-from syncer.core.routes import document_in, route_item, select_route
-from syncer.core.versions import Order, Version, compare
-from syncer.errors import PoisonRecordError
+from syncer.core.planners import order_verdict as order_verdict
+from syncer.core.planners import plan_read_state as plan_read_state
+from syncer.core.planners import plan_scanned as plan_scanned
+from syncer.core.planners import plan_write as plan_write
+from syncer.core.routes import select_route
 
-_MISSING = object()
 Image = Mapping[str, Any]  # an item's attributes (DynamoDB values: any JSON-like type)
 State = tuple[Image, Image]  # (key attributes, image): key attributes win when rendering
-
-
-def document_body(item: Mapping[str, Any], table: TableConfig, version: Version) -> dict[str, Any]:
-    """The ``_source`` of an item: its attributes minus excluded ones, plus ``_syncer``."""
-    body = dict(item)
-    for name in table.exclude_attributes:  # usually none or a few: cheaper than filtering all
-        body.pop(name, None)
-    if SYNCER_FIELD in body:
-        raise PoisonRecordError(
-            f"item has an attribute named {SYNCER_FIELD!r}, which syncer reserves; add it to "
-            f"exclude_attributes of table {table.name!r}"
-        )
-    body[SYNCER_FIELD] = _syncer_meta(table, version, deleted=False)
-    return body
-
-
-def tombstone_body(table: TableConfig, version: Version, ttl: bool = False) -> dict[str, Any]:
-    """A deleted item's document: only ``_syncer``, so no older change can resurrect it."""
-    meta = _syncer_meta(table, version, deleted=True)
-    meta["ttl"] = ttl
-    return {SYNCER_FIELD: meta}
-
-
-def _syncer_meta(table: TableConfig, version: Version, deleted: bool) -> dict[str, Any]:
-    return {"table": table.name, "deleted": deleted, **version.to_meta()}
-
-
-def order_verdict(version: Version, indexed: IndexedDocument | None) -> Verdict | None:
-    """SKIP when ``indexed`` is as new or newer, REREAD when unknown, None when it is older."""
-    order = compare(version, indexed.version if indexed is not None else None)
-    if order is Order.OLDER:
-        return Verdict.SKIP
-    if order is Order.UNKNOWN:
-        return Verdict.REREAD
-    return None
-
-
-def plan_read_state(
-    ref: DocumentRef, table: TableConfig, read: ReadState, indexed: IndexedDocument | None
-) -> Decision:
-    """The write that puts an item as a consistent read found it in place of ``indexed``.
-
-    Only called for a read made after ``indexed`` was seen, so the read holds every change
-    that state came from: the write is conditional on ``indexed`` alone (docs/ordering.md).
-    """
-    if read.item is None:
-        if indexed is None or indexed.deleted:
-            return Verdict.SKIP
-        return DocumentWrite(ref, WriteKind.TOMBSTONE, tombstone_body(table, read.version), indexed)
-    body = document_body(read.item, table, read.version)
-    return DocumentWrite(ref, WriteKind.INDEX, body, indexed)
-
-
-def plan_scanned(
-    ref: DocumentRef,
-    table: TableConfig,
-    scanned: ReadState,
-    target: TargetState,
-    reread: ReadState | None,
-) -> Decision:
-    """A scanned item's write, when it is newer than the indexed state (reindex, verify)."""
-    if reread is not None:
-        return plan_read_state(ref, table, reread, target.document)
-    verdict = order_verdict(scanned.version, target.document)
-    return verdict or plan_read_state(ref, table, scanned, target.document)
-
-
-def change_state(change: KeyChange, current_item: Image | object | None = _MISSING) -> Image | None:
-    """The item as the change leaves it: its new image, or the item read; None when gone.
-
-    ``current_item`` is the item read from the table for streams without a new image
-    (KEYS_ONLY, OLD_IMAGE); None there means the item is gone.
-    """
-    latest = change.latest
-    if latest.is_remove:
-        return None
-    if latest.new_image is not None:
-        return latest.new_image
-    if current_item is _MISSING:
-        raise ValueError(f"change of {change.document_id!r} needs the item read from the table")
-    return current_item  # type: ignore[return-value]
-
-
-def plan_write(
-    change: KeyChange,
-    route_table: TableConfig,
-    document: Image | None,
-    target: TargetState,
-    reread: ReadState | None = None,
-) -> Decision:
-    """The write that brings one route's index to the change's state, or why there is none.
-
-    Every table is routed: a table without routes has one, to its own index (docs/routes.md).
-    ``route_table`` is the route seen as a table of one index; ``document`` is what the
-    change's state (or ``reread``'s item) makes in that index, already routed and transformed,
-    or None when the item is not there: gone, selected by another route or by none, or kept
-    out by the transform. Then the index gets a tombstone with the change's version, ordered
-    exactly like a delete's, so no older change can bring the item back there. ``reread`` is
-    the item read again after the planner answered ``Verdict.REREAD`` (its version could not be
-    ordered against the indexed state's, which happens only next to a read of the table).
-    """
-    if reread is not None:
-        ref = (target.index, change.document_id)
-        read = ReadState(document, reread.version)
-        return plan_read_state(ref, route_table, read, target.document)
-    version = change.latest.version  # a property that computes: once
-    return order_verdict(version, target.document) or _write_change(
-        change, version, route_table, document, target
-    )
-
-
-def _write_change(
-    change: KeyChange,
-    version: Version,
-    route_table: TableConfig,
-    document: Image | None,
-    target: TargetState,
-) -> DocumentWrite:
-    """The write of a change newer than the target's state: its document, or a tombstone."""
-    ref = (target.index, change.document_id)
-    latest = change.latest
-    if document is None:
-        ttl = latest.is_remove and latest.is_ttl_delete
-        body = tombstone_body(route_table, version, ttl)
-        return DocumentWrite(ref, WriteKind.TOMBSTONE, body, target.document)
-    body = document_body(document, route_table, version)
-    return DocumentWrite(ref, WriteKind.INDEX, body, target.document)
-
-
-def plan_document_write(
-    change: KeyChange,
-    table: TableConfig,
-    target: TargetState | IndexedDocument | None,
-    current_item: Image | object | None = _MISSING,
-    reread: ReadState | None = None,
-) -> Decision:
-    """``plan_write`` for one of a table's indices, the change's state routed there first.
-
-    ``target`` is the index's state, or only its document in the table's own index; an index
-    no route names (a reindex target) is taken as the last route's (the table's own). The
-    pipeline routes each change once for all its indices and calls ``plan_write`` itself.
-    """
-    if not isinstance(target, TargetState):
-        target = TargetState(table.index, target)
-    routes = table.resolved_routes
-    route = routes[-1]
-    if route.index != target.index:
-        route = next((r for r in routes if r.index == target.index), route)
-    if reread is not None:
-        document = document_in(route_item(table, reread.item), route)
-        return plan_write(change, table.route_table(route), document, target, reread)
-    version = change.latest.version
-    verdict = order_verdict(version, target.document)
-    if verdict is not None:
-        return verdict  # before asking for the item, which a skipped change never needs
-    item = change_state(change, current_item)
-    if len(routes) == 1 and route.match is None and route.transform is None:
-        document = item  # what route_item gives, without its allocations (bench/cpu_path.py)
-    else:
-        document = document_in(route_item(table, item), route)
-    return _write_change(change, version, table.route_table(route), document, target)
 
 
 def item_states(change: KeyChange) -> list[State]:

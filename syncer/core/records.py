@@ -61,6 +61,12 @@ class ChangeRecord:
         return str(self.raw["dynamodb"]["SequenceNumber"])
 
     @property
+    def typed_keys(self) -> Mapping[str, Any]:
+        """The item key in DynamoDB's typed form, as the stream carried it (for reads by key)."""
+        keys: Mapping[str, Any] = self.raw["dynamodb"]["Keys"]
+        return keys
+
+    @property
     def version(self) -> Version:
         """This change's place in the one version order (``syncer.core.versions``)."""
         return change_version(
@@ -70,6 +76,10 @@ class ChangeRecord:
     @property
     def is_remove(self) -> bool:
         return self.event_name is EventName.REMOVE
+
+    @property
+    def is_insert(self) -> bool:
+        return self.event_name is EventName.INSERT
 
     @property
     def needs_item_lookup(self) -> bool:

@@ -79,7 +79,7 @@ def redis_client(config: Config, environ: Mapping[str, str] | None = None) -> An
 def build_sinks(config: Config, environ: Mapping[str, str] | None = None) -> Sinks:
     """Clients for OpenSearch, Redis, DynamoDB and the dead letters, each behind its own breaker."""
     settings = config.resilience
-    return Sinks(
+    return Sinks.of_clients(
         opensearch=opensearch_client(config, environ),
         redis=redis_client(config, environ),
         dynamodb=LazyAwsClient("dynamodb"),

@@ -17,6 +17,7 @@ from syncer.core.documents import ReadState
 from syncer.core.keys import TypedKey, boto_key, key_document_id
 from syncer.core.records import document_id
 from syncer.core.versions import Version, read_version
+from syncer.errors import DownstreamUnavailableError
 from syncer.sinks.resilience import Deadline, Downstream, PendingItemsError
 
 BATCH_GET_LIMIT = 100
@@ -30,6 +31,15 @@ class ScanPage:
     items: list[dict[str, Any]]
     last_key: dict[str, Any] | None  # LastEvaluatedKey; None on the segment's last page
     version: Version  # the interval the page's request ran in
+
+
+def _key_identity(key: Mapping[str, Mapping[str, Any]]) -> tuple[Any, ...]:
+    """A boto3-typed key as a hashable value: the key asked for and the item answered match."""
+    return tuple(
+        (name, tag, bytes(value) if tag == "B" else value)
+        for name, typed in sorted(key.items())
+        for tag, value in typed.items()
+    )
 
 
 class ItemReader:
@@ -61,23 +71,30 @@ class ItemReader:
         table: str,
         keys: Sequence[Mapping[str, Mapping[str, Any]]],
         deadline: Deadline | None = None,
+        ids: Sequence[str] | None = None,
     ) -> dict[str, ReadState]:
         """Consistent reads of ``keys`` (either typed form), by document id: the item, or None
-        where it is gone, each with the read's version.
+        where it is gone, each with the read's version. ``ids`` are the keys' document ids when
+        the caller has them (the pipeline: decoded once), so none is computed again.
 
         BatchGetItem's UnprocessedKeys are retried with the guard's backoff, as AWS asks.
         """
+        if self._client is None:
+            raise DownstreamUnavailableError("no DynamoDB client to read items")
         requested = [boto_key(key) for key in keys]
+        wanted = list(ids) if ids is not None else [key_document_id(k) for k in requested]
+        by_key = {_key_identity(k): doc_id for k, doc_id in zip(requested, wanted, strict=True)}
         started = time.time()
-        found = self._batch_get(table, requested, deadline)
+        found = self._batch_get(table, requested, deadline, by_key)
         version = read_version(started, time.time())
-        return {
-            key_document_id(key): ReadState(found.get(key_document_id(key)), version)
-            for key in requested
-        }
+        return {doc_id: ReadState(found.get(doc_id), version) for doc_id in wanted}
 
     def _batch_get(
-        self, table: str, keys: Sequence[TypedKey], deadline: Deadline | None
+        self,
+        table: str,
+        keys: Sequence[TypedKey],
+        deadline: Deadline | None,
+        by_key: Mapping[tuple[Any, ...], str],
     ) -> dict[str, dict[str, Any]]:
         found: dict[str, dict[str, Any]] = {}
         guard = self._guard
@@ -94,7 +111,10 @@ class ItemReader:
                     )
                     for item in response.get("Responses", {}).get(table, []):
                         decoded = decode_item(item)
-                        found[document_id({name: decoded[name] for name in key_names})] = decoded
+                        doc_id = by_key.get(_key_identity({n: item[n] for n in key_names}))
+                        if doc_id is None:  # spelled otherwise than asked (a number's form)
+                            doc_id = document_id({name: decoded[name] for name in key_names})
+                        found[doc_id] = decoded
                     pending = response.get("UnprocessedKeys", {}).get(table, {}).get("Keys", [])
                     if pending:
                         raise PendingItemsError(len(pending), "UnprocessedKeys from BatchGetItem")

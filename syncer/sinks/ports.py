@@ -8,7 +8,7 @@ so no caller pairs a client with its guard by hand.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from syncer.config import OpenSearchConfig
@@ -55,6 +55,7 @@ class ItemStore(Protocol):
         table: str,
         keys: Sequence[Mapping[str, Mapping[str, Any]]],
         deadline: Deadline | None = None,
+        ids: Sequence[str] | None = None,
     ) -> dict[str, ReadState]: ...
     def scan(
         self,
@@ -74,54 +75,213 @@ class DeadLetterStore(Protocol):
     def write(self, letters: Sequence[DeadLetter], deadline: Deadline | None = None) -> None: ...
 
 
-@dataclass(slots=True)
-class Sinks:
-    """The I/O edges: the clients and their guards, and the guarded ports built from them."""
+class SearchAdmin(Protocol):
+    """The few index and alias calls the commands make, typed, each retried by its guard."""
+
+    def indices_of(self, alias: str) -> list[str]: ...
+    def put_alias(self, index: str, alias: str) -> None: ...
+    def update_aliases(self, actions: Sequence[Mapping[str, Any]]) -> None: ...
+    def delete_index(self, index: str) -> None: ...
+    def index_settings(self, index: str, name: str | None = None) -> dict[str, Any]: ...
+    def put_index_settings(self, index: str, body: Mapping[str, Any]) -> None: ...
+
+
+class OpenSearchAdmin:
+    """``SearchAdmin`` on OpenSearch: every call through the guard's retry and breaker."""
+
+    __slots__ = ("_client", "_guard")
+
+    def __init__(self, client: OpenSearch, guard: Downstream) -> None:
+        self._client = client
+        self._guard = guard
+
+    def indices_of(self, alias: str) -> list[str]:
+        """The concrete indices behind ``alias``; none when it does not exist."""
+        found = self._guard.call_with_retry(self._client.indices.get_alias, name=alias, ignore=404)
+        return sorted(name for name in found if isinstance(found.get(name), dict))
+
+    def put_alias(self, index: str, alias: str) -> None:
+        self._guard.call_with_retry(self._client.indices.put_alias, index=index, name=alias)
+
+    def update_aliases(self, actions: Sequence[Mapping[str, Any]]) -> None:
+        """Every action in one ``POST _aliases`` (atomic)."""
+        self._guard.call_with_retry(
+            self._client.indices.update_aliases, body={"actions": list(actions)}
+        )
+
+    def delete_index(self, index: str) -> None:
+        self._guard.call_with_retry(
+            self._client.indices.delete, index=index, params={"ignore_unavailable": "true"}
+        )
+
+    def index_settings(self, index: str, name: str | None = None) -> dict[str, Any]:
+        settings: dict[str, Any] = self._guard.call_with_retry(
+            self._client.indices.get_settings, index=index, name=name
+        )
+        return settings
+
+    def put_index_settings(self, index: str, body: Mapping[str, Any]) -> None:
+        self._guard.call_with_retry(self._client.indices.put_settings, index=index, body=body)
+
+
+@dataclass(frozen=True, slots=True)
+class Clients:
+    """The raw clients inside the adapters: closed by ``Sinks.close``; tests inspect them."""
 
     opensearch: OpenSearch
     redis: RedisHandle
     dynamodb: Any  # a boto3 client (no types); None only in tests that never read items
     deadletters: DeadLetterSink
-    opensearch_guard: Downstream
-    redis_guard: Downstream
-    dynamodb_guard: Downstream
-    deadletter_guard: Downstream
-    opensearch_limits: OpenSearchConfig = field(default_factory=OpenSearchConfig)
+    opensearch_limits: OpenSearchConfig
+
+
+class Sinks:
+    """The I/O edges as guarded ports, each built once: what the pipeline and commands get.
+
+    ``search``, ``cache``, ``items`` and ``letters`` are the ports (Protocols above; the tests'
+    in-memory fakes implement them too), ``admin`` the typed index and alias calls, ``guards``
+    every edge's ``Downstream`` (retry and breaker counts, health). The raw clients stay inside
+    the adapters (``clients``); ``opensearch``, ``redis``, ``dynamodb``, ``deadletters`` and
+    ``search_admin`` still reach them for the callers that have not moved to the ports.
+    """
+
+    __slots__ = ("admin", "cache", "clients", "guards", "items", "letters", "search")
+
+    def __init__(
+        self,
+        *,
+        search: SearchStore,
+        cache: CacheStore,
+        items: ItemStore,
+        letters: DeadLetterStore,
+        guards: tuple[Downstream, Downstream, Downstream, Downstream],
+        admin: SearchAdmin | None = None,
+        clients: Clients | None = None,
+    ) -> None:
+        self.search = search
+        self.cache = cache
+        self.items = items
+        self.letters = letters
+        self.guards = guards  # OpenSearch, Redis, DynamoDB, dead letters
+        self.admin = admin
+        self.clients = clients
+
+    @classmethod
+    def of_clients(
+        cls,
+        *,
+        opensearch: OpenSearch,
+        redis: RedisHandle,
+        dynamodb: Any,
+        deadletters: DeadLetterSink,
+        opensearch_guard: Downstream,
+        redis_guard: Downstream,
+        dynamodb_guard: Downstream,
+        deadletter_guard: Downstream,
+        opensearch_limits: OpenSearchConfig | None = None,
+    ) -> Sinks:
+        """The real adapters around the clients, each with its guard, built once."""
+        limits = opensearch_limits or OpenSearchConfig()
+        return cls(
+            search=SearchSink(opensearch, opensearch_guard, limits),
+            cache=CacheSink(redis, redis_guard),
+            items=ItemReader(dynamodb, dynamodb_guard),
+            letters=GuardedDeadLetters(deadletters, deadletter_guard),
+            guards=(opensearch_guard, redis_guard, dynamodb_guard, deadletter_guard),
+            admin=OpenSearchAdmin(opensearch, opensearch_guard),
+            clients=Clients(opensearch, redis, dynamodb, deadletters, limits),
+        )
+
+    def replace(self, **changes: Any) -> Sinks:
+        """New adapters around these clients and guards with some of them replaced (by the
+        names ``of_clients`` takes): a test's proxy in front of OpenSearch, another guard."""
+        clients = self._clients()
+        current: dict[str, Any] = {
+            "opensearch": clients.opensearch,
+            "redis": clients.redis,
+            "dynamodb": clients.dynamodb,
+            "deadletters": clients.deadletters,
+            "opensearch_guard": self.guards[0],
+            "redis_guard": self.guards[1],
+            "dynamodb_guard": self.guards[2],
+            "deadletter_guard": self.guards[3],
+            "opensearch_limits": clients.opensearch_limits,
+        }
+        unknown = set(changes) - set(current)
+        if unknown:
+            raise TypeError(f"Sinks.replace() got unknown names: {sorted(unknown)}")
+        return Sinks.of_clients(**{**current, **changes})
+
+    def with_letters(self, letters: DeadLetterStore) -> Sinks:
+        """The same ports, dead letters written to ``letters`` instead (redrive watches them)."""
+        return Sinks(
+            search=self.search,
+            cache=self.cache,
+            items=self.items,
+            letters=letters,
+            guards=self.guards,
+            admin=self.admin,
+            clients=self.clients,
+        )
+
+    def _adopt(self, other: Sinks) -> None:
+        for name in Sinks.__slots__:
+            setattr(self, name, getattr(other, name))
+
+    def _clients(self) -> Clients:
+        if self.clients is None:
+            raise AttributeError("these sinks are in-memory fakes: they have no raw clients")
+        return self.clients
 
     @property
-    def search(self) -> SearchStore:
-        """The index, through the OpenSearch guard."""
-        return SearchSink(self.opensearch, self.opensearch_guard, self.opensearch_limits)
+    def opensearch(self) -> OpenSearch:
+        return self._clients().opensearch
+
+    @property
+    def redis(self) -> RedisHandle:
+        return self._clients().redis
+
+    @redis.setter
+    def redis(self, client: RedisHandle) -> None:
+        """Point the cache port at another Redis (a test's cluster), keeping its guard."""
+        self._adopt(self.replace(redis=client))
+
+    @property
+    def dynamodb(self) -> Any:
+        return self._clients().dynamodb
+
+    @property
+    def deadletters(self) -> DeadLetterSink:
+        return self._clients().deadletters
+
+    @property
+    def opensearch_guard(self) -> Downstream:
+        return self.guards[0]
+
+    @property
+    def redis_guard(self) -> Downstream:
+        return self.guards[1]
+
+    @property
+    def dynamodb_guard(self) -> Downstream:
+        return self.guards[2]
+
+    @property
+    def deadletter_guard(self) -> Downstream:
+        return self.guards[3]
 
     @property
     def search_admin(self) -> Guarded:
-        """The OpenSearch client with every call through its guard: index and alias
-        administration (reindex: new indices, aliases, write blocks, settings)."""
+        """The OpenSearch client with every call through its guard (kept for the rebuild
+        commands until they use ``admin``, the typed port)."""
         return Guarded(self.opensearch, self.opensearch_guard)
-
-    @property
-    def cache(self) -> CacheStore:
-        """The cache, through the Redis guard."""
-        return CacheSink(self.redis, self.redis_guard)
-
-    @property
-    def items(self) -> ItemReader:
-        """The table's items, read through the DynamoDB guard."""
-        return ItemReader(self.dynamodb, self.dynamodb_guard)
-
-    @property
-    def letters(self) -> DeadLetterStore:
-        """The dead letters, written through their guard."""
-        return GuardedDeadLetters(self.deadletters, self.deadletter_guard)
-
-    @property
-    def guards(self) -> tuple[Downstream, ...]:
-        """Every edge's guard: for retry and breaker counts and health."""
-        return (self.opensearch_guard, self.redis_guard, self.dynamodb_guard, self.deadletter_guard)
 
     def close(self) -> None:
         """Close every client's connections (the commands do, when they finish)."""
-        for client in (self.opensearch, self.redis, self.dynamodb, self.deadletters):
+        if self.clients is None:
+            return
+        clients = self.clients
+        for client in (clients.opensearch, clients.redis, clients.dynamodb, clients.deadletters):
             close = getattr(client, "close", None)
             if callable(close):
                 close()

@@ -12,9 +12,7 @@ from __future__ import annotations
 import errno
 import functools
 import logging
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from enum import Enum
 from typing import Any, TypeVar
 
@@ -22,9 +20,10 @@ import pybreaker
 import tenacity
 
 from syncer.config import ResilienceConfig
+from syncer.core.deadline import MIN_REQUEST_S
+from syncer.core.deadline import Deadline as Deadline  # its home is core: re-exported
 from syncer.errors import (
     ConfigError,
-    DeadlineExceededError,
     DownstreamUnavailableError,
     SyncerError,
 )
@@ -44,36 +43,66 @@ class ErrorKind(Enum):
 # The one table of failures: (error, kind, what syncer does). docs/operations.md's table must
 # equal it (tests/unit/test_resilience.py compares them).
 FAILURE_TABLE: tuple[tuple[str, str, str], ...] = (
-    ("connection refused/reset, timeout (OpenSearch, Redis, AWS)", "transient",
-     "retry with backoff, then report the records"),
+    (
+        "connection refused/reset, timeout (OpenSearch, Redis, AWS)",
+        "transient",
+        "retry with backoff, then report the records",
+    ),
     ("HTTP 429, 5xx; Redis BUSY/LOADING/TRYAGAIN/CLUSTERDOWN", "transient", "same"),
-    ("bulk item 429, 5xx, 401/403 (write block, read-only index, security plugin)", "transient",
-     "same: the records are kept, never dead-lettered"),
-    ("DynamoDB/SQS throttling, InternalServerError; SQS batch partly refused", "transient",
-     "same"),
+    (
+        "bulk item 429, 5xx, 401/403 (write block, read-only index, security plugin)",
+        "transient",
+        "same: the records are kept, never dead-lettered",
+    ),
+    ("DynamoDB/SQS throttling, InternalServerError; SQS batch partly refused", "transient", "same"),
     ("disk full (ENOSPC, EDQUOT) writing the dead-letter file", "transient", "same"),
-    ("too little invocation time left for another request", "transient",
-     "report the records before Lambda's timeout"),
+    (
+        "too little invocation time left for another request",
+        "transient",
+        "report the records before Lambda's timeout",
+    ),
     ("circuit breaker open", "breaker open", "fail fast, no retry, report the records"),
-    ("version conflict (409) on a bulk item", "conflict",
-     "read the index again and decide again"),
-    ("other HTTP 4xx on a bulk item (mapping, too large)", "permanent",
-     "the key's records go to the dead letters, its cache keys are still invalidated"),
-    ("other 4xx on a whole request, auth errors, permission denied on a file", "fatal",
-     "no retry, report the records"),
-    ("malformed record, unknown table, key that cannot be a document id", "poison",
-     "the record goes to the dead letters with the reason"),
-    ("any other exception (a bug in syncer)", "unexpected",
-     "the invocation fails: nothing is acknowledged"),
-    ("missing index (`syncer setup` not run)", "transient",
-     "retry, then report the records; the log says to run `syncer setup`"),
-    ("dead-letter destination fails", "transient",
-     "report the records (a record without a sequence number fails the whole batch)"),
-    ("a configuration mistake found on first use (a database number on a Redis Cluster)",
-     "config", "the invocation fails (`syncer run` stops) with what to change; nothing is "
-     "acknowledged"),
-    ("every record of a batch failed", "batch failed",
-     "the invocation fails, so the function-errors alarm fires"),
+    ("version conflict (409) on a bulk item", "conflict", "read the index again and decide again"),
+    (
+        "other HTTP 4xx on a bulk item (mapping, too large)",
+        "permanent",
+        "the key's records go to the dead letters, its cache keys are still invalidated",
+    ),
+    (
+        "other 4xx on a whole request, auth errors, permission denied on a file",
+        "fatal",
+        "no retry, report the records",
+    ),
+    (
+        "malformed record, unknown table, key that cannot be a document id",
+        "poison",
+        "the record goes to the dead letters with the reason",
+    ),
+    (
+        "any other exception (a bug in syncer)",
+        "unexpected",
+        "the invocation fails: nothing is acknowledged",
+    ),
+    (
+        "missing index (`syncer setup` not run)",
+        "transient",
+        "retry, then report the records; the log says to run `syncer setup`",
+    ),
+    (
+        "dead-letter destination fails",
+        "transient",
+        "report the records (a record without a sequence number fails the whole batch)",
+    ),
+    (
+        "a configuration mistake found on first use (a database number on a Redis Cluster)",
+        "config",
+        "the invocation fails (`syncer run` stops) with what to change; nothing is acknowledged",
+    ),
+    (
+        "every record of a batch failed",
+        "batch failed",
+        "the invocation fails, so the function-errors alarm fires",
+    ),
 )
 
 
@@ -212,45 +241,6 @@ class _BreakerLogger(pybreaker.CircuitBreakerListener):
             getattr(old_state, "name", old_state),
             getattr(new_state, "name", new_state),
         )
-
-
-MIN_REQUEST_S = 0.05
-
-
-@dataclass(frozen=True, slots=True)
-class Deadline:
-    """A point in monotonic time by which retries must give up (Lambda's remaining time)."""
-
-    at: float
-
-    @classmethod
-    def after(cls, seconds: float) -> Deadline:
-        return cls(time.monotonic() + seconds)
-
-    def remaining_s(self) -> float:
-        return max(0.0, self.at - time.monotonic())
-
-    def request_timeout(self, timeout_s: float) -> float:
-        """``timeout_s``, or less when the time left is shorter; raises when too little is left.
-
-        Every request gets this, so an invocation reports its failures before Lambda ends it,
-        instead of only its waits between retries being bounded.
-        """
-        left = self.remaining_s()
-        if left < MIN_REQUEST_S:
-            raise DeadlineExceededError(
-                f"{left:.2f}s of the invocation left: not starting another request"
-            )
-        return min(timeout_s, left)
-
-    def check_fits(self, timeout_s: float) -> None:
-        """Raise unless a request that may take ``timeout_s`` (not shortenable) fits in time."""
-        left = self.remaining_s()
-        if left < timeout_s:
-            raise DeadlineExceededError(
-                f"{left:.2f}s of the invocation left, a request may take {timeout_s:.2f}s: "
-                "not starting it"
-            )
 
 
 class Downstream:

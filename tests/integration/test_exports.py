@@ -432,7 +432,7 @@ def test_a_scan_reindex_in_worker_processes_equals_the_table_and_keeps_absent_re
         progress_path=tmp_path / "progress.json",
     )
     # then the alias points at the new index, which equals the table
-    ((_alias, new_index, _old), ) = result.indices
+    ((_alias, new_index, _old),) = result.indices
     assert sorted(stack.sinks.opensearch.indices.get_alias(name=stack.index)) == [new_index]
     assert not stack.sinks.opensearch.indices.exists_alias(name=reindex_alias(stack.index))
     assert stack.indexed() == stack.scanned()

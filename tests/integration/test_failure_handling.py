@@ -97,7 +97,7 @@ def test_a_bug_in_the_apply_step_fails_the_invocation(
     def broken(*_: object, **__: object) -> None:
         raise KeyError("a bug")
 
-    monkeypatch.setattr("syncer.pipeline.plan_write", broken)
+    monkeypatch.setattr("syncer.core.planners.plan_write", broken)
     # when the batch is delivered
     # then the invocation fails with the bug itself
     with pytest.raises(KeyError, match="a bug"):

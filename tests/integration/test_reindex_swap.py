@@ -87,9 +87,7 @@ def test_a_batch_that_resolved_the_old_index_before_the_swap_lands_in_the_new_on
     stack.put(_item("s", "hats"))
     records = stack.new_records()
     proxy = _SwapBetweenMgetAndHead(client, lambda: swap_alias(client, table, new_index, old_index))
-    outcome = process_batch(
-        records, stack.config, dataclasses.replace(stack.sinks, opensearch=proxy)
-    )
+    outcome = process_batch(records, stack.config, stack.sinks.replace(opensearch=proxy))
     # then the change was acknowledged and search, now on the new index, shows it
     assert proxy.swapped.is_set()
     assert not outcome.failed_sequence_numbers
@@ -241,7 +239,7 @@ def test_a_change_written_to_the_old_index_only_before_the_swap_is_caught_up(
         batch_client = _ConflictInNewThenHoldForSwap(stack.sinks.opensearch, new_index)
         # its own guard, as in another process: a breaker serialises calls through it
         guard = Downstream("opensearch", stack.config.resilience)
-        sinks = dataclasses.replace(stack.sinks, opensearch=batch_client, opensearch_guard=guard)
+        sinks = stack.sinks.replace(opensearch=batch_client, opensearch_guard=guard)
         batch = threading.Thread(
             target=lambda: outcomes.append(process_batch(records, stack.config, sinks))
         )

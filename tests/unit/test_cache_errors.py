@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 from redis import exceptions as redis_errors
 
-from syncer.sinks.cache import Unlink, _cluster_setup_error, _naming_node, _unlink_replies
+from syncer.sinks.cache import Unlink
+from syncer.sinks.cache.errors import _cluster_setup_error, _naming_node
+from syncer.sinks.cache.unlink import _unlink_replies
 from syncer.sinks.resilience import ErrorKind, classify
 
 

@@ -111,7 +111,9 @@ def test_architecture_lists_every_module_once() -> None:
         p.relative_to(package).as_posix()
         for p in package.rglob("*.py")
         if p != package / "__init__.py"
-        and (p.name != "__init__.py" or len(ast.parse(p.read_text()).body) > 1)  # more than a docstring
+        and (
+            p.name != "__init__.py" or len(ast.parse(p.read_text()).body) > 1
+        )  # more than a docstring
     )
     rows = [
         line.split("|")[1]

@@ -9,11 +9,12 @@ from syncer.config.templates import render_cache_key
 from syncer.core import jsoncodec
 from syncer.core.coalesce import KeyChange, coalesce_latest_per_key
 from syncer.core.documents import SYNCER_FIELD, IndexedDocument, Verdict, WriteKind
-from syncer.core.plan import plan_cache_keys, plan_document_write
+from syncer.core.plan import plan_cache_keys
 from syncer.core.records import padded_sequence
 from syncer.core.versions import Version
 from syncer.errors import PoisonRecordError
 from syncer.sinks.search import bulk_chunks
+from tests.helpers import plan_key
 
 TABLE = TableConfig(
     name="catalog",
@@ -58,7 +59,7 @@ def test_write_is_skipped_when_index_is_as_new_or_newer(make_record, indexed_seq
     # given a change and an index at the same or a later sequence number
     change = _change(make_record("MODIFY", SEQ, new=BOOT, old=SHOE))
     # when it is planned
-    write = plan_document_write(change, TABLE, _indexed(indexed_sequence))
+    write = plan_key(change, TABLE, _indexed(indexed_sequence))
     # then nothing is written
     assert write is Verdict.SKIP
 
@@ -68,7 +69,7 @@ def test_absent_document_is_created(make_record) -> None:
     # given an insert of a key the index does not have
     change = _change(make_record("INSERT", SEQ, new=SHOE))
     # when it is planned
-    write = plan_document_write(change, TABLE, None)
+    write = plan_key(change, TABLE, None)
     # then it creates the document from the new image
     assert write is not None
     assert write.kind is WriteKind.INDEX
@@ -81,7 +82,7 @@ def test_absent_document_is_created(make_record) -> None:
         "table": "catalog",
         "deleted": False,
         "changed_at": 1704067200000,
-            "stream": STREAM_MS,
+        "stream": STREAM_MS,
     }
 
 
@@ -91,7 +92,7 @@ def test_present_document_is_indexed_conditionally(make_record) -> None:
     change = _change(make_record("MODIFY", SEQ_NEW, new=BOOT, old=SHOE))
     indexed = _indexed(SEQ)
     # when it is planned
-    write = plan_document_write(change, TABLE, indexed)
+    write = plan_key(change, TABLE, indexed)
     # then it is an index action conditioned on the read document
     assert write is not None
     assert write.expected is indexed
@@ -105,7 +106,7 @@ def test_document_from_a_full_scan_is_replaced(make_record) -> None:
     # given an indexed document with no sequence number
     change = _change(make_record("MODIFY", SEQ_OLD, new=BOOT, old=SHOE))
     # when it is planned
-    write = plan_document_write(change, TABLE, _indexed(None))
+    write = plan_key(change, TABLE, _indexed(None))
     # then it is written
     assert write is not None
     assert write.kind is WriteKind.INDEX
@@ -118,7 +119,7 @@ def test_only_the_latest_record_decides_the_body(make_record) -> None:
         make_record("MODIFY", SEQ_NEW, new=BOOT, old=SHOE), make_record("INSERT", SEQ, new=SHOE)
     )
     # when it is planned
-    write = plan_document_write(change, TABLE, None)
+    write = plan_key(change, TABLE, None)
     # then the body is the modify's new image at its sequence number
     assert write is not None
     assert write.body["category"] == "boots"
@@ -131,7 +132,7 @@ def test_remove_writes_a_tombstone(make_record, ttl: bool) -> None:
     # given a remove of an indexed key
     change = _change(make_record("REMOVE", SEQ_NEW, old=BOOT, ttl=ttl))
     # when it is planned
-    write = plan_document_write(change, TABLE, _indexed(SEQ))
+    write = plan_key(change, TABLE, _indexed(SEQ))
     # then a tombstone holding only _syncer is written
     assert write is not None
     assert write.kind is WriteKind.TOMBSTONE
@@ -153,7 +154,7 @@ def test_keys_only_change_uses_the_item_read_from_the_table(make_record) -> None
     change = _change(make_record("MODIFY", SEQ, view_type="KEYS_ONLY"))
     current = {"pk": "p-1", "sk": "v1", **BOOT}
     # when it is planned with that item
-    write = plan_document_write(change, TABLE, None, current)
+    write = plan_key(change, TABLE, None, current)
     # then the item is the body
     assert write is not None
     assert write.kind is WriteKind.INDEX
@@ -165,7 +166,7 @@ def test_keys_only_change_of_a_vanished_item_writes_a_tombstone(make_record) -> 
     # given a KEYS_ONLY modify and a lookup that found nothing
     change = _change(make_record("MODIFY", SEQ, view_type="KEYS_ONLY"))
     # when it is planned with None as the current item
-    write = plan_document_write(change, TABLE, _indexed(SEQ_OLD), None)
+    write = plan_key(change, TABLE, _indexed(SEQ_OLD), None)
     # then the document becomes a non-TTL tombstone
     assert write is not None
     assert write.kind is WriteKind.TOMBSTONE
@@ -180,7 +181,7 @@ def test_keys_only_change_without_a_lookup_is_a_programming_error(make_record) -
     # when it is planned without current_item
     # then it refuses to guess
     with pytest.raises(ValueError, match="needs the item read from the table"):
-        plan_document_write(change, TABLE, None)
+        plan_key(change, TABLE, None)
 
 
 def test_excluded_attributes_never_reach_the_body(make_record) -> None:
@@ -188,7 +189,7 @@ def test_excluded_attributes_never_reach_the_body(make_record) -> None:
     # given an item with the excluded attribute 'cost'
     change = _change(make_record("INSERT", SEQ, new=SHOE))
     # when it is planned
-    write = plan_document_write(change, TABLE, None)
+    write = plan_key(change, TABLE, None)
     # then 'cost' is not in the body
     assert write is not None
     assert "cost" not in write.body
@@ -200,7 +201,7 @@ def test_excluded_attributes_are_dropped_from_a_table_read_too(make_record) -> N
     # given a KEYS_ONLY change and a current item with 'cost'
     change = _change(make_record("MODIFY", SEQ, view_type="KEYS_ONLY"))
     # when it is planned
-    write = plan_document_write(change, TABLE, None, {"pk": "p-1", "sk": "v1", **SHOE})
+    write = plan_key(change, TABLE, None, {"pk": "p-1", "sk": "v1", **SHOE})
     # then 'cost' is not in the body
     assert write is not None
     assert "cost" not in write.body
@@ -213,7 +214,7 @@ def test_item_with_reserved_attribute_is_poison(make_record) -> None:
     # when it is planned
     # then it is rejected, pointing at exclude_attributes
     with pytest.raises(PoisonRecordError, match="exclude_attributes"):
-        plan_document_write(change, TABLE, None)
+        plan_key(change, TABLE, None)
 
 
 def test_reserved_attribute_is_allowed_once_excluded(make_record) -> None:
@@ -224,7 +225,7 @@ def test_reserved_attribute_is_allowed_once_excluded(make_record) -> None:
     )
     change = _change(make_record("INSERT", SEQ, new={**SHOE, SYNCER_FIELD: "mine"}))
     # when it is planned
-    write = plan_document_write(change, table, None)
+    write = plan_key(change, table, None)
     # then the body's _syncer is syncer's metadata
     assert write is not None
     assert write.body[SYNCER_FIELD]["seq"] == padded_sequence(SEQ)

@@ -29,7 +29,7 @@ from syncer.core.documents import (
     WriteKind,
     indexed_document,
 )
-from syncer.core.plan import plan_document_write, plan_scanned, tombstone_body
+from syncer.core.plan import plan_scanned, tombstone_body
 from syncer.core.records import decode_record
 from syncer.core.versions import (
     CLOCK_UNCERTAINTY_MS,
@@ -38,6 +38,7 @@ from syncer.core.versions import (
     read_version,
     version_from_meta,
 )
+from tests.helpers import plan_key
 
 TABLE = TableConfig(name="catalog", index="catalog")
 KEYS = ("a", "b")
@@ -131,10 +132,10 @@ class World:
             key = change.latest.keys["pk"]
             for index in list(self.indices):
                 target = self.target(key, index)
-                decision = plan_document_write(change, TABLE, target)
+                decision = plan_key(change, TABLE, target)
                 if decision is Verdict.REREAD:
                     reread = self.read(key, skew_ms)
-                    decision = plan_document_write(change, TABLE, target, reread=reread)
+                    decision = plan_key(change, TABLE, target, reread=reread)
                 self.apply(key, decision, target)
 
     def write_scanned(
@@ -264,9 +265,7 @@ ABSENT_SCANS_TWO_CLOCKS = [
 @example(steps=REINDEX_THEN_OLD_REPLAY, skews=[SKEW_MS, -SKEW_MS], final_order=random.Random(1))
 @example(steps=DELETE_REINDEX_REPLAY, skews=[0], final_order=random.Random(1))
 @example(steps=NEW_STREAM_LOWER_NUMBERS, skews=[0], final_order=random.Random(1))
-@example(
-    steps=ABSENT_SCANS_TWO_CLOCKS, skews=[-SKEW_MS, 0, SKEW_MS], final_order=random.Random(1)
-)
+@example(steps=ABSENT_SCANS_TWO_CLOCKS, skews=[-SKEW_MS, 0, SKEW_MS], final_order=random.Random(1))
 @example(steps=READS_ON_TWO_CLOCKS, skews=[0, 7], final_order=random.Random(1))
 @given(
     steps=st.lists(_STEP, min_size=4, max_size=40),

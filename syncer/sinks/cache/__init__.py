@@ -3,8 +3,8 @@
 One job per module: ``slots`` (which keys go together, pure), ``unlink`` (the UNLINKs on a
 single node or a Redis Cluster), ``client`` (the lazily connected ``RedisHandle``, cluster
 detection, connection options), ``errors`` (failures naming the node). Here: ``invalidate``,
-``CacheSink`` (the port) and ``make_client``, and every name other code imports from
-``syncer.sinks.cache``.
+``CacheSink`` (the port) and ``make_client``, and the few names other code imports from
+``syncer.sinks.cache`` (``__all__``); no module's private helpers.
 """
 
 from __future__ import annotations
@@ -13,67 +13,22 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 from syncer.config import RedisConfig
-from syncer.sinks.cache.client import (
-    RedisHandle,
-    _connect,
-    _options,
-    _without_database,
-    is_cluster_client,
-)
-from syncer.sinks.cache.errors import E, _cluster_setup_error, _naming_node, log
-from syncer.sinks.cache.slots import (
-    UNLINK_CHUNK,
-    ReplicaWait,
-    Unlink,
-    _slot_function,
-    key_slot,
-    unlinks_by_slot,
-)
-from syncer.sinks.cache.unlink import (
-    MAX_REDIRECT_ROUNDS,
-    _check_replicas,
-    _invalidate_cluster,
-    _invalidate_node,
-    _node_name,
-    _plan_nodes,
-    _read_replies,
-    _refresh_slot_map,
-    _seed_name,
-    _send_to_nodes,
-    _unlink_replies,
-    _write_commands,
-)
+from syncer.sinks.cache.client import RedisHandle, is_cluster_client
+from syncer.sinks.cache.slots import UNLINK_CHUNK, ReplicaWait, Unlink, key_slot, unlinks_by_slot
+from syncer.sinks.cache.unlink import MAX_REDIRECT_ROUNDS, invalidate_cluster, invalidate_node
 from syncer.sinks.resilience import Deadline, Downstream
 
+# The package's public face; each module's own helpers are imported from that module.
 __all__ = [
     "MAX_REDIRECT_ROUNDS",
     "UNLINK_CHUNK",
     "CacheSink",
-    "E",
     "RedisHandle",
     "ReplicaWait",
     "Unlink",
-    "_check_replicas",
-    "_cluster_setup_error",
-    "_connect",
-    "_invalidate_cluster",
-    "_invalidate_node",
-    "_naming_node",
-    "_node_name",
-    "_options",
-    "_plan_nodes",
-    "_read_replies",
-    "_refresh_slot_map",
-    "_seed_name",
-    "_send_to_nodes",
-    "_slot_function",
-    "_unlink_replies",
-    "_without_database",
-    "_write_commands",
     "invalidate",
     "is_cluster_client",
     "key_slot",
-    "log",
     "make_client",
     "unlinks_by_slot",
 ]
@@ -93,8 +48,8 @@ def invalidate(client: Any, keys: Collection[str]) -> int:
         wait = client.replica_wait
         client = client.connected()
     if is_cluster_client(client):
-        return _invalidate_cluster(client, keys, wait)
-    return _invalidate_node(client, sorted(keys), wait)
+        return invalidate_cluster(client, keys, wait)
+    return invalidate_node(client, sorted(keys), wait)
 
 
 class CacheSink:

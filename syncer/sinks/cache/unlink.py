@@ -23,7 +23,7 @@ from syncer.sinks.cache.slots import (
 MAX_REDIRECT_ROUNDS = 5
 
 
-def _invalidate_node(client: Any, ordered: Sequence[str], wait: ReplicaWait | None) -> int:
+def invalidate_node(client: Any, ordered: Sequence[str], wait: ReplicaWait | None) -> int:
     from redis import exceptions as redis_errors
 
     pipe = client.pipeline(transaction=False)
@@ -59,7 +59,7 @@ def _node_name(client: Any) -> str:
     return f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
 
 
-def _invalidate_cluster(client: Any, keys: Collection[str], wait: ReplicaWait | None) -> int:
+def invalidate_cluster(client: Any, keys: Collection[str], wait: ReplicaWait | None) -> int:
     """One round per topology change: group by node, send every node its pipeline, follow
     MOVED (refresh the slot map) and ASK (ASKING to the importing node), then go again for
     the commands that were redirected. Any other failure refreshes the slot map, so the next

@@ -6,6 +6,9 @@ pool), ``writes`` (the write loop), ``sink`` (the guarded store), ``client`` (th
 """
 
 from syncer.core.documents import DocumentWrite, WriteKind
+
+# The write types live in core (shared with the planners); re-exported for the commands.
+from syncer.core.writes import ApplyResult, Planner, RefOutcome, Rereader, WriteOptions
 from syncer.sinks.search.aliases import REINDEX_ALIAS_SUFFIX, alias_exists, reindex_alias
 from syncer.sinks.search.bulk import ItemResult, ItemStatus, bulk_chunks, item_result, send_bulk
 from syncer.sinks.search.client import make_client
@@ -17,16 +20,8 @@ from syncer.sinks.search.reads import (
     read_targets,
     scroll_pages,
 )
-from syncer.sinks.search.sink import SearchSink
-from syncer.sinks.search.writes import (
-    ApplyResult,
-    Planner,
-    RefOutcome,
-    Rereader,
-    WriteOptions,
-    apply_writes,
-    write_documents,
-)
+from syncer.sinks.search.sink import SearchSink, apply_writes
+from syncer.sinks.search.writes import write_documents
 
 __all__ = [
     "REINDEX_ALIAS_SUFFIX",

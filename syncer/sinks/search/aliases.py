@@ -4,21 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from syncer.config.names import REINDEXING_SUFFIX
+from syncer.config.names import reindex_alias as reindex_alias
+
 if TYPE_CHECKING:
     from opensearchpy import OpenSearch
 
-REINDEX_ALIAS_SUFFIX = "-reindexing"
-
-
-def reindex_alias(alias: str) -> str:
-    """The alias that points at the index a running ``syncer reindex`` is filling.
-
-    Stream writes go to it as well as to the main alias, so changes made during a reindex are
-    not missing after the swap. Every round of every batch asks whether it exists (sent
-    alongside the main aliases' ``_mget``), so a warm Lambda container needs no restart to see
-    it.
-    """
-    return f"{alias}{REINDEX_ALIAS_SUFFIX}"
+# Defined once, in config/names.py (the names syncer derives from an alias); re-exported here.
+REINDEX_ALIAS_SUFFIX = REINDEXING_SUFFIX
 
 
 def alias_exists(client: OpenSearch, alias: str, timeout_s: float | None = None) -> bool:

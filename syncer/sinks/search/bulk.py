@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from syncer.core import jsoncodec
 from syncer.core.documents import DocumentRef, DocumentWrite, WriteKind
+from syncer.core.writes import ItemResult as ItemResult
+from syncer.core.writes import ItemStatus as ItemStatus
 from syncer.errors import SearchUnavailableError
 from syncer.sinks.search.aliases import timeout_params
 
@@ -16,22 +16,11 @@ if TYPE_CHECKING:
     from opensearchpy import OpenSearch
 
 
-class ItemStatus(Enum):
-    OK = "ok"
-    CONFLICT = "conflict"
-    TRANSIENT = "transient"
-    PERMANENT = "permanent"
-
-
-@dataclass(frozen=True, slots=True)
-class ItemResult:
-    status: ItemStatus
-    reason: str = ""
-
-
-def _action_line(write: DocumentWrite) -> dict[str, Any]:
+def _action_line(write: DocumentWrite, aliases: frozenset[str] = frozenset()) -> dict[str, Any]:
     index, doc_id = write.ref
     if write.expected is None:
+        if index in aliases:  # written through the alias, unread: never create an index by name
+            return {"create": {"_index": index, "_id": doc_id, "require_alias": True}}
         return {"create": {"_index": index, "_id": doc_id}}
     action = "delete" if write.kind is WriteKind.DELETE else "index"
     return {
@@ -49,18 +38,21 @@ def bulk_chunks(
     max_actions: int,
     max_bytes: int,
     unencodable: list[tuple[DocumentWrite, str]] | None = None,
+    aliases: frozenset[str] = frozenset(),
 ) -> Iterator[tuple[list[DocumentWrite], bytes]]:
     """Serialise writes to NDJSON and cut them into request bodies by count and bytes.
 
     A body JSON cannot encode (text with a lone surrogate) goes to ``unencodable`` with the
-    reason when that list is given, so one bad item never blocks the others.
+    reason when that list is given, so one bad item never blocks the others. A ``create``
+    into one of ``aliases`` (planned unread, through the alias) carries ``require_alias``: if the
+    alias is gone, OpenSearch refuses it (404, retried) instead of creating an index by its name.
     """
     chunk: list[DocumentWrite] = []
     lines: list[bytes] = []
     size = 0
     for write in writes:
         try:
-            entry = jsoncodec.dumps(_action_line(write)) + b"\n"
+            entry = jsoncodec.dumps(_action_line(write, aliases)) + b"\n"
             if write.kind is not WriteKind.DELETE:
                 entry += jsoncodec.dumps(write.body) + b"\n"
         except (TypeError, ValueError) as error:  # orjson.JSONEncodeError is a TypeError

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING
+import time
+from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any
 
 from syncer.config import OpenSearchConfig
-from syncer.core.documents import DocumentRef
+from syncer.core.deadline import Deadline
+from syncer.core.documents import DocumentRef, DocumentWrite, TargetState
+from syncer.core.writes import ApplyResult, Planner, SentChunk, WriteOptions
 from syncer.sinks.search.aliases import alias_exists
+from syncer.sinks.search.bulk import bulk_chunks, send_bulk
 from syncer.sinks.search.reads import Body, Hit, check_shards, scroll_pages
-from syncer.sinks.search.writes import ApplyResult, Planner, WriteOptions, write_documents
+from syncer.sinks.search.targets import read_round
+from syncer.sinks.search.writes import write_documents
 
 if TYPE_CHECKING:
     from opensearchpy import OpenSearch
@@ -17,6 +23,21 @@ if TYPE_CHECKING:
     from syncer.sinks.resilience import Downstream
 
 _DEFAULTS = WriteOptions()
+
+
+def apply_writes(
+    client: OpenSearch,
+    guard: Downstream,
+    refs: Sequence[DocumentRef],
+    plan: Planner,
+    limits: OpenSearchConfig,
+    **options: Any,
+) -> ApplyResult:
+    """``write_documents`` on ``client`` with ``WriteOptions``' fields as keywords (kept for
+    its callers)."""
+    if "fields" in options:
+        options["fields"] = tuple(options["fields"])
+    return write_documents(SearchSink(client, guard, limits), refs, plan, WriteOptions(**options))
 
 
 class SearchSink:
@@ -32,8 +53,60 @@ class SearchSink:
     def apply(
         self, refs: Sequence[DocumentRef], plan: Planner, options: WriteOptions = _DEFAULTS
     ) -> ApplyResult:
-        """Write what ``plan`` decides for each ref (``write_documents``)."""
-        return write_documents(self.client, self.guard, self.limits, refs, plan, options)
+        """Write what ``plan`` decides for each ref (``write_documents`` over this store)."""
+        return write_documents(self, refs, plan, options)
+
+    # What write_documents needs of the store (WriteRounds): attempts, one read, one send.
+    def attempts(self, deadline: Deadline | None) -> Iterable[AbstractContextManager[Any]]:
+        """The rounds the guard's retry policy allows within ``deadline``."""
+        return self.guard.retrying(deadline)
+
+    def read_round(
+        self,
+        refs: Sequence[DocumentRef],
+        fields: Sequence[str],
+        optional_aliases: frozenset[str],
+        deadline: Deadline | None,
+        *,
+        read: bool,
+        absent: Container[DocumentRef] = frozenset(),
+    ) -> dict[DocumentRef, TargetState]:
+        """The refs' target states: the ``_mget``, the reindex aliases' ``HEAD`` (one attempt)."""
+        return self.guard.call(
+            read_round,
+            self.client,
+            refs,
+            fields,
+            optional_aliases,
+            self._cap(deadline),
+            read=read,
+            absent=absent,
+        )
+
+    def send_round(
+        self,
+        writes: Sequence[DocumentWrite],
+        refresh: str | None,
+        deadline: Deadline | None,
+        aliases: frozenset[str] = frozenset(),
+    ) -> Iterator[SentChunk]:
+        """The writes as ``_bulk`` requests cut by count and bytes, each item's result read;
+        a ``create`` into one of ``aliases`` requires that alias (``bulk_chunks``)."""
+        unencodable: list[tuple[DocumentWrite, str]] = []
+        limits = self.limits
+        for chunk, body in bulk_chunks(
+            writes, limits.bulk_max_actions, limits.bulk_max_bytes, unencodable, aliases
+        ):
+            started = time.perf_counter()
+            results = self.guard.call(
+                send_bulk, self.client, body, chunk, refresh, self._cap(deadline)
+            )
+            yield SentChunk(chunk, results, time.perf_counter() - started)
+        if unencodable:
+            yield SentChunk((), {}, 0.0, unencodable)
+
+    def _cap(self, deadline: Deadline | None) -> float | None:
+        return None if deadline is None else deadline.request_timeout(self.limits.timeout_s)
 
     def refresh(self, alias: str) -> None:
         """Make every write to ``alias`` so far visible to search."""

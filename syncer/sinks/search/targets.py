@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_for_futures
 from typing import TYPE_CHECKING
@@ -43,14 +43,17 @@ def read_round(
     timeout_s: float | None,
     *,
     read: bool,
+    absent: Container[DocumentRef] = frozenset(),
 ) -> dict[DocumentRef, TargetState]:
     """The round's target states; refs of optional aliases that do not exist are left out.
 
-    Whether each optional alias exists (a ``HEAD`` per alias, asked afresh every round) does
-    not depend on the main aliases' ``_mget``, so the ``HEAD`` requests go out on other
-    threads while the ``_mget`` runs here. Only an optional alias that exists (a reindex is
-    running: rare) costs a second ``_mget``, for its refs. Without ``read`` every state is
-    taken as absent (a scan into a new index). One attempt: any failure fails it whole.
+        Whether each optional alias exists (a ``HEAD`` per alias, asked afresh every round) does
+        not depend on the main aliases' ``_mget``, so the ``HEAD`` requests go out on other
+        threads while the ``_mget`` runs here. Only an optional alias that exists (a reindex is
+        running: rare) costs a second ``_mget``, for its refs. Without ``read`` every state is
+        taken as absent (a scan into a new index), and so is each ref in ``absent`` (a stream INSERT's:
+    its write is a ``create``, refused with a 409 when anything is there, and then read and planned
+    again). One attempt: any failure fails it whole.
     """
     asked = sorted({ref[0] for ref in pending if ref[0] in optional_aliases})
     heads: dict[str, Future[bool]] = {}
@@ -59,13 +62,17 @@ def read_round(
         heads = {alias: pool.submit(alias_exists, client, alias, timeout_s) for alias in asked}
     try:
         required = [ref for ref in pending if ref[0] not in optional_aliases]
-        targets = _read_or_assume(client, required, fields, optional_aliases, timeout_s, read)
+        targets = _read_or_assume(
+            client, required, fields, optional_aliases, timeout_s, read, absent
+        )
     finally:
         wait_for_futures(heads.values())  # none outlives the attempt, even a failed one
     existing = {alias for alias, head in heads.items() if head.result()}
     optional = [ref for ref in pending if ref[0] in existing]
     if optional:
-        targets.update(_read_or_assume(client, optional, fields, optional_aliases, timeout_s, read))
+        targets.update(
+            _read_or_assume(client, optional, fields, optional_aliases, timeout_s, read, absent)
+        )
     return targets
 
 
@@ -76,9 +83,16 @@ def _read_or_assume(
     optional_aliases: frozenset[str],
     timeout_s: float | None,
     read: bool,
+    absent: Container[DocumentRef] = frozenset(),
 ) -> dict[DocumentRef, TargetState]:
     if not refs:
         return {}
     if not read:
         return {ref: TargetState(ref[0], None) for ref in refs}
-    return read_targets(client, refs, fields, optional_aliases, timeout_s=timeout_s)
+    assumed = {ref: TargetState(ref[0], None) for ref in refs if ref in absent}
+    wanted = [ref for ref in refs if ref not in assumed] if assumed else refs
+    if not wanted:
+        return assumed
+    found = read_targets(client, wanted, fields, optional_aliases, timeout_s=timeout_s)
+    found.update(assumed)
+    return found

@@ -1,4 +1,4 @@
-"""``apply_writes``: read, plan, write conditionally, settle every item (docs/ordering.md).
+"""``write_documents``: read, plan, write conditionally, settle every item (docs/ordering.md).
 
 Each document carries its version in ``_syncer`` (``syncer.core.versions``). A write is sent only
 when the planner finds it newer than the indexed state, and it is conditional on the document not
@@ -10,107 +10,32 @@ deleted item back; the alias filters tombstones out. Every ``_bulk`` item's resu
 from __future__ import annotations
 
 import dataclasses
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 
-from syncer.config import OpenSearchConfig
 from syncer.core.documents import (
-    Decision,
     DocumentRef,
     DocumentWrite,
-    IndexedDocument,
     ReadState,
     Settled,
     TargetState,
     Verdict,
-    WriteKind,
+)
+from syncer.core.writes import (
+    SETTLED_BY_KIND,
+    ApplyResult,
+    ItemStatus,
+    Planner,
+    Rereader,
+    WriteOptions,
+    WriteRounds,
 )
 from syncer.errors import PoisonRecordError
-from syncer.sinks.resilience import Deadline, Downstream, PendingItemsError, reported_failure
-from syncer.sinks.search.bulk import ItemStatus, bulk_chunks, send_bulk
-from syncer.sinks.search.targets import read_round
-
-if TYPE_CHECKING:
-    from opensearchpy import OpenSearch
-
-
-_SETTLED_BY_KIND = {
-    WriteKind.INDEX: Settled.WRITTEN,
-    WriteKind.TOMBSTONE: Settled.TOMBSTONED,
-    WriteKind.DELETE: Settled.DELETED,
-}
-
-
-@dataclass(frozen=True, slots=True)
-class RefOutcome:
-    status: Settled
-    reason: str = ""
-
-
-@dataclass(slots=True)
-class ApplyResult:
-    """One outcome per ref, the first indexed state seen per ref, and what it cost."""
-
-    outcomes: dict[DocumentRef, RefOutcome] = field(default_factory=dict)
-    observed: dict[DocumentRef, IndexedDocument] = field(default_factory=dict)
-    bulk_seconds: float = 0.0
-    rereads: int = 0
-
-    def count(self, status: Settled) -> int:
-        return sum(1 for outcome in self.outcomes.values() if outcome.status is status)
-
-    def status(self, ref: DocumentRef) -> Settled | None:
-        outcome = self.outcomes.get(ref)
-        return None if outcome is None else outcome.status
-
-    def _settle(self, ref: DocumentRef, status: Settled, reason: str = "") -> None:
-        self.outcomes[ref] = RefOutcome(status, reason)
-
-
-Planner = Callable[[DocumentRef, TargetState, ReadState | None], Decision]
-Rereader = Callable[[Sequence[DocumentRef]], Mapping[DocumentRef, ReadState | str]]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WriteOptions:
-    """How ``write_documents`` goes about one call; every field has the usual default.
-
-    ``reread`` answers ``Verdict.REREAD`` with the item as the table holds it now; ``fields``
-    are read back with ``_syncer`` (for cache keys); refs of ``optional_aliases`` that do not
-    exist are skipped; ``read_first=False`` assumes absence in the first round (a scan into a
-    new index); ``refresh`` goes with every ``_bulk``; ``replan_conflicts=False`` settles a
-    409 as ``CONFLICT`` instead of planning again.
-    """
-
-    reread: Rereader | None = None
-    fields: tuple[str, ...] = ()
-    optional_aliases: frozenset[str] = frozenset()
-    deadline: Deadline | None = None
-    read_first: bool = True
-    refresh: str | None = None
-    replan_conflicts: bool = True
-
-
-def apply_writes(
-    client: OpenSearch,
-    guard: Downstream,
-    refs: Sequence[DocumentRef],
-    plan: Planner,
-    limits: OpenSearchConfig,
-    **options: Any,
-) -> ApplyResult:
-    """``write_documents`` with ``WriteOptions``' fields as keywords (kept for its callers)."""
-    if "fields" in options:
-        options["fields"] = tuple(options["fields"])
-    return write_documents(client, guard, limits, refs, plan, WriteOptions(**options))
+from syncer.sinks.resilience import PendingItemsError, reported_failure
 
 
 def write_documents(
-    client: OpenSearch,
-    guard: Downstream,
-    limits: OpenSearchConfig,
+    store: WriteRounds,
     refs: Sequence[DocumentRef],
     plan: Planner,
     options: WriteOptions,
@@ -124,8 +49,9 @@ def write_documents(
     ``CONFLICT`` when ``replan_conflicts`` is off); a transient item is sent again; a permanent
     one is ``REJECTED``. ``Verdict.REREAD`` asks ``reread`` for the item as the table holds it
     now and plans once more with it. Refs whose alias is optional and absent are ``SKIPPED``.
-    Rounds are bounded by the guard's retry policy and ``deadline``; what is left then is
-    ``FAILED`` with the reason. Errors no table knows (bugs) propagate.
+    Rounds are bounded by the store's retry policy and ``deadline``; what is left then is
+    ``FAILED`` with the reason. Errors no table knows (bugs) propagate. ``store`` only reads
+    and sends (``WriteRounds``): the OpenSearch adapter, or the tests' in-memory fake.
     """
     deadline = options.deadline
     result = ApplyResult()
@@ -134,25 +60,27 @@ def write_documents(
         return result
     first_round = True
     try:
-        for attempt in guard.retrying(deadline):
+        for attempt in store.attempts(deadline):
             with attempt:
                 pending = [ref for ref in pending if ref not in result.outcomes]
-                targets = guard.call(
-                    read_round,
-                    client,
+                absent = options.absent_first if first_round else frozenset()
+                # Refs planned unread are written through their alias, which must exist.
+                through = frozenset(ref[0] for ref in pending if ref in absent)
+                targets = store.read_round(
                     pending,
                     options.fields,
                     options.optional_aliases,
-                    _cap(limits, deadline),
+                    deadline,
                     read=options.read_first or not first_round,
+                    absent=absent,
                 )
                 first_round = False
                 pending = _skip_absent_optional(pending, targets, result)
                 writes = _plan_round(pending, targets, plan, options.reread, result)
-                reasons = _send_writes(client, guard, writes, limits, result, options)
+                reasons = _send_writes(store, writes, result, options, through)
                 if not options.replan_conflicts:
                     for ref, reason in reasons.conflicts:
-                        result._settle(ref, Settled.CONFLICT, reason)
+                        result.settle(ref, Settled.CONFLICT, reason)
                 left = sum(1 for ref in pending if ref not in result.outcomes)
                 if left:
                     why = reasons.transient[0] if reasons.transient else "version conflicts"
@@ -161,12 +89,8 @@ def write_documents(
         reason = reported_failure(error, "OpenSearch write")
         for ref in pending:
             if ref not in result.outcomes:
-                result._settle(ref, Settled.FAILED, reason)
+                result.settle(ref, Settled.FAILED, reason)
     return result
-
-
-def _cap(limits: OpenSearchConfig, deadline: Deadline | None) -> float | None:
-    return None if deadline is None else deadline.request_timeout(limits.timeout_s)
 
 
 def _skip_absent_optional(
@@ -180,7 +104,7 @@ def _skip_absent_optional(
         if ref in targets:
             kept.append(ref)
         else:
-            result._settle(ref, Settled.SKIPPED, "no reindex running")
+            result.settle(ref, Settled.SKIPPED, "no reindex running")
     return kept
 
 
@@ -206,10 +130,10 @@ def _plan_round(
         try:
             decision = plan(ref, target, read)
         except PoisonRecordError as error:
-            result._settle(ref, Settled.REJECTED, str(error))
+            result.settle(ref, Settled.REJECTED, str(error))
             return
         if decision is Verdict.SKIP:
-            result._settle(ref, Settled.SKIPPED)
+            result.settle(ref, Settled.SKIPPED)
         elif decision is Verdict.REREAD:
             if read is not None or reread is None:
                 raise AssertionError(f"planner asked to re-read {ref} with nothing to re-read")
@@ -220,7 +144,7 @@ def _plan_round(
     for ref in pending:
         target = targets.get(ref)
         if target is None:  # an optional alias that does not exist
-            result._settle(ref, Settled.SKIPPED, "no reindex running")
+            result.settle(ref, Settled.SKIPPED, "no reindex running")
             continue
         if target.document is not None:
             result.observed.setdefault(ref, target.document)
@@ -231,7 +155,7 @@ def _plan_round(
         for ref in to_reread:
             state = fresh.get(ref, "the item could not be read again")
             if isinstance(state, str):
-                result._settle(ref, Settled.FAILED, state)
+                result.settle(ref, Settled.FAILED, state)
             else:
                 decide(ref, targets[ref], state)
     return writes
@@ -244,39 +168,30 @@ class _RoundReasons:
 
 
 def _send_writes(
-    client: OpenSearch,
-    guard: Downstream,
+    store: WriteRounds,
     writes: _Writes,
-    limits: OpenSearchConfig,
     result: ApplyResult,
     options: WriteOptions,
+    through: frozenset[str],
 ) -> _RoundReasons:
-    """Send the round's writes in ``_bulk`` chunks and settle every ref by its item's result."""
+    """Send the round's writes and settle every ref by its item's result."""
     reasons = _RoundReasons()
     planned = [write for write, _ in writes.values()]
-    unencodable: list[tuple[DocumentWrite, str]] = []
-    chunks = bulk_chunks(planned, limits.bulk_max_actions, limits.bulk_max_bytes, unencodable)
-    for chunk, body in chunks:
-        started = time.perf_counter()
-        try:
-            item_results = guard.call(
-                send_bulk, client, body, chunk, options.refresh, _cap(limits, options.deadline)
-            )
-        finally:
-            result.bulk_seconds += time.perf_counter() - started
-        for write in chunk:
-            outcome = item_results[write.ref]
+    for sent in store.send_round(planned, options.refresh, options.deadline, through):
+        result.bulk_seconds += sent.seconds
+        for write in sent.writes:
+            outcome = sent.results[write.ref]
             for ref in writes[write.ref][1]:
                 if outcome.status is ItemStatus.OK:
-                    result._settle(ref, _SETTLED_BY_KIND[write.kind])
+                    result.settle(ref, SETTLED_BY_KIND[write.kind])
                 elif outcome.status is ItemStatus.PERMANENT:
                     reason = f"OpenSearch rejected the document: {outcome.reason}"
-                    result._settle(ref, Settled.REJECTED, reason)
+                    result.settle(ref, Settled.REJECTED, reason)
                 elif outcome.status is ItemStatus.CONFLICT:
                     reasons.conflicts.append((ref, outcome.reason))
                 else:
                     reasons.transient.append(outcome.reason)
-    for write, reason in unencodable:
-        for ref in writes[write.ref][1]:
-            result._settle(ref, Settled.REJECTED, reason)
+        for write, reason in sent.unencodable:
+            for ref in writes[write.ref][1]:
+                result.settle(ref, Settled.REJECTED, reason)
     return reasons

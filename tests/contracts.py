@@ -1,0 +1,236 @@
+"""One contract per port, run against the in-memory fake and the real adapter alike.
+
+A subclass supplies the fixtures (``search``/``alias`` and ``document``, ``cache`` and
+``put_cache``, ``items`` and ``put_item``, ``letters`` and ``written_letters``); every test here
+then runs on it. tests/unit/test_port_contracts.py runs them on tests/fakes.py,
+tests/integration/test_port_contracts.py on the real services.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from syncer.config.names import reindex_alias
+from syncer.core.documents import (
+    SYNCER_FIELD,
+    Decision,
+    DocumentRef,
+    DocumentWrite,
+    ReadState,
+    Settled,
+    TargetState,
+    Verdict,
+    WriteKind,
+)
+from syncer.core.versions import Version
+from syncer.core.writes import WriteOptions
+from syncer.sinks.deadletter import DeadLetter
+
+
+def _body(seq: int, **fields: Any) -> dict[str, Any]:
+    return {**fields, SYNCER_FIELD: {"table": "t", "deleted": False, "seq": str(seq).zfill(40)}}
+
+
+def writer(seq: int, **fields: Any) -> Callable[..., Decision]:
+    """A planner writing ``fields`` at ``seq`` unless the index holds that or newer."""
+
+    def plan(ref: DocumentRef, target: TargetState, read: ReadState | None) -> Decision:
+        held = target.document
+        if held is not None and (held.version.seq or 0) >= seq:
+            return Verdict.SKIP
+        return DocumentWrite(ref, WriteKind.INDEX, _body(seq, **fields), held)
+
+    return plan
+
+
+def new_id() -> str:
+    return f"doc-{uuid.uuid4().hex[:10]}"
+
+
+class SearchContract:
+    """The search store: conditional writes settled per ref, re-planned on conflicts."""
+
+    def test_a_write_over_nothing_creates_the_document(self, search, alias, document) -> None:
+        """A write planned against an absent document creates it."""
+        doc_id = new_id()
+        result = search.apply([(alias, doc_id)], writer(5, name="boot"))
+        assert result.status((alias, doc_id)) is Settled.WRITTEN
+        assert document(alias, doc_id)["name"] == "boot"
+
+    def test_a_newer_write_replaces_what_it_read(self, search, alias, document) -> None:
+        """A write planned against the state read replaces it; the state read is reported."""
+        doc_id = new_id()
+        search.apply([(alias, doc_id)], writer(5, name="boot"))
+        result = search.apply(
+            [(alias, doc_id)], writer(6, name="shoe"), WriteOptions(fields=("name",))
+        )
+        assert result.status((alias, doc_id)) is Settled.WRITTEN
+        assert result.observed[(alias, doc_id)].fields["name"] == "boot"
+        assert document(alias, doc_id)["name"] == "shoe"
+
+    def test_an_older_write_is_skipped(self, search, alias, document) -> None:
+        """A planner's SKIP settles the ref and leaves the document as it is."""
+        doc_id = new_id()
+        search.apply([(alias, doc_id)], writer(6, name="shoe"))
+        result = search.apply([(alias, doc_id)], writer(5, name="boot"))
+        assert result.status((alias, doc_id)) is Settled.SKIPPED
+        assert document(alias, doc_id)["name"] == "shoe"
+
+    def test_a_conflict_is_planned_again_against_what_is_there(self, search, alias, document):
+        """A create that meets a document (409) is read and planned again, then written."""
+        doc_id = new_id()
+        search.apply([(alias, doc_id)], writer(5, name="boot"))
+        seen: list[object] = []
+
+        def plan(ref: DocumentRef, target: TargetState, read: ReadState | None) -> Decision:
+            seen.append(target.document)
+            return writer(6, name="shoe")(ref, target, read)
+
+        options = WriteOptions(read_first=False)  # the first round assumes absence: a create
+        result = search.apply([(alias, doc_id)], plan, options)
+        assert result.status((alias, doc_id)) is Settled.WRITTEN
+        assert seen[0] is None
+        assert seen[-1] is not None
+        assert document(alias, doc_id)["name"] == "shoe"
+
+    def test_a_ref_assumed_absent_is_created_or_planned_again(self, search, alias, document):
+        """``absent_first`` refs are created unread; one that meets a document is re-planned."""
+        fresh, present = new_id(), new_id()
+        search.apply([(alias, present)], writer(5, name="boot"))
+        options = WriteOptions(absent_first=frozenset({(alias, fresh), (alias, present)}))
+        result = search.apply([(alias, fresh), (alias, present)], writer(6, name="shoe"), options)
+        assert result.status((alias, fresh)) is Settled.WRITTEN
+        assert result.status((alias, present)) is Settled.WRITTEN
+        assert document(alias, fresh)["name"] == "shoe"
+        assert document(alias, present)["name"] == "shoe"
+        older = search.apply(
+            [(alias, present)],
+            writer(4, name="old"),
+            WriteOptions(absent_first=frozenset({(alias, present)})),
+        )
+        assert older.status((alias, present)) is Settled.SKIPPED
+        assert document(alias, present)["name"] == "shoe"
+
+    def test_an_unread_create_never_creates_an_index(self, search) -> None:
+        """A ref assumed absent whose alias does not exist fails; no index gets its name."""
+        missing = f"missing-{uuid.uuid4().hex[:8]}"
+        ref = (missing, new_id())
+        options = WriteOptions(absent_first=frozenset({ref}), read_first=True)
+        result = search.apply([ref], writer(5, name="boot"), options)
+        assert result.status(ref) is Settled.FAILED
+        assert not search.alias_exists(missing)
+        assert search.mget([{"_index": missing, "_id": ref[1]}])[0].get("found") is not True
+
+    def test_a_conflict_is_settled_when_not_replanned(self, search, alias) -> None:
+        """With ``replan_conflicts`` off a 409 settles the ref as CONFLICT."""
+        doc_id = new_id()
+        search.apply([(alias, doc_id)], writer(5, name="boot"))
+        options = WriteOptions(read_first=False, replan_conflicts=False)
+        result = search.apply([(alias, doc_id)], writer(6, name="shoe"), options)
+        assert result.status((alias, doc_id)) is Settled.CONFLICT
+
+    def test_an_absent_optional_alias_is_skipped(self, search, alias) -> None:
+        """A ref of an optional alias that does not exist is skipped, the others written."""
+        doc_id = new_id()
+        refs = [(alias, doc_id), (reindex_alias(alias), doc_id)]
+        options = WriteOptions(optional_aliases=frozenset({reindex_alias(alias)}))
+        result = search.apply(refs, writer(5, name="boot"), options)
+        assert result.status((alias, doc_id)) is Settled.WRITTEN
+        assert result.outcomes[(reindex_alias(alias), doc_id)].status is Settled.SKIPPED
+        assert result.outcomes[(reindex_alias(alias), doc_id)].reason == "no reindex running"
+        assert not search.alias_exists(reindex_alias(alias))
+        assert search.alias_exists(alias)
+
+    def test_a_missing_alias_fails_with_a_hint(self, search) -> None:
+        """A required alias that does not exist fails its refs, saying to run setup."""
+        ref = (f"missing-{uuid.uuid4().hex[:8]}", new_id())
+        result = search.apply([ref], writer(5, name="boot"))
+        assert result.status(ref) is Settled.FAILED
+        assert "syncer setup" in result.outcomes[ref].reason
+
+    def test_a_body_json_cannot_encode_is_rejected_alone(self, search, alias, document) -> None:
+        """A document with a lone surrogate is rejected; the others in the round are written."""
+        bad, good = new_id(), new_id()
+
+        def plan(ref: DocumentRef, target: TargetState, read: ReadState | None) -> Decision:
+            name = "\udfff" if ref[1] == bad else "fine"
+            return DocumentWrite(ref, WriteKind.INDEX, _body(5, name=name), target.document)
+
+        result = search.apply([(alias, bad), (alias, good)], plan)
+        assert result.status((alias, bad)) is Settled.REJECTED
+        assert "cannot be encoded" in result.outcomes[(alias, bad)].reason
+        assert result.status((alias, good)) is Settled.WRITTEN
+        assert document(alias, bad) is None
+
+    def test_a_reread_is_asked_for_and_planned_with(self, search, alias, document) -> None:
+        """REREAD asks the rereader, and the planner plans again with what it found."""
+        doc_id = new_id()
+        read = ReadState({"name": "fresh"}, Version(read_from_ms=1, read_to_ms=2))
+
+        def plan(ref: DocumentRef, target: TargetState, got: ReadState | None) -> Decision:
+            if got is None:
+                return Verdict.REREAD
+            return DocumentWrite(ref, WriteKind.INDEX, _body(7, **got.item), target.document)
+
+        options = WriteOptions(reread=lambda refs: dict.fromkeys(refs, read))
+        result = search.apply([(alias, doc_id)], plan, options)
+        assert result.status((alias, doc_id)) is Settled.WRITTEN
+        assert result.rereads == 1
+        assert document(alias, doc_id)["name"] == "fresh"
+
+
+class CacheContract:
+    """The cache: keys deleted, how many existed; values read back."""
+
+    def test_invalidate_deletes_and_counts_what_existed(self, cache, put_cache) -> None:
+        """Invalidating deletes every key and counts those that existed."""
+        present, absent = f"k:{uuid.uuid4().hex}", f"k:{uuid.uuid4().hex}"
+        put_cache(present, b"v")
+        assert cache.read([present, absent]) == [b"v", None]
+        assert cache.invalidate({present, absent}) == 1
+        assert cache.read([present]) == [None]
+
+    def test_nothing_to_invalidate_is_zero(self, cache) -> None:
+        """No keys: nothing is sent, nothing existed."""
+        assert cache.invalidate(set()) == 0
+        assert cache.read([]) == []
+
+
+class ItemsContract:
+    """The table: consistent reads by key, by document id, with the read's interval."""
+
+    def test_a_read_finds_the_item_or_none(self, items, table, put_item) -> None:
+        """An existing key reads as its plain item, a missing one as None, both versioned."""
+        pk = f"p-{uuid.uuid4().hex[:8]}"
+        put_item({"pk": {"S": pk}, "sk": {"S": "v1"}, "name": {"S": "boot"}, "n": {"N": "3"}})
+        started_ms = int(time.time() * 1000)
+        keys = [{"pk": {"S": pk}, "sk": {"S": "v1"}}, {"pk": {"S": pk}, "sk": {"S": "v2"}}]
+        states = items.read(table, keys)
+        assert states[f"{pk}|v1"].item == {"pk": pk, "sk": "v1", "name": "boot", "n": 3}
+        assert states[f"{pk}|v2"].item is None
+        by_id = items.read(table, keys, ids=[f"{pk}|v1", f"{pk}|v2"])
+        assert by_id[f"{pk}|v1"].item == states[f"{pk}|v1"].item
+        assert by_id[f"{pk}|v2"].item is None
+        version = states[f"{pk}|v1"].version
+        assert version.is_read
+        assert version.read_from_ms is not None
+        assert version.read_from_ms >= started_ms - 1
+        assert version.read_to_ms is not None
+        assert version.read_to_ms >= version.read_from_ms
+
+
+class LettersContract:
+    """The dead letters: every letter durable once ``write`` returns."""
+
+    def test_written_letters_are_kept_with_their_reason(self, letters, written_letters) -> None:
+        """A written letter can be read back with its record, error and sequence number."""
+        sequence = str(10**21 + int(uuid.uuid4().int % 10**6))
+        record = {"eventSourceARN": "arn:x", "dynamodb": {"SequenceNumber": sequence}}
+        letters.write([DeadLetter(record, "t", "PoisonRecordError", "bad", sequence)])
+        found = [e for e in written_letters() if e.get("sequence_number") == sequence]
+        assert len(found) == 1
+        assert found[0]["error"]["class"] == "PoisonRecordError"
+        assert found[0]["error"]["message"] == "bad"
