@@ -70,9 +70,7 @@ if mode == "export":
 elif mode == "scan":
     from syncer.commands.reindex import ReindexOptions, reindex_table
 
-    result = reindex_table(
-        config, sinks, table, options=ReindexOptions(state_path=Path(progress))
-    )
+    result = reindex_table(config, sinks, table, options=ReindexOptions())
     items = result.indexed
 else:  # bare: helpers.bulk over the same files, no versions
     import gzip

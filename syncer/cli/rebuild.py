@@ -15,7 +15,9 @@ from syncer.config import Config
 
 @main.command()
 @click.option("--config", "config_path", help=CONFIG_HELP)
-@click.option("--table", "table_name", required=True, help="Configured table to rebuild.")
+@click.option(
+    "--table", "table_name", help="Configured table to rebuild (required but with --status)."
+)
 @click.option(
     "--index",
     "index_name",
@@ -26,7 +28,7 @@ from syncer.config import Config
 @click.option(
     "--state-file",
     type=click.Path(),
-    help="Progress file for resuming (default: .syncer-reindex-TABLE.json).",
+    help="Deprecated and ignored: the progress lives in the job record (see --status).",
 )
 @click.option(
     "--delete-old/--keep-old",
@@ -43,7 +45,12 @@ from syncer.config import Config
 @click.option(
     "--abandon",
     is_flag=True,
-    help="Drop the running reindex instead: its new index, its alias and its state file.",
+    help="Stop the table's rebuild job instead (fenced first), and drop its new index and alias.",
+)
+@click.option(
+    "--status",
+    is_flag=True,
+    help="Show each table's rebuild job (or --table's): kind, phase, progress, owner, age, next step.",
 )
 @click.option(
     "--export",
@@ -66,28 +73,44 @@ def reindex(
     delete_old: bool,
     delete_grace_s: float,
     abandon: bool,
+    status: bool,
     export_uri: str | None,
     workers: int,
 ) -> None:
     """Rebuild a table's index (each route's, from one scan) with no downtime, then swap aliases.
 
     The stream keeps flowing: its changes also go to the new index while it fills, and a
-    scanned item never overwrites a newer stream change. Run it again after a crash to resume,
-    or with --abandon to drop it.
+    scanned item never overwrites a newer stream change. Its job record (in OpenSearch) keeps
+    its phase and progress: run it again after a crash, from any machine, to resume; --status
+    to see it; --abandon to drop it.
 
     Example: syncer reindex --table catalog --segments 8
     """
-    from pathlib import Path
+    import warnings
 
     from syncer.commands import reindex as rebuild
 
     config = load(config_path)
+    if status:
+        _status(config, table_name)
+        return
+    if table_name is None:
+        raise click.UsageError("Missing option '--table' (only --status goes without it).")
     table = config.require_table(table_name)
-    state_path = Path(state_file) if state_file else rebuild.default_state_path(table_name)
+    if state_file is not None:
+        warnings.warn(
+            "--state-file is ignored: a rebuild's progress lives in its job record "
+            "(`syncer reindex --status`)",
+            DeprecationWarning,
+            stacklevel=1,
+        )
+        click.echo("warning: --state-file is ignored (the job record keeps the progress)", err=True)
     if abandon:
-        dropped = rebuild.abandon(command_sinks(config), table, state_path, index=index_name)
+        dropped = rebuild.abandon(command_sinks(config), table, index=index_name)
+        job = f" (job {dropped.job} fenced)" if dropped.job else ""
         click.echo(
-            f"{table_name}: reindex abandoned; dropped {', '.join(dropped.dropped) or 'nothing'}"
+            f"{table_name}: reindex abandoned{job}; dropped "
+            f"{', '.join(dropped.dropped) or 'nothing'}"
             + (
                 f"; lifted the write block of {', '.join(dropped.unblocked)}"
                 if dropped.unblocked
@@ -100,7 +123,6 @@ def reindex(
     options = rebuild.ReindexOptions(
         segments=segments,
         page_size=page_size,
-        state_path=state_path,
         index=index_name,
         delete_old=delete_old,
         delete_grace_s=delete_grace_s,
@@ -112,10 +134,10 @@ def reindex(
                 "--export rebuilds every index of the table and keeps the old ones: "
                 "--index and --delete-old do not apply"
             )
-        _reindex_from_export(config, sinks, table_name, export_uri, workers, state_file)
+        _reindex_from_export(config, sinks, table_name, export_uri, workers)
         return
     if workers != 1:
-        _reindex_scan_in_workers(config, sinks, table_name, segments, workers, state_file)
+        _reindex_scan_in_workers(config, sinks, table_name, segments, workers)
         return
     estimate = int(sinks.items.describe(table_name).get("ItemCount", 0))
     note = "DynamoDB's ItemCount, an estimate it refreshes about every six hours"
@@ -144,10 +166,7 @@ def _reindex_from_export(
     table_name: str,
     export_uri: str,
     workers: int,
-    state_file: str | None,
 ) -> None:
-    from pathlib import Path
-
     from syncer.commands.exports import (
         check_work_options,
         read_export,
@@ -165,7 +184,6 @@ def _reindex_from_export(
             table_name,
             export_uri,
             workers=workers,
-            progress_path=Path(state_file) if state_file else None,
             s3=s3,
             on_progress=advance,
         )
@@ -185,10 +203,7 @@ def _reindex_scan_in_workers(
     table_name: str,
     segments: int,
     workers: int,
-    state_file: str | None,
 ) -> None:
-    from pathlib import Path
-
     from syncer.commands.exports import reindex_scan_in_workers
 
     with progress(0, f"reindex {table_name} in {workers} workers") as advance:
@@ -198,7 +213,6 @@ def _reindex_scan_in_workers(
             table_name,
             segments=segments,
             workers=workers,
-            progress_path=Path(state_file) if state_file else None,
             on_progress=advance,
         )
     swaps = "; ".join(f"alias {alias} -> {new} (kept {old})" for alias, new, old in result.indices)
@@ -206,6 +220,26 @@ def _reindex_scan_in_workers(
         f"{table_name}: {result.counts.items} items from {result.files} segments in "
         f"{result.seconds:.1f} s; {result.counts.rejected} dead-lettered; {swaps}"
     )
+
+
+def _status(config: Config, table_name: str | None) -> None:
+    """Each table's rebuild job, or ``table_name``'s: one line each, with what to do next."""
+    import time
+
+    from syncer.commands.jobs import alive, job_store
+
+    if table_name is not None:
+        config.require_table(table_name)
+    sinks = command_sinks(config)
+    jobs = [job for job in job_store(sinks).all() if table_name in (None, job.table)]
+    if not jobs:
+        click.echo(f"no rebuild job{f' of {table_name}' if table_name else ''}")
+        return
+    from syncer.core.jobs import describe
+
+    now = time.time()
+    for job in sorted(jobs, key=lambda job: job.table):
+        click.echo(describe(job, now, alive(job, now)))
 
 
 @main.command()

@@ -16,6 +16,7 @@ table loaded into an index that already serves. Each data file is a work item, a
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from typing import Any
 from syncer.commands.exports import (
     DEFAULT_PAGE_SIZE,
     FileCounts,
+    FileProgress,
     WorkItem,
     check_work_options,
     decode_lines,
@@ -35,6 +37,7 @@ from syncer.commands.exports import (
     rereader,
     run_work_items,
     s3_client,
+    save_progress,
     settle_page,
 )
 from syncer.config import Config, Route, TableConfig
@@ -230,6 +233,11 @@ def _backfill_file(
     return load_pages(reader, summary, data_file, prepare, write, page_size, on_page)
 
 
+def _saved(progress: FileProgress, path: Path, data_file: DataFile, counts: FileCounts) -> None:
+    progress.done[data_file.key] = dataclasses.asdict(counts)
+    save_progress(progress, path)
+
+
 def default_backfill_path(table: str) -> Path:
     return Path(f".syncer-backfill-{table}.json")
 
@@ -275,8 +283,8 @@ def backfill(
         work,
         job,
         files,
-        progress,
-        progress_path,
+        progress.done,
+        lambda data_file, counts: _saved(progress, progress_path, data_file, counts),
         workers=workers,
         page_size=page_size,
         on_progress=on_progress if workers > 1 else (lambda _: None),

@@ -19,6 +19,7 @@ from syncer.commands.backfill import backfill
 from syncer.commands.exports import finish as export_finish
 from syncer.commands.exports import load as export_load
 from syncer.commands.exports import reindex_from_export
+from syncer.commands.jobs import job_store
 from syncer.core.attributes import decode_item
 from syncer.errors import ConfigError
 from syncer.sinks.build import aws_client
@@ -132,7 +133,7 @@ def test_reindex_from_an_export_equals_the_table(
     assert result.absent_tombstoned >= 1
     stack.invoke(insert_of_ghost)  # a redrive of the ghost's old INSERT
     assert ghost not in stack.indexed()
-    assert not (tmp_path / "progress.json").exists()
+    assert not (tmp_path / "progress.json").exists()  # no local state: the job record holds it
 
 
 def test_a_corrupt_file_fails_the_run_by_name_and_a_rerun_resumes(
@@ -156,8 +157,11 @@ def test_a_corrupt_file_fails_the_run_by_name_and_a_rerun_resumes(
         )
 
     assert sorted(stack.sinks.opensearch.indices.get_alias(name=stack.index)) == [old_index]
-    saved = json.loads(progress.read_text())
-    assert sorted(saved["done"]) == sorted(export.data_keys[:2])
+    stored = job_store(stack.sinks).get(stack.table)
+    assert stored is not None
+    done = [key for key, progress in stored.job.progress.items() if progress.done]
+    assert sorted(done) == sorted(export.data_keys[:2])
+    assert not progress.exists()
     s3.put_object(Bucket=bucket, Key=bad_key, Body=gzip_lines(files[2]))
     result = reindex_from_export(
         stack.config, stack.sinks, stack.table, export.uri, progress_path=progress, s3=s3
@@ -316,7 +320,7 @@ def _definition() -> dict[str, Any]:
     return definition
 
 
-def _run_machine(s3: Any, execution_input: dict[str, Any]) -> Any:
+def _run_machine(s3: Any, execution_input: dict[str, Any], execution: str = "") -> Any:
     from syncer import reindex_handler
     from tests import asl
 
@@ -331,6 +335,7 @@ def _run_machine(s3: Any, execution_input: dict[str, Any]) -> Any:
             execution_input,
             lambda payload: reindex_handler.lambda_handler(payload, None),
             read_s3,
+            {"Execution": {"Id": execution or f"arn:execution:{uuid.uuid4().hex[:8]}"}},
         )
     finally:
         reindex_handler.reset_clients()
@@ -340,9 +345,7 @@ def test_the_state_machine_definition_runs_the_handler_steps_to_a_swap(
     stack: Stack, s3: Any, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """template.yaml's machine, walked by tests/asl.py over the real handler: same index as a table."""
-    from syncer import reindex_handler
 
-    monkeypatch.setattr(reindex_handler, "STATE_DIR", tmp_path)
     export, ghost = _ghost_and_export(stack, s3, bucket)
 
     output = _run_machine(s3, {"table": stack.table, "export_uri": export.uri})
@@ -359,10 +362,8 @@ def test_a_failed_file_fails_the_map_and_the_machine_never_swaps(
     stack: Stack, s3: Any, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """ToleratedFailurePercentage 0: one corrupt file, and Finish (the swap) is never reached."""
-    from syncer import reindex_handler
     from tests.asl import MapFailedError
 
-    monkeypatch.setattr(reindex_handler, "STATE_DIR", tmp_path)
     for number in range(8):
         stack.put(_item(f"f{number}", number))
     stack.deliver()
@@ -432,7 +433,7 @@ def test_a_scan_reindex_in_worker_processes_equals_the_table_and_keeps_absent_re
         progress_path=tmp_path / "progress.json",
     )
     # then the alias points at the new index, which equals the table
-    ((_alias, new_index, _old), ) = result.indices
+    ((_alias, new_index, _old),) = result.indices
     assert sorted(stack.sinks.opensearch.indices.get_alias(name=stack.index)) == [new_index]
     assert not stack.sinks.opensearch.indices.exists_alias(name=reindex_alias(stack.index))
     assert stack.indexed() == stack.scanned()

@@ -18,16 +18,18 @@ pool, and which the reindex state machine of template.yaml runs as Lambda steps
    export's read version (or the old state, whichever is newer; re-read when unknown). Then
    each alias is swapped (``reindex.swap_alias``).
 
-Locally, the state of each file is kept in a state file after it is loaded, so a rerun resumes
-with the files not loaded yet.
+Every step reads and conditionally writes the rebuild's job record (``syncer.core.jobs``), which
+keeps each file's progress: a rerun from anywhere resumes with the files not loaded yet, or at
+the phase the record names.
 
 Each step has a module of its own: ``prepare`` (1), ``load`` (2), ``finish`` (3); ``job`` holds
-what they share (the job, counts, the progress file) and ``runner`` the local runner of work
+what they share (a work item's view of the job, counts) and ``runner`` the local runner of work
 items. This module runs a whole reindex locally and re-exports their public names.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -40,9 +42,7 @@ from syncer.commands.exports.job import (
     FileCounts,
     FileProgress,
     check_work_options,
-    default_progress_path,
     load_progress,
-    rebuild_state_path,
     save_progress,
 )
 from syncer.commands.exports.load import (
@@ -63,7 +63,6 @@ from syncer.commands.exports.load import (
 from syncer.commands.exports.prepare import (
     prepare_export,
     prepare_scan,
-    prepare_targets,
     read_export,
     s3_client,
 )
@@ -74,9 +73,11 @@ from syncer.commands.exports.runner import (
     _segment_item,
     run_work_items,
 )
+from syncer.commands.jobs import JobHandle
 from syncer.config import Config
 from syncer.core.exports import DataFile
-from syncer.errors import ConfigError, SyncerError
+from syncer.core.jobs import LOAD, Progressed, WorkProgress
+from syncer.errors import ConfigError
 from syncer.sinks.ports import Sinks
 
 __all__ = [
@@ -94,7 +95,6 @@ __all__ = [
     "carry_live_documents",
     "check_work_options",
     "decode_lines",
-    "default_progress_path",
     "finish_export",
     "load_file",
     "load_pages",
@@ -103,10 +103,8 @@ __all__ = [
     "poison_letter",
     "prepare_export",
     "prepare_scan",
-    "prepare_targets",
     "read_ahead",
     "read_export",
-    "rebuild_state_path",
     "reindex_from_export",
     "reindex_scan_in_workers",
     "rereader",
@@ -115,6 +113,64 @@ __all__ = [
     "save_progress",
     "settle_page",
 ]
+
+
+def _load_job_items(
+    config: Config,
+    sinks: Sinks,
+    s3: Any,
+    handle: JobHandle,
+    work: WorkItem,
+    items: list[DataFile],
+    *,
+    workers: int,
+    page_size: int,
+    on_progress: Callable[[int], None],
+) -> FileCounts:
+    """The load phase: every work item the job has not done, each one's counts written to
+    the job (fenced) once it is loaded."""
+    if handle.job.phase != LOAD:
+        return FileCounts()
+
+    def done(data_file: DataFile, counts: FileCounts) -> None:
+        progress = WorkProgress(
+            True, None, counts.items, counts.written, counts.already_newer, counts.rejected
+        )
+        handle.apply(Progressed(data_file.key, progress))
+
+    finished = {key for key, progress in handle.job.progress.items() if progress.done}
+    return run_work_items(
+        config,
+        sinks,
+        s3,
+        work,
+        ExportJob.of(handle.job).to_json(),
+        items,
+        finished,
+        done,
+        workers=workers,
+        page_size=page_size,
+        on_progress=on_progress,
+    )
+
+
+def _result(
+    handle: JobHandle, counts: FileCounts, finish: FinishCounts, started: float, resumed: int
+) -> ExportReindexResult:
+    job = handle.job
+    return ExportReindexResult(
+        indices=tuple((r.alias, r.new_index, r.old_index) for r in job.rebuilds),
+        files=len(job.work_items),
+        files_resumed=resumed,
+        counts=counts,
+        carried=finish.carried,
+        absent_tombstoned=finish.absent_tombstoned,
+        seconds=time.monotonic() - started,
+    )
+
+
+def _done_items(handle: JobHandle) -> int:
+    return sum(1 for progress in handle.job.progress.values() if progress.done)
 
 
 def reindex_scan_in_workers(
@@ -128,43 +184,30 @@ def reindex_scan_in_workers(
     on_progress: Callable[[int], None] = lambda _: None,
 ) -> ExportReindexResult:
     """``syncer reindex --workers N`` without an export: the scan's segments as work items in a
-    process pool, with the same prepare and finish as the state machine's."""
+    process pool, with the same prepare and finish as the state machine's. A stopped scan job
+    (threaded or not) resumes where its record says."""
+    del progress_path  # deprecated: the job record keeps the progress
     check_work_options(workers, 1)
     if segments < 1:
         raise ConfigError(f"--segments must be at least 1, not {segments}")
     started = time.monotonic()
-    progress_path = progress_path or default_progress_path(table_name)
-    job = prepare_scan(config, sinks, table_name, segments, progress_path)
-    progress = load_progress(progress_path, job.table, f"scan:{segments}")
-    items = [_segment_item(segment) for segment in range(segments)]
-    resumed = sum(1 for item in items if item.key in progress.done)
-    counts = run_work_items(
-        config,
-        sinks,
-        None,
-        _load_segment_item,
-        job.to_json(),
-        items,
-        progress,
-        progress_path,
-        workers=max(2, workers),  # one worker is the threaded `syncer reindex`
-        page_size=1,
-        on_progress=on_progress,
-    )
-    finish = finish_export(config, sinks, job)
-    progress_path.unlink(missing_ok=True)
-    rebuild_state_path(progress_path).unlink(missing_ok=True)
-    return ExportReindexResult(
-        indices=tuple(
-            (alias, new, job.old_indices.get(alias)) for alias, new in job.targets.items()
-        ),
-        files=segments,
-        files_resumed=resumed,
-        counts=counts,
-        carried=finish.carried,
-        absent_tombstoned=finish.absent_tombstoned,
-        seconds=time.monotonic() - started,
-    )
+    handle = prepare_scan(config, sinks, table_name, segments)
+    resumed = _done_items(handle)
+    items = [_segment_item(int(key.removeprefix("segment-"))) for key in handle.job.work_items]
+    with handle.holding():
+        counts = _load_job_items(
+            config,
+            sinks,
+            None,
+            handle,
+            _load_segment_item,
+            items,
+            workers=max(2, workers),  # one worker is the threaded `syncer reindex`
+            page_size=1,
+            on_progress=on_progress,
+        )
+        finish = finish_export(config, sinks, handle)
+    return _result(handle, counts, finish, started, resumed)
 
 
 def reindex_from_export(
@@ -180,13 +223,13 @@ def reindex_from_export(
     on_progress: Callable[[int], None] = lambda _: None,
 ) -> ExportReindexResult:
     """``syncer reindex --export``: prepare, every file loaded, then finish (module docstring)."""
+    del progress_path  # deprecated: the job record keeps the progress
     check_work_options(workers, page_size)
     started = time.monotonic()
     s3 = s3 if s3 is not None else s3_client()
-    progress_path = progress_path or default_progress_path(table_name)
-    job, files = prepare_export(config, sinks, s3, table_name, export_uri, progress_path)
-    progress = load_progress(progress_path, job.table, export_uri)
-    resumed = sum(1 for data_file in files if data_file.key in progress.done)
+    handle, files = prepare_export(config, sinks, s3, table_name, export_uri)
+    resumed = _done_items(handle)
+    view = ExportJob.of(handle.job)
     inline_progress = on_progress if workers <= 1 else (lambda _: None)
 
     def work(
@@ -197,38 +240,23 @@ def reindex_from_export(
         data_file: DataFile,
         page_size: int,
     ) -> FileCounts:
-        return load_file(config, sinks, s3, job, data_file, page_size, inline_progress)
+        return load_file(config, sinks, s3, view, data_file, page_size, inline_progress)
 
-    counts = run_work_items(
-        config,
-        sinks,
-        s3,
-        work if workers <= 1 else _load_export_file,
-        job.to_json(),
-        files,
-        progress,
-        progress_path,
-        workers=workers,
-        page_size=page_size,
-        on_progress=on_progress if workers > 1 else (lambda _: None),
-    )
-    missing = [data_file.key for data_file in files if data_file.key not in progress.done]
-    if missing:
-        raise SyncerError(f"{len(missing)} export file(s) not loaded, e.g. {missing[0]}")
-    finish_started = time.monotonic()
-    finish = finish_export(config, sinks, job)
-    finish_seconds = time.monotonic() - finish_started
-    progress_path.unlink(missing_ok=True)
-    rebuild_state_path(progress_path).unlink(missing_ok=True)
-    return ExportReindexResult(
-        indices=tuple(
-            (alias, new, job.old_indices.get(alias)) for alias, new in job.targets.items()
-        ),
-        files=len(files),
-        files_resumed=resumed,
-        counts=counts,
-        carried=finish.carried,
-        absent_tombstoned=finish.absent_tombstoned,
-        seconds=time.monotonic() - started,
-        finish_seconds=finish_seconds,
+    with handle.holding():
+        counts = _load_job_items(
+            config,
+            sinks,
+            s3,
+            handle,
+            work if workers <= 1 else _load_export_file,
+            files,
+            workers=workers,
+            page_size=page_size,
+            on_progress=on_progress if workers > 1 else (lambda _: None),
+        )
+        finish_started = time.monotonic()
+        finish = finish_export(config, sinks, handle)
+        finish_seconds = time.monotonic() - finish_started
+    return dataclasses.replace(
+        _result(handle, counts, finish, started, resumed), finish_seconds=finish_seconds
     )

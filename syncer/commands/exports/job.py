@@ -1,6 +1,6 @@
-"""What every step of an export (or scan) reindex shares: the job as plain JSON, a work item's
-counts, the local progress file and the reindex state beside it, the result, the options'
-checks, and a read shaped as a route's index holds it."""
+"""What every step of an export (or scan) reindex shares: a work item's view of the job
+(``ExportJob``, made from the job record), a work item's counts, the result, the options'
+checks, and a read shaped as a route's index holds it. Progress lives in the job record."""
 
 from __future__ import annotations
 
@@ -14,8 +14,10 @@ from typing import Any
 from syncer.config import TableConfig
 from syncer.core import jsoncodec
 from syncer.core.documents import ReadState
+from syncer.core.jobs import Job
 from syncer.core.routes import document_in, route_item
 from syncer.errors import ConfigError
+from syncer.sinks.search import reindex_alias
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,22 @@ class ExportJob:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def of(cls, job: Job) -> ExportJob:
+        """A work item's view of ``job``: it writes through each route's reindex alias (so
+        nothing it writes can re-create an index that ``--abandon`` dropped)."""
+        return cls(
+            table=job.table,
+            export_uri=job.export_uri,
+            targets={alias: reindex_alias(alias) for alias in job.targets},
+            old_indices=job.old_indices,
+            read_version=dict(job.read_version),
+            item_count=job.item_count,
+            files=len(job.work_items) if job.export_uri else 0,
+            segments=job.segments,
+            started_at=job.started_at,
+        )
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> ExportJob:
@@ -70,7 +88,7 @@ class FileCounts:
 
 @dataclass
 class FileProgress:
-    """The local resume file: which work items of which export are done, and their counts."""
+    """``syncer backfill``'s resume file: which files of which export are done, their counts."""
 
     table: str
     export_uri: str
@@ -111,15 +129,6 @@ def load_progress(path: Path, table: str, export_uri: str) -> FileProgress:
 
 def save_progress(progress: FileProgress, path: Path) -> None:
     _save_json(path, asdict(progress))
-
-
-def default_progress_path(table: str) -> Path:
-    return Path(f".syncer-export-{table}.json")
-
-
-def rebuild_state_path(progress_path: Path) -> Path:
-    """The reindex state (``reindex.prepare``) of a job, beside its files' progress."""
-    return progress_path.with_name(f"{progress_path.stem}.reindex{progress_path.suffix}")
 
 
 def check_work_options(workers: int, page_size: int) -> None:

@@ -153,8 +153,10 @@ def _write_export_page(
     result = sinks.search.apply(
         list(scanned),
         plan,
-        # a new, empty index: create, and read only what conflicts
-        WriteOptions(reread=rereader(sinks, table, key_types), read_first=False),
+        # a new, empty index: create, and read only what conflicts; through the reindex alias
+        WriteOptions(
+            reread=rereader(sinks, table, key_types), read_first=False, require_alias=True
+        ),
     )
     return settle_page(sinks, table, result, list(prepared.letters), prepared.lines)
 

@@ -1,16 +1,15 @@
 """The local runner: the work items (export files, scan segments) not done yet, inline or in a
-pool of processes with their own clients, each one's counts saved in the progress file."""
+pool of processes with their own clients, each one's counts handed to ``on_done`` (the job
+record's progress, or backfill's file) once it is loaded."""
 
 from __future__ import annotations
 
 import multiprocessing
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
-from syncer.commands.exports.job import ExportJob, FileCounts, FileProgress, save_progress
+from syncer.commands.exports.job import ExportJob, FileCounts
 from syncer.commands.exports.load import load_file, load_segment
 from syncer.commands.exports.prepare import s3_client
 from syncer.config import Config
@@ -75,27 +74,27 @@ def run_work_items(
     work: WorkItem,
     job: Mapping[str, Any],
     files: Iterable[DataFile],
-    progress: FileProgress,
-    progress_path: Path,
+    done_before: Collection[str],
+    on_done: Callable[[DataFile, FileCounts], None],
     *,
     workers: int,
     page_size: int,
     on_progress: Callable[[int], None],
 ) -> FileCounts:
-    """Every file not done yet, through ``work``; each file's counts saved once it is loaded.
+    """Every file not in ``done_before``, through ``work``; ``on_done`` hears of each file once
+    it is loaded (it saves the progress; raising there stops the run).
 
     One worker runs in this process (progress per page); more run in a pool of processes
     (progress per file). The first file that fails for good stops the run; the others in
     flight finish and are saved, so a rerun resumes with what is left.
     """
-    pending = [data_file for data_file in files if data_file.key not in progress.done]
+    pending = [data_file for data_file in files if data_file.key not in done_before]
     totals = FileCounts()
 
     def done(data_file: DataFile, counts: FileCounts) -> None:
         nonlocal totals
         totals = totals + counts
-        progress.done[data_file.key] = asdict(counts)
-        save_progress(progress, progress_path)
+        on_done(data_file, counts)
 
     if workers <= 1:
         for data_file in pending:

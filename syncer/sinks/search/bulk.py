@@ -106,6 +106,8 @@ def send_bulk(
     writes: Sequence[DocumentWrite],
     refresh: str | None = None,
     timeout_s: float | None = None,
+    *,
+    require_alias: bool = False,
 ) -> dict[DocumentRef, ItemResult]:
     """Send one ``_bulk`` body and return every item's result; item errors are never ignored.
 
@@ -116,6 +118,8 @@ def send_bulk(
     params = timeout_params(timeout_s)
     if refresh is not None:
         params["refresh"] = refresh
+    if require_alias:  # an action whose _index is no alias fails; nothing is auto-created
+        params["require_alias"] = "true"
     response = client.bulk(body=body, params=params)
     items = response.get("items", [])
     if len(items) != len(writes):

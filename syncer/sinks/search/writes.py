@@ -81,7 +81,8 @@ class WriteOptions:
     are read back with ``_syncer`` (for cache keys); refs of ``optional_aliases`` that do not
     exist are skipped; ``read_first=False`` assumes absence in the first round (a scan into a
     new index); ``refresh`` goes with every ``_bulk``; ``replan_conflicts=False`` settles a
-    409 as ``CONFLICT`` instead of planning again.
+    409 as ``CONFLICT`` instead of planning again; ``require_alias`` writes only through refs
+    that are aliases (a rebuild's: a dropped index never comes back by name).
     """
 
     reread: Rereader | None = None
@@ -91,6 +92,7 @@ class WriteOptions:
     read_first: bool = True
     refresh: str | None = None
     replan_conflicts: bool = True
+    require_alias: bool = False
 
 
 def apply_writes(
@@ -148,7 +150,9 @@ def write_documents(
                 )
                 first_round = False
                 pending = _skip_absent_optional(pending, targets, result)
-                writes = _plan_round(pending, targets, plan, options.reread, result)
+                writes = _plan_round(
+                    pending, targets, plan, options.reread, result, options.require_alias
+                )
                 reasons = _send_writes(client, guard, writes, limits, result, options)
                 if not options.replan_conflicts:
                     for ref, reason in reasons.conflicts:
@@ -193,13 +197,17 @@ def _plan_round(
     plan: Planner,
     reread: Rereader | None,
     result: ApplyResult,
+    through_alias: bool = False,
 ) -> _Writes:
-    """Plan each pending ref against its target; re-read the items whose order is unknown."""
+    """Plan each pending ref against its target; re-read the items whose order is unknown.
+
+    A write goes to the concrete index its state was read from, or, ``through_alias``, to the
+    ref's alias (a rebuild's reindex alias, which never moves: it is only ever dropped)."""
     writes: _Writes = {}
     to_reread: list[DocumentRef] = []
 
     def decide(ref: DocumentRef, target: TargetState, read: ReadState | None) -> None:
-        concrete = (target.index, ref[1])
+        concrete = ref if through_alias else (target.index, ref[1])
         if concrete in writes:  # two aliases on one index: one write serves both
             writes[concrete][1].append(ref)
             return
@@ -260,7 +268,13 @@ def _send_writes(
         started = time.perf_counter()
         try:
             item_results = guard.call(
-                send_bulk, client, body, chunk, options.refresh, _cap(limits, options.deadline)
+                send_bulk,
+                client,
+                body,
+                chunk,
+                options.refresh,
+                _cap(limits, options.deadline),
+                require_alias=options.require_alias,
             )
         finally:
             result.bulk_seconds += time.perf_counter() - started

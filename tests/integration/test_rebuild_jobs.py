@@ -1,0 +1,197 @@
+"""The rebuild job on the real services: killed, rerun from elsewhere, abandoned, raced.
+
+Each test drives the `syncer reindex` command (or the state machine's handler) the way an
+operator would, with the stream flowing through the Lambda handler in between.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from syncer.cli import main
+from syncer.commands import reindex
+from syncer.commands.exports import load as export_load
+from syncer.sinks.build import aws_client
+from syncer.sinks.exports import ExportReader
+from syncer.sinks.search import reindex_alias
+from tests.exportfiles import full_line, split, write_export
+from tests.integration.conftest import Stack
+
+pytestmark = pytest.mark.integration
+
+
+def _item(pk: str, price: int = 10) -> dict[str, Any]:
+    return {
+        "pk": {"S": pk},
+        "sk": {"S": "v1"},
+        "category": {"S": "shoes"},
+        "price": {"N": str(price)},
+        "cost": {"N": "1"},
+    }
+
+
+@pytest.fixture
+def s3() -> Any:
+    return aws_client("s3")
+
+
+@pytest.fixture(autouse=True)
+def quick_file_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(export_load, "FILE_RETRY_BACKOFF_S", 0.0)
+
+
+def _table_items(stack: Stack) -> list[dict[str, Any]]:
+    paginator = stack.dynamodb.get_paginator("scan")
+    pages = paginator.paginate(TableName=stack.table, ConsistentRead=True)
+    return [item for page in pages for item in page["Items"]]
+
+
+def _export(stack: Stack, s3: Any, files: int = 3) -> Any:
+    bucket = f"exports-{uuid.uuid4().hex[:12]}"
+    return write_export(s3, bucket, split([full_line(i) for i in _table_items(stack)], files))
+
+
+def _syncer(stack: Stack, *args: str) -> Result:
+    return CliRunner().invoke(
+        main, [args[0], "--config", str(stack.config_path), *args[1:]], catch_exceptions=False
+    )
+
+
+def _no_rebuild_left(stack: Stack) -> None:
+    """No reindex alias and no write block on the index the alias serves."""
+    client = stack.sinks.opensearch
+    assert not client.indices.exists_alias(name=reindex_alias(stack.index))
+    for name in client.indices.get_alias(name=stack.index):
+        settings = client.indices.get_settings(index=name)[name]["settings"]["index"]
+        assert str(settings.get("blocks", {}).get("write", "false")) == "false"
+
+
+def _crash_on_file(monkeypatch: pytest.MonkeyPatch, number: int, before: Any = None) -> None:
+    """The process dies (KeyboardInterrupt, which nothing catches) as file ``number`` starts."""
+    real = ExportReader.read_pages
+    calls = [0]
+
+    def read_pages(self: Any, *args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        if before is not None and calls[0] == 1:
+            before()
+        if calls[0] == number:
+            raise KeyboardInterrupt("killed")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(ExportReader, "read_pages", read_pages)
+
+
+def test_abandon_after_a_killed_export_reindex_then_a_rerun_loses_nothing(
+    stack: Stack, s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Defect 1: killed after one of three files, abandoned, run again: every item is searchable
+    (the abandoned job's progress is not inherited by the new index). The old index never saw
+    the items (a first build from an export), so only the export can bring them."""
+    for number in range(30):
+        stack.put(_item(f"k{number}", number))
+    stack.delivered.update(r["dynamodb"]["SequenceNumber"] for r in stack.new_records())
+    export = _export(stack, s3)
+    monkeypatch.chdir(tmp_path)
+    with monkeypatch.context() as crash:
+        _crash_on_file(crash, 2)
+        killed = _syncer(stack, "reindex", "--table", stack.table, "--export", export.uri)
+        assert killed.exit_code != 0
+
+    abandoned = _syncer(stack, "reindex", "--table", stack.table, "--abandon")
+    assert abandoned.exit_code == 0, abandoned.output
+    rerun = _syncer(stack, "reindex", "--table", stack.table, "--export", export.uri)
+
+    assert rerun.exit_code == 0, rerun.output
+    assert stack.indexed() == stack.scanned()
+    assert len(stack.indexed()) == 30
+    _no_rebuild_left(stack)
+
+
+def test_a_rerun_after_death_during_the_catch_up_resumes_the_catch_up(
+    stack: Stack, s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Defect 2: a change that reached only the old index (a batch that found no reindex alias)
+    is brought over by the catch-up after the swap, also when the first run died in it."""
+    for number in range(12):
+        stack.put(_item(f"c{number}", number))
+    stack.deliver()
+    export = _export(stack, s3, files=2)
+    client = stack.sinks.opensearch
+    monkeypatch.chdir(tmp_path)
+
+    def change_reaching_the_old_index_only() -> None:
+        (building,) = client.indices.get_alias(name=reindex_alias(stack.index))
+        client.indices.delete_alias(index=building, name=reindex_alias(stack.index))
+        stack.put(_item("late", 99))
+        stack.deliver()
+        client.indices.put_alias(index=building, name=reindex_alias(stack.index))
+
+    def die(*args: Any, **kwargs: Any) -> int:
+        raise KeyboardInterrupt("killed in the catch-up")
+
+    with monkeypatch.context() as crash:
+        _crash_on_file(crash, 99, before=change_reaching_the_old_index_only)
+        crash.setattr(reindex, "catch_up", die)
+        killed = _syncer(stack, "reindex", "--table", stack.table, "--export", export.uri)
+        assert killed.exit_code != 0
+        assert "Aborted" in killed.output, killed.output
+    assert sorted(client.indices.get_alias(name=stack.index)) == [f"{stack.index}-000002"]
+
+    other_directory = tmp_path / "elsewhere"
+    other_directory.mkdir()
+    monkeypatch.chdir(other_directory)
+    rerun = _syncer(stack, "reindex", "--table", stack.table, "--export", export.uri)
+
+    assert rerun.exit_code == 0, rerun.output
+    assert sorted(client.indices.get_alias(name=stack.index)) == [f"{stack.index}-000002"]
+    assert stack.indexed()["late|v1"]["price"] == 99
+    assert stack.indexed() == stack.scanned()
+    _no_rebuild_left(stack)
+
+
+def test_two_reindexes_of_one_table_started_together_one_refuses(
+    stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Defect 7: of two reindexes started at once, one runs and the other refuses, naming the
+    running job; one new index, one swap."""
+    for number in range(20):
+        stack.put(_item(f"r{number}", number))
+    stack.deliver()
+    syncer = str(Path(sys.executable).parent / "syncer")
+    runs = []
+    for name in ("a", "b"):
+        directory = tmp_path / name
+        directory.mkdir()
+        command = [syncer, "reindex", "--config", str(stack.config_path), "--table", stack.table]
+        runs.append(
+            subprocess.Popen(
+                command,
+                cwd=directory,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                env=os.environ.copy(),
+            )
+        )
+    outcomes = [(run.wait(timeout=120), run.communicate()[0]) for run in runs]
+
+    assert sorted(code for code, _ in outcomes) == [0, 1], outcomes
+    refused = next(output for code, output in outcomes if code == 1)
+    assert "already running" in refused
+    assert "scan" in refused
+    client = stack.sinks.opensearch
+    assert sorted(client.indices.get(index=f"{stack.index}-0*")) == [
+        f"{stack.index}-000001",
+        f"{stack.index}-000002",
+    ]
+    assert stack.indexed() == stack.scanned()
+    _no_rebuild_left(stack)
