@@ -6,6 +6,7 @@ operator would, with the stream flowing through the Lambda handler in between.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -195,3 +196,135 @@ def test_two_reindexes_of_one_table_started_together_one_refuses(
     ]
     assert stack.indexed() == stack.scanned()
     _no_rebuild_left(stack)
+
+
+def test_abandon_while_a_reindex_runs_leaves_nothing_it_could_resurrect(
+    stack: Stack, s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Defect 6: --abandon while an export reindex loads: the running one cannot re-create the
+    dropped index by name (it writes through the reindex alias, require_alias), stops fenced,
+    and never swaps; a replayed INSERT of a deleted item stays refused by its tombstone."""
+    for number in range(12):
+        stack.put(_item(f"a{number}", number))
+    stack.put(_item("gone", 1))
+    stack.deliver()
+    export = _export(stack, s3, files=3)
+    insert_of_gone = [
+        r for r in stack.stream_records() if r["dynamodb"]["Keys"]["pk"]["S"] == "gone"
+    ]
+    stack.delete("gone", "v1")
+    stack.deliver()
+    client = stack.sinks.opensearch
+    (old_index,) = client.indices.get_alias(name=stack.index)
+    (table,) = stack.config.tables
+    real = ExportReader.read_pages
+    calls = [0]
+
+    def abandon_during_the_load(self: Any, *args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        if calls[0] == 2:  # another operator abandons it while file 2 starts
+            reindex.abandon(stack.sinks, table)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(ExportReader, "read_pages", abandon_during_the_load)
+    monkeypatch.chdir(tmp_path)
+
+    outcome = _syncer(stack, "reindex", "--table", stack.table, "--export", export.uri)
+
+    assert outcome.exit_code == 1, outcome.output
+    assert "abandoned by" in outcome.output
+    assert not client.indices.exists(index=f"{stack.index}-000002")
+    assert sorted(client.indices.get_alias(name=stack.index)) == [old_index]
+    _no_rebuild_left(stack)
+    stack.invoke(insert_of_gone[:1])
+    assert "gone|v1" not in stack.indexed()
+    assert stack.indexed() == stack.scanned()
+
+
+def test_state_machine_steps_retried_on_fresh_containers_twice_and_finished_twice(
+    stack: Stack, s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Defect 11 and Step Functions' semantics: every step run again with the same input, on
+    the same container and on a fresh one (no /tmp, no cached clients), twice in a row; the
+    prepare of one execution resumes its job; finish twice changes nothing the second time."""
+    from syncer import reindex_handler
+
+    for number in range(9):
+        stack.put(_item(f"m{number}", number))
+    stack.put(_item("ghost", 1))
+    stack.deliver()
+    ghost_insert = [
+        r for r in stack.stream_records() if r["dynamodb"]["Keys"]["pk"]["S"] == "ghost"
+    ]
+    export = _export(stack, s3, files=3)
+    stack.delete("ghost", "v1")
+    stack.deliver()
+    containers = iter(range(100))
+
+    def fresh_container() -> None:
+        reindex_handler.reset_clients()
+        # the release before jobs kept prepare's state in /tmp: a fresh container has none
+        monkeypatch.setattr(
+            reindex_handler, "STATE_DIR", tmp_path / f"c{next(containers)}", raising=False
+        )
+        (tmp_path / "c0").mkdir(exist_ok=True)
+
+    def run(event: dict[str, Any]) -> Any:
+        results = []
+        for fresh in (False, True, True):
+            if fresh:
+                fresh_container()
+            results.append(reindex_handler.lambda_handler(event, None))
+        return results
+
+    fresh_container()
+    prepare = {
+        "step": "prepare",
+        "execution": "arn:aws:states:us-east-1:1:execution:m:e1",
+        "input": {"table": stack.table, "export_uri": export.uri},
+        "max_concurrency": "3",
+    }
+    prepared = run(prepare)
+    assert prepared[0]["job"] == prepared[1]["job"] == prepared[2]["job"]
+    job = prepared[0]["job"]
+    assert set(job) == {"id", "epoch"}  # only the job's id (and its fence) goes between steps
+    manifest = s3.get_object(**prepared[0]["manifest"])["Body"].read().decode()
+    for line in manifest.splitlines():
+        counts = run({"step": "load", "job": job, "file": json.loads(line)})
+        assert counts[0] == counts[1] == counts[2]
+    finished = run({"step": "finish", "job": job})
+    assert finished[0] == finished[1] == finished[2]
+    reindex_handler.reset_clients()
+
+    assert sorted(stack.sinks.opensearch.indices.get_alias(name=stack.index)) == [
+        f"{stack.index}-000002"
+    ]
+    _no_rebuild_left(stack)
+    assert stack.indexed() == stack.scanned()
+    stack.invoke(ghost_insert[:1])
+    assert "ghost|v1" not in stack.indexed()
+
+
+def test_status_names_each_job_and_what_to_do(
+    stack: Stack, s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`reindex --status` shows a stopped job's kind, phase, progress, owner, age and the
+    command that resumes it; after the rerun, that it is done."""
+    for number in range(6):
+        stack.put(_item(f"s{number}", number))
+    stack.deliver()
+    export = _export(stack, s3, files=3)
+    monkeypatch.chdir(tmp_path)
+    with monkeypatch.context() as crash:
+        _crash_on_file(crash, 3)
+        assert _syncer(stack, "reindex", "--table", stack.table, "--export", export.uri).exit_code
+
+    status = _syncer(stack, "reindex", "--status", "--table", stack.table)
+
+    assert status.exit_code == 0, status.output
+    assert f"{stack.table}: export job" in status.output
+    assert "phase load, 2/3 work items loaded" in status.output
+    assert f"run `syncer reindex --table {stack.table} --export {export.uri}`" in status.output
+    assert _syncer(stack, "reindex", "--table", stack.table, "--export", export.uri).exit_code == 0
+    done = _syncer(stack, "reindex", "--status", "--table", stack.table)
+    assert "phase done, 3/3 work items loaded" in done.output
