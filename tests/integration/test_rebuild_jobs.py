@@ -223,7 +223,7 @@ def test_abandon_while_a_reindex_runs_leaves_nothing_it_could_resurrect(
     def abandon_during_the_load(self: Any, *args: Any, **kwargs: Any) -> Any:
         calls[0] += 1
         if calls[0] == 2:  # another operator abandons it while file 2 starts
-            reindex.abandon(stack.sinks, table)
+            reindex.abandon(stack.sinks, table, tmp_path / "state.json")
         return real(self, *args, **kwargs)
 
     monkeypatch.setattr(ExportReader, "read_pages", abandon_during_the_load)
