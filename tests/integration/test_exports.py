@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import time
 import uuid
 from pathlib import Path
@@ -27,6 +26,7 @@ from syncer.sinks.exports import ExportFileError
 from syncer.sinks.search import reindex_alias
 from tests.exportfiles import full_line, gzip_lines, incremental_line, split, write_export
 from tests.integration.conftest import REDIS_URL, Stack
+from tests.integration.machine import run_machine
 
 pytestmark = pytest.mark.integration
 
@@ -301,44 +301,7 @@ def test_backfill_applies_an_incremental_export_without_going_back_in_time(
     assert stack.indexed() == stack.scanned()
 
 
-def _definition() -> dict[str, Any]:
-    import yaml
-
-    from tests.unit.test_deploy_template import TEMPLATE, _CloudFormationLoader
-
-    template = yaml.load(TEMPLATE.read_text(encoding="utf-8"), _CloudFormationLoader)
-    raw = json.dumps(template["Resources"]["ReindexStateMachine"]["Properties"]["Definition"])
-    # CloudFormation's DefinitionSubstitutions, as a deployment with these values would make
-    substitutions = {
-        "ReindexFunctionArn": "reindex",
-        "ResultsBucket": "results",
-        "MaxConcurrency": "3",
-    }
-    for name, value in substitutions.items():
-        raw = raw.replace("${" + name + "}", value)
-    definition: dict[str, Any] = json.loads(raw)
-    return definition
-
-
-def _run_machine(s3: Any, execution_input: dict[str, Any], execution: str = "") -> Any:
-    from syncer import reindex_handler
-    from tests import asl
-
-    def read_s3(bucket: str, key: str) -> bytes:
-        body: bytes = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-        return body
-
-    reindex_handler.reset_clients()
-    try:
-        return asl.run(
-            _definition(),
-            execution_input,
-            lambda payload: reindex_handler.lambda_handler(payload, None),
-            read_s3,
-            {"Execution": {"Id": execution or f"arn:execution:{uuid.uuid4().hex[:8]}"}},
-        )
-    finally:
-        reindex_handler.reset_clients()
+_run_machine = run_machine
 
 
 def test_the_state_machine_definition_runs_the_handler_steps_to_a_swap(

@@ -1,0 +1,197 @@
+"""The crash matrix (issue 24): a rebuild SIGKILLed at each phase, the stream flowing through
+the handler meanwhile, then run again from another directory (or the state machine's
+execution redriven), or abandoned and run again. After each: the index equals the table,
+nothing deleted comes back, and no write block or reindex alias is left.
+
+The kill is the test-only ``SYNCER_TEST_KILL_AT`` (config/environment.py): the rebuild, in a
+child process, SIGKILLs itself as its job enters the named phase (``load:1``: once one work
+item is loaded).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from syncer.sinks.build import aws_client
+from syncer.sinks.search import reindex_alias
+from tests.exportfiles import full_line, split, write_export
+from tests.integration.conftest import Stack
+from tests.integration.machine import run_machine
+
+pytestmark = pytest.mark.integration
+
+KILL_POINTS = ["load:1", "settle", "block", "swap", "catch_up"]
+SYNCER = str(Path(sys.executable).parent / "syncer")
+
+
+def _item(pk: str, price: int = 10) -> dict[str, Any]:
+    return {
+        "pk": {"S": pk},
+        "sk": {"S": "v1"},
+        "category": {"S": "shoes"},
+        "price": {"N": str(price)},
+        "cost": {"N": "1"},
+    }
+
+
+def _inserts_of(stack: Stack, pk: str) -> list[dict[str, Any]]:
+    return [
+        r
+        for r in stack.stream_records()
+        if r["dynamodb"]["Keys"]["pk"]["S"] == pk and r["eventName"] == "INSERT"
+    ]
+
+
+def _run(command: list[str], cwd: Path, kill_at: str = "") -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "SYNCER_TEST_KILL_AT"}
+    if kill_at:
+        env["SYNCER_TEST_KILL_AT"] = kill_at
+    cwd.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(
+        command, cwd=cwd, env=env, capture_output=True, text=True, timeout=180, check=False
+    )
+
+
+class _Scenario:
+    """A table with a deleted item (its tombstone in the index), and the rebuild's command."""
+
+    def __init__(self, stack: Stack, kind: str) -> None:
+        self.stack = stack
+        self.kind = kind
+        for number in range(16):
+            stack.put(_item(f"i{number}", number))
+        stack.put(_item("gone", 1))
+        stack.deliver()
+        stack.delete("gone", "v1")
+        stack.deliver()
+        self.replays = _inserts_of(stack, "gone")
+        self.export_uri = ""
+        if kind != "scan":
+            s3 = aws_client("s3")
+            lines = [full_line(item) for item in _scanned_items(stack)]
+            self.export_uri = write_export(
+                s3, f"exports-{uuid.uuid4().hex[:12]}", split(lines, 3)
+            ).uri
+        self.late: list[dict[str, Any]] = []
+
+    def command(self) -> list[str]:
+        if self.kind == "scan":
+            return [*self.abandon_command()[:-1], "--segments", "3"]
+        return [*self.abandon_command()[:-1], "--export", self.export_uri]
+
+    def abandon_command(self) -> list[str]:
+        config = str(self.stack.config_path)
+        return [SYNCER, "reindex", "--config", config, "--table", self.stack.table, "--abandon"]
+
+    def stream_while_dead(self) -> None:
+        """Changes the handler delivers while the rebuild is down: one new item, one changed,
+        one deleted. A batch that meets the old index's write block fails and is retried."""
+        self.stack.put(_item("late", 77))
+        self.stack.put(_item("i3", 333))
+        self.stack.delete("i4", "v1")
+        self.replays += _inserts_of(self.stack, "i4")
+        self.late = self.stack.new_records()
+        self.stack.deliver()
+
+    def check(self) -> None:
+        stack = self.stack
+        stack.invoke(self.late)  # Lambda retries the batches that failed meanwhile
+        assert stack.invoke(self.late) == {"batchItemFailures": []}
+        assert stack.indexed() == stack.scanned()
+        stack.invoke(self.replays)  # old INSERTs of deleted items, delivered again
+        assert "gone|v1" not in stack.indexed()
+        assert "i4|v1" not in stack.indexed()
+        assert stack.indexed() == stack.scanned()
+        client = stack.sinks.opensearch
+        assert not client.indices.exists_alias(name=reindex_alias(stack.index))
+        for name in client.indices.get_alias(name=stack.index):
+            settings = client.indices.get_settings(index=name)[name]["settings"]["index"]
+            assert str(settings.get("blocks", {}).get("write", "false")) == "false"
+
+
+def _scanned_items(stack: Stack) -> list[dict[str, Any]]:
+    paginator = stack.dynamodb.get_paginator("scan")
+    pages = paginator.paginate(TableName=stack.table, ConsistentRead=True)
+    return [item for page in pages for item in page["Items"]]
+
+
+def _killed(result: subprocess.CompletedProcess[str]) -> None:
+    assert result.returncode == -signal.SIGKILL, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("kill_at", KILL_POINTS)
+@pytest.mark.parametrize("kind", ["scan", "export"])
+def test_killed_then_rerun_from_another_directory(
+    stack: Stack, tmp_path: Path, kind: str, kill_at: str
+) -> None:
+    """SIGKILL at the phase, the stream flows, a rerun elsewhere resumes and finishes."""
+    scenario = _Scenario(stack, kind)
+    _killed(_run(scenario.command(), tmp_path / "first", kill_at))
+    scenario.stream_while_dead()
+    rerun = _run(scenario.command(), tmp_path / "elsewhere")
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert f"-> {stack.index}-000002" in rerun.stdout
+    scenario.check()
+
+
+@pytest.mark.parametrize("kill_at", [point for point in KILL_POINTS if point != "catch_up"])
+@pytest.mark.parametrize("kind", ["scan", "export"])
+def test_killed_then_abandoned_then_rerun(
+    stack: Stack, tmp_path: Path, kind: str, kill_at: str
+) -> None:
+    """SIGKILL at the phase, --abandon (fence, then drop), a fresh rebuild inherits nothing."""
+    scenario = _Scenario(stack, kind)
+    _killed(_run(scenario.command(), tmp_path / "first", kill_at))
+    scenario.stream_while_dead()
+    abandoned = _run(scenario.abandon_command(), tmp_path / "ops")
+    assert abandoned.returncode == 0, abandoned.stdout + abandoned.stderr
+    assert "fenced" in abandoned.stdout
+    rerun = _run(scenario.command(), tmp_path / "elsewhere")
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    scenario.check()
+
+
+def test_a_job_that_swapped_cannot_be_abandoned_only_finished(stack: Stack, tmp_path: Path) -> None:
+    """Killed in its catch-up, the job refuses --abandon (the catch-up must run) and says so."""
+    scenario = _Scenario(stack, "scan")
+    _killed(_run(scenario.command(), tmp_path / "first", "catch_up"))
+    abandoned = _run(scenario.abandon_command(), tmp_path / "ops")
+    assert abandoned.returncode == 1
+    assert "finish its catch-up" in abandoned.stdout + abandoned.stderr
+    scenario.stream_while_dead()
+    assert _run(scenario.command(), tmp_path / "elsewhere").returncode == 0
+    scenario.check()
+
+
+@pytest.mark.parametrize("kill_at", KILL_POINTS)
+@pytest.mark.parametrize("then", ["redrive", "cli"])
+def test_the_state_machine_killed_in_a_step(
+    stack: Stack, tmp_path: Path, kill_at: str, then: str
+) -> None:
+    """A step's container dies at the phase; the execution is redriven (the same execution:
+    its prepare resumes its job, loaded files are not loaded again), or the CLI finishes it
+    from another machine."""
+    scenario = _Scenario(stack, "export")
+    execution = f"arn:aws:states:us-east-1:1:execution:reindex:{uuid.uuid4().hex[:8]}"
+    execution_input = {"table": stack.table, "export_uri": scenario.export_uri}
+    command = [sys.executable, "-m", "tests.integration.machine", json.dumps(execution_input)]
+    repo = Path(__file__).resolve().parents[2]
+    env_cwd = repo  # the child imports tests.*
+    _killed(_run([*command, execution], env_cwd, kill_at))
+    scenario.stream_while_dead()
+    if then == "redrive":
+        output = run_machine(aws_client("s3"), execution_input, execution)
+        assert "absent_tombstoned" in output
+    else:
+        rerun = _run(scenario.command(), tmp_path / "elsewhere")
+        assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    scenario.check()
