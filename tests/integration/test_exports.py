@@ -27,18 +27,12 @@ from syncer.sinks.search import reindex_alias
 from tests.exportfiles import full_line, gzip_lines, incremental_line, split, write_export
 from tests.integration.conftest import REDIS_URL, Stack
 from tests.integration.machine import run_machine
+from tests.integration.rebuilds import catalog_item, table_items
 
 pytestmark = pytest.mark.integration
 
 
-def _item(pk: str, price: int = 10, category: str = "shoes") -> dict[str, Any]:
-    return {
-        "pk": {"S": pk},
-        "sk": {"S": "v1"},
-        "category": {"S": category},
-        "price": {"N": str(price)},
-        "cost": {"N": "1"},
-    }
+_item = catalog_item
 
 
 @pytest.fixture
@@ -58,10 +52,7 @@ def quick_file_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(export_load, "FILE_RETRY_BACKOFF_S", 0.0)
 
 
-def _table_items(stack: Stack) -> list[dict[str, Any]]:
-    paginator = stack.dynamodb.get_paginator("scan")
-    pages = paginator.paginate(TableName=stack.table, ConsistentRead=True)
-    return [item for page in pages for item in page["Items"]]
+_table_items = table_items
 
 
 def _stored(stack: Stack, doc_id: str) -> dict[str, Any] | None:

@@ -22,10 +22,10 @@ from typing import Any
 import pytest
 
 from syncer.sinks.build import aws_client
-from syncer.sinks.search import reindex_alias
 from tests.exportfiles import full_line, split, write_export
 from tests.integration.conftest import Stack
 from tests.integration.machine import run_machine
+from tests.integration.rebuilds import catalog_item, no_rebuild_left, table_items
 
 pytestmark = pytest.mark.integration
 
@@ -33,14 +33,7 @@ KILL_POINTS = ["load:1", "settle", "block", "swap", "catch_up"]
 SYNCER = str(Path(sys.executable).parent / "syncer")
 
 
-def _item(pk: str, price: int = 10) -> dict[str, Any]:
-    return {
-        "pk": {"S": pk},
-        "sk": {"S": "v1"},
-        "category": {"S": "shoes"},
-        "price": {"N": str(price)},
-        "cost": {"N": "1"},
-    }
+_item = catalog_item
 
 
 def _inserts_of(stack: Stack, pk: str) -> list[dict[str, Any]]:
@@ -77,7 +70,7 @@ class _Scenario:
         self.export_uri = ""
         if kind != "scan":
             s3 = aws_client("s3")
-            lines = [full_line(item) for item in _scanned_items(stack)]
+            lines = [full_line(item) for item in table_items(stack)]
             self.export_uri = write_export(
                 s3, f"exports-{uuid.uuid4().hex[:12]}", split(lines, 3)
             ).uri
@@ -91,6 +84,16 @@ class _Scenario:
     def abandon_command(self) -> list[str]:
         config = str(self.stack.config_path)
         return [SYNCER, "reindex", "--config", config, "--table", self.stack.table, "--abandon"]
+
+    def killed_at(self, kill_at: str, where: Path) -> None:
+        """The rebuild, SIGKILLed as it enters ``kill_at``; the stream flows meanwhile."""
+        _killed(_run(self.command(), where / "first", kill_at))
+        self.stream_while_dead()
+
+    def rerun_elsewhere(self, where: Path) -> subprocess.CompletedProcess[str]:
+        rerun = _run(self.command(), where / "elsewhere")
+        assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+        return rerun
 
     def stream_while_dead(self) -> None:
         """Changes the handler delivers while the rebuild is down: one new item, one changed,
@@ -111,17 +114,7 @@ class _Scenario:
         assert "gone|v1" not in stack.indexed()
         assert "i4|v1" not in stack.indexed()
         assert stack.indexed() == stack.scanned()
-        client = stack.sinks.opensearch
-        assert not client.indices.exists_alias(name=reindex_alias(stack.index))
-        for name in client.indices.get_alias(name=stack.index):
-            settings = client.indices.get_settings(index=name)[name]["settings"]["index"]
-            assert str(settings.get("blocks", {}).get("write", "false")) == "false"
-
-
-def _scanned_items(stack: Stack) -> list[dict[str, Any]]:
-    paginator = stack.dynamodb.get_paginator("scan")
-    pages = paginator.paginate(TableName=stack.table, ConsistentRead=True)
-    return [item for page in pages for item in page["Items"]]
+        no_rebuild_left(stack)
 
 
 def _killed(result: subprocess.CompletedProcess[str]) -> None:
@@ -135,10 +128,8 @@ def test_killed_then_rerun_from_another_directory(
 ) -> None:
     """SIGKILL at the phase, the stream flows, a rerun elsewhere resumes and finishes."""
     scenario = _Scenario(stack, kind)
-    _killed(_run(scenario.command(), tmp_path / "first", kill_at))
-    scenario.stream_while_dead()
-    rerun = _run(scenario.command(), tmp_path / "elsewhere")
-    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    scenario.killed_at(kill_at, tmp_path)
+    rerun = scenario.rerun_elsewhere(tmp_path)
     assert f"-> {stack.index}-000002" in rerun.stdout
     scenario.check()
 
@@ -150,13 +141,11 @@ def test_killed_then_abandoned_then_rerun(
 ) -> None:
     """SIGKILL at the phase, --abandon (fence, then drop), a fresh rebuild inherits nothing."""
     scenario = _Scenario(stack, kind)
-    _killed(_run(scenario.command(), tmp_path / "first", kill_at))
-    scenario.stream_while_dead()
+    scenario.killed_at(kill_at, tmp_path)
     abandoned = _run(scenario.abandon_command(), tmp_path / "ops")
     assert abandoned.returncode == 0, abandoned.stdout + abandoned.stderr
     assert "fenced" in abandoned.stdout
-    rerun = _run(scenario.command(), tmp_path / "elsewhere")
-    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    scenario.rerun_elsewhere(tmp_path)
     scenario.check()
 
 
@@ -192,6 +181,5 @@ def test_the_state_machine_killed_in_a_step(
         output = run_machine(aws_client("s3"), execution_input, execution)
         assert "absent_tombstoned" in output
     else:
-        rerun = _run(scenario.command(), tmp_path / "elsewhere")
-        assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+        scenario.rerun_elsewhere(tmp_path)
     scenario.check()

@@ -25,18 +25,12 @@ from syncer.sinks.exports import ExportReader
 from syncer.sinks.search import reindex_alias
 from tests.exportfiles import full_line, split, write_export
 from tests.integration.conftest import Stack
+from tests.integration.rebuilds import catalog_item, no_rebuild_left, table_items
 
 pytestmark = pytest.mark.integration
 
 
-def _item(pk: str, price: int = 10) -> dict[str, Any]:
-    return {
-        "pk": {"S": pk},
-        "sk": {"S": "v1"},
-        "category": {"S": "shoes"},
-        "price": {"N": str(price)},
-        "cost": {"N": "1"},
-    }
+_item = catalog_item
 
 
 @pytest.fixture
@@ -49,10 +43,7 @@ def quick_file_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(export_load, "FILE_RETRY_BACKOFF_S", 0.0)
 
 
-def _table_items(stack: Stack) -> list[dict[str, Any]]:
-    paginator = stack.dynamodb.get_paginator("scan")
-    pages = paginator.paginate(TableName=stack.table, ConsistentRead=True)
-    return [item for page in pages for item in page["Items"]]
+_table_items = table_items
 
 
 def _export(stack: Stack, s3: Any, files: int = 3) -> Any:
@@ -66,13 +57,7 @@ def _syncer(stack: Stack, *args: str) -> Result:
     )
 
 
-def _no_rebuild_left(stack: Stack) -> None:
-    """No reindex alias and no write block on the index the alias serves."""
-    client = stack.sinks.opensearch
-    assert not client.indices.exists_alias(name=reindex_alias(stack.index))
-    for name in client.indices.get_alias(name=stack.index):
-        settings = client.indices.get_settings(index=name)[name]["settings"]["index"]
-        assert str(settings.get("blocks", {}).get("write", "false")) == "false"
+_no_rebuild_left = no_rebuild_left
 
 
 def _crash_on_file(monkeypatch: pytest.MonkeyPatch, number: int, before: Any = None) -> None:
