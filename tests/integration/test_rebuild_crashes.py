@@ -68,7 +68,7 @@ class _Scenario:
         stack.deliver()
         self.replays = _inserts_of(stack, "gone")
         self.export_uri = ""
-        if kind != "scan":
+        if kind == "export":
             s3 = aws_client("s3")
             lines = [full_line(item) for item in table_items(stack)]
             self.export_uri = write_export(
@@ -79,6 +79,8 @@ class _Scenario:
     def command(self) -> list[str]:
         if self.kind == "scan":
             return [*self.abandon_command()[:-1], "--segments", "3"]
+        if self.kind == "workers":  # the scan's segments in a pool of processes
+            return [*self.abandon_command()[:-1], "--segments", "3", "--workers", "2"]
         return [*self.abandon_command()[:-1], "--export", self.export_uri]
 
     def abandon_command(self) -> list[str]:
@@ -121,8 +123,17 @@ def _killed(result: subprocess.CompletedProcess[str]) -> None:
     assert result.returncode == -signal.SIGKILL, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("kill_at", KILL_POINTS)
-@pytest.mark.parametrize("kind", ["scan", "export"])
+# `--workers` killed while its pool loads leaves the pool's processes running (issue 24,
+# defect 13: the process group, another change); its later phases run after the pool closed.
+RERUN_CASES = [
+    (kind, kill_at)
+    for kind in ("scan", "export", "workers")
+    for kill_at in KILL_POINTS
+    if (kind, kill_at) != ("workers", "load:1")
+]
+
+
+@pytest.mark.parametrize(("kind", "kill_at"), RERUN_CASES)
 def test_killed_then_rerun_from_another_directory(
     stack: Stack, tmp_path: Path, kind: str, kill_at: str
 ) -> None:

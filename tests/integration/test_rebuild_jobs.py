@@ -313,3 +313,50 @@ def test_status_names_each_job_and_what_to_do(
     assert _syncer(stack, "reindex", "--table", stack.table, "--export", export.uri).exit_code == 0
     done = _syncer(stack, "reindex", "--status", "--table", stack.table)
     assert "phase done, 3/3 work items loaded" in done.output
+
+
+def test_a_step_of_a_job_taken_over_is_fenced_and_changes_nothing(
+    stack: Stack, s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The state machine prepared a job and stopped; the CLI took it over from another place
+    and finished it; the execution's late load and finish steps are refused by their epoch."""
+    from syncer import reindex_handler
+    from syncer.commands.jobs import job_store
+    from syncer.core.jobs import JobFencedError, Released, step
+
+    for number in range(6):
+        stack.put(_item(f"t{number}", number))
+    stack.deliver()
+    export = _export(stack, s3, files=2)
+    reindex_handler.reset_clients()
+    prepared = reindex_handler.lambda_handler(
+        {
+            "step": "prepare",
+            "execution": "arn:execution:stopped",
+            "input": {"table": stack.table, "export_uri": export.uri},
+        },
+        None,
+    )
+    store = job_store(stack.sinks)
+    store.update(stack.table, lambda current: step(current.job, Released()))  # its Lambda died
+    monkeypatch.chdir(tmp_path)
+    finished = _syncer(stack, "reindex", "--table", stack.table, "--export", export.uri)
+    assert finished.exit_code == 0, finished.output
+    stored = store.get(stack.table)
+    assert stored is not None
+    assert (stored.job.phase, stored.job.epoch) == ("done", 2)
+    line = s3.get_object(**prepared["manifest"])["Body"].read().decode().splitlines()[0]
+
+    for late in (
+        {"step": "load", "job": prepared["job"], "file": json.loads(line)},
+        {"step": "finish", "job": prepared["job"]},
+    ):
+        with pytest.raises(JobFencedError, match=r"taken over by .* this step holds 1"):
+            reindex_handler.lambda_handler(late, None)
+    reindex_handler.reset_clients()
+
+    after = store.get(stack.table)
+    assert after is not None
+    assert after.seq_no == stored.seq_no
+    assert stack.indexed() == stack.scanned()
+    _no_rebuild_left(stack)
