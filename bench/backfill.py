@@ -61,7 +61,7 @@ if mode == "export":
     from syncer.commands.exports import reindex_from_export
 
     result = reindex_from_export(
-        config, sinks, table, uri, workers=int(workers), progress_path=Path(progress)
+        config, sinks, table, uri, workers=int(workers)
     )
     items = result.counts.items
     extra["written"] = result.counts.written

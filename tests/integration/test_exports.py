@@ -106,7 +106,6 @@ def test_reindex_from_an_export_equals_the_table(
         stack.table,
         export.uri,
         workers=workers,
-        progress_path=tmp_path / "progress.json",
         s3=s3,
     )
 
@@ -124,7 +123,9 @@ def test_reindex_from_an_export_equals_the_table(
     assert result.absent_tombstoned >= 1
     stack.invoke(insert_of_ghost)  # a redrive of the ghost's old INSERT
     assert ghost not in stack.indexed()
-    assert not (tmp_path / "progress.json").exists()  # no local state: the job record holds it
+    finished = job_store(stack.sinks).get(stack.table)  # the job record, not a local file
+    assert finished is not None
+    assert finished.job.phase == "done"
 
 
 def test_a_corrupt_file_fails_the_run_by_name_and_a_rerun_resumes(
@@ -139,24 +140,19 @@ def test_a_corrupt_file_fails_the_run_by_name_and_a_rerun_resumes(
     export = write_export(s3, bucket, files)
     bad_key = export.data_keys[2]
     s3.put_object(Bucket=bucket, Key=bad_key, Body=gzip_lines(files[2][:-1]))
-    progress = tmp_path / "progress.json"
     (old_index,) = stack.sinks.opensearch.indices.get_alias(name=stack.index)
 
     with pytest.raises(ExportFileError, match=f"{bad_key}.*failed 3 times.*MD5"):
-        reindex_from_export(
-            stack.config, stack.sinks, stack.table, export.uri, progress_path=progress, s3=s3
-        )
+        reindex_from_export(stack.config, stack.sinks, stack.table, export.uri, s3=s3)
 
     assert sorted(stack.sinks.opensearch.indices.get_alias(name=stack.index)) == [old_index]
     stored = job_store(stack.sinks).get(stack.table)
     assert stored is not None
-    done = [key for key, progress in stored.job.progress.items() if progress.done]
+    done = [key for key, item in stored.job.progress.items() if item.done]
     assert sorted(done) == sorted(export.data_keys[:2])
-    assert not progress.exists()
+    assert stored.job.phase == "load"
     s3.put_object(Bucket=bucket, Key=bad_key, Body=gzip_lines(files[2]))
-    result = reindex_from_export(
-        stack.config, stack.sinks, stack.table, export.uri, progress_path=progress, s3=s3
-    )
+    result = reindex_from_export(stack.config, stack.sinks, stack.table, export.uri, s3=s3)
     assert result.files_resumed == 2
     assert result.counts.items == len(files[2]) + len(files[3])
     assert stack.indexed() == stack.scanned()
@@ -176,7 +172,6 @@ def test_a_file_whose_count_disagrees_fails_by_name(
             stack.sinks,
             stack.table,
             export.uri,
-            progress_path=tmp_path / "p.json",
             s3=s3,
         )
 
@@ -193,7 +188,6 @@ def test_bad_options_are_refused_before_anything_is_created(
             stack.table,
             export.uri,
             workers=0,
-            progress_path=tmp_path / "p.json",
             s3=s3,
         )
     assert not stack.sinks.opensearch.indices.exists_alias(name=reindex_alias(stack.index))
@@ -384,7 +378,6 @@ def test_a_scan_reindex_in_worker_processes_equals_the_table_and_keeps_absent_re
         stack.table,
         segments=4,
         workers=2,
-        progress_path=tmp_path / "progress.json",
     )
     # then the alias points at the new index, which equals the table
     ((_alias, new_index, _old),) = result.indices

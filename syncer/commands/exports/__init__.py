@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -169,6 +170,16 @@ def _result(
     )
 
 
+def _progress_path_ignored(progress_path: Path | None) -> None:
+    if progress_path is not None:
+        warnings.warn(
+            "progress_path is ignored: a rebuild's progress lives in its job record "
+            "(syncer reindex --status); drop the argument",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+
+
 def _done_items(handle: JobHandle) -> int:
     return sum(1 for progress in handle.job.progress.values() if progress.done)
 
@@ -186,7 +197,7 @@ def reindex_scan_in_workers(
     """``syncer reindex --workers N`` without an export: the scan's segments as work items in a
     process pool, with the same prepare and finish as the state machine's. A stopped scan job
     (threaded or not) resumes where its record says."""
-    del progress_path  # deprecated: the job record keeps the progress
+    _progress_path_ignored(progress_path)
     check_work_options(workers, 1)
     if segments < 1:
         raise ConfigError(f"--segments must be at least 1, not {segments}")
@@ -223,7 +234,7 @@ def reindex_from_export(
     on_progress: Callable[[int], None] = lambda _: None,
 ) -> ExportReindexResult:
     """``syncer reindex --export``: prepare, every file loaded, then finish (module docstring)."""
-    del progress_path  # deprecated: the job record keeps the progress
+    _progress_path_ignored(progress_path)
     check_work_options(workers, page_size)
     started = time.monotonic()
     s3 = s3 if s3 is not None else s3_client()
