@@ -33,6 +33,7 @@ from syncer.commands.exports import (
     finish_export,
     load_file,
     load_segment,
+    loaded,
     prepare_export,
     prepare_scan,
     read_export,
@@ -197,10 +198,7 @@ def _work_item(
         counts = load_file(config, sinks, s3, view, data_file)
     else:
         counts = load_segment(config, sinks, view, segment)
-    progress = WorkProgress(
-        True, None, counts.items, counts.written, counts.already_newer, counts.rejected
-    )
-    handle.apply(Progressed(key, progress))
+    handle.apply(Progressed(key, loaded(counts)))
     return counts
 
 

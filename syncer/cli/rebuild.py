@@ -257,7 +257,7 @@ def _status(config: Config, table_name: str | None) -> None:
 @click.option(
     "--state-file",
     type=click.Path(),
-    help="Progress file for resuming (default: .syncer-backfill-TABLE.json).",
+    help="Deprecated and ignored: the progress lives in the backfill's job record (see reindex --status).",
 )
 def backfill(
     config_path: str | None, table_name: str, export_uri: str, workers: int, state_file: str | None
@@ -269,11 +269,11 @@ def backfill(
 
     Example: syncer backfill --table catalog --export s3://bucket/prefix/AWSDynamoDB/0170...-ab12
     """
-    from pathlib import Path
-
     from syncer.commands.backfill import backfill as run_backfill
     from syncer.commands.exports import check_work_options, read_export, s3_client
 
+    if state_file is not None:
+        click.echo("warning: --state-file is ignored (the job record keeps the progress)", err=True)
     check_work_options(workers, 1)
     config = load(config_path)
     sinks = command_sinks(config)
@@ -287,7 +287,6 @@ def backfill(
             table_name,
             export_uri,
             workers=workers,
-            progress_path=Path(state_file) if state_file else None,
             s3=s3,
             on_progress=advance,
         )

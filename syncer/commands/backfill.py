@@ -2,7 +2,8 @@
 
 For a window the stream no longer holds (the trigger was off longer than its 24 hours), or a
 table loaded into an index that already serves. Each data file is a work item, as in
-``reindex --export`` (``syncer.commands.exports``): streamed, checked, retried, its state saved.
+``reindex --export`` (``syncer.commands.exports``): streamed, checked, retried, its progress
+recorded in the table's backfill job (``syncer.core.jobs``), so a rerun anywhere resumes.
 
 - A full export's item is a read over ``exportTime`` plus or minus a minute; an incremental
   line's version is its ``WriteTimestampMicros`` (``syncer.core.exports``). A line without
@@ -16,8 +17,8 @@ table loaded into an index that already serves. Each data file is a work item, a
 
 from __future__ import annotations
 
-import dataclasses
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,20 +27,19 @@ from typing import Any
 from syncer.commands.exports import (
     DEFAULT_PAGE_SIZE,
     FileCounts,
-    FileProgress,
     WorkItem,
     check_work_options,
     decode_lines,
     load_pages,
-    load_progress,
+    loaded,
     poison_letter,
     read_export,
     rereader,
     run_work_items,
     s3_client,
-    save_progress,
     settle_page,
 )
+from syncer.commands.jobs import job_store, start_backfill_job
 from syncer.config import Config, Route, TableConfig
 from syncer.config.templates import fill_template, parse_templates
 from syncer.core.attributes import decode_item
@@ -53,6 +53,7 @@ from syncer.core.documents import (
     WriteKind,
 )
 from syncer.core.exports import DataFile, ExportLine, ExportSummary
+from syncer.core.jobs import LOAD, Advance, Progressed
 from syncer.core.plan import document_body, order_verdict, plan_read_state, tombstone_body
 from syncer.core.routes import document_in, route_item
 from syncer.errors import PoisonRecordError
@@ -233,15 +234,6 @@ def _backfill_file(
     return load_pages(reader, summary, data_file, prepare, write, page_size, on_page)
 
 
-def _saved(progress: FileProgress, path: Path, data_file: DataFile, counts: FileCounts) -> None:
-    progress.done[data_file.key] = dataclasses.asdict(counts)
-    save_progress(progress, path)
-
-
-def default_backfill_path(table: str) -> Path:
-    return Path(f".syncer-backfill-{table}.json")
-
-
 def backfill(
     config: Config,
     sinks: Sinks,
@@ -260,9 +252,18 @@ def backfill(
     table = config.require_table(table_name)
     s3 = s3 if s3 is not None else s3_client()
     _, summary, files = read_export(s3, export_uri)
-    progress_path = progress_path or default_backfill_path(table.name)
-    progress = load_progress(progress_path, table.name, export_uri)
-    resumed = sum(1 for data_file in files if data_file.key in progress.done)
+    if progress_path is not None:
+        warnings.warn(
+            "progress_path is ignored: a backfill's progress lives in its job record "
+            "(syncer reindex --status); drop the argument",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+    # the job record (in OpenSearch) keeps each file's progress: a rerun anywhere resumes
+    items = tuple(data_file.key for data_file in files)
+    handle, _ = start_backfill_job(job_store(sinks), table.name, export_uri, items)
+    done = {key for key, progress in handle.job.progress.items() if progress.done}
+    resumed = len(done)
     job = {"table": table.name, "export_uri": export_uri}
 
     def inline(
@@ -276,20 +277,25 @@ def backfill(
         return _backfill_file(config, sinks, s3, job, data_file, page_size, on_progress)
 
     work: WorkItem = inline if workers <= 1 else _backfill_file
-    counts = run_work_items(
-        config,
-        sinks,
-        s3,
-        work,
-        job,
-        files,
-        progress.done,
-        lambda data_file, counts: _saved(progress, progress_path, data_file, counts),
-        workers=workers,
-        page_size=page_size,
-        on_progress=on_progress if workers > 1 else (lambda _: None),
-    )
-    progress_path.unlink(missing_ok=True)
+
+    def record(data_file: DataFile, counts: FileCounts) -> None:
+        handle.apply(Progressed(data_file.key, loaded(counts)))
+
+    with handle.holding():
+        counts = run_work_items(
+            config,
+            sinks,
+            s3,
+            work,
+            job,
+            files,
+            done,
+            record,
+            workers=workers,
+            page_size=page_size,
+            on_progress=on_progress if workers > 1 else (lambda _: None),
+        )
+        handle.apply(Advance(LOAD))
     return BackfillResult(
         summary.export_type, len(files), resumed, counts, time.monotonic() - started
     )

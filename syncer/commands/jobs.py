@@ -21,6 +21,7 @@ from syncer.config.environment import rebuild_kill_point
 from syncer.core.jobs import (
     FINISHED,
     HEARTBEAT_S,
+    LOAD,
     Event,
     Heartbeat,
     Job,
@@ -81,7 +82,7 @@ class JobHandle:
 
     def refresh(self) -> Job:
         """The job as stored now; ``JobFencedError`` if this handle no longer runs it."""
-        stored = self.store.get(self.job.table)
+        stored = self.store.get(self.job.key)
         self.job = fence(None if stored is None else stored.job, self.token)
         return self.job
 
@@ -94,7 +95,7 @@ class JobHandle:
 
         with self._lock:
             before = self.job.phase
-            self.job = self.store.update(self.job.table, change).job
+            self.job = self.store.update(self.job.key, change).job
         _maybe_kill(self.job, before, event)
         return self.job
 
@@ -138,13 +139,17 @@ def start_job(
     plan: Callable[[], Job],
     resumes: Callable[[Job], str | None],
     owner: str | None = None,
+    *,
+    replace_stopped: bool = False,
 ) -> tuple[JobHandle, bool]:
-    """Claim a new job for ``table`` (``plan`` makes it), or resume the one its record names.
+    """Claim a new job under ``table`` (a ``Job.key``; ``plan`` makes it), or resume the one
+    its record names.
 
     A running job (its holder's lease alive) is refused, naming its kind, phase, owner and
     age; a stopped one is taken over (epoch + 1) if ``resumes`` accepts it (None), else
-    refused with ``resumes``' reason. The same ``owner`` (a retried state machine step) just
-    goes on. Returns the handle and whether the job was resumed.
+    replaced (``replace_stopped``: a backfill, which builds nothing to clean up) or refused
+    with ``resumes``' reason. The same ``owner`` (a retried state machine step) just goes on.
+    Returns the handle and whether the job was resumed.
     """
     owner = owner or new_owner()
     resumed = [False]
@@ -163,6 +168,9 @@ def start_job(
                 f"a rebuild of {table!r} is already running: {describe(job, now, True)}"
             )
         mismatch = resumes(job)
+        if mismatch and replace_stopped:
+            resumed[0] = False
+            return plan()
         if mismatch:
             raise JobRunningError(
                 f"a stopped rebuild of {table!r} is not this one ({mismatch}): "
@@ -174,6 +182,34 @@ def start_job(
     if resumed[0]:
         log.info("resuming job %s of %s at phase %s", stored.job.id, table, stored.job.phase)
     return JobHandle(store, stored.job), resumed[0]
+
+
+def start_backfill_job(
+    store: JobStore, table: str, export_uri: str, work_items: tuple[str, ...]
+) -> tuple[JobHandle, bool]:
+    """Claim ``table``'s backfill job for ``export_uri``, or resume its stopped one."""
+    owner = new_owner()
+
+    def plan() -> Job:
+        now = time.time()
+        return Job(
+            id=f"{table}-{uuid.uuid4().hex[:8]}",
+            table=table,
+            kind="backfill",
+            owner=owner,
+            epoch=1,
+            phase=LOAD,  # a backfill prepares nothing
+            started_at=now,
+            heartbeat_at=now,
+            holder=this_holder(),
+            export_uri=export_uri,
+            work_items=work_items,
+        )
+
+    def resumes(job: Job) -> str | None:
+        return None if job.export_uri == export_uri else f"it applies {job.export_uri}"
+
+    return start_job(store, f"{table}:backfill", plan, resumes, owner, replace_stopped=True)
 
 
 def attach_job(store: JobStore, table: str, token: tuple[str, int]) -> JobHandle:

@@ -8,6 +8,10 @@ OpenSearch with conditional writes; docs/ordering.md ("The rebuild job") draws t
     prepare -> load -> settle -> block -> swap -> catch_up -> done
         \\________\\________\\_______\\________/ ----> abandoned (only before the swap)
 
+A backfill (``syncer backfill``, an export applied to the live index in place) is a job too,
+kept beside the table's rebuild (``Job.key``): it builds no index, so its phases are
+``load -> done``.
+
 A step that finds the record changed under it (another epoch, another job, abandoned) is
 fenced: ``JobFencedError``. Every function here is pure; times are passed in.
 """
@@ -33,7 +37,7 @@ PREPARE, LOAD, SETTLE, BLOCK, SWAP, CATCH_UP, DONE, ABANDONED = (
 )
 PHASES = (PREPARE, LOAD, SETTLE, BLOCK, SWAP, CATCH_UP, DONE)
 FINISHED = frozenset({DONE, ABANDONED})
-KINDS = ("scan", "export")
+KINDS = ("scan", "export", "backfill")
 # A job whose holder has not written for this long is taken over by the next run.
 LEASE_S = 60.0
 # How often a running holder writes its heartbeat (well inside the lease).
@@ -102,6 +106,11 @@ class Job:
     progress: Mapping[str, WorkProgress] = field(default_factory=dict)
     delete_old: bool = False
     message: str = ""  # why the job stopped (abandoned by whom)
+
+    @property
+    def key(self) -> str:
+        """Where the record is kept: the table's rebuild slot, or its backfill slot."""
+        return f"{self.table}:backfill" if self.kind == "backfill" else self.table
 
     @property
     def token(self) -> tuple[str, int]:
@@ -208,6 +217,8 @@ def step(job: Job, event: Event) -> Job:
             raise JobTransitionError(
                 f"job {job.id}: {len(left)} work item(s) not loaded yet, e.g. {left[0]}"
             )
+        if job.kind == "backfill":
+            return dataclasses.replace(job, phase=DONE)
         return dataclasses.replace(job, phase=PHASES[PHASES.index(job.phase) + 1])
     if isinstance(event, Progressed):
         if job.phase != LOAD:
@@ -308,6 +319,13 @@ def describe(job: Job, now: float, alive: bool) -> str:
         return text + (f" ({job.message})" if job.message else "")
     beat = "released" if job.heartbeat_at == 0 else f"{age_text(now - job.heartbeat_at)} ago"
     text += f", last heartbeat {beat}"
+    if job.kind == "backfill":
+        rerun = f"syncer backfill --table {job.table} --export {job.export_uri}"
+        if alive:
+            return text + "; running: wait for it"
+        return (
+            text + f"; stopped: run `{rerun}` to resume (a backfill of another export replaces it)"
+        )
     rerun = f"syncer reindex --table {job.table}" + (
         f" --export {job.export_uri}" if job.export_uri else ""
     )

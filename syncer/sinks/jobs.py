@@ -1,7 +1,7 @@
 """Where rebuild jobs live: a small hidden OpenSearch index of syncer's own (``syncer-jobs``).
 
-One document per table (its id is the table's name) holds the table's current or last job
-(``syncer.core.jobs.Job``). Every write is conditional: ``op_type=create`` when there is none,
+One document per table (its id is the table's name; a backfill's is ``TABLE:backfill``,
+``Job.key``) holds the table's current or last job (``syncer.core.jobs.Job``). Every write is conditional: ``op_type=create`` when there is none,
 else ``if_seq_no``/``if_primary_term`` of the state it was decided on, so two writers never
 both win (docs/ordering.md, "The rebuild job", says why OpenSearch and not a DynamoDB item).
 """
@@ -60,7 +60,8 @@ class JobStore:
         self._ready = True
 
     def get(self, table: str) -> Stored | None:
-        """The table's job with the version a conditional write needs (realtime GET)."""
+        """The job kept under ``table`` (a ``Job.key``) with the version a conditional write
+        needs (realtime GET)."""
         from opensearchpy.exceptions import NotFoundError
 
         self._ensure_index()
@@ -89,10 +90,10 @@ class JobStore:
             params["if_primary_term"] = expected.primary_term
         try:
             response = self._client.index(
-                index=self._index, id=job.table, body=job.to_json(), params=params
+                index=self._index, id=job.key, body=job.to_json(), params=params
             )
         except ConflictError as error:
-            raise JobConflictError(f"the job of {job.table!r} changed meanwhile") from error
+            raise JobConflictError(f"the job of {job.key!r} changed meanwhile") from error
         return Stored(job, int(response["_seq_no"]), int(response["_primary_term"]))
 
     def update(self, table: str, change: Callable[[Stored | None], Job]) -> Stored:

@@ -265,7 +265,6 @@ def test_backfill_applies_an_incremental_export_without_going_back_in_time(
         stack.sinks,
         stack.table,
         export.uri,
-        progress_path=tmp_path / "b.json",
         s3=s3,
     )
 

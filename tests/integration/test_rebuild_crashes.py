@@ -194,3 +194,26 @@ def test_the_state_machine_killed_in_a_step(
     else:
         scenario.rerun_elsewhere(tmp_path)
     scenario.check()
+
+
+def test_a_killed_backfill_resumes_from_another_directory(stack: Stack, tmp_path: Path) -> None:
+    """`syncer backfill` killed after one of three files: its job (not a local file) lets a
+    rerun elsewhere apply only the rest; the stream's later change stays newest."""
+    for number in range(12):
+        stack.put(_item(f"b{number}", number))
+    stack.delivered.update(r["dynamodb"]["SequenceNumber"] for r in stack.new_records())
+    lines = [full_line(item) for item in table_items(stack)]
+    uri = write_export(aws_client("s3"), f"exports-{uuid.uuid4().hex[:12]}", split(lines, 3)).uri
+    command = [SYNCER, "backfill", "--config", str(stack.config_path), "--table", stack.table]
+    command += ["--export", uri]
+    _killed(_run(command, tmp_path / "first", "load:1"))
+    stack.put(_item("b5", 555))  # a change the stream delivers meanwhile
+    stack.deliver()
+
+    rerun = _run(command, tmp_path / "elsewhere")
+
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert "(1 loaded before)" in rerun.stdout
+    assert not list((tmp_path / "first").iterdir())
+    assert stack.indexed()["b5|v1"]["price"] == 555
+    assert stack.indexed() == stack.scanned()

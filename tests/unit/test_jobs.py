@@ -71,6 +71,7 @@ DONE_ITEMS = {"f1": WorkProgress(done=True), "f2": WorkProgress(done=True)}
         (_job(PREPARE), Abandon("ops@host"), ABANDONED, 2),
         (_job(LOAD), Abandon("ops@host"), ABANDONED, 2),
         (_job(BLOCK), Abandon("ops@host"), ABANDONED, 2),
+        (_job(LOAD, kind="backfill", progress=DONE_ITEMS), Advance(LOAD), DONE, 1),
         (_job(LOAD), Heartbeat("host:1", 150.0), LOAD, 1),
         (_job(LOAD), Released(), LOAD, 1),
     ],
@@ -149,6 +150,14 @@ def test_the_lease(
     process exists."""
     job = _job(LOAD, holder=holder, heartbeat_at=heartbeat_at)
     assert holder_alive(job, now, "here", lambda _: pid_alive) is alive
+
+
+def test_a_backfill_is_kept_beside_the_tables_rebuild() -> None:
+    """A backfill builds no index: its record has a slot of its own, so a rebuild may run."""
+    assert _job(LOAD).key == "catalog"
+    assert _job(LOAD, kind="backfill").key == "catalog:backfill"
+    stopped = describe(_job(LOAD, kind="backfill", heartbeat_at=0.0), 400.0, alive=False)
+    assert "syncer backfill --table catalog --export s3://b/e" in stopped
 
 
 def test_a_job_round_trips_through_json() -> None:

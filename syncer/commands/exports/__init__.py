@@ -41,10 +41,8 @@ from syncer.commands.exports.job import (
     ExportJob,
     ExportReindexResult,
     FileCounts,
-    FileProgress,
     check_work_options,
-    load_progress,
-    save_progress,
+    loaded,
 )
 from syncer.commands.exports.load import (
     DEFAULT_PAGE_SIZE,
@@ -77,7 +75,7 @@ from syncer.commands.exports.runner import (
 from syncer.commands.jobs import JobHandle
 from syncer.config import Config
 from syncer.core.exports import DataFile
-from syncer.core.jobs import LOAD, Progressed, WorkProgress
+from syncer.core.jobs import LOAD, Progressed
 from syncer.errors import ConfigError
 from syncer.sinks.ports import Sinks
 
@@ -89,7 +87,6 @@ __all__ = [
     "ExportJob",
     "ExportReindexResult",
     "FileCounts",
-    "FileProgress",
     "FinishCounts",
     "PreparedPage",
     "WorkItem",
@@ -99,8 +96,8 @@ __all__ = [
     "finish_export",
     "load_file",
     "load_pages",
-    "load_progress",
     "load_segment",
+    "loaded",
     "poison_letter",
     "prepare_export",
     "prepare_scan",
@@ -111,7 +108,6 @@ __all__ = [
     "rereader",
     "run_work_items",
     "s3_client",
-    "save_progress",
     "settle_page",
 ]
 
@@ -134,10 +130,7 @@ def _load_job_items(
         return FileCounts()
 
     def done(data_file: DataFile, counts: FileCounts) -> None:
-        progress = WorkProgress(
-            True, None, counts.items, counts.written, counts.already_newer, counts.rejected
-        )
-        handle.apply(Progressed(data_file.key, progress))
+        handle.apply(Progressed(data_file.key, loaded(counts)))
 
     finished = {key for key, progress in handle.job.progress.items() if progress.done}
     return run_work_items(

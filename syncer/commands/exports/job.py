@@ -1,20 +1,16 @@
 """What every step of an export (or scan) reindex shares: a work item's view of the job
-(``ExportJob``, made from the job record), a work item's counts, the result, the options'
-checks, and a read shaped as a route's index holds it. Progress lives in the job record."""
+(``ExportJob``, made from the job record), a work item's counts and its progress in the job
+(``loaded``), the result, the options' checks, and a read shaped as a route's index holds it."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from syncer.config import TableConfig
-from syncer.core import jsoncodec
 from syncer.core.documents import ReadState
-from syncer.core.jobs import Job
+from syncer.core.jobs import Job, WorkProgress
 from syncer.core.routes import document_in, route_item
 from syncer.errors import ConfigError
 from syncer.sinks.search import reindex_alias
@@ -86,14 +82,11 @@ class FileCounts:
         )
 
 
-@dataclass
-class FileProgress:
-    """``syncer backfill``'s resume file: which files of which export are done, their counts."""
-
-    table: str
-    export_uri: str
-    done: dict[str, dict[str, int]] = field(default_factory=dict)  # file key -> FileCounts
-    finished: bool = False
+def loaded(counts: FileCounts) -> WorkProgress:
+    """A work item's progress in the job once it is loaded whole."""
+    return WorkProgress(
+        True, None, counts.items, counts.written, counts.already_newer, counts.rejected
+    )
 
 
 @dataclass(frozen=True)
@@ -106,29 +99,6 @@ class ExportReindexResult:
     absent_tombstoned: int
     seconds: float
     finish_seconds: float = 0.0  # the carry of the old index's live documents and the swap
-
-
-def _save_json(path: Path, value: Mapping[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(handle, "wb") as out:
-        out.write(jsoncodec.dumps(value))
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(temp, path)
-
-
-def load_progress(path: Path, table: str, export_uri: str) -> FileProgress:
-    """The saved progress of this export, or a fresh one (another export starts over)."""
-    if path.exists():
-        raw = jsoncodec.loads(path.read_bytes())
-        if raw.get("table") == table and raw.get("export_uri") == export_uri:
-            return FileProgress(**raw)
-    return FileProgress(table, export_uri)
-
-
-def save_progress(progress: FileProgress, path: Path) -> None:
-    _save_json(path, asdict(progress))
 
 
 def check_work_options(workers: int, page_size: int) -> None:
