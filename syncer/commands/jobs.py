@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 
 from syncer.config.environment import rebuild_kill_point
 from syncer.core.jobs import (
+    ABANDONED,
     FINISHED,
     HEARTBEAT_S,
     LOAD,
@@ -85,6 +86,11 @@ class JobHandle:
         stored = self.store.get(self.job.key)
         self.job = fence(None if stored is None else stored.job, self.token)
         return self.job
+
+    def abandoned(self) -> bool:
+        """Whether this job was abandoned (not taken over: a new owner goes on with it)."""
+        stored = self.store.get(self.job.key)
+        return stored is not None and stored.job.id == self.job.id and stored.job.phase == ABANDONED
 
     def apply(self, event: Event) -> Job:
         """``event`` applied to the stored job by a conditional write, if still ours."""

@@ -360,3 +360,32 @@ def test_a_step_of_a_job_taken_over_is_fenced_and_changes_nothing(
     assert after.seq_no == stored.seq_no
     assert stack.indexed() == stack.scanned()
     _no_rebuild_left(stack)
+
+
+def test_an_abandon_between_the_fence_check_and_the_block_leaves_no_block(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--abandon lands after the block phase checked its fence and before its block: the
+    block, landing after abandon lifted the others, is lifted again, so the stream writes on."""
+    from syncer.commands.reindex import ReindexOptions, reindex_table
+    from syncer.core.jobs import JobFencedError
+
+    for number in range(5):
+        stack.put(_item(f"x{number}", number))
+    stack.deliver()
+    (table,) = stack.config.tables
+    real_block = reindex.block_writes
+
+    def abandoned_just_before(client: Any, old_index: str | None) -> None:
+        reindex.abandon(stack.sinks, table)
+        real_block(client, old_index)
+
+    monkeypatch.setattr(reindex, "block_writes", abandoned_just_before)
+    with pytest.raises(JobFencedError, match="abandoned by"):
+        reindex_table(stack.config, stack.sinks, stack.table, options=ReindexOptions(segments=1))
+
+    _no_rebuild_left(stack)
+    stack.put(_item("x9", 9))
+    stack.deliver()
+    assert stack.failed_invocations == 0
+    assert stack.indexed() == stack.scanned()

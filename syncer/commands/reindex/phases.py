@@ -4,16 +4,30 @@ to run again (docs/ordering.md, "The rebuild job")."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from syncer.commands.jobs import JobHandle
+from syncer.commands.reindex.swap import WRITE_BLOCK
 from syncer.commands.reindex.targets import _alias_indices
 from syncer.commands.reindex.writes import _routed_read
 from syncer.config import Config
-from syncer.core.jobs import BLOCK, CATCH_UP, SETTLE, SWAP, Advance, Counted, Job, Rebuild
+from syncer.core.jobs import (
+    BLOCK,
+    CATCH_UP,
+    SETTLE,
+    SWAP,
+    Advance,
+    Counted,
+    Job,
+    JobFencedError,
+    Rebuild,
+)
 from syncer.sinks.ports import Sinks
+from syncer.sinks.search import REINDEX_ALIAS_SUFFIX
 
 log = logging.getLogger("syncer.commands.reindex")
 # settle(rebuild) -> (documents carried over, tombstones written)
@@ -45,14 +59,16 @@ def finish_phases(
     if handle.job.phase == BLOCK:
         for rebuild in handle.job.rebuilds:
             handle.refresh()  # fenced: an abandoned job blocks nothing
-            reindex.block_writes(client, rebuild.old_index)
+            with _unblocked_if_fenced(handle, client, rebuild.old_index):
+                reindex.block_writes(client, rebuild.old_index)
         handle.apply(Advance(BLOCK))
     if handle.job.phase == SWAP:
         for rebuild in handle.job.rebuilds:
             handle.refresh()  # the fence, checked right before each swap
             if _alias_indices(client, rebuild.alias) != [rebuild.new_index]:
                 view = table.route_table(routes[rebuild.alias])
-                reindex.swap_alias(client, view, rebuild.new_index, rebuild.old_index)
+                with _unblocked_if_fenced(handle, client, rebuild.old_index):
+                    reindex.swap_alias(client, view, rebuild.new_index, rebuild.old_index)
         handle.apply(Advance(SWAP))
     if handle.job.phase == CATCH_UP:
         for rebuild in handle.job.rebuilds:
@@ -78,3 +94,28 @@ def finish_phases(
                 client.indices.delete(index=old_index, params={"ignore_unavailable": "true"})
         handle.apply(Advance(CATCH_UP))
     return handle.job
+
+
+@contextlib.contextmanager
+def _unblocked_if_fenced(handle: JobHandle, client: Any, old_index: str | None) -> Iterator[None]:
+    """Check the fence again after a block (or a swap, which blocks first): an ``--abandon``
+    that ran between the check before and the block lifted the blocks before this one landed,
+    so the old index, still serving, would stay blocked. Abandoned, the block is lifted here."""
+    try:
+        yield
+    finally:
+        try:
+            handle.refresh()
+        except JobFencedError:
+            if handle.abandoned():  # a new owner of a job taken over blocks it itself
+                _lift_block_if_serving(client, old_index)
+            raise
+
+
+def _lift_block_if_serving(client: Any, old_index: str | None) -> None:
+    """Lift the write block of ``old_index`` unless an alias moved off it (a done swap)."""
+    if not old_index:
+        return
+    aliases = client.indices.get_alias(index=old_index).get(old_index, {}).get("aliases", {})
+    if any(not name.endswith(REINDEX_ALIAS_SUFFIX) for name in aliases):
+        client.indices.put_settings(index=old_index, body={WRITE_BLOCK: None})

@@ -11,7 +11,15 @@ from typing import Any
 from syncer.commands.jobs import JobHandle, job_store
 from syncer.commands.reindex.swap import WRITE_BLOCK
 from syncer.config import Config, Route, TableConfig
-from syncer.core.jobs import PREPARE, Abandon, Advance, Counted, JobTransitionError, Rebuild
+from syncer.core.jobs import (
+    PREPARE,
+    Abandon,
+    Advance,
+    Counted,
+    JobFencedError,
+    JobTransitionError,
+    Rebuild,
+)
 from syncer.errors import ConfigError, SyncerError
 from syncer.sinks.indices import create_versioned_index, versioned_index_name
 from syncer.sinks.ports import Sinks
@@ -86,6 +94,14 @@ def prepare_indices(config: Config, sinks: Sinks, handle: JobHandle) -> None:
         handle.refresh()  # an abandoned job makes nothing
         create_versioned_index(client, view, rebuild.new_index, with_alias=False)
         client.indices.put_alias(index=rebuild.new_index, name=reindex_alias(rebuild.alias))
+        try:
+            handle.refresh()  # abandoned meanwhile: --abandon dropped nothing of this yet
+        except JobFencedError:
+            if handle.abandoned():  # taken over, the new owner goes on with this index
+                client.indices.delete(
+                    index=rebuild.new_index, params={"ignore_unavailable": "true"}
+                )
+            raise
         log.info(
             "reindexing %s into %s (old: %s)", table.name, rebuild.new_index, rebuild.old_index
         )
