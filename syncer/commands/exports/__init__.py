@@ -56,7 +56,6 @@ from syncer.commands.exports.load import (
     load_segment,
     poison_letter,
     read_ahead,
-    rereader,
     settle_page,
 )
 from syncer.commands.exports.prepare import (
@@ -73,6 +72,7 @@ from syncer.commands.exports.runner import (
     run_work_items,
 )
 from syncer.commands.jobs import JobHandle
+from syncer.commands.reindex.writes import rereader
 from syncer.config import Config
 from syncer.core.exports import DataFile
 from syncer.core.jobs import LOAD, Progressed

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from syncer.commands import reindex
-from syncer.commands.exports.job import _routed_shape
-from syncer.commands.exports.load import rereader, settle_page
+from syncer.commands.exports.load import settle_page
 from syncer.commands.jobs import JobHandle
+from syncer.commands.reindex.writes import rereader, route_named, routed_read
 from syncer.config import Config, TableConfig
 from syncer.core.documents import (
     SYNCER_FIELD,
@@ -120,7 +120,7 @@ def carry_live_documents(
     search, admin = sinks.search, sinks.search_admin
     search.refresh(old_index)
     slices = slices or _primary_shards(admin, old_index)
-    planner_shape = _routed_shape(table, alias)
+    planner_shape = routed_read(table, route_named(table, alias))
 
     def carry_page(hits: Sequence[Mapping[str, Any]]) -> FinishCounts:
         older, candidates = [], []

@@ -1,17 +1,14 @@
 """What every step of an export (or scan) reindex shares: a work item's view of the job
 (``ExportJob``, made from the job record), a work item's counts and its progress in the job
-(``loaded``), the result, the options' checks, and a read shaped as a route's index holds it."""
+(``loaded``), the result, the options' checks."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from syncer.config import TableConfig
-from syncer.core.documents import ReadState
 from syncer.core.jobs import Job, WorkProgress
-from syncer.core.routes import document_in, route_item
 from syncer.errors import ConfigError
 from syncer.sinks.search import reindex_alias
 
@@ -107,13 +104,3 @@ def check_work_options(workers: int, page_size: int) -> None:
         raise ConfigError(f"--workers must be at least 1, not {workers}")
     if page_size < 1:
         raise ConfigError(f"--page-size must be at least 1, not {page_size}")
-
-
-def _routed_shape(table: TableConfig, index: str) -> Callable[[ReadState], ReadState]:
-    """A read of the table as ``index`` holds it: routed and transformed, else absent."""
-    route = next(route for route in table.resolved_routes if route.index == index)
-
-    def shape(read: ReadState) -> ReadState:
-        return ReadState(document_in(route_item(table, read.item), route), read.version)
-
-    return shape

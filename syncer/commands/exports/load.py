@@ -14,8 +14,8 @@ from queue import Full, Queue
 from typing import Any, TypeVar
 
 from syncer.commands import reindex
-from syncer.commands.exports.job import ExportJob, FileCounts, _routed_shape
-from syncer.commands.reindex.writes import _rereader
+from syncer.commands.exports.job import ExportJob, FileCounts
+from syncer.commands.reindex.writes import rereader, route_named, routed_read
 from syncer.config import Config, TableConfig
 from syncer.core.attributes import decode_item
 from syncer.core.documents import DocumentRef, ReadState, Settled, TargetState
@@ -54,11 +54,6 @@ def load_segment(config: Config, sinks: Sinks, job: ExportJob, segment: int) -> 
         total_segments=job.segments,
     )
     return FileCounts(counts.seen, counts.written, counts.already_newer, counts.rejected)
-
-
-# Consistent re-reads of items by document id, as the table holds them (planners route them):
-# the scan reindex's own, so both paths settle unknown orders alike.
-rereader = _rereader
 
 
 def decode_lines(
@@ -143,7 +138,7 @@ def _write_export_page(
     prepared: PreparedPage,
 ) -> FileCounts:
     """Create each prepared document in the new index; only conflicts are read and re-planned."""
-    shapes = {new: _routed_shape(table, alias) for alias, new in targets.items()}
+    shapes = {new: routed_read(table, route_named(table, alias)) for alias, new in targets.items()}
     scanned, route_tables = prepared.scanned, prepared.route_tables
 
     def plan(ref: DocumentRef, target: TargetState, reread: ReadState | None) -> Any:

@@ -71,7 +71,7 @@ from syncer.commands.reindex.targets import (
     prepare_indices,
     selected_routes,
 )
-from syncer.commands.reindex.writes import _routed_read
+from syncer.commands.reindex.writes import routed_read
 from syncer.config import Config, TableConfig
 from syncer.core.jobs import LOAD, PREPARE, Advance, Job, Rebuild
 from syncer.errors import ConfigError
@@ -187,7 +187,7 @@ def scan_settle(
 
     def settle(rebuild: Rebuild) -> tuple[int, int]:
         route = routes[rebuild.alias]
-        view, shape = table.route_table(route), _routed_read(table, route)
+        view, shape = table.route_table(route), routed_read(table, route)
         old, target = rebuild.old_index or "", reindex_alias(rebuild.alias)
         return 0, tombstone_absent(sinks, config, view, old, target, key_types, shape=shape)
 

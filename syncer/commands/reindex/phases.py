@@ -13,7 +13,7 @@ from typing import Any
 from syncer.commands.jobs import JobHandle
 from syncer.commands.reindex.swap import WRITE_BLOCK
 from syncer.commands.reindex.targets import _alias_indices
-from syncer.commands.reindex.writes import _routed_read
+from syncer.commands.reindex.writes import routed_read
 from syncer.config import Config
 from syncer.core.jobs import (
     BLOCK,
@@ -84,7 +84,7 @@ def finish_phases(
                         rebuild.new_index,
                         key_types,
                         since_s=handle.job.started_at,
-                        shape=_routed_read(table, route),
+                        shape=routed_read(table, route),
                     )
                 handle.apply(Counted(rebuild.alias, "caught_up", caught_up))
         olds = [rebuild.old_index for rebuild in handle.job.rebuilds if rebuild.old_index]

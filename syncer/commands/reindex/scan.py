@@ -19,11 +19,11 @@ from syncer.commands.reindex.state import (
     check_scan_arguments,
 )
 from syncer.commands.reindex.writes import (
-    _outcomes,
-    _raise_failed,
-    _rejected,
-    _rereader,
-    _routed_read,
+    outcomes_of,
+    raise_failed,
+    rejected_letter,
+    rereader,
+    routed_read,
 )
 from syncer.config import Config, Route, TableConfig
 from syncer.core.attributes import decode_item
@@ -79,7 +79,7 @@ def _index_page(
 
     def plan(ref: DocumentRef, target: TargetState, reread: ReadState | None) -> Any:
         route = routes[ref]
-        again = None if reread is None else _routed_read(table, route)(reread)
+        again = None if reread is None else routed_read(table, route)(reread)
         return plan_scanned(ref, table.route_table(route), scanned[ref], target, again)
 
     result = sinks.search.apply(
@@ -87,13 +87,13 @@ def _index_page(
         plan,
         # a new index: create first, read only what conflicts; through its reindex alias only
         WriteOptions(
-            reread=_rereader(sinks, table, key_types), read_first=False, require_alias=True
+            reread=rereader(sinks, table, key_types), read_first=False, require_alias=True
         ),
     )
     letters.extend(
-        _rejected(table, ref, o.reason) for ref, o in _outcomes(result, Settled.REJECTED)
+        rejected_letter(table, ref, o.reason) for ref, o in outcomes_of(result, Settled.REJECTED)
     )
-    _raise_failed(result, table)
+    raise_failed(result, table)
     if letters:
         sinks.letters.write(letters)
     written = result.count(Settled.WRITTEN) + result.count(Settled.TOMBSTONED)

@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from syncer.commands.reindex.writes import _raise_failed, _rereader
+from syncer.commands.reindex.writes import raise_failed, rereader
 from syncer.config import Config, TableConfig
 from syncer.core.documents import (
     SYNCER_FIELD,
@@ -199,14 +199,14 @@ def _write_pages(
             (pages.new_index, hit["_id"]): hit["_source"].get(SYNCER_FIELD, {}) for hit in hits
         }
         options = WriteOptions(
-            reread=_rereader(sinks, table, key_types),
+            reread=rereader(sinks, table, key_types),
             read_first=read_first,
             # a rebuild writes its new index through its reindex alias: once the alias is
             # dropped (--abandon), no write can bring the index back by name
             require_alias=pages.new_index.endswith(REINDEX_SUFFIX),
         )
         result = search.apply(list(metas), planner(metas), options)
-        _raise_failed(result, table)
+        raise_failed(result, table)
         tombstoned += result.count(Settled.TOMBSTONED)
     return tombstoned
 

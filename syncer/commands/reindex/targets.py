@@ -80,7 +80,7 @@ def prepare_indices(config: Config, sinks: Sinks, handle: JobHandle) -> None:
     existing one is this job's, named when it was claimed), the old index's young tombstones
     carried once, then the job moves to ``load``."""
     from syncer.commands.reindex.settle import carry_tombstones
-    from syncer.commands.reindex.writes import _routed_read
+    from syncer.commands.reindex.writes import routed_read
 
     job = handle.job
     if job.phase != PREPARE:
@@ -117,7 +117,7 @@ def prepare_indices(config: Config, sinks: Sinks, handle: JobHandle) -> None:
                     rebuild.old_index,
                     reindex_alias(rebuild.alias),
                     key_types,
-                    shape=_routed_read(table, route),
+                    shape=routed_read(table, route),
                 )
             handle.apply(Counted(rebuild.alias, "tombstones_carried", carried))
     handle.apply(Advance(PREPARE))
