@@ -150,14 +150,15 @@ def _reindex_from_export(
 
     from syncer.commands.exports import (
         check_work_options,
-        read_export,
+        read_checked_export,
         reindex_from_export,
         s3_client,
     )
 
     check_work_options(workers, 1)
     s3 = s3_client()
-    _, summary, _ = read_export(s3, export_uri)
+    table = config.require_table(table_name)
+    _, summary, _ = read_checked_export(sinks, s3, table, export_uri)
     with progress(summary.item_count, f"reindex {table_name} from export") as advance:
         result = reindex_from_export(
             config,
@@ -238,14 +239,14 @@ def backfill(
     from pathlib import Path
 
     from syncer.commands.backfill import backfill as run_backfill
-    from syncer.commands.exports import check_work_options, read_export, s3_client
+    from syncer.commands.exports import check_work_options, read_checked_export, s3_client
 
     check_work_options(workers, 1)
     config = load(config_path)
     sinks = command_sinks(config)
-    config.require_table(table_name)
+    table = config.require_table(table_name)
     s3 = s3_client()
-    _, summary, _ = read_export(s3, export_uri)
+    _, summary, _ = read_checked_export(sinks, s3, table, export_uri)
     with progress(summary.item_count, f"backfill {table_name}") as advance:
         result = run_backfill(
             config,
@@ -262,5 +263,6 @@ def backfill(
         f"{table_name}: {result.counts.items} items of a {result.export_type} from "
         f"{result.files} files ({result.files_resumed} loaded before) in {result.seconds:.1f} s "
         f"({rate:.0f}/s); {result.counts.written} written, {result.counts.already_newer} already "
-        f"newer; {result.counts.rejected} dead-lettered"
+        f"up to date (the index held this state or a newer one); {result.counts.rejected} "
+        "dead-lettered"
     )

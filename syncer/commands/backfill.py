@@ -16,6 +16,7 @@ table loaded into an index that already serves. Each data file is a work item, a
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from typing import Any
 
 from syncer.commands.exports import (
     DEFAULT_PAGE_SIZE,
+    WHOLE_SOURCE,
     FileCounts,
     WorkItem,
     check_work_options,
@@ -31,7 +33,7 @@ from syncer.commands.exports import (
     load_pages,
     load_progress,
     poison_letter,
-    read_export,
+    read_checked_export,
     rereader,
     run_work_items,
     s3_client,
@@ -49,7 +51,7 @@ from syncer.core.documents import (
     Verdict,
     WriteKind,
 )
-from syncer.core.exports import DataFile, ExportLine, ExportSummary
+from syncer.core.exports import DataFile, ExportLine, ExportSummary, holds_this_state
 from syncer.core.plan import document_body, order_verdict, plan_read_state, tombstone_body
 from syncer.core.routes import document_in, route_item
 from syncer.errors import PoisonRecordError
@@ -89,6 +91,8 @@ def plan_backfill(
     """The write of one exported state: only over an older one; tombstones for deletes."""
     if reread is not None:
         return plan_read_state(ref, route_table, reread, target.document)
+    if holds_this_state(target.document, state.line.version, state.document, route_table):
+        return Verdict.SKIP  # a retried file's own write: no need to read the table again
     verdict = order_verdict(state.line.version, target.document)
     if verdict is not None:
         return verdict
@@ -169,17 +173,23 @@ def write_backfill_page(
         for alias in (route.index, reindex_alias(route.index))
     }
 
+    held: set[DocumentRef] = set()  # refs whose index held this state or a newer one
+
     def plan(ref: DocumentRef, target: TargetState, reread: ReadState | None) -> Any:
         route = shapes[ref[0]]
         again = None
         if reread is not None:
             again = ReadState(document_in(route_item(table, reread.item), route), reread.version)
-        return plan_backfill(ref, route_tables[route.index], states[ref], target, again)
+        decision = plan_backfill(ref, route_tables[route.index], states[ref], target, again)
+        if decision is Verdict.SKIP and target.document is not None:
+            held.add(ref)  # not a state routed elsewhere meeting nothing
+        return decision
 
     options = WriteOptions(
         reread=rereader(sinks, table, key_types),
         optional_aliases=prepared.optional,
-        fields=_cache_fields(table),
+        # whole documents: the fields of cache keys, and a retried file's own writes recognised
+        fields=WHOLE_SOURCE,
     )
     result = sinks.search.apply(list(states), plan, options)
     keys: set[str] = set()
@@ -192,18 +202,10 @@ def write_backfill_page(
         keys |= _cache_keys(state.route, decode_item(state.line.keys), seen or [{}])
     if keys:
         sinks.cache.invalidate(keys)
-    return settle_page(sinks, table, result, letters, prepared.lines)
-
-
-def _cache_fields(table: TableConfig) -> tuple[str, ...]:
-    """The indexed fields cache key templates name (read with ``_syncer`` by the ``_mget``)."""
-    from syncer.config.templates import template_fields
-
-    names: set[str] = set()
-    for route in table.resolved_routes:
-        for template in route.cache_keys + route.search_cache_keys:
-            names |= template_fields(template)
-    return tuple(sorted(names))
+    counts = settle_page(sinks, table, result, letters, prepared.lines)
+    # Skipped refs of an absent reindex alias, or of a route the item is not in, held nothing.
+    newer = sum(1 for ref in held if result.status(ref) is Settled.SKIPPED)
+    return dataclasses.replace(counts, already_newer=newer)
 
 
 def _backfill_file(
@@ -251,7 +253,7 @@ def backfill(
     started = time.monotonic()
     table = config.require_table(table_name)
     s3 = s3 if s3 is not None else s3_client()
-    _, summary, files = read_export(s3, export_uri)
+    _, summary, files = read_checked_export(sinks, s3, table, export_uri)
     progress_path = progress_path or default_backfill_path(table.name)
     progress = load_progress(progress_path, table.name, export_uri)
     resumed = sum(1 for data_file in files if data_file.key in progress.done)

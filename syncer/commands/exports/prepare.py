@@ -3,13 +3,20 @@ alias made (``reindex.prepare``) and the old indices' tombstones carried, once."
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 from syncer.commands import reindex
 from syncer.commands.exports.job import ExportJob, _routed_shape, rebuild_state_path
 from syncer.config import Config, TableConfig
-from syncer.core.exports import DataFile, ExportFormatError, ExportSummary
+from syncer.core.exports import (
+    DataFile,
+    ExportFormatError,
+    ExportSummary,
+    check_export_age,
+    check_export_of_table,
+)
 from syncer.errors import ConfigError
 from syncer.sinks.exports import ExportReader
 from syncer.sinks.ports import Sinks
@@ -29,6 +36,18 @@ def read_export(s3: Any, export_uri: str) -> tuple[ExportReader, ExportSummary, 
     reader = ExportReader(s3, export_uri)
     summary = reader.summary()
     return reader, summary, reader.data_files(summary)
+
+
+def read_checked_export(
+    sinks: Sinks, s3: Any, table: TableConfig, export_uri: str
+) -> tuple[ExportReader, ExportSummary, list[DataFile]]:
+    """``read_export``, refused before anything is applied when the export is another table's
+    or older than the tombstone retention (``syncer.core.exports``)."""
+    reader, summary, files = read_export(s3, export_uri)
+    table_arn = str(sinks.items.describe(table.name).get("TableArn") or "")
+    check_export_of_table(summary, table.name, table_arn)
+    check_export_age(summary, int(time.time() * 1000), reindex.TOMBSTONE_HORIZON_S)
+    return reader, summary, files
 
 
 def prepare_targets(
@@ -62,7 +81,7 @@ def prepare_export(
 ) -> tuple[ExportJob, list[DataFile]]:
     """Step 1: the new indices and reindex aliases, tombstones carried, the files listed."""
     table = config.require_table(table_name)
-    _, summary, files = read_export(s3, export_uri)
+    _, summary, files = read_checked_export(sinks, s3, table, export_uri)
     if summary.is_incremental:
         raise ExportFormatError(
             f"{export_uri} is an incremental export: a new index needs a full export "
