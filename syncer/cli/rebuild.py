@@ -22,7 +22,12 @@ from syncer.config import Config
     help="Rebuild only this index of a routed table (default: every index of the table).",
 )
 @click.option("--segments", default=4, show_default=True, help="Parallel scan segments.")
-@click.option("--page-size", default=500, show_default=True, help="Items per scan page.")
+@click.option(
+    "--page-size",
+    default=500,
+    show_default=True,
+    help="Items per scan page (with --export: lines per bulk page, 1000 unless given).",
+)
 @click.option(
     "--state-file",
     type=click.Path(),
@@ -80,7 +85,14 @@ def reindex(
     from pathlib import Path
 
     from syncer.commands import reindex as rebuild
+    from syncer.commands.reindex.state import check_option_combination
 
+    check_option_combination(
+        _given_options(click.get_current_context(), delete_old),
+        abandon=abandon,
+        export=export_uri is not None,
+        workers=workers,
+    )
     config = load(config_path)
     table = config.require_table(table_name)
     state_path = Path(state_file) if state_file else rebuild.default_state_path(table_name)
@@ -107,15 +119,15 @@ def reindex(
     )
     sinks = command_sinks(config)
     if export_uri is not None:
-        if index_name is not None or delete_old:
-            raise click.UsageError(
-                "--export rebuilds every index of the table and keeps the old ones: "
-                "--index and --delete-old do not apply"
-            )
-        _reindex_from_export(config, sinks, table_name, export_uri, workers, state_file)
+        export_page_size = page_size if "--page-size" in _given_options() else None
+        _reindex_from_export(
+            config, sinks, table_name, export_uri, workers, state_file, index_name, export_page_size
+        )
         return
     if workers != 1:
-        _reindex_scan_in_workers(config, sinks, table_name, segments, workers, state_file)
+        _reindex_scan_in_workers(
+            config, sinks, table_name, segments, workers, state_file, index_name, page_size
+        )
         return
     estimate = int(sinks.items.describe(table_name).get("ItemCount", 0))
     note = "DynamoDB's ItemCount, an estimate it refreshes about every six hours"
@@ -138,6 +150,31 @@ def reindex(
     )
 
 
+# The reindex options as the command line names them, by click's parameter names.
+_FLAGS = {
+    "index_name": "--index",
+    "segments": "--segments",
+    "page_size": "--page-size",
+    "delete_grace_s": "--delete-grace-s",
+    "export_uri": "--export",
+    "workers": "--workers",
+}
+
+
+def _given_options(ctx: click.Context | None = None, delete_old: bool = False) -> set[str]:
+    """The options given on the command line (or in the environment), not left to defaults."""
+    from click.core import ParameterSource
+
+    ctx = ctx or click.get_current_context()
+    given = {
+        flag
+        for name, flag in _FLAGS.items()
+        if ctx.get_parameter_source(name)
+        in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+    }
+    return given | ({"--delete-old"} if delete_old else set())
+
+
 def _reindex_from_export(
     config: Config,
     sinks: Any,
@@ -145,6 +182,8 @@ def _reindex_from_export(
     export_uri: str,
     workers: int,
     state_file: str | None,
+    index_name: str | None = None,
+    page_size: int | None = None,
 ) -> None:
     from pathlib import Path
 
@@ -155,7 +194,7 @@ def _reindex_from_export(
         s3_client,
     )
 
-    check_work_options(workers, 1)
+    check_work_options(workers, page_size or 1)
     s3 = s3_client()
     table = config.require_table(table_name)
     _, summary, _ = read_checked_export(sinks, s3, table, export_uri)
@@ -169,6 +208,8 @@ def _reindex_from_export(
             progress_path=Path(state_file) if state_file else None,
             s3=s3,
             on_progress=advance,
+            index=index_name,
+            **({"page_size": page_size} if page_size is not None else {}),
         )
     rate = result.counts.items / result.seconds if result.seconds else 0.0
     swaps = "; ".join(f"alias {alias} -> {new} (kept {old})" for alias, new, old in result.indices)
@@ -187,6 +228,8 @@ def _reindex_scan_in_workers(
     segments: int,
     workers: int,
     state_file: str | None,
+    index_name: str | None,
+    page_size: int,
 ) -> None:
     from pathlib import Path
 
@@ -201,6 +244,8 @@ def _reindex_scan_in_workers(
             workers=workers,
             progress_path=Path(state_file) if state_file else None,
             on_progress=advance,
+            index=index_name,
+            page_size=page_size,
         )
     swaps = "; ".join(f"alias {alias} -> {new} (kept {old})" for alias, new, old in result.indices)
     click.echo(

@@ -33,6 +33,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from syncer.commands import reindex
 from syncer.commands.exports.finish import FinishCounts, carry_live_documents, finish_export
 from syncer.commands.exports.job import (
     ExportJob,
@@ -80,7 +81,7 @@ from syncer.commands.exports.runner import (
 )
 from syncer.config import Config
 from syncer.core.exports import DataFile
-from syncer.errors import ConfigError, SyncerError
+from syncer.errors import SyncerError
 from syncer.sinks.ports import Sinks
 
 __all__ = [
@@ -134,15 +135,17 @@ def reindex_scan_in_workers(
     workers: int,
     progress_path: Path | None = None,
     on_progress: Callable[[int], None] = lambda _: None,
+    index: str | None = None,
+    page_size: int = reindex.DEFAULT_PAGE_SIZE,
 ) -> ExportReindexResult:
-    """``syncer reindex --workers N`` without an export: the scan's segments as work items in a
-    process pool, with the same prepare and finish as the state machine's."""
+    """``syncer reindex --workers N`` without an export: the scan's segments (of ``page_size``
+    items a page) as work items in a process pool, with the same prepare and finish as the
+    state machine's; every route's index, or only ``index``."""
     check_work_options(workers, 1)
-    if segments < 1:
-        raise ConfigError(f"--segments must be at least 1, not {segments}")
+    reindex.check_scan_arguments(segments, page_size)
     started = time.monotonic()
     progress_path = progress_path or default_progress_path(table_name)
-    job = prepare_scan(config, sinks, table_name, segments, progress_path)
+    job = prepare_scan(config, sinks, table_name, segments, progress_path, index)
     progress = load_progress(progress_path, job.table, f"scan:{segments}")
     items = [_segment_item(segment) for segment in range(segments)]
     resumed = sum(1 for item in items if item.key in progress.done)
@@ -156,7 +159,7 @@ def reindex_scan_in_workers(
         progress,
         progress_path,
         workers=max(2, workers),  # one worker is the threaded `syncer reindex`
-        page_size=1,
+        page_size=page_size,
         on_progress=on_progress,
     )
     finish = finish_export(config, sinks, job)
@@ -186,13 +189,15 @@ def reindex_from_export(
     progress_path: Path | None = None,
     s3: Any = None,
     on_progress: Callable[[int], None] = lambda _: None,
+    index: str | None = None,
 ) -> ExportReindexResult:
-    """``syncer reindex --export``: prepare, every file loaded, then finish (module docstring)."""
+    """``syncer reindex --export``: prepare, every file loaded, then finish (module docstring);
+    every route's index, or only ``index``."""
     check_work_options(workers, page_size)
     started = time.monotonic()
     s3 = s3 if s3 is not None else s3_client()
     progress_path = progress_path or default_progress_path(table_name)
-    job, files = prepare_export(config, sinks, s3, table_name, export_uri, progress_path)
+    job, files = prepare_export(config, sinks, s3, table_name, export_uri, progress_path, index)
     progress = load_progress(progress_path, job.table, export_uri)
     resumed = sum(1 for data_file in files if data_file.key in progress.done)
     inline_progress = on_progress if workers <= 1 else (lambda _: None)

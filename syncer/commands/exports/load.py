@@ -49,7 +49,13 @@ FILE_RETRY_BACKOFF_S = 1.0
 WHOLE_SOURCE = ("*",)
 
 
-def load_segment(config: Config, sinks: Sinks, job: ExportJob, segment: int) -> FileCounts:
+def load_segment(
+    config: Config,
+    sinks: Sinks,
+    job: ExportJob,
+    segment: int,
+    page_size: int = reindex.DEFAULT_PAGE_SIZE,
+) -> FileCounts:
     """Step 2 of a scan, one work item: a parallel-scan segment written into the new indices.
 
     ``reindex.scan_segment`` is the scan reindex's own worker (it writes with read versions),
@@ -62,6 +68,7 @@ def load_segment(config: Config, sinks: Sinks, job: ExportJob, segment: int) -> 
         targets=job.targets,
         segment=segment,
         total_segments=job.segments,
+        page_size=page_size,
     )
     return FileCounts(counts.seen, counts.written, counts.already_newer, counts.rejected)
 

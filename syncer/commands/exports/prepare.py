@@ -51,13 +51,19 @@ def read_checked_export(
 
 
 def prepare_targets(
-    config: Config, sinks: Sinks, table: TableConfig, segments: int, progress_path: Path
+    config: Config,
+    sinks: Sinks,
+    table: TableConfig,
+    segments: int,
+    progress_path: Path,
+    index: str | None = None,
 ) -> reindex.ReindexState:
-    """Every route's new index and reindex alias (``reindex.prepare``), tombstones carried once."""
+    """Every route's new index and reindex alias (``reindex.prepare``; only ``index``'s when
+    given), tombstones carried once."""
     client = sinks.search_admin
     key_types = sinks.items.key_schema(table.name)
     path = rebuild_state_path(progress_path)
-    state = reindex.prepare(client, table, segments, path)
+    state = reindex.prepare(client, table, segments, path, index=index)
     for rebuild in state.rebuilds:
         if rebuild.tombstones_carried is None:
             rebuild.tombstones_carried = 0
@@ -77,17 +83,25 @@ def prepare_targets(
 
 
 def prepare_export(
-    config: Config, sinks: Sinks, s3: Any, table_name: str, export_uri: str, progress_path: Path
+    config: Config,
+    sinks: Sinks,
+    s3: Any,
+    table_name: str,
+    export_uri: str,
+    progress_path: Path,
+    index: str | None = None,
 ) -> tuple[ExportJob, list[DataFile]]:
-    """Step 1: the new indices and reindex aliases, tombstones carried, the files listed."""
+    """Step 1: the new indices and reindex aliases (of every route, or only ``index``),
+    tombstones carried, the files listed."""
     table = config.require_table(table_name)
+    reindex.selected_routes(table, index)  # an unknown index is refused before anything
     _, summary, files = read_checked_export(sinks, s3, table, export_uri)
     if summary.is_incremental:
         raise ExportFormatError(
             f"{export_uri} is an incremental export: a new index needs a full export "
             "(apply incremental exports to the live index with `syncer backfill`)"
         )
-    state = prepare_targets(config, sinks, table, 1, progress_path)
+    state = prepare_targets(config, sinks, table, 1, progress_path, index)
     job = ExportJob(
         table=table.name,
         export_uri=export_uri,
@@ -102,12 +116,18 @@ def prepare_export(
 
 
 def prepare_scan(
-    config: Config, sinks: Sinks, table_name: str, segments: int, progress_path: Path
+    config: Config,
+    sinks: Sinks,
+    table_name: str,
+    segments: int,
+    progress_path: Path,
+    index: str | None = None,
 ) -> ExportJob:
     """Step 1 of a table without PITR: the same indices; the work items are scan segments."""
     if segments < 1:
         raise ConfigError(f"segments must be at least 1, not {segments}")
     table = config.require_table(table_name)
-    state = prepare_targets(config, sinks, table, segments, progress_path)
+    reindex.selected_routes(table, index)
+    state = prepare_targets(config, sinks, table, segments, progress_path, index)
     olds = {rebuild.alias: rebuild.old_index for rebuild in state.rebuilds}
     return ExportJob(table.name, "", state.targets, olds, {}, 0, 0, segments, state.started_at)
