@@ -49,6 +49,13 @@ def quick_file_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(export_load, "FILE_RETRY_BACKOFF_S", 0.0)
 
 
+def _put_unseen(stack: Stack, items: list[dict[str, Any]]) -> None:
+    """Items written to the table whose stream records never reach the index."""
+    for item in items:
+        stack.put(item)
+    stack.delivered.update(r["dynamodb"]["SequenceNumber"] for r in stack.new_records())
+
+
 def _table_lines(stack: Stack) -> list[dict[str, Any]]:
     paginator = stack.dynamodb.get_paginator("scan")
     pages = paginator.paginate(TableName=stack.table, ConsistentRead=True)
@@ -180,10 +187,7 @@ def test_backfill_applies_no_line_of_a_file_whose_md5_differs(
 ) -> None:
     """A replaced data file: none of its lines becomes visible, none of its cache keys cleared."""
     # given 20 items the index never learned, and an export of them in two files
-    for number in range(20):
-        stack.put(_item(f"m{number}", number))
-    never_delivered = stack.new_records()
-    stack.delivered.update(r["dynamodb"]["SequenceNumber"] for r in never_delivered)
+    _put_unseen(stack, [_item(f"m{number}", number) for number in range(20)])
     files = split(_table_lines(stack), 2)
     export = write_export(s3, bucket, files, table=stack.table)
     # and the second file replaced by one whose lines say price 999 (its MD5 differs)
@@ -315,10 +319,7 @@ def test_a_backfill_run_again_reads_nothing_from_the_table(
     stack: Stack, s3: Any, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The same export backfilled twice: the second run finds its own states and reads nothing."""
-    for number in range(12):
-        stack.put(_item(f"t{number}", number))
-    never_delivered = stack.new_records()
-    stack.delivered.update(r["dynamodb"]["SequenceNumber"] for r in never_delivered)
+    _put_unseen(stack, [_item(f"t{number}", number) for number in range(12)])
     export = write_export(s3, bucket, split(_table_lines(stack), 2), table=stack.table)
     backfill(
         stack.config, stack.sinks, stack.table, export.uri, progress_path=tmp_path / "1.json", s3=s3
@@ -342,10 +343,7 @@ def test_backfill_without_a_reindex_counts_no_absent_alias_as_already_newer(
     stack: Stack, s3: Any, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With no reindex running, every line written is counted once, and none as already newer."""
-    for number in range(8):
-        stack.put(_item(f"c{number}", number))
-    never_delivered = stack.new_records()
-    stack.delivered.update(r["dynamodb"]["SequenceNumber"] for r in never_delivered)
+    _put_unseen(stack, [_item(f"c{number}", number) for number in range(8)])
     export = write_export(s3, bucket, [_table_lines(stack)], table=stack.table)
     monkeypatch.chdir(tmp_path)
 

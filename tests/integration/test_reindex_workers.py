@@ -11,10 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from syncer.cli import main
-from syncer.sinks.search import reindex_alias
 from tests.integration.conftest import Stack, wait_until
 from tests.integration.routed_catalog import (
     RoutedCatalog,
@@ -23,6 +20,7 @@ from tests.integration.routed_catalog import (
     review,
     routed_catalog,
 )
+from tests.integration.test_reindex_arguments import _created, _reindex
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,19 +31,6 @@ def catalog(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, view_type: str
 ) -> Iterator[RoutedCatalog]:
     yield from routed_catalog(tmp_path, monkeypatch, view_type)
-
-
-def _reindex(stack: Stack, state: Path, *extra: str) -> tuple[int, str]:
-    args = ["reindex", "--config", str(stack.config_path), "--table", stack.table]
-    result = CliRunner().invoke(main, [*args, "--state-file", str(state), *extra])
-    return result.exit_code, result.output
-
-
-def _created(stack: Stack) -> tuple[bool, bool]:
-    client = stack.sinks.opensearch
-    new_index = client.indices.exists(index=f"{stack.index}-000002")
-    running = client.indices.exists_alias(name=reindex_alias(stack.index))
-    return bool(new_index), bool(running)
 
 
 @pytest.mark.parametrize(

@@ -8,10 +8,11 @@ pool, and which the reindex state machine of template.yaml runs as Lambda steps
    index and its reindex alias (``reindex.prepare``), carry the old indices' tombstones
    (``reindex.carry_tombstones``). Returns an ``ExportJob``, plain JSON for Step Functions.
 2. ``load_file``: one data file of ``manifest-files.json``, a work item that is independent and
-   idempotent: streamed, each item written into the new index of its route with the export's
-   read version through ``apply_writes(read_first=False)`` (an optimistic ``create``; only the
-   409s of the stream's own writes are read and planned again). MD5 and item count checked at
-   the end; a failed file is read again whole, up to ``FILE_ATTEMPTS`` times.
+   idempotent: MD5 and item count checked before any line is applied, then streamed, each item
+   written into the new index of its route with the export's read version through
+   ``apply_writes(read_first=False)`` (an optimistic ``create``; only the 409s of the stream's
+   own writes are read and planned again). A failed file is read again whole, up to
+   ``FILE_ATTEMPTS`` times.
 3. ``finish_export``: only when every file is loaded. The old index's live documents are
    carried: a change the live index learned after the export's lower bound replaces an older
    state in the new index, and an item the export does not hold gets a tombstone with the

@@ -1,6 +1,8 @@
-"""Step 2, a work item: one export data file (``load_file``) streamed, decoded and written into
-the new indices page by page, read ahead on another thread and read again whole when it fails;
-or one scan segment (``load_segment``)."""
+"""Step 2, a work item: one export data file (``load_file``), checked whole first
+(``sinks.exports``), then streamed, decoded and written into the new indices page by page, read
+ahead on another thread and read again whole when it fails; or one scan segment
+(``load_segment``). A line that cannot be indexed never leaves its item looking absent
+(``unloaded``), and a file read again skips the states it wrote itself."""
 
 from __future__ import annotations
 
