@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from syncer.commands.exports import (
+    ALREADY_HELD,
     DEFAULT_PAGE_SIZE,
-    WHOLE_SOURCE,
     FileCounts,
+    OwnWrites,
     WorkItem,
     check_work_options,
     decode_lines,
@@ -45,6 +46,7 @@ from syncer.core.attributes import decode_item
 from syncer.core.documents import (
     DocumentRef,
     DocumentWrite,
+    IndexedDocument,
     ReadState,
     Settled,
     TargetState,
@@ -89,10 +91,10 @@ def plan_backfill(
     reread: ReadState | None,
 ) -> DocumentWrite | Verdict:
     """The write of one exported state: only over an older one; tombstones for deletes."""
+    if reread is ALREADY_HELD:
+        return Verdict.SKIP  # a retried file's own write (``OwnWrites``): nothing to read again
     if reread is not None:
         return plan_read_state(ref, route_table, reread, target.document)
-    if holds_this_state(target.document, state.line.version, state.document, route_table):
-        return Verdict.SKIP  # a retried file's own write: no need to read the table again
     verdict = order_verdict(state.line.version, target.document)
     if verdict is not None:
         return verdict
@@ -174,22 +176,23 @@ def write_backfill_page(
     }
 
     held: set[DocumentRef] = set()  # refs whose index held this state or a newer one
+    own = OwnWrites(sinks, rereader(sinks, table, key_types))
 
     def plan(ref: DocumentRef, target: TargetState, reread: ReadState | None) -> Any:
-        route = shapes[ref[0]]
-        again = None
-        if reread is not None:
+        route, state = shapes[ref[0]], states[ref]
+        view = route_tables[route.index]
+        again = reread
+        if reread is None:
+            own.note(ref, target, state.line.version, _holds(state, view))
+        elif reread is not ALREADY_HELD:
             again = ReadState(document_in(route_item(table, reread.item), route), reread.version)
-        decision = plan_backfill(ref, route_tables[route.index], states[ref], target, again)
+        decision = plan_backfill(ref, view, state, target, again)
         if decision is Verdict.SKIP and target.document is not None:
             held.add(ref)  # not a state routed elsewhere meeting nothing
         return decision
 
     options = WriteOptions(
-        reread=rereader(sinks, table, key_types),
-        optional_aliases=prepared.optional,
-        # whole documents: the fields of cache keys, and a retried file's own writes recognised
-        fields=WHOLE_SOURCE,
+        reread=own.reread, optional_aliases=prepared.optional, fields=_cache_fields(table)
     )
     result = sinks.search.apply(list(states), plan, options)
     keys: set[str] = set()
@@ -206,6 +209,22 @@ def write_backfill_page(
     # Skipped refs of an absent reindex alias, or of a route the item is not in, held nothing.
     newer = sum(1 for ref in held if result.status(ref) is Settled.SKIPPED)
     return dataclasses.replace(counts, already_newer=newer)
+
+
+def _holds(state: _Line, view: TableConfig) -> Callable[[IndexedDocument], bool]:
+    """Whether a document read whole is the line's state as ``view``'s index holds it."""
+    return lambda indexed: holds_this_state(indexed, state.line.version, state.document, view)
+
+
+def _cache_fields(table: TableConfig) -> tuple[str, ...]:
+    """The indexed fields cache key templates name (read with ``_syncer`` by the ``_mget``)."""
+    from syncer.config.templates import template_fields
+
+    names: set[str] = set()
+    for route in table.resolved_routes:
+        for template in route.cache_keys + route.search_cache_keys:
+            names |= template_fields(template)
+    return tuple(sorted(names))
 
 
 def _backfill_file(

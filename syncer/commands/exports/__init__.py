@@ -51,7 +51,6 @@ from syncer.commands.exports.load import (
     DEFAULT_PAGE_SIZE,
     FILE_ATTEMPTS,
     FILE_RETRY_BACKOFF_S,
-    WHOLE_SOURCE,
     WRITES_IN_FLIGHT,
     DecodedPage,
     PreparedPage,
@@ -65,6 +64,7 @@ from syncer.commands.exports.load import (
     rereader,
     settle_page,
 )
+from syncer.commands.exports.ownwrites import ALREADY_HELD, OwnWrites
 from syncer.commands.exports.prepare import (
     prepare_export,
     prepare_scan,
@@ -86,10 +86,10 @@ from syncer.errors import SyncerError
 from syncer.sinks.ports import Sinks
 
 __all__ = [
+    "ALREADY_HELD",
     "DEFAULT_PAGE_SIZE",
     "FILE_ATTEMPTS",
     "FILE_RETRY_BACKOFF_S",
-    "WHOLE_SOURCE",
     "WRITES_IN_FLIGHT",
     "DecodedPage",
     "ExportJob",
@@ -97,6 +97,7 @@ __all__ = [
     "FileCounts",
     "FileProgress",
     "FinishCounts",
+    "OwnWrites",
     "PreparedPage",
     "WorkItem",
     "carry_live_documents",

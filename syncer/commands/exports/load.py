@@ -17,11 +17,19 @@ from typing import Any, TypeVar
 
 from syncer.commands import reindex
 from syncer.commands.exports.job import ExportJob, FileCounts, _routed_shape
+from syncer.commands.exports.ownwrites import ALREADY_HELD, OwnWrites
 from syncer.commands.exports.unloaded import settle_unloaded
 from syncer.commands.reindex.writes import _rereader
 from syncer.config import Config, TableConfig
 from syncer.core.attributes import decode_item
-from syncer.core.documents import DocumentRef, ReadState, Settled, TargetState, Verdict
+from syncer.core.documents import (
+    DocumentRef,
+    IndexedDocument,
+    ReadState,
+    Settled,
+    TargetState,
+    Verdict,
+)
 from syncer.core.exports import (
     DataFile,
     ExportFormatError,
@@ -47,8 +55,6 @@ FILE_ATTEMPTS = 3
 # _bulk is in flight. Pages hold different items, so their order does not matter.
 WRITES_IN_FLIGHT = 2
 FILE_RETRY_BACKOFF_S = 1.0
-# What a conflict round reads of each document: all of it, to recognise a state it already holds.
-WHOLE_SOURCE = ("*",)
 
 
 def load_segment(
@@ -214,34 +220,38 @@ def _write_export_page(
     """Create each prepared document in the new index; only conflicts are read and re-planned.
 
     A conflict with the very state this page writes (a retried file meeting its own write)
-    is skipped without reading the table (``holds_this_state``). The items of lines that
+    is skipped without reading the table (``ownwrites``). The items of lines that
     could not be indexed are settled so that ``finish`` never takes them as absent.
     """
     targets = job.targets
     shapes = {new: _routed_shape(table, alias) for alias, new in targets.items()}
     scanned, route_tables = prepared.scanned, prepared.route_tables
+    own = OwnWrites(sinks, rereader(sinks, table, key_types))
 
     def plan(ref: DocumentRef, target: TargetState, reread: ReadState | None) -> Any:
-        state = scanned[ref]
-        if reread is None and holds_this_state(
-            target.document, state.version, state.item, route_tables[ref]
-        ):
+        state, view = scanned[ref], route_tables[ref]
+        if reread is ALREADY_HELD:
             return Verdict.SKIP
+        if reread is None:
+            own.note(ref, target, state.version, _holds(state, view))
         again = None if reread is None else shapes[ref[0]](reread)
-        return plan_scanned(ref, route_tables[ref], state, target, again)
+        return plan_scanned(ref, view, state, target, again)
 
     result = sinks.search.apply(
         list(scanned),
         plan,
-        # a new, empty index: create, and read (whole documents) only what conflicts
-        WriteOptions(
-            reread=rereader(sinks, table, key_types), read_first=False, fields=WHOLE_SOURCE
-        ),
+        # a new, empty index: create, and read only what conflicts
+        WriteOptions(reread=own.reread, read_first=False),
     )
     unloaded = [*prepared.undecoded_ids, *_rejected_ids(result)]
     if unloaded:
         settle_unloaded(sinks, table, targets, job.old_indices, key_types, unloaded, where)
     return settle_page(sinks, table, result, list(prepared.letters), prepared.lines)
+
+
+def _holds(state: ReadState, view: TableConfig) -> Callable[[IndexedDocument], bool]:
+    """Whether a document read whole is ``state`` as ``view``'s index holds it."""
+    return lambda indexed: holds_this_state(indexed, state.version, state.item, view)
 
 
 def _rejected_ids(result: ApplyResult) -> list[str]:
