@@ -7,12 +7,16 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import Stack, wait_until
+from syncer.sinks.build import aws_client
+from tests.exportfiles import full_line, split, write_export
+from tests.integration.conftest import OPENSEARCH_URL, Stack, wait_until, write_config
+from tests.integration.faults import opensearch_proxy
 from tests.integration.routed_catalog import (
     RoutedCatalog,
     category,
@@ -108,6 +112,19 @@ def _children(pid: int) -> set[int]:
     return found
 
 
+def _pool_workers(pid: int) -> set[int]:
+    """The children of ``pid`` that are multiprocessing's spawned workers (not its tracker)."""
+    found = set()
+    for child in _children(pid):
+        try:
+            command = Path(f"/proc/{child}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"spawn_main" in command and b"resource_tracker" not in command:
+            found.add(child)
+    return found
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -149,3 +166,50 @@ def test_killing_the_parent_stops_its_workers(stack: Stack, tmp_path: Path) -> N
         for pid in workers:  # orphans of a failed run, reparented: ended by pid
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_sigkill_of_reindex_export_with_two_workers_stops_the_workers(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """`syncer reindex --export --workers 2` killed while its workers' writes hang: they end."""
+    # given an export of the table, and the command's OpenSearch behind a proxy
+    for number in range(20):
+        stack.put({"pk": {"S": f"k{number}"}, "sk": {"S": "v1"}, "category": {"S": "shoes"}})
+    stack.deliver()
+    s3 = aws_client("s3")
+    bucket = f"workers-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=bucket)
+    pages = stack.dynamodb.get_paginator("scan").paginate(TableName=stack.table)
+    lines = [full_line(item) for page in pages for item in page["Items"]]
+    export = write_export(s3, bucket, split(lines, 2), table=stack.table)
+    with opensearch_proxy(OPENSEARCH_URL) as proxy:
+        opensearch = f'[opensearch]\nurl = "{proxy.url}"\ntimeout_s = 120\n'
+        config = write_config(
+            tmp_path / "proxied.toml", stack.table, stack.index, opensearch=opensearch
+        )
+        command = [sys.executable, "-m", "syncer.cli", "reindex", "--config", str(config)]
+        options = ["--table", stack.table, "--export", export.uri, "--workers", "2"]
+        parent = subprocess.Popen(
+            [*command, *options, "--state-file", str(tmp_path / "state.json")],
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        workers: set[int] = set()
+        try:
+            # when both workers run and their OpenSearch requests hang
+            wait_until(lambda: len(_pool_workers(parent.pid)) == 2, timeout_s=60.0)
+            workers = _pool_workers(parent.pid)
+            proxy.stall_s, proxy.mode = 120.0, "stall"
+            wait_until(lambda: proxy.injected["stall"] >= 1, timeout_s=60.0)
+            parent.send_signal(signal.SIGKILL)
+            parent.wait(timeout=10)
+            # then the workers end within seconds, not when their requests would time out
+            wait_until(lambda: not any(_alive(pid) for pid in workers), timeout_s=5.0)
+        finally:
+            parent.kill()
+            for pid in workers:
+                if _alive(pid):
+                    os.kill(pid, signal.SIGKILL)
+            proxy.mode = "pass"
