@@ -216,8 +216,10 @@ def _reindex_from_export(
     click.echo(
         f"{table_name}: {result.counts.items} items from {result.files} files "
         f"({result.files_resumed} loaded before) in {result.seconds:.1f} s ({rate:.0f}/s); "
-        f"{result.carried} carried from the old index, {result.absent_tombstoned} tombstoned "
-        f"as absent from the export; {result.counts.rejected} dead-lettered; {swaps}"
+        f"{result.counts.written} written, {result.counts.already_newer} already as new or newer "
+        f"in the new index; {result.carried} carried from the old index, "
+        f"{result.absent_tombstoned} tombstoned as absent from the export; "
+        f"{result.counts.rejected} dead-lettered; {swaps}"
     )
 
 
@@ -249,8 +251,11 @@ def _reindex_scan_in_workers(
         )
     swaps = "; ".join(f"alias {alias} -> {new} (kept {old})" for alias, new, old in result.indices)
     click.echo(
-        f"{table_name}: {result.counts.items} items from {result.files} segments in "
-        f"{result.seconds:.1f} s; {result.counts.rejected} dead-lettered; {swaps}"
+        f"{table_name}: {result.counts.items} items from {result.files} segments "
+        f"({result.files_resumed} scanned before) in {result.seconds:.1f} s; "
+        f"{result.counts.written} written, {result.counts.already_newer} already newer from the "
+        f"stream; {result.absent_tombstoned} absent from the scan, kept as tombstones; "
+        f"{result.counts.rejected} dead-lettered; {swaps}"
     )
 
 

@@ -89,6 +89,7 @@ def test_a_scan_in_workers_rebuilds_only_the_index_given(
     )
     # then reviews moved to a new index, products did not, and both hold their entities
     assert code == 0, output
+    assert "0 absent from the scan, kept as tombstones" in output
     client = catalog.stack.sinks.opensearch
     assert sorted(client.indices.get_alias(name=reviews)) == [f"{reviews}-000002"]
     assert sorted(client.indices.get_alias(name=products)) == [f"{products}-000001"]
