@@ -24,7 +24,12 @@ from syncer.config import Config
     help="Rebuild only this index of a routed table (default: every index of the table).",
 )
 @click.option("--segments", default=4, show_default=True, help="Parallel scan segments.")
-@click.option("--page-size", default=500, show_default=True, help="Items per scan page.")
+@click.option(
+    "--page-size",
+    default=500,
+    show_default=True,
+    help="Items per scan page (with --export: lines per bulk page, 1000 unless given).",
+)
 @click.option(
     "--state-file",
     type=click.Path(),
@@ -89,7 +94,14 @@ def reindex(
     import warnings
 
     from syncer.commands import reindex as rebuild
+    from syncer.commands.reindex.state import check_option_combination
 
+    check_option_combination(
+        _given_options(click.get_current_context(), delete_old),
+        abandon=abandon,
+        export=export_uri is not None,
+        workers=workers,
+    )
     config = load(config_path)
     if status:
         _status(config, table_name)
@@ -129,15 +141,15 @@ def reindex(
     )
     sinks = command_sinks(config)
     if export_uri is not None:
-        if index_name is not None or delete_old:
-            raise click.UsageError(
-                "--export rebuilds every index of the table and keeps the old ones: "
-                "--index and --delete-old do not apply"
-            )
-        _reindex_from_export(config, sinks, table_name, export_uri, workers)
+        export_page_size = page_size if "--page-size" in _given_options() else None
+        _reindex_from_export(
+            config, sinks, table_name, export_uri, workers, index_name, export_page_size
+        )
         return
     if workers != 1:
-        _reindex_scan_in_workers(config, sinks, table_name, segments, workers)
+        _reindex_scan_in_workers(
+            config, sinks, table_name, segments, workers, index_name, page_size
+        )
         return
     estimate = int(sinks.items.describe(table_name).get("ItemCount", 0))
     note = "DynamoDB's ItemCount, an estimate it refreshes about every six hours"
@@ -160,23 +172,52 @@ def reindex(
     )
 
 
+# The reindex options as the command line names them, by click's parameter names.
+_FLAGS = {
+    "index_name": "--index",
+    "segments": "--segments",
+    "page_size": "--page-size",
+    "delete_grace_s": "--delete-grace-s",
+    "export_uri": "--export",
+    "workers": "--workers",
+}
+
+
+def _given_options(ctx: click.Context | None = None, delete_old: bool = False) -> set[str]:
+    """The options given on the command line (or in the environment), not left to defaults."""
+    from click.core import ParameterSource
+
+    ctx = ctx or click.get_current_context()
+    given = {
+        flag
+        for name, flag in _FLAGS.items()
+        if ctx.get_parameter_source(name)
+        in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+    }
+    return given | ({"--delete-old"} if delete_old else set())
+
+
 def _reindex_from_export(
     config: Config,
     sinks: Any,
     table_name: str,
     export_uri: str,
     workers: int,
+    index_name: str | None = None,
+    page_size: int | None = None,
 ) -> None:
     from syncer.commands.exports import (
+        DEFAULT_PAGE_SIZE,
         check_work_options,
-        read_export,
+        read_checked_export,
         reindex_from_export,
         s3_client,
     )
 
-    check_work_options(workers, 1)
+    check_work_options(workers, page_size or 1)
     s3 = s3_client()
-    _, summary, _ = read_export(s3, export_uri)
+    table = config.require_table(table_name)
+    _, summary, _ = read_checked_export(sinks, s3, table, export_uri)
     with progress(summary.item_count, f"reindex {table_name} from export") as advance:
         result = reindex_from_export(
             config,
@@ -186,14 +227,18 @@ def _reindex_from_export(
             workers=workers,
             s3=s3,
             on_progress=advance,
+            index=index_name,
+            page_size=page_size if page_size is not None else DEFAULT_PAGE_SIZE,
         )
     rate = result.counts.items / result.seconds if result.seconds else 0.0
     swaps = "; ".join(f"alias {alias} -> {new} (kept {old})" for alias, new, old in result.indices)
     click.echo(
         f"{table_name}: {result.counts.items} items from {result.files} files "
         f"({result.files_resumed} loaded before) in {result.seconds:.1f} s ({rate:.0f}/s); "
-        f"{result.carried} carried from the old index, {result.absent_tombstoned} tombstoned "
-        f"as absent from the export; {result.counts.rejected} dead-lettered; {swaps}"
+        f"{result.counts.written} written, {result.counts.already_newer} already as new or newer "
+        f"in the new index; {result.carried} carried from the old index, "
+        f"{result.absent_tombstoned} tombstoned as absent from the export; "
+        f"{result.counts.rejected} dead-lettered; {swaps}"
     )
 
 
@@ -203,6 +248,8 @@ def _reindex_scan_in_workers(
     table_name: str,
     segments: int,
     workers: int,
+    index_name: str | None,
+    page_size: int,
 ) -> None:
     from syncer.commands.exports import reindex_scan_in_workers
 
@@ -214,11 +261,16 @@ def _reindex_scan_in_workers(
             segments=segments,
             workers=workers,
             on_progress=advance,
+            index=index_name,
+            page_size=page_size,
         )
     swaps = "; ".join(f"alias {alias} -> {new} (kept {old})" for alias, new, old in result.indices)
     click.echo(
-        f"{table_name}: {result.counts.items} items from {result.files} segments in "
-        f"{result.seconds:.1f} s; {result.counts.rejected} dead-lettered; {swaps}"
+        f"{table_name}: {result.counts.items} items from {result.files} segments "
+        f"({result.files_resumed} scanned before) in {result.seconds:.1f} s; "
+        f"{result.counts.written} written, {result.counts.already_newer} already newer from the "
+        f"stream; {result.absent_tombstoned} absent from the scan, kept as tombstones; "
+        f"{result.counts.rejected} dead-lettered; {swaps}"
     )
 
 
@@ -270,16 +322,16 @@ def backfill(
     Example: syncer backfill --table catalog --export s3://bucket/prefix/AWSDynamoDB/0170...-ab12
     """
     from syncer.commands.backfill import backfill as run_backfill
-    from syncer.commands.exports import check_work_options, read_export, s3_client
+    from syncer.commands.exports import check_work_options, read_checked_export, s3_client
 
     if state_file is not None:
         click.echo("warning: --state-file is ignored (the job record keeps the progress)", err=True)
     check_work_options(workers, 1)
     config = load(config_path)
     sinks = command_sinks(config)
-    config.require_table(table_name)
+    table = config.require_table(table_name)
     s3 = s3_client()
-    _, summary, _ = read_export(s3, export_uri)
+    _, summary, _ = read_checked_export(sinks, s3, table, export_uri)
     with progress(summary.item_count, f"backfill {table_name}") as advance:
         result = run_backfill(
             config,
@@ -295,5 +347,6 @@ def backfill(
         f"{table_name}: {result.counts.items} items of a {result.export_type} from "
         f"{result.files} files ({result.files_resumed} loaded before) in {result.seconds:.1f} s "
         f"({rate:.0f}/s); {result.counts.written} written, {result.counts.already_newer} already "
-        f"newer; {result.counts.rejected} dead-lettered"
+        f"up to date (the index held this state or a newer one); {result.counts.rejected} "
+        "dead-lettered"
     )

@@ -55,6 +55,11 @@ def quick_file_retries(monkeypatch: pytest.MonkeyPatch) -> None:
 _table_items = table_items
 
 
+def _write(stack: Stack, s3: Any, bucket: str, files: Any, **options: Any) -> Any:
+    """An export of the stack's table (its ``tableArn`` names it)."""
+    return write_export(s3, bucket, files, table=stack.table, **options)
+
+
 def _stored(stack: Stack, doc_id: str) -> dict[str, Any] | None:
     """The document behind the alias by id, tombstones included (a GET ignores alias filters)."""
     client = stack.sinks.opensearch
@@ -75,7 +80,7 @@ def _ghost_and_export(stack: Stack, s3: Any, bucket: str, files: int = 3) -> tup
     in_flight = stack.new_records()  # the REMOVE is not delivered before the reindex
     stack.delivered.update(r["dynamodb"]["SequenceNumber"] for r in in_flight)
     lines = [full_line(item) for item in _table_items(stack)]
-    export = write_export(s3, bucket, [*split(lines, files), []])
+    export = _write(stack, s3, bucket, [*split(lines, files), []])
     stack.put(_item("a1", 1001))
     stack.delete("a2", "v1")
     stack.deliver()
@@ -137,7 +142,7 @@ def test_a_corrupt_file_fails_the_run_by_name_and_a_rerun_resumes(
     stack.deliver()
     lines = [full_line(item) for item in _table_items(stack)]
     files = split(lines, 4)
-    export = write_export(s3, bucket, files)
+    export = _write(stack, s3, bucket, files)
     bad_key = export.data_keys[2]
     s3.put_object(Bucket=bucket, Key=bad_key, Body=gzip_lines(files[2][:-1]))
     (old_index,) = stack.sinks.opensearch.indices.get_alias(name=stack.index)
@@ -164,7 +169,7 @@ def test_a_file_whose_count_disagrees_fails_by_name(
     """A data file holding fewer items than its manifest line says is never counted as loaded."""
     stack.put(_item("d1"))
     lines = [full_line(item) for item in _table_items(stack)]
-    export = write_export(s3, bucket, [lines], claimed_counts={0: 2})
+    export = _write(stack, s3, bucket, [lines], claimed_counts={0: 2})
 
     with pytest.raises(ExportFileError, match=f"{export.data_keys[0]} holds 1 items.*says 2"):
         reindex_from_export(
@@ -180,7 +185,7 @@ def test_bad_options_are_refused_before_anything_is_created(
     stack: Stack, s3: Any, bucket: str, tmp_path: Path
 ) -> None:
     """--workers 0 creates no index and no reindex alias."""
-    export = write_export(s3, bucket, [[]])
+    export = _write(stack, s3, bucket, [[]])
     with pytest.raises(ConfigError, match="--workers"):
         reindex_from_export(
             stack.config,
@@ -200,7 +205,7 @@ def test_reindex_command_with_export_prints_the_swap(
     for number in range(10):
         stack.put(_item(f"e{number}", number))
     stack.deliver()
-    export = write_export(s3, bucket, split([full_line(i) for i in _table_items(stack)], 3))
+    export = _write(stack, s3, bucket, split([full_line(i) for i in _table_items(stack)], 3))
     monkeypatch.chdir(tmp_path)
     outcome = CliRunner().invoke(
         main,
@@ -253,8 +258,8 @@ def test_backfill_applies_an_incremental_export_without_going_back_in_time(
         incremental_line(key("b3"), b3_at, _item("b3", 60), _item("b3", 3)),
         incremental_line(key("b9"), b9_at, _item("b9", 9)),
     ]
-    export = write_export(
-        s3, bucket, [lines[:2], lines[2:]], incremental=(window_start, window_end)
+    export = _write(
+        stack, s3, bucket, [lines[:2], lines[2:]], incremental=(window_start, window_end)
     )
     cache = redis.Redis.from_url(REDIS_URL)
     cache_keys = [f"product:b{n}" for n in (1, 2, 9)]
@@ -315,7 +320,7 @@ def test_a_failed_file_fails_the_map_and_the_machine_never_swaps(
         stack.put(_item(f"f{number}", number))
     stack.deliver()
     files = split([full_line(item) for item in _table_items(stack)], 2)
-    export = write_export(s3, bucket, files)
+    export = _write(stack, s3, bucket, files)
     s3.put_object(Bucket=bucket, Key=export.data_keys[0], Body=gzip_lines(files[0][:-1]))
     (old_index,) = stack.sinks.opensearch.indices.get_alias(name=stack.index)
 
@@ -334,7 +339,7 @@ def test_backfill_command_loads_a_full_export_into_the_live_index(
         stack.put(_item(f"g{number}", number))
     never_delivered = stack.new_records()
     stack.delivered.update(r["dynamodb"]["SequenceNumber"] for r in never_delivered)
-    export = write_export(s3, bucket, split([full_line(i) for i in _table_items(stack)], 2))
+    export = _write(stack, s3, bucket, split([full_line(i) for i in _table_items(stack)], 2))
     (live_index,) = stack.sinks.opensearch.indices.get_alias(name=stack.index)
     monkeypatch.chdir(tmp_path)
 

@@ -72,7 +72,7 @@ class _Scenario:
             s3 = aws_client("s3")
             lines = [full_line(item) for item in table_items(stack)]
             self.export_uri = write_export(
-                s3, f"exports-{uuid.uuid4().hex[:12]}", split(lines, 3)
+                s3, f"exports-{uuid.uuid4().hex[:12]}", split(lines, 3), table=stack.table
             ).uri
         self.late: list[dict[str, Any]] = []
 
@@ -203,7 +203,8 @@ def test_a_killed_backfill_resumes_from_another_directory(stack: Stack, tmp_path
         stack.put(_item(f"b{number}", number))
     stack.delivered.update(r["dynamodb"]["SequenceNumber"] for r in stack.new_records())
     lines = [full_line(item) for item in table_items(stack)]
-    uri = write_export(aws_client("s3"), f"exports-{uuid.uuid4().hex[:12]}", split(lines, 3)).uri
+    bucket = f"exports-{uuid.uuid4().hex[:12]}"
+    uri = write_export(aws_client("s3"), bucket, split(lines, 3), table=stack.table).uri
     command = [SYNCER, "backfill", "--config", str(stack.config_path), "--table", stack.table]
     command += ["--export", uri]
     _killed(_run(command, tmp_path / "first", "load:1"))

@@ -48,7 +48,8 @@ _table_items = table_items
 
 def _export(stack: Stack, s3: Any, files: int = 3) -> Any:
     bucket = f"exports-{uuid.uuid4().hex[:12]}"
-    return write_export(s3, bucket, split([full_line(i) for i in _table_items(stack)], files))
+    lines = [full_line(i) for i in _table_items(stack)]
+    return write_export(s3, bucket, split(lines, files), table=stack.table)
 
 
 def _syncer(stack: Stack, *args: str) -> Result:

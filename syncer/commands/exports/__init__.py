@@ -4,14 +4,16 @@ Three functions, which the local command runs in one process (``--workers 1``) o
 pool, and which the reindex state machine of template.yaml runs as Lambda steps
 (``syncer.reindex_handler``):
 
-1. ``prepare_export``: read the export's summary (a full export only), create each route's next
-   index and its reindex alias (``reindex.prepare``), carry the old indices' tombstones
-   (``reindex.carry_tombstones``). Returns an ``ExportJob``, plain JSON for Step Functions.
+1. ``prepare_export``: read the export's summary (a full export only; another table's export or
+   one older than the tombstone retention is refused, ``read_checked_export``), claim the job,
+   create each route's next index and its reindex alias (``reindex.prepare_indices``), carry the
+   old indices' tombstones. Returns the job's handle (the state machine passes its id and epoch).
 2. ``load_file``: one data file of ``manifest-files.json``, a work item that is independent and
-   idempotent: streamed, each item written into the new index of its route with the export's
-   read version through ``apply_writes(read_first=False)`` (an optimistic ``create``; only the
-   409s of the stream's own writes are read and planned again). MD5 and item count checked at
-   the end; a failed file is read again whole, up to ``FILE_ATTEMPTS`` times.
+   idempotent: MD5 and item count checked before any line is applied, then streamed, each item
+   written into the new index of its route with the export's read version through
+   ``apply_writes(read_first=False)`` (an optimistic ``create``; only the 409s of the stream's
+   own writes are read and planned again). A failed file is read again whole, up to
+   ``FILE_ATTEMPTS`` times.
 3. ``finish_export``: only when every file is loaded. The old index's live documents are
    carried: a change the live index learned after the export's lower bound replaces an older
    state in the new index, and an item the export does not hold gets a tombstone with the
@@ -23,8 +25,9 @@ keeps each file's progress: a rerun from anywhere resumes with the files not loa
 the phase the record names.
 
 Each step has a module of its own: ``prepare`` (1), ``load`` (2), ``finish`` (3); ``job`` holds
-what they share (a work item's view of the job, counts) and ``runner`` the local runner of work
-items. This module runs a whole reindex locally and re-exports their public names.
+what they share (a work item's view of the job, counts), ``runner`` the local runner of work
+items, ``ownwrites`` a retried file's own writes and ``unloaded`` the items of lines load could
+not index. This module runs a whole reindex locally and re-exports their public names.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from syncer.commands import reindex
 from syncer.commands.exports.finish import FinishCounts, carry_live_documents, finish_export
 from syncer.commands.exports.job import (
     ExportJob,
@@ -49,8 +53,10 @@ from syncer.commands.exports.load import (
     FILE_ATTEMPTS,
     FILE_RETRY_BACKOFF_S,
     WRITES_IN_FLIGHT,
+    DecodedPage,
     PreparedPage,
     decode_lines,
+    decode_page,
     load_file,
     load_pages,
     load_segment,
@@ -58,9 +64,11 @@ from syncer.commands.exports.load import (
     read_ahead,
     settle_page,
 )
+from syncer.commands.exports.ownwrites import ALREADY_HELD, OwnWrites
 from syncer.commands.exports.prepare import (
     prepare_export,
     prepare_scan,
+    read_checked_export,
     read_export,
     s3_client,
 )
@@ -76,23 +84,26 @@ from syncer.commands.reindex.writes import rereader
 from syncer.config import Config
 from syncer.core.exports import DataFile
 from syncer.core.jobs import LOAD, Progressed
-from syncer.errors import ConfigError
 from syncer.sinks.ports import Sinks
 
 __all__ = [
+    "ALREADY_HELD",
     "DEFAULT_PAGE_SIZE",
     "FILE_ATTEMPTS",
     "FILE_RETRY_BACKOFF_S",
     "WRITES_IN_FLIGHT",
+    "DecodedPage",
     "ExportJob",
     "ExportReindexResult",
     "FileCounts",
     "FinishCounts",
+    "OwnWrites",
     "PreparedPage",
     "WorkItem",
     "carry_live_documents",
     "check_work_options",
     "decode_lines",
+    "decode_page",
     "finish_export",
     "load_file",
     "load_pages",
@@ -102,6 +113,7 @@ __all__ = [
     "prepare_export",
     "prepare_scan",
     "read_ahead",
+    "read_checked_export",
     "read_export",
     "reindex_from_export",
     "reindex_scan_in_workers",
@@ -186,16 +198,18 @@ def reindex_scan_in_workers(
     workers: int,
     progress_path: Path | None = None,
     on_progress: Callable[[int], None] = lambda _: None,
+    index: str | None = None,
+    page_size: int = reindex.DEFAULT_PAGE_SIZE,
 ) -> ExportReindexResult:
-    """``syncer reindex --workers N`` without an export: the scan's segments as work items in a
-    process pool, with the same prepare and finish as the state machine's. A stopped scan job
-    (threaded or not) resumes where its record says."""
+    """``syncer reindex --workers N`` without an export: the scan's segments (of ``page_size``
+    items a page) as work items in a process pool, with the same prepare and finish as the
+    state machine's; every route's index, or only ``index``. A stopped scan job (threaded or
+    not) resumes where its record says."""
     _progress_path_ignored(progress_path)
     check_work_options(workers, 1)
-    if segments < 1:
-        raise ConfigError(f"--segments must be at least 1, not {segments}")
+    reindex.check_scan_arguments(segments, page_size)
     started = time.monotonic()
-    handle = prepare_scan(config, sinks, table_name, segments)
+    handle = prepare_scan(config, sinks, table_name, segments, index=index)
     resumed = _done_items(handle)
     items = [_segment_item(int(key.removeprefix("segment-"))) for key in handle.job.work_items]
     with handle.holding():
@@ -207,7 +221,7 @@ def reindex_scan_in_workers(
             _load_segment_item,
             items,
             workers=max(2, workers),  # one worker is the threaded `syncer reindex`
-            page_size=1,
+            page_size=page_size,
             on_progress=on_progress,
         )
         finish = finish_export(config, sinks, handle)
@@ -225,13 +239,15 @@ def reindex_from_export(
     progress_path: Path | None = None,
     s3: Any = None,
     on_progress: Callable[[int], None] = lambda _: None,
+    index: str | None = None,
 ) -> ExportReindexResult:
-    """``syncer reindex --export``: prepare, every file loaded, then finish (module docstring)."""
+    """``syncer reindex --export``: prepare, every file loaded, then finish (module docstring);
+    every route's index, or only ``index``."""
     _progress_path_ignored(progress_path)
     check_work_options(workers, page_size)
     started = time.monotonic()
     s3 = s3 if s3 is not None else s3_client()
-    handle, files = prepare_export(config, sinks, s3, table_name, export_uri)
+    handle, files = prepare_export(config, sinks, s3, table_name, export_uri, index=index)
     resumed = _done_items(handle)
     view = ExportJob.of(handle.job)
     inline_progress = on_progress if workers <= 1 else (lambda _: None)

@@ -4,7 +4,13 @@ record's progress, or backfill's file) once it is loaded."""
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any
@@ -17,14 +23,43 @@ from syncer.core.exports import DataFile
 from syncer.sinks.ports import Sinks
 
 _worker_sinks: tuple[Config, Sinks, Any] | None = None
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+PARENT_WATCH_INTERVAL_S = 0.5
 
 
-def _init_worker(config: Config) -> None:
-    """A pool process's own clients (none crosses a process boundary)."""
+def _init_worker(config: Config, parent_pid: int | None = None) -> None:
+    """A pool process's own clients (none crosses a process boundary); it dies with its parent."""
     global _worker_sinks
     from syncer.sinks.build import build_sinks
 
+    if parent_pid is not None:
+        stop_with_parent(parent_pid)
     _worker_sinks = (config, build_sinks(config), s3_client())
+
+
+def stop_with_parent(parent_pid: int) -> None:
+    """End this process when ``parent_pid`` (the process that started it) dies.
+
+    A parent killed with SIGKILL cannot stop its pool, and an orphaned worker would go on
+    writing into a rebuild that was abandoned or is being rerun. On Linux the kernel sends
+    SIGKILL on the parent's death (``prctl(PR_SET_PDEATHSIG)``); everywhere a daemon thread
+    also checks the parent every ``PARENT_WATCH_INTERVAL_S`` and exits the process when it
+    is gone (the worker's writes are idempotent and its item is not counted as done).
+    """
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent_pid:  # the parent died before the signal was asked for
+        os._exit(1)
+    threading.Thread(
+        target=_watch_parent, args=(parent_pid,), name="parent-watch", daemon=True
+    ).start()
+
+
+def _watch_parent(parent_pid: int) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(PARENT_WATCH_INTERVAL_S)
+    os._exit(1)  # no cleanup: the parent that would receive it is gone
 
 
 WorkItem = Callable[[Config, Sinks, Any, Mapping[str, Any], DataFile, int], FileCounts]
@@ -64,7 +99,7 @@ def _load_segment_item(
     page_size: int,
 ) -> FileCounts:
     segment = int(data_file.key.removeprefix("segment-"))
-    return load_segment(config, sinks, ExportJob.from_json(job), segment)
+    return load_segment(config, sinks, ExportJob.from_json(job), segment, page_size)
 
 
 def run_work_items(
@@ -104,7 +139,7 @@ def run_work_items(
     failure: BaseException | None = None
     context = multiprocessing.get_context("spawn")  # no parent's threads or sockets in a child
     with ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_init_worker, initargs=(config,)
+        workers, mp_context=context, initializer=_init_worker, initargs=(config, os.getpid())
     ) as pool:
         running: dict[Future[FileCounts], DataFile] = {}
         queue = list(reversed(pending))

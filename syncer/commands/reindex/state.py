@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,6 +87,34 @@ def check_scan_arguments(segments: int, page_size: int) -> None:
         )
     if page_size < 1:
         raise ConfigError(f"page size must be 1 or more (a Scan's Limit), not {page_size}")
+
+
+# What each way of running ``syncer reindex`` does not do: given, such an option is refused
+# rather than silently ignored (issue 24, item 4). Named as on the command line.
+IGNORED_BY = {
+    "--abandon": ("--export", "--workers", "--segments", "--page-size", "--delete-old"),
+    "--export": ("--segments", "--delete-old", "--delete-grace-s"),
+    "--workers": ("--delete-old", "--delete-grace-s"),
+}
+_WHY = {
+    "--abandon": "--abandon only drops the running reindex (of --index, or of every index)",
+    "--export": "--export loads the export's files instead of scanning, and keeps the old "
+    "index (write-blocked) after the swap",
+    "--workers": "--workers N (N > 1) runs the scan's segments in processes and keeps the old "
+    "index (write-blocked) after the swap; delete it yourself once searches moved on",
+}
+
+
+def check_option_combination(
+    given: Collection[str], *, abandon: bool, export: bool, workers: int
+) -> None:
+    """Refuse the options ``given`` on the command line that this kind of reindex ignores."""
+    mode = "--abandon" if abandon else "--export" if export else "--workers" if workers > 1 else ""
+    if not mode:
+        return
+    ignored = [option for option in IGNORED_BY[mode] if option in given]
+    if ignored:
+        raise ConfigError(f"{', '.join(ignored)} cannot be used with {mode}: {_WHY[mode]}")
 
 
 @dataclass(frozen=True)
