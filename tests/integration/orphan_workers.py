@@ -1,16 +1,15 @@
 """A parent that runs sleeping work items in ``run_work_items``'s process pool, for the test
 that kills it (issue 24, defect 13). Run: python -c "from tests.integration.orphan_workers
-import main; main()" CONFIG PROGRESS_FILE; it prints its workers' pids, then waits."""
+import main; main()" CONFIG; it prints its workers' pids, then waits."""
 
 from __future__ import annotations
 
 import sys
 import time
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
-from syncer.commands.exports.job import FileCounts, FileProgress
+from syncer.commands.exports.job import FileCounts
 from syncer.commands.exports.runner import run_work_items
 from syncer.config import Config, load_config
 from syncer.core.exports import DataFile
@@ -32,7 +31,7 @@ def sleeping_item(
 
 
 def main() -> None:
-    config_path, progress_path = sys.argv[1:3]
+    config_path = sys.argv[1]
     config = load_config(config_path)
     items = [DataFile(f"item-{number}", 0, "") for number in range(2)]
     run_work_items(
@@ -42,8 +41,8 @@ def main() -> None:
         sleeping_item,
         {},
         items,
-        FileProgress("t", "sleep"),
-        Path(progress_path),
+        set(),  # nothing done before
+        lambda _file, _counts: None,  # never reached: the items outlive the test
         workers=2,
         page_size=1,
         on_progress=lambda _: None,

@@ -14,8 +14,8 @@ from click.testing import CliRunner
 
 from syncer.cli import main
 from syncer.commands.backfill import backfill
+from syncer.commands.exports import ExportJob, load_file, prepare_export, reindex_from_export
 from syncer.commands.exports import load as export_load
-from syncer.commands.exports import load_file, prepare_export, reindex_from_export
 from syncer.core.exports import ExportRefusedError
 from syncer.sinks.build import aws_client
 from syncer.sinks.exports import ExportFileError
@@ -123,7 +123,6 @@ def test_reindex_from_another_tables_export_is_refused_before_anything_is_create
             stack.sinks,
             stack.table,
             export.uri,
-            progress_path=tmp_path / "p.json",
             s3=s3,
         )
 
@@ -143,7 +142,6 @@ def test_an_export_without_a_table_arn_is_refused(
             stack.sinks,
             stack.table,
             export.uri,
-            progress_path=tmp_path / "b.json",
             s3=s3,
         )
     assert stack.indexed() == {}
@@ -173,7 +171,6 @@ def test_an_export_older_than_the_tombstone_retention_is_refused(
             stack.sinks,
             stack.table,
             export.uri,
-            progress_path=tmp_path / "p.json",
             s3=s3,
         )
     assert _aliases(stack) == aliases
@@ -204,7 +201,6 @@ def test_backfill_applies_no_line_of_a_file_whose_md5_differs(
             stack.table,
             export.uri,
             page_size=4,
-            progress_path=tmp_path / "b.json",
             s3=s3,
         )
     # then no line of the corrupt file reached search or the cache
@@ -234,9 +230,7 @@ def test_an_undecodable_export_line_never_removes_its_item(
     later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=3)
     export = write_export(s3, bucket, split(lines, 2), table=stack.table, export_time=later)
     # when the index is rebuilt from it
-    result = reindex_from_export(
-        stack.config, stack.sinks, stack.table, export.uri, progress_path=tmp_path / "p.json", s3=s3
-    )
+    result = reindex_from_export(stack.config, stack.sinks, stack.table, export.uri, s3=s3)
     # then the line is reported, and the item is in the new index as the table holds it
     assert result.counts.rejected == 1
     assert result.absent_tombstoned == 0
@@ -258,9 +252,7 @@ def test_a_line_neither_it_nor_the_table_can_index_keeps_the_old_document(
     # when the index is rebuilt from an export of the table (k2 first: price is mapped a number)
     lines = sorted(_table_lines(stack), key=lambda line: line["Item"]["pk"]["S"] != "k2")
     export = write_export(s3, bucket, [lines], table=stack.table)
-    result = reindex_from_export(
-        stack.config, stack.sinks, stack.table, export.uri, progress_path=tmp_path / "p.json", s3=s3
-    )
+    result = reindex_from_export(stack.config, stack.sinks, stack.table, export.uri, s3=s3)
     # then the item is still searchable, with the state the old index held
     assert result.absent_tombstoned == 0
     assert stack.indexed()["k1|v1"]["price"] == 5
@@ -282,7 +274,6 @@ def test_a_line_without_a_readable_key_stops_the_reindex_before_the_swap(
             stack.sinks,
             stack.table,
             export.uri,
-            progress_path=tmp_path / "p.json",
             s3=s3,
         )
     assert _aliases(stack)[0] == aliases[0]
@@ -301,9 +292,8 @@ def test_a_retried_export_file_reads_nothing_from_the_table(
         stack.put(_item(f"r{number}", number))
     stack.deliver()
     export = write_export(s3, bucket, [_table_lines(stack)], table=stack.table)
-    job, files = prepare_export(
-        stack.config, stack.sinks, s3, stack.table, export.uri, tmp_path / "p.json"
-    )
+    handle, files = prepare_export(stack.config, stack.sinks, s3, stack.table, export.uri)
+    job = ExportJob.of(handle.job)
     first = load_file(stack.config, stack.sinks, s3, job, files[0])
     reads = _count_table_reads(stack, monkeypatch)
 
@@ -321,14 +311,10 @@ def test_a_backfill_run_again_reads_nothing_from_the_table(
     """The same export backfilled twice: the second run finds its own states and reads nothing."""
     _put_unseen(stack, [_item(f"t{number}", number) for number in range(12)])
     export = write_export(s3, bucket, split(_table_lines(stack), 2), table=stack.table)
-    backfill(
-        stack.config, stack.sinks, stack.table, export.uri, progress_path=tmp_path / "1.json", s3=s3
-    )
+    backfill(stack.config, stack.sinks, stack.table, export.uri, s3=s3)
     reads = _count_table_reads(stack, monkeypatch)
 
-    again = backfill(
-        stack.config, stack.sinks, stack.table, export.uri, progress_path=tmp_path / "2.json", s3=s3
-    )
+    again = backfill(stack.config, stack.sinks, stack.table, export.uri, s3=s3)
 
     assert sum(reads) == 0
     assert again.counts.written == 0

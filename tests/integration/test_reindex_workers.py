@@ -145,7 +145,6 @@ def test_killing_the_parent_stops_its_workers(stack: Stack, tmp_path: Path) -> N
             "-c",
             "from tests.integration.orphan_workers import main; main()",
             str(stack.config_path),
-            str(tmp_path / "progress.json"),
         ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -192,7 +191,7 @@ def test_sigkill_of_reindex_export_with_two_workers_stops_the_workers(
         command = [sys.executable, "-m", "syncer.cli", "reindex", "--config", str(config)]
         options = ["--table", stack.table, "--export", export.uri, "--workers", "2"]
         parent = subprocess.Popen(
-            [*command, *options, "--state-file", str(tmp_path / "state.json")],
+            [*command, *options],
             cwd=tmp_path,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
