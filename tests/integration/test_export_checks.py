@@ -176,6 +176,47 @@ def test_an_export_older_than_the_tombstone_retention_is_refused(
     assert _aliases(stack) == aliases
 
 
+@pytest.mark.parametrize("refused", ["another table", "too old"])
+def test_the_state_machines_prepare_refuses_before_claiming_a_job(
+    stack: Stack, s3: Any, bucket: str, refused: str
+) -> None:
+    """The reindex state machine's Prepare step runs the same checks: another table's export,
+    or one older than the tombstone retention, fails the step before a job, a new index or a
+    reindex alias exists."""
+    from syncer import reindex_handler
+    from syncer.commands.jobs import job_store
+
+    # given a synced table, and an export that must not be applied to it
+    stack.put(_item("a1"))
+    stack.deliver()
+    aliases = _aliases(stack)
+    lines = [[full_line(_item("b1"))]]
+    if refused == "another table":
+        export, match = write_export(s3, bucket, lines, table="some-other-table"), "other-table"
+    else:
+        old = dt.datetime.now(dt.UTC) - dt.timedelta(days=18)
+        export = write_export(s3, bucket, lines, export_time=old, table=stack.table)
+        match = "tombstone retention"
+    # when the machine's Prepare step runs, then it fails saying why, and nothing exists
+    reindex_handler.reset_clients()
+    try:
+        with pytest.raises(ExportRefusedError, match=match):
+            reindex_handler.lambda_handler(
+                {
+                    "step": "prepare",
+                    "execution": f"arn:execution:refused-{uuid.uuid4().hex[:6]}",
+                    "input": {"table": stack.table, "export_uri": export.uri},
+                },
+                None,
+            )
+    finally:
+        reindex_handler.reset_clients()
+    assert job_store(stack.sinks).get(stack.table) is None
+    assert _aliases(stack) == aliases
+    assert not stack.sinks.opensearch.indices.exists(index=f"{stack.index}-000002")
+    assert stack.indexed().keys() == {"a1|v1"}
+
+
 # --- defect 9: a file's MD5 before any of its lines ----------------------------------------
 
 

@@ -19,7 +19,7 @@ class ExportJob:
 
     table: str
     export_uri: str
-    targets: dict[str, str]  # route alias -> new concrete index
+    targets: dict[str, str]  # route alias -> where its work items write (its reindex alias)
     old_indices: dict[str, str | None]  # route alias -> the index it pointed at
     read_version: dict[str, Any]  # the export's version, as ``_syncer`` records it
     item_count: int
