@@ -1,7 +1,8 @@
 """The crash matrix (issue 24): a rebuild SIGKILLed at each phase, the stream flowing through
 the handler meanwhile, then run again from another directory (or the state machine's
 execution redriven), or abandoned and run again. After each: the index equals the table,
-nothing deleted comes back, and no write block or reindex alias is left.
+nothing deleted comes back, and no write block or reindex alias is left. A killed run leaves
+no process of it running (a `--workers` pool's workers end with their parent).
 
 The kill is the test-only ``SYNCER_TEST_KILL_AT`` (config/environment.py): the rebuild, in a
 child process, SIGKILLs itself as its job enters the named phase (``load:1``: once one work
@@ -179,8 +180,21 @@ def test_killed_then_rerun_from_another_directory(
     scenario.check()
 
 
-@pytest.mark.parametrize("kill_at", [point for point in KILL_POINTS if point != "catch_up"])
-@pytest.mark.parametrize("kind", ["scan", "export"])
+# Abandoning after a `--workers` run was killed while its pool loaded: no worker of it is left
+# to write into the dropped index's successor.
+ABANDON_CASES = [
+    *(
+        (kind, kill_at)
+        for kind in ("scan", "export")
+        for kill_at in KILL_POINTS
+        if kill_at != "catch_up"
+    ),
+    ("workers", "load:1"),
+    ("export-workers", "load:1"),
+]
+
+
+@pytest.mark.parametrize(("kind", "kill_at"), ABANDON_CASES)
 def test_killed_then_abandoned_then_rerun(
     stack: Stack, tmp_path: Path, kind: str, kill_at: str
 ) -> None:
