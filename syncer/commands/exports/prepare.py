@@ -1,6 +1,6 @@
-"""Step 1: the export read (its summary and data files) and checked (its table, its age), the job
-claimed, each route's new index
-and reindex alias made and the old indices' tombstones carried, once (``reindex.prepare_indices``)."""
+"""Step 1: the export read (its summary and data files) and checked (its table, its age), the
+job claimed, each route's new index and reindex alias made and the old indices' tombstones
+carried, once (``reindex.prepare_indices``)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """The local runner: the work items (export files, scan segments) not done yet, inline or in a
-pool of processes with their own clients, each one's counts handed to ``on_done`` (the job
-record's progress, or backfill's file) once it is loaded."""
+pool of processes with their own clients, each one's counts handed to ``on_done`` (its job
+record's progress, a rebuild's or a backfill's) once it is loaded; a pool's workers end with
+the process that started them."""
 
 from __future__ import annotations
 
