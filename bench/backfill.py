@@ -61,7 +61,7 @@ if mode == "export":
     from syncer.commands.exports import reindex_from_export
 
     result = reindex_from_export(
-        config, sinks, table, uri, workers=int(workers), progress_path=Path(progress)
+        config, sinks, table, uri, workers=int(workers)
     )
     items = result.counts.items
     extra["written"] = result.counts.written
@@ -70,9 +70,7 @@ if mode == "export":
 elif mode == "scan":
     from syncer.commands.reindex import ReindexOptions, reindex_table
 
-    result = reindex_table(
-        config, sinks, table, options=ReindexOptions(state_path=Path(progress))
-    )
+    result = reindex_table(config, sinks, table, options=ReindexOptions())
     items = result.indexed
 else:  # bare: helpers.bulk over the same files, no versions
     import gzip
@@ -111,14 +109,19 @@ print(json.dumps({"items": items, "seconds": seconds, "peak_mb": hwm_kb / 1024,
 
 
 def _export(
-    s3: Any, bucket: str, items: list[dict[str, Any]], files: int, later_s: float = 0.0
+    s3: Any,
+    bucket: str,
+    table: str,
+    items: list[dict[str, Any]],
+    files: int,
+    later_s: float = 0.0,
 ) -> str:
     from tests.exportfiles import full_line, split, write_export
 
     lines = [full_line(item) for item in items]
     when = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=later_s)
     return write_export(
-        s3, bucket, split(lines, files), prefix=f"bench-{files}", export_time=when
+        s3, bucket, split(lines, files), prefix=f"bench-{files}", export_time=when, table=table
     ).uri
 
 
@@ -167,10 +170,10 @@ def main() -> None:
     s3.create_bucket(Bucket=bucket)
     create_catalog_table(dynamodb, table, None)  # the export path reads only its key schema
     items = [catalog_item(n) for n in range(args.items)]
-    uri = _export(s3, bucket, items, args.files)
-    uri_warm = _export(s3, bucket, items[: args.items // 8], 1)
+    uri = _export(s3, bucket, table, items, args.files)
+    uri_warm = _export(s3, bucket, table, items[: args.items // 8], 1)
     # A later export (as a second onboarding would take): run 1's documents are older than it.
-    uri_big = _export(s3, bucket, items, max(1, args.files // 2), later_s=600)
+    uri_big = _export(s3, bucket, table, items, max(1, args.files // 2), later_s=600)
     scan_table = f"bench_scan_{suffix}"
     create_catalog_table(dynamodb, scan_table, None)
     _load_table(dynamodb, scan_table, items[: args.scan_items])

@@ -32,6 +32,7 @@ step() {
   step "$PYTHON" bench/cold_start.py
   step "$PYTHON" bench/memory.py
   step "$PYTHON" bench/backfill.py
+  step "$PYTHON" bench/export_read.py --rounds 2
   step "$PYTHON" bench/freshness.py
   step "$PYTHON" bench/cluster_invalidation.py
   step "$PYTHON" bench/consistency.py

@@ -55,12 +55,18 @@ def write_export(
     incremental: tuple[dt.datetime, dt.datetime] | None = None,
     prefix: str = "exports",
     claimed_counts: Mapping[int, int] | None = None,
+    table: str = "t",
+    table_arn: str | None = None,
 ) -> WrittenExport:
-    """One export whose data files hold ``files`` (lines as dicts; an empty list: an empty file).
+    """One export of ``table`` whose data files hold ``files`` (lines as dicts; an empty list:
+    an empty file).
 
     Full exports take lines ``{"Item": ...}``; incremental ones ``{"Metadata": ..., "Keys": ...,
-    "NewImage": ...}``. ``incremental`` is (exportFromTime, exportToTime).
+    "NewImage": ...}``. ``incremental`` is (exportFromTime, exportToTime). ``tableArn`` is the
+    ARN the emulator gives ``table`` unless ``table_arn`` says otherwise ("" leaves it out).
     """
+    if table_arn is None:
+        table_arn = f"arn:aws:dynamodb:us-east-1:123456789012:table/{table}"
     ensure_bucket(s3, bucket)
     export_id = f"{int(dt.datetime.now(dt.UTC).timestamp() * 1000):014d}-{uuid.uuid4().hex[:8]}"
     folder = f"{prefix}/AWSDynamoDB/{export_id}"
@@ -86,10 +92,11 @@ def write_export(
     s3.put_object(Bucket=bucket, Key=f"{folder}/manifest-files.md5", Body=_md5_b64(manifest))
     summary: dict[str, Any] = {
         "version": "2020-06-30",
-        "exportArn": f"arn:aws:dynamodb:us-east-1:123456789012:table/t/export/{export_id}",
+        "exportArn": f"{table_arn or 'arn:aws:dynamodb:us-east-1:123456789012:table/t'}"
+        f"/export/{export_id}",
         "startTime": _iso(when),
         "endTime": _iso(when + dt.timedelta(minutes=10)),
-        "tableArn": "arn:aws:dynamodb:us-east-1:123456789012:table/t",
+        "tableArn": table_arn,
         "tableId": "0000",
         "exportTime": _iso(when),
         "s3Bucket": bucket,
@@ -101,6 +108,8 @@ def write_export(
         "itemCount": sum(line["itemCount"] for line in manifest_lines),
         "outputFormat": "DYNAMODB_JSON",
     }
+    if not table_arn:
+        del summary["tableArn"]
     if incremental is not None:
         summary.update(
             exportType="INCREMENTAL_EXPORT",

@@ -2,7 +2,8 @@
 
 For a window the stream no longer holds (the trigger was off longer than its 24 hours), or a
 table loaded into an index that already serves. Each data file is a work item, as in
-``reindex --export`` (``syncer.commands.exports``): streamed, checked, retried, its state saved.
+``reindex --export`` (``syncer.commands.exports``): streamed, checked, retried, its progress
+recorded in the table's backfill job (``syncer.core.jobs``), so a rerun anywhere resumes.
 
 - A full export's item is a read over ``exportTime`` plus or minus a minute; an incremental
   line's version is its ``WriteTimestampMicros`` (``syncer.core.exports``). A line without
@@ -16,40 +17,47 @@ table loaded into an index that already serves. Each data file is a work item, a
 
 from __future__ import annotations
 
+import dataclasses
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from syncer.commands.exports import (
+    ALREADY_HELD,
     DEFAULT_PAGE_SIZE,
     FileCounts,
+    OwnWrites,
     WorkItem,
     check_work_options,
     decode_lines,
     load_pages,
-    load_progress,
+    loaded,
     poison_letter,
-    read_export,
+    read_checked_export,
     rereader,
     run_work_items,
     s3_client,
     settle_page,
 )
+from syncer.commands.jobs import job_store, start_backfill_job
 from syncer.config import Config, Route, TableConfig
 from syncer.config.templates import fill_template, parse_templates
 from syncer.core.attributes import decode_item
 from syncer.core.documents import (
     DocumentRef,
     DocumentWrite,
+    IndexedDocument,
     ReadState,
     Settled,
     TargetState,
     Verdict,
     WriteKind,
 )
-from syncer.core.exports import DataFile, ExportLine, ExportSummary
+from syncer.core.exports import DataFile, ExportLine, ExportSummary, holds_this_state
+from syncer.core.jobs import LOAD, Advance, Progressed
 from syncer.core.plan import document_body, order_verdict, plan_read_state, tombstone_body
 from syncer.core.routes import document_in, route_item
 from syncer.errors import PoisonRecordError
@@ -87,6 +95,8 @@ def plan_backfill(
     reread: ReadState | None,
 ) -> DocumentWrite | Verdict:
     """The write of one exported state: only over an older one; tombstones for deletes."""
+    if reread is ALREADY_HELD:
+        return Verdict.SKIP  # a retried file's own write (``OwnWrites``): nothing to read again
     if reread is not None:
         return plan_read_state(ref, route_table, reread, target.document)
     verdict = order_verdict(state.line.version, target.document)
@@ -169,17 +179,24 @@ def write_backfill_page(
         for alias in (route.index, reindex_alias(route.index))
     }
 
+    held: set[DocumentRef] = set()  # refs whose index held this state or a newer one
+    own = OwnWrites(sinks, rereader(sinks, table, key_types))
+
     def plan(ref: DocumentRef, target: TargetState, reread: ReadState | None) -> Any:
-        route = shapes[ref[0]]
-        again = None
-        if reread is not None:
+        route, state = shapes[ref[0]], states[ref]
+        view = route_tables[route.index]
+        again = reread
+        if reread is None:
+            own.note(ref, target, state.line.version, _holds(state, view))
+        elif reread is not ALREADY_HELD:
             again = ReadState(document_in(route_item(table, reread.item), route), reread.version)
-        return plan_backfill(ref, route_tables[route.index], states[ref], target, again)
+        decision = plan_backfill(ref, view, state, target, again)
+        if decision is Verdict.SKIP and target.document is not None:
+            held.add(ref)  # not a state routed elsewhere meeting nothing
+        return decision
 
     options = WriteOptions(
-        reread=rereader(sinks, table, key_types),
-        optional_aliases=prepared.optional,
-        fields=_cache_fields(table),
+        reread=own.reread, optional_aliases=prepared.optional, fields=_cache_fields(table)
     )
     result = sinks.search.apply(list(states), plan, options)
     keys: set[str] = set()
@@ -192,7 +209,15 @@ def write_backfill_page(
         keys |= _cache_keys(state.route, decode_item(state.line.keys), seen or [{}])
     if keys:
         sinks.cache.invalidate(keys)
-    return settle_page(sinks, table, result, letters, prepared.lines)
+    counts = settle_page(sinks, table, result, letters, prepared.lines)
+    # Skipped refs of an absent reindex alias, or of a route the item is not in, held nothing.
+    newer = sum(1 for ref in held if result.status(ref) is Settled.SKIPPED)
+    return dataclasses.replace(counts, already_newer=newer)
+
+
+def _holds(state: _Line, view: TableConfig) -> Callable[[IndexedDocument], bool]:
+    """Whether a document read whole is the line's state as ``view``'s index holds it."""
+    return lambda indexed: holds_this_state(indexed, state.line.version, state.document, view)
 
 
 def _cache_fields(table: TableConfig) -> tuple[str, ...]:
@@ -230,10 +255,6 @@ def _backfill_file(
     return load_pages(reader, summary, data_file, prepare, write, page_size, on_page)
 
 
-def default_backfill_path(table: str) -> Path:
-    return Path(f".syncer-backfill-{table}.json")
-
-
 def backfill(
     config: Config,
     sinks: Sinks,
@@ -251,10 +272,19 @@ def backfill(
     started = time.monotonic()
     table = config.require_table(table_name)
     s3 = s3 if s3 is not None else s3_client()
-    _, summary, files = read_export(s3, export_uri)
-    progress_path = progress_path or default_backfill_path(table.name)
-    progress = load_progress(progress_path, table.name, export_uri)
-    resumed = sum(1 for data_file in files if data_file.key in progress.done)
+    _, summary, files = read_checked_export(sinks, s3, table, export_uri)
+    if progress_path is not None:
+        warnings.warn(
+            "progress_path is ignored: a backfill's progress lives in its job record "
+            "(syncer reindex --status); drop the argument",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+    # the job record (in OpenSearch) keeps each file's progress: a rerun anywhere resumes
+    items = tuple(data_file.key for data_file in files)
+    handle, _ = start_backfill_job(job_store(sinks), table.name, export_uri, items)
+    done = {key for key, progress in handle.job.progress.items() if progress.done}
+    resumed = len(done)
     job = {"table": table.name, "export_uri": export_uri}
 
     def inline(
@@ -268,20 +298,25 @@ def backfill(
         return _backfill_file(config, sinks, s3, job, data_file, page_size, on_progress)
 
     work: WorkItem = inline if workers <= 1 else _backfill_file
-    counts = run_work_items(
-        config,
-        sinks,
-        s3,
-        work,
-        job,
-        files,
-        progress,
-        progress_path,
-        workers=workers,
-        page_size=page_size,
-        on_progress=on_progress if workers > 1 else (lambda _: None),
-    )
-    progress_path.unlink(missing_ok=True)
+
+    def record(data_file: DataFile, counts: FileCounts) -> None:
+        handle.apply(Progressed(data_file.key, loaded(counts)))
+
+    with handle.holding():
+        counts = run_work_items(
+            config,
+            sinks,
+            s3,
+            work,
+            job,
+            files,
+            done,
+            record,
+            workers=workers,
+            page_size=page_size,
+            on_progress=on_progress if workers > 1 else (lambda _: None),
+        )
+        handle.apply(Advance(LOAD))
     return BackfillResult(
         summary.export_type, len(files), resumed, counts, time.monotonic() - started
     )

@@ -66,3 +66,10 @@ def aws_endpoint_overridden(environ: Mapping[str, str] | None = None) -> bool:
     """Whether AWS calls go to a local emulator (``AWS_ENDPOINT_URL`` or its DynamoDB form)."""
     environ = environment(environ)
     return bool(environ.get("AWS_ENDPOINT_URL") or environ.get("AWS_ENDPOINT_URL_DYNAMODB"))
+
+
+def rebuild_kill_point(environ: Mapping[str, str] | None = None) -> str:
+    """TEST ONLY: ``SYNCER_TEST_KILL_AT`` names where a rebuild SIGKILLs its own process: a
+    phase it has just entered (``settle``, ``swap``, ...) or ``load:N`` (after N work items).
+    The crash tests (tests/integration/test_rebuild_crashes.py) set it; nothing else should."""
+    return environment(environ).get("SYNCER_TEST_KILL_AT", "")

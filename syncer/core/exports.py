@@ -26,7 +26,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from syncer.config import TableConfig
 from syncer.core import jsoncodec
+from syncer.core.documents import IndexedDocument
+from syncer.core.fingerprint import content_fingerprint
+from syncer.core.plan import document_body
 from syncer.core.versions import Version, read_version
 from syncer.errors import SyncerError
 
@@ -42,6 +46,10 @@ class ExportFormatError(SyncerError):
     """An export's manifest or data line is not in the documented layout, or disagrees."""
 
 
+class ExportRefusedError(SyncerError):
+    """An export that must not be applied to this table: another table's, or too old."""
+
+
 @dataclass(frozen=True, slots=True)
 class ExportSummary:
     """What ``manifest-summary.json`` says about an export."""
@@ -54,6 +62,7 @@ class ExportSummary:
     bucket: str
     from_time_ms: int | None = None  # incremental: the window's inclusive start
     to_time_ms: int | None = None  # incremental: the window's exclusive end
+    table_arn: str = ""  # the exported table (``tableArn``)
 
     @property
     def is_incremental(self) -> bool:
@@ -146,6 +155,56 @@ def parse_summary(raw: bytes) -> ExportSummary:
         bucket=bucket,
         from_time_ms=from_ms,
         to_time_ms=to_ms,
+        table_arn=str(summary.get("tableArn") or ""),
+    )
+
+
+def table_name_of(table_arn: str) -> str:
+    """``arn:aws:dynamodb:REGION:ACCOUNT:table/NAME`` -> NAME ("" when it is no table ARN)."""
+    _, found, rest = table_arn.partition(":table/")
+    return rest.split("/", 1)[0] if found else ""
+
+
+def check_export_of_table(summary: ExportSummary, table_name: str, table_arn: str) -> None:
+    """Refuse another table's export, naming both tables (``tableArn`` against the table's).
+
+    Items of another table would become documents no item of this one stands for, and its
+    absent items would be tombstoned by a reindex. ``table_arn`` is the configured table's own
+    ARN (DescribeTable's ``TableArn``); without one, the names are compared.
+    """
+    exported = summary.table_arn
+    if not exported:
+        raise ExportRefusedError(
+            f"{SUMMARY_NAME} names no tableArn: syncer cannot tell whether the export is of "
+            f"table {table_name!r}, so it applies nothing"
+        )
+    same = exported == table_arn if table_arn else table_name_of(exported) == table_name
+    if not same:
+        raise ExportRefusedError(
+            f"the export is of table {table_name_of(exported) or exported!r} ({exported}), not "
+            f"of the configured table {table_name!r} ({table_arn or 'ARN unknown'}): nothing "
+            "was applied"
+        )
+
+
+def check_export_age(summary: ExportSummary, now_ms: int, tombstone_retention_s: float) -> None:
+    """Refuse an export older than the tombstone retention (docs/ordering.md, "Exports").
+
+    An item deleted after the export was taken lives on in the export; only the delete's
+    tombstone stops the exported state from bringing it back. Tombstones older than the
+    retention are not carried into a new index (and ``purge-tombstones`` deletes them), so
+    the export's earliest state must be younger than that.
+    """
+    oldest_allowed_ms = now_ms - int(tombstone_retention_s * 1000)
+    if summary.lower_bound_ms >= oldest_allowed_ms:
+        return
+    age_days = (now_ms - summary.lower_bound_ms) / 86_400_000
+    retention_days = tombstone_retention_s / 86_400
+    raise ExportRefusedError(
+        f"the export is {age_days:.1f} days old, older than the {retention_days:g}-day tombstone "
+        "retention: deletes made after the export but older than that have no tombstone left "
+        "to stop the export's state of their items, so those items would come back. Take a "
+        "new export (or rebuild with a scan: syncer reindex without --export)"
     )
 
 
@@ -224,3 +283,33 @@ def _key_of(typed: Mapping[str, Any], key_names: Sequence[str], where: str) -> d
     if missing:
         raise ExportFormatError(f"{where} lacks the key attribute(s) {missing}")
     return {name: typed[name] for name in key_names}
+
+
+def holds_this_state(
+    indexed: IndexedDocument | None,
+    version: Version,
+    document: Mapping[str, Any] | None,
+    table: TableConfig,
+) -> bool:
+    """Whether ``indexed`` is already exactly this exported state (``document``, or a tombstone
+    when None, with the read ``version``): the same read interval and the same content.
+
+    A retried work item meets its own writes: two reads with one interval compare as UNKNOWN
+    (rule 4), which would read every item again from the table. Skipping a state the index
+    already holds writes nothing that writing it would not, so the order of versions is
+    untouched (docs/ordering.md, "Exports"). ``indexed.fields`` must hold the whole
+    ``_source`` (``WriteOptions(fields=("*",))``); with less, the contents differ and the
+    item is read again as before.
+    """
+    if indexed is None or not version.is_read or not indexed.version.is_read:
+        return False
+    same_read = (indexed.version.read_from_ms, indexed.version.read_to_ms) == (
+        version.read_from_ms,
+        version.read_to_ms,
+    )
+    if not same_read:
+        return False
+    if document is None or indexed.deleted:
+        return document is None and indexed.deleted
+    body = document_body(document, table, version)
+    return content_fingerprint(indexed.fields) == content_fingerprint(body)

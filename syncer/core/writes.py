@@ -69,8 +69,10 @@ class WriteOptions:
     are read back with ``_syncer`` (for cache keys); refs of ``optional_aliases`` that do not
     exist are skipped; ``read_first=False`` assumes absence in the first round (a scan into a
     new index), ``absent_first`` for those refs only (a stream INSERT's: its ``create`` is
-    refused with a 409 when anything is there, then read and planned again); ``refresh`` goes with every ``_bulk``; ``replan_conflicts=False`` settles a
-    409 as ``CONFLICT`` instead of planning again.
+    refused with a 409 when anything is there, then read and planned again); ``refresh`` goes
+    with every ``_bulk``; ``replan_conflicts=False`` settles a 409 as ``CONFLICT`` instead of
+    planning again; ``require_alias`` writes every ref through its alias, which must exist (a
+    rebuild's: a dropped index never comes back by name).
     """
 
     reread: Rereader | None = None
@@ -81,6 +83,7 @@ class WriteOptions:
     absent_first: Container[DocumentRef] = frozenset()
     refresh: str | None = None
     replan_conflicts: bool = True
+    require_alias: bool = False
 
 
 class ItemStatus(Enum):
@@ -144,6 +147,6 @@ class WriteRounds(Protocol):
     ) -> Iterator[SentChunk]:
         """Send the writes (in requests cut by count and bytes), a chunk of results at a time.
 
-        A write into one of ``aliases`` goes through the alias unread: it must fail when the
-        alias does not exist, never create an index by that name."""
+        A write into one of ``aliases`` goes through the alias: it must fail when the alias
+        does not exist, never create an index by that name."""
         ...

@@ -1,18 +1,22 @@
-"""S3 I/O of a DynamoDB export: its manifests, and each data file streamed and checked.
+"""S3 I/O of a DynamoDB export: its manifests, and each data file checked, then streamed.
 
-A data file is read as a stream (gzip decompressed on the fly, one page of lines at a time),
-so memory is bounded by the files in flight and the page size, never by a file's size. The
-object's MD5 and its line count are checked against ``manifest-files.json`` at the end of the
-stream: a caller that wrote the pages before must not count the file as loaded when
-``read_pages`` raises (writes are idempotent, so reading the file again is harmless).
+No line of a data file is handed out before the whole object's MD5 and its line count agree
+with ``manifest-files.json``: a corrupt or replaced file must change nothing (a line applied
+before the check would be visible in search, its cache keys cleared, until a retry). So the
+compressed object is first copied into a spool while its MD5 is computed (in memory up to
+``SPOOL_IN_MEMORY_BYTES``, then a temporary file that is deleted when closed), its lines are
+counted, and only then is it decompressed again one page of lines at a time. Memory stays
+bounded by the spool's memory part and the page size, never by a file's size; disk holds one
+compressed file per file in flight.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import tempfile
 from collections.abc import Iterator
-from typing import Any
+from typing import IO, Any
 from urllib.parse import urlsplit
 
 from syncer.core.exports import (
@@ -27,6 +31,8 @@ from syncer.core.exports import (
 from syncer.errors import SyncerError
 
 READ_CHUNK_BYTES = 1 << 20
+# A compressed data file up to this size is spooled in memory, a larger one on disk.
+SPOOL_IN_MEMORY_BYTES = 8 << 20
 
 
 class ExportFileError(SyncerError):
@@ -39,26 +45,6 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
     if parts.scheme != "s3" or not parts.netloc:
         raise ExportFormatError(f"{uri!r} is not an s3://bucket/... URI of an export's folder")
     return parts.netloc, parts.path.strip("/")
-
-
-class _Md5Reader:
-    """A file-like view of an S3 body that hashes and counts every byte read through it."""
-
-    def __init__(self, body: Any) -> None:
-        self.body = body
-        self.md5 = hashlib.md5(usedforsecurity=False)
-        self.size = 0
-
-    def read(self, size: int = -1) -> bytes:
-        chunk: bytes = self.body.read(size if size >= 0 else None)
-        self.md5.update(chunk)
-        self.size += len(chunk)
-        return chunk
-
-    def drain(self) -> None:
-        """Hash what gzip left unread (trailing bytes), so the digest covers the whole object."""
-        while self.read(READ_CHUNK_BYTES):
-            pass
 
 
 class ExportReader:
@@ -92,38 +78,66 @@ class ExportReader:
         raw = self._get(summary.bucket, summary.manifest_files_key).read()
         return parse_manifest_files(raw, summary)
 
-    def read_pages(
-        self, summary: ExportSummary, data_file: DataFile, page_size: int
-    ) -> Iterator[list[bytes]]:
-        """The file's lines, ``page_size`` at a time; raises ``ExportFileError`` at the end when
-        its MD5 or its line count disagrees with the manifest, or on any read failure."""
+    def _checked_copy(self, summary: ExportSummary, data_file: DataFile) -> IO[bytes]:
+        """The data file's compressed bytes, spooled, once its MD5 and line count match the
+        manifest (``ExportFileError`` otherwise, or on any read failure); the caller closes it."""
         from botocore.exceptions import BotoCoreError
 
         where = f"s3://{summary.bucket}/{data_file.key}"
-        body = _Md5Reader(self._get(summary.bucket, data_file.key))
-        count = 0
-        page: list[bytes] = []
+        # Closed by the caller, or here on any failure: no context manager can span both.
+        spool = tempfile.SpooledTemporaryFile(  # noqa: SIM115
+            SPOOL_IN_MEMORY_BYTES, prefix="syncer-export-"
+        )
         try:
-            with gzip.GzipFile(fileobj=body, mode="rb") as lines:  # type: ignore[call-overload]
-                for line in lines:
-                    if not line.strip():
-                        continue
+            md5 = hashlib.md5(usedforsecurity=False)
+            body = self._get(summary.bucket, data_file.key)
+            while chunk := body.read(READ_CHUNK_BYTES):
+                md5.update(chunk)
+                spool.write(chunk)
+            if not md5_matches(md5.digest(), data_file.md5):
+                raise ExportFileError(
+                    f"{where}: MD5 {md5.hexdigest()} differs from the manifest's md5Checksum "
+                    f"{data_file.md5} (a corrupt or replaced file); none of its lines was applied"
+                )
+            spool.seek(0)
+            count = sum(1 for _ in _lines(spool))
+            if count != data_file.item_count:
+                raise ExportFileError(
+                    f"{where} holds {count} items, the manifest says {data_file.item_count}"
+                )
+            spool.seek(0)
+        except (OSError, EOFError, BotoCoreError) as error:  # gzip.BadGzipFile is an OSError
+            spool.close()
+            raise ExportFileError(f"{where}: {type(error).__name__}: {error}") from error
+        except BaseException:
+            spool.close()
+            raise
+        return spool
+
+    def read_pages(
+        self, summary: ExportSummary, data_file: DataFile, page_size: int
+    ) -> Iterator[list[bytes]]:
+        """The file's lines, ``page_size`` at a time, only once the whole file was checked
+        (module docstring); ``ExportFileError`` before the first page when it disagrees with
+        the manifest, or on any read failure."""
+        where = f"s3://{summary.bucket}/{data_file.key}"
+        with self._checked_copy(summary, data_file) as spool:
+            page: list[bytes] = []
+            try:
+                for line in _lines(spool):
                     page.append(line)
-                    count += 1
                     if len(page) >= page_size:
                         yield page
                         page = []
-            body.drain()
-        except (OSError, EOFError, BotoCoreError) as error:  # gzip.BadGzipFile is an OSError
-            raise ExportFileError(f"{where}: {type(error).__name__}: {error}") from error
-        if not md5_matches(body.md5.digest(), data_file.md5):
-            raise ExportFileError(
-                f"{where}: MD5 {body.md5.hexdigest()} differs from the manifest's "
-                f"md5Checksum {data_file.md5} (a corrupt or replaced file)"
-            )
-        if count != data_file.item_count:
-            raise ExportFileError(
-                f"{where} holds {count} items, the manifest says {data_file.item_count}"
-            )
-        if page:
-            yield page
+            except (OSError, EOFError) as error:  # the spool, read a second time
+                raise ExportFileError(f"{where}: {type(error).__name__}: {error}") from error
+            if page:
+                yield page
+
+
+def _lines(compressed: IO[bytes]) -> Iterator[bytes]:
+    """The non-blank lines of a gzip stream (every member of it)."""
+    with gzip.GzipFile(fileobj=compressed, mode="rb") as lines:
+        for line in lines:
+            if line.strip():
+                yield line

@@ -255,6 +255,8 @@ def stack(
         stream_arn,
     )
     handler.reset_container()
+    # the table's rebuild job, if a test made one (its own record: the id is the table's name)
+    sinks.opensearch.delete(index="syncer-jobs", id=table, params={"ignore": 404})
     dynamodb.delete_table(TableName=table)
     sinks.opensearch.indices.delete(index=f"{index}-*")
     sinks.opensearch.indices.delete_index_template(name=f"syncer-{index}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import time
 import uuid
 from pathlib import Path
@@ -19,6 +18,7 @@ from syncer.commands.backfill import backfill
 from syncer.commands.exports import finish as export_finish
 from syncer.commands.exports import load as export_load
 from syncer.commands.exports import reindex_from_export
+from syncer.commands.jobs import job_store
 from syncer.core.attributes import decode_item
 from syncer.errors import ConfigError
 from syncer.sinks.build import aws_client
@@ -26,18 +26,13 @@ from syncer.sinks.exports import ExportFileError
 from syncer.sinks.search import reindex_alias
 from tests.exportfiles import full_line, gzip_lines, incremental_line, split, write_export
 from tests.integration.conftest import REDIS_URL, Stack
+from tests.integration.machine import run_machine
+from tests.integration.rebuilds import catalog_item, table_items
 
 pytestmark = pytest.mark.integration
 
 
-def _item(pk: str, price: int = 10, category: str = "shoes") -> dict[str, Any]:
-    return {
-        "pk": {"S": pk},
-        "sk": {"S": "v1"},
-        "category": {"S": category},
-        "price": {"N": str(price)},
-        "cost": {"N": "1"},
-    }
+_item = catalog_item
 
 
 @pytest.fixture
@@ -57,10 +52,12 @@ def quick_file_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(export_load, "FILE_RETRY_BACKOFF_S", 0.0)
 
 
-def _table_items(stack: Stack) -> list[dict[str, Any]]:
-    paginator = stack.dynamodb.get_paginator("scan")
-    pages = paginator.paginate(TableName=stack.table, ConsistentRead=True)
-    return [item for page in pages for item in page["Items"]]
+_table_items = table_items
+
+
+def _write(stack: Stack, s3: Any, bucket: str, files: Any, **options: Any) -> Any:
+    """An export of the stack's table (its ``tableArn`` names it)."""
+    return write_export(s3, bucket, files, table=stack.table, **options)
 
 
 def _stored(stack: Stack, doc_id: str) -> dict[str, Any] | None:
@@ -83,7 +80,7 @@ def _ghost_and_export(stack: Stack, s3: Any, bucket: str, files: int = 3) -> tup
     in_flight = stack.new_records()  # the REMOVE is not delivered before the reindex
     stack.delivered.update(r["dynamodb"]["SequenceNumber"] for r in in_flight)
     lines = [full_line(item) for item in _table_items(stack)]
-    export = write_export(s3, bucket, [*split(lines, files), []])
+    export = _write(stack, s3, bucket, [*split(lines, files), []])
     stack.put(_item("a1", 1001))
     stack.delete("a2", "v1")
     stack.deliver()
@@ -114,7 +111,6 @@ def test_reindex_from_an_export_equals_the_table(
         stack.table,
         export.uri,
         workers=workers,
-        progress_path=tmp_path / "progress.json",
         s3=s3,
     )
 
@@ -132,7 +128,9 @@ def test_reindex_from_an_export_equals_the_table(
     assert result.absent_tombstoned >= 1
     stack.invoke(insert_of_ghost)  # a redrive of the ghost's old INSERT
     assert ghost not in stack.indexed()
-    assert not (tmp_path / "progress.json").exists()
+    finished = job_store(stack.sinks).get(stack.table)  # the job record, not a local file
+    assert finished is not None
+    assert finished.job.phase == "done"
 
 
 def test_a_corrupt_file_fails_the_run_by_name_and_a_rerun_resumes(
@@ -144,24 +142,22 @@ def test_a_corrupt_file_fails_the_run_by_name_and_a_rerun_resumes(
     stack.deliver()
     lines = [full_line(item) for item in _table_items(stack)]
     files = split(lines, 4)
-    export = write_export(s3, bucket, files)
+    export = _write(stack, s3, bucket, files)
     bad_key = export.data_keys[2]
     s3.put_object(Bucket=bucket, Key=bad_key, Body=gzip_lines(files[2][:-1]))
-    progress = tmp_path / "progress.json"
     (old_index,) = stack.sinks.opensearch.indices.get_alias(name=stack.index)
 
     with pytest.raises(ExportFileError, match=f"{bad_key}.*failed 3 times.*MD5"):
-        reindex_from_export(
-            stack.config, stack.sinks, stack.table, export.uri, progress_path=progress, s3=s3
-        )
+        reindex_from_export(stack.config, stack.sinks, stack.table, export.uri, s3=s3)
 
     assert sorted(stack.sinks.opensearch.indices.get_alias(name=stack.index)) == [old_index]
-    saved = json.loads(progress.read_text())
-    assert sorted(saved["done"]) == sorted(export.data_keys[:2])
+    stored = job_store(stack.sinks).get(stack.table)
+    assert stored is not None
+    done = [key for key, item in stored.job.progress.items() if item.done]
+    assert sorted(done) == sorted(export.data_keys[:2])
+    assert stored.job.phase == "load"
     s3.put_object(Bucket=bucket, Key=bad_key, Body=gzip_lines(files[2]))
-    result = reindex_from_export(
-        stack.config, stack.sinks, stack.table, export.uri, progress_path=progress, s3=s3
-    )
+    result = reindex_from_export(stack.config, stack.sinks, stack.table, export.uri, s3=s3)
     assert result.files_resumed == 2
     assert result.counts.items == len(files[2]) + len(files[3])
     assert stack.indexed() == stack.scanned()
@@ -173,7 +169,7 @@ def test_a_file_whose_count_disagrees_fails_by_name(
     """A data file holding fewer items than its manifest line says is never counted as loaded."""
     stack.put(_item("d1"))
     lines = [full_line(item) for item in _table_items(stack)]
-    export = write_export(s3, bucket, [lines], claimed_counts={0: 2})
+    export = _write(stack, s3, bucket, [lines], claimed_counts={0: 2})
 
     with pytest.raises(ExportFileError, match=f"{export.data_keys[0]} holds 1 items.*says 2"):
         reindex_from_export(
@@ -181,7 +177,6 @@ def test_a_file_whose_count_disagrees_fails_by_name(
             stack.sinks,
             stack.table,
             export.uri,
-            progress_path=tmp_path / "p.json",
             s3=s3,
         )
 
@@ -190,7 +185,7 @@ def test_bad_options_are_refused_before_anything_is_created(
     stack: Stack, s3: Any, bucket: str, tmp_path: Path
 ) -> None:
     """--workers 0 creates no index and no reindex alias."""
-    export = write_export(s3, bucket, [[]])
+    export = _write(stack, s3, bucket, [[]])
     with pytest.raises(ConfigError, match="--workers"):
         reindex_from_export(
             stack.config,
@@ -198,7 +193,6 @@ def test_bad_options_are_refused_before_anything_is_created(
             stack.table,
             export.uri,
             workers=0,
-            progress_path=tmp_path / "p.json",
             s3=s3,
         )
     assert not stack.sinks.opensearch.indices.exists_alias(name=reindex_alias(stack.index))
@@ -211,7 +205,7 @@ def test_reindex_command_with_export_prints_the_swap(
     for number in range(10):
         stack.put(_item(f"e{number}", number))
     stack.deliver()
-    export = write_export(s3, bucket, split([full_line(i) for i in _table_items(stack)], 3))
+    export = _write(stack, s3, bucket, split([full_line(i) for i in _table_items(stack)], 3))
     monkeypatch.chdir(tmp_path)
     outcome = CliRunner().invoke(
         main,
@@ -264,8 +258,8 @@ def test_backfill_applies_an_incremental_export_without_going_back_in_time(
         incremental_line(key("b3"), b3_at, _item("b3", 60), _item("b3", 3)),
         incremental_line(key("b9"), b9_at, _item("b9", 9)),
     ]
-    export = write_export(
-        s3, bucket, [lines[:2], lines[2:]], incremental=(window_start, window_end)
+    export = _write(
+        stack, s3, bucket, [lines[:2], lines[2:]], incremental=(window_start, window_end)
     )
     cache = redis.Redis.from_url(REDIS_URL)
     cache_keys = [f"product:b{n}" for n in (1, 2, 9)]
@@ -276,7 +270,6 @@ def test_backfill_applies_an_incremental_export_without_going_back_in_time(
         stack.sinks,
         stack.table,
         export.uri,
-        progress_path=tmp_path / "b.json",
         s3=s3,
     )
 
@@ -297,52 +290,14 @@ def test_backfill_applies_an_incremental_export_without_going_back_in_time(
     assert stack.indexed() == stack.scanned()
 
 
-def _definition() -> dict[str, Any]:
-    import yaml
-
-    from tests.unit.test_deploy_template import TEMPLATE, _CloudFormationLoader
-
-    template = yaml.load(TEMPLATE.read_text(encoding="utf-8"), _CloudFormationLoader)
-    raw = json.dumps(template["Resources"]["ReindexStateMachine"]["Properties"]["Definition"])
-    # CloudFormation's DefinitionSubstitutions, as a deployment with these values would make
-    substitutions = {
-        "ReindexFunctionArn": "reindex",
-        "ResultsBucket": "results",
-        "MaxConcurrency": "3",
-    }
-    for name, value in substitutions.items():
-        raw = raw.replace("${" + name + "}", value)
-    definition: dict[str, Any] = json.loads(raw)
-    return definition
-
-
-def _run_machine(s3: Any, execution_input: dict[str, Any]) -> Any:
-    from syncer import reindex_handler
-    from tests import asl
-
-    def read_s3(bucket: str, key: str) -> bytes:
-        body: bytes = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-        return body
-
-    reindex_handler.reset_clients()
-    try:
-        return asl.run(
-            _definition(),
-            execution_input,
-            lambda payload: reindex_handler.lambda_handler(payload, None),
-            read_s3,
-        )
-    finally:
-        reindex_handler.reset_clients()
+_run_machine = run_machine
 
 
 def test_the_state_machine_definition_runs_the_handler_steps_to_a_swap(
     stack: Stack, s3: Any, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """template.yaml's machine, walked by tests/asl.py over the real handler: same index as a table."""
-    from syncer import reindex_handler
 
-    monkeypatch.setattr(reindex_handler, "STATE_DIR", tmp_path)
     export, ghost = _ghost_and_export(stack, s3, bucket)
 
     output = _run_machine(s3, {"table": stack.table, "export_uri": export.uri})
@@ -359,15 +314,13 @@ def test_a_failed_file_fails_the_map_and_the_machine_never_swaps(
     stack: Stack, s3: Any, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """ToleratedFailurePercentage 0: one corrupt file, and Finish (the swap) is never reached."""
-    from syncer import reindex_handler
     from tests.asl import MapFailedError
 
-    monkeypatch.setattr(reindex_handler, "STATE_DIR", tmp_path)
     for number in range(8):
         stack.put(_item(f"f{number}", number))
     stack.deliver()
     files = split([full_line(item) for item in _table_items(stack)], 2)
-    export = write_export(s3, bucket, files)
+    export = _write(stack, s3, bucket, files)
     s3.put_object(Bucket=bucket, Key=export.data_keys[0], Body=gzip_lines(files[0][:-1]))
     (old_index,) = stack.sinks.opensearch.indices.get_alias(name=stack.index)
 
@@ -386,7 +339,7 @@ def test_backfill_command_loads_a_full_export_into_the_live_index(
         stack.put(_item(f"g{number}", number))
     never_delivered = stack.new_records()
     stack.delivered.update(r["dynamodb"]["SequenceNumber"] for r in never_delivered)
-    export = write_export(s3, bucket, split([full_line(i) for i in _table_items(stack)], 2))
+    export = _write(stack, s3, bucket, split([full_line(i) for i in _table_items(stack)], 2))
     (live_index,) = stack.sinks.opensearch.indices.get_alias(name=stack.index)
     monkeypatch.chdir(tmp_path)
 
@@ -429,7 +382,6 @@ def test_a_scan_reindex_in_worker_processes_equals_the_table_and_keeps_absent_re
         stack.table,
         segments=4,
         workers=2,
-        progress_path=tmp_path / "progress.json",
     )
     # then the alias points at the new index, which equals the table
     ((_alias, new_index, _old),) = result.indices

@@ -32,7 +32,7 @@ def _item(pk: str) -> dict[str, Any]:
 
 
 def _reindex(stack: Stack, tmp_path: Path) -> None:
-    options = ReindexOptions(segments=2, state_path=tmp_path / "state.json")
+    options = ReindexOptions(segments=2)
     reindex_table(stack.config, stack.sinks, stack.table, options=options)
 
 
@@ -77,7 +77,7 @@ def test_an_item_that_moved_route_stays_out_of_its_old_route_after_a_reindex(
     (move,) = stack.new_records()
     time.sleep(CERTAINLY_PAST_S)
     # when the table is reindexed (the scan writes it to reviews only) and the INSERT comes again
-    options = ReindexOptions(segments=2, state_path=tmp_path / "state.json")
+    options = ReindexOptions(segments=2)
     reindex_table(stack.config, stack.sinks, stack.table, options=options)
     stack.invoke([insert])
     # then it is not a product in search, and everything converges once the move arrives

@@ -73,10 +73,11 @@ def _broken_by_an_earlier_release(stack: Stack, state: Path) -> None:
     state.write_text(json.dumps(saved))
 
 
-def test_a_reindex_broken_by_segments_0_resumes_with_valid_segments(
+def test_a_reindex_an_earlier_release_left_is_refused_until_abandoned(
     stack: Stack, tmp_path: Path
 ) -> None:
-    """A saved segments=0 is replaced by the run's --segments, and the reindex finishes."""
+    """A reindex alias no job names (left by a release before jobs, with segments=0) is
+    refused, naming --abandon; abandoned, a new reindex runs and swaps."""
     # given items, and a reindex an earlier release left with segments=0
     for number in range(5):
         stack.put(_item(f"b{number}"))
@@ -85,15 +86,19 @@ def test_a_reindex_broken_by_segments_0_resumes_with_valid_segments(
     _broken_by_an_earlier_release(stack, state)
     # when it is run again with a valid --segments
     code, output = _reindex(stack, state, "--segments", "2")
-    # then it resumes into the same index and swaps
+    # then it is refused, and nothing changed
+    assert code == 1, output
+    assert "--abandon" in output
+    # and once abandoned, a new reindex swaps
+    assert _reindex(stack, state, "--abandon")[0] == 0
+    code, output = _reindex(stack, state, "--segments", "2")
     assert code == 0, output
     assert f"alias {stack.index} -> {stack.index}-000002" in output
     assert stack.indexed() == stack.scanned()
-    assert not state.exists()
 
 
 def test_a_broken_reindex_can_be_abandoned(stack: Stack, tmp_path: Path) -> None:
-    """`reindex --abandon` drops the half-built index, its alias and the state file, and lifts
+    """`reindex --abandon` drops the half-built index and its alias, and lifts
     the write block a swap that crashed before moving the alias left on the serving index.
     """
     # given items, a reindex an earlier release left with segments=0, and a write block on the
@@ -110,7 +115,6 @@ def test_a_broken_reindex_can_be_abandoned(stack: Stack, tmp_path: Path) -> None
     assert code == 0, output
     assert "abandoned" in output
     assert _created(stack) == (False, False)
-    assert not state.exists()
     assert sorted(stack.sinks.opensearch.indices.get_alias(name=stack.index)) == [old_index]
     assert f"lifted the write block of {old_index}" in output
     # and the stream writes there again

@@ -23,7 +23,13 @@ from urllib.parse import urlsplit
 import pytest
 
 from syncer.commands import reindex
-from syncer.commands.reindex import ReindexOptions, prepare, reindex_table, swap_alias
+from syncer.commands.reindex import (
+    ReindexOptions,
+    prepare_indices,
+    reindex_table,
+    start_scan_job,
+    swap_alias,
+)
 from syncer.pipeline import process_batch
 from syncer.sinks.build import build_sinks
 from syncer.sinks.resilience import Downstream
@@ -79,7 +85,8 @@ def test_a_batch_that_resolved_the_old_index_before_the_swap_lands_in_the_new_on
     stack.deliver()
     client = stack.sinks.opensearch
     (table,) = stack.config.tables
-    prepare(client, table, 1, tmp_path / "state.json")
+    handle, _ = start_scan_job(stack.sinks, table, 1)
+    prepare_indices(stack.config, stack.sinks, handle)
     (old_index,) = client.indices.get_alias(name=stack.index)
     (new_index,) = client.indices.get_alias(name=reindex_alias(stack.index))
     # when the item changes and its batch resolves the alias just before the swap, asks for the
@@ -163,8 +170,8 @@ def test_writers_through_a_slow_opensearch_lose_nothing_across_swaps(
         thread.start()
     try:
         # when the table is reindexed several times while the changes flow
-        for run in range(SWAPS):
-            options = ReindexOptions(segments=2, page_size=50, state_path=tmp_path / f"{run}.json")
+        for _run in range(SWAPS):
+            options = ReindexOptions(segments=2, page_size=50)
             reindex_table(stack.config, stack.sinks, stack.table, options=options)
     finally:
         stop.set()
@@ -250,8 +257,10 @@ def test_a_change_written_to_the_old_index_only_before_the_swap_is_caught_up(
         batch.join()
 
     monkeypatch.setattr(reindex, "swap_alias", swap_during_a_batch)
+    # the block phase's write block then comes with the swap itself (swap_alias blocks first)
+    monkeypatch.setattr(reindex, "block_writes", lambda *_: None)
     # when the table is reindexed
-    options = ReindexOptions(segments=1, state_path=tmp_path / "state.json")
+    options = ReindexOptions(segments=1)
     reindex_table(stack.config, stack.sinks, stack.table, options=options)
     # then the batch acknowledged the change, and search, on the new index, shows it
     (outcome,) = outcomes
@@ -273,7 +282,7 @@ def test_a_reindex_that_crashed_after_the_swap_resumes_with_the_catch_up(
         raise KeyboardInterrupt("simulated crash")
 
     monkeypatch.setattr(reindex, "catch_up", crash)
-    options = ReindexOptions(segments=1, state_path=tmp_path / "state.json")
+    options = ReindexOptions(segments=1)
     with pytest.raises(KeyboardInterrupt):
         reindex_table(stack.config, stack.sinks, stack.table, options=options)
     assert sorted(stack.sinks.opensearch.indices.get_alias(name=stack.index)) == [

@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from syncer.cli import main
+from syncer.commands.jobs import job_store
 from syncer.commands.reindex import ReindexOptions, SegmentProgress, reindex_table
 from syncer.commands.verify import verify_table
 from syncer.sinks.search import reindex_alias
@@ -64,7 +65,7 @@ def test_reindex_while_the_stream_flows_loses_nothing(stack: Stack, tmp_path: Pa
             stack.config,
             stack.sinks,
             stack.table,
-            options=ReindexOptions(segments=3, page_size=25, state_path=tmp_path / "state.json"),
+            options=ReindexOptions(segments=3, page_size=25),
         )
     finally:
         stop.set()
@@ -82,7 +83,6 @@ def test_reindex_resumes_after_a_crash(stack: Stack, tmp_path: Path) -> None:
     for number in range(60):
         stack.put(_item(f"c{number}"))
     stack.deliver()
-    state = tmp_path / "state.json"
     pages = {"seen": 0}
 
     def crash_after_two_pages(_: SegmentProgress) -> None:
@@ -95,19 +95,22 @@ def test_reindex_resumes_after_a_crash(stack: Stack, tmp_path: Path) -> None:
             stack.config,
             stack.sinks,
             stack.table,
-            options=ReindexOptions(
-                segments=1, page_size=10, state_path=state, on_progress=crash_after_two_pages
-            ),
+            options=ReindexOptions(segments=1, page_size=10, on_progress=crash_after_two_pages),
         )
-    saved = json.loads(state.read_text())
-    assert saved["last_keys"]
+    stored = job_store(stack.sinks).get(stack.table)
+    assert stored is not None
+    saved = stored.job
+    assert saved.phase == "load"
+    assert saved.progress["segment-0"].last_key
     resumed: list[int] = []
-    options = ReindexOptions(segments=1, page_size=10, state_path=state, on_resume=resumed.append)
+    options = ReindexOptions(segments=1, page_size=10, on_resume=resumed.append)
     result = reindex_table(stack.config, stack.sinks, stack.table, options=options)
     assert resumed == [20]  # the progress goes on from the two pages scanned before
     ((_, new_index, _),) = result.indices
-    assert [rebuild["new_index"] for rebuild in saved["rebuilds"]] == [new_index]
-    assert not state.exists()
+    assert [rebuild.new_index for rebuild in saved.rebuilds] == [new_index]
+    finished = job_store(stack.sinks).get(stack.table)
+    assert finished is not None
+    assert finished.job.phase == "done"
     assert stack.indexed() == stack.scanned()
 
 

@@ -42,7 +42,7 @@ def _item(pk: str, category: str = "shoes", price: str = "10") -> dict[str, Any]
 
 
 def _reindex(stack: Stack, tmp_path: Path) -> None:
-    options = ReindexOptions(segments=1, state_path=tmp_path / "state.json")
+    options = ReindexOptions(segments=1)
     reindex_table(stack.config, stack.sinks, stack.table, options=options)
 
 

@@ -1,20 +1,12 @@
-"""Reindex arguments and saved state, without servers (issue 19 item 3, issue 18)."""
+"""Reindex arguments, without servers (issue 19 item 3, issue 18)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
-from syncer.commands.reindex import (
-    MAX_SEGMENTS,
-    IndexRebuild,
-    ReindexOptions,
-    ReindexState,
-    load_state,
-    save_state,
-)
+from syncer.commands.reindex import MAX_SEGMENTS, ReindexOptions
 from syncer.errors import ConfigError
 
 
@@ -42,34 +34,8 @@ def test_options_are_keyword_only() -> None:
     assert ReindexOptions(segments=MAX_SEGMENTS, page_size=1).segments == MAX_SEGMENTS
 
 
-def test_a_state_file_of_the_earlier_layout_reads_as_one_rebuild(tmp_path: Path) -> None:
-    """A reindex saved by the release before one state file per table resumes after an upgrade."""
-    # given the state an earlier release saved for a plain table
-    path = tmp_path / "state.json"
-    saved = {
-        "table": "catalog",
-        "new_index": "catalog-000002",
-        "old_index": "catalog-000001",
-        "segments": 4,
-        "last_keys": {"1": {"pk": {"S": "a"}}},
-        "done_segments": [0],
-        "indexed": 7,
-        "rejected": 0,
-        "started_at": 1.5,
-        "tombstones_carried": 3,
-    }
-    path.write_text(json.dumps(saved))
-    # when it is loaded, saved again and loaded again
-    state = load_state(path)
-    assert state is not None
-    save_state(state, path)
-    # then it is one rebuild of the alias the index is named after, with its progress
-    assert load_state(path) == ReindexState(
-        "catalog",
-        4,
-        [IndexRebuild("catalog", "catalog-000002", "catalog-000001", tombstones_carried=3)],
-        last_keys={"1": {"pk": {"S": "a"}}},
-        done_segments=[0],
-        indexed=7,
-        started_at=1.5,
-    )
+def test_a_state_path_is_deprecated_and_ignored(tmp_path: Path) -> None:
+    """The progress lives in the job record: a state path warns, names why, and writes nothing."""
+    with pytest.warns(DeprecationWarning, match="job record"):
+        ReindexOptions(state_path=tmp_path / "state.json")
+    assert not (tmp_path / "state.json").exists()

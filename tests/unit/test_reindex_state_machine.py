@@ -97,16 +97,64 @@ def test_each_task_runs_a_step_the_second_handler_knows(template: dict[str, Any]
 
 
 def test_an_unknown_step_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A payload naming no step fails the task with the steps it knows."""
+    """A payload naming no known step fails the task with the steps it knows, before any
+    client is made (defect 12: it was a KeyError 'table')."""
+    monkeypatch.setattr(reindex_handler, "_get_clients", _no_clients)
+    with pytest.raises(ConfigError, match='"step" is one of prepare, load, segment, finish'):
+        reindex_handler.lambda_handler({"step": "swap", "job": {"id": "t-1", "epoch": 1}}, None)
+
+
+def _no_clients() -> Any:
+    raise AssertionError("a bad event must be refused before any client is made")
+
+
+@pytest.mark.parametrize(
+    ("execution_input", "default", "named"),
+    [
+        ({"table": "t", "segments": 2, "max_concurrency": 0}, None, '"max_concurrency"'),
+        ({"table": "t", "segments": 2, "max_concurrency": "abc"}, None, '"max_concurrency"'),
+        ({"table": "t", "segments": 2, "max_concurrency": True}, None, '"max_concurrency"'),
+        ({"table": "t", "segments": 2}, "0", "ReindexMaxConcurrency"),
+        ({"segments": 2}, None, '"table"'),
+        ({"table": "", "segments": 2}, None, '"table"'),
+        ({"table": "t"}, None, '"export_uri".*"segments"'),
+        ({"table": "t", "segments": 2, "export_uri": "s3://b/p"}, None, "exactly one"),
+        ({"table": "t", "segments": 0}, None, '"segments"'),
+        ({"table": "t", "segments": "4"}, None, '"segments"'),
+        ({"table": "t", "export_uri": "/tmp/export"}, None, '"export_uri"'),
+        ({"table": "t", "segments": 2, "segmnets": 3}, None, "unknown field.*segmnets"),
+        ("catalog", None, "an object"),
+    ],
+)
+def test_the_execution_input_is_checked_field_by_field(
+    execution_input: Any, default: Any, named: str
+) -> None:
+    """Defect 12: every bad field is refused by name (0 was silently 4, "abc" a raw
+    ValueError, a missing table "segments must be at least 1")."""
+    with pytest.raises(ConfigError, match=named):
+        reindex_handler.check_prepare_input(execution_input, default)
+
+
+def test_good_input_is_kept_and_the_template_default_applies() -> None:
+    """The template passes ReindexMaxConcurrency as text; the input's own value wins."""
+    checked = reindex_handler.check_prepare_input({"table": "t", "segments": 3}, "7")
+    assert checked == {"table": "t", "segments": 3, "max_concurrency": 7}
+    given = {"table": "t", "export_uri": "s3://b/p", "max_concurrency": 2}
+    assert reindex_handler.check_prepare_input(given, "7")["max_concurrency"] == 2
+
+
+@pytest.mark.parametrize(
+    ("event", "named"),
+    [
+        ({"step": "finish"}, '"job"'),
+        ({"step": "load", "job": {"id": "t-1"}}, "job.epoch"),
+        ({"step": "finish", "job": "t-1"}, '"job"'),
+    ],
+)
+def test_a_step_without_its_job_is_refused_by_name(
+    event: dict[str, Any], named: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every later step needs the job's id and epoch that prepare returned."""
     monkeypatch.setattr(reindex_handler, "_get_clients", lambda: (None, None, None))
-    job = {
-        "table": "t",
-        "export_uri": "",
-        "targets": {},
-        "old_indices": {},
-        "read_version": {},
-        "item_count": 0,
-        "files": 0,
-    }
-    with pytest.raises(ConfigError, match="prepare, load, segment or finish"):
-        reindex_handler.lambda_handler({"step": "swap", "job": job}, None)
+    with pytest.raises(ConfigError, match=named):
+        reindex_handler.lambda_handler(event, None)

@@ -4,66 +4,71 @@ Three functions, which the local command runs in one process (``--workers 1``) o
 pool, and which the reindex state machine of template.yaml runs as Lambda steps
 (``syncer.reindex_handler``):
 
-1. ``prepare_export``: read the export's summary (a full export only), create each route's next
-   index and its reindex alias (``reindex.prepare``), carry the old indices' tombstones
-   (``reindex.carry_tombstones``). Returns an ``ExportJob``, plain JSON for Step Functions.
+1. ``prepare_export``: read the export's summary (a full export only; another table's export or
+   one older than the tombstone retention is refused, ``read_checked_export``), claim the job,
+   create each route's next index and its reindex alias (``reindex.prepare_indices``), carry the
+   old indices' tombstones. Returns the job's handle (the state machine passes its id and epoch).
 2. ``load_file``: one data file of ``manifest-files.json``, a work item that is independent and
-   idempotent: streamed, each item written into the new index of its route with the export's
-   read version through ``apply_writes(read_first=False)`` (an optimistic ``create``; only the
-   409s of the stream's own writes are read and planned again). MD5 and item count checked at
-   the end; a failed file is read again whole, up to ``FILE_ATTEMPTS`` times.
+   idempotent: MD5 and item count checked before any line is applied, then streamed, each item
+   written into the new index of its route with the export's read version through
+   ``apply_writes(read_first=False)`` (an optimistic ``create``; only the 409s of the stream's
+   own writes are read and planned again). A failed file is read again whole, up to
+   ``FILE_ATTEMPTS`` times.
 3. ``finish_export``: only when every file is loaded. The old index's live documents are
    carried: a change the live index learned after the export's lower bound replaces an older
    state in the new index, and an item the export does not hold gets a tombstone with the
    export's read version (or the old state, whichever is newer; re-read when unknown). Then
    each alias is swapped (``reindex.swap_alias``).
 
-Locally, the state of each file is kept in a state file after it is loaded, so a rerun resumes
-with the files not loaded yet.
+Every step reads and conditionally writes the rebuild's job record (``syncer.core.jobs``), which
+keeps each file's progress: a rerun from anywhere resumes with the files not loaded yet, or at
+the phase the record names.
 
 Each step has a module of its own: ``prepare`` (1), ``load`` (2), ``finish`` (3); ``job`` holds
-what they share (the job, counts, the progress file) and ``runner`` the local runner of work
-items. This module runs a whole reindex locally and re-exports their public names.
+what they share (a work item's view of the job, counts), ``runner`` the local runner of work
+items, ``ownwrites`` a retried file's own writes and ``unloaded`` the items of lines load could
+not index. This module runs a whole reindex locally and re-exports their public names.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from syncer.commands import reindex
 from syncer.commands.exports.finish import FinishCounts, carry_live_documents, finish_export
 from syncer.commands.exports.job import (
     ExportJob,
     ExportReindexResult,
     FileCounts,
-    FileProgress,
     check_work_options,
-    default_progress_path,
-    load_progress,
-    rebuild_state_path,
-    save_progress,
+    loaded,
 )
 from syncer.commands.exports.load import (
     DEFAULT_PAGE_SIZE,
     FILE_ATTEMPTS,
     FILE_RETRY_BACKOFF_S,
     WRITES_IN_FLIGHT,
+    DecodedPage,
     PreparedPage,
     decode_lines,
+    decode_page,
     load_file,
     load_pages,
     load_segment,
     poison_letter,
     read_ahead,
-    rereader,
     settle_page,
 )
+from syncer.commands.exports.ownwrites import ALREADY_HELD, OwnWrites
 from syncer.commands.exports.prepare import (
     prepare_export,
     prepare_scan,
-    prepare_targets,
+    read_checked_export,
     read_export,
     s3_client,
 )
@@ -74,47 +79,114 @@ from syncer.commands.exports.runner import (
     _segment_item,
     run_work_items,
 )
+from syncer.commands.jobs import JobHandle
+from syncer.commands.reindex.writes import rereader
 from syncer.config import Config
 from syncer.core.exports import DataFile
-from syncer.errors import ConfigError, SyncerError
+from syncer.core.jobs import LOAD, Progressed
 from syncer.sinks.ports import Sinks
 
 __all__ = [
+    "ALREADY_HELD",
     "DEFAULT_PAGE_SIZE",
     "FILE_ATTEMPTS",
     "FILE_RETRY_BACKOFF_S",
     "WRITES_IN_FLIGHT",
+    "DecodedPage",
     "ExportJob",
     "ExportReindexResult",
     "FileCounts",
-    "FileProgress",
     "FinishCounts",
+    "OwnWrites",
     "PreparedPage",
     "WorkItem",
     "carry_live_documents",
     "check_work_options",
     "decode_lines",
-    "default_progress_path",
+    "decode_page",
     "finish_export",
     "load_file",
     "load_pages",
-    "load_progress",
     "load_segment",
+    "loaded",
     "poison_letter",
     "prepare_export",
     "prepare_scan",
-    "prepare_targets",
     "read_ahead",
+    "read_checked_export",
     "read_export",
-    "rebuild_state_path",
     "reindex_from_export",
     "reindex_scan_in_workers",
     "rereader",
     "run_work_items",
     "s3_client",
-    "save_progress",
     "settle_page",
 ]
+
+
+def _load_job_items(
+    config: Config,
+    sinks: Sinks,
+    s3: Any,
+    handle: JobHandle,
+    work: WorkItem,
+    items: list[DataFile],
+    *,
+    workers: int,
+    page_size: int,
+    on_progress: Callable[[int], None],
+) -> FileCounts:
+    """The load phase: every work item the job has not done, each one's counts written to
+    the job (fenced) once it is loaded."""
+    if handle.job.phase != LOAD:
+        return FileCounts()
+
+    def done(data_file: DataFile, counts: FileCounts) -> None:
+        handle.apply(Progressed(data_file.key, loaded(counts)))
+
+    finished = {key for key, progress in handle.job.progress.items() if progress.done}
+    return run_work_items(
+        config,
+        sinks,
+        s3,
+        work,
+        ExportJob.of(handle.job).to_json(),
+        items,
+        finished,
+        done,
+        workers=workers,
+        page_size=page_size,
+        on_progress=on_progress,
+    )
+
+
+def _result(
+    handle: JobHandle, counts: FileCounts, finish: FinishCounts, started: float, resumed: int
+) -> ExportReindexResult:
+    job = handle.job
+    return ExportReindexResult(
+        indices=tuple((r.alias, r.new_index, r.old_index) for r in job.rebuilds),
+        files=len(job.work_items),
+        files_resumed=resumed,
+        counts=counts,
+        carried=finish.carried,
+        absent_tombstoned=finish.absent_tombstoned,
+        seconds=time.monotonic() - started,
+    )
+
+
+def _progress_path_ignored(progress_path: Path | None) -> None:
+    if progress_path is not None:
+        warnings.warn(
+            "progress_path is ignored: a rebuild's progress lives in its job record "
+            "(syncer reindex --status); drop the argument",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+
+
+def _done_items(handle: JobHandle) -> int:
+    return sum(1 for progress in handle.job.progress.values() if progress.done)
 
 
 def reindex_scan_in_workers(
@@ -126,45 +198,34 @@ def reindex_scan_in_workers(
     workers: int,
     progress_path: Path | None = None,
     on_progress: Callable[[int], None] = lambda _: None,
+    index: str | None = None,
+    page_size: int = reindex.DEFAULT_PAGE_SIZE,
 ) -> ExportReindexResult:
-    """``syncer reindex --workers N`` without an export: the scan's segments as work items in a
-    process pool, with the same prepare and finish as the state machine's."""
+    """``syncer reindex --workers N`` without an export: the scan's segments (of ``page_size``
+    items a page) as work items in a process pool, with the same prepare and finish as the
+    state machine's; every route's index, or only ``index``. A stopped scan job (threaded or
+    not) resumes where its record says."""
+    _progress_path_ignored(progress_path)
     check_work_options(workers, 1)
-    if segments < 1:
-        raise ConfigError(f"--segments must be at least 1, not {segments}")
+    reindex.check_scan_arguments(segments, page_size)
     started = time.monotonic()
-    progress_path = progress_path or default_progress_path(table_name)
-    job = prepare_scan(config, sinks, table_name, segments, progress_path)
-    progress = load_progress(progress_path, job.table, f"scan:{segments}")
-    items = [_segment_item(segment) for segment in range(segments)]
-    resumed = sum(1 for item in items if item.key in progress.done)
-    counts = run_work_items(
-        config,
-        sinks,
-        None,
-        _load_segment_item,
-        job.to_json(),
-        items,
-        progress,
-        progress_path,
-        workers=max(2, workers),  # one worker is the threaded `syncer reindex`
-        page_size=1,
-        on_progress=on_progress,
-    )
-    finish = finish_export(config, sinks, job)
-    progress_path.unlink(missing_ok=True)
-    rebuild_state_path(progress_path).unlink(missing_ok=True)
-    return ExportReindexResult(
-        indices=tuple(
-            (alias, new, job.old_indices.get(alias)) for alias, new in job.targets.items()
-        ),
-        files=segments,
-        files_resumed=resumed,
-        counts=counts,
-        carried=finish.carried,
-        absent_tombstoned=finish.absent_tombstoned,
-        seconds=time.monotonic() - started,
-    )
+    handle = prepare_scan(config, sinks, table_name, segments, index=index)
+    resumed = _done_items(handle)
+    items = [_segment_item(int(key.removeprefix("segment-"))) for key in handle.job.work_items]
+    with handle.holding():
+        counts = _load_job_items(
+            config,
+            sinks,
+            None,
+            handle,
+            _load_segment_item,
+            items,
+            workers=max(2, workers),  # one worker is the threaded `syncer reindex`
+            page_size=page_size,
+            on_progress=on_progress,
+        )
+        finish = finish_export(config, sinks, handle)
+    return _result(handle, counts, finish, started, resumed)
 
 
 def reindex_from_export(
@@ -178,15 +239,17 @@ def reindex_from_export(
     progress_path: Path | None = None,
     s3: Any = None,
     on_progress: Callable[[int], None] = lambda _: None,
+    index: str | None = None,
 ) -> ExportReindexResult:
-    """``syncer reindex --export``: prepare, every file loaded, then finish (module docstring)."""
+    """``syncer reindex --export``: prepare, every file loaded, then finish (module docstring);
+    every route's index, or only ``index``."""
+    _progress_path_ignored(progress_path)
     check_work_options(workers, page_size)
     started = time.monotonic()
     s3 = s3 if s3 is not None else s3_client()
-    progress_path = progress_path or default_progress_path(table_name)
-    job, files = prepare_export(config, sinks, s3, table_name, export_uri, progress_path)
-    progress = load_progress(progress_path, job.table, export_uri)
-    resumed = sum(1 for data_file in files if data_file.key in progress.done)
+    handle, files = prepare_export(config, sinks, s3, table_name, export_uri, index=index)
+    resumed = _done_items(handle)
+    view = ExportJob.of(handle.job)
     inline_progress = on_progress if workers <= 1 else (lambda _: None)
 
     def work(
@@ -197,38 +260,23 @@ def reindex_from_export(
         data_file: DataFile,
         page_size: int,
     ) -> FileCounts:
-        return load_file(config, sinks, s3, job, data_file, page_size, inline_progress)
+        return load_file(config, sinks, s3, view, data_file, page_size, inline_progress)
 
-    counts = run_work_items(
-        config,
-        sinks,
-        s3,
-        work if workers <= 1 else _load_export_file,
-        job.to_json(),
-        files,
-        progress,
-        progress_path,
-        workers=workers,
-        page_size=page_size,
-        on_progress=on_progress if workers > 1 else (lambda _: None),
-    )
-    missing = [data_file.key for data_file in files if data_file.key not in progress.done]
-    if missing:
-        raise SyncerError(f"{len(missing)} export file(s) not loaded, e.g. {missing[0]}")
-    finish_started = time.monotonic()
-    finish = finish_export(config, sinks, job)
-    finish_seconds = time.monotonic() - finish_started
-    progress_path.unlink(missing_ok=True)
-    rebuild_state_path(progress_path).unlink(missing_ok=True)
-    return ExportReindexResult(
-        indices=tuple(
-            (alias, new, job.old_indices.get(alias)) for alias, new in job.targets.items()
-        ),
-        files=len(files),
-        files_resumed=resumed,
-        counts=counts,
-        carried=finish.carried,
-        absent_tombstoned=finish.absent_tombstoned,
-        seconds=time.monotonic() - started,
-        finish_seconds=finish_seconds,
+    with handle.holding():
+        counts = _load_job_items(
+            config,
+            sinks,
+            s3,
+            handle,
+            work if workers <= 1 else _load_export_file,
+            files,
+            workers=workers,
+            page_size=page_size,
+            on_progress=on_progress if workers > 1 else (lambda _: None),
+        )
+        finish_started = time.monotonic()
+        finish = finish_export(config, sinks, handle)
+        finish_seconds = time.monotonic() - finish_started
+    return dataclasses.replace(
+        _result(handle, counts, finish, started, resumed), finish_seconds=finish_seconds
     )

@@ -1,5 +1,6 @@
 """Step 3, once every work item is loaded: the old indices' live documents carried into the new
-ones (an export's), absent reads tombstoned (a scan's), then each alias swapped and caught up."""
+ones (an export's settle phase), or absent reads tombstoned (a scan's), then the job's block,
+swap and catch-up phases (``reindex.finish_phases``)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from syncer.commands import reindex
-from syncer.commands.exports.job import ExportJob, _routed_shape
-from syncer.commands.exports.load import rereader, settle_page
+from syncer.commands.exports.load import settle_page
+from syncer.commands.jobs import JobHandle
+from syncer.commands.reindex.writes import rereader, route_named, routed_read
 from syncer.config import Config, TableConfig
 from syncer.core.documents import (
     SYNCER_FIELD,
@@ -23,12 +25,13 @@ from syncer.core.documents import (
     WriteKind,
 )
 from syncer.core.exports import ExportFormatError
+from syncer.core.jobs import FINISHED, LOAD, Advance, Rebuild
 from syncer.core.plan import order_verdict, plan_read_state, tombstone_body
 from syncer.core.versions import Order, Version, compare, version_from_meta
 from syncer.sinks.indices import LIVE_DOCUMENTS_FILTER
 from syncer.sinks.ports import Sinks
 from syncer.sinks.resilience import Guarded
-from syncer.sinks.search import WriteOptions
+from syncer.sinks.search import WriteOptions, reindex_alias
 
 
 @dataclass(frozen=True)
@@ -117,7 +120,7 @@ def carry_live_documents(
     search, admin = sinks.search, sinks.search_admin
     search.refresh(old_index)
     slices = slices or _primary_shards(admin, old_index)
-    planner_shape = _routed_shape(table, alias)
+    planner_shape = routed_read(table, route_named(table, alias))
 
     def carry_page(hits: Sequence[Mapping[str, Any]]) -> FinishCounts:
         older, candidates = [], []
@@ -136,7 +139,7 @@ def carry_live_documents(
         result = search.apply(
             list(olds),
             _carry_planner(route_table, olds, export_version, planner_shape),
-            WriteOptions(reread=rereader(sinks, table, key_types)),
+            WriteOptions(reread=rereader(sinks, table, key_types), require_alias=True),
         )
         settle_page(sinks, table, result, [], len(olds))
         return FinishCounts(result.count(Settled.WRITTEN), result.count(Settled.TOMBSTONED))
@@ -159,38 +162,39 @@ def carry_live_documents(
     return FinishCounts(sum(r.carried for r in results), sum(r.absent_tombstoned for r in results))
 
 
-def finish_export(config: Config, sinks: Sinks, job: ExportJob) -> FinishCounts:
-    """Step 3, once every file is loaded: the old indices' live documents carried, then the swap."""
+def finish_export(config: Config, sinks: Sinks, handle: JobHandle) -> FinishCounts:
+    """Step 3, once every work item is loaded: the job from the phase its record names to done
+    (settle, block, swap, catch-up: ``reindex.finish_phases``). Finishing a finished job
+    again changes nothing and returns its counts."""
+    job = handle.job
     table = config.require_table(job.table)
     key_types = sinks.items.key_schema(table.name)
-    export_version = version_from_meta(job.read_version)
-    if job.export_uri and not export_version.is_read:
-        raise ExportFormatError("the job carries no export version: run its prepare step again")
-    totals = FinishCounts(0, 0)
-    for alias, new_index in job.targets.items():
-        old_index = job.old_indices.get(alias)
-        if old_index and job.export_uri:  # a scan leaves absent reads' tombstones itself
-            counts = carry_live_documents(
-                config, sinks, table, alias, old_index, new_index, export_version, key_types
-            )
-            totals = FinishCounts(
-                totals.carried + counts.carried, totals.absent_tombstoned + counts.absent_tombstoned
-            )
-    client = sinks.search_admin
-    for alias, new_index in job.targets.items():
-        route = next(route for route in table.resolved_routes if route.index == alias)
-        view, shape = table.route_table(route), _routed_shape(table, alias)
-        old_index = job.old_indices.get(alias)
-        if old_index and not job.export_uri:  # a scan's absent reads (the export's: above)
-            absent = reindex.tombstone_absent(
-                sinks, config, view, old_index, new_index, key_types, shape=shape
-            )
-            totals = FinishCounts(totals.carried, totals.absent_tombstoned + absent)
-        # The swap blocks writes on the old index first; the catch-up then brings what a
-        # batch wrote there but not here (docs/ordering.md, "The swap").
-        reindex.swap_alias(client, view, new_index, old_index)
-        if old_index:
-            reindex.catch_up(
-                sinks, config, view, old_index, new_index, key_types, job.started_at, shape=shape
-            )
-    return totals
+    if job.phase == LOAD:
+        job = handle.apply(Advance(LOAD))  # refused while a work item is not loaded
+    if job.phase not in FINISHED:
+        if job.export_uri:
+            export_version = version_from_meta(job.read_version)
+            if not export_version.is_read:
+                raise ExportFormatError("the job carries no export version: abandon it")
+
+            def carry(rebuild: Rebuild) -> tuple[int, int]:
+                counts = carry_live_documents(
+                    config,
+                    sinks,
+                    table,
+                    rebuild.alias,
+                    rebuild.old_index or "",
+                    reindex_alias(rebuild.alias),
+                    export_version,
+                    key_types,
+                )
+                return counts.carried, counts.absent_tombstoned
+
+            settle: Callable[[Rebuild], tuple[int, int]] = carry
+        else:
+            settle = reindex.scan_settle(config, sinks, table)
+        job = reindex.finish_phases(config, sinks, handle, settle)
+    return FinishCounts(
+        sum(rebuild.settled or 0 for rebuild in job.rebuilds),
+        sum(rebuild.absent_tombstoned or 0 for rebuild in job.rebuilds),
+    )

@@ -1,21 +1,16 @@
-"""What every step of an export (or scan) reindex shares: the job as plain JSON, a work item's
-counts, the local progress file and the reindex state beside it, the result, the options'
-checks, and a read shaped as a route's index holds it."""
+"""What every step of an export (or scan) reindex shares: a work item's view of the job
+(``ExportJob``, made from the job record), a work item's counts and its progress in the job
+(``loaded``), the result, the options' checks."""
 
 from __future__ import annotations
 
-import os
-import tempfile
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from typing import Any
 
-from syncer.config import TableConfig
-from syncer.core import jsoncodec
-from syncer.core.documents import ReadState
-from syncer.core.routes import document_in, route_item
+from syncer.core.jobs import Job, WorkProgress
 from syncer.errors import ConfigError
+from syncer.sinks.search import reindex_alias
 
 
 @dataclass(frozen=True)
@@ -24,7 +19,7 @@ class ExportJob:
 
     table: str
     export_uri: str
-    targets: dict[str, str]  # route alias -> new concrete index
+    targets: dict[str, str]  # route alias -> where its work items write (its reindex alias)
     old_indices: dict[str, str | None]  # route alias -> the index it pointed at
     read_version: dict[str, Any]  # the export's version, as ``_syncer`` records it
     item_count: int
@@ -34,6 +29,22 @@ class ExportJob:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def of(cls, job: Job) -> ExportJob:
+        """A work item's view of ``job``: it writes through each route's reindex alias (so
+        nothing it writes can re-create an index that ``--abandon`` dropped)."""
+        return cls(
+            table=job.table,
+            export_uri=job.export_uri,
+            targets={alias: reindex_alias(alias) for alias in job.targets},
+            old_indices=job.old_indices,
+            read_version=dict(job.read_version),
+            item_count=job.item_count,
+            files=len(job.work_items) if job.export_uri else 0,
+            segments=job.segments,
+            started_at=job.started_at,
+        )
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> ExportJob:
@@ -68,14 +79,11 @@ class FileCounts:
         )
 
 
-@dataclass
-class FileProgress:
-    """The local resume file: which work items of which export are done, and their counts."""
-
-    table: str
-    export_uri: str
-    done: dict[str, dict[str, int]] = field(default_factory=dict)  # file key -> FileCounts
-    finished: bool = False
+def loaded(counts: FileCounts) -> WorkProgress:
+    """A work item's progress in the job once it is loaded whole."""
+    return WorkProgress(
+        True, None, counts.items, counts.written, counts.already_newer, counts.rejected
+    )
 
 
 @dataclass(frozen=True)
@@ -90,51 +98,9 @@ class ExportReindexResult:
     finish_seconds: float = 0.0  # the carry of the old index's live documents and the swap
 
 
-def _save_json(path: Path, value: Mapping[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(handle, "wb") as out:
-        out.write(jsoncodec.dumps(value))
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(temp, path)
-
-
-def load_progress(path: Path, table: str, export_uri: str) -> FileProgress:
-    """The saved progress of this export, or a fresh one (another export starts over)."""
-    if path.exists():
-        raw = jsoncodec.loads(path.read_bytes())
-        if raw.get("table") == table and raw.get("export_uri") == export_uri:
-            return FileProgress(**raw)
-    return FileProgress(table, export_uri)
-
-
-def save_progress(progress: FileProgress, path: Path) -> None:
-    _save_json(path, asdict(progress))
-
-
-def default_progress_path(table: str) -> Path:
-    return Path(f".syncer-export-{table}.json")
-
-
-def rebuild_state_path(progress_path: Path) -> Path:
-    """The reindex state (``reindex.prepare``) of a job, beside its files' progress."""
-    return progress_path.with_name(f"{progress_path.stem}.reindex{progress_path.suffix}")
-
-
 def check_work_options(workers: int, page_size: int) -> None:
     """Refuse bad options before anything is created."""
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1, not {workers}")
     if page_size < 1:
         raise ConfigError(f"--page-size must be at least 1, not {page_size}")
-
-
-def _routed_shape(table: TableConfig, index: str) -> Callable[[ReadState], ReadState]:
-    """A read of the table as ``index`` holds it: routed and transformed, else absent."""
-    route = next(route for route in table.resolved_routes if route.index == index)
-
-    def shape(read: ReadState) -> ReadState:
-        return ReadState(document_in(route_item(table, read.item), route), read.version)
-
-    return shape

@@ -1,6 +1,8 @@
-"""Step 2, a work item: one export data file (``load_file``) streamed, decoded and written into
-the new indices page by page, read ahead on another thread and read again whole when it fails;
-or one scan segment (``load_segment``)."""
+"""Step 2, a work item: one export data file (``load_file``), checked whole first
+(``sinks.exports``), then streamed, decoded and written into the new indices page by page, read
+ahead on another thread and read again whole when it fails; or one scan segment
+(``load_segment``). A line that cannot be indexed never leaves its item looking absent
+(``unloaded``), and a file read again skips the states it wrote itself."""
 
 from __future__ import annotations
 
@@ -9,21 +11,37 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from queue import Full, Queue
 from typing import Any, TypeVar
 
 from syncer.commands import reindex
-from syncer.commands.exports.job import ExportJob, FileCounts, _routed_shape
-from syncer.commands.reindex.writes import _rereader
+from syncer.commands.exports.job import ExportJob, FileCounts
+from syncer.commands.exports.ownwrites import ALREADY_HELD, OwnWrites
+from syncer.commands.exports.unloaded import settle_unloaded
+from syncer.commands.reindex.writes import rereader, route_named, routed_read
 from syncer.config import Config, TableConfig
 from syncer.core.attributes import decode_item
-from syncer.core.documents import DocumentRef, ReadState, Settled, TargetState
-from syncer.core.exports import DataFile, ExportFormatError, ExportLine, ExportSummary, parse_line
+from syncer.core.documents import (
+    DocumentRef,
+    IndexedDocument,
+    ReadState,
+    Settled,
+    TargetState,
+    Verdict,
+)
+from syncer.core.exports import (
+    DataFile,
+    ExportFormatError,
+    ExportLine,
+    ExportSummary,
+    holds_this_state,
+    parse_line,
+)
 from syncer.core.plan import plan_scanned
 from syncer.core.records import document_id
 from syncer.core.routes import document_in, route_item
-from syncer.errors import DownstreamUnavailableError, PoisonRecordError
+from syncer.errors import DownstreamUnavailableError, PoisonRecordError, SyncerError
 from syncer.sinks.deadletter import DeadLetter
 from syncer.sinks.exports import ExportFileError, ExportReader
 from syncer.sinks.ports import Sinks
@@ -39,7 +57,13 @@ WRITES_IN_FLIGHT = 2
 FILE_RETRY_BACKOFF_S = 1.0
 
 
-def load_segment(config: Config, sinks: Sinks, job: ExportJob, segment: int) -> FileCounts:
+def load_segment(
+    config: Config,
+    sinks: Sinks,
+    job: ExportJob,
+    segment: int,
+    page_size: int = reindex.DEFAULT_PAGE_SIZE,
+) -> FileCounts:
     """Step 2 of a scan, one work item: a parallel-scan segment written into the new indices.
 
     ``reindex.scan_segment`` is the scan reindex's own worker (it writes with read versions),
@@ -52,13 +76,68 @@ def load_segment(config: Config, sinks: Sinks, job: ExportJob, segment: int) -> 
         targets=job.targets,
         segment=segment,
         total_segments=job.segments,
+        page_size=page_size,
     )
     return FileCounts(counts.seen, counts.written, counts.already_newer, counts.rejected)
 
 
-# Consistent re-reads of items by document id, as the table holds them (planners route them):
-# the scan reindex's own, so both paths settle unknown orders alike.
-rereader = _rereader
+@dataclass(frozen=True)
+class DecodedPage:
+    """A page's lines decoded: (document id, line, item or None when deleted) for each good one;
+    a dead letter for each bad one, with the ids of those whose key could still be read."""
+
+    decoded: list[tuple[str, ExportLine, dict[str, Any] | None]]
+    letters: list[DeadLetter]
+    undecoded_ids: list[str]  # bad lines whose item key is known: never treat them as absent
+    unkeyed: list[str]  # where each bad line without a readable key is
+
+
+def decode_page(
+    table: TableConfig,
+    key_types: Mapping[str, str],
+    summary: ExportSummary,
+    page: Sequence[bytes],
+    where: str,
+) -> DecodedPage:
+    """Each line's document id, parsed line and decoded item (None: deleted); bad ones as letters."""
+    decoded = []
+    letters = []
+    undecoded: list[str] = []
+    unkeyed: list[str] = []
+
+    def letter(raw: bytes, error: SyncerError) -> None:
+        letters.append(
+            DeadLetter(
+                {"export_line": raw.decode("utf-8", "replace")[:4096]},
+                table.name,
+                type(error).__name__,
+                str(error),
+                None,
+            )
+        )
+
+    for number, raw in enumerate(page):
+        item: dict[str, Any] | None = None
+        failed: PoisonRecordError | None = None
+        try:
+            line = parse_line(raw, summary, list(key_types), where)
+            try:
+                item = None if line.new_image is None else decode_item(line.new_image)
+            except PoisonRecordError as error:
+                failed = error
+            # An image holds its key attributes: decode them once, with the item.
+            keys = decode_item(line.keys) if item is None else {n: item[n] for n in key_types}
+            doc_id = document_id(keys)
+        except (PoisonRecordError, ExportFormatError) as error:
+            letter(raw, error)
+            unkeyed.append(f"{where}, line {number + 1} of its page: {error}")
+            continue
+        if failed is not None:
+            letter(raw, failed)
+            undecoded.append(doc_id)
+            continue
+        decoded.append((doc_id, line, item))
+    return DecodedPage(decoded, letters, undecoded, unkeyed)
 
 
 def decode_lines(
@@ -68,32 +147,9 @@ def decode_lines(
     page: Sequence[bytes],
     where: str,
 ) -> tuple[list[tuple[str, ExportLine, dict[str, Any] | None]], list[DeadLetter]]:
-    """Each line's document id, parsed line and decoded item (None: deleted); bad ones as letters."""
-    decoded = []
-    letters = []
-    for raw in page:
-        try:
-            line = parse_line(raw, summary, list(key_types), where)
-            item = None if line.new_image is None else decode_item(line.new_image)
-            # An image holds its key attributes: decode them once, with the item.
-            doc_id = document_id(
-                {name: item[name] for name in key_types}
-                if item is not None
-                else decode_item(line.keys)
-            )
-        except (PoisonRecordError, ExportFormatError) as error:
-            letters.append(
-                DeadLetter(
-                    {"export_line": raw.decode("utf-8", "replace")[:4096]},
-                    table.name,
-                    type(error).__name__,
-                    str(error),
-                    None,
-                )
-            )
-            continue
-        decoded.append((doc_id, line, item))
-    return decoded, letters
+    """``decode_page``'s good lines and dead letters."""
+    decoded = decode_page(table, key_types, summary, page, where)
+    return decoded.decoded, decoded.letters
 
 
 @dataclass(frozen=True)
@@ -104,6 +160,7 @@ class PreparedPage:
     route_tables: dict[DocumentRef, TableConfig]
     letters: list[DeadLetter]
     lines: int
+    undecoded_ids: list[str] = field(default_factory=list)  # lines that could not be indexed
 
 
 def _prepare_export_page(
@@ -114,11 +171,22 @@ def _prepare_export_page(
     page: Sequence[bytes],
     where: str,
 ) -> PreparedPage:
-    """Each exported item's state in the new index of its route (``targets``: alias -> index)."""
-    decoded, letters = decode_lines(table, key_types, summary, page, where)
+    """Each exported item's state in the new index of its route (``targets``: alias -> index).
+
+    A line without a key syncer can read stops the load: its item would be taken as absent
+    from the export and tombstoned (``unloaded``); a scan reindex reads the table instead.
+    """
+    page_lines = decode_page(table, key_types, summary, page, where)
+    if page_lines.unkeyed:
+        raise ExportFormatError(
+            f"{page_lines.unkeyed[0]}: a line whose item key cannot be read would leave that "
+            "item tombstoned as absent from the export, so nothing of this export is swapped "
+            "in; rebuild with a scan instead (syncer reindex without --export)"
+        )
+    letters, undecoded = page_lines.letters, page_lines.undecoded_ids
     scanned: dict[DocumentRef, ReadState] = {}
     route_tables: dict[DocumentRef, TableConfig] = {}
-    for doc_id, line, item in decoded:
+    for doc_id, line, item in page_lines.decoded:
         state = route_item(table, item)
         if state.route is None or state.route.index not in targets:
             continue
@@ -126,37 +194,63 @@ def _prepare_export_page(
             document = document_in(state, state.route)
         except PoisonRecordError as error:
             letters.append(poison_letter(table.name, doc_id, error))
+            undecoded.append(doc_id)
             continue
         if document is not None:
             ref = (targets[state.route.index], doc_id)
             scanned[ref] = ReadState(document, line.version)
             route_tables[ref] = table.route_table(state.route)
-    return PreparedPage(scanned, route_tables, letters, len(page))
+    return PreparedPage(scanned, route_tables, letters, len(page), undecoded)
 
 
 def _write_export_page(
     config: Config,
     sinks: Sinks,
     table: TableConfig,
-    targets: Mapping[str, str],
+    job: ExportJob,
     key_types: Mapping[str, str],
     prepared: PreparedPage,
+    where: str = "",
 ) -> FileCounts:
-    """Create each prepared document in the new index; only conflicts are read and re-planned."""
-    shapes = {new: _routed_shape(table, alias) for alias, new in targets.items()}
+    """Create each prepared document in the new index; only conflicts are read and re-planned.
+
+    A conflict with the very state this page writes (a retried file meeting its own write)
+    is skipped without reading the table (``ownwrites``). The items of lines that
+    could not be indexed are settled so that ``finish`` never takes them as absent.
+    """
+    targets = job.targets
+    shapes = {new: routed_read(table, route_named(table, alias)) for alias, new in targets.items()}
     scanned, route_tables = prepared.scanned, prepared.route_tables
+    own = OwnWrites(sinks, rereader(sinks, table, key_types))
 
     def plan(ref: DocumentRef, target: TargetState, reread: ReadState | None) -> Any:
+        state, view = scanned[ref], route_tables[ref]
+        if reread is ALREADY_HELD:
+            return Verdict.SKIP
+        if reread is None:
+            own.note(ref, target, state.version, _holds(state, view))
         again = None if reread is None else shapes[ref[0]](reread)
-        return plan_scanned(ref, route_tables[ref], scanned[ref], target, again)
+        return plan_scanned(ref, view, state, target, again)
 
     result = sinks.search.apply(
         list(scanned),
         plan,
-        # a new, empty index: create, and read only what conflicts
-        WriteOptions(reread=rereader(sinks, table, key_types), read_first=False),
+        # a new, empty index: create, and read only what conflicts; through the reindex alias
+        WriteOptions(reread=own.reread, read_first=False, require_alias=True),
     )
+    unloaded = [*prepared.undecoded_ids, *_rejected_ids(result)]
+    if unloaded:
+        settle_unloaded(sinks, table, targets, job.old_indices, key_types, unloaded, where)
     return settle_page(sinks, table, result, list(prepared.letters), prepared.lines)
+
+
+def _holds(state: ReadState, view: TableConfig) -> Callable[[IndexedDocument], bool]:
+    """Whether a document read whole is ``state`` as ``view``'s index holds it."""
+    return lambda indexed: holds_this_state(indexed, state.version, state.item, view)
+
+
+def _rejected_ids(result: ApplyResult) -> list[str]:
+    return [ref[1] for ref, o in result.outcomes.items() if o.status is Settled.REJECTED]
 
 
 def poison_letter(table: str, doc_id: str, error: PoisonRecordError) -> DeadLetter:
@@ -299,11 +393,12 @@ def load_file(
     reader = ExportReader(s3, job.export_uri)
     summary = reader.summary()
     key_types = sinks.items.key_schema(table.name)
+    where = f"s3://{summary.bucket}/{data_file.key}"
 
     def prepare(summary: ExportSummary, page: Sequence[bytes], where: str) -> PreparedPage:
         return _prepare_export_page(table, job.targets, key_types, summary, page, where)
 
     def write(prepared: PreparedPage) -> FileCounts:
-        return _write_export_page(config, sinks, table, job.targets, key_types, prepared)
+        return _write_export_page(config, sinks, table, job, key_types, prepared, where)
 
     return load_pages(reader, summary, data_file, prepare, write, page_size, on_page)

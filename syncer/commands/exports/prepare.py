@@ -1,15 +1,23 @@
-"""Step 1: the export read (its summary and data files), each route's new index and reindex
-alias made (``reindex.prepare``) and the old indices' tombstones carried, once."""
+"""Step 1: the export read (its summary and data files) and checked (its table, its age), the
+job claimed, each route's new index and reindex alias made and the old indices' tombstones
+carried, once (``reindex.prepare_indices``)."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import time
 from typing import Any
 
 from syncer.commands import reindex
-from syncer.commands.exports.job import ExportJob, _routed_shape, rebuild_state_path
+from syncer.commands.jobs import JobHandle, job_store, new_owner, start_job
 from syncer.config import Config, TableConfig
-from syncer.core.exports import DataFile, ExportFormatError, ExportSummary
+from syncer.core.exports import (
+    DataFile,
+    ExportFormatError,
+    ExportSummary,
+    check_export_age,
+    check_export_of_table,
+)
+from syncer.core.jobs import Job
 from syncer.errors import ConfigError
 from syncer.sinks.exports import ExportReader
 from syncer.sinks.ports import Sinks
@@ -31,64 +39,86 @@ def read_export(s3: Any, export_uri: str) -> tuple[ExportReader, ExportSummary, 
     return reader, summary, reader.data_files(summary)
 
 
-def prepare_targets(
-    config: Config, sinks: Sinks, table: TableConfig, segments: int, progress_path: Path
-) -> reindex.ReindexState:
-    """Every route's new index and reindex alias (``reindex.prepare``), tombstones carried once."""
-    client = sinks.search_admin
-    key_types = sinks.items.key_schema(table.name)
-    path = rebuild_state_path(progress_path)
-    state = reindex.prepare(client, table, segments, path)
-    for rebuild in state.rebuilds:
-        if rebuild.tombstones_carried is None:
-            rebuild.tombstones_carried = 0
-            if rebuild.old_index:
-                route = next(r for r in table.resolved_routes if r.index == rebuild.alias)
-                rebuild.tombstones_carried = reindex.carry_tombstones(
-                    sinks,
-                    config,
-                    table.route_table(route),
-                    rebuild.old_index,
-                    rebuild.new_index,
-                    key_types,
-                    shape=_routed_shape(table, route.index),
-                )
-            reindex.save_state(state, path)
-    return state
+def read_checked_export(
+    sinks: Sinks, s3: Any, table: TableConfig, export_uri: str
+) -> tuple[ExportReader, ExportSummary, list[DataFile]]:
+    """``read_export``, refused before anything is applied when the export is another table's
+    or older than the tombstone retention (``syncer.core.exports``)."""
+    reader, summary, files = read_export(s3, export_uri)
+    table_arn = str(sinks.items.describe(table.name).get("TableArn") or "")
+    check_export_of_table(summary, table.name, table_arn)
+    check_export_age(summary, int(time.time() * 1000), reindex.TOMBSTONE_HORIZON_S)
+    return reader, summary, files
 
 
 def prepare_export(
-    config: Config, sinks: Sinks, s3: Any, table_name: str, export_uri: str, progress_path: Path
-) -> tuple[ExportJob, list[DataFile]]:
-    """Step 1: the new indices and reindex aliases, tombstones carried, the files listed."""
+    config: Config,
+    sinks: Sinks,
+    s3: Any,
+    table_name: str,
+    export_uri: str,
+    *,
+    owner: str | None = None,
+    index: str | None = None,
+) -> tuple[JobHandle, list[DataFile]]:
+    """Step 1: the export checked (``read_checked_export``), its job claimed (or its stopped
+    one resumed), its new indices (of every route, or only ``index``) and reindex aliases made
+    and tombstones carried (the prepare phase, once)."""
     table = config.require_table(table_name)
-    _, summary, files = read_export(s3, export_uri)
+    wanted = sorted(route.index for route in reindex.selected_routes(table, index))
+    _, summary, files = read_checked_export(sinks, s3, table, export_uri)
     if summary.is_incremental:
         raise ExportFormatError(
             f"{export_uri} is an incremental export: a new index needs a full export "
             "(apply incremental exports to the live index with `syncer backfill`)"
         )
-    state = prepare_targets(config, sinks, table, 1, progress_path)
-    job = ExportJob(
-        table=table.name,
-        export_uri=export_uri,
-        targets=state.targets,
-        old_indices={rebuild.alias: rebuild.old_index for rebuild in state.rebuilds},
-        read_version=summary.read_version.to_meta(),
-        item_count=summary.item_count,
-        files=len(files),
-        started_at=state.started_at,
-    )
-    return job, files
+    owner = owner or new_owner()
+
+    def plan() -> Job:
+        return reindex.new_job(
+            sinks,
+            table,
+            "export",
+            owner,
+            index,
+            export_uri=export_uri,
+            table_arn=summary.table_arn,
+            export_time_ms=summary.export_time_ms,
+            read_version=summary.read_version.to_meta(),
+            item_count=summary.item_count,
+            work_items=tuple(data_file.key for data_file in files),
+        )
+
+    def resumes(job: Job) -> str | None:
+        if job.kind != "export" or job.export_uri != export_uri:
+            source = job.export_uri or f"a scan of {job.segments} segments"
+            return f"it loads {source}, this one {export_uri}"
+        if sorted(job.targets) != wanted:
+            return f"it rebuilds {sorted(job.targets)}, this one {wanted}"
+        return None
+
+    handle, _ = start_job(job_store(sinks), table.name, plan, resumes, owner)
+    with handle.holding():
+        reindex.prepare_indices(config, sinks, handle)
+    return handle, files
 
 
 def prepare_scan(
-    config: Config, sinks: Sinks, table_name: str, segments: int, progress_path: Path
-) -> ExportJob:
-    """Step 1 of a table without PITR: the same indices; the work items are scan segments."""
+    config: Config,
+    sinks: Sinks,
+    table_name: str,
+    segments: int,
+    *,
+    owner: str | None = None,
+    index: str | None = None,
+) -> JobHandle:
+    """Step 1 of a table without PITR: the same indices (of every route, or only ``index``);
+    the work items are scan segments."""
     if segments < 1:
         raise ConfigError(f"segments must be at least 1, not {segments}")
     table = config.require_table(table_name)
-    state = prepare_targets(config, sinks, table, segments, progress_path)
-    olds = {rebuild.alias: rebuild.old_index for rebuild in state.rebuilds}
-    return ExportJob(table.name, "", state.targets, olds, {}, 0, 0, segments, state.started_at)
+    reindex.selected_routes(table, index)  # an unknown index is refused before anything
+    handle, _ = reindex.start_scan_job(sinks, table, segments, owner=owner, index=index)
+    with handle.holding():
+        reindex.prepare_indices(config, sinks, handle)
+    return handle

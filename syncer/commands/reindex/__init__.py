@@ -22,23 +22,32 @@ so a reindex rebuilds each selected route's index from the same scan, with one s
    there but not to the new index (a 409 or 429 there, then no reindex alias on its retry):
    each document changed since the reindex began that is newer there is read again and written.
 
-Progress is saved after every page in a state file, so a crashed reindex resumes where it was;
-``abandon`` drops a reindex that should not finish.
+The rebuild is a job (``syncer.core.jobs``) stored in OpenSearch: claimed atomically (one per
+table), its phase and every page's progress written conditionally, so a killed reindex resumes
+where its record says, from any machine; ``abandon`` fences the job, then drops its indices.
 
 Each step has a module of its own: ``targets`` (1, and ``abandon``), ``settle`` (2, 4 and 6),
-``scan`` (3), ``swap`` (5); ``state`` holds the options, the state file and the results, and
-``writes`` what the scan and the settling steps share. This module runs them in order
-(``reindex_table``) and re-exports their public names.
+``scan`` (3), ``swap`` (5), ``phases`` (4 to 6 as job phases, shared with the export and the
+state machine); ``state`` holds the options and the results, and ``writes`` what the scan and
+the settling steps share. This module runs them in order (``reindex_table``) and re-exports
+their public names.
 """
 
 from __future__ import annotations
 
-import functools
 import time
+import uuid
 from collections.abc import Callable
-from pathlib import Path
+from typing import Any
 
-from syncer.commands.reindex.scan import MAX_SEGMENT_THREADS, _scan_all, scan_segment
+from syncer.commands.jobs import JobHandle, job_store, new_owner, start_job, this_holder
+from syncer.commands.reindex.phases import finish_phases
+from syncer.commands.reindex.scan import (
+    MAX_SEGMENT_THREADS,
+    scan_job_segments,
+    scan_segment,
+    segment_key,
+)
 from syncer.commands.reindex.settle import (
     TOMBSTONE_HORIZON_S,
     carry_tombstones,
@@ -48,29 +57,26 @@ from syncer.commands.reindex.settle import (
 from syncer.commands.reindex.state import (
     DEFAULT_PAGE_SIZE,
     MAX_SEGMENTS,
-    IndexRebuild,
     ReindexOptions,
     ReindexResult,
-    ReindexState,
     SegmentCounts,
     SegmentProgress,
     check_scan_arguments,
-    default_state_path,
-    load_state,
-    save_state,
 )
-from syncer.commands.reindex.swap import WRITE_BLOCK, swap_alias
+from syncer.commands.reindex.swap import WRITE_BLOCK, block_writes, move_alias, swap_alias
 from syncer.commands.reindex.targets import (
     Abandoned,
-    _alias_indices,
     abandon,
-    prepare,
+    plan_rebuilds,
+    prepare_indices,
     selected_routes,
 )
-from syncer.commands.reindex.writes import _routed_read
-from syncer.config import Config
+from syncer.commands.reindex.writes import routed_read
+from syncer.config import Config, TableConfig
+from syncer.core.jobs import LOAD, PREPARE, Advance, Job, Rebuild
 from syncer.errors import ConfigError
 from syncer.sinks.ports import Sinks
+from syncer.sinks.search import reindex_alias
 
 __all__ = [
     "DEFAULT_PAGE_SIZE",
@@ -79,29 +85,113 @@ __all__ = [
     "TOMBSTONE_HORIZON_S",
     "WRITE_BLOCK",
     "Abandoned",
-    "IndexRebuild",
     "ReindexOptions",
     "ReindexResult",
-    "ReindexState",
     "SegmentCounts",
     "SegmentProgress",
     "abandon",
+    "block_writes",
     "carry_tombstones",
     "catch_up",
     "check_scan_arguments",
-    "default_state_path",
-    "load_state",
-    "prepare",
+    "finish_phases",
+    "move_alias",
+    "new_job",
+    "plan_rebuilds",
+    "prepare_indices",
     "reindex_table",
-    "save_state",
     "scan_segment",
+    "scan_settle",
     "selected_routes",
+    "start_scan_job",
     "swap_alias",
     "tombstone_absent",
 ]
 
-# reindex_table calls swap_alias and catch_up through this module's names, so a test that
+# finish_phases calls swap_alias and catch_up through this module's names, so a test that
 # patches ``reindex.swap_alias`` (or ``catch_up``) reaches it.
+
+
+def new_job(
+    sinks: Sinks,
+    table: TableConfig,
+    kind: str,
+    owner: str,
+    index: str | None = None,
+    **source: Any,
+) -> Job:
+    """A new job of ``table`` in its prepare phase: its indices named, nothing made yet."""
+    now = time.time()
+    rebuilds = plan_rebuilds(sinks.search_admin, table, selected_routes(table, index))
+    return Job(
+        id=f"{table.name}-{uuid.uuid4().hex[:8]}",
+        table=table.name,
+        kind=kind,
+        owner=owner,
+        epoch=1,
+        phase=PREPARE,
+        started_at=now,
+        heartbeat_at=now,
+        holder=this_holder(),
+        rebuilds=rebuilds,
+        **source,
+    )
+
+
+def _same_indices(job: Job, table: TableConfig, index: str | None) -> str | None:
+    wanted = sorted(route.index for route in selected_routes(table, index))
+    if sorted(job.targets) != wanted:
+        return f"it rebuilds {sorted(job.targets)}, this one {wanted}"
+    return None
+
+
+def start_scan_job(
+    sinks: Sinks,
+    table: TableConfig,
+    segments: int,
+    *,
+    index: str | None = None,
+    delete_old: bool = False,
+    owner: str | None = None,
+) -> tuple[JobHandle, bool]:
+    """Claim a scan job of ``table``, or resume its stopped one (with that job's segments)."""
+    check_scan_arguments(segments, DEFAULT_PAGE_SIZE)
+    owner = owner or new_owner()
+
+    def plan() -> Job:
+        return new_job(
+            sinks,
+            table,
+            "scan",
+            owner,
+            index,
+            segments=segments,
+            work_items=tuple(segment_key(number) for number in range(segments)),
+            delete_old=delete_old,
+        )
+
+    def resumes(job: Job) -> str | None:
+        if job.kind != "scan":
+            return f"it loads the export {job.export_uri}"
+        return _same_indices(job, table, index)
+
+    return start_job(job_store(sinks), table.name, plan, resumes, owner)
+
+
+def scan_settle(
+    config: Config, sinks: Sinks, table: TableConfig
+) -> Callable[[Rebuild], tuple[int, int]]:
+    """A scan's settle phase: what the scan read as absent, tombstoned (``tombstone_absent``)."""
+    key_types = sinks.items.key_schema(table.name)
+    routes = {route.index: route for route in table.resolved_routes}
+
+    def settle(rebuild: Rebuild) -> tuple[int, int]:
+        route = routes[rebuild.alias]
+        view, shape = table.route_table(route), routed_read(table, route)
+        old, target = rebuild.old_index or "", reindex_alias(rebuild.alias)
+        return 0, tombstone_absent(sinks, config, view, old, target, key_types, shape=shape)
+
+    return settle
 
 
 def reindex_table(
@@ -110,67 +200,42 @@ def reindex_table(
     """Rebuild ``table_name``'s indices from one scan and swap their aliases (module docstring).
 
     Every route's index is rebuilt in the same scan (a plain table has one), or only
-    ``options.index``; one state file (``.syncer-reindex-TABLE.json``) keeps the progress.
+    ``options.index``; the job record keeps the progress, and a rerun resumes its phase.
     """
     options = options or ReindexOptions()
     table = config.require_table(table_name)
-    routes = {route.index: route for route in selected_routes(table, options.index)}
+    selected_routes(table, options.index)
     if sinks.dynamodb is None:
         raise ConfigError("reindex needs a DynamoDB client")
-    key_types = sinks.items.key_schema(table.name)  # the table exists before anything is made
-    state_path = options.state_path or default_state_path(table.name)
-    client = sinks.search_admin
-    state = prepare(client, table, options.segments, state_path, index=options.index)
-
-    def from_old_index(settle: Callable[..., int]) -> Callable[[IndexRebuild], int]:
-        def step(rebuild: IndexRebuild) -> int:
-            route = routes[rebuild.alias]
-            view, shape = table.route_table(route), _routed_read(table, route)
-            old, new = rebuild.old_index, rebuild.new_index
-            return settle(sinks, config, view, old, new, key_types, shape=shape)
-
-        return step
-
-    _once_per_rebuild(state, state_path, "tombstones_carried", from_old_index(carry_tombstones))
-    if state.seen:
-        options.on_resume(state.seen)
+    sinks.items.key_schema(table.name)  # the table exists before anything is made
+    handle, resumed = start_scan_job(
+        sinks, table, options.segments, index=options.index, delete_old=options.delete_old
+    )
     started = time.monotonic()
-    totals = _scan_all(config, sinks, table, state, state_path, options)
-    _once_per_rebuild(state, state_path, "absent_tombstoned", from_old_index(tombstone_absent))
-    state.swapping = True
-    save_state(state, state_path)
-    for rebuild in state.rebuilds:
-        if _alias_indices(client, rebuild.alias) != [rebuild.new_index]:
-            view = table.route_table(routes[rebuild.alias])
-            swap_alias(client, view, rebuild.new_index, rebuild.old_index)
-    caught_up = functools.partial(catch_up, since_s=state.started_at)
-    _once_per_rebuild(state, state_path, "caught_up", from_old_index(caught_up))
-    old_indices = [rebuild.old_index for rebuild in state.rebuilds if rebuild.old_index]
-    if options.delete_old and old_indices:
-        time.sleep(options.delete_grace_s)  # let searches that resolved the old index finish
-        for old_index in old_indices:
-            client.indices.delete(index=old_index, params={"ignore_unavailable": "true"})
-    state_path.unlink(missing_ok=True)
+    totals = SegmentCounts()
+    with handle.holding():
+        prepare_indices(config, sinks, handle)
+        if handle.job.phase == LOAD:
+            seen = sum(progress.items for progress in handle.job.progress.values())
+            if resumed and seen:
+                options.on_resume(seen)
+            totals = scan_job_segments(config, sinks, handle, options)
+            handle.apply(Advance(LOAD))
+        job = finish_phases(
+            config,
+            sinks,
+            handle,
+            scan_settle(config, sinks, table),
+            delete_grace_s=options.delete_grace_s,
+        )
     return ReindexResult(
         totals.written,
         totals.already_newer,
-        state.rejected,
+        sum(progress.rejected for progress in job.progress.values()),
         time.monotonic() - started,
-        options.delete_old and bool(old_indices),
-        sum(rebuild.tombstones_carried or 0 for rebuild in state.rebuilds),
-        sum(rebuild.absent_tombstoned or 0 for rebuild in state.rebuilds),
-        sum(rebuild.caught_up or 0 for rebuild in state.rebuilds),
-        tuple((r.alias, r.new_index, r.old_index) for r in state.rebuilds),
+        job.delete_old and any(rebuild.old_index for rebuild in job.rebuilds),
+        sum(rebuild.tombstones_carried or 0 for rebuild in job.rebuilds),
+        sum(rebuild.absent_tombstoned or 0 for rebuild in job.rebuilds),
+        sum(rebuild.caught_up or 0 for rebuild in job.rebuilds),
+        tuple((r.alias, r.new_index, r.old_index) for r in job.rebuilds),
     )
-
-
-def _once_per_rebuild(
-    state: ReindexState, state_path: Path, done: str, step: Callable[[IndexRebuild], int]
-) -> None:
-    """Run ``step`` for each rebuild with an old index whose count ``done`` is still None; the
-    count is saved after each, so a resumed reindex does not run it twice.
-    """
-    for rebuild in state.rebuilds:
-        if getattr(rebuild, done) is None:
-            setattr(rebuild, done, step(rebuild) if rebuild.old_index else 0)
-            save_state(state, state_path)

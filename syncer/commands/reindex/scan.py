@@ -1,35 +1,34 @@
 """The scan: a segment of a parallel DynamoDB Scan as a work item (``scan_segment``), each page
-written into the new indices with its read version; every unfinished segment on local threads,
-the state saved after every page."""
+written into the new indices with its read version; every unfinished segment of a job on local
+threads, its progress written to the job after every page."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
+from syncer.commands.jobs import JobHandle
 from syncer.commands.reindex.state import (
     DEFAULT_PAGE_SIZE,
     ReindexOptions,
-    ReindexState,
     SegmentCounts,
     SegmentProgress,
     _ignore,
     check_scan_arguments,
-    save_state,
 )
 from syncer.commands.reindex.writes import (
-    _outcomes,
-    _raise_failed,
-    _rejected,
-    _rereader,
-    _routed_read,
+    outcomes_of,
+    raise_failed,
+    rejected_letter,
+    rereader,
+    routed_read,
 )
 from syncer.config import Config, Route, TableConfig
 from syncer.core.attributes import decode_item
 from syncer.core.documents import DocumentRef, ReadState, Settled, TargetState
+from syncer.core.jobs import Progressed, WorkProgress
 from syncer.core.keys import boto_key, lambda_key
 from syncer.core.plan import plan_scanned
 from syncer.core.records import document_id
@@ -38,7 +37,7 @@ from syncer.core.versions import Version
 from syncer.errors import ConfigError, PoisonRecordError
 from syncer.sinks.deadletter import DeadLetter
 from syncer.sinks.ports import Sinks
-from syncer.sinks.search import WriteOptions
+from syncer.sinks.search import WriteOptions, reindex_alias
 
 MAX_SEGMENT_THREADS = 64  # segments scanned at once by one process; the rest wait their turn
 
@@ -80,19 +79,21 @@ def _index_page(
 
     def plan(ref: DocumentRef, target: TargetState, reread: ReadState | None) -> Any:
         route = routes[ref]
-        again = None if reread is None else _routed_read(table, route)(reread)
+        again = None if reread is None else routed_read(table, route)(reread)
         return plan_scanned(ref, table.route_table(route), scanned[ref], target, again)
 
     result = sinks.search.apply(
         list(scanned),
         plan,
-        # a new index: create first, read only what conflicts
-        WriteOptions(reread=_rereader(sinks, table, key_types), read_first=False),
+        # a new index: create first, read only what conflicts; through its reindex alias only
+        WriteOptions(
+            reread=rereader(sinks, table, key_types), read_first=False, require_alias=True
+        ),
     )
     letters.extend(
-        _rejected(table, ref, o.reason) for ref, o in _outcomes(result, Settled.REJECTED)
+        rejected_letter(table, ref, o.reason) for ref, o in outcomes_of(result, Settled.REJECTED)
     )
-    _raise_failed(result, table)
+    raise_failed(result, table)
     if letters:
         sinks.letters.write(letters)
     written = result.count(Settled.WRITTEN) + result.count(Settled.TOMBSTONED)
@@ -148,15 +149,18 @@ def scan_segment(
     return totals
 
 
-def _scan_all(
-    config: Config,
-    sinks: Sinks,
-    table: TableConfig,
-    state: ReindexState,
-    state_path: Path,
-    options: ReindexOptions,
+def segment_key(segment: int) -> str:
+    """A scan segment's work-item key in the job."""
+    return f"segment-{segment}"
+
+
+def scan_job_segments(
+    config: Config, sinks: Sinks, handle: JobHandle, options: ReindexOptions
 ) -> SegmentCounts:
-    """Run every unfinished segment on local threads, saving the state after every page."""
+    """Every unfinished segment of the job on local threads; each page's progress written to
+    the job (fenced) once the page is written, so a rerun anywhere resumes after it."""
+    job = handle.job
+    targets = {alias: reindex_alias(alias) for alias in job.targets}  # a dropped one stays gone
     lock = threading.Lock()
     totals = [SegmentCounts()]
 
@@ -165,31 +169,31 @@ def _scan_all(
             totals[0] += SegmentCounts(
                 progress.seen, progress.written, progress.already_newer, progress.rejected
             )
-            if progress.last_key is None:
-                state.done_segments.append(progress.segment)
-                state.last_keys.pop(str(progress.segment), None)
-            else:
-                state.last_keys[str(progress.segment)] = progress.last_key
-            state.seen += progress.seen
-            state.indexed += progress.written
-            state.rejected += progress.rejected
-            save_state(state, state_path)
+        work = WorkProgress(
+            progress.last_key is None,
+            progress.last_key,
+            progress.seen,
+            progress.written,
+            progress.already_newer,
+            progress.rejected,
+        )
+        handle.apply(Progressed(segment_key(progress.segment), work))
         options.on_progress(progress)
 
     def run(segment: int) -> None:
         scan_segment(
             config,
             sinks,
-            table.name,
-            targets=state.targets,
+            job.table,
+            targets=targets,
             segment=segment,
-            total_segments=state.segments,
-            start_key=state.last_keys.get(str(segment)),
+            total_segments=job.segments,
+            start_key=job.progress.get(segment_key(segment), WorkProgress()).last_key,
             page_size=options.page_size,
             on_page=saved,
         )
 
-    left = [segment for segment in range(state.segments) if segment not in state.done_segments]
+    left = [int(key.removeprefix("segment-")) for key in job.items_left]
     if left:
         threads = min(len(left), MAX_SEGMENT_THREADS)
         with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="reindex") as pool:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from syncer.commands.reindex.writes import _raise_failed, _rereader
+from syncer.commands.reindex.writes import raise_failed, rereader
 from syncer.config import Config, TableConfig
 from syncer.core.documents import (
     SYNCER_FIELD,
@@ -24,7 +24,9 @@ from syncer.core.documents import (
 from syncer.core.plan import order_verdict, plan_read_state, tombstone_body
 from syncer.core.versions import CLOCK_UNCERTAINTY_MS, Version, version_from_meta
 from syncer.sinks.ports import Sinks
-from syncer.sinks.search import Planner, WriteOptions
+from syncer.sinks.search import Planner, WriteOptions, reindex_alias
+
+REINDEX_SUFFIX = reindex_alias("")
 
 # Tombstones younger than this are carried into a new index: the stream's 24 hours plus the 14
 # days the deployed dead-letter queue keeps messages (the purge-tombstones default, too).
@@ -196,9 +198,15 @@ def _write_pages(
         metas = {
             (pages.new_index, hit["_id"]): hit["_source"].get(SYNCER_FIELD, {}) for hit in hits
         }
-        options = WriteOptions(reread=_rereader(sinks, table, key_types), read_first=read_first)
+        options = WriteOptions(
+            reread=rereader(sinks, table, key_types),
+            read_first=read_first,
+            # a rebuild writes its new index through its reindex alias: once the alias is
+            # dropped (--abandon), no write can bring the index back by name
+            require_alias=pages.new_index.endswith(REINDEX_SUFFIX),
+        )
         result = search.apply(list(metas), planner(metas), options)
-        _raise_failed(result, table)
+        raise_failed(result, table)
         tombstoned += result.count(Settled.TOMBSTONED)
     return tombstoned
 

@@ -1,16 +1,13 @@
-"""A reindex's options, the state file that lets a crashed one resume, and its results."""
+"""A reindex's options and its results; its state is the job record (``syncer.core.jobs``)."""
 
 from __future__ import annotations
 
-import os
-import tempfile
-import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+import warnings
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from syncer.core import jsoncodec
 from syncer.errors import ConfigError
 
 DEFAULT_PAGE_SIZE = 500
@@ -61,7 +58,7 @@ class ReindexOptions:
 
     segments: int = 4
     page_size: int = DEFAULT_PAGE_SIZE
-    state_path: Path | None = None  # default: .syncer-reindex-TABLE.json
+    state_path: Path | None = None  # deprecated, ignored: the job record keeps the progress
     index: str | None = None  # rebuild only this route's index (default: every index)
     delete_old: bool = False
     delete_grace_s: float = 0.0
@@ -70,6 +67,13 @@ class ReindexOptions:
 
     def __post_init__(self) -> None:
         check_scan_arguments(self.segments, self.page_size)
+        if self.state_path is not None:
+            warnings.warn(
+                "ReindexOptions.state_path is ignored: a reindex's progress lives in its job "
+                "record (syncer reindex --status); drop the argument",
+                DeprecationWarning,
+                stacklevel=3,
+            )
         if not self.delete_grace_s >= 0:
             raise ConfigError(f"delete grace must be 0 s or more, not {self.delete_grace_s}")
 
@@ -85,37 +89,32 @@ def check_scan_arguments(segments: int, page_size: int) -> None:
         raise ConfigError(f"page size must be 1 or more (a Scan's Limit), not {page_size}")
 
 
-@dataclass
-class IndexRebuild:
-    """One route's rebuild: its alias, the index being filled and the one it replaces."""
+# What each way of running ``syncer reindex`` does not do: given, such an option is refused
+# rather than silently ignored (issue 24, item 4). Named as on the command line.
+IGNORED_BY = {
+    "--abandon": ("--export", "--workers", "--segments", "--page-size", "--delete-old"),
+    "--export": ("--segments", "--delete-old", "--delete-grace-s"),
+    "--workers": ("--delete-old", "--delete-grace-s"),
+}
+_WHY = {
+    "--abandon": "--abandon only drops the running reindex (of --index, or of every index)",
+    "--export": "--export loads the export's files instead of scanning, and keeps the old "
+    "index (write-blocked) after the swap",
+    "--workers": "--workers N (N > 1) runs the scan's segments in processes and keeps the old "
+    "index (write-blocked) after the swap; delete it yourself once searches moved on",
+}
 
-    alias: str
-    new_index: str
-    old_index: str | None
-    tombstones_carried: int | None = None  # None until the old index's tombstones were copied
-    absent_tombstoned: int | None = None  # None until what the scan found absent was settled
-    caught_up: int | None = None  # None until what the old index learned was brought over
 
-
-@dataclass
-class ReindexState:
-    """What survives a crash: the indices being built and how far each scan segment got."""
-
-    table: str
-    segments: int
-    rebuilds: list[IndexRebuild]
-    last_keys: dict[str, Any] = field(default_factory=dict)  # segment -> LastEvaluatedKey
-    done_segments: list[int] = field(default_factory=list)
-    seen: int = 0
-    indexed: int = 0
-    rejected: int = 0
-    started_at: float = field(default_factory=time.time)
-    swapping: bool = False  # the old indices may carry a write block from here on
-
-    @property
-    def targets(self) -> dict[str, str]:
-        """Route alias -> the new index the scan fills for it."""
-        return {rebuild.alias: rebuild.new_index for rebuild in self.rebuilds}
+def check_option_combination(
+    given: Collection[str], *, abandon: bool, export: bool, workers: int
+) -> None:
+    """Refuse the options ``given`` on the command line that this kind of reindex ignores."""
+    mode = "--abandon" if abandon else "--export" if export else "--workers" if workers > 1 else ""
+    if not mode:
+        return
+    ignored = [option for option in IGNORED_BY[mode] if option in given]
+    if ignored:
+        raise ConfigError(f"{', '.join(ignored)} cannot be used with {mode}: {_WHY[mode]}")
 
 
 @dataclass(frozen=True)
@@ -130,32 +129,3 @@ class ReindexResult:
     caught_up: int = 0  # tombstones the catch-up after the swap wrote
     # (alias, new index, old index) of every index rebuilt; one unless the table has routes
     indices: tuple[tuple[str, str, str | None], ...] = ()
-
-
-def default_state_path(table: str) -> Path:
-    return Path(f".syncer-reindex-{table}.json")
-
-
-def save_state(state: ReindexState, path: Path) -> None:
-    """Write the state atomically: a temp file, fsync, then rename over the old one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(handle, "wb") as out:
-        out.write(jsoncodec.dumps(asdict(state)))
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(temp, path)
-
-
-def load_state(path: Path) -> ReindexState | None:
-    """The saved state; a file of an earlier release (one index per file) reads as one rebuild."""
-    if not path.exists():
-        return None
-    raw = dict(jsoncodec.loads(path.read_bytes()))
-    if "new_index" in raw:  # before routes shared one state file
-        new_index = raw.pop("new_index")
-        alias = new_index.rsplit("-", 1)[0]  # versioned_index_name: ALIAS-NNNNNN
-        carried = raw.pop("tombstones_carried", None)
-        raw["rebuilds"] = [asdict(IndexRebuild(alias, new_index, raw.pop("old_index"), carried))]
-    raw["rebuilds"] = [IndexRebuild(**rebuild) for rebuild in raw["rebuilds"]]
-    return ReindexState(**raw)

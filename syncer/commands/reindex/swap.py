@@ -23,8 +23,20 @@ def swap_alias(client: Any, table: TableConfig, new_index: str, old_index: str |
     gets a 403 for its write, which is retried, and its retry resolves the alias anew (to the
     new index). docs/ordering.md, "The swap", argues each interleaving.
     """
+    block_writes(client, old_index)
+    move_alias(client, table, new_index, old_index)
+
+
+def block_writes(client: Any, old_index: str | None) -> None:
+    """The job's block phase: no write lands in the old index from here on."""
     if old_index:
         client.indices.put_settings(index=old_index, body={WRITE_BLOCK: True})
+
+
+def move_alias(client: Any, table: TableConfig, new_index: str, old_index: str | None) -> None:
+    """The job's swap phase: the alias onto the new index, the reindex alias dropped, in one
+    atomic request (after ``block_writes``). Fails, changing nothing, if the new index is gone
+    (an abandoned job)."""
     actions: list[dict[str, Any]] = []
     if old_index:
         actions.append({"remove": {"index": old_index, "alias": table.index}})

@@ -17,7 +17,12 @@ from syncer.sinks.ports import Sinks
 from syncer.sinks.search import ApplyResult
 
 
-def _routed_read(table: TableConfig, route: Route) -> Callable[[ReadState], ReadState]:
+def route_named(table: TableConfig, index: str) -> Route:
+    """The route of ``table`` that writes ``index``."""
+    return next(route for route in table.resolved_routes if route.index == index)
+
+
+def routed_read(table: TableConfig, route: Route) -> Callable[[ReadState], ReadState]:
     """A read of the table as ``route``'s index holds it: routed, transformed, else absent."""
 
     def shape(read: ReadState) -> ReadState:
@@ -26,13 +31,13 @@ def _routed_read(table: TableConfig, route: Route) -> Callable[[ReadState], Read
     return shape
 
 
-def _outcomes(result: ApplyResult, status: Settled) -> list[tuple[DocumentRef, Any]]:
+def outcomes_of(result: ApplyResult, status: Settled) -> list[tuple[DocumentRef, Any]]:
     return [(ref, o) for ref, o in result.outcomes.items() if o.status is status]
 
 
-def _raise_failed(result: ApplyResult, table: TableConfig) -> None:
+def raise_failed(result: ApplyResult, table: TableConfig) -> None:
     """A reindex never skips a document: stop (resumable) when any write failed."""
-    failed = _outcomes(result, Settled.FAILED)
+    failed = outcomes_of(result, Settled.FAILED)
     if failed:
         raise DownstreamUnavailableError(
             f"reindex of {table.name!r}: {len(failed)} document(s) could not be written "
@@ -40,7 +45,7 @@ def _raise_failed(result: ApplyResult, table: TableConfig) -> None:
         )
 
 
-def _rereader(
+def rereader(
     sinks: Sinks, table: TableConfig, key_types: Mapping[str, str]
 ) -> Callable[[Sequence[DocumentRef]], Mapping[DocumentRef, ReadState | str]]:
     """Read items again, by document id, for writes whose order against the index is unknown."""
@@ -62,7 +67,7 @@ def _rereader(
     return reread
 
 
-def _rejected(table: TableConfig, ref: DocumentRef, reason: str) -> DeadLetter:
+def rejected_letter(table: TableConfig, ref: DocumentRef, reason: str) -> DeadLetter:
     return DeadLetter(
         {"reindex_document_id": ref[1]}, table.name, "DocumentRejectedError", reason, None
     )

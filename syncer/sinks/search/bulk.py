@@ -18,19 +18,16 @@ if TYPE_CHECKING:
 
 def _action_line(write: DocumentWrite, aliases: frozenset[str] = frozenset()) -> dict[str, Any]:
     index, doc_id = write.ref
+    meta: dict[str, Any] = {"_index": index, "_id": doc_id}
     if write.expected is None:
-        if index in aliases:  # written through the alias, unread: never create an index by name
-            return {"create": {"_index": index, "_id": doc_id, "require_alias": True}}
-        return {"create": {"_index": index, "_id": doc_id}}
-    action = "delete" if write.kind is WriteKind.DELETE else "index"
-    return {
-        action: {
-            "_index": index,
-            "_id": doc_id,
-            "if_seq_no": write.expected.seq_no,
-            "if_primary_term": write.expected.primary_term,
-        }
-    }
+        action = "create"
+    else:
+        action = "delete" if write.kind is WriteKind.DELETE else "index"
+        meta["if_seq_no"] = write.expected.seq_no
+        meta["if_primary_term"] = write.expected.primary_term
+    if index in aliases:  # written through the alias: never create an index by its name
+        meta["require_alias"] = True
+    return {action: meta}
 
 
 def bulk_chunks(
@@ -43,9 +40,9 @@ def bulk_chunks(
     """Serialise writes to NDJSON and cut them into request bodies by count and bytes.
 
     A body JSON cannot encode (text with a lone surrogate) goes to ``unencodable`` with the
-    reason when that list is given, so one bad item never blocks the others. A ``create``
-    into one of ``aliases`` (planned unread, through the alias) carries ``require_alias``: if the
-    alias is gone, OpenSearch refuses it (404, retried) instead of creating an index by its name.
+    reason when that list is given, so one bad item never blocks the others. A write into one
+    of ``aliases`` (through the alias: planned unread, or a rebuild's) carries ``require_alias``:
+    if the alias is gone, OpenSearch refuses it (404) instead of creating an index by its name.
     """
     chunk: list[DocumentWrite] = []
     lines: list[bytes] = []

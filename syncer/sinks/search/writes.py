@@ -64,8 +64,11 @@ def write_documents(
             with attempt:
                 pending = [ref for ref in pending if ref not in result.outcomes]
                 absent = options.absent_first if first_round else frozenset()
-                # Refs planned unread are written through their alias, which must exist.
-                through = frozenset(ref[0] for ref in pending if ref in absent)
+                # Refs planned unread, and every ref of a rebuild (``require_alias``), are
+                # written through their alias, which must exist.
+                through = frozenset(
+                    ref[0] for ref in pending if options.require_alias or ref in absent
+                )
                 targets = store.read_round(
                     pending,
                     options.fields,
@@ -76,7 +79,9 @@ def write_documents(
                 )
                 first_round = False
                 pending = _skip_absent_optional(pending, targets, result)
-                writes = _plan_round(pending, targets, plan, options.reread, result)
+                writes = _plan_round(
+                    pending, targets, plan, options.reread, result, options.require_alias
+                )
                 reasons = _send_writes(store, writes, result, options, through)
                 if not options.replan_conflicts:
                     for ref, reason in reasons.conflicts:
@@ -117,13 +122,17 @@ def _plan_round(
     plan: Planner,
     reread: Rereader | None,
     result: ApplyResult,
+    through_alias: bool = False,
 ) -> _Writes:
-    """Plan each pending ref against its target; re-read the items whose order is unknown."""
+    """Plan each pending ref against its target; re-read the items whose order is unknown.
+
+    A write goes to the concrete index its state was read from, or, ``through_alias``, to the
+    ref's alias (a rebuild's reindex alias, which never moves: it is only ever dropped)."""
     writes: _Writes = {}
     to_reread: list[DocumentRef] = []
 
     def decide(ref: DocumentRef, target: TargetState, read: ReadState | None) -> None:
-        concrete = (target.index, ref[1])
+        concrete = ref if through_alias else (target.index, ref[1])
         if concrete in writes:  # two aliases on one index: one write serves both
             writes[concrete][1].append(ref)
             return
