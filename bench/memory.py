@@ -197,8 +197,6 @@ def reindex_memory(sizes: list[int], work: Path) -> list[str]:
                 table,
                 "--config",
                 str(config_path),
-                "--state-file",
-                str(work / f"reindex-{size}.state.json"),
             ]
             started = time.perf_counter()
             out, peak_mb = run_peak_rss(command, env, work)
