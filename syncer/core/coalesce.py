@@ -74,7 +74,5 @@ def _timed_change(table: str, document_id: str, group: list[ChangeRecord]) -> Ke
     ordered = tuple(sorted(group, key=_in_time_order))
     latest = ordered[-1]
     version = latest.version
-    uncertain = any(
-        compare(version, record.version) is Order.UNKNOWN for record in ordered[:-1]
-    )
+    uncertain = any(compare(version, record.version) is Order.UNKNOWN for record in ordered[:-1])
     return KeyChange(table, document_id, latest, ordered, uncertain)

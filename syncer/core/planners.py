@@ -98,6 +98,13 @@ def plan_write(
     """
     if reread is not None:
         ref = (target.index, change.document_id)
+        if document is None and target.document is None:
+            # Only an uncertain key gets here (any other re-read follows an indexed state): the
+            # item is gone, or in another route, and nothing is there. A tombstone with the
+            # read's version, as a change's would be, keeps an older change of the batch's
+            # time from bringing the item back when it is delivered again later.
+            body = tombstone_body(route_table, reread.version)
+            return DocumentWrite(ref, WriteKind.TOMBSTONE, body, None)
         read = ReadState(document, reread.version)
         return plan_read_state(ref, route_table, read, target.document)
     if change.uncertain:

@@ -310,7 +310,9 @@ def test_check_event_refuses_a_batch_mixing_streams_and_kinesis(load_event) -> N
     mixed = {"Records": [*event["Records"], streams_record]}
     # when it is checked
     # then it is refused, naming both sources
-    with pytest.raises(InvalidEventError, match="DynamoDB Streams record but record 0 is a Kinesis"):
+    with pytest.raises(
+        InvalidEventError, match="DynamoDB Streams record but record 0 is a Kinesis"
+    ):
         check_event(mixed)
 
 
