@@ -273,3 +273,26 @@ def test_any_shuffle_and_duplication_of_a_history_converges_to_its_newest_state(
         assert document is not None
         assert not document[SYNCER_FIELD].get("deleted")
         assert document["price"] == final
+
+
+def test_kinesis_dead_letters_are_redriven_with_their_own_fates() -> None:
+    """Redrive feeds Kinesis records back through the decoder; each gets its own fate."""
+    from syncer.commands.redrive import Fate, redrive_entries
+    from tests.fakes import FakeLetters
+
+    # given dead letters of a good Kinesis change, one of an unreadable one, and one OpenSearch
+    # refuses with 429s until the batch gives up
+    search, letters = FakeSearch(), FakeLetters()
+    search.create("catalog")
+    good = kinesis_record("MODIFY", T // 1000 + 1, "a", 1, 5)
+    bad = kinesis_record("MODIFY", T // 1000 + 2, "b", 2, 6)
+    bad["kinesis"]["data"] = "%%% not base64 %%%"
+    entries = [{"record": good, "error": {}}, {"record": bad, "error": {}}]
+    # when they are redriven
+    fates = redrive_entries(entries, _config(), fake_sinks(search, letters=letters))
+    # then the good one is indexed and the bad one dead-lettered again, by its Kinesis number
+    assert fates == [Fate.REDRIVEN, Fate.REJECTED_AGAIN]
+    document = search.document("catalog", "p-1|v1")
+    assert document is not None
+    assert document["price"] == 5
+    assert [letter.sequence_text for letter in letters.letters] == [str(10**55 + 2)]
