@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from syncer.core.records import ChangeRecord
+from syncer.core.records import ChangeRecord, KinesisChangeRecord
 from syncer.core.versions import Order, change_interval_us, compare
 
 
@@ -23,9 +23,23 @@ class KeyChange:
     document_id: str
     latest: ChangeRecord
     records: tuple[ChangeRecord, ...]  # all of this key's records, oldest first
-    # The batch holds another change of the key that ``latest`` cannot be ordered against (two
-    # Kinesis changes in one millisecond): the item is read again whatever the index holds.
-    uncertain: bool = False
+
+    @property
+    def uncertain(self) -> bool:
+        """The batch holds another change of the key that ``latest`` cannot be ordered against
+        (two Kinesis changes in one millisecond): the item is read again whatever is indexed.
+
+        Only keys with a Kinesis change can be uncertain (a stream's sequence numbers always
+        order), and a duplicate of ``latest`` (same eventID, same time) is not.
+        """
+        if len(self.records) == 1 or not any(
+            isinstance(record, KinesisChangeRecord) for record in self.records
+        ):
+            return False
+        version = self.latest.version
+        return any(
+            compare(version, record.version) is Order.UNKNOWN for record in self.records[:-1]
+        )
 
     @property
     def sequence_texts(self) -> tuple[str, ...]:
@@ -51,7 +65,7 @@ def coalesce_latest_per_key(records: Iterable[ChangeRecord]) -> list[KeyChange]:
         # Most keys have one record in a batch: nothing to sort.
         if len(group) == 1:
             changes.append(KeyChange(table, document_id, group[0], (group[0],)))
-        elif any(record.kinesis is not None for record in group):
+        elif any(isinstance(record, KinesisChangeRecord) for record in group):
             changes.append(_timed_change(table, document_id, group))
         else:
             ordered = tuple(sorted(group, key=_in_version_order))
@@ -72,7 +86,4 @@ def _timed_change(table: str, document_id: str, group: list[ChangeRecord]) -> Ke
     the batch (not a duplicate of it) the key is ``uncertain`` and its item is read again.
     """
     ordered = tuple(sorted(group, key=_in_time_order))
-    latest = ordered[-1]
-    version = latest.version
-    uncertain = any(compare(version, record.version) is Order.UNKNOWN for record in ordered[:-1])
-    return KeyChange(table, document_id, latest, ordered, uncertain)
+    return KeyChange(table, document_id, ordered[-1], ordered)

@@ -9,13 +9,12 @@ envelope and the format and returns the change's JSON with what orders it; every
 
 from __future__ import annotations
 
-import base64
 import binascii
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from syncer.core import jsoncodec
 from syncer.errors import PoisonRecordError
 
 KINESIS_SOURCE = "aws:kinesis"
@@ -102,12 +101,15 @@ def unwrap_kinesis_record(record: Mapping[str, Any]) -> tuple[dict[str, Any], Ki
     if not isinstance(data, str):
         raise PoisonRecordError("kinesis.data is not a string")
     try:
-        raw = base64.b64decode(data, validate=True)
+        # Strict: only the base64 alphabet, padding where it belongs (no regex pass over data).
+        raw = binascii.a2b_base64(data, strict_mode=True)
     except (binascii.Error, ValueError):
         raise PoisonRecordError(f"kinesis.data is not base64: {data!r:.60}") from None
     try:
-        change = json.loads(raw)
-    except (UnicodeDecodeError, ValueError):
+        # orjson: DynamoDB's JSON carries its numbers as text ({"N": "..."}), so no digit of an
+        # attribute depends on the parser; it refuses invalid UTF-8 and lone surrogates.
+        change = jsoncodec.loads(raw)
+    except ValueError:
         raise PoisonRecordError(f"kinesis.data is not JSON: {raw!r:.60}") from None
     _check_format(change)
     times = creation_interval_us(change["dynamodb"].get("ApproximateCreationDateTime"))
@@ -149,8 +151,8 @@ def table_of(record: object) -> str | None:
     if not isinstance(data, str):
         return None
     try:
-        change = json.loads(base64.b64decode(data, validate=True))
-    except (binascii.Error, UnicodeDecodeError, ValueError, RecursionError):
+        change = jsoncodec.loads(binascii.a2b_base64(data, strict_mode=True))
+    except ValueError:  # binascii.Error is one
         return None
     table = change.get("tableName") if isinstance(change, dict) else None
     return table if isinstance(table, str) else None

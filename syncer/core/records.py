@@ -10,7 +10,7 @@ import functools
 import hashlib
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import Enum
@@ -60,34 +60,21 @@ class ChangeRecord:
     raw: Mapping[str, Any]
     # A REMOVE needs only its Keys: an image that cannot be decoded is dropped, and why is kept.
     image_error: str | None = None
-    # Set for a change delivered through Kinesis: ``sequence_number`` is then the Kinesis
-    # record's, which orders deliveries and not changes; the version is the change's time.
-    kinesis: KinesisOrigin | None = None
-    typed_key_attributes: Mapping[str, Any] | None = None  # Kinesis: Keys from the decoded data
 
     @property
     def sequence_text(self) -> str:
         """The sequence number as the stream spelled it (also Lambda's itemIdentifier)."""
-        if self.kinesis is not None:
-            return self.kinesis.sequence_text
         return str(self.raw["dynamodb"]["SequenceNumber"])
 
     @property
     def typed_keys(self) -> Mapping[str, Any]:
         """The item key in DynamoDB's typed form, as the stream carried it (for reads by key)."""
-        if self.typed_key_attributes is not None:
-            return self.typed_key_attributes
         keys: Mapping[str, Any] = self.raw["dynamodb"]["Keys"]
         return keys
 
     @property
     def version(self) -> Version:
         """This change's place in the one version order (``syncer.core.versions``)."""
-        origin = self.kinesis
-        if origin is not None:
-            return kinesis_change_version(
-                origin.change_from_us, origin.change_to_us, origin.event_id
-            )
         return change_version(
             self.sequence_number, self.raw.get("eventSourceARN"), self.approximate_creation_s
         )
@@ -104,6 +91,40 @@ class ChangeRecord:
     def needs_item_lookup(self) -> bool:
         """True when the stream does not carry the new image and the table must be read."""
         return not self.is_remove and self.new_image is None
+
+
+@dataclass(frozen=True, slots=True)
+class KinesisChangeRecord(ChangeRecord):
+    """A change delivered through Kinesis Data Streams (``syncer.core.kinesis``).
+
+    ``sequence_number`` is the Kinesis record's, which orders deliveries, not changes: its
+    version is the change's time instead (rule 5 of docs/ordering.md). ``raw`` is the Lambda
+    Kinesis record as delivered (what a dead letter keeps); ``key_attributes`` the typed Keys
+    from its decoded data.
+    """
+
+    origin: KinesisOrigin | None = None
+    key_attributes: Mapping[str, Any] | None = None
+
+    @property
+    def _origin(self) -> KinesisOrigin:
+        if self.origin is None:
+            raise ValueError("a Kinesis change was built without its origin")
+        return self.origin
+
+    @property
+    def sequence_text(self) -> str:
+        """``kinesis.sequenceNumber``: Lambda's itemIdentifier for a Kinesis record."""
+        return self._origin.sequence_text
+
+    @property
+    def typed_keys(self) -> Mapping[str, Any]:
+        return self.key_attributes if self.key_attributes is not None else {}
+
+    @property
+    def version(self) -> Version:
+        origin = self._origin
+        return kinesis_change_version(origin.change_from_us, origin.change_to_us, origin.event_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,11 +248,23 @@ def decode_record(record: object) -> ChangeRecord:
         raise PoisonRecordError(
             f"eventSourceARN does not name a DynamoDB table: {record.get('eventSourceARN')!r:.120}"
         )
+    event_name = _event_name(record)
     body = record.get("dynamodb")
     if type(body) is not dict and not isinstance(body, Mapping):
         raise PoisonRecordError("record has no 'dynamodb' object")
     sequence_number = _parse_sequence(body.get("SequenceNumber"))
-    return _decode_change(record, record, table, sequence_number, None)
+    return _decode_change(record, record, table, event_name, sequence_number, None)
+
+
+def _event_name(change: Mapping[str, Any]) -> EventName:
+    raw_name = change.get("eventName")
+    event_name = _EVENT_NAMES.get(raw_name) if type(raw_name) is str else None
+    if event_name is None:
+        try:
+            event_name = EventName(raw_name)
+        except ValueError:
+            raise PoisonRecordError(f"unknown eventName {raw_name!r:.40}") from None
+    return event_name
 
 
 def _decode_kinesis_record(record: Mapping[str, Any]) -> ChangeRecord:
@@ -248,6 +281,7 @@ def _decode_kinesis_record(record: Mapping[str, Any]) -> ChangeRecord:
         record,
         change,
         change["tableName"],
+        _event_name(change),
         int(origin.sequence_text),
         origin,
         typed_keys=keys if isinstance(keys, Mapping) else None,
@@ -258,18 +292,12 @@ def _decode_change(
     record: Mapping[str, Any],
     change: Mapping[str, Any],
     table: str,
+    event_name: EventName,
     sequence_number: int,
     origin: KinesisOrigin | None,
     typed_keys: Mapping[str, Any] | None = None,
 ) -> ChangeRecord:
     """The ``ChangeRecord`` of one change; ``change`` is the record, or a Kinesis record's data."""
-    raw_name = change.get("eventName")
-    event_name = _EVENT_NAMES.get(raw_name) if type(raw_name) is str else None
-    if event_name is None:
-        try:
-            event_name = EventName(raw_name)
-        except ValueError:
-            raise PoisonRecordError(f"unknown eventName {raw_name!r:.40}") from None
     body = change["dynamodb"]
     keys = decode_item(body.get("Keys"), "Keys") if "Keys" in body else {}
     image_error = None
@@ -291,7 +319,10 @@ def _decode_change(
         )
     if not isinstance(view_type, str) or view_type not in _VIEW_TYPES:
         raise PoisonRecordError(f"unknown StreamViewType {view_type!r:.40}")
-    return ChangeRecord(
+    make: Callable[..., ChangeRecord] = ChangeRecord
+    if origin is not None:
+        make = functools.partial(KinesisChangeRecord, origin=origin, key_attributes=typed_keys)
+    return make(
         table=table,
         event_name=event_name,
         sequence_number=sequence_number,
@@ -308,8 +339,6 @@ def _decode_change(
         ),
         raw=record,
         image_error=image_error,
-        kinesis=origin,
-        typed_key_attributes=typed_keys,
     )
 
 
