@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+import json
 import tomllib
 from typing import Any
 
@@ -317,3 +318,73 @@ def test_the_written_key_of_a_kinesis_batch_carries_the_change_version() -> None
     outcome = process_batch([record], _config(), fake_sinks(search))
     (written,) = outcome.written
     assert written.version == ms(3, "c")
+
+
+def test_a_kinesis_change_invalidates_the_cache_keys_of_both_images() -> None:
+    """A MODIFY that moves an item between categories clears the old and the new category."""
+    from tests.fakes import FakeCache
+
+    # given a Kinesis MODIFY whose old image is in category shoes and new image in boots
+    config = parse_config(
+        tomllib.loads(
+            CONFIG_TEXT.replace('["product:{pk}"]', '["product:{pk}", "cat:{category}"]')
+        ),
+        environ={},
+    )
+    record = kinesis_record("MODIFY", T // 1000 + 3, "c", 1, 3)
+    data = json.loads(base64.b64decode(record["kinesis"]["data"]))
+    data["dynamodb"]["NewImage"]["category"] = {"S": "boots"}
+    data["dynamodb"]["OldImage"] = {**data["dynamodb"]["Keys"], "category": {"S": "shoes"}}
+    record["kinesis"]["data"] = base64.b64encode(encode(data)).decode("ascii")
+    search, cache = FakeSearch(), FakeCache()
+    search.create("catalog")
+    # when it is applied
+    outcome = process_batch([record], config, fake_sinks(search, cache))
+    # then the cache keys of both images are invalidated
+    assert outcome.failed_sequence_numbers == ()
+    assert cache.invalidated == [{"product:p-1", "cat:boots", "cat:shoes"}]
+
+
+ROUTED_TEXT = """
+[[tables]]
+name = "catalog"
+
+[[tables.routes]]
+index = "boots"
+match = { attribute = "category", equals = "boots" }
+cache_keys = ["boot:{pk}"]
+
+[[tables.routes]]
+index = "others"
+match = { attribute = "category", begins_with = "" }
+cache_keys = ["other:{pk}"]
+"""
+
+
+def _with_category(record: dict[str, Any], category: str) -> dict[str, Any]:
+    data = json.loads(base64.b64decode(record["kinesis"]["data"]))
+    data["dynamodb"]["NewImage"]["category"] = {"S": category}
+    record["kinesis"]["data"] = base64.b64encode(encode(data)).decode("ascii")
+    return record
+
+
+def test_a_move_between_routes_from_kinesis_out_of_order_ends_in_the_newest_route() -> None:
+    """The newer change (category boots) arrives first; the older (others) then loses in both."""
+    # given a routed table, and an item that moved from "others" to "boots"
+    config = parse_config(tomllib.loads(ROUTED_TEXT), environ={})
+    search = FakeSearch()
+    search.create("boots")
+    search.create("others")
+    newer = _with_category(kinesis_record("MODIFY", T // 1000 + 9, "b", 1, 2), "boots")
+    older = _with_category(kinesis_record("INSERT", T // 1000 + 4, "a", 2, 1), "shoes")
+    # when the newer change is delivered before the older one, in separate batches
+    for record in (newer, older):
+        outcome = process_batch([record], config, fake_sinks(search))
+        assert outcome.failed_sequence_numbers == ()
+    # then the item is in "boots" and a tombstone stays in "others"
+    boots = search.document("boots", "p-1|v1")
+    others = search.document("others", "p-1|v1")
+    assert boots is not None
+    assert boots["category"] == "boots"
+    assert others is not None
+    assert others[SYNCER_FIELD]["deleted"] is True
