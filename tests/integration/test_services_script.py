@@ -159,9 +159,7 @@ def test_a_port_in_time_wait_is_not_reported_as_held_by_anyone(moved: dict[str, 
     about_port = [line for line in result.stderr.splitlines() if f"port {port} " in line]
     assert "cannot see" not in result.stderr
     assert any("waiting up to 1 s for the kernel to release it" in line for line in about_port)
-    assert any(
-        "still in TIME-WAIT after 1 s" in line and "REDIS_PORT" in line for line in about_port
-    )
+    assert any("still in TIME-WAIT after 1 s" in line and "REDIS_PORT" in line for line in about_port)
     assert not (Path(moved["SYNCER_SERVICES_DIR"]) / "started").exists()
 
 
