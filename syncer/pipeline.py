@@ -117,7 +117,9 @@ class _Inserts:
 
     def __contains__(self, ref: object) -> bool:
         work = self._plan.find(ref)
-        return work is not None and work.change.latest.is_insert
+        # An uncertain key is read again whatever is indexed, and the read may find the item
+        # gone: its indexed state must be read first, or a SKIP would leave it standing.
+        return work is not None and work.change.latest.is_insert and not work.change.uncertain
 
 
 def _invalidate_cache(

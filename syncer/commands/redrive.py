@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 from syncer.config import Config
 from syncer.core import jsoncodec
+from syncer.core.kinesis import is_kinesis_record, sequence_text_of
 from syncer.errors import SyncerError
 from syncer.pipeline import process_batch
 from syncer.sinks.deadletter import (
@@ -114,13 +115,23 @@ def _stream_record(entry: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
         record = entry_record(entry)
     except ValueError:
         return None
-    if isinstance(record, Mapping) and isinstance(record.get("dynamodb"), Mapping):
+    if isinstance(record, Mapping) and (
+        isinstance(record.get("dynamodb"), Mapping) or is_kinesis_record(record)
+    ):
         return record
     return None
 
 
+def _sequence_text(record: Mapping[str, Any]) -> str:
+    """The record's sequence number as its source spelled it: Lambda's itemIdentifier."""
+    if is_kinesis_record(record):
+        return sequence_text_of(record) or ""
+    return str(record["dynamodb"].get("SequenceNumber") or "")
+
+
 def _sequence(record: Mapping[str, Any]) -> int:
-    text = str(record["dynamodb"].get("SequenceNumber") or "")
+    """For the order of the batch only: Kinesis changes are ordered by their time anyway."""
+    text = _sequence_text(record)
     return int(text) if text.isascii() and text.isdigit() else -1
 
 
@@ -133,6 +144,8 @@ def record_identity(record: Mapping[str, Any]) -> RecordIdentity:
     A Lambda record names no shard; sequence numbers do not repeat within a stream, so two
     records with the same pair are the same change delivered twice (and share one fate).
     """
+    if is_kinesis_record(record):
+        return (str(record.get("eventSourceARN") or ""), sequence_text_of(record) or "")
     body = record.get("dynamodb")
     sequence = body.get("SequenceNumber") if isinstance(body, Mapping) else None
     return (str(record.get("eventSourceARN") or ""), str(sequence or ""))
@@ -179,7 +192,7 @@ def redrive_entries(
     outcome = process_batch(batch, config, sinks.with_letters(recorder))
     failed = set(outcome.failed_sequence_numbers)
     for i, record in found:
-        if str(record["dynamodb"].get("SequenceNumber")) in failed:
+        if _sequence_text(record) in failed:
             fates[i] = Fate.FAILED_AGAIN
         elif record_identity(record) in recorder.written:
             fates[i] = Fate.REJECTED_AGAIN

@@ -115,8 +115,12 @@ class SampledWrite:
             )
         version, fingerprint = message.get("version"), message.get("fingerprint")
         cache_keys, sampled_at = message.get("cache_keys"), message.get("sampled_at_ms")
-        if not isinstance(version, Mapping) or version.get("seq") is None:
-            raise PoisonRecordError("consistency check message has no version with a seq")
+        if not isinstance(version, Mapping) or (
+            version.get("seq") is None and version.get("change_from_us") is None
+        ):
+            raise PoisonRecordError(
+                "consistency check message has no version of a change (a seq or a Kinesis time)"
+            )
         if fingerprint is not None and not isinstance(fingerprint, str):
             raise PoisonRecordError("consistency check message: fingerprint must be text")
         if not isinstance(cache_keys, list) or not all(isinstance(k, str) for k in cache_keys):

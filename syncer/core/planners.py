@@ -92,12 +92,23 @@ def plan_write(
     out by the transform. Then the index gets a tombstone with the change's version, ordered
     exactly like a delete's, so no older change can bring the item back there. ``reread`` is
     the item read again after the planner answered ``Verdict.REREAD`` (its version could not be
-    ordered against the indexed state's, which happens only next to a read of the table).
+    ordered against the indexed state's, which happens only next to a read of the table, or
+    next to a change of the same time from Kinesis), and it is asked for at once when the
+    batch's own changes of the key could not be ordered (``KeyChange.uncertain``).
     """
     if reread is not None:
         ref = (target.index, change.document_id)
+        if document is None and target.document is None:
+            # Only an uncertain key gets here (any other re-read follows an indexed state): the
+            # item is gone, or in another route, and nothing is there. A tombstone with the
+            # read's version, as a change's would be, keeps an older change of the batch's
+            # time from bringing the item back when it is delivered again later.
+            body = tombstone_body(route_table, reread.version)
+            return DocumentWrite(ref, WriteKind.TOMBSTONE, body, None)
         read = ReadState(document, reread.version)
         return plan_read_state(ref, route_table, read, target.document)
+    if change.uncertain:
+        return Verdict.REREAD  # the batch's own changes of the key cannot be ordered
     version = change.latest.version  # a property that computes: once
     return order_verdict(version, target.document) or _write_change(
         change, version, route_table, document, target

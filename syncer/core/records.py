@@ -1,4 +1,8 @@
-"""Decode DynamoDB Streams records (Lambda event format) into frozen ``ChangeRecord`` values."""
+"""Decode stream records (Lambda event format) into frozen ``ChangeRecord`` values.
+
+DynamoDB Streams records directly; records of a table streamed to Kinesis Data Streams through
+``syncer.core.kinesis``, which unwraps the change DynamoDB wrote into each.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +10,17 @@ import functools
 import hashlib
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import Enum
 from typing import Any
 
+from syncer.core import kinesis
 from syncer.core.attributes import decode_item
+from syncer.core.kinesis import KinesisOrigin
 from syncer.core.versions import SEQUENCE_DIGITS as SEQUENCE_DIGITS
-from syncer.core.versions import Version, change_version
+from syncer.core.versions import Version, change_version, kinesis_change_version
 from syncer.core.versions import padded_sequence as padded_sequence
 from syncer.errors import InvalidEventError, PoisonRecordError
 
@@ -85,6 +91,40 @@ class ChangeRecord:
     def needs_item_lookup(self) -> bool:
         """True when the stream does not carry the new image and the table must be read."""
         return not self.is_remove and self.new_image is None
+
+
+@dataclass(frozen=True, slots=True)
+class KinesisChangeRecord(ChangeRecord):
+    """A change delivered through Kinesis Data Streams (``syncer.core.kinesis``).
+
+    ``sequence_number`` is the Kinesis record's, which orders deliveries, not changes: its
+    version is the change's time instead (rule 5 of docs/ordering.md). ``raw`` is the Lambda
+    Kinesis record as delivered (what a dead letter keeps); ``key_attributes`` the typed Keys
+    from its decoded data.
+    """
+
+    origin: KinesisOrigin | None = None
+    key_attributes: Mapping[str, Any] | None = None
+
+    @property
+    def _origin(self) -> KinesisOrigin:
+        if self.origin is None:
+            raise ValueError("a Kinesis change was built without its origin")
+        return self.origin
+
+    @property
+    def sequence_text(self) -> str:
+        """``kinesis.sequenceNumber``: Lambda's itemIdentifier for a Kinesis record."""
+        return self._origin.sequence_text
+
+    @property
+    def typed_keys(self) -> Mapping[str, Any]:
+        return self.key_attributes if self.key_attributes is not None else {}
+
+    @property
+    def version(self) -> Version:
+        origin = self._origin
+        return kinesis_change_version(origin.change_from_us, origin.change_to_us, origin.event_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,22 +241,64 @@ def decode_record(record: object) -> ChangeRecord:
     """Decode one stream record or raise ``PoisonRecordError`` with the reason."""
     if type(record) is not dict and not isinstance(record, Mapping):
         raise PoisonRecordError(f"record is not an object: {record!r:.60}")
+    if record.get("eventSource") == kinesis.KINESIS_SOURCE:
+        return _decode_kinesis_record(record)
     table = table_from_arn(record.get("eventSourceARN"))
     if table is None:
         raise PoisonRecordError(
             f"eventSourceARN does not name a DynamoDB table: {record.get('eventSourceARN')!r:.120}"
         )
-    raw_name = record.get("eventName")
+    event_name = _event_name(record)
+    body = record.get("dynamodb")
+    if type(body) is not dict and not isinstance(body, Mapping):
+        raise PoisonRecordError("record has no 'dynamodb' object")
+    sequence_number = _parse_sequence(body.get("SequenceNumber"))
+    return _decode_change(record, record, table, event_name, sequence_number, None)
+
+
+def _event_name(change: Mapping[str, Any]) -> EventName:
+    raw_name = change.get("eventName")
     event_name = _EVENT_NAMES.get(raw_name) if type(raw_name) is str else None
     if event_name is None:
         try:
             event_name = EventName(raw_name)
         except ValueError:
             raise PoisonRecordError(f"unknown eventName {raw_name!r:.40}") from None
-    body = record.get("dynamodb")
-    if type(body) is not dict and not isinstance(body, Mapping):
-        raise PoisonRecordError("record has no 'dynamodb' object")
-    sequence_number = _parse_sequence(body.get("SequenceNumber"))
+    return event_name
+
+
+def _decode_kinesis_record(record: Mapping[str, Any]) -> ChangeRecord:
+    """A Lambda Kinesis record: the change DynamoDB wrote into its data, ordered by its time.
+
+    The table is the change's ``tableName`` (matched against the configured tables later);
+    its ``awsRegion`` is never used: syncer reads the table through its own AWS settings.
+    Kinesis carries both images, as a NEW_AND_OLD_IMAGES stream does.
+    """
+    change, origin = kinesis.unwrap_kinesis_record(record)
+    body = change["dynamodb"]
+    keys = body.get("Keys")
+    return _decode_change(
+        record,
+        change,
+        change["tableName"],
+        _event_name(change),
+        int(origin.sequence_text),
+        origin,
+        typed_keys=keys if isinstance(keys, Mapping) else None,
+    )
+
+
+def _decode_change(
+    record: Mapping[str, Any],
+    change: Mapping[str, Any],
+    table: str,
+    event_name: EventName,
+    sequence_number: int,
+    origin: KinesisOrigin | None,
+    typed_keys: Mapping[str, Any] | None = None,
+) -> ChangeRecord:
+    """The ``ChangeRecord`` of one change; ``change`` is the record, or a Kinesis record's data."""
+    body = change["dynamodb"]
     keys = decode_item(body.get("Keys"), "Keys") if "Keys" in body else {}
     image_error = None
     if event_name is EventName.REMOVE:
@@ -229,12 +311,18 @@ def decode_record(record: object) -> ChangeRecord:
     else:
         new_image = decode_item(body["NewImage"], "NewImage") if "NewImage" in body else None
         old_image = decode_item(body["OldImage"], "OldImage") if "OldImage" in body else None
-    view_type = body.get("StreamViewType") or _guess_view_type(
-        "NewImage" in body, "OldImage" in body
-    )
+    if origin is not None:
+        view_type = "NEW_AND_OLD_IMAGES"
+    else:
+        view_type = body.get("StreamViewType") or _guess_view_type(
+            "NewImage" in body, "OldImage" in body
+        )
     if not isinstance(view_type, str) or view_type not in _VIEW_TYPES:
         raise PoisonRecordError(f"unknown StreamViewType {view_type!r:.40}")
-    return ChangeRecord(
+    make: Callable[..., ChangeRecord] = ChangeRecord
+    if origin is not None:
+        make = functools.partial(KinesisChangeRecord, origin=origin, key_attributes=typed_keys)
+    return make(
         table=table,
         event_name=event_name,
         sequence_number=sequence_number,
@@ -243,8 +331,12 @@ def decode_record(record: object) -> ChangeRecord:
         new_image=new_image,
         old_image=old_image,
         view_type=view_type,
-        is_ttl_delete=event_name is EventName.REMOVE and _is_ttl_delete(record),
-        approximate_creation_s=_parse_creation_time(body.get("ApproximateCreationDateTime")),
+        is_ttl_delete=event_name is EventName.REMOVE and _is_ttl_delete(change),
+        approximate_creation_s=(
+            _parse_creation_time(body.get("ApproximateCreationDateTime"))
+            if origin is None
+            else origin.change_from_us / 1_000_000
+        ),
         raw=record,
         image_error=image_error,
     )
@@ -273,30 +365,44 @@ def _guess_view_type(has_new_image: bool, has_old_image: bool) -> str:
 
 
 def check_event(event: object) -> list[Any]:
-    """Return the event's records after checking that it is a DynamoDB Streams batch.
+    """Return the event's records after checking that it is one source's batch.
 
+    A DynamoDB Streams batch, or a Kinesis batch of a table streamed to Kinesis Data Streams.
     A wrong event fails whole before anything is applied: a Lambda wired to the wrong source
-    must not half-process it.
+    must not half-process it, and a batch mixing the two sources is no batch Lambda delivers.
     """
     if not isinstance(event, Mapping) or "Records" not in event:
         raise InvalidEventError(
-            "event has no 'Records': syncer expects a DynamoDB Streams batch from an event "
-            "source mapping"
+            "event has no 'Records': syncer expects a DynamoDB Streams or Kinesis batch from an "
+            "event source mapping"
         )
     records = event["Records"]
     if not isinstance(records, list):
         raise InvalidEventError("event 'Records' is not a list")
+    first: tuple[int, str] | None = None
     for position, record in enumerate(records):
         if type(record) is dict or isinstance(record, Mapping):
             source = record.get("eventSource") or record.get("EventSource")
         else:
             source = None
-        if source is not None and source != "aws:dynamodb":
+        if source is not None and (type(source) is not str or source not in _SOURCES):
             raise InvalidEventError(
-                f"record {position} comes from {source!r}, not aws:dynamodb: syncer only "
-                "handles DynamoDB Streams batches; nothing was applied"
+                f"record {position} comes from {source!r}, not aws:dynamodb or aws:kinesis: "
+                "syncer only handles DynamoDB Streams and Kinesis batches; nothing was applied"
+            )
+        kind = _SOURCES["aws:dynamodb"] if source is None else _SOURCES[source]
+        if first is None:
+            first = (position, kind)
+        elif kind != first[1]:
+            raise InvalidEventError(
+                f"record {position} is a {kind} record but record {first[0]} is a {first[1]} "
+                "record: a batch must come from one source (one event source mapping); "
+                "nothing was applied"
             )
     return records
+
+
+_SOURCES = {"aws:dynamodb": "DynamoDB Streams", kinesis.KINESIS_SOURCE: "Kinesis"}
 
 
 def decode_records(records: Iterable[object]) -> tuple[list[ChangeRecord], list[RejectedRecord]]:
@@ -318,6 +424,10 @@ def decode_records(records: Iterable[object]) -> tuple[list[ChangeRecord], list[
 
 def _rejection(record: object, error: PoisonRecordError) -> RejectedRecord:
     table = sequence = None
+    if kinesis.is_kinesis_record(record):
+        return RejectedRecord(
+            record, error, kinesis.table_of(record), kinesis.sequence_text_of(record)
+        )
     if isinstance(record, Mapping):
         table = table_from_arn(record.get("eventSourceARN"))
         body = record.get("dynamodb")

@@ -11,7 +11,12 @@ scan, a verify repair, or a re-read that settled an uncertain comparison). Both 
   against the interval in which the read happened, with ``CLOCK_UNCERTAINTY_MS`` of slack; when
   the two can overlap the answer is ``UNKNOWN`` and the writer re-reads the item (a consistent
   read made after it saw the indexed state) instead of guessing;
-- two reads: by their intervals, ``UNKNOWN`` when they overlap or lie within the clock slack.
+- two reads: by their intervals, ``UNKNOWN`` when they overlap or lie within the clock slack;
+- a change delivered through Kinesis Data Streams (rule 5): by its ``ApproximateCreationDateTime``
+  in microseconds, an interval (a millisecond value ``t`` covers ``[t*1000, t*1000+999]``); two
+  Kinesis changes are ordered when their intervals are disjoint, a duplicate (same eventID, same
+  time) is OLDER, anything else is ``UNKNOWN``; against a read or a DynamoDB Streams change (a
+  table that switched sources) it is an interval on DynamoDB's clock, compared with the margin.
 
 Documents written before versions existed still order: one with a sequence number and no stream
 counts as written by the stream of the change it meets (by sequence number, as before); one with
@@ -32,6 +37,8 @@ SEQUENCE_DIGITS = 40
 # How far syncer's clock and DynamoDB's may disagree. A wider margin only costs more re-reads.
 CLOCK_UNCERTAINTY_MS = 1000
 _SECOND_MS = 1000
+_MS_US = 1000
+_SECOND_US = 1_000_000
 _STREAM_LABEL = re.compile(r"/stream/(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?)$")
 
 
@@ -50,14 +57,24 @@ class Version:
     changed_at_ms: int | None = None  # the change's ApproximateCreationDateTime
     read_from_ms: int | None = None  # a read of the table started at or after this time
     read_to_ms: int | None = None  # ... and had ended by this time
+    # A change delivered through Kinesis: its ApproximateCreationDateTime as an interval of
+    # epoch microseconds (both ends included), and DynamoDB's eventID (a duplicate has the same).
+    change_from_us: int | None = None
+    change_to_us: int | None = None
+    event_id: str | None = None
 
     @property
     def is_read(self) -> bool:
         return self.read_from_ms is not None and self.read_to_ms is not None
 
     @property
+    def is_kinesis(self) -> bool:
+        """A change delivered through Kinesis Data Streams: ordered by its time, not a number."""
+        return self.change_from_us is not None and self.change_to_us is not None
+
+    @property
     def is_change(self) -> bool:
-        return self.seq is not None and not self.is_read
+        return (self.seq is not None or self.is_kinesis) and not self.is_read
 
     def to_meta(self) -> dict[str, Any]:
         """The version fields of ``_syncer`` (numbers that fit a long, seq as padded text)."""
@@ -75,6 +92,12 @@ class Version:
             meta.setdefault("changed_at", self.read_from_ms)
         if self.read_to_ms is not None:
             meta["read_to"] = self.read_to_ms
+        if self.change_from_us is not None:
+            meta["change_from_us"] = self.change_from_us
+        if self.change_to_us is not None:
+            meta["change_to_us"] = self.change_to_us
+        if self.event_id is not None:
+            meta["event_id"] = self.event_id
         return meta
 
 
@@ -85,6 +108,20 @@ def change_version(
     changed_at = None if approximate_creation_s is None else int(approximate_creation_s * 1000)
     return Version(
         seq=sequence_number, stream_ms=stream_created_ms(stream_arn), changed_at_ms=changed_at
+    )
+
+
+def kinesis_change_version(from_us: int, to_us: int, event_id: str | None) -> Version:
+    """The version of a change delivered through Kinesis, from its time as an interval of us.
+
+    ``changed_at`` (epoch ms, a date in the mapping) is kept for tombstone purges, reindex
+    ages and freshness; the order uses the microsecond interval alone.
+    """
+    return Version(
+        changed_at_ms=from_us // _MS_US,
+        change_from_us=from_us,
+        change_to_us=to_us,
+        event_id=event_id,
     )
 
 
@@ -103,6 +140,9 @@ def version_from_meta(meta: Mapping[str, Any]) -> Version:
         changed_at_ms=_int_or_none(meta.get("changed_at")),
         read_from_ms=_int_or_none(read_from),
         read_to_ms=_int_or_none(read_to),
+        change_from_us=_int_or_none(meta.get("change_from_us")),
+        change_to_us=_int_or_none(meta.get("change_to_us")),
+        event_id=event_id if isinstance(event_id := meta.get("event_id"), str) else None,
     )
 
 
@@ -145,11 +185,13 @@ def _change_second(version: Version) -> int | None:
 
 def compare(new: Version, old: Version | None) -> Order:
     """Whether a state with version ``new`` may replace one with version ``old``."""
-    if old is None or (old.seq is None and not old.is_read):
+    if old is None or not (old.is_change or old.is_read):
         return Order.NEWER  # nothing there, or a scan from before versions: anything wins
-    if new.seq is None and not new.is_read:
+    if not (new.is_change or new.is_read):
         return Order.OLDER
     if new.is_change and old.is_change:
+        if new.is_kinesis or old.is_kinesis:
+            return _compare_timed_changes(new, old)
         return _compare_changes(new, old)
     if new.is_read and old.is_read:
         return _compare_reads(new, old)
@@ -187,13 +229,59 @@ def _compare_reads(new: Version, old: Version) -> Order:
     return Order.UNKNOWN
 
 
-def _change_against_read(change: Version, read: Version) -> Order:
-    """NEWER when the change certainly happened after the read, OLDER when certainly before."""
-    second = _change_second(change)
+def change_interval_us(version: Version) -> tuple[int, int] | None:
+    """When a change happened, as epoch microseconds with both ends included; None: unknown.
+
+    A Kinesis change carries its own interval (one microsecond, or the 1,000 of a millisecond);
+    a DynamoDB Streams change its whole second.
+    """
+    if version.change_from_us is not None and version.change_to_us is not None:
+        return version.change_from_us, version.change_to_us
+    second = _change_second(version)
     if second is None:
+        return None
+    return second * _MS_US, second * _MS_US + _SECOND_US - 1
+
+
+def _compare_timed_changes(new: Version, old: Version) -> Order:
+    """Rule 5: two changes of which at least one came through Kinesis, ordered by their time.
+
+    Two Kinesis changes carry DynamoDB's time of each change of the item: disjoint intervals
+    order them; the same eventID at the same time is a duplicate (nothing to write); any other
+    overlap (the same millisecond, or a millisecond holding a microsecond) is UNKNOWN. Against
+    a DynamoDB Streams change (a table that moved from one source to the other) the Streams
+    side has whole seconds only, and the two reached syncer through different services: the
+    intervals must lie ``CLOCK_UNCERTAINTY_MS`` apart to be ordered.
+    """
+    new_span, old_span = change_interval_us(new), change_interval_us(old)
+    if new_span is None or old_span is None:
         return Order.UNKNOWN
-    if second + _SECOND_MS + CLOCK_UNCERTAINTY_MS <= (read.read_from_ms or 0):
+    (new_from, new_to), (old_from, old_to) = new_span, old_span
+    if new.is_kinesis and old.is_kinesis:
+        if new_span == old_span and new.event_id is not None and new.event_id == old.event_id:
+            return Order.OLDER  # a duplicate: the same state
+        margin = 0
+    else:
+        margin = CLOCK_UNCERTAINTY_MS * _MS_US
+    if new_from > old_to + margin:
+        return Order.NEWER
+    if new_to + margin < old_from:
+        return Order.OLDER
+    return Order.UNKNOWN
+
+
+def _change_against_read(change: Version, read: Version) -> Order:
+    """NEWER when the change certainly happened after the read, OLDER when certainly before.
+
+    The change's interval (its whole second from DynamoDB Streams, its millisecond or
+    microsecond from Kinesis) against the read's, with ``CLOCK_UNCERTAINTY_MS`` of slack.
+    """
+    span = change_interval_us(change)
+    if span is None:
+        return Order.UNKNOWN
+    margin = CLOCK_UNCERTAINTY_MS * _MS_US
+    if span[1] + 1 + margin <= (read.read_from_ms or 0) * _MS_US:
         return Order.OLDER  # the read saw it
-    if second >= (read.read_to_ms or 0) + CLOCK_UNCERTAINTY_MS:
+    if span[0] >= (read.read_to_ms or 0) * _MS_US + margin:
         return Order.NEWER  # it happened after the read
     return Order.UNKNOWN

@@ -1,4 +1,4 @@
-"""Events that are not DynamoDB Streams batches fail whole in lambda_handler and change nothing."""
+"""Events that are not DynamoDB Streams or Kinesis batches fail whole in lambda_handler and change nothing."""
 
 from __future__ import annotations
 
@@ -52,14 +52,13 @@ BAD_EVENTS: dict[str, tuple[Callable[[dict[str, Any]], object], str]] = {
     "lowercase-records-key": (lambda valid: {"records": [valid]}, "has no 'Records'"),
     "bare-list-of-records": (lambda valid: [valid], "has no 'Records'"),
     "sqs-event": (lambda valid: OTHER_SOURCES["sqs"], "'aws:sqs', not aws:dynamodb"),
-    "kinesis-event": (lambda valid: OTHER_SOURCES["kinesis"], "'aws:kinesis', not aws:dynamodb"),
     "dynamodb-then-sqs": (
         lambda valid: {"Records": [valid, SQS_RECORD]},
         "record 1 comes from 'aws:sqs'",
     ),
     "kinesis-then-dynamodb": (
         lambda valid: {"Records": [KINESIS_RECORD, valid]},
-        "record 0 comes from 'aws:kinesis'",
+        "record 1 is a DynamoDB Streams record but record 0 is a Kinesis record",
     ),
 }
 

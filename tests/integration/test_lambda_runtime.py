@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 import redis
 
+from syncer.sinks.build import aws_client
 from tests.integration.conftest import (
     MOTO_URL,
     OPENSEARCH_URL,
@@ -36,6 +37,13 @@ from tests.integration.conftest import (
     wait_until,
 )
 from tests.integration.test_services_script import listening
+from tests.kinesis_bridge import (
+    Delivery,
+    TableToKinesisBridge,
+    create_kinesis_stream,
+    lambda_kinesis_event,
+    read_kinesis,
+)
 
 PACKAGE = REPO_ROOT / "build" / "lambda"
 RUNTIME_DIR = SERVICES_DIR / "lambda-runtime"
@@ -217,3 +225,36 @@ def test_the_package_runs_in_the_lambda_runtime_and_a_replay_changes_nothing(
     # Speed is reported, not asserted (bench/RESULTS.md, "The Lambda runtime").
     print(f"\n{len(event['Records'])} records; first invoke over HTTP {first_s * 1000:.0f} ms")
     print("\n".join(emulator.reports()))
+
+
+def test_the_package_applies_a_kinesis_event_in_the_lambda_runtime(
+    emulator: Emulator, stack: Stack
+) -> None:
+    """The table's changes through Kinesis (shuffled, duplicated) in the RIE: the index matches."""
+    # given the table's changes published to a Kinesis stream out of order, with duplicates
+    run = uuid.uuid4().hex[:10]
+    _write_items(stack, run)
+    kinesis = aws_client("kinesis")
+    name = f"syncer-rie-{run}"
+    arn = create_kinesis_stream(kinesis, name, shard_count=1)
+    try:
+        bridge = TableToKinesisBridge(
+            stack.streams,
+            kinesis,
+            stack.stream_arn,
+            stack.table,
+            name,
+            "us-east-1",
+            "MICROSECOND",
+            Delivery(seed=4, shuffle=True, duplicate_share=0.2),
+        )
+        bridge.pump()
+        pages = list(read_kinesis(kinesis, name))
+        # when each page is invoked as Lambda's Kinesis event
+        for shard_id, records in pages:
+            response = emulator.invoke(lambda_kinesis_event(records, arn, shard_id))
+            # then nothing fails, and the index equals the table
+            assert response == {"batchItemFailures": []}, emulator.log.read_text()[-3000:]
+        assert stack.indexed() == stack.scanned()
+    finally:
+        kinesis.delete_stream(StreamName=name, EnforceConsumerDeletion=True)

@@ -283,15 +283,37 @@ def test_check_event_rejects_what_is_not_a_batch(event: object) -> None:
         check_event(event)
 
 
-@pytest.mark.parametrize(("source", "name"), [("aws:sqs", "sqs"), ("aws:kinesis", "kinesis")])
-def test_check_event_rejects_records_from_other_sources(load_event, source: str, name: str) -> None:
-    """An SQS or Kinesis event is refused with a message naming the wrong source."""
+def test_check_event_rejects_records_from_other_sources(load_event) -> None:
+    """An SQS event is refused with a message naming the wrong source."""
     # given an event from another event source
-    event = load_event("other_sources.json")[name]
+    event = load_event("other_sources.json")["sqs"]
     # when it is checked
     # then the error names that source
-    with pytest.raises(InvalidEventError, match=source):
+    with pytest.raises(InvalidEventError, match="aws:sqs"):
         check_event(event)
+
+
+def test_check_event_accepts_a_kinesis_batch(load_event) -> None:
+    """A Kinesis event (a table streamed to Kinesis Data Streams) is a batch syncer handles."""
+    # given a Kinesis event
+    event = load_event("kinesis_insert_modify_remove.json")
+    # when it is checked
+    # then its records come back
+    assert check_event(event) == event["Records"]
+
+
+def test_check_event_refuses_a_batch_mixing_streams_and_kinesis(load_event) -> None:
+    """A DynamoDB Streams record among Kinesis records makes the whole event invalid."""
+    # given a Kinesis batch with a DynamoDB Streams record appended
+    event = load_event("kinesis_insert_modify_remove.json")
+    streams_record = load_event("insert_modify_remove.json")["Records"][0]
+    mixed = {"Records": [*event["Records"], streams_record]}
+    # when it is checked
+    # then it is refused, naming both sources
+    with pytest.raises(
+        InvalidEventError, match="DynamoDB Streams record but record 0 is a Kinesis"
+    ):
+        check_event(mixed)
 
 
 def test_check_event_rejects_a_batch_with_one_foreign_record(load_event) -> None:
