@@ -127,8 +127,6 @@ def test_reindex_command_prints_the_swap(stack: Stack, tmp_path: Path) -> None:
             str(stack.config_path),
             "--table",
             stack.table,
-            "--state-file",
-            str(tmp_path / "s.json"),
             "--delete-old",
             "--delete-grace-s",
             "0",

@@ -352,8 +352,6 @@ def test_reindex_of_one_index_leaves_the_others(catalog: RoutedCatalog, tmp_path
             f"{catalog.prefix}-reviews",
             "--segments",
             "1",
-            "--state-file",
-            str(tmp_path / "reindex.json"),
         ],
     )
     # then reviews moved to a new index, products did not, and both hold their entities
