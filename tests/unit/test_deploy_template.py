@@ -211,7 +211,11 @@ def test_role_grants_exactly_the_least_privilege_actions(template: dict[str, Any
         ("kinesis:ListShards", kinesis),
         (
             "kinesis:ListStreams",
-            str({"Fn::Sub": "arn:${AWS::Partition}:kinesis:${AWS::Region}:${AWS::AccountId}:stream/*"}),
+            str(
+                {
+                    "Fn::Sub": "arn:${AWS::Partition}:kinesis:${AWS::Region}:${AWS::AccountId}:stream/*"
+                }
+            ),
         ),
         ("kms:Decrypt", str({"Ref": "KinesisStreamKmsKeyArn"})),
         ("dynamodb:BatchGetItem", str({"Ref": "TableArn"})),
