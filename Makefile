@@ -81,8 +81,9 @@ $(CHECKOV_VENV)/.installed: requirements/checkov.txt
 		-r requirements/checkov.txt
 	touch $@
 
-# The template as deployed by default, then with EnableReindexStateMachine = "true": checkov
-# leaves out the resources whose condition is false under the parameters' defaults.
+# The template as deployed by default, then with EnableReindexStateMachine = "true", then with
+# StreamSource = kinesis: checkov leaves out the resources whose condition is false under the
+# parameters' defaults.
 .PHONY: checkov
 checkov: $(CHECKOV_VENV)/.installed
 	$(CHECKOV) -f template.yaml
@@ -91,6 +92,10 @@ checkov: $(CHECKOV_VENV)/.installed
 		template.yaml > build/template-with-reindex.yaml
 	! cmp -s template.yaml build/template-with-reindex.yaml
 	$(CHECKOV) -f build/template-with-reindex.yaml
+	sed '/^  StreamSource:/,/^  [A-Za-z]/s/Default: dynamodb-streams/Default: kinesis/' \
+		template.yaml > build/template-with-kinesis.yaml
+	! cmp -s template.yaml build/template-with-kinesis.yaml
+	$(CHECKOV) -f build/template-with-kinesis.yaml
 
 # build/lambda (template.yaml's CodeUri) and build/syncer-lambda.zip for the Lambda runtime
 .PHONY: package

@@ -54,9 +54,13 @@ def _function(template: dict[str, Any]) -> dict[str, Any]:
 
 
 def _stream_mapping(template: dict[str, Any]) -> dict[str, Any]:
-    events = _function(template)["Events"]
-    (event,) = (e for e in events.values() if e["Type"] == "DynamoDB")
-    properties: dict[str, Any] = event["Properties"]
+    """The DynamoDB Streams mapping (StreamSource dynamodb-streams, the default): an explicit
+    resource under the logical ID SAM gave the former `Events: TableStream`."""
+    mapping = template["Resources"]["SyncerFunctionTableStream"]
+    assert mapping["Type"] == "AWS::Lambda::EventSourceMapping"
+    assert mapping["Condition"] == "FromTableStream"
+    properties: dict[str, Any] = mapping["Properties"]
+    assert properties["FunctionName"] == {"Ref": "SyncerFunction"}
     return properties
 
 
@@ -120,7 +124,7 @@ def test_stream_mapping_starts_at_trim_horizon(template: dict[str, Any]) -> None
     """The mapping starts at the oldest record, so no change made during setup is missed."""
     mapping = _stream_mapping(template)
     assert mapping["StartingPosition"] == "TRIM_HORIZON"
-    assert mapping["Stream"] == {"Ref": "TableStreamArn"}
+    assert mapping["EventSourceArn"] == {"Fn::Sub": "${TableStreamArn}"}
 
 
 def test_stream_mapping_bisects_failed_batches(template: dict[str, Any]) -> None:
@@ -177,6 +181,7 @@ def test_function_uses_its_own_role_and_no_sam_policies(template: dict[str, Any]
     properties = _function(template)
     assert properties["Role"] == {"Fn::GetAtt": ["SyncerRole", "Arn"]}
     assert "Policies" not in properties
+    assert "Events" not in properties  # a SAM event would bring SAM's own policies
     assert "Type" not in _stream_mapping(template)["DestinationConfig"]["OnFailure"]
 
 
@@ -188,7 +193,8 @@ def test_role_grants_exactly_the_least_privilege_actions(template: dict[str, Any
         for action in _as_list(statement["Action"])
         for resource in _as_list(statement["Resource"])
     }
-    stream = str({"Ref": "TableStreamArn"})
+    stream = str({"Fn::Sub": "${TableStreamArn}"})
+    kinesis = str({"Fn::Sub": "${KinesisStreamArn}"})
     on_failure = str({"Fn::GetAtt": ["OnFailureQueue", "Arn"]})
     dead_letters = str({"Fn::GetAtt": ["DeadLetterQueue", "Arn"]})
     assert granted == {
@@ -198,6 +204,20 @@ def test_role_grants_exactly_the_least_privilege_actions(template: dict[str, Any
         ("dynamodb:GetRecords", stream),
         ("dynamodb:GetShardIterator", stream),
         ("dynamodb:ListStreams", str({"Fn::Sub": "${TableArn}/stream/*"})),
+        ("kinesis:DescribeStream", kinesis),
+        ("kinesis:DescribeStreamSummary", kinesis),
+        ("kinesis:GetRecords", kinesis),
+        ("kinesis:GetShardIterator", kinesis),
+        ("kinesis:ListShards", kinesis),
+        (
+            "kinesis:ListStreams",
+            str(
+                {
+                    "Fn::Sub": "arn:${AWS::Partition}:kinesis:${AWS::Region}:${AWS::AccountId}:stream/*"
+                }
+            ),
+        ),
+        ("kms:Decrypt", str({"Ref": "KinesisStreamKmsKeyArn"})),
         ("dynamodb:BatchGetItem", str({"Ref": "TableArn"})),
         ("es:ESHttpPost", str({"Fn::Sub": "${OpenSearchDomainArn}/*"})),
         ("es:ESHttpHead", str({"Fn::Sub": "${OpenSearchDomainArn}/*"})),

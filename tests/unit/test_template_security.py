@@ -18,6 +18,7 @@ KEYS = {
     "QueueKmsKeyArn": "HasQueueKey",
     "LogKmsKeyArn": "HasLogKey",
     "EnvironmentKmsKeyArn": "HasEnvironmentKey",
+    "KinesisStreamKmsKeyArn": "HasKinesisStreamKey",
 }
 SQS_ONLY = {"StringEquals": {"kms:ViaService": {"Fn::Sub": "sqs.${AWS::Region}.amazonaws.com"}}}
 
@@ -161,10 +162,19 @@ def test_every_queue_a_mapping_uses_is_granted_to_the_function_role(
 ) -> None:
     """Lambda's mappings act with the function's role: it receives from the SQS source and sends
     to the stream's OnFailure destination, so those queues' grants (and key grants) are its own."""
+    mappings = _of_type(template, "AWS::Lambda::EventSourceMapping")
+    # The stream function's mappings (one per source) are explicit resources, not SAM events.
+    assert {m["Properties"]["FunctionName"]["Ref"] for m in mappings.values()} == {"SyncerFunction"}
     for name, role in _function_roles(template).items():
-        events = template["Resources"][name]["Properties"].get("Events", {})
+        events = list(template["Resources"][name]["Properties"].get("Events", {}).values())
+        events += [
+            {"Type": "EventSourceMapping", "Properties": m["Properties"]}
+            for m in mappings.values()
+            if m["Properties"]["FunctionName"] == {"Ref": name}
+        ]
+        assert events or name == "ReindexFunction", name  # the state machine invokes it
         grants = _grants(role, "sqs:")
-        for event in events.values():
+        for event in events:
             properties = event["Properties"]
             if event["Type"] == "SQS":
                 assert any(
