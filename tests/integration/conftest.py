@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+import redis
 
 from syncer import handler
 from syncer.config import Config, load_config
@@ -213,6 +214,14 @@ def free_port() -> int:
 @pytest.fixture
 def view_type() -> str:
     return "NEW_AND_OLD_IMAGES"
+
+
+@pytest.fixture
+def direct() -> Iterator[redis.Redis]:
+    """A client straight to the real single-node Redis, to look at and clean up what a test left."""
+    client = redis.Redis.from_url(REDIS_URL)
+    yield client
+    client.close()
 
 
 @pytest.fixture

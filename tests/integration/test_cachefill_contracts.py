@@ -24,13 +24,6 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def direct() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(REDIS_URL)
-    yield client
-    client.close()
-
-
-@pytest.fixture
 def key(direct: redis.Redis) -> Iterator[str]:
     name = f"cachefill-contract:{uuid.uuid4().hex}"
     yield name

@@ -70,14 +70,6 @@ def proxy() -> Iterator[TcpFaultProxy]:
 
 
 @pytest.fixture
-def direct() -> Iterator[redis.Redis]:
-    """A client straight to the real Redis, to look at and clean up what the cache left."""
-    client = redis.Redis.from_url(REDIS_URL)
-    yield client
-    client.close()
-
-
-@pytest.fixture
 def key(direct: redis.Redis) -> Iterator[str]:
     name = f"cachefill-outage:{uuid.uuid4().hex}"
     yield name

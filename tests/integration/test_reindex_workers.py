@@ -135,7 +135,6 @@ def _alive(pid: int) -> bool:
     return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_killing_the_parent_stops_its_workers(stack: Stack, tmp_path: Path) -> None:
     """SIGKILL of a process running work items in its pool: the workers end too, mid-item."""
     # given a parent whose two workers are each in the middle of a long work item
@@ -168,7 +167,6 @@ def test_killing_the_parent_stops_its_workers(stack: Stack, tmp_path: Path) -> N
                 os.kill(pid, signal.SIGKILL)
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_sigkill_of_reindex_export_with_two_workers_stops_the_workers(
     stack: Stack, tmp_path: Path
 ) -> None:
