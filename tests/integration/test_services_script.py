@@ -7,6 +7,7 @@ Every run here uses its own services directory and free ports, never the shared 
 from __future__ import annotations
 
 import os
+import random
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -139,14 +140,29 @@ def test_a_cluster_up_that_fails_after_starting_nodes_stops_them(moved: dict[str
 
 def _time_wait_port() -> int:
     """A loopback port whose only socket is a closed connection's end in TIME-WAIT (the client
-    side, which Linux will not let a server bind next to until it expires, 60 s later)."""
-    with socket.create_server(("127.0.0.1", 0)) as server:
-        client = socket.create_connection(server.getsockname())
-        accepted, _ = server.accept()
-        port = int(client.getsockname()[1])
-        client.close()  # the side that closes first is the one left in TIME-WAIT
-        accepted.close()
-    return port
+    side, which Linux will not let a server bind next to until it expires, 60 s later).
+
+    The client binds a port below the ephemeral range first: an ephemeral one can be taken over
+    by any other loopback connection meanwhile (tcp_tw_reuse=2, Linux's default, reuses TIME-WAIT
+    ports for loopback), and then it is no longer only in TIME-WAIT."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    first = random.randrange(10000, low - 1000)
+    for port in range(first, first + 1000):
+        with socket.create_server(("127.0.0.1", 0)) as server, socket.socket() as client:
+            try:
+                client.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            client.connect(server.getsockname())
+            accepted, _ = server.accept()
+            client.close()  # the side that closes first is the one left in TIME-WAIT
+            accepted.close()
+        with socket.socket() as probe:  # the premise: a server cannot bind it now
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            with pytest.raises(OSError):
+                probe.bind(("127.0.0.1", port))
+        return port
+    raise AssertionError(f"no free loopback port from {first} to {first + 999}")
 
 
 def test_a_port_in_time_wait_is_not_reported_as_held_by_anyone(moved: dict[str, str]) -> None:
