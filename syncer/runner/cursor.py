@@ -10,6 +10,10 @@ what came of it as the next event; everything it decides about a shard is decide
     SENDING* --BatchHandled (some failed) / BatchRaised--> NEEDS_ITERATOR AT the lowest failure
     any reading state --ReadFailed--> NEEDS_ITERATOR (expired: after the checkpoint; trimmed:
                                       TRIM_HORIZON; other: the same start, after a backoff)
+
+A shard without a checkpoint starts at ``Batching.starting_position`` (TRIM_HORIZON; a Kinesis
+replay's AT_TIMESTAMP). The records are Lambda-shaped DynamoDB Streams or Kinesis records; a
+Kinesis record's position is its ``kinesis.sequenceNumber``.
 """
 
 from __future__ import annotations
@@ -19,9 +23,11 @@ from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any
 
+from syncer.core.kinesis import KINESIS_SOURCE
 from syncer.sinks.checkpoints import ShardCheckpoint
 
-GET_RECORDS_LIMIT = 1000  # GetRecords returns at most 1,000 records per call
+GET_RECORDS_LIMIT = 1000  # DynamoDB Streams' GetRecords returns at most 1,000 records per call
+KINESIS_GET_RECORDS_LIMIT = 10_000  # Kinesis' GetRecords: at most 10,000
 
 Record = Mapping[str, Any]  # a stream record shaped as Lambda delivers it
 
@@ -41,8 +47,9 @@ class Phase(Enum):
 class StartAt:
     """Where the next shard iterator starts (GetShardIterator's ShardIteratorType)."""
 
-    kind: str  # TRIM_HORIZON, AT_SEQUENCE_NUMBER or AFTER_SEQUENCE_NUMBER
+    kind: str  # TRIM_HORIZON, AT_SEQUENCE_NUMBER, AFTER_SEQUENCE_NUMBER or AT_TIMESTAMP
     sequence_number: str | None = None
+    timestamp_s: float | None = None  # AT_TIMESTAMP only (Kinesis): epoch seconds
 
 
 TRIM_HORIZON = StartAt("TRIM_HORIZON")
@@ -50,12 +57,15 @@ TRIM_HORIZON = StartAt("TRIM_HORIZON")
 
 @dataclass(frozen=True, slots=True)
 class Batching:
-    """How records are gathered into batches (Lambda's event source mapping knobs)."""
+    """How records are gathered into batches, and where a shard without a checkpoint starts
+    (Lambda's event source mapping knobs)."""
 
     batch_size: int = 100
     window_s: float = 0.0  # 0: send what one GetRecords returned
     idle_sleep_s: float = 1.0  # pause of a shard after a GetRecords with no records
     once: bool = False  # a read that returned nothing sends the batch at once (drain and stop)
+    starting_position: StartAt = TRIM_HORIZON  # a Kinesis replay: AT_TIMESTAMP
+    read_limit: int = GET_RECORDS_LIMIT  # the most records one GetRecords may return
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,12 +88,13 @@ class ShardCursor:
         return cls(phase, checkpoint, batching)
 
     def next_start(self) -> StartAt:
-        """Where GetShardIterator should start: ``start``, else after the checkpoint."""
+        """Where GetShardIterator should start: ``start``, else after the checkpoint, else at
+        the starting position."""
         if self.start is not None:
             return self.start
         if self.checkpoint.sequence_number is not None:
             return StartAt("AFTER_SEQUENCE_NUMBER", self.checkpoint.sequence_number)
-        return TRIM_HORIZON
+        return self.batching.starting_position
 
 
 # -- events: what happened -------------------------------------------------------------------
@@ -262,9 +273,17 @@ def advance_after_batch(sequence_numbers: Sequence[str], failed: Collection[str]
     return BatchAdvance(checkpoint, sequence_numbers[first_failed])
 
 
+def sequence_number(record: Record) -> str:
+    """A record's position in its shard: ``kinesis.sequenceNumber`` for a Kinesis record (also
+    its itemIdentifier), else ``dynamodb.SequenceNumber``."""
+    if record.get("eventSource") == KINESIS_SOURCE:
+        return str(record["kinesis"]["sequenceNumber"])
+    return str(record["dynamodb"]["SequenceNumber"])
+
+
 def sequence_numbers(records: Sequence[Record]) -> list[str]:
     """The records' sequence numbers, in shard order."""
-    return [record["dynamodb"]["SequenceNumber"] for record in records]
+    return [sequence_number(record) for record in records]
 
 
 # -- the transitions -------------------------------------------------------------------------
@@ -320,7 +339,7 @@ def _read_or_send(cursor: ShardCursor, now: float) -> Step:
         return _send(cursor, False, ())
     if cursor.iterator is None:  # the reading phases always hold one
         raise UnexpectedEventError(f"phase {cursor.phase.value} without an iterator")
-    limit = min(GET_RECORDS_LIMIT, cursor.batching.batch_size - len(cursor.batch))
+    limit = min(cursor.batching.read_limit, cursor.batching.batch_size - len(cursor.batch))
     return cursor, (ReadRecords(cursor.iterator, limit),)
 
 

@@ -17,6 +17,8 @@ from syncer.core.outcome import BatchOutcome
 from syncer.errors import ConfigError
 from syncer.runner.poller import PollOptions, StreamPoller
 from syncer.runner.report import RunSummary
+from syncer.runner.sources import choose_sources
+from syncer.runner.window import ReplayWindow
 from syncer.sinks.build import aws_client, build_sinks
 from syncer.sinks.checkpoints import open_checkpoint_store
 
@@ -71,15 +73,22 @@ def run_poller(
     streams: Any | None = None,
     handle_signals: bool = False,
     metrics_port: int | None = None,
+    kinesis_streams: Sequence[str] = (),
+    replay: ReplayWindow | None = None,
+    kinesis: Any | None = None,
 ) -> RunSummary:
     """Build clients, sinks and the checkpoint store from ``config`` and run the poller.
 
-    ``streams`` replaces the DynamoDB Streams client (tests wrap the real one to inject faults);
-    ``checkpoint_file`` overrides ``[checkpoints]``. ``metrics_port`` serves ``/metrics``
-    (Prometheus) and ``/healthz`` on loopback while the poller runs.
+    ``streams`` and ``kinesis`` replace the DynamoDB Streams and Kinesis clients (tests wrap the
+    real ones to inject faults); ``checkpoint_file`` overrides ``[checkpoints]``.
+    ``metrics_port`` serves ``/metrics`` (Prometheus) and ``/healthz`` on loopback while the
+    poller runs. ``kinesis_streams`` and ``replay``: see ``StreamPoller``.
     """
+    sources = choose_sources(config, tables, kinesis_streams, replay is not None)
     sinks = build_sinks(config)
     dynamodb = sinks.dynamodb if sinks.dynamodb is not None else aws_client("dynamodb")
+    if kinesis is None and sources.kinesis_streams:
+        kinesis = aws_client("kinesis")
     store = open_checkpoint_store(config.checkpoints, sinks.redis, checkpoint_file)
     poller = StreamPoller(
         config,
@@ -89,6 +98,9 @@ def run_poller(
         store,
         options,
         tables,
+        kinesis=kinesis,
+        kinesis_streams=kinesis_streams,
+        replay=replay,
     )
     server = None
     checker = _consistency_checker(config)
