@@ -26,20 +26,23 @@ from click.testing import CliRunner
 from syncer import pipeline
 from syncer.cli import main
 from syncer.config import load_config
+from syncer.core.documents import SYNCER_FIELD
 from syncer.core.outcome import BatchOutcome
+from syncer.demo import demo_table
 from syncer.errors import ConfigError
 from syncer.runner import poller
 from syncer.runner.poller import PollOptions
 from syncer.runner.run import run_poller
 from syncer.runner.window import ReplayWindow
-from syncer.sinks.build import aws_client
-from tests.integration.conftest import Stack, syncer_run_command, wait_until
+from syncer.sinks.build import aws_client, build_sinks
+from tests.integration.conftest import Stack, syncer_run_command, wait_until, write_config
 from tests.integration.test_kinesis_lambda import (
     KinesisStack,
     random_workload,
     set_stale_cache,
 )
 from tests.kinesis_bridge import Delivery, create_kinesis_stream, encode, put_all
+from tests.kinesis_demo import run_kinesis_demo
 
 pytestmark = pytest.mark.integration
 
@@ -395,3 +398,37 @@ def test_cli_refuses_a_window_that_ends_before_it_starts(stack: Stack) -> None:
     )
     assert result.exit_code != 0
     assert "is after --until" in result.output
+
+
+def test_the_demo_runs_on_a_kinesis_stream(tmp_path: Path) -> None:
+    """`make demo SOURCE=kinesis`: the same search answers, cache and tombstone as on Streams."""
+    name = f"syncer-demo-kinesis-{uuid.uuid4().hex[:8]}"
+    path = write_config(tmp_path / "syncer.toml", "unused", "unused")
+    config = load_config(str(path))
+    lines: list[str] = []
+    try:
+        report = run_kinesis_demo(config, 20, lines.append, table_name=name, stream=name)
+        assert any("published to Kinesis stream" in line for line in lines)
+        assert report.full_text_titles[0] == "Leather belt bag"
+        assert report.deleted_title not in report.full_text_titles
+        assert report.deleted_hits == 0
+        assert report.tombstone is not None
+        assert report.tombstone[SYNCER_FIELD]["deleted"] is True
+        assert report.cached_before == {k: True for k in report.cached_before}
+        assert report.cached_after == {
+            "product:PRODUCT#sku-0001": False,
+            "product:PRODUCT#sku-0004": True,
+        }
+    finally:
+        sinks = build_sinks(config)
+        try:
+            for route in demo_table(name).resolved_routes:
+                sinks.opensearch.indices.delete(index=f"{route.index}-*", ignore_unavailable=True)
+                sinks.opensearch.indices.delete_index_template(
+                    name=f"syncer-{route.index}", ignore=404
+                )
+            sinks.redis.unlink("product:PRODUCT#sku-0001", "product:PRODUCT#sku-0004")
+        finally:
+            sinks.close()
+        aws_client("dynamodb").delete_table(TableName=name)
+        aws_client("kinesis").delete_stream(StreamName=name, EnforceConsumerDeletion=True)
