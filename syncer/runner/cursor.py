@@ -28,6 +28,7 @@ from syncer.sinks.checkpoints import ShardCheckpoint
 
 GET_RECORDS_LIMIT = 1000  # DynamoDB Streams' GetRecords returns at most 1,000 records per call
 KINESIS_GET_RECORDS_LIMIT = 10_000  # Kinesis' GetRecords: at most 10,000
+KINESIS_MIN_READ_INTERVAL_S = 0.2  # Kinesis: 5 GetRecords a second per shard
 
 Record = Mapping[str, Any]  # a stream record shaped as Lambda delivers it
 
@@ -66,6 +67,9 @@ class Batching:
     once: bool = False  # a read that returned nothing sends the batch at once (drain and stop)
     starting_position: StartAt = TRIM_HORIZON  # a Kinesis replay: AT_TIMESTAMP
     read_limit: int = GET_RECORDS_LIMIT  # the most records one GetRecords may return
+    # Kinesis allows 5 GetRecords a second per shard: a shard whose read returned records
+    # pauses this long before its next read (0: none, DynamoDB Streams).
+    min_read_interval_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,11 +121,17 @@ class IteratorObtained:
 
 @dataclass(frozen=True, slots=True)
 class RecordsRead:
-    """GetRecords answered; ``next_iterator`` is None when the shard is closed and read out."""
+    """GetRecords answered; ``next_iterator`` is None when the shard is closed and read out.
+
+    ``more_follow``: the source says records lie further on even though this read returned
+    none (Kinesis' ``MillisBehindLatest`` above 0 across an idle stretch of the shard), so the
+    shard is not caught up and is read again without the idle pause.
+    """
 
     records: tuple[Record, ...]
     next_iterator: str | None
     now: float
+    more_follow: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,17 +359,20 @@ def _records_read(cursor: ShardCursor, event: RecordsRead) -> Step:
     since = now if event.records and not cursor.batch else cursor.batch_since
     batch = cursor.batch + event.records
     actions: tuple[Action, ...] = ()
-    if not event.records:
+    idle = not event.records and not event.more_follow
+    if idle:
         pause = batching.idle_sleep_s
         if batch:
             pause = min(pause, since + batching.window_s - now)
         actions = (Pause(now + max(0.0, pause)),)
-    caught_up = not event.records and not batch
+    elif batching.min_read_interval_s > 0:
+        actions = (Pause(now + batching.min_read_interval_s),)
+    caught_up = idle and not batch
     phase = Phase.CAUGHT_UP if caught_up else Phase.READING
     after = replace(
         cursor, phase=phase, iterator=event.next_iterator, batch=batch, batch_since=since
     )
-    if batch and (_window_closed(after, now, closed) or (not event.records and batching.once)):
+    if batch and (_window_closed(after, now, closed) or (idle and batching.once)):
         return _send(after, closed, actions)
     if not batch and closed:
         return _finish(after, actions)

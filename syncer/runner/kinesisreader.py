@@ -148,7 +148,9 @@ class KinesisReader(ShardReader):
         records = tuple(
             kinesis_lambda_record(record, stream_arn, shard_id, self._region) for record in raw
         )
-        return RecordsRead(records, following, time.monotonic())
+        # An empty read behind the shard's newest record crossed an idle stretch: not caught up.
+        more_follow = following is not None and not records and bool(behind)
+        return RecordsRead(records, following, time.monotonic(), more_follow)
 
 
 def _epoch_s(moment: object) -> float:

@@ -35,6 +35,7 @@ from syncer.pipeline import process_batch
 from syncer.runner.checkpointwriter import CheckpointWriter
 from syncer.runner.cursor import (
     KINESIS_GET_RECORDS_LIMIT,
+    KINESIS_MIN_READ_INTERVAL_S,
     Action,
     BackOff,
     BatchHandled,
@@ -356,7 +357,11 @@ class StreamPoller:
         reader = self.kinesis_reader
         if reader is None:
             return []
-        batching = replace(self.options.batching, read_limit=KINESIS_GET_RECORDS_LIMIT)
+        batching = replace(
+            self.options.batching,
+            read_limit=KINESIS_GET_RECORDS_LIMIT,
+            min_read_interval_s=KINESIS_MIN_READ_INTERVAL_S,
+        )
         if self.replay is not None:
             start = StartAt("AT_TIMESTAMP", timestamp_s=self.replay.start_s)
             batching = replace(batching, starting_position=start)

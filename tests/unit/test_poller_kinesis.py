@@ -45,6 +45,7 @@ class MemoryKinesis:
     page: int = 1000
     null_iterator_at_end: bool = True  # AWS; the emulator always answers one
     failures: list[str] = field(default_factory=list)  # error codes GetRecords raises first
+    idle_pages: int = 0  # empty answers behind the newest record first (an idle stretch)
     meta: Any = field(default_factory=lambda: SimpleNamespace(region_name="us-east-1"))
     iterator_requests: list[dict[str, Any]] = field(default_factory=list)
 
@@ -91,6 +92,9 @@ class MemoryKinesis:
             code = self.failures.pop(0)
             raise ClientError({"Error": {"Code": code, "Message": "test"}}, "GetRecords")
         shard_id, _, start = ShardIterator.rpartition("@")
+        if self.idle_pages:
+            self.idle_pages -= 1
+            return {"Records": [], "NextShardIterator": ShardIterator, "MillisBehindLatest": 5000}
         shard = self.shards[shard_id]
         taken = shard.records[int(start) : int(start) + min(Limit, self.page)]
         end = int(start) + len(taken)
@@ -321,10 +325,24 @@ def test_a_replay_stopped_early_resumes_from_its_checkpoints(
     first = Recorder()
     _, stopped = _run(kinesis, first, monkeypatch, store=store, replay=window, max_passes=2)
     assert not stopped.caught_up
-    assert store.data[window.checkpoint_key(ARN)]["s"] == ShardCheckpoint("103")
+    saved = store.data[window.checkpoint_key(ARN)]["s"]
+    assert saved.sequence_number is not None
+    assert [n for _, numbers in first.batches for n in numbers][-1] == saved.sequence_number
     second = Recorder()
     _, resumed = _run(kinesis, second, monkeypatch, store=store, replay=window)
     assert [n for _, numbers in second.batches for n in numbers] == [
-        str(n) for n in range(104, 110)
+        str(n) for n in range(int(saved.sequence_number) + 1, 110)
     ]
     assert resumed.caught_up
+
+
+def test_an_empty_read_behind_the_newest_record_is_not_the_end(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Kinesis may answer nothing across an idle stretch (MillisBehindLatest above 0): --once
+    reads on instead of stopping there as caught up."""
+    kinesis = MemoryKinesis({"s": MemoryShard(_records(1, 2))}, idle_pages=3)
+    recorder = Recorder()
+    _, summary = _run(kinesis, recorder, monkeypatch)
+    assert recorder.batches == [("s", ["1", "2"])]
+    assert summary.caught_up

@@ -41,6 +41,11 @@ from syncer.sinks.checkpoints import ShardCheckpoint as CP
 NO_WINDOW = Batching(batch_size=3, window_s=0.0, idle_sleep_s=1.0)
 WINDOW = Batching(batch_size=3, window_s=10.0, idle_sleep_s=1.0)
 ONCE = Batching(batch_size=3, window_s=10.0, idle_sleep_s=1.0, once=True)
+REPLAY_START = StartAt("AT_TIMESTAMP", timestamp_s=1_764_576_000.0)
+# Kinesis: a replay's AT_TIMESTAMP start, and a pause between reads that returned records
+KINESIS = Batching(
+    batch_size=3, window_s=0.0, starting_position=REPLAY_START, min_read_interval_s=0.2
+)
 
 
 def _record(sequence_number: str) -> dict[str, Any]:
@@ -85,6 +90,20 @@ TABLE = [
         Visit(5.0),
         cursor(Phase.NEEDS_ITERATOR, checkpoint=CP(None)),
         (GetIterator(TRIM_HORIZON),),
+    ),
+    Row(
+        "a replay's fresh shard asks for an iterator at its starting position",
+        cursor(Phase.NEEDS_ITERATOR, checkpoint=CP(None), batching=KINESIS),
+        Visit(5.0),
+        cursor(Phase.NEEDS_ITERATOR, checkpoint=CP(None), batching=KINESIS),
+        (GetIterator(REPLAY_START),),
+    ),
+    Row(
+        "a checkpointed replay shard resumes after its checkpoint",
+        cursor(Phase.NEEDS_ITERATOR, batching=KINESIS),
+        Visit(5.0),
+        cursor(Phase.NEEDS_ITERATOR, batching=KINESIS),
+        (GetIterator(StartAt("AFTER_SEQUENCE_NUMBER", "10")),),
     ),
     Row(
         "a checkpointed shard asks for an iterator after its checkpoint",
@@ -180,6 +199,20 @@ TABLE = [
         RecordsRead((), "it-2", 5.0),
         cursor(Phase.CAUGHT_UP, iterator="it-2"),
         (Pause(6.0),),
+    ),
+    Row(
+        "an empty read with records further on is not caught up and reads again at once",
+        cursor(Phase.READING),
+        RecordsRead((), "it-2", 5.0, more_follow=True),
+        cursor(Phase.READING, iterator="it-2"),
+        (),
+    ),
+    Row(
+        "a Kinesis shard pauses between reads that returned records",
+        cursor(Phase.READING, batching=KINESIS),
+        RecordsRead((R11,), "it-2", 5.0),
+        cursor(Phase.SENDING, batching=KINESIS, iterator="it-2", batch=(R11,), batch_since=5.0),
+        (Pause(5.2), ProcessBatch((R11,))),
     ),
     Row(
         "an empty read pauses no longer than the batching window has left",
@@ -347,3 +380,17 @@ def test_a_saved_checkpoint_decides_the_first_phase() -> None:
     """A shard first seen starts finished when its checkpoint says so, else needs an iterator."""
     assert ShardCursor.from_checkpoint(CP("5", True), NO_WINDOW).phase is Phase.FINISHED
     assert ShardCursor.from_checkpoint(CP("5"), NO_WINDOW).phase is Phase.NEEDS_ITERATOR
+
+
+def _kinesis_record(sequence_number: str) -> dict[str, Any]:
+    return {"eventSource": "aws:kinesis", "kinesis": {"sequenceNumber": sequence_number}}
+
+
+def test_a_kinesis_batch_is_placed_by_its_kinesis_sequence_numbers() -> None:
+    """Kinesis records have no dynamodb.SequenceNumber: their kinesis.sequenceNumber places them."""
+    records = tuple(_kinesis_record(n) for n in ("11", "12", "13"))
+    sending = cursor(Phase.SENDING, batch=records)
+    after, actions = step(sending, BatchHandled(("13", "12")))
+    assert after.checkpoint == CP("11")
+    assert after.start == at("12")
+    assert actions == (SaveCheckpoint(CP("11")), RetryFrom("12", "2 of 3 records failed", 1))
