@@ -114,6 +114,9 @@ def run(
 
     if until_time is not None and from_time is None:
         raise click.UsageError("--until needs --from (the start of the window to replay)")
+    margin_source = click.get_current_context().get_parameter_source("until_margin_s")
+    if from_time is None and margin_source is not click.core.ParameterSource.DEFAULT:
+        raise click.UsageError("--until-margin-s needs --from (it applies to a replay)")
     replay = None
     if from_time is not None:
         from syncer.runner.window import ReplayWindow

@@ -200,6 +200,7 @@ class StreamPoller:
             ", until caught up" if options.once else "",
         )
         passes = 0
+        replay_done = False
         try:
             while not self._stopping:
                 if options.max_passes is not None and passes >= options.max_passes:
@@ -210,7 +211,7 @@ class StreamPoller:
                 if self._stopping:
                     break
                 if self.replay is not None and self._replay_done(streams):
-                    self.summary.caught_up = True
+                    self.summary.caught_up = replay_done = True
                     break
                 if options.once and self._all_caught_up(streams):
                     for stream in streams:  # a finished parent may have children by now
@@ -230,7 +231,7 @@ class StreamPoller:
                 f"{self._checkpoints.unsaved} checkpoint(s) could not be saved to "
                 f"{self.store.describe()}; the next run redelivers those records"
             )
-        if self.replay is not None and self.summary.caught_up:
+        if replay_done:  # not when --once stopped it caught up before its end: it resumes
             self._forget_replay(streams)
         return self.summary
 

@@ -346,3 +346,27 @@ def test_an_empty_read_behind_the_newest_record_is_not_the_end(
     _, summary = _run(kinesis, recorder, monkeypatch)
     assert recorder.batches == [("s", ["1", "2"])]
     assert summary.caught_up
+
+
+def test_a_replay_stopped_by_once_before_its_end_keeps_its_checkpoints(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """--once ends a replay whose --until is still to come when it is caught up; run again, it
+    goes on from its checkpoints instead of starting over."""
+    kinesis = MemoryKinesis({"s": MemoryShard(_records(1, 2))})
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+    window = ReplayWindow(T0 - dt.timedelta(hours=1), later, 0.0)
+    store = MemoryStore()
+    monkeypatch.setattr(poller, "process_batch", Recorder())
+    loop = StreamPoller(
+        CONFIG,
+        sinks=None,  # type: ignore[arg-type]
+        streams=SimpleNamespace(meta=SimpleNamespace(region_name="us-east-1")),
+        dynamodb=None,
+        store=store,
+        options=PollOptions(once=True, idle_sleep_s=0),
+        kinesis=kinesis,
+        replay=window,
+    )
+    assert loop.run().caught_up
+    assert store.data[window.checkpoint_key(ARN)] == {"s": ShardCheckpoint("2")}

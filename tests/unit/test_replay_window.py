@@ -166,3 +166,28 @@ def test_a_kinesis_stream_setting_may_be_a_name_or_an_arn() -> None:
     arn = "arn:aws:kinesis:eu-west-1:123456789012:stream/catalog-changes"
     config = _config(a={"kinesis_stream": "catalog-changes"}, b={"kinesis_stream": arn})
     assert [t.kinesis_stream for t in config.tables] == ["catalog-changes", arn]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--until", "-1h"], "--until needs --from"),
+        (["--until-margin-s", "5"], "--until-margin-s needs --from"),
+        (["--from", "-1h", "--until", "-2h"], "is after --until"),
+        (["--from", "2026-12-01T08:00:00"], "has no zone"),
+        (["--from", "last week"], "is not one of"),
+    ],
+)
+def test_syncer_run_refuses_a_replay_it_cannot_do_before_reading_anything(
+    arguments: list[str], message: str, tmp_path: Any
+) -> None:
+    """Each mistake is one Error line naming it, before the configuration is even read."""
+    from click.testing import CliRunner
+
+    from syncer.cli import main
+
+    missing = str(tmp_path / "absent.toml")  # never reached
+    result = CliRunner().invoke(main, ["run", "--config", missing, *arguments])
+    assert result.exit_code != 0
+    assert message in result.output
+    assert "absent.toml" not in result.output
