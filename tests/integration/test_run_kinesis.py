@@ -232,6 +232,41 @@ def test_a_resharded_stream_is_read_parents_before_children(
     assert not saved[child]["finished"]
 
 
+def test_a_stream_resharded_by_update_shard_count_converges(
+    kstack: KinesisStack, tmp_path: Path, spy: Spy
+) -> None:
+    """UpdateShardCount (the emulator splits every shard) between two runs: nothing is lost.
+
+    The emulator's split is not AWS's: it re-puts the parent's records, and later ones, into
+    the first shard whose hash range holds the key, which is still the closed parent. So this
+    checks only that a resharded stream is followed to the table and its closed shards end;
+    parents before children is checked with MergeShards above and in
+    tests/unit/test_poller_kinesis.py.
+    """
+    rng = random.Random("split")
+    bridge = kstack.bridge("MICROSECOND", Delivery(seed=6, shuffle=True, duplicate_share=0.2))
+    checkpoints = tmp_path / "checkpoints.json"
+    random_workload(kstack, rng, writes=30, keys=10)
+    bridge.pump()
+    _run(kstack, checkpoints)
+    parents = {s["ShardId"] for s in kstack.kinesis.list_shards(StreamName=kstack.name)["Shards"]}
+    # given the stream resharded from 2 to 4 shards, and more changes
+    kstack.kinesis.update_shard_count(
+        StreamName=kstack.name, TargetShardCount=4, ScalingType="UNIFORM_SCALING"
+    )
+    random_workload(kstack, rng, writes=30, keys=10)
+    bridge.pump()
+    spy.batches.clear()
+    # when syncer run goes on from its checkpoints
+    summary = _run(kstack, checkpoints)
+    # then the closed parents are finished, and the index equals the table
+    assert summary.caught_up
+    assert spy.delivered
+    saved = _checkpoints(checkpoints)[kstack.arn]
+    assert all(saved[parent]["finished"] for parent in parents)
+    assert kstack.stack.indexed() == kstack.stack.scanned()
+
+
 def test_a_record_of_an_unknown_table_is_dead_lettered_alone(
     kstack: KinesisStack, tmp_path: Path
 ) -> None:
