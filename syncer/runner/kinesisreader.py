@@ -92,6 +92,13 @@ class KinesisReader(ShardReader):
             ) from error
         description = summary["StreamDescriptionSummary"]
         arn = str(description["StreamARN"])
+        if name_or_arn.startswith("arn:") and arn != name_or_arn:
+            # Reads name the stream, so an ARN of another account would silently read ours.
+            raise ConfigError(
+                f"Kinesis stream {name_or_arn!r} is not in the account of syncer's AWS "
+                f"credentials (the stream of that name there is {arn}); cross-account streams "
+                "are not supported"
+            )
         self._names[arn] = name
         retention = description.get("RetentionPeriodHours")
         return KinesisStream(name, arn, int(retention) if retention is not None else None)

@@ -370,3 +370,23 @@ def test_a_replay_stopped_by_once_before_its_end_keeps_its_checkpoints(
     )
     assert loop.run().caught_up
     assert store.data[window.checkpoint_key(ARN)] == {"s": ShardCheckpoint("2")}
+
+
+@pytest.mark.parametrize(
+    ("name_or_arn", "message"),
+    [
+        ("arn:aws:kinesis:eu-west-1:123456789012:stream/changes", "is in region eu-west-1"),
+        ("arn:aws:kinesis:us-east-1:999999999999:stream/changes", "is not in the account"),
+        ("arn:aws:sqs:us-east-1:123456789012:changes", "is not a Kinesis stream ARN"),
+    ],
+)
+def test_a_stream_arn_syncer_would_misread_is_refused(name_or_arn: str, message: str) -> None:
+    """Reads name the stream: an ARN of another region or account is refused, not misread."""
+    from syncer.errors import ConfigError
+    from syncer.runner.kinesisreader import KinesisReader
+
+    reader = KinesisReader(MemoryKinesis({}), CONFIG.resilience)
+    with pytest.raises(ConfigError, match=message):
+        reader.open(name_or_arn)
+    assert reader.open(ARN).arn == ARN
+    assert reader.open(NAME).name == NAME
