@@ -178,6 +178,7 @@ def _run(
     monkeypatch: pytest.MonkeyPatch,
     store: MemoryStore | None = None,
     replay: ReplayWindow | None = None,
+    once: bool | None = None,
     **options: Any,
 ) -> tuple[MemoryStore, poller.RunSummary]:
     monkeypatch.setattr(poller, "process_batch", recorder)
@@ -188,7 +189,9 @@ def _run(
         streams=SimpleNamespace(meta=SimpleNamespace(region_name="us-east-1")),
         dynamodb=None,
         store=store,
-        options=PollOptions(once=replay is None, idle_sleep_s=0, **options),
+        options=PollOptions(
+            once=replay is None if once is None else once, idle_sleep_s=0, **options
+        ),
         kinesis=kinesis,
         replay=replay,
     )
@@ -356,19 +359,8 @@ def test_a_replay_stopped_by_once_before_its_end_keeps_its_checkpoints(
     kinesis = MemoryKinesis({"s": MemoryShard(_records(1, 2))})
     later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
     window = ReplayWindow(T0 - dt.timedelta(hours=1), later, 0.0)
-    store = MemoryStore()
-    monkeypatch.setattr(poller, "process_batch", Recorder())
-    loop = StreamPoller(
-        CONFIG,
-        sinks=None,  # type: ignore[arg-type]
-        streams=SimpleNamespace(meta=SimpleNamespace(region_name="us-east-1")),
-        dynamodb=None,
-        store=store,
-        options=PollOptions(once=True, idle_sleep_s=0),
-        kinesis=kinesis,
-        replay=window,
-    )
-    assert loop.run().caught_up
+    store, summary = _run(kinesis, Recorder(), monkeypatch, replay=window, once=True)
+    assert summary.caught_up
     assert store.data[window.checkpoint_key(ARN)] == {"s": ShardCheckpoint("2")}
 
 
