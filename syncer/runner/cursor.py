@@ -12,7 +12,9 @@ what came of it as the next event; everything it decides about a shard is decide
                                       TRIM_HORIZON; other: the same start, after a backoff)
 
 A shard without a checkpoint starts at ``Batching.starting_position`` (TRIM_HORIZON; a Kinesis
-replay's AT_TIMESTAMP). The records are Lambda-shaped DynamoDB Streams or Kinesis records; a
+replay's AT_TIMESTAMP). A Kinesis shard reads ahead (``Batching.read_ahead``): one GetRecords
+may fill several batches; the records past the first wait in ``ahead`` and are sent, batch by
+batch, on the next visits, before any other read; a failure drops them with the batch. The records are Lambda-shaped DynamoDB Streams or Kinesis records; a
 Kinesis record's position is its ``kinesis.sequenceNumber``.
 """
 
@@ -70,6 +72,9 @@ class Batching:
     # Kinesis allows 5 GetRecords a second per shard: a shard whose read returned records
     # pauses this long before its next read (0: none, DynamoDB Streams).
     min_read_interval_s: float = 0.0
+    # Read up to ``read_limit`` whatever room the batch has; what a full batch cannot take waits
+    # in ``ShardCursor.ahead`` for the next batches (Kinesis: few reads, so each reads much).
+    read_ahead: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +89,7 @@ class ShardCursor:
     batch: tuple[Record, ...] = ()  # gathered, or with process_batch while SENDING
     batch_since: float = 0.0  # when the first record of ``batch`` was read
     failures: int = 0  # failed attempts in a row (reads or batches); 0 after a handled batch
+    ahead: tuple[Record, ...] = ()  # read past a full batch (``read_ahead``): the next batches
 
     @classmethod
     def from_checkpoint(cls, checkpoint: ShardCheckpoint, batching: Batching) -> ShardCursor:
@@ -345,11 +351,19 @@ def _send(cursor: ShardCursor, closed: bool, actions: tuple[Action, ...]) -> Ste
 
 
 def _read_or_send(cursor: ShardCursor, now: float) -> Step:
+    if cursor.ahead:  # records already read come first (batch is empty: it was just handled)
+        size = cursor.batching.batch_size
+        batch, ahead = cursor.ahead[:size], cursor.ahead[size:]
+        closed = cursor.iterator is None and not ahead
+        return _send(replace(cursor, batch=batch, ahead=ahead, batch_since=now), closed, ())
     if _window_closed(cursor, now, closed=False):
         return _send(cursor, False, ())
-    if cursor.iterator is None:  # the reading phases always hold one
+    if cursor.iterator is None:  # the reading phases hold one unless records wait ahead
         raise UnexpectedEventError(f"phase {cursor.phase.value} without an iterator")
-    limit = min(cursor.batching.read_limit, cursor.batching.batch_size - len(cursor.batch))
+    batching = cursor.batching
+    limit = batching.read_limit
+    if not batching.read_ahead:
+        limit = min(limit, batching.batch_size - len(cursor.batch))
     return cursor, (ReadRecords(cursor.iterator, limit),)
 
 
@@ -358,6 +372,8 @@ def _records_read(cursor: ShardCursor, event: RecordsRead) -> Step:
     closed = event.next_iterator is None
     since = now if event.records and not cursor.batch else cursor.batch_since
     batch = cursor.batch + event.records
+    ahead = batch[batching.batch_size :]  # only a read-ahead read can overfill the batch
+    batch = batch[: batching.batch_size]
     actions: tuple[Action, ...] = ()
     idle = not event.records and not event.more_follow
     if idle:
@@ -370,10 +386,15 @@ def _records_read(cursor: ShardCursor, event: RecordsRead) -> Step:
     caught_up = idle and not batch
     phase = Phase.CAUGHT_UP if caught_up else Phase.READING
     after = replace(
-        cursor, phase=phase, iterator=event.next_iterator, batch=batch, batch_since=since
+        cursor,
+        phase=phase,
+        iterator=event.next_iterator,
+        batch=batch,
+        batch_since=since,
+        ahead=ahead,
     )
     if batch and (_window_closed(after, now, closed) or (idle and batching.once)):
-        return _send(after, closed, actions)
+        return _send(after, closed and not ahead, actions)
     if not batch and closed:
         return _finish(after, actions)
     return after, actions
@@ -402,9 +423,15 @@ def _batch_handled(cursor: ShardCursor, failed: tuple[str, ...]) -> Step:
 
 
 def _reset(cursor: ShardCursor, start: StartAt | None, failures: int) -> ShardCursor:
-    """Drop the iterator and the unsent batch; the next read starts at ``start``."""
+    """Drop the iterator and the unsent records; the next read starts at ``start``."""
     return replace(
-        cursor, phase=Phase.NEEDS_ITERATOR, iterator=None, start=start, batch=(), failures=failures
+        cursor,
+        phase=Phase.NEEDS_ITERATOR,
+        iterator=None,
+        start=start,
+        batch=(),
+        ahead=(),
+        failures=failures,
     )
 
 

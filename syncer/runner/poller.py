@@ -362,6 +362,7 @@ class StreamPoller:
             self.options.batching,
             read_limit=KINESIS_GET_RECORDS_LIMIT,
             min_read_interval_s=KINESIS_MIN_READ_INTERVAL_S,
+            read_ahead=True,  # 5 reads a second: each reads up to 10,000, sent batch by batch
         )
         if self.replay is not None:
             start = StartAt("AT_TIMESTAMP", timestamp_s=self.replay.start_s)

@@ -48,6 +48,7 @@ class MemoryKinesis:
     idle_pages: int = 0  # empty answers behind the newest record first (an idle stretch)
     meta: Any = field(default_factory=lambda: SimpleNamespace(region_name="us-east-1"))
     iterator_requests: list[dict[str, Any]] = field(default_factory=list)
+    limits: list[int] = field(default_factory=list)  # each GetRecords' Limit
 
     def describe_stream_summary(self, StreamName: str) -> Any:
         return {"StreamDescriptionSummary": {"StreamARN": ARN, "RetentionPeriodHours": 24}}
@@ -88,6 +89,7 @@ class MemoryKinesis:
         return {"ShardIterator": f"{request['ShardId']}@{position}"}
 
     def get_records(self, ShardIterator: str, Limit: int) -> Any:
+        self.limits.append(Limit)
         if self.failures:
             code = self.failures.pop(0)
             raise ClientError({"Error": {"Code": code, "Message": "test"}}, "GetRecords")
@@ -382,3 +384,40 @@ def test_a_stream_arn_syncer_would_misread_is_refused(name_or_arn: str, message:
         reader.open(name_or_arn)
     assert reader.open(ARN).arn == ARN
     assert reader.open(NAME).name == NAME
+
+
+def test_one_read_fills_several_batches_each_checkpointed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Kinesis allows 5 reads a second per shard: a read takes up to 10,000 records and hands
+    them over batch_size at a time, each batch checkpointed; a closed shard ends after the last."""
+    numbers = list(range(1000, 1250))
+    kinesis = MemoryKinesis({"s": MemoryShard(_records(*numbers), closed=True)})
+    recorder = Recorder()
+    store, _ = _run(kinesis, recorder, monkeypatch, batch_size=100)
+    assert [len(batch) for _, batch in recorder.batches] == [100, 100, 50]
+    assert kinesis.limits == [10_000]
+    assert [checkpoint for _, _, checkpoint in store.saved] == [
+        ShardCheckpoint("1099"),
+        ShardCheckpoint("1199"),
+        ShardCheckpoint("1249"),
+        ShardCheckpoint("1249", finished=True),
+    ]
+
+
+def test_a_failure_in_a_batch_read_ahead_reads_again_from_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A failed record in the second batch of a read: the first stays checkpointed, the rest
+    of the read is dropped and read again from the failed record."""
+    kinesis = MemoryKinesis({"s": MemoryShard(_records(*range(1, 8)))})
+    recorder = Recorder(failures=[[], ["5"]])
+    store, _ = _run(kinesis, recorder, monkeypatch, batch_size=3)
+    assert [numbers for _, numbers in recorder.batches] == [
+        ["1", "2", "3"],
+        ["4", "5", "6"],
+        ["5", "6", "7"],
+    ]
+    assert [checkpoint for _, _, checkpoint in store.saved] == [
+        ShardCheckpoint("3"),
+        ShardCheckpoint("4"),
+        ShardCheckpoint("7"),
+    ]
