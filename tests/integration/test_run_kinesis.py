@@ -411,6 +411,26 @@ def test_a_stopped_replay_resumes_where_it_stopped(
     assert _checkpoints(checkpoints) == follower
 
 
+def test_cli_replays_a_window_given_as_relative_times(kstack: KinesisStack, tmp_path: Path) -> None:
+    """`syncer run --kinesis-stream S --from -5m` replays into the index and exits 0."""
+    for n in range(3):
+        kstack.put(n, n)
+    kstack.bridge("MILLISECOND").pump()
+    checkpoints = tmp_path / "cli.json"
+    result = CliRunner().invoke(
+        main,
+        [
+            *("run", "--config", str(kstack.stack.config_path), "--kinesis-stream", kstack.arn),
+            *("--from", "-5m", "--until", "now", "--until-margin-s", "0"),
+            *("--checkpoint-file", str(checkpoints), "--metrics-port", "0"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert kstack.stack.indexed() == kstack.stack.scanned()
+    assert len(kstack.stack.indexed()) == 3
+    assert _checkpoints(checkpoints) == {}  # the replay ended: its checkpoints are dropped
+
+
 def test_a_replay_is_refused_on_a_dynamodb_streams_table(stack: Stack, tmp_path: Path) -> None:
     """--from on a table followed through its DynamoDB stream says why it cannot be done."""
     with pytest.raises(ConfigError, match="24 hours and cannot start at a time"):
