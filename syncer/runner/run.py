@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
+import json
 import logging
 import signal
 from collections.abc import Callable, Iterator, Sequence
@@ -20,7 +22,7 @@ from syncer.runner.report import RunSummary
 from syncer.runner.sources import choose_sources
 from syncer.runner.window import ReplayWindow
 from syncer.sinks.build import aws_client, build_sinks
-from syncer.sinks.checkpoints import open_checkpoint_store
+from syncer.sinks.checkpoints import CheckpointStore, FileCheckpointStore, open_checkpoint_store
 
 log = logging.getLogger("syncer.runner.poller")  # the name logs and log assertions know
 
@@ -44,6 +46,27 @@ def stop_on_signals(poller: StreamPoller) -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def replay_store(store: CheckpointStore, replay: ReplayWindow) -> CheckpointStore:
+    """Where a replay keeps its checkpoints: a file of its own beside a checkpoint file.
+
+    A checkpoint file belongs to one process, which reads it once and rewrites it whole: a
+    replay running beside the stream's worker on the same file would put the worker's
+    checkpoints back to what they were when the replay started, and lose its own at the
+    worker's next save. A Redis hash is written field by field, so both share it safely.
+    """
+    if not isinstance(store, FileCheckpointStore):
+        return store
+    digest = hashlib.sha256(replay.checkpoint_key("").encode()).hexdigest()[:12]
+    path = store.path
+    return FileCheckpointStore(path.with_name(f"{path.stem}.replay-{digest}{path.suffix}"))
+
+
+def _remove_if_empty(store: FileCheckpointStore) -> None:
+    with contextlib.suppress(FileNotFoundError, ValueError):  # corrupt: left for a look
+        if json.loads(store.path.read_text(encoding="utf-8")) == {}:
+            store.path.unlink()
 
 
 def _tell_all(observers: Sequence[Callable[[BatchOutcome], None]], outcome: BatchOutcome) -> None:
@@ -90,6 +113,8 @@ def run_poller(
     if kinesis is None and sources.kinesis_streams:
         kinesis = aws_client("kinesis")
     store = open_checkpoint_store(config.checkpoints, sinks.redis, checkpoint_file)
+    if replay is not None:
+        store = replay_store(store, replay)
     poller = StreamPoller(
         config,
         sinks,
@@ -127,9 +152,13 @@ def run_poller(
         )
     try:
         if not handle_signals:
-            return poller.run()
-        with stop_on_signals(poller):
-            return poller.run()
+            summary = poller.run()
+        else:
+            with stop_on_signals(poller):
+                summary = poller.run()
+        if replay is not None and isinstance(store, FileCheckpointStore):
+            _remove_if_empty(store)  # the replay ended: its file has nothing left to resume
+        return summary
     finally:
         if checker is not None:  # --once waits for the checks of what it wrote
             checker.close(

@@ -330,6 +330,7 @@ def test_a_replay_over_applied_changes_leaves_index_and_cache_as_they_were(
     assert [redis.get(name) for name in cache_names] == [b"filled", b"filled"]
     # and the follower's checkpoints are untouched, the replay's own are gone (it finished)
     assert _checkpoints(tmp_path / "checkpoints.json") == follower
+    assert sorted(path.name for path in tmp_path.glob("*.json")) == ["checkpoints.json"]
 
 
 def test_a_replay_repairs_a_deleted_and_a_damaged_document(
@@ -395,10 +396,9 @@ def test_a_stopped_replay_resumes_where_it_stopped(
         options=PollOptions(batch_size=3, idle_sleep_s=0.05, max_passes=3),
     )
     assert not stopped.caught_up
-    saved = _checkpoints(checkpoints)
-    replay_keys = [key for key in saved if key != kstack.arn]
-    assert replay_keys == [window.checkpoint_key(kstack.arn)]
-    assert saved[kstack.arn] == follower[kstack.arn]
+    assert _checkpoints(checkpoints) == follower  # the follower's file is not the replay's
+    (replay_file,) = tmp_path.glob("checkpoints.replay-*.json")
+    assert list(_checkpoints(replay_file)) == [window.checkpoint_key(kstack.arn)]
     first = list(spy.delivered)
     spy.batches.clear()
     # when it is run again with the same window
@@ -409,6 +409,7 @@ def test_a_stopped_replay_resumes_where_it_stopped(
     total = sum(len(records) for records in kstack.shard_events().values())
     assert len(first) + len(spy.delivered) == total
     assert _checkpoints(checkpoints) == follower
+    assert not replay_file.exists()  # the replay ended: nothing left to resume
 
 
 def test_cli_replays_a_window_given_as_relative_times(kstack: KinesisStack, tmp_path: Path) -> None:

@@ -191,3 +191,27 @@ def test_syncer_run_refuses_a_replay_it_cannot_do_before_reading_anything(
     assert result.exit_code != 0
     assert message in result.output
     assert "absent.toml" not in result.output
+
+
+def test_a_replay_keeps_a_checkpoint_file_of_its_own_but_shares_a_redis_hash(
+    tmp_path: Any,
+) -> None:
+    """A file is rewritten whole by its one process: a replay beside the worker gets its own
+    file, one per window; a Redis hash is written field by field and is shared."""
+    from syncer.runner.run import replay_store
+    from syncer.sinks.checkpoints import FileCheckpointStore, RedisCheckpointStore
+
+    follower = FileCheckpointStore(tmp_path / "cp.json")
+    first = ReplayWindow.parse("-2h", "-1h", NOW)
+    second = ReplayWindow.parse("-3h", "-1h", NOW)
+
+    def path_of(window: ReplayWindow) -> Any:
+        store = replay_store(follower, window)
+        assert isinstance(store, FileCheckpointStore)
+        return store.path
+
+    assert path_of(first) != path_of(second)
+    assert path_of(first) == path_of(first)  # run again, the same window resumes from it
+    assert all(p.parent == tmp_path and p.name.startswith("cp.replay-") for p in (path_of(first),))
+    redis_store = RedisCheckpointStore(None, "syncer:checkpoints")
+    assert replay_store(redis_store, first) is redis_store
