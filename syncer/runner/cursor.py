@@ -14,8 +14,9 @@ what came of it as the next event; everything it decides about a shard is decide
 A shard without a checkpoint starts at ``Batching.starting_position`` (TRIM_HORIZON; a Kinesis
 replay's AT_TIMESTAMP). A Kinesis shard reads ahead (``Batching.read_ahead``): one GetRecords
 may fill several batches; the records past the first wait in ``ahead`` and are sent, batch by
-batch, on the next visits, before any other read; a failure drops them with the batch. The records are Lambda-shaped DynamoDB Streams or Kinesis records; a
-Kinesis record's position is its ``kinesis.sequenceNumber``.
+batch, on the next visits, before any other read; a failure drops them with the batch. The
+records are Lambda-shaped DynamoDB Streams or Kinesis records; a Kinesis record's position is
+its ``kinesis.sequenceNumber``.
 """
 
 from __future__ import annotations
