@@ -27,6 +27,7 @@ from syncer.core.documents import (
     indexed_document,
 )
 from syncer.core.keys import boto_key, key_document_id
+from syncer.core.rounds import write_documents
 from syncer.core.versions import read_version
 from syncer.core.writes import (
     ApplyResult,
@@ -39,9 +40,8 @@ from syncer.core.writes import (
 from syncer.errors import DownstreamUnavailableError, SearchUnavailableError
 from syncer.sinks.deadletter import DeadLetter
 from syncer.sinks.ports import Sinks
-from syncer.sinks.resilience import Downstream
+from syncer.sinks.resilience import Downstream, reported_failure
 from syncer.sinks.search.bulk import item_result
-from syncer.sinks.search.writes import write_documents
 
 # Retries as the integration config has them, without the waiting.
 FAST = ResilienceConfig(
@@ -104,6 +104,9 @@ class FakeSearch(_Failures):
 
     def attempts(self, deadline: Deadline | None) -> Iterable[AbstractContextManager[Any]]:
         return self.guard.retrying(deadline)
+
+    def failure(self, error: Exception) -> str:
+        return reported_failure(error, "OpenSearch write")
 
     def read_round(
         self,

@@ -27,10 +27,15 @@ def test_a_target_read_keeps_the_version_the_named_fields_and_absence(stack: Sta
     full = found[(stack.index, "full")].document
     assert full is not None
     assert dict(full.fields) == {SYNCER_FIELD: meta, "pk": "p1", "dims": {"w": 1, "h": 2}}
-    assert full.version.seq == int("1" * 21) and not full.deleted
+    assert full.version.seq == int("1" * 21)
+    assert not full.deleted
     bare = found[(stack.index, "bare")].document
-    assert bare is not None and dict(bare.fields) == {} and bare.version.seq is None
+    assert bare is not None
+    assert dict(bare.fields) == {}
+    assert bare.version.seq is None
     tomb = found[(stack.index, "tomb")].document
-    assert tomb is not None and tomb.deleted and set(tomb.fields) == {SYNCER_FIELD}
+    assert tomb is not None
+    assert tomb.deleted
+    assert set(tomb.fields) == {SYNCER_FIELD}
     assert found[(stack.index, "absent")] == TargetState(concrete, None)
     assert {state.index for state in found.values()} == {concrete}
