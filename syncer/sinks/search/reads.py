@@ -62,10 +62,10 @@ def target_filter(fields: Iterable[str]) -> str:
     """The ``filter_path`` that trims an ``_mget`` response to ``_syncer`` and ``fields``.
 
     Why not ``_source_includes``: OpenSearch filters ``_source`` by parsing each document into
-    a map and writing the kept part again, which cost it more than the get itself (about
-    70 us per ~1 KB document, as much as indexing it; bench/RESULTS.md). ``filter_path`` is
-    applied to the response as it is streamed out, without that map, and keeps the response
-    as small. The get is the same realtime get of the same document.
+    a map and writing the kept part again, which cost it three to four times the get itself
+    (docs/ordering.md, "Costs"). ``filter_path`` is applied to the response as it is streamed
+    out, without that map, and keeps the response as small. The get is the same realtime get of
+    the same document.
     """
     kept = [f"docs.{key}" for key in _TARGET_KEYS]
     kept += [f"docs._source.{name}" for name in sorted({SYNCER_FIELD, *fields})]
