@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from syncer.core.documents import (
-    SYNCER_FIELD,
     Decision,
     DocumentRef,
     DocumentWrite,
@@ -23,25 +22,20 @@ from syncer.core.rounds import write_documents
 from syncer.core.versions import Version
 from syncer.core.writes import WriteOptions
 from syncer.pipeline import process_batch
+from tests.contracts import writer
 from tests.fakes import FakeSearch, fake_sinks
 from tests.unit.test_process_batch import _config, record
 
 
-def _body(seq: int) -> dict[str, Any]:
-    return {SYNCER_FIELD: {"table": "t", "seq": str(seq).zfill(40)}, "name": f"v{seq}"}
-
-
 def _newer_than_indexed(seq: int, seen: list[TargetState]) -> Any:
-    """A planner writing ``seq`` over anything older; it records every target it is shown."""
+    """``tests.contracts.writer`` at ``seq``, recording every target it is shown."""
+    plan = writer(seq, name=f"v{seq}")
 
-    def plan(ref: DocumentRef, target: TargetState, read: ReadState | None) -> Decision:
+    def recorded(ref: DocumentRef, target: TargetState, read: ReadState | None) -> Decision:
         seen.append(target)
-        held = target.document
-        if held is not None and (held.version.seq or 0) >= seq:
-            return Verdict.SKIP
-        return DocumentWrite(ref, WriteKind.INDEX, _body(seq), held)
+        return plan(ref, target, read)
 
-    return plan
+    return recorded
 
 
 @pytest.fixture
@@ -62,7 +56,7 @@ def test_a_conflict_is_read_and_planned_again_against_what_is_there(search: Fake
     # then the second round planned it again on a fresh read and wrote it
     assert result.status(("idx", "k")) is Settled.WRITTEN
     assert len(seen) == 2
-    assert search.document("idx", "k") == _body(5)
+    assert search.document("idx", "k")["name"] == "v5"
 
 
 def test_conflicts_that_never_end_fail_the_ref_after_the_bounded_rounds(
