@@ -117,3 +117,12 @@ def test_the_pipeline_runs_the_write_rounds_itself() -> None:
     )
     assert outcome.indexed == 1
     assert search.bulk_requests == 2
+
+
+def test_the_old_import_path_warns_and_names_the_new_one() -> None:
+    """``syncer.sinks.search.write_documents`` still works for a release, with a warning."""
+    import syncer.sinks.search as search_sink
+
+    with pytest.warns(DeprecationWarning, match=r"syncer\.core\.rounds\.write_documents"):
+        moved = search_sink.write_documents
+    assert moved is write_documents
