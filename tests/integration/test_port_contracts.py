@@ -9,8 +9,14 @@ from typing import Any
 
 import pytest
 
-from syncer.sinks.ports import CacheStore, DeadLetterStore, ItemStore, SearchStore
-from tests.contracts import CacheContract, ItemsContract, LettersContract, SearchContract
+from syncer.sinks.ports import CacheStore, DeadLetterStore, ItemStore, SearchAdmin, SearchStore
+from tests.contracts import (
+    AdminContract,
+    CacheContract,
+    ItemsContract,
+    LettersContract,
+    SearchContract,
+)
 from tests.integration.conftest import Stack
 
 
@@ -65,6 +71,20 @@ class TestFileLetters(LettersContract):
     def written_letters(self, stack: Stack) -> Callable[[], list[dict[str, Any]]]:
         path = stack.config_path.parent / "deadletter.jsonl"
         return lambda: [json.loads(line) for line in path.read_text().splitlines() if line]
+
+
+class TestOpenSearchAdmin(AdminContract):
+    @pytest.fixture
+    def admin(self, stack: Stack) -> SearchAdmin:
+        return stack.sinks.admin
+
+    @pytest.fixture
+    def search(self, stack: Stack) -> SearchStore:
+        return stack.sinks.search
+
+    @pytest.fixture
+    def alias(self, stack: Stack) -> str:
+        return stack.index
 
 
 def test_the_admin_port_moves_aliases_and_reads_settings(stack: Stack) -> None:

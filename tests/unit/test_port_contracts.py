@@ -7,8 +7,14 @@ from typing import Any
 
 import pytest
 
-from tests.contracts import CacheContract, ItemsContract, LettersContract, SearchContract
-from tests.fakes import FakeCache, FakeItems, FakeLetters, FakeSearch
+from tests.contracts import (
+    AdminContract,
+    CacheContract,
+    ItemsContract,
+    LettersContract,
+    SearchContract,
+)
+from tests.fakes import FakeAdmin, FakeCache, FakeItems, FakeLetters, FakeSearch
 
 
 class TestFakeSearch(SearchContract):
@@ -58,3 +64,18 @@ class TestFakeLetters(LettersContract):
     @pytest.fixture
     def written_letters(self, letters: FakeLetters) -> Callable[[], list[dict[str, Any]]]:
         return lambda: [letter.to_entry() for letter in letters.letters]
+
+
+class TestFakeAdmin(AdminContract):
+    @pytest.fixture
+    def search(self) -> FakeSearch:
+        return FakeSearch()
+
+    @pytest.fixture
+    def admin(self, search: FakeSearch) -> FakeAdmin:
+        return FakeAdmin(search)
+
+    @pytest.fixture
+    def alias(self, search: FakeSearch) -> str:
+        search.create("catalog")
+        return "catalog"

@@ -29,8 +29,7 @@ from syncer.core.jobs import FINISHED, LOAD, Advance, Rebuild
 from syncer.core.plan import order_verdict, plan_read_state, tombstone_body
 from syncer.core.versions import Order, Version, compare, version_from_meta
 from syncer.sinks.indices import LIVE_DOCUMENTS_FILTER
-from syncer.sinks.ports import Sinks
-from syncer.sinks.resilience import Guarded
+from syncer.sinks.ports import SearchAdmin, Sinks
 from syncer.sinks.search import WriteOptions, reindex_alias
 
 
@@ -78,21 +77,16 @@ def _carry_planner(
     return plan
 
 
-def _found(admin: Guarded, index: str, ids: Sequence[str], source: bool) -> dict[str, Any]:
+def _found(admin: SearchAdmin, index: str, ids: Sequence[str], source: bool) -> dict[str, Any]:
     """The documents of ``ids`` that ``index`` holds (realtime ``_mget``): id -> ``_source``."""
-    if not ids:
-        return {}
-    response = admin.mget(
-        index=index,
-        body={"ids": list(ids)},
-        params={"_source": "true" if source else "false", "realtime": "true"},
-    )
-    return {doc["_id"]: doc.get("_source") for doc in response["docs"] if doc.get("found")}
+    return {
+        doc_id: doc.get("_source")
+        for doc_id, doc in admin.documents(index, ids, source=source).items()
+    }
 
 
-def _primary_shards(admin: Guarded, index: str) -> int:
-    settings = admin.indices.get_settings(index=index)
-    return max(1, int(next(iter(settings.values()))["settings"]["index"]["number_of_shards"]))
+def _primary_shards(admin: SearchAdmin, index: str) -> int:
+    return admin.primary_shards(index)
 
 
 def carry_live_documents(
@@ -117,7 +111,7 @@ def carry_live_documents(
     """
     route = next(route for route in table.resolved_routes if route.index == alias)
     route_table = table.route_table(route)
-    search, admin = sinks.search, sinks.search_admin
+    search, admin = sinks.search, sinks.admin
     search.refresh(old_index)
     slices = slices or _primary_shards(admin, old_index)
     planner_shape = routed_read(table, route_named(table, alias))

@@ -44,7 +44,7 @@ class OwnWrites:
     """One ``apply`` call's re-reader that recognises the states the index already holds."""
 
     def __init__(self, sinks: Sinks, table_reread: Rereader) -> None:
-        self._sinks = sinks
+        self._admin = sinks.admin
         self._table_reread = table_reread
         self._checks: dict[DocumentRef, tuple[str, HoldsState]] = {}
 
@@ -71,12 +71,7 @@ class OwnWrites:
             by_index.setdefault(index, []).append(ref)
         held = set()
         for index, refs in by_index.items():
-            response = self._sinks.search_admin.mget(
-                index=index,
-                body={"ids": [ref[1] for ref in refs]},
-                params={"realtime": "true"},
-            )
-            docs = {doc["_id"]: doc for doc in response["docs"] if doc.get("found")}
+            docs = self._admin.documents(index, [ref[1] for ref in refs])
             for ref in refs:
                 doc = docs.get(ref[1])
                 if doc is None:

@@ -117,11 +117,9 @@ def _keep_old_documents(
         old_index = old_indices.get(alias)
         if not old_index or not doc_ids:
             continue
-        response = sinks.search_admin.mget(
-            index=old_index, body={"ids": list(doc_ids)}, params={"realtime": "true"}
-        )
+        found = sinks.admin.documents(old_index, doc_ids)
         olds: dict[DocumentRef, Mapping[str, Any]] = {
-            (new_index, doc["_id"]): doc["_source"] for doc in response["docs"] if doc.get("found")
+            (new_index, doc_id): doc["_source"] for doc_id, doc in found.items()
         }
         if not olds:
             continue

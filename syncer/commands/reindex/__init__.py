@@ -122,7 +122,7 @@ def new_job(
 ) -> Job:
     """A new job of ``table`` in its prepare phase: its indices named, nothing made yet."""
     now = time.time()
-    rebuilds = plan_rebuilds(sinks.search_admin, table, selected_routes(table, index))
+    rebuilds = plan_rebuilds(sinks.admin, table, selected_routes(table, index))
     return Job(
         id=f"{table.name}-{uuid.uuid4().hex[:8]}",
         table=table.name,

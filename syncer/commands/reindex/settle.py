@@ -11,6 +11,7 @@ from typing import Any
 
 from syncer.commands.reindex.writes import raise_failed, rereader
 from syncer.config import Config, TableConfig
+from syncer.config.names import REINDEXING_SUFFIX
 from syncer.core.documents import (
     SYNCER_FIELD,
     DocumentRef,
@@ -24,9 +25,7 @@ from syncer.core.documents import (
 from syncer.core.plan import order_verdict, plan_read_state, tombstone_body
 from syncer.core.versions import CLOCK_UNCERTAINTY_MS, Version, version_from_meta
 from syncer.sinks.ports import Sinks
-from syncer.sinks.search import Planner, WriteOptions, reindex_alias
-
-REINDEX_SUFFIX = reindex_alias("")
+from syncer.sinks.search import Planner, WriteOptions
 
 # Tombstones younger than this are carried into a new index: the stream's 24 hours plus the 14
 # days the deployed dead-letter queue keeps messages (the purge-tombstones default, too).
@@ -203,7 +202,7 @@ def _write_pages(
             read_first=read_first,
             # a rebuild writes its new index through its reindex alias: once the alias is
             # dropped (--abandon), no write can bring the index back by name
-            require_alias=pages.new_index.endswith(REINDEX_SUFFIX),
+            require_alias=pages.new_index.endswith(REINDEXING_SUFFIX),
         )
         result = search.apply(list(metas), planner(metas), options)
         raise_failed(result, table)
