@@ -330,6 +330,15 @@ class AdminContract:
         result = search.apply([(alias, doc_id)], writer(5, name="boot"))
         assert result.status((alias, doc_id)) is Settled.WRITTEN
 
+    def test_a_concrete_index_is_written_by_its_name(self, admin, search, alias) -> None:
+        """Refs may name the concrete index (purge's hits do): read, planned and written there."""
+        (index,) = admin.indices_of(alias)
+        doc_id = new_id()
+        search.apply([(alias, doc_id)], writer(5, name="boot"))
+        result = search.apply([(index, doc_id)], writer(6, name="shoe"))
+        assert result.status((index, doc_id)) is Settled.WRITTEN
+        assert admin.documents(index, [doc_id])[doc_id]["_source"]["name"] == "shoe"
+
     def test_documents_by_id_are_the_ones_held(self, admin, search, alias) -> None:
         """Found ids only, with their sequence numbers, with or without their source."""
         (index,) = admin.indices_of(alias)
@@ -376,3 +385,31 @@ class AdminContract:
         assert old not in seen
         assert young not in seen
         assert SYNCER_FIELD not in seen[live]
+
+
+class ItemsScanContract:
+    """The table's scans (reindex, verify): segments split the items, pages resume."""
+
+    def test_segments_hold_every_item_once_and_pages_resume(self, items, table, put_item) -> None:
+        """Two segments together give each item once; a page's last key resumes after it."""
+        pk = f"s-{uuid.uuid4().hex[:8]}"
+        for n in range(5):
+            put_item({"pk": {"S": pk}, "sk": {"S": f"v{n}"}, "n": {"N": str(n)}})
+        seen = [
+            item["sk"]["S"]
+            for segment in (0, 1)
+            for page in items.scan(table, segment=segment, total_segments=2, page_size=2)
+            for item in page.items
+            if item["pk"]["S"] == pk
+        ]
+        assert sorted(seen) == [f"v{n}" for n in range(5)]
+        first = next(iter(items.scan(table, page_size=2)))
+        assert len(first.items) == 2
+        assert first.last_key is not None
+        assert first.version.is_read
+        rest = [
+            item["sk"]["S"]
+            for page in items.scan(table, start_key=first.last_key, page_size=2)
+            for item in page.items
+        ]
+        assert sorted(rest + [item["sk"]["S"] for item in first.items]) == sorted(seen)

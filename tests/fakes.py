@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import time
+import zlib
 from collections.abc import Collection, Container, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
@@ -41,6 +42,7 @@ from syncer.core.writes import (
 from syncer.errors import DownstreamUnavailableError, SearchUnavailableError
 from syncer.sinks.deadletter import DeadLetter
 from syncer.sinks.indices import LIVE_DOCUMENTS_FILTER
+from syncer.sinks.items import ScanPage
 from syncer.sinks.jobs import JobConflictError, JobStore, Stored
 from syncer.sinks.ports import Sinks
 from syncer.sinks.resilience import Downstream
@@ -128,7 +130,7 @@ class FakeSearch(_Failures):
             self._call()
             targets: dict[DocumentRef, TargetState] = {}
             for alias, doc_id in refs:
-                index = self.aliases.get(alias)
+                index = self.aliases.get(alias, alias if alias in self.indices else None)
                 if index is None:
                     if alias in optional_aliases:
                         continue
@@ -304,8 +306,33 @@ class FakeItems(_Failures):
             states[doc_id] = ReadState(None if found is None else decode_item(found), version)
         return states
 
-    def scan(self, table: str, **_: Any) -> Iterator[Any]:
-        raise NotImplementedError("FakeItems does not scan")
+    def scan(
+        self,
+        table: str,
+        *,
+        segment: int = 0,
+        total_segments: int = 1,
+        start_key: Mapping[str, Any] | None = None,
+        page_size: int = 1000,
+        limit: int | None = None,
+    ) -> Iterator[ScanPage]:
+        """A segment's items in pages (by document id), each page with its read interval and
+        the key to go on from (None on the last), as a consistent parallel Scan gives them."""
+        rows = sorted(self.tables.get(table, {}).items())
+        mine = [(d, item) for d, item in rows if zlib.crc32(d.encode()) % total_segments == segment]
+        if start_key is not None:
+            after = key_document_id(dict(start_key))
+            mine = [(d, item) for d, item in mine if d > after]
+        if limit is not None:
+            mine = mine[:limit]
+        names = list(self.key_schema(table))
+        for start in range(0, max(len(mine), 1), page_size):
+            started = time.time()
+            self.guard.call_with_retry(self._call)
+            page = [dict(item) for _, item in mine[start : start + page_size]]
+            more = start + page_size < len(mine)
+            last = {name: page[-1][name] for name in names} if more and page else None
+            yield ScanPage(page, last, read_version(started, time.time()))
 
 
 class FakeLetters(_Failures):

@@ -14,6 +14,7 @@ from tests.contracts import (
     AdminContract,
     CacheContract,
     ItemsContract,
+    ItemsScanContract,
     LettersContract,
     SearchContract,
 )
@@ -48,7 +49,7 @@ class TestRedisCache(CacheContract):
         return lambda key, value: stack.sinks.redis.set(key, value, ex=60)
 
 
-class TestDynamoDbItems(ItemsContract):
+class TestDynamoDbItems(ItemsContract, ItemsScanContract):
     @pytest.fixture
     def items(self, stack: Stack) -> ItemStore:
         return stack.sinks.items

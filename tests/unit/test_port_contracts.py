@@ -11,6 +11,7 @@ from tests.contracts import (
     AdminContract,
     CacheContract,
     ItemsContract,
+    ItemsScanContract,
     LettersContract,
     SearchContract,
 )
@@ -42,7 +43,7 @@ class TestFakeCache(CacheContract):
         return cache.values.__setitem__
 
 
-class TestFakeItems(ItemsContract):
+class TestFakeItems(ItemsContract, ItemsScanContract):
     @pytest.fixture
     def items(self) -> FakeItems:
         return FakeItems()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
+from syncer.core.command_planners import ALREADY_HELD, same_read
 from syncer.core.documents import (
     DocumentRef,
     IndexedDocument,
@@ -28,16 +29,8 @@ from syncer.core.versions import Version
 from syncer.sinks.ports import Sinks
 from syncer.sinks.search import Rereader
 
-# What ``OwnWrites.reread`` answers for a ref whose index already holds the planned state.
-ALREADY_HELD = ReadState(None, Version())
 HoldsState = Callable[[IndexedDocument], bool]
-
-
-def _same_read(indexed: IndexedDocument | None, version: Version) -> bool:
-    if indexed is None or not indexed.version.is_read or not version.is_read:
-        return False
-    mine, theirs = version, indexed.version
-    return (theirs.read_from_ms, theirs.read_to_ms) == (mine.read_from_ms, mine.read_to_ms)
+__all__ = ["ALREADY_HELD", "HoldsState", "OwnWrites"]  # ALREADY_HELD: core.command_planners
 
 
 class OwnWrites:
@@ -53,7 +46,7 @@ class OwnWrites:
     ) -> None:
         """Before the planner answers: when ``target`` holds a document of exactly ``version``'s
         read interval, ``reread`` checks it whole with ``holds`` instead of reading the table."""
-        if _same_read(target.document, version):
+        if same_read(target.document, version):
             self._checks[ref] = (target.index, holds)
 
     def reread(self, refs: Sequence[DocumentRef]) -> Mapping[DocumentRef, ReadState | str]:

@@ -1,0 +1,291 @@
+"""The management commands on the in-memory fakes of their ports (tests/fakes.py): purge,
+verify, redrive and a scan reindex, with their failure tables, routes and conflicts, without
+any server (the same commands run on the real services in tests/integration)."""
+
+from __future__ import annotations
+
+import time
+import tomllib
+from typing import Any
+
+import pytest
+
+from syncer.commands.purge import purge_tombstones
+from syncer.commands.redrive import Fate, redrive_entries
+from syncer.commands.verify import verify_table
+from syncer.config import Config, parse_config
+from syncer.core.bodies import document_body, tombstone_body
+from syncer.core.documents import SYNCER_FIELD
+from syncer.core.versions import Version, read_version
+from syncer.errors import PurgeRefusedError, SearchUnavailableError
+from syncer.sinks.deadletter import DeadLetter
+from tests.fakes import FakeCache, FakeItems, FakeLetters, FakeSearch, fake_sinks
+from tests.unit.test_process_batch import record
+
+DAY_S = 86_400
+NOW = 1_800_000_000.0
+
+
+def config(routes: str = "") -> Config:
+    table = routes or 'index = "catalog"\ncache_keys = ["product:{pk}"]'
+    return parse_config(tomllib.loads(f'[[tables]]\nname = "catalog"\n{table}\n'), environ={})
+
+
+def put(search: FakeSearch, index: str, doc_id: str, body: dict[str, Any]) -> None:
+    documents = search.indices[search.aliases.get(index, index)]
+    seq_no = documents[doc_id][1] + 1 if doc_id in documents else 0
+    documents[doc_id] = (body, seq_no)
+
+
+def typed(plain: dict[str, Any]) -> dict[str, Any]:
+    return {k: {"N": str(v)} if isinstance(v, int) else {"S": v} for k, v in plain.items()}
+
+
+# purge-tombstones
+
+
+def tombstone(changed_at_s: float) -> dict[str, Any]:
+    table = config().tables[0]
+    return tombstone_body(table, Version(seq=1, changed_at_ms=int(changed_at_s * 1000)))
+
+
+def live(changed_at_s: float) -> dict[str, Any]:
+    table = config().tables[0]
+    version = Version(seq=1, changed_at_ms=int(changed_at_s * 1000))
+    return document_body({"pk": "p", "sk": "v"}, table, version)
+
+
+@pytest.fixture
+def search() -> FakeSearch:
+    search = FakeSearch()
+    search.create("catalog")
+    return search
+
+
+def test_purge_deletes_only_old_tombstones(search: FakeSearch) -> None:
+    """Tombstones older than the age go; young ones and live documents stay."""
+    # given two old tombstones, a young one and an old live document
+    put(search, "catalog", "old-1", tombstone(NOW - 20 * DAY_S))
+    put(search, "catalog", "old-2", tombstone(NOW - 16 * DAY_S))
+    put(search, "catalog", "young", tombstone(NOW - 3600))
+    put(search, "catalog", "live", live(NOW - 30 * DAY_S))
+    # when tombstones older than 15 days are purged
+    report = purge_tombstones(search, config().tables[0], 15 * DAY_S, now=NOW)
+    # then the old tombstones are deleted, the rest kept
+    assert (report.matched, report.deleted, report.conflicts) == (2, 2, 0)
+    assert report.failures == ()
+    assert sorted(search.indices["catalog-000001"]) == ["live", "young"]
+
+
+def test_a_dry_run_counts_and_deletes_nothing(search: FakeSearch) -> None:
+    """``--dry-run`` counts the old tombstones and deletes none."""
+    put(search, "catalog", "old", tombstone(NOW - 20 * DAY_S))
+    report = purge_tombstones(search, config().tables[0], 15 * DAY_S, now=NOW, dry_run=True)
+    assert (report.matched, report.deleted) == (1, 0)
+    assert "old" in search.indices["catalog-000001"]
+
+
+def test_a_tombstone_replaced_after_the_search_stays(search: FakeSearch) -> None:
+    """A newer change that lands between the search and the delete is kept (a conflict)."""
+    # given an old tombstone that a newer change replaces right after the search found it
+    put(search, "catalog", "old", tombstone(NOW - 20 * DAY_S))
+    found = search.search
+
+    def search_then_replace(alias: str, body: Any) -> list[dict[str, Any]]:
+        hits = found(alias, body)
+        if hits:
+            put(search, "catalog", "old", live(NOW))
+        return hits
+
+    search.search = search_then_replace  # type: ignore[method-assign]
+    # when the purge runs
+    report = purge_tombstones(search, config().tables[0], 15 * DAY_S, now=NOW)
+    # then nothing is deleted and the new state stays
+    assert (report.deleted, report.conflicts) == (0, 1)
+    assert search.document("catalog", "old")[SYNCER_FIELD]["deleted"] is False
+
+
+def test_a_delete_opensearch_keeps_failing_is_reported(search: FakeSearch) -> None:
+    """A delete that keeps failing (503) is reported and the tombstone stays; the purge stops."""
+    put(search, "catalog", "old", tombstone(NOW - 20 * DAY_S))
+    search.item_statuses["old"] = [503] * 10
+    report = purge_tombstones(search, config().tables[0], 15 * DAY_S, now=NOW)
+    assert report.deleted == 0
+    assert len(report.failures) == 1
+    assert report.failures[0].startswith("old: ")
+    assert "old" in search.indices["catalog-000001"]
+
+
+@pytest.mark.parametrize(
+    ("age_s", "reindexing", "match"),
+    [(3600, False, "younger than 24 hours"), (15 * DAY_S, True, "a reindex of 'catalog'")],
+)
+def test_a_purge_that_could_lose_a_tombstone_is_refused(
+    search: FakeSearch, age_s: float, reindexing: bool, match: str
+) -> None:
+    """Too young an age, or a reindex running: refused before anything is deleted."""
+    put(search, "catalog", "old", tombstone(NOW - 20 * DAY_S))
+    if reindexing:
+        search.aliases["catalog-reindexing"] = "catalog-000001"
+    with pytest.raises(PurgeRefusedError, match=match):
+        purge_tombstones(search, config().tables[0], age_s, now=NOW)
+    assert "old" in search.indices["catalog-000001"]
+
+
+# verify
+
+
+def table_and_index() -> tuple[FakeSearch, FakeItems, FakeCache]:
+    """A table of four items and an index that drifted: one missing, one differing, a ghost."""
+    table = config().tables[0]
+    search, items, cache = FakeSearch(), FakeItems(), FakeCache()
+    search.create("catalog")
+    past = time.time() - 3600  # before the verify reads the table
+    version = read_version(past, past + 1)
+    for pk, name in (("same", "boot"), ("missing", "hat"), ("differs", "new")):
+        item = {"pk": pk, "sk": "v1", "name": name}
+        items.put("catalog", typed(item), ("pk", "sk"))
+    for pk, name in (("same", "boot"), ("differs", "old"), ("ghost", "gone")):
+        body = document_body({"pk": pk, "sk": "v1", "name": name}, table, version)
+        put(search, "catalog", f"{pk}|v1", body)
+    return search, items, cache
+
+
+def test_verify_finds_missing_differing_and_ghost_documents() -> None:
+    """Each kind of drift is reported by id; nothing is written without --repair."""
+    search, items, cache = table_and_index()
+    report = verify_table(config(), fake_sinks(search, cache, items), "catalog")
+    assert (report.missing, report.differing, report.ghost) == (
+        ["missing|v1"],
+        ["differs|v1"],
+        ["ghost|v1"],
+    )
+    assert report.checked_items == 3
+    assert report.drift == 3
+    assert search.document("catalog", "missing|v1") is None
+
+
+def test_verify_repair_writes_what_the_table_holds_and_clears_the_cache() -> None:
+    """--repair indexes the missing and differing items, tombstones the ghost, clears keys."""
+    search, items, cache = table_and_index()
+    report = verify_table(config(), fake_sinks(search, cache, items), "catalog", repair=True)
+    assert report.repaired == 3
+    assert report.unrepaired == []
+    assert search.document("catalog", "missing|v1")["name"] == "hat"
+    assert search.document("catalog", "differs|v1")["name"] == "new"
+    assert search.document("catalog", "ghost|v1")[SYNCER_FIELD]["deleted"] is True
+    assert set().union(*cache.invalidated) >= {
+        "product:missing",
+        "product:differs",
+        "product:ghost",
+    }
+    again = verify_table(config(), fake_sinks(search, cache, items), "catalog")
+    assert again.drift == 0
+
+
+def test_verify_repair_never_replaces_a_newer_stream_change() -> None:
+    """A drifted document the stream has since written newer is left to the stream."""
+    search, items, cache = table_and_index()
+    newer = Version(seq=5, changed_at_ms=int((time.time() + DAY_S) * 1000))
+    body = document_body({"pk": "differs", "sk": "v1", "name": "newest"}, config().tables[0], newer)
+    put(search, "catalog", "differs|v1", body)
+    report = verify_table(config(), fake_sinks(search, cache, items), "catalog", repair=True)
+    assert report.left_to_stream == 1
+    assert search.document("catalog", "differs|v1")["name"] == "newest"
+
+
+def test_verify_repair_that_cannot_write_is_reported() -> None:
+    """A repair OpenSearch keeps refusing (429) is listed with its reason, not dropped."""
+    search, items, cache = table_and_index()
+    search.item_statuses["missing|v1"] = [429] * 10
+    report = verify_table(config(), fake_sinks(search, cache, items), "catalog", repair=True)
+    assert len(report.unrepaired) == 1
+    assert report.unrepaired[0].startswith("catalog/missing|v1: ")
+    assert search.document("catalog", "missing|v1") is None
+
+
+def test_verify_checks_each_route_index_for_its_own_items() -> None:
+    """A routed table: an item in the wrong route's index is a ghost there, missing in its own."""
+    routes = """
+[[tables.routes]]
+index = "boots"
+match = { attribute = "kind", equals = "boot" }
+[[tables.routes]]
+index = "others"
+match = { attribute = "kind", equals = "hat" }
+"""
+    cfg = config(routes)
+    search, items = FakeSearch(), FakeItems()
+    search.create("boots")
+    search.create("others")
+    items.put("catalog", typed({"pk": "b", "sk": "v1", "kind": "boot"}), ("pk", "sk"))
+    view = cfg.tables[0].route_table(cfg.tables[0].resolved_routes[1])
+    body = document_body({"pk": "b", "sk": "v1", "kind": "boot"}, view, read_version(1.0, 2.0))
+    put(search, "others", "b|v1", body)
+    report = verify_table(cfg, fake_sinks(search, items=items), "catalog", repair=True)
+    assert (report.missing, report.ghost) == (["b|v1"], ["b|v1"])
+    assert search.document("boots", "b|v1")["kind"] == "boot"
+    assert search.document("others", "b|v1")[SYNCER_FIELD]["deleted"] is True
+
+
+# deadletter redrive
+
+
+def entry(stream_record: dict[str, Any]) -> dict[str, Any]:
+    sequence = stream_record["dynamodb"]["SequenceNumber"]
+    return DeadLetter(stream_record, "catalog", "X", "earlier", sequence).to_entry()
+
+
+def redrive_config() -> Config:
+    text = '[[tables]]\nname = "catalog"\nindex = "catalog"\ncache_keys = ["product:{pk}"]\n'
+    return parse_config(tomllib.loads(text), environ={})
+
+
+def test_redrive_fates(search: FakeSearch) -> None:
+    """Each entry's fate: redriven, rejected again (a new letter), unreadable, not a record."""
+    # given a good record, a poison one (a number that is not one), an unreadable entry and
+    # an entry that holds no stream record
+    letters = FakeLetters()
+    good = record("MODIFY", "p-1", 1, category="shoes")
+    poison = record("MODIFY", "p-2", 2, category="hats")
+    poison["dynamodb"]["NewImage"]["price"] = {"N": "twelve"}
+    entries = [entry(good), entry(poison), None, {"record": {"not": "a stream record"}}]
+    # when they are redriven
+    fates = redrive_entries(entries, redrive_config(), fake_sinks(search, letters=letters))
+    # then the good one is indexed, the poison one has a new letter, the rest are kept
+    assert fates == [Fate.REDRIVEN, Fate.REJECTED_AGAIN, Fate.UNREADABLE, Fate.NOT_REDRIVABLE]
+    assert search.document("catalog", "p-1|v1")["category"] == "shoes"
+    assert [letter.sequence_text for letter in letters.letters] == [
+        str(poison["dynamodb"]["SequenceNumber"])
+    ]
+
+
+def test_redrive_while_opensearch_is_down_keeps_the_entry(search: FakeSearch) -> None:
+    """A record whose write fails again is FAILED_AGAIN (kept), never counted as redriven."""
+    search.fail_next = [SearchUnavailableError("down")] * 20
+    fates = redrive_entries(
+        [entry(record("MODIFY", "p-1", 1, category="shoes"))], redrive_config(), fake_sinks(search)
+    )
+    assert fates == [Fate.FAILED_AGAIN]
+
+
+def test_redrive_of_an_older_change_leaves_the_newer_state(search: FakeSearch) -> None:
+    """A dead-lettered change older than the indexed state is redriven without going back."""
+    sinks = fake_sinks(search)
+    from syncer.pipeline import process_batch
+
+    process_batch([record("MODIFY", "p-1", 9, category="new")], redrive_config(), sinks)
+    fates = redrive_entries(
+        [entry(record("MODIFY", "p-1", 1, category="old"))], redrive_config(), sinks
+    )
+    assert fates == [Fate.REDRIVEN]
+    assert search.document("catalog", "p-1|v1")["category"] == "new"
+
+
+def test_the_same_record_dead_lettered_twice_shares_one_fate(search: FakeSearch) -> None:
+    """Two entries of one stream record (stored twice, read as two objects) are both rejected
+    again: the fate follows the record's identity (stream and sequence), not the object."""
+    poison = record("MODIFY", "p-2", 2, category="hats")
+    poison["dynamodb"]["NewImage"]["price"] = {"N": "twelve"}
+    fates = redrive_entries([entry(poison), entry(poison)], redrive_config(), fake_sinks(search))
+    assert fates == [Fate.REJECTED_AGAIN, Fate.REJECTED_AGAIN]
