@@ -19,6 +19,7 @@ from syncer.core.documents import SYNCER_FIELD
 from syncer.core.versions import Version, read_version
 from syncer.errors import PurgeRefusedError, SearchUnavailableError
 from syncer.sinks.deadletter import DeadLetter
+from syncer.sinks.indices import LIVE_DOCUMENTS_FILTER
 from tests.fakes import FakeCache, FakeItems, FakeLetters, FakeSearch, fake_sinks
 from tests.unit.test_process_batch import record
 
@@ -289,3 +290,156 @@ def test_the_same_record_dead_lettered_twice_shares_one_fate(search: FakeSearch)
     poison["dynamodb"]["NewImage"]["price"] = {"N": "twelve"}
     fates = redrive_entries([entry(poison), entry(poison)], redrive_config(), fake_sinks(search))
     assert fates == [Fate.REJECTED_AGAIN, Fate.REJECTED_AGAIN]
+
+
+# reindex (a scan, its job record's phases)
+
+
+def reindex_stack() -> tuple[Config, FakeSearch, FakeItems, Any]:
+    """A table of three items, and its index: two documents, a young tombstone, and a live
+    document whose item is gone (the scan will read it as absent)."""
+    cfg = config()
+    table = cfg.tables[0]
+    search, items = FakeSearch(), FakeItems()
+    search.create("catalog")
+    past = time.time() - 3600
+    for pk in ("a", "b", "c"):
+        items.put("catalog", typed({"pk": pk, "sk": "v1", "name": f"new-{pk}"}), ("pk", "sk"))
+    for pk in ("a", "b"):
+        body = document_body({"pk": pk, "sk": "v1", "name": "old"}, table, read_version(past, past))
+        put(search, "catalog", f"{pk}|v1", body)
+    young = Version(seq=7, changed_at_ms=int(past * 1000))
+    put(search, "catalog", "d|v1", tombstone_body(table, young))
+    body = document_body({"pk": "e", "sk": "v1", "name": "gone"}, table, read_version(past, past))
+    put(search, "catalog", "e|v1", body)
+    return cfg, search, items, fake_sinks(search, items=items)
+
+
+def test_a_scan_reindex_on_the_fakes_runs_every_phase_to_done() -> None:
+    """Prepare, load, settle, block, swap, catch-up: the alias moves to a new index holding the
+    table, the young tombstone carried, the absent item tombstoned, the old index blocked."""
+    from syncer.commands.jobs import job_store
+    from syncer.commands.reindex import ReindexOptions, reindex_table
+
+    cfg, search, _items, sinks = reindex_stack()
+    result = reindex_table(cfg, sinks, "catalog", options=ReindexOptions(segments=2))
+    assert result.indices == (("catalog", "catalog-000002", "catalog-000001"),)
+    assert search.aliases["catalog"] == "catalog-000002"
+    assert "catalog-reindexing" not in search.aliases
+    assert search.alias_filters["catalog"] == LIVE_DOCUMENTS_FILTER  # it hides tombstones
+    assert "catalog-000001" in search.blocked
+    assert {d: search.document("catalog", d)["name"] for d in ("a|v1", "b|v1", "c|v1")} == {
+        "a|v1": "new-a",
+        "b|v1": "new-b",
+        "c|v1": "new-c",
+    }
+    assert search.document("catalog", "d|v1")[SYNCER_FIELD]["deleted"] is True
+    assert search.document("catalog", "e|v1")[SYNCER_FIELD]["deleted"] is True
+    assert (result.indexed, result.tombstones_carried, result.absent_tombstoned) == (3, 1, 1)
+    stored = job_store(sinks).get("catalog")
+    assert stored is not None
+    assert stored.job.phase == "done"
+
+
+def test_a_reindex_whose_scan_fails_resumes_from_its_job_record() -> None:
+    """DynamoDB down during the load: the run fails (its job kept, released); the next run
+    resumes the same job and finishes it, on the same new index."""
+    from syncer.commands.jobs import job_store
+    from syncer.commands.reindex import ReindexOptions, reindex_table
+    from syncer.errors import TableReadError
+
+    cfg, search, items, sinks = reindex_stack()
+    items.fail_next = [TableReadError("down")] * 3  # every attempt of the first page
+    with pytest.raises(TableReadError):
+        reindex_table(cfg, sinks, "catalog", options=ReindexOptions(segments=1))
+    stopped = job_store(sinks).get("catalog")
+    assert stopped is not None
+    assert stopped.job.phase == "load"
+    assert search.aliases["catalog-reindexing"] == "catalog-000002"
+    result = reindex_table(cfg, sinks, "catalog", options=ReindexOptions(segments=1))
+    assert result.indices == (("catalog", "catalog-000002", "catalog-000001"),)
+    assert search.aliases["catalog"] == "catalog-000002"
+    assert job_store(sinks).get("catalog").job.id == stopped.job.id
+
+
+def test_abandon_on_the_fakes_fences_the_job_and_drops_its_index() -> None:
+    """--abandon: the running job fenced, the half-built index and its alias dropped, the
+    serving index unblocked and still serving."""
+    from syncer.commands.jobs import job_store
+    from syncer.commands.reindex import abandon, prepare_indices, start_scan_job
+
+    cfg, search, _items, sinks = reindex_stack()
+    table = cfg.tables[0]
+    handle, _ = start_scan_job(sinks, table, 1)
+    prepare_indices(cfg, sinks, handle)
+    search.blocked.add("catalog-000001")  # as a swap that never finished leaves it
+    abandoned = abandon(sinks, table)
+    assert abandoned.dropped == ("catalog-000002",)
+    assert abandoned.unblocked == ("catalog-000001",)
+    assert abandoned.job == handle.job.id
+    assert "catalog-000002" not in search.indices
+    assert search.aliases == {"catalog": "catalog-000001"}
+    assert job_store(sinks).get("catalog").job.phase == "abandoned"
+
+
+def test_a_reindex_while_one_is_running_is_refused() -> None:
+    """A second reindex of a table whose job's holder is alive is refused, naming it."""
+    from syncer.commands.reindex import start_scan_job
+    from syncer.core.jobs import JobRunningError
+
+    cfg, _search, _items, sinks = reindex_stack()
+    start_scan_job(sinks, cfg.tables[0], 1)
+    with pytest.raises(JobRunningError, match="already running"):
+        start_scan_job(sinks, cfg.tables[0], 1)
+
+
+# backfill: one page of an incremental export applied to the live index
+
+
+def test_a_backfill_page_writes_newer_lines_tombstones_deletes_and_skips_older_ones() -> None:
+    """A newer line is indexed, a delete tombstoned, an older line skipped (counted as held),
+    a poison line dead-lettered alone; the cache keys of what changed are cleared."""
+    import json
+
+    from syncer.commands.backfill import prepare_backfill_page, write_backfill_page
+    from syncer.core.exports import INCREMENTAL_EXPORT, ExportSummary
+
+    cfg = config()
+    table = cfg.tables[0]
+    search, cache, letters = FakeSearch(), FakeCache(), FakeLetters()
+    search.create("catalog")
+    now_us = int(time.time() * 1_000_000)
+    newer_than_line = Version(changed_at_ms=now_us // 1000 + DAY_S * 1000, seq=9)
+    put(
+        search,
+        "catalog",
+        "kept|v1",
+        document_body({"pk": "kept", "sk": "v1"}, table, newer_than_line),
+    )
+
+    def line(pk: str, image: dict[str, Any] | None) -> bytes:
+        data: dict[str, Any] = {
+            "Keys": typed({"pk": pk, "sk": "v1"}),
+            "Metadata": {"WriteTimestampMicros": {"N": str(now_us - 1_000_000)}},
+        }
+        if image is not None:
+            data["NewImage"] = image
+        return json.dumps(data).encode()
+
+    page = [
+        line("new", typed({"pk": "new", "sk": "v1", "name": "boot"})),
+        line("gone", None),
+        line("kept", typed({"pk": "kept", "sk": "v1", "name": "older"})),
+        line("bad", {**typed({"pk": "bad", "sk": "v1"}), "n": {"N": "twelve"}}),
+    ]
+    summary = ExportSummary("arn:export", INCREMENTAL_EXPORT, now_us // 1000, 4, "m", "bucket")
+    key_types = {"pk": "S", "sk": "S"}
+    prepared = prepare_backfill_page(table, key_types, summary, page, "s3://bucket/data/1")
+    sinks = fake_sinks(search, cache, letters=letters)
+    counts = write_backfill_page(cfg, sinks, table, key_types, prepared)
+    assert search.document("catalog", "new|v1")["name"] == "boot"
+    assert search.document("catalog", "gone|v1")[SYNCER_FIELD]["deleted"] is True
+    assert "name" not in search.document("catalog", "kept|v1")
+    assert (counts.items, counts.written, counts.already_newer, counts.rejected) == (4, 2, 1, 1)
+    assert [letter.error_class for letter in letters.letters] == ["PoisonRecordError"]
+    assert set().union(*cache.invalidated) == {"product:new", "product:gone"}

@@ -205,7 +205,7 @@ def reindex_table(
     options = options or ReindexOptions()
     table = config.require_table(table_name)
     selected_routes(table, options.index)
-    if sinks.dynamodb is None:
+    if sinks.clients is not None and sinks.clients.dynamodb is None:
         raise ConfigError("reindex needs a DynamoDB client")
     sinks.items.key_schema(table.name)  # the table exists before anything is made
     handle, resumed = start_scan_job(
