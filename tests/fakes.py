@@ -609,3 +609,22 @@ class FakeJobs(JobStore):
 
     def all(self) -> list[Job]:
         return [stored.job for stored in self.records.values()]
+
+
+def unconnected_sinks() -> Sinks:
+    """The real adapters around clients that never connect (nothing is sent by building them)."""
+    from syncer.config import OpenSearchConfig, RedisConfig
+    from syncer.sinks.cache import RedisHandle
+    from syncer.sinks.deadletter import FileDeadLetters
+    from syncer.sinks.search import make_client
+
+    return Sinks.of_clients(
+        opensearch=make_client(OpenSearchConfig()),
+        redis=RedisHandle(RedisConfig()),
+        dynamodb=None,
+        deadletters=FileDeadLetters("/nonexistent/deadletter.jsonl"),
+        opensearch_guard=guard("opensearch"),
+        redis_guard=guard("redis"),
+        dynamodb_guard=guard("dynamodb"),
+        deadletter_guard=guard("deadletter"),
+    )

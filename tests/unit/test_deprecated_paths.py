@@ -38,29 +38,14 @@ def test_a_name_the_new_module_lacks_is_an_attribute_error_without_a_warning() -
 
 def test_sinks_search_admin_still_reaches_opensearch_with_a_warning_naming_admin() -> None:
     """``Sinks.search_admin`` (the raw client behind its guard) works, warned: use ``admin``."""
-    from syncer.config import OpenSearchConfig, RedisConfig
-    from syncer.sinks.cache import RedisHandle
-    from syncer.sinks.deadletter import FileDeadLetters
-    from syncer.sinks.ports import Sinks
     from syncer.sinks.resilience import Guarded
-    from syncer.sinks.search import make_client
-    from tests.fakes import guard
+    from tests.fakes import unconnected_sinks
 
-    client = make_client(OpenSearchConfig())
-    sinks = Sinks.of_clients(
-        opensearch=client,
-        redis=RedisHandle(RedisConfig()),
-        dynamodb=None,
-        deadletters=FileDeadLetters("/nonexistent/deadletter.jsonl"),
-        opensearch_guard=guard("opensearch"),
-        redis_guard=guard("redis"),
-        dynamodb_guard=guard("dynamodb"),
-        deadletter_guard=guard("deadletter"),
-    )
+    sinks = unconnected_sinks()
     with pytest.warns(DeprecationWarning, match=r"use Sinks\.admin"):
         proxy = sinks.search_admin
     assert isinstance(proxy, Guarded)
-    assert proxy._target is client
+    assert proxy._target is sinks.clients.opensearch
 
 
 def test_swap_alias_given_a_raw_client_wraps_it_with_a_warning() -> None:
