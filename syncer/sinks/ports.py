@@ -131,8 +131,8 @@ class Sinks:
     the rebuild jobs' records (``syncer.sinks.jobs``), ``guards``
     every edge's ``Downstream`` (retry and breaker counts, health). The raw clients stay inside
     the adapters (``clients``); ``opensearch``, ``redis``, ``dynamodb`` and ``deadletters``
-    still reach them for the callers that have not moved to the ports (the job store, setup,
-    the demo); ``search_admin`` is deprecated.
+    still reach them for the callers that have not moved to the ports (``syncer setup``, the
+    demo, the local runner's checkpoints); ``search_admin`` is deprecated.
     """
 
     __slots__ = ("admin", "cache", "clients", "guards", "items", "jobs", "letters", "search")

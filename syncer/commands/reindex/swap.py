@@ -15,17 +15,17 @@ from syncer.sinks.search import reindex_alias
 from syncer.sinks.search.admin import WRITE_BLOCK, OpenSearchAdmin
 
 log = logging.getLogger("syncer.commands.reindex")
-__all__ = ["WRITE_BLOCK", "block_writes", "move_alias", "swap_alias"]
+__all__ = ["WRITE_BLOCK", "admin_port", "block_writes", "move_alias", "swap_alias"]
 
 
-def _admin(admin: Any) -> SearchAdmin:
+def admin_port(admin: Any) -> SearchAdmin:
     """The admin port; a raw OpenSearch client (before 0.2) is wrapped, with a warning."""
     if hasattr(admin, "update_aliases") and not hasattr(admin, "indices"):
         port: SearchAdmin = admin
         return port
     warnings.warn(
-        "passing an OpenSearch client to swap_alias, block_writes or move_alias is deprecated "
-        "and will be removed in 0.3.0: pass the admin port (Sinks.admin)",
+        "passing an OpenSearch client to swap_alias, block_writes, move_alias or plan_rebuilds "
+        "is deprecated and will be removed in 0.3.0: pass the admin port (Sinks.admin)",
         DeprecationWarning,
         stacklevel=3,
     )
@@ -45,7 +45,7 @@ def swap_alias(
     gets a 403 for its write, which is retried, and its retry resolves the alias anew (to the
     new index). docs/ordering.md, "The swap", argues each interleaving.
     """
-    port = _admin(admin)
+    port = admin_port(admin)
     block_writes(port, old_index)
     move_alias(port, table, new_index, old_index)
 
@@ -53,7 +53,7 @@ def swap_alias(
 def block_writes(admin: SearchAdmin, old_index: str | None) -> None:
     """The job's block phase: no write lands in the old index from here on."""
     if old_index:
-        _admin(admin).set_write_block(old_index, True)
+        admin_port(admin).set_write_block(old_index, True)
 
 
 def move_alias(
@@ -62,7 +62,7 @@ def move_alias(
     """The job's swap phase: the alias onto the new index, the reindex alias dropped, in one
     atomic request (after ``block_writes``). Fails, changing nothing, if the new index is gone
     (an abandoned job)."""
-    _admin(admin).update_aliases(alias_swap_actions(table, new_index, old_index))
+    admin_port(admin).update_aliases(alias_swap_actions(table, new_index, old_index))
     log.info("alias %s now points at %s (was %s)", table.index, new_index, old_index)
 
 

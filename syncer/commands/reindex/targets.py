@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from syncer.commands.jobs import JobHandle, job_store
+from syncer.commands.reindex.swap import admin_port
 from syncer.config import Config, Route, TableConfig
 from syncer.core.jobs import (
     PREPARE,
@@ -48,6 +49,7 @@ def plan_rebuilds(
 
     Only names: the job that records them is claimed first, so two rebuilds started together
     never both make (or fill) the same index."""
+    admin = admin_port(admin)  # a raw client (before 0.2): wrapped, with a warning
     rebuilds = []
     for route in routes:
         alias = route.index
