@@ -443,3 +443,80 @@ def test_a_backfill_page_writes_newer_lines_tombstones_deletes_and_skips_older_o
     assert (counts.items, counts.written, counts.already_newer, counts.rejected) == (4, 2, 1, 1)
     assert [letter.error_class for letter in letters.letters] == ["PoisonRecordError"]
     assert set().union(*cache.invalidated) == {"product:new", "product:gone"}
+
+
+# an export's settle phase and its unloaded lines
+
+
+def export_stack() -> tuple[Config, FakeSearch, FakeItems, Any, float]:
+    """The serving index (catalog-000001) and a new one behind the reindex alias."""
+    cfg = config()
+    search, items = FakeSearch(), FakeItems()
+    search.create("catalog")
+    search.indices["catalog-000002"] = {}
+    search.aliases["catalog-reindexing"] = "catalog-000002"
+    return cfg, search, items, fake_sinks(search, items=items), time.time() - 3600
+
+
+def test_an_export_settle_carries_what_the_export_cannot_have_seen() -> None:
+    """The old index's live documents: newer than the export carried, older and absent from
+    the export tombstoned, older and loaded left, unordered ones read again."""
+    from syncer.commands.exports.finish import carry_live_documents
+
+    cfg, search, items, sinks, at = export_stack()
+    table = cfg.tables[0]
+    export = read_version(at - 60, at + 60)
+    before = read_version(at - 7200, at - 7199)
+    after = Version(seq=3, changed_at_ms=int((at + 600) * 1000))
+    during = read_version(at, at + 1)
+    for pk, version in (("a", before), ("b", before), ("c", after), ("d", during)):
+        body = document_body({"pk": pk, "sk": "v1", "name": f"old-{pk}"}, table, version)
+        put(search, "catalog", f"{pk}|v1", body)
+    loaded = document_body({"pk": "a", "sk": "v1", "name": "exported"}, table, export)
+    put(search, "catalog-000002", "a|v1", loaded)
+    items.put("catalog", typed({"pk": "d", "sk": "v1", "name": "read"}), ("pk", "sk"))
+    counts = carry_live_documents(
+        cfg,
+        sinks,
+        table,
+        "catalog",
+        "catalog-000001",
+        "catalog-reindexing",
+        export,
+        {"pk": "S", "sk": "S"},
+    )
+    assert (counts.carried, counts.absent_tombstoned) == (2, 1)
+    new = search.indices["catalog-000002"]
+    assert new["a|v1"][0]["name"] == "exported"
+    assert new["b|v1"][0][SYNCER_FIELD]["deleted"] is True
+    assert new["c|v1"][0]["name"] == "old-c"
+    assert new["d|v1"][0]["name"] == "read"
+
+
+def test_unloaded_lines_are_read_again_else_kept_as_the_old_index_held_them() -> None:
+    """A line load could not index: its item read again and written; when that is refused
+    too, the old index's document kept; when neither can be, reported as lost."""
+    from syncer.commands.exports.unloaded import settle_unloaded
+
+    cfg, search, items, sinks, at = export_stack()
+    table = cfg.tables[0]
+    for pk in ("x", "y", "z"):
+        items.put("catalog", typed({"pk": pk, "sk": "v1", "name": f"now-{pk}"}), ("pk", "sk"))
+    old = document_body({"pk": "y", "sk": "v1", "name": "old-y"}, table, read_version(at, at))
+    put(search, "catalog", "y|v1", old)
+    search.item_statuses["y|v1"] = [400]  # the read state is refused, the old one is not
+    search.item_statuses["z|v1"] = [400]  # refused, and the old index has nothing
+    counts = settle_unloaded(
+        sinks,
+        table,
+        {"catalog": "catalog-reindexing"},
+        {"catalog": "catalog-000001"},
+        {"pk": "S", "sk": "S"},
+        ["x|v1", "y|v1", "z|v1", "x|v1"],
+        "s3://b/data/1",
+    )
+    assert (counts.reread, counts.kept_old, counts.lost) == (1, 1, 1)
+    new = search.indices["catalog-000002"]
+    assert new["x|v1"][0]["name"] == "now-x"
+    assert new["y|v1"][0]["name"] == "old-y"
+    assert "z|v1" not in new
