@@ -8,6 +8,7 @@ tests/integration/test_port_contracts.py on the real services.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from collections.abc import Callable
@@ -413,3 +414,29 @@ class ItemsScanContract:
             for item in page.items
         ]
         assert sorted(rest + [item["sk"]["S"] for item in first.items]) == sorted(seen)
+
+
+class JobsContract:
+    """The rebuild jobs' records: created once, every later write conditional on the state read."""
+
+    def test_a_record_is_created_once_and_changed_only_from_what_was_read(self, jobs) -> None:
+        """A second create, or a write from a stale read, is a conflict; ``update`` wins."""
+        from syncer.core.jobs import Job
+        from syncer.sinks.jobs import JobConflictError
+
+        table = f"t-{uuid.uuid4().hex[:8]}"
+        job = Job(table, table, "scan", "me", 1, "prepare", 1.0, 1.0, segments=2)
+        assert jobs.get(table) is None
+        first = jobs.put(job, None)
+        assert jobs.get(table).job == job
+        with pytest.raises(JobConflictError):
+            jobs.put(job, None)
+        moved = jobs.put(dataclasses.replace(job, phase="load"), first)
+        with pytest.raises(JobConflictError):
+            jobs.put(dataclasses.replace(job, phase="settle"), first)
+        assert jobs.get(table).job.phase == "load"
+        assert moved.seq_no != first.seq_no
+        done = jobs.update(table, lambda current: dataclasses.replace(current.job, phase="done"))
+        assert done.job.phase == "done"
+        assert jobs.get(table).job.phase == "done"
+        assert table in [j.table for j in jobs.all()]

@@ -4,17 +4,19 @@ in-memory fakes of tests/fakes.py are checked against."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
+from syncer.sinks.jobs import JobStore
 from syncer.sinks.ports import CacheStore, DeadLetterStore, ItemStore, SearchAdmin, SearchStore
 from tests.contracts import (
     AdminContract,
     CacheContract,
     ItemsContract,
     ItemsScanContract,
+    JobsContract,
     LettersContract,
     SearchContract,
 )
@@ -117,3 +119,12 @@ def test_the_admin_port_moves_aliases_and_reads_settings(stack: Stack) -> None:
         admin.put_index_settings(other, {"index.blocks.write": None})
         admin.delete_index(other)
     assert admin.indices_of(spare) == []
+
+
+class TestOpenSearchJobs(JobsContract):
+    @pytest.fixture
+    def jobs(self, stack: Stack) -> Iterator[JobStore]:
+        """A jobs index of the test's own (the shared syncer-jobs index is left alone)."""
+        index = f"{stack.index}-jobs"
+        yield JobStore(stack.sinks.opensearch, stack.sinks.opensearch_guard, index)
+        stack.sinks.opensearch.indices.delete(index=index, params={"ignore_unavailable": "true"})

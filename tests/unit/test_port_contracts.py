@@ -12,10 +12,11 @@ from tests.contracts import (
     CacheContract,
     ItemsContract,
     ItemsScanContract,
+    JobsContract,
     LettersContract,
     SearchContract,
 )
-from tests.fakes import FakeAdmin, FakeCache, FakeItems, FakeLetters, FakeSearch
+from tests.fakes import FakeAdmin, FakeCache, FakeItems, FakeJobs, FakeLetters, FakeSearch
 
 
 class TestFakeSearch(SearchContract):
@@ -80,3 +81,9 @@ class TestFakeAdmin(AdminContract):
     def alias(self, search: FakeSearch) -> str:
         search.create("catalog")
         return "catalog"
+
+
+class TestFakeJobs(JobsContract):
+    @pytest.fixture
+    def jobs(self) -> FakeJobs:
+        return FakeJobs()
