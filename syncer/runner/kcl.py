@@ -11,7 +11,9 @@ becomes the Lambda-shaped Kinesis records ``lambda_handler`` gets and runs throu
   until it succeeds, the lease is lost or shutdown is requested; it is never skipped. (Returning
   from ``process_records`` with records unhandled would skip them: KCL delivers the next batch
   from where the last one ended, not from the checkpoint.) Once this processor gave up on a
-  record it saves no checkpoint again, and exits if KCL goes on delivering;
+  record it saves no checkpoint again, and exits if KCL goes on delivering. A lost lease shows
+  only as a refused checkpoint, so a batch that never succeeds may be retried after another
+  worker took the shard: both apply the same records, which the order rules make harmless;
 - ``lease_lost`` never checkpoints; ``shard_ended`` checkpoints with no argument, as KCL
   requires, unless a record was given up on; ``shutdown_requested`` saves what is durable.
 
@@ -113,7 +115,7 @@ class SyncerRecordProcessor(processor.RecordProcessorBase):  # type: ignore[misc
         self.backoff_s = backoff_s
         self.stop = stop
         self.shard_id = "?"
-        self.checkpointed: Position | None = None  # saved in the lease table
+        self.checkpointed: Position | None = None  # the lease table's, as last known
         self.handled: Position | None = None  # the last record handled, all before it too
         self.gave_up: str | None = None  # why records were left unhandled: no checkpoint after
 
@@ -122,11 +124,11 @@ class SyncerRecordProcessor(processor.RecordProcessorBase):  # type: ignore[misc
     def initialize(self, initialize_input: Any) -> None:
         with _exit_on_bug("initialize"):
             self.shard_id = initialize_input.shard_id
-            log.info(
-                "shard %s: processing from checkpoint %s",
-                self.shard_id,
-                initialize_input.sequence_number,
+            # The lease's checkpoint: a sequence number, or TRIM_HORIZON, LATEST, ... at first.
+            self.checkpointed = Position(
+                str(initialize_input.sequence_number), initialize_input.sub_sequence_number or 0
             )
+            log.info("shard %s: processing after checkpoint %s", self.shard_id, self.checkpointed)
 
     def process_records(self, process_records_input: Any) -> None:
         with _exit_on_bug(f"shard {self.shard_id}: process_records"):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ from syncer.runner.kcldaemon import (
     daemon_command,
     daemon_properties,
     find_java,
+    kclpy_jars,
     parse_property,
 )
 
@@ -121,3 +124,23 @@ def test_no_java_is_a_clear_error(tmp_path: Path) -> None:
     """Neither JAVA_HOME nor PATH has java: say what to install."""
     with pytest.raises(ConfigError, match="needs a Java 17 runtime"):
         find_java({"PATH": str(tmp_path)})
+
+
+def test_a_missing_extra_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without amazon-kclpy, kcl-worker says which extra to install."""
+    import importlib.util
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ConfigError, match=r"pip install 'syncer\[kcl\]'"):
+        kclpy_jars()
+
+
+def test_neither_the_lambda_handler_nor_the_cli_imports_amazon_kclpy() -> None:
+    """The extra is loaded only by the record processor: cold starts and `syncer` stay as they were."""
+    code = (
+        "import sys, syncer.handler, syncer.cli; "
+        "loaded = sorted(m for m in sys.modules if m.startswith(('amazon_kclpy', 'syncer.runner.kcl'))); "
+        "print(loaded)"
+    )
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert found.stdout.strip() == "[]"

@@ -66,6 +66,7 @@ class Input:
     records: list[FakeRecord] = field(default_factory=list)
     shard_id: str = "shardId-000000000001"
     sequence_number: str = "TRIM_HORIZON"
+    sub_sequence_number: int = 0
 
 
 def outcome(failed: Sequence[str] = (), records_in: int = 1) -> BatchOutcome:
@@ -247,7 +248,7 @@ def test_a_lost_lease_stops_the_batch_and_no_checkpoint_follows() -> None:
     # then it is not retried (the new owner starts after the old checkpoint)
     assert calls == [["1", "2", "3"]]
     assert checkpointer.saved == []
-    assert made.checkpointed is None
+    assert made.checkpointed == Position("TRIM_HORIZON")
     # and lease_lost has nothing to checkpoint with, nor tries
     made.lease_lost(Input(checkpointer))
     assert checkpointer.saved == []
@@ -261,7 +262,7 @@ def test_a_throttled_checkpoint_is_left_to_the_next_one(answer: str) -> None:
     checkpointer = FakeCheckpointer(answers=[answer])
     made.process_records(Input(checkpointer, records("1", "2")))
     assert checkpointer.refused == ["2"]
-    assert made.checkpointed is None
+    assert made.checkpointed == Position("TRIM_HORIZON")
     # when shutdown is requested, the handled position is saved then
     made.shutdown_requested(Input(checkpointer))
     assert checkpointer.saved == ["2"]
