@@ -33,7 +33,7 @@ from syncer.sinks.build import aws_client
 from tests.integration.conftest import OPENSEARCH_URL, Stack, write_config
 from tests.integration.faults import opensearch_proxy
 from tests.integration.test_kinesis_lambda import KinesisStack, random_workload, set_stale_cache
-from tests.kinesis_bridge import Delivery, Published, create_kinesis_stream
+from tests.kinesis_bridge import Delivery, Published, create_kinesis_stream, read_kinesis
 
 pytestmark = pytest.mark.integration
 SHIM = Path(__file__).resolve().parents[1] / "kcl" / "KinesisClientUtil.java"
@@ -235,6 +235,17 @@ def first_sequence_per_shard(published: list[Published]) -> dict[str, int]:
     return first
 
 
+def last_sequence_per_shard(ks: KinesisStack) -> dict[str, str]:
+    """Each shard's last record now in the stream, as KCL writes it in a checkpoint."""
+    last: dict[str, str] = {}
+    for shard_id, page in read_kinesis(ks.kinesis, ks.name):
+        for record in page:
+            number = record["SequenceNumber"]
+            if shard_id not in last or int(number) > int(last[shard_id]):
+                last[shard_id] = number
+    return last
+
+
 def checkpoints_passed(fleet: Fleet, unhandled: dict[str, int]) -> dict[str, str]:
     """Shards whose checkpoint is at or after their first unhandled record."""
     passed = {}
@@ -324,4 +335,17 @@ def test_a_fleet_loses_nothing_when_a_worker_is_killed_mid_stream(fleet: Fleet) 
         # and the index and the cache end equal to the table
         wait_for("the fleet converges", converged(ks, sorted({*stale, *more})), fleet, 90)
         assert len(fleet.leases()) == SHARDS
+        # and with everything handled, every shard is checkpointed at its last record
+        last = last_sequence_per_shard(ks)
+        expected = {shard: last.get(shard, "TRIM_HORIZON") for shard in fleet.leases()}
+        wait_for(
+            "every shard checkpointed at its last record",
+            lambda: {s: lease["checkpoint"] for s, lease in fleet.leases().items()} == expected,
+            fleet,
+            timeout_s=30,
+        )
+        # and SIGTERM stops the survivor gracefully (forwarded to its daemon and processors)
+        stopping = fleet.workers[survivor].process
+        stopping.send_signal(signal.SIGTERM)
+        assert stopping.wait(timeout=30) == 0, fleet.logs()
     print(f"failover: {survivor} owned {sorted(victim_shards)} {failover_s:.1f} s after the kill")
