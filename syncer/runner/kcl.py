@@ -200,6 +200,14 @@ class SyncerRecordProcessor(processor.RecordProcessorBase):  # type: ignore[misc
                 if not self._checkpoint(checkpointer, self.handled):
                     return  # the lease is lost: the new owner starts after the checkpoint
             if count == len(pending):
+                log.info(
+                    "shard %s: %d records %s..%s handled; checkpoint %s",
+                    self.shard_id,
+                    len(records),
+                    records[0].sequence_number,
+                    records[-1].sequence_number,
+                    self.checkpointed,
+                )
                 return
             pending = pending[count:]
             failures += 1

@@ -349,3 +349,60 @@ def test_a_fleet_loses_nothing_when_a_worker_is_killed_mid_stream(fleet: Fleet) 
         stopping.send_signal(signal.SIGTERM)
         assert stopping.wait(timeout=30) == 0, fleet.logs()
     print(f"failover: {survivor} owned {sorted(victim_shards)} {failover_s:.1f} s after the kill")
+
+
+def test_kcl_worker_writes_the_properties_of_an_existing_stream(fleet: Fleet) -> None:
+    """--write-only: the properties name the stream, the emulator's endpoints and the
+    processor's command; the java command is printed, nothing is started."""
+    out = fleet.tmp / "worker.properties"
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "syncer"),
+            "kcl-worker",
+            "--config",
+            str(fleet.ks.stack.config_path),
+            "--stream",
+            fleet.ks.arn,
+            "--application",
+            fleet.application,
+            "--properties-out",
+            str(out),
+            "--write-only",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    properties = dict(
+        line.split(" = ", 1) for line in out.read_text().splitlines() if " = " in line
+    )
+    assert properties["streamName"] == fleet.ks.name
+    assert properties["applicationName"] == fleet.application
+    assert properties["kinesisEndpoint"] == os.environ["AWS_ENDPOINT_URL"]
+    assert properties["executableName"].endswith(
+        f"-m syncer.runner.kcl --config {fleet.ks.stack.config_path} --stream-arn {fleet.ks.arn}"
+    )
+    assert "software.amazon.kinesis.multilang.MultiLangDaemon" in result.stdout
+    assert fleet.leases() == {}  # no daemon ran: KCL made no lease table
+
+
+def test_kcl_worker_names_a_missing_stream(fleet: Fleet) -> None:
+    """A stream that does not exist: one Error line saying so, exit 1, nothing started."""
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "syncer"),
+            "kcl-worker",
+            "--config",
+            str(fleet.ks.stack.config_path),
+            "--stream",
+            f"{fleet.ks.name}-missing",
+            "--application",
+            fleet.application,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert f"Kinesis stream '{fleet.ks.name}-missing' not found" in result.stderr
