@@ -29,7 +29,7 @@ LOCK_FLAGS := --quiet --generate-hashes --python-version 3.11 $(if $(UPGRADE),--
 LAMBDA_PLATFORM := --python-platform x86_64-manylinux_2_17
 .PHONY: lock
 lock: install
-	$(BIN)/uv pip compile $(LOCK_FLAGS) --universal --extra dev \
+	$(BIN)/uv pip compile $(LOCK_FLAGS) --universal --extra dev --extra kcl \
 		--custom-compile-command 'make lock' -o requirements/dev.txt \
 		pyproject.toml requirements/tools.in
 	$(BIN)/uv pip compile $(LOCK_FLAGS) $(LAMBDA_PLATFORM) \
