@@ -30,6 +30,7 @@ from syncer.core.documents import (
 )
 from syncer.core.jobs import Job
 from syncer.core.keys import boto_key, key_document_id
+from syncer.core.rounds import write_documents
 from syncer.core.versions import read_version
 from syncer.core.writes import (
     ApplyResult,
@@ -45,10 +46,9 @@ from syncer.sinks.indices import LIVE_DOCUMENTS_FILTER
 from syncer.sinks.items import ScanPage
 from syncer.sinks.jobs import JobConflictError, JobStore, Stored
 from syncer.sinks.ports import Sinks
-from syncer.sinks.resilience import Downstream
+from syncer.sinks.resilience import Downstream, reported_failure
 from syncer.sinks.search.admin import WRITE_BLOCK
 from syncer.sinks.search.bulk import item_result
-from syncer.sinks.search.writes import write_documents
 
 # Retries as the integration config has them, without the waiting.
 FAST = ResilienceConfig(
@@ -115,6 +115,9 @@ class FakeSearch(_Failures):
 
     def attempts(self, deadline: Deadline | None) -> Iterable[AbstractContextManager[Any]]:
         return self.guard.retrying(deadline)
+
+    def failure(self, error: Exception) -> str:
+        return reported_failure(error, "OpenSearch write")
 
     def read_round(
         self,

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from syncer.config import OpenSearchConfig
 from syncer.core.documents import DocumentRef, ReadState
 from syncer.core.jobs import Job
+from syncer.core.writes import WriteRounds
 from syncer.sinks.cache import CacheSink, RedisHandle
 from syncer.sinks.deadletter import DeadLetter, DeadLetterSink, GuardedDeadLetters
 from syncer.sinks.items import ItemReader, ScanPage
@@ -27,8 +28,9 @@ if TYPE_CHECKING:  # opensearchpy costs a cold start ~60 ms: imported where a cl
     from opensearchpy import OpenSearch
 
 
-class SearchStore(Protocol):
-    """The search index: conditional writes, reads and searches, each retried by its guard."""
+class SearchStore(WriteRounds, Protocol):
+    """The search index: write rounds' reads and sends (``WriteRounds``, which
+    ``syncer.core.rounds.write_documents`` runs), reads and searches, each through its guard."""
 
     def apply(
         self, refs: Sequence[DocumentRef], plan: Planner, options: WriteOptions = ...
