@@ -29,7 +29,7 @@ LOCK_FLAGS := --quiet --generate-hashes --python-version 3.11 $(if $(UPGRADE),--
 LAMBDA_PLATFORM := --python-platform x86_64-manylinux_2_17
 .PHONY: lock
 lock: install
-	$(BIN)/uv pip compile $(LOCK_FLAGS) --universal --extra dev \
+	$(BIN)/uv pip compile $(LOCK_FLAGS) --universal --extra dev --extra kcl \
 		--custom-compile-command 'make lock' -o requirements/dev.txt \
 		pyproject.toml requirements/tools.in
 	$(BIN)/uv pip compile $(LOCK_FLAGS) $(LAMBDA_PLATFORM) \
@@ -91,7 +91,7 @@ $(CHECKOV_VENV)/.installed: requirements/checkov.txt
 	touch $@
 
 # The template as deployed by default, then with EnableReindexStateMachine = "true", then with
-# StreamSource = kinesis: checkov leaves out the resources whose condition is false under the
+# StreamSource = kinesis, shared and with KinesisConsumer = enhanced-fan-out: checkov leaves out the resources whose condition is false under the
 # parameters' defaults.
 .PHONY: checkov
 checkov: $(CHECKOV_VENV)/.installed
@@ -105,6 +105,10 @@ checkov: $(CHECKOV_VENV)/.installed
 		template.yaml > build/template-with-kinesis.yaml
 	! cmp -s template.yaml build/template-with-kinesis.yaml
 	$(CHECKOV) -f build/template-with-kinesis.yaml
+	sed '/^  KinesisConsumer:/,/^  [A-Za-z]/s/Default: shared/Default: enhanced-fan-out/' \
+		build/template-with-kinesis.yaml > build/template-with-fan-out.yaml
+	! cmp -s build/template-with-kinesis.yaml build/template-with-fan-out.yaml
+	$(CHECKOV) -f build/template-with-fan-out.yaml
 
 # build/lambda (template.yaml's CodeUri) and build/syncer-lambda.zip for the Lambda runtime
 .PHONY: package

@@ -242,7 +242,7 @@ class StageClock:
                 "syncer.core.work",
                 "syncer.core.planners",
                 "syncer.sinks.cache",
-                "syncer.sinks.search.writes",
+                "syncer.core.rounds",
                 "syncer.sinks.search.sink",
             )
             if importlib.util.find_spec(name) is not None

@@ -54,3 +54,14 @@ class BatchFailedError(SyncerError):
 
 class PurgeRefusedError(SyncerError):
     """Purging tombstones would be unsafe now (a reindex runs, or the age is below the minimum)."""
+
+
+class PendingItemsError(Exception):
+    """Some items of a request hit a transient error; the round is retried for them.
+
+    Not a ``SyncerError``: it never leaves the retry loop that raised it
+    (``syncer.sinks.resilience.classify`` counts it transient)."""
+
+    def __init__(self, count: int, reason: str) -> None:
+        super().__init__(f"{count} item(s) still pending: {reason}")
+        self.reason = reason

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import statistics
@@ -10,6 +11,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 from syncer.config import Config, TableConfig
+from syncer.config.names import reindex_alias
 from syncer.core.coalesce import coalesce_latest_per_key
 from syncer.core.consistency import percentile
 from syncer.core.documents import DocumentRef, ReadState, Settled
@@ -17,12 +19,13 @@ from syncer.core.outcome import BatchOutcome, RecordAction, decide
 from syncer.core.plan import bulk_refresh, plan_cache_keys
 from syncer.core.planners import ChangePlanner
 from syncer.core.records import ChangeRecord, RejectedRecord, decode_records
+from syncer.core.rounds import write_documents
 from syncer.core.work import KeyWork
+from syncer.core.writes import ApplyResult, WriteOptions
 from syncer.errors import DownstreamUnavailableError, PoisonRecordError
 from syncer.sinks.deadletter import DeadLetter
 from syncer.sinks.ports import Sinks
 from syncer.sinks.resilience import Deadline, reported_failure
-from syncer.sinks.search import ApplyResult, WriteOptions, reindex_alias
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +62,9 @@ def _apply_to_search(
     sinks: Sinks,
     deadline: Deadline | None,
 ) -> ApplyResult:
-    """Write every change that is newer than its targets' states, through the search store."""
+    """Write every change that is newer than its targets' states: the write rounds
+    (``core.rounds.write_documents``: read, plan, send, conflicts read and planned again) run
+    here over the search store, which only sends requests."""
     optional = frozenset(
         reindex_alias(route.index) for table in tables.values() for route in table.resolved_routes
     )
@@ -72,33 +77,36 @@ def _apply_to_search(
         }
     )
     plan = ChangePlanner(works)
-
-    def reread(refs: Sequence[DocumentRef]) -> dict[DocumentRef, ReadState | str]:
-        by_table: dict[str, list[DocumentRef]] = {}
-        for ref in refs:
-            by_table.setdefault(plan.work(ref).change.table, []).append(ref)
-        states: dict[DocumentRef, ReadState | str] = {}
-        for table, table_refs in by_table.items():
-            records = [plan.work(ref).change.latest for ref in table_refs]
-            read = _read_by_key(sinks, table, records, deadline)
-            for ref in table_refs:
-                states[ref] = read if isinstance(read, str) else read[ref[1]]
-        return states
-
     options = WriteOptions(
         absent_first=_Inserts(plan),
-        reread=reread,
+        reread=functools.partial(_reread, plan, sinks, deadline),
         fields=tuple(fields),
         optional_aliases=optional,
         deadline=deadline,
         refresh=bulk_refresh(work.table for work in works),
     )
-    result = sinks.search.apply(plan.refs, plan, options)
+    result = write_documents(sinks.search, plan.refs, plan, options)
     for ref, outcome in result.outcomes.items():
         plan.work(ref).settle(ref, outcome)
     for ref, document in result.observed.items():
         plan.work(ref).observe(ref, document)
     return result
+
+
+def _reread(
+    plan: ChangePlanner, sinks: Sinks, deadline: Deadline | None, refs: Sequence[DocumentRef]
+) -> dict[DocumentRef, ReadState | str]:
+    """The items of ``refs`` read again from the table (a ``Rereader``), or why they failed."""
+    by_table: dict[str, list[DocumentRef]] = {}
+    for ref in refs:
+        by_table.setdefault(plan.work(ref).change.table, []).append(ref)
+    states: dict[DocumentRef, ReadState | str] = {}
+    for table, table_refs in by_table.items():
+        records = [plan.work(ref).change.latest for ref in table_refs]
+        read = _read_by_key(sinks, table, records, deadline)
+        for ref in table_refs:
+            states[ref] = read if isinstance(read, str) else read[ref[1]]
+    return states
 
 
 class _Inserts:

@@ -8,10 +8,13 @@ tests/integration/test_port_contracts.py on the real services.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from collections.abc import Callable
 from typing import Any
+
+import pytest
 
 from syncer.config.names import reindex_alias
 from syncer.core.documents import (
@@ -234,3 +237,206 @@ class LettersContract:
         assert len(found) == 1
         assert found[0]["error"]["class"] == "PoisonRecordError"
         assert found[0]["error"]["message"] == "bad"
+
+
+# ---------------------------------------------------------------------------------------------
+# The commands' ports: the admin port, and the search store's queries the commands send.
+# ---------------------------------------------------------------------------------------------
+
+
+def _state(seq: int, deleted: bool, changed_at_ms: int, **fields: Any) -> dict[str, Any]:
+    meta = {"table": "t", "deleted": deleted, "seq": str(seq).zfill(40)}
+    return {**fields, SYNCER_FIELD: {**meta, "changed_at": changed_at_ms}}
+
+
+def put_states(search: Any, alias: str, states: dict[str, dict[str, Any]]) -> None:
+    """Write each body under its id through the search store (the way syncer writes)."""
+
+    def plan(ref: DocumentRef, target: TargetState, read: ReadState | None) -> Decision:
+        body = states[ref[1]]
+        kind = WriteKind.TOMBSTONE if body[SYNCER_FIELD]["deleted"] else WriteKind.INDEX
+        return DocumentWrite(ref, kind, body, target.document)
+
+    result = search.apply([(alias, doc_id) for doc_id in states], plan)
+    assert {result.status((alias, d)) for d in states} <= {Settled.WRITTEN, Settled.TOMBSTONED}
+
+
+class AdminContract:
+    """The admin port: aliases, indices, the write block, documents by id; and the search
+    store's queries the commands send (purge's, the settle phases', verify's)."""
+
+    def test_aliases_are_listed_and_swapped_in_one_request(self, admin, alias) -> None:
+        """An alias names its index; a swap moves it; an unknown alias names none."""
+        (current,) = admin.indices_of(alias)
+        other, spare = f"{alias}-000009", f"{alias}-spare"
+        assert admin.create_index(other) is True
+        try:
+            admin.put_alias(other, spare)
+            admin.update_aliases(
+                [
+                    {"remove": {"index": current, "alias": alias}},
+                    {"add": {"index": other, "alias": alias}},
+                ]
+            )
+            assert admin.indices_of(alias) == [other]
+            assert admin.indices_of(spare) == [other]
+            assert admin.aliases_of(other) == sorted([alias, spare])
+            assert admin.aliases_of(current) == []
+            assert admin.indices_of(f"{alias}-nothing") == []
+        finally:
+            admin.delete_index(other)
+        assert admin.indices_of(spare) == []
+        assert not admin.index_exists(other)
+
+    def test_an_alias_change_naming_a_missing_index_changes_nothing(self, admin, alias) -> None:
+        """One action that cannot be done fails the request, and no action of it is done."""
+        (current,) = admin.indices_of(alias)
+        gone = f"{alias}-000077"
+        with pytest.raises(Exception, match="index_not_found"):  # NotFoundError; the fake's own
+            admin.update_aliases(
+                [
+                    {"remove": {"index": current, "alias": alias}},
+                    {"add": {"index": gone, "alias": alias}},
+                ]
+            )
+        assert admin.indices_of(alias) == [current]
+
+    def test_indices_are_made_once_found_by_pattern_and_deleted(self, admin, alias) -> None:
+        """``create_index`` says whether it made the index; a pattern finds it; deleting a
+        missing index is no error."""
+        made = f"{alias}-000042"
+        try:
+            assert admin.create_index(made) is True
+            assert admin.create_index(made) is False
+            assert admin.index_exists(made)
+            assert made in admin.indices_matching(f"{alias}-0*")
+            assert admin.primary_shards(made) >= 1
+        finally:
+            admin.delete_index(made)
+        admin.delete_index(made)
+        assert made not in admin.indices_matching(f"{alias}-0*")
+
+    def test_a_write_block_refuses_writes_until_lifted(self, admin, search, alias) -> None:
+        """A blocked index refuses writes (retried, then failed), and takes them once lifted."""
+        (index,) = admin.indices_of(alias)
+        doc_id = new_id()
+        admin.set_write_block(index, True)
+        try:
+            assert admin.write_blocked(index)
+            blocked = search.apply([(alias, doc_id)], writer(5, name="boot"))
+            assert blocked.status((alias, doc_id)) is Settled.FAILED
+        finally:
+            admin.set_write_block(index, False)
+        assert not admin.write_blocked(index)
+        result = search.apply([(alias, doc_id)], writer(5, name="boot"))
+        assert result.status((alias, doc_id)) is Settled.WRITTEN
+
+    def test_a_concrete_index_is_written_by_its_name(self, admin, search, alias) -> None:
+        """Refs may name the concrete index (purge's hits do): read, planned and written there."""
+        (index,) = admin.indices_of(alias)
+        doc_id = new_id()
+        search.apply([(alias, doc_id)], writer(5, name="boot"))
+        result = search.apply([(index, doc_id)], writer(6, name="shoe"))
+        assert result.status((index, doc_id)) is Settled.WRITTEN
+        assert admin.documents(index, [doc_id])[doc_id]["_source"]["name"] == "shoe"
+
+    def test_documents_by_id_are_the_ones_held(self, admin, search, alias) -> None:
+        """Found ids only, with their sequence numbers, with or without their source."""
+        (index,) = admin.indices_of(alias)
+        held, absent = new_id(), new_id()
+        search.apply([(alias, held)], writer(5, name="boot"))
+        found = admin.documents(index, [held, absent])
+        assert list(found) == [held]
+        assert found[held]["_source"]["name"] == "boot"
+        assert isinstance(found[held]["_seq_no"], int)
+        bare = admin.documents(alias, [held], source=False)
+        assert "_source" not in bare[held]
+        assert admin.documents(index, []) == {}
+
+    def test_queries_see_tombstones_only_through_the_index(self, admin, search, alias) -> None:
+        """The alias hides tombstones; the concrete index shows them to a range query."""
+        (index,) = admin.indices_of(alias)
+        old, young, live = new_id(), new_id(), new_id()
+        put_states(
+            search,
+            alias,
+            {
+                old: _state(5, True, 1_000),
+                young: _state(5, True, 9_000),
+                live: _state(5, False, 1_000, name="boot"),
+            },
+        )
+        search.refresh(index)
+        tombstones = {
+            "bool": {
+                "filter": [
+                    {"term": {f"{SYNCER_FIELD}.deleted": True}},
+                    {"range": {f"{SYNCER_FIELD}.changed_at": {"lt": 5_000}}},
+                ]
+            }
+        }
+        assert search.count(index, tombstones) == 1
+        hits = search.search(index, {"query": tombstones, "size": 10, "_source": False})
+        assert [hit["_id"] for hit in hits] == [old]
+        assert "_source" not in hits[0]
+        body = {"query": {"match_all": {}}, "_source": {"excludes": [SYNCER_FIELD]}}
+        pages = list(search.scroll(alias, body, 1))
+        seen = {hit["_id"]: hit["_source"] for page in pages for hit in page}
+        assert live in seen
+        assert old not in seen
+        assert young not in seen
+        assert SYNCER_FIELD not in seen[live]
+
+
+class ItemsScanContract:
+    """The table's scans (reindex, verify): segments split the items, pages resume."""
+
+    def test_segments_hold_every_item_once_and_pages_resume(self, items, table, put_item) -> None:
+        """Two segments together give each item once; a page's last key resumes after it."""
+        pk = f"s-{uuid.uuid4().hex[:8]}"
+        for n in range(5):
+            put_item({"pk": {"S": pk}, "sk": {"S": f"v{n}"}, "n": {"N": str(n)}})
+        seen = [
+            item["sk"]["S"]
+            for segment in (0, 1)
+            for page in items.scan(table, segment=segment, total_segments=2, page_size=2)
+            for item in page.items
+            if item["pk"]["S"] == pk
+        ]
+        assert sorted(seen) == [f"v{n}" for n in range(5)]
+        first = next(iter(items.scan(table, page_size=2)))
+        assert len(first.items) == 2
+        assert first.last_key is not None
+        assert first.version.is_read
+        rest = [
+            item["sk"]["S"]
+            for page in items.scan(table, start_key=first.last_key, page_size=2)
+            for item in page.items
+        ]
+        assert sorted(rest + [item["sk"]["S"] for item in first.items]) == sorted(seen)
+
+
+class JobsContract:
+    """The rebuild jobs' records: created once, every later write conditional on the state read."""
+
+    def test_a_record_is_created_once_and_changed_only_from_what_was_read(self, jobs) -> None:
+        """A second create, or a write from a stale read, is a conflict; ``update`` wins."""
+        from syncer.core.jobs import Job
+        from syncer.sinks.jobs import JobConflictError
+
+        table = f"t-{uuid.uuid4().hex[:8]}"
+        job = Job(table, table, "scan", "me", 1, "prepare", 1.0, 1.0, segments=2)
+        assert jobs.get(table) is None
+        first = jobs.put(job, None)
+        assert jobs.get(table).job == job
+        with pytest.raises(JobConflictError):
+            jobs.put(job, None)
+        moved = jobs.put(dataclasses.replace(job, phase="load"), first)
+        with pytest.raises(JobConflictError):
+            jobs.put(dataclasses.replace(job, phase="settle"), first)
+        assert jobs.get(table).job.phase == "load"
+        assert moved.seq_no != first.seq_no
+        done = jobs.update(table, lambda current: dataclasses.replace(current.job, phase="done"))
+        assert done.job.phase == "done"
+        assert jobs.get(table).job.phase == "done"
+        assert table in [j.table for j in jobs.all()]

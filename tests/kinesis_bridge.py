@@ -23,7 +23,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from syncer.runner.streams import kinesis_lambda_record, ordered_shards, to_lambda_record
+from syncer.runner.kinesisrecords import from_get_records
+from syncer.runner.streams import ordered_shards, to_lambda_record
 from tests.integration.streamreader import stream_shards
 
 Precision = Literal["MILLISECOND", "MICROSECOND"]
@@ -361,10 +362,10 @@ def lambda_kinesis_event(
 
     Region and account come from ``stream_arn`` (arn:aws:kinesis:REGION:ACCOUNT:stream/NAME).
     """
-    _, _, _, region, account, _ = stream_arn.split(":", 5)
+    account = stream_arn.split(":", 5)[4]
     event_records = []
     for record in records:
-        shaped = kinesis_lambda_record(record, stream_arn, shard_id, region)
+        shaped = from_get_records(record, stream_arn, shard_id)
         shaped["invokeIdentityArn"] = f"arn:aws:iam::{account}:role/syncer-test"
         event_records.append(shaped)
     return {"Records": event_records}

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 from syncer.commands.exports import (
-    ALREADY_HELD,
     DEFAULT_PAGE_SIZE,
     FileCounts,
     OwnWrites,
@@ -46,19 +45,17 @@ from syncer.commands.jobs import job_store, start_backfill_job
 from syncer.config import Config, Route, TableConfig
 from syncer.config.templates import fill_template, parse_templates
 from syncer.core.attributes import decode_item
+from syncer.core.command_planners import BackfillPlanner, BackfillState, plan_backfill
 from syncer.core.documents import (
+    Decision,
     DocumentRef,
-    DocumentWrite,
     IndexedDocument,
     ReadState,
     Settled,
     TargetState,
-    Verdict,
-    WriteKind,
 )
-from syncer.core.exports import DataFile, ExportLine, ExportSummary, holds_this_state
+from syncer.core.exports import DataFile, ExportSummary, holds_this_state
 from syncer.core.jobs import LOAD, Advance, Progressed
-from syncer.core.plan import document_body, order_verdict, plan_read_state, tombstone_body
 from syncer.core.routes import document_in, route_item
 from syncer.errors import PoisonRecordError
 from syncer.sinks.deadletter import DeadLetter
@@ -76,39 +73,13 @@ class BackfillResult:
     seconds: float
 
 
-@dataclass(frozen=True, slots=True)
-class _Line:
-    """One exported item's state in one route's index, and what its cache keys come from."""
-
-    route: Route
-    document: Mapping[str, Any] | None  # None: a tombstone there
-    deleted: bool  # the line is a delete (not an item routed elsewhere)
-    line: ExportLine
-    images: tuple[Mapping[str, Any], ...]  # decoded images, for cache keys
-
-
-def plan_backfill(
-    ref: DocumentRef,
-    route_table: TableConfig,
-    state: _Line,
-    target: TargetState,
-    reread: ReadState | None,
-) -> DocumentWrite | Verdict:
-    """The write of one exported state: only over an older one; tombstones for deletes."""
-    if reread is ALREADY_HELD:
-        return Verdict.SKIP  # a retried file's own write (``OwnWrites``): nothing to read again
-    if reread is not None:
-        return plan_read_state(ref, route_table, reread, target.document)
-    verdict = order_verdict(state.line.version, target.document)
-    if verdict is not None:
-        return verdict
-    if state.document is not None:
-        body = document_body(state.document, route_table, state.line.version)
-        return DocumentWrite(ref, WriteKind.INDEX, body, target.document)
-    if target.document is None and not state.deleted:
-        return Verdict.SKIP  # routed elsewhere, never here: nothing to hide
-    body = tombstone_body(route_table, state.line.version)
-    return DocumentWrite(ref, WriteKind.TOMBSTONE, body, target.document)
+__all__ = [  # plan_backfill: pure, in syncer.core.command_planners; imported from here too
+    "BackfillResult",
+    "backfill",
+    "plan_backfill",
+    "prepare_backfill_page",
+    "write_backfill_page",
+]
 
 
 def _cache_keys(
@@ -128,7 +99,7 @@ def _cache_keys(
 class _PreparedLines:
     """A page's lines as the state each route's index should hold (made on the read-ahead thread)."""
 
-    states: dict[DocumentRef, _Line]
+    states: dict[DocumentRef, BackfillState]
     optional: frozenset[str]
     letters: list[DeadLetter]
     lines: int
@@ -143,7 +114,7 @@ def prepare_backfill_page(
 ) -> _PreparedLines:
     """Each line's state in every route's live index, and in a running reindex's index."""
     decoded, letters = decode_lines(table, key_types, summary, page, where)
-    states: dict[DocumentRef, _Line] = {}
+    states: dict[DocumentRef, BackfillState] = {}
     optional: set[str] = set()
     for doc_id, line, item in decoded:
         routed = route_item(table, item)
@@ -156,7 +127,7 @@ def prepare_backfill_page(
             except PoisonRecordError as error:
                 letters.append(poison_letter(table.name, doc_id, error))
                 continue
-            state = _Line(route, document, item is None, line, images)
+            state = BackfillState(route, document, item is None, line, images)
             states[(route.index, doc_id)] = state
             states[(reindex_alias(route.index), doc_id)] = state
             optional.add(reindex_alias(route.index))
@@ -172,28 +143,20 @@ def write_backfill_page(
 ) -> FileCounts:
     """Each prepared state written where it is newer; the cache keys of what changed cleared."""
     states, letters = prepared.states, list(prepared.letters)
-    route_tables = {route.index: table.route_table(route) for route in table.resolved_routes}
-    shapes = {
-        alias: route
+    route_tables = {
+        alias: table.route_table(route)
         for route in table.resolved_routes
         for alias in (route.index, reindex_alias(route.index))
     }
 
-    held: set[DocumentRef] = set()  # refs whose index held this state or a newer one
     own = OwnWrites(sinks, rereader(sinks, table, key_types))
+    planner = BackfillPlanner(table, states)  # its ``held``: refs holding this state or newer
 
-    def plan(ref: DocumentRef, target: TargetState, reread: ReadState | None) -> Any:
-        route, state = shapes[ref[0]], states[ref]
-        view = route_tables[route.index]
-        again = reread
-        if reread is None:
-            own.note(ref, target, state.line.version, _holds(state, view))
-        elif reread is not ALREADY_HELD:
-            again = ReadState(document_in(route_item(table, reread.item), route), reread.version)
-        decision = plan_backfill(ref, view, state, target, again)
-        if decision is Verdict.SKIP and target.document is not None:
-            held.add(ref)  # not a state routed elsewhere meeting nothing
-        return decision
+    def plan(ref: DocumentRef, target: TargetState, reread: ReadState | None) -> Decision:
+        if reread is None:  # a state the index may hold already: checked whole on a re-read
+            state = states[ref]
+            own.note(ref, target, state.line.version, _holds(state, route_tables[ref[0]]))
+        return planner(ref, target, reread)
 
     options = WriteOptions(
         reread=own.reread, optional_aliases=prepared.optional, fields=_cache_fields(table)
@@ -211,11 +174,11 @@ def write_backfill_page(
         sinks.cache.invalidate(keys)
     counts = settle_page(sinks, table, result, letters, prepared.lines)
     # Skipped refs of an absent reindex alias, or of a route the item is not in, held nothing.
-    newer = sum(1 for ref in held if result.status(ref) is Settled.SKIPPED)
+    newer = sum(1 for ref in planner.held if result.status(ref) is Settled.SKIPPED)
     return dataclasses.replace(counts, already_newer=newer)
 
 
-def _holds(state: _Line, view: TableConfig) -> Callable[[IndexedDocument], bool]:
+def _holds(state: BackfillState, view: TableConfig) -> Callable[[IndexedDocument], bool]:
     """Whether a document read whole is the line's state as ``view``'s index holds it."""
     return lambda indexed: holds_this_state(indexed, state.line.version, state.document, view)
 

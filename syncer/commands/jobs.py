@@ -36,14 +36,15 @@ from syncer.core.jobs import (
     holder_alive,
     step,
 )
-from syncer.sinks.jobs import JobStore, Stored
-from syncer.sinks.ports import Sinks
+from syncer.sinks.jobs import Stored
+from syncer.sinks.ports import JobRecords, Sinks
 
 log = logging.getLogger("syncer.commands.jobs")
 
 
-def job_store(sinks: Sinks) -> JobStore:
-    return JobStore(sinks.opensearch, sinks.opensearch_guard)
+def job_store(sinks: Sinks) -> JobRecords:
+    """The jobs' records: the sinks' port, built once (``syncer-jobs`` checked once)."""
+    return sinks.jobs
 
 
 def this_holder() -> str:
@@ -75,7 +76,7 @@ def alive(job: Job, now: float | None = None) -> bool:
 class JobHandle:
     """One process's hold on a job: every change fenced by the job's (id, epoch)."""
 
-    def __init__(self, store: JobStore, job: Job) -> None:
+    def __init__(self, store: JobRecords, job: Job) -> None:
         self.store = store
         self.job = job
         self.token = job.token
@@ -140,7 +141,7 @@ class JobHandle:
 
 
 def start_job(
-    store: JobStore,
+    store: JobRecords,
     table: str,
     plan: Callable[[], Job],
     resumes: Callable[[Job], str | None],
@@ -191,7 +192,7 @@ def start_job(
 
 
 def start_backfill_job(
-    store: JobStore, table: str, export_uri: str, work_items: tuple[str, ...]
+    store: JobRecords, table: str, export_uri: str, work_items: tuple[str, ...]
 ) -> tuple[JobHandle, bool]:
     """Claim ``table``'s backfill job for ``export_uri``, or resume its stopped one."""
     owner = new_owner()
@@ -218,7 +219,7 @@ def start_backfill_job(
     return start_job(store, f"{table}:backfill", plan, resumes, owner, replace_stopped=True)
 
 
-def attach_job(store: JobStore, table: str, token: tuple[str, int]) -> JobHandle:
+def attach_job(store: JobRecords, table: str, token: tuple[str, int]) -> JobHandle:
     """A step's handle on the job it was handed (``JobFencedError`` if no longer its)."""
     stored = store.get(table)
     job = fence(None if stored is None else stored.job, token)

@@ -21,15 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from syncer.config import TableConfig
-from syncer.core.documents import (
-    SYNCER_FIELD,
-    DocumentRef,
-    DocumentWrite,
-    Settled,
-    TargetState,
-    Verdict,
-    WriteKind,
-)
+from syncer.core.command_planners import PurgePlanner
+from syncer.core.documents import SYNCER_FIELD, Settled
 from syncer.errors import PurgeRefusedError, SyncerError
 from syncer.sinks.ports import SearchStore
 from syncer.sinks.search import WriteOptions, reindex_alias
@@ -135,22 +128,11 @@ def _delete_page(
     search: SearchStore, hits: list[dict[str, Any]], cutoff_ms: int
 ) -> tuple[int, int, list[str]]:
     """Delete each hit only if it is still an old tombstone; (deleted, conflicts, failures)."""
-    replaced: set[DocumentRef] = set()
-
-    def plan(ref: DocumentRef, target: TargetState, _reread: object) -> DocumentWrite | Verdict:
-        document = target.document
-        if document is None:  # already gone, which is the aim
-            return Verdict.SKIP
-        changed_at = document.version.changed_at_ms
-        if not document.deleted or changed_at is None or changed_at >= cutoff_ms:
-            replaced.add(ref)  # a newer change replaced it: it stays
-            return Verdict.SKIP
-        return DocumentWrite(ref, WriteKind.DELETE, {}, document)
-
+    plan = PurgePlanner(cutoff_ms)
     refs = [(hit["_index"], hit["_id"]) for hit in hits]
     result = search.apply(refs, plan, WriteOptions(replan_conflicts=False))
-    deleted = result.count(Settled.DELETED) + result.count(Settled.SKIPPED) - len(replaced)
-    conflicts = result.count(Settled.CONFLICT) + len(replaced)
+    deleted = result.count(Settled.DELETED) + result.count(Settled.SKIPPED) - len(plan.replaced)
+    conflicts = result.count(Settled.CONFLICT) + len(plan.replaced)
     failures = [
         f"{ref[1]}: {outcome.reason}"[:300]
         for ref, outcome in result.outcomes.items()

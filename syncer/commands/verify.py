@@ -27,19 +27,18 @@ from typing import Any
 
 from syncer.config import Config, Route, TableConfig
 from syncer.core.attributes import decode_item
+from syncer.core.command_planners import RepairPlanner, StrayPlanner
 from syncer.core.documents import (
     SYNCER_FIELD,
-    Decision,
     DocumentRef,
     ReadState,
     Settled,
-    TargetState,
 )
 from syncer.core.fingerprint import content_fingerprint
 from syncer.core.keys import TypedKey, boto_key, lambda_key, typed_key_from_id
-from syncer.core.plan import bulk_refresh, document_body, plan_scanned, render_cache_keys
+from syncer.core.plan import bulk_refresh, document_body, render_cache_keys
 from syncer.core.records import document_id
-from syncer.core.routes import Routed, document_in, route_item
+from syncer.core.routes import document_in, route_item
 from syncer.core.versions import Version, read_version
 from syncer.errors import ConfigError, PoisonRecordError
 from syncer.sinks.ports import Sinks
@@ -304,25 +303,13 @@ def _repair_page(
     keys = {d: boto_key(report.typed_keys[d]) for d in doc_ids}
     refs = [(alias, d) for d in doc_ids for alias in routes]
     by_id = _read_states(sinks, table, keys)
-    routed: dict[tuple[str, Version], Routed] = {}
-
-    def plan(ref: DocumentRef, target: TargetState, reread: ReadState | None) -> Decision:
-        state = reread if reread is not None else by_id[ref[1]]
-        memo = (ref[1], state.version)
-        if memo not in routed:
-            routed[memo] = route_item(table, state.item)
-        route = routes[ref[0]]
-        document = document_in(routed[memo], route)
-        scanned = ReadState(document, by_id[ref[1]].version)
-        again = None if reread is None else ReadState(document, reread.version)
-        return plan_scanned(ref, table.route_table(route), scanned, target, again)
 
     def reread(asked: Sequence[DocumentRef]) -> dict[DocumentRef, ReadState | str]:
         ids = list(dict.fromkeys(ref[1] for ref in asked))  # one read per item, for all routes
         read = _read_states(sinks, table, {d: keys[d] for d in ids})
         return {ref: read[ref[1]] for ref in asked}
 
-    result = _write(sinks, table, refs, plan, reread, report)
+    result = _write(sinks, table, refs, RepairPlanner(table, by_id), reread, report)
     for doc_id in doc_ids:
         statuses = {result.status((alias, doc_id)) for alias in routes}
         if statuses == {Settled.SKIPPED}:
@@ -351,14 +338,10 @@ def _remove_strays(
     """Tombstone stray documents, unless written after the scan that found no item for them."""
     routes = {route.index: route for route in table.resolved_routes}
 
-    def plan(ref: DocumentRef, target: TargetState, reread: ReadState | None) -> Decision:
-        view = table.route_table(routes[ref[0]])
-        return plan_scanned(ref, view, ReadState(None, absent), target, reread)
-
     def reread(asked: Sequence[DocumentRef]) -> dict[DocumentRef, ReadState | str]:
         return {ref: _NO_KEY for ref in asked}  # written during the verify: left alone
 
-    result = _write(sinks, table, strays, plan, reread, report)
+    result = _write(sinks, table, strays, StrayPlanner(table, absent), reread, report)
     report.left_to_stream += result.count(Settled.SKIPPED)
     cache_keys: set[str] = set()
     for alias, doc_id in strays:

@@ -98,13 +98,18 @@ def plan_write(
     """
     if reread is not None:
         ref = (target.index, change.document_id)
-        if document is None and target.document is None:
-            # Only an uncertain key gets here (any other re-read follows an indexed state): the
-            # item is gone, or in another route, and nothing is there. A tombstone with the
-            # read's version, as a change's would be, keeps an older change of the batch's
-            # time from bringing the item back when it is delivered again later.
+        indexed = target.document
+        if document is None and (indexed is None or indexed.deleted):
+            # The item is gone (or in another route) and nothing, or a tombstone, is there. A
+            # tombstone with the read's version keeps every change older than the read from
+            # bringing the item back when it is delivered later: leaving an older tombstone
+            # would let a change between the two win (a Kinesis change of the batch's
+            # millisecond, delivered again after the batch). Nothing to do only when the
+            # tombstone there is as new as the read.
+            if indexed is not None and order_verdict(reread.version, indexed) is Verdict.SKIP:
+                return Verdict.SKIP
             body = tombstone_body(route_table, reread.version)
-            return DocumentWrite(ref, WriteKind.TOMBSTONE, body, None)
+            return DocumentWrite(ref, WriteKind.TOMBSTONE, body, indexed)
         read = ReadState(document, reread.version)
         return plan_read_state(ref, route_table, read, target.document)
     if change.uncertain:

@@ -115,8 +115,8 @@ class WriteRounds(Protocol):
     """What ``write_documents`` needs of a search store: its attempts, one read, one send.
 
     The OpenSearch adapter (``SearchSink``) and the tests' in-memory fake both provide it, and
-    ``write_documents`` (the loop: read, plan, send, settle, again for what is left) runs over
-    either.
+    ``syncer.core.rounds.write_documents`` (the loop: read, plan, send, settle, again for what
+    is left) runs over either.
     """
 
     def attempts(self, deadline: Deadline | None) -> Iterable[AbstractContextManager[Any]]:
@@ -149,4 +149,8 @@ class WriteRounds(Protocol):
 
         A write into one of ``aliases`` goes through the alias: it must fail when the alias
         does not exist, never create an index by that name."""
+        ...
+
+    def failure(self, error: Exception) -> str:
+        """Why the rounds stopped on ``error`` (logged), for the refs left; a bug re-raised."""
         ...

@@ -18,9 +18,9 @@ from botocore.exceptions import ClientError
 from syncer.config import ResilienceConfig
 from syncer.errors import ConfigError, DownstreamUnavailableError
 from syncer.runner.cursor import Event, GetIterator, IteratorObtained, ReadRecords, RecordsRead
+from syncer.runner.kinesisrecords import from_get_records
 from syncer.runner.reader import ShardReader
 from syncer.runner.shards import Shard
-from syncer.runner.streams import kinesis_lambda_record
 from syncer.runner.window import ReplayWindow, cut_read
 from syncer.sinks.resilience import Downstream
 
@@ -152,9 +152,7 @@ class KinesisReader(ShardReader):
             raw = raw[: cut.keep]
             if cut.done:
                 following = None
-        records = tuple(
-            kinesis_lambda_record(record, stream_arn, shard_id, self._region) for record in raw
-        )
+        records = tuple(from_get_records(record, stream_arn, shard_id) for record in raw)
         # An empty read behind the shard's newest record crossed an idle stretch: not caught up.
         more_follow = following is not None and not records and bool(behind)
         return RecordsRead(records, following, time.monotonic(), more_follow)

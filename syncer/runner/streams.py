@@ -1,5 +1,5 @@
-"""A table's stream ARN, its shards parents first, and GetRecords records (DynamoDB Streams or
-Kinesis) shaped as Lambda's."""
+"""A table's stream ARN, its shards parents first, and GetRecords records shaped as Lambda's
+(Kinesis records: ``syncer.runner.kinesisrecords``)."""
 
 from __future__ import annotations
 
@@ -68,34 +68,3 @@ def ordered_shards(shards: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     for shard in shards:
         visit(shard)
     return ordered
-
-
-def kinesis_lambda_record(
-    record: Mapping[str, Any], stream_arn: str, shard_id: str, region: str
-) -> dict[str, Any]:
-    """A Kinesis GetRecords record in the shape of a Lambda Kinesis event record.
-
-    boto3 gives ``Data`` as bytes and ``ApproximateArrivalTimestamp`` as a datetime; Lambda's
-    JSON has base64 and epoch seconds. The decoding of ``data`` is ``syncer.core.kinesis``'s.
-    """
-    arrival = record["ApproximateArrivalTimestamp"]
-    data = record["Data"]
-    return {
-        "kinesis": {
-            "kinesisSchemaVersion": "1.0",
-            "partitionKey": record["PartitionKey"],
-            "sequenceNumber": record["SequenceNumber"],
-            "data": base64.b64encode(bytes(data)).decode("ascii")
-            if isinstance(data, bytes | bytearray)
-            else data,
-            "approximateArrivalTimestamp": arrival.timestamp()
-            if isinstance(arrival, dt.datetime)
-            else arrival,
-        },
-        "eventSource": "aws:kinesis",
-        "eventVersion": "1.0",
-        "eventID": f"{shard_id}:{record['SequenceNumber']}",
-        "eventName": "aws:kinesis:record",
-        "awsRegion": region,
-        "eventSourceARN": stream_arn,
-    }

@@ -17,8 +17,8 @@ from syncer.core.documents import ReadState
 from syncer.core.keys import TypedKey, boto_key, key_document_id
 from syncer.core.records import document_id
 from syncer.core.versions import Version, read_version
-from syncer.errors import DownstreamUnavailableError
-from syncer.sinks.resilience import Deadline, Downstream, PendingItemsError
+from syncer.errors import DownstreamUnavailableError, PendingItemsError
+from syncer.sinks.resilience import Deadline, Downstream
 
 BATCH_GET_LIMIT = 100
 SCAN_PAGE_SIZE = 1000

@@ -7,24 +7,30 @@ so no caller pairs a client with its guard by hand.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from syncer.config import OpenSearchConfig
 from syncer.core.documents import DocumentRef, ReadState
+from syncer.core.jobs import Job
+from syncer.core.writes import WriteRounds
 from syncer.sinks.cache import CacheSink, RedisHandle
 from syncer.sinks.deadletter import DeadLetter, DeadLetterSink, GuardedDeadLetters
 from syncer.sinks.items import ItemReader, ScanPage
+from syncer.sinks.jobs import JobStore, Stored
 from syncer.sinks.resilience import Deadline, Downstream, Guarded
 from syncer.sinks.search import ApplyResult, Body, Hit, Planner, SearchSink, WriteOptions
+from syncer.sinks.search.admin import OpenSearchAdmin
 
 if TYPE_CHECKING:  # opensearchpy costs a cold start ~60 ms: imported where a client is made
     from opensearchpy import OpenSearch
 
 
-class SearchStore(Protocol):
-    """The search index: conditional writes, reads and searches, each retried by its guard."""
+class SearchStore(WriteRounds, Protocol):
+    """The search index: write rounds' reads and sends (``WriteRounds``, which
+    ``syncer.core.rounds.write_documents`` runs), reads and searches, each through its guard."""
 
     def apply(
         self, refs: Sequence[DocumentRef], plan: Planner, options: WriteOptions = ...
@@ -76,52 +82,36 @@ class DeadLetterStore(Protocol):
 
 
 class SearchAdmin(Protocol):
-    """The few index and alias calls the commands make, typed, each retried by its guard."""
+    """The few index and alias calls the commands make, typed, each retried by its guard.
+
+    ``OpenSearchAdmin`` (``syncer.sinks.search.admin``) on OpenSearch; the tests' ``FakeAdmin``
+    in memory, checked against it by one contract suite."""
 
     def indices_of(self, alias: str) -> list[str]: ...
+    def aliases_of(self, index: str) -> list[str]: ...
+    def indices_matching(self, pattern: str) -> list[str]: ...
+    def index_exists(self, index: str) -> bool: ...
+    def create_index(self, index: str, body: Mapping[str, Any] | None = None) -> bool: ...
     def put_alias(self, index: str, alias: str) -> None: ...
     def update_aliases(self, actions: Sequence[Mapping[str, Any]]) -> None: ...
     def delete_index(self, index: str) -> None: ...
     def index_settings(self, index: str, name: str | None = None) -> dict[str, Any]: ...
     def put_index_settings(self, index: str, body: Mapping[str, Any]) -> None: ...
+    def write_blocked(self, index: str) -> bool: ...
+    def set_write_block(self, index: str, blocked: bool) -> None: ...
+    def primary_shards(self, index: str) -> int: ...
+    def documents(
+        self, index: str, ids: Sequence[str], *, source: bool = True
+    ) -> dict[str, Hit]: ...
 
 
-class OpenSearchAdmin:
-    """``SearchAdmin`` on OpenSearch: every call through the guard's retry and breaker."""
+class JobRecords(Protocol):
+    """The rebuild jobs' records: one per table, every write conditional (``JobStore``)."""
 
-    __slots__ = ("_client", "_guard")
-
-    def __init__(self, client: OpenSearch, guard: Downstream) -> None:
-        self._client = client
-        self._guard = guard
-
-    def indices_of(self, alias: str) -> list[str]:
-        """The concrete indices behind ``alias``; none when it does not exist."""
-        found = self._guard.call_with_retry(self._client.indices.get_alias, name=alias, ignore=404)
-        return sorted(name for name in found if isinstance(found.get(name), dict))
-
-    def put_alias(self, index: str, alias: str) -> None:
-        self._guard.call_with_retry(self._client.indices.put_alias, index=index, name=alias)
-
-    def update_aliases(self, actions: Sequence[Mapping[str, Any]]) -> None:
-        """Every action in one ``POST _aliases`` (atomic)."""
-        self._guard.call_with_retry(
-            self._client.indices.update_aliases, body={"actions": list(actions)}
-        )
-
-    def delete_index(self, index: str) -> None:
-        self._guard.call_with_retry(
-            self._client.indices.delete, index=index, params={"ignore_unavailable": "true"}
-        )
-
-    def index_settings(self, index: str, name: str | None = None) -> dict[str, Any]:
-        settings: dict[str, Any] = self._guard.call_with_retry(
-            self._client.indices.get_settings, index=index, name=name
-        )
-        return settings
-
-    def put_index_settings(self, index: str, body: Mapping[str, Any]) -> None:
-        self._guard.call_with_retry(self._client.indices.put_settings, index=index, body=body)
+    def get(self, table: str) -> Stored | None: ...
+    def put(self, job: Job, expected: Stored | None) -> Stored: ...
+    def update(self, table: str, change: Callable[[Stored | None], Job]) -> Stored: ...
+    def all(self) -> list[Job]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,13 +129,15 @@ class Sinks:
     """The I/O edges as guarded ports, each built once: what the pipeline and commands get.
 
     ``search``, ``cache``, ``items`` and ``letters`` are the ports (Protocols above; the tests'
-    in-memory fakes implement them too), ``admin`` the typed index and alias calls, ``guards``
+    in-memory fakes implement them too), ``admin`` the typed index and alias calls, ``jobs``
+    the rebuild jobs' records (``syncer.sinks.jobs``), ``guards``
     every edge's ``Downstream`` (retry and breaker counts, health). The raw clients stay inside
-    the adapters (``clients``); ``opensearch``, ``redis``, ``dynamodb``, ``deadletters`` and
-    ``search_admin`` still reach them for the callers that have not moved to the ports.
+    the adapters (``clients``); ``opensearch``, ``redis``, ``dynamodb`` and ``deadletters``
+    still reach them for the callers that have not moved to the ports (``syncer setup``, the
+    demo, the local runner's checkpoints); ``search_admin`` is deprecated.
     """
 
-    __slots__ = ("admin", "cache", "clients", "guards", "items", "letters", "search")
+    __slots__ = ("admin", "cache", "clients", "guards", "items", "jobs", "letters", "search")
 
     def __init__(
         self,
@@ -155,7 +147,8 @@ class Sinks:
         items: ItemStore,
         letters: DeadLetterStore,
         guards: tuple[Downstream, Downstream, Downstream, Downstream],
-        admin: SearchAdmin | None = None,
+        admin: SearchAdmin,
+        jobs: JobRecords,
         clients: Clients | None = None,
     ) -> None:
         self.search = search
@@ -164,6 +157,7 @@ class Sinks:
         self.letters = letters
         self.guards = guards  # OpenSearch, Redis, DynamoDB, dead letters
         self.admin = admin
+        self.jobs = jobs
         self.clients = clients
 
     @classmethod
@@ -189,6 +183,7 @@ class Sinks:
             letters=GuardedDeadLetters(deadletters, deadletter_guard),
             guards=(opensearch_guard, redis_guard, dynamodb_guard, deadletter_guard),
             admin=OpenSearchAdmin(opensearch, opensearch_guard),
+            jobs=JobStore(opensearch, opensearch_guard),
             clients=Clients(opensearch, redis, dynamodb, deadletters, limits),
         )
 
@@ -221,6 +216,7 @@ class Sinks:
             letters=letters,
             guards=self.guards,
             admin=self.admin,
+            jobs=self.jobs,
             clients=self.clients,
         )
 
@@ -272,8 +268,14 @@ class Sinks:
 
     @property
     def search_admin(self) -> Guarded:
-        """The OpenSearch client with every call through its guard (kept for the rebuild
-        commands until they use ``admin``, the typed port)."""
+        """Deprecated (removed in 0.3.0): the raw OpenSearch client behind its guard. Use
+        ``admin``, the typed port of the index and alias calls."""
+        warnings.warn(
+            "Sinks.search_admin is deprecated and will be removed in 0.3.0: use Sinks.admin "
+            "(syncer.sinks.ports.SearchAdmin), the typed index and alias calls",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         return Guarded(self.opensearch, self.opensearch_guard)
 
     def close(self) -> None:

@@ -25,6 +25,7 @@ from syncer.core.deadline import Deadline as Deadline  # its home is core: re-ex
 from syncer.errors import (
     ConfigError,
     DownstreamUnavailableError,
+    PendingItemsError,
     SyncerError,
 )
 
@@ -111,14 +112,6 @@ def failure_table_markdown() -> str:
     lines = ["| error | kind | what syncer does |", "|---|---|---|"]
     lines += [f"| {error} | {kind} | {action} |" for error, kind, action in FAILURE_TABLE]
     return "\n".join(lines)
-
-
-class PendingItemsError(Exception):
-    """Some items of a request hit a transient error; the round is retried for them."""
-
-    def __init__(self, count: int, reason: str) -> None:
-        super().__init__(f"{count} item(s) still pending: {reason}")
-        self.reason = reason
 
 
 _TRANSIENT_AWS_CODES = {

@@ -4,13 +4,22 @@ in-memory fakes of tests/fakes.py are checked against."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from syncer.sinks.ports import CacheStore, DeadLetterStore, ItemStore, SearchStore
-from tests.contracts import CacheContract, ItemsContract, LettersContract, SearchContract
+from syncer.sinks.jobs import JobStore
+from syncer.sinks.ports import CacheStore, DeadLetterStore, ItemStore, SearchAdmin, SearchStore
+from tests.contracts import (
+    AdminContract,
+    CacheContract,
+    ItemsContract,
+    ItemsScanContract,
+    JobsContract,
+    LettersContract,
+    SearchContract,
+)
 from tests.integration.conftest import Stack
 
 
@@ -42,7 +51,7 @@ class TestRedisCache(CacheContract):
         return lambda key, value: stack.sinks.redis.set(key, value, ex=60)
 
 
-class TestDynamoDbItems(ItemsContract):
+class TestDynamoDbItems(ItemsContract, ItemsScanContract):
     @pytest.fixture
     def items(self, stack: Stack) -> ItemStore:
         return stack.sinks.items
@@ -65,6 +74,20 @@ class TestFileLetters(LettersContract):
     def written_letters(self, stack: Stack) -> Callable[[], list[dict[str, Any]]]:
         path = stack.config_path.parent / "deadletter.jsonl"
         return lambda: [json.loads(line) for line in path.read_text().splitlines() if line]
+
+
+class TestOpenSearchAdmin(AdminContract):
+    @pytest.fixture
+    def admin(self, stack: Stack) -> SearchAdmin:
+        return stack.sinks.admin
+
+    @pytest.fixture
+    def search(self, stack: Stack) -> SearchStore:
+        return stack.sinks.search
+
+    @pytest.fixture
+    def alias(self, stack: Stack) -> str:
+        return stack.index
 
 
 def test_the_admin_port_moves_aliases_and_reads_settings(stack: Stack) -> None:
@@ -96,3 +119,12 @@ def test_the_admin_port_moves_aliases_and_reads_settings(stack: Stack) -> None:
         admin.put_index_settings(other, {"index.blocks.write": None})
         admin.delete_index(other)
     assert admin.indices_of(spare) == []
+
+
+class TestOpenSearchJobs(JobsContract):
+    @pytest.fixture
+    def jobs(self, stack: Stack) -> Iterator[JobStore]:
+        """A jobs index of the test's own (the shared syncer-jobs index is left alone)."""
+        index = f"{stack.index}-jobs"
+        yield JobStore(stack.sinks.opensearch, stack.sinks.opensearch_guard, index)
+        stack.sinks.opensearch.indices.delete(index=index, params={"ignore_unavailable": "true"})

@@ -159,7 +159,7 @@ def _time_wait_port() -> int:
             accepted.close()
         with socket.socket() as probe:  # the premise: a server cannot bind it now
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            with pytest.raises(OSError):
+            with pytest.raises(OSError, match="Address already in use"):
                 probe.bind(("127.0.0.1", port))
         return port
     raise AssertionError(f"no free loopback port from {first} to {first + 999}")
@@ -175,7 +175,9 @@ def test_a_port_in_time_wait_is_not_reported_as_held_by_anyone(moved: dict[str, 
     about_port = [line for line in result.stderr.splitlines() if f"port {port} " in line]
     assert "cannot see" not in result.stderr
     assert any("waiting up to 1 s for the kernel to release it" in line for line in about_port)
-    assert any("still in TIME-WAIT after 1 s" in line and "REDIS_PORT" in line for line in about_port)
+    assert any(
+        "still in TIME-WAIT after 1 s" in line and "REDIS_PORT" in line for line in about_port
+    )
     assert not (Path(moved["SYNCER_SERVICES_DIR"]) / "started").exists()
 
 

@@ -195,6 +195,7 @@ def test_role_grants_exactly_the_least_privilege_actions(template: dict[str, Any
     }
     stream = str({"Fn::Sub": "${TableStreamArn}"})
     kinesis = str({"Fn::Sub": "${KinesisStreamArn}"})
+    consumer = str({"Fn::GetAtt": ["SyncerKinesisConsumer", "ConsumerARN"]})
     on_failure = str({"Fn::GetAtt": ["OnFailureQueue", "Arn"]})
     dead_letters = str({"Fn::GetAtt": ["DeadLetterQueue", "Arn"]})
     assert granted == {
@@ -209,6 +210,8 @@ def test_role_grants_exactly_the_least_privilege_actions(template: dict[str, Any
         ("kinesis:GetRecords", kinesis),
         ("kinesis:GetShardIterator", kinesis),
         ("kinesis:ListShards", kinesis),
+        ("kinesis:DescribeStreamConsumer", consumer),
+        ("kinesis:SubscribeToShard", consumer),
         (
             "kinesis:ListStreams",
             str(

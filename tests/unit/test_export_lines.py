@@ -53,25 +53,24 @@ class _Admin:
         self.sources = sources
         self.asked: list[list[str]] = []
 
-    def mget(self, index: str, body: Mapping[str, Any], params: Any) -> dict[str, Any]:
-        self.asked.append(list(body["ids"]))
+    def documents(self, index: str, ids: Sequence[str], *, source: bool = True) -> dict[str, Any]:
+        self.asked.append(list(ids))
         return {
-            "docs": [
-                {
-                    "_id": i,
-                    "found": i in self.sources,
-                    "_source": self.sources.get(i),
-                    "_seq_no": 1,
-                    "_primary_term": 1,
-                }
-                for i in body["ids"]
-            ]
+            i: {
+                "_id": i,
+                "found": True,
+                "_source": self.sources[i],
+                "_seq_no": 1,
+                "_primary_term": 1,
+            }
+            for i in ids
+            if i in self.sources
         }
 
 
 class _Sinks:
     def __init__(self, admin: _Admin) -> None:
-        self.search_admin = admin
+        self.admin = admin
 
 
 def _indexed(body: Mapping[str, Any]) -> Any:

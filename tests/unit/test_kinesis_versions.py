@@ -388,3 +388,27 @@ def test_a_move_between_routes_from_kinesis_out_of_order_ends_in_the_newest_rout
     assert boots["category"] == "boots"
     assert others is not None
     assert others[SYNCER_FIELD]["deleted"] is True
+
+
+def test_a_put_of_a_reread_millisecond_delivered_later_does_not_bring_the_item_back() -> None:
+    """The property's counterexample, kept: a REMOVE; then a batch whose changes share a
+    millisecond, so its re-read finds the item gone over the REMOVE's tombstone; then a put of
+    that millisecond delivered again. The index must stay deleted, as the table is.
+
+    Failed on the old code: the re-read kept the REMOVE's older tombstone, and the later put
+    won against it."""
+    m = "MILLISECOND"
+    steps = [(1, "put", m), (999, "remove", m), (1, "put", m), (1, "put", m), (1, "put", m)]
+    steps += [(997, "put", m), (1, "put", m), (1, "remove", m)]
+    records, final = _history(steps)
+    search, items = FakeSearch(), FakeItems()
+    search.create("catalog")
+    _table_holds(items, final)
+    for batch in ([1], [5, 7, 3, 4, 2], [6, 0]):
+        outcome = process_batch(
+            [records[n] for n in batch], _config(), fake_sinks(search, items=items)
+        )
+        assert outcome.failed_sequence_numbers == ()
+    document = search.document("catalog", "p-1|v1")
+    assert final is None
+    assert document is None or document[SYNCER_FIELD]["deleted"] is True

@@ -94,6 +94,41 @@ def test_change_planner_writes_what_a_reread_found(make_record) -> None:
     assert decision.body[SYNCER_FIELD]["read_from"] == READ_LONG_AFTER.read_from_ms
 
 
+@pytest.mark.parametrize(
+    ("indexed", "expected"),
+    [
+        (None, "tombstone"),
+        (_indexed(CHANGE, deleted=True), "tombstone"),
+        (_indexed(READ_AT_THE_SAME_TIME, deleted=True), "tombstone"),
+        (
+            _indexed(Version(read_from_ms=SECOND_MS + 20_000, read_to_ms=SECOND_MS + 20_100), True),
+            "skip",
+        ),
+    ],
+)
+def test_a_reread_that_finds_the_item_gone_leaves_a_tombstone_as_new_as_the_read(
+    make_record, indexed: IndexedDocument | None, expected: str
+) -> None:
+    """A re-read finding the item gone replaces an older tombstone with one of its own version.
+
+    Failed on the old code (an older tombstone was kept, SKIP): a change between the two,
+    delivered again later, then brought the item back (tests/unit/test_kinesis_versions.py's
+    property found it: a REMOVE, then a batch whose re-read found the item gone, then a put of
+    that batch's millisecond)."""
+    # given a change whose re-read finds the item gone, and the indexed state
+    (change,) = coalesce_latest_per_key([make_record("MODIFY", SEQ, new={"name": "boot"})])
+    planner = ChangePlanner([KeyWork.start(change, TABLE)])
+    target = TargetState("catalog-000001", indexed)
+    # when the planner plans with the read
+    decision = planner(REF, target, ReadState(None, READ_LONG_AFTER))
+    # then the index gets a tombstone with the read's version, unless it holds one as new
+    assert _kind(decision) == expected
+    if isinstance(decision, DocumentWrite):
+        assert decision.expected is indexed
+        assert decision.body[SYNCER_FIELD]["deleted"] is True
+        assert decision.body[SYNCER_FIELD]["read_from"] == READ_LONG_AFTER.read_from_ms
+
+
 def test_change_planner_routes_once_for_every_ref(make_record) -> None:
     """Each route's index gets the document where the state belongs, a tombstone elsewhere."""
     # given a routed table and a change selected by its first route

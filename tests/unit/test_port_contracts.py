@@ -7,8 +7,16 @@ from typing import Any
 
 import pytest
 
-from tests.contracts import CacheContract, ItemsContract, LettersContract, SearchContract
-from tests.fakes import FakeCache, FakeItems, FakeLetters, FakeSearch
+from tests.contracts import (
+    AdminContract,
+    CacheContract,
+    ItemsContract,
+    ItemsScanContract,
+    JobsContract,
+    LettersContract,
+    SearchContract,
+)
+from tests.fakes import FakeAdmin, FakeCache, FakeItems, FakeJobs, FakeLetters, FakeSearch
 
 
 class TestFakeSearch(SearchContract):
@@ -36,7 +44,7 @@ class TestFakeCache(CacheContract):
         return cache.values.__setitem__
 
 
-class TestFakeItems(ItemsContract):
+class TestFakeItems(ItemsContract, ItemsScanContract):
     @pytest.fixture
     def items(self) -> FakeItems:
         return FakeItems()
@@ -58,3 +66,24 @@ class TestFakeLetters(LettersContract):
     @pytest.fixture
     def written_letters(self, letters: FakeLetters) -> Callable[[], list[dict[str, Any]]]:
         return lambda: [letter.to_entry() for letter in letters.letters]
+
+
+class TestFakeAdmin(AdminContract):
+    @pytest.fixture
+    def search(self) -> FakeSearch:
+        return FakeSearch()
+
+    @pytest.fixture
+    def admin(self, search: FakeSearch) -> FakeAdmin:
+        return FakeAdmin(search)
+
+    @pytest.fixture
+    def alias(self, search: FakeSearch) -> str:
+        search.create("catalog")
+        return "catalog"
+
+
+class TestFakeJobs(JobsContract):
+    @pytest.fixture
+    def jobs(self) -> FakeJobs:
+        return FakeJobs()

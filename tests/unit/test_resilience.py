@@ -12,11 +12,15 @@ from botocore.exceptions import ClientError
 from opensearchpy import exceptions as os_errors
 
 from syncer.config import ResilienceConfig
-from syncer.errors import ConfigError, DeadLetterUnavailableError, DeadlineExceededError
+from syncer.errors import (
+    ConfigError,
+    DeadLetterUnavailableError,
+    DeadlineExceededError,
+    PendingItemsError,
+)
 from syncer.sinks.resilience import (
     Downstream,
     ErrorKind,
-    PendingItemsError,
     classify,
     failure_table_markdown,
 )

@@ -90,10 +90,30 @@ def _failed_rules(template: dict[str, Any], values: dict[str, Any]) -> list[str]
 def _mappings(template: dict[str, Any], values: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The event source mappings the stack gets with these values."""
     return {
-        name: resource["Properties"]
+        name: {
+            key: _chosen(template, values, value) for key, value in resource["Properties"].items()
+        }
         for name, resource in template["Resources"].items()
         if resource["Type"] == "AWS::Lambda::EventSourceMapping"
         and _holds(template, values, resource.get("Condition"))
+    }
+
+
+def _chosen(template: dict[str, Any], values: dict[str, Any], node: Any) -> Any:
+    """A property with its Fn::If replaced by the branch these values choose."""
+    if isinstance(node, dict) and set(node) == {"Fn::If"}:
+        condition, when_true, when_false = node["Fn::If"]
+        branch = when_true if _holds(template, values, condition) else when_false
+        return _chosen(template, values, branch)
+    return node
+
+
+def _resources(template: dict[str, Any], values: dict[str, Any], kind: str) -> dict[str, Any]:
+    """The resources of a type the stack gets with these values."""
+    return {
+        name: resource["Properties"]
+        for name, resource in template["Resources"].items()
+        if resource["Type"] == kind and _holds(template, values, resource.get("Condition"))
     }
 
 
@@ -231,12 +251,14 @@ def test_a_kinesis_stream_key_is_decrypted_through_kinesis_only(template: dict[s
 
 def test_every_stream_grant_is_guarded_by_its_source(template: dict[str, Any]) -> None:
     """No stream statement is unconditional: each exists only with its source (or its key)."""
-    expected = {"dynamodb:": "FromTableStream", "kinesis:": "FromKinesis"}
+    expected = {"dynamodb:": {"FromTableStream"}, "kinesis:": {"FromKinesis", "KinesisFanOut"}}
     for condition, statement in _statements(template):
         for action in _as_list(statement["Action"]):
             if _is_stream_action(action):
                 (prefix,) = (p for p in expected if action.startswith(p))
-                assert condition == expected[prefix], action
+                assert condition in expected[prefix], action
+    # the consumer's grants exist only with the Kinesis source
+    assert {"Condition": "FromKinesis"} in template["Conditions"]["KinesisFanOut"]["Fn::And"]
     assert template["Conditions"]["FromTableStream"] == {
         "Fn::Equals": [{"Ref": "StreamSource"}, "dynamodb-streams"]
     }
@@ -244,6 +266,47 @@ def test_every_stream_grant_is_guarded_by_its_source(template: dict[str, Any]) -
         "Fn::Equals": [{"Ref": "StreamSource"}, "kinesis"]
     }
     assert NO_VALUE not in [s for _, s in _statements(template)]
+
+
+def test_kinesis_is_read_through_a_shared_poll_unless_fan_out_is_chosen(
+    template: dict[str, Any],
+) -> None:
+    """KinesisConsumer defaults to shared: no consumer is registered and the mapping polls the
+    stream, as before the parameter existed."""
+    parameter = template["Parameters"]["KinesisConsumer"]
+    assert parameter["Default"] == "shared"
+    assert parameter["AllowedValues"] == ["shared", "enhanced-fan-out"]
+    values = _kinesis_source(template)
+    assert _resources(template, values, "AWS::Kinesis::StreamConsumer") == {}
+    (mapping,) = _mappings(template, values).values()
+    assert mapping["EventSourceArn"] == {"Fn::Sub": "${KinesisStreamArn}"}
+
+
+def test_enhanced_fan_out_registers_one_consumer_and_maps_the_function_to_it(
+    template: dict[str, Any],
+) -> None:
+    """With enhanced-fan-out the stack registers its own consumer on the stream, the one mapping
+    reads through it with every other setting unchanged, and the role may subscribe through that
+    consumer only, besides the stream grants the mapping still uses."""
+    values = _kinesis_source(template, KinesisConsumer="enhanced-fan-out")
+    assert _failed_rules(template, values) == []
+    assert _resources(template, values, "AWS::Kinesis::StreamConsumer") == {
+        "SyncerKinesisConsumer": {
+            "ConsumerName": {"Fn::Sub": "${AWS::StackName}-syncer"},
+            "StreamARN": {"Fn::Sub": "${KinesisStreamArn}"},
+        }
+    }
+    consumer = {"Fn::GetAtt": ["SyncerKinesisConsumer", "ConsumerARN"]}
+    assert _mappings(template, values) == {
+        "SyncerFunctionKinesisStream": {**SHARED_SETTINGS, "EventSourceArn": consumer}
+    }
+    granted = _stream_grants(_granted(template, values))
+    shared = _stream_grants(_granted(template, _kinesis_source(template)))
+    assert granted - shared == {
+        ("kinesis:DescribeStreamConsumer", str(consumer)),
+        ("kinesis:SubscribeToShard", str(consumer)),
+    }
+    assert shared <= granted
 
 
 @pytest.mark.parametrize(
@@ -266,6 +329,10 @@ def test_every_stream_grant_is_guarded_by_its_source(template: dict[str, Any]) -
                 "TableStreamArn": TABLE_STREAM,
             },
             "TableStreamArn is read only with StreamSource dynamodb-streams",
+        ),
+        (
+            {"TableStreamArn": TABLE_STREAM, "KinesisConsumer": "enhanced-fan-out"},
+            "KinesisConsumer enhanced-fan-out is read only with StreamSource kinesis",
         ),
     ],
 )

@@ -14,23 +14,16 @@ from syncer.commands.exports.load import settle_page
 from syncer.commands.jobs import JobHandle
 from syncer.commands.reindex.writes import rereader, route_named, routed_read
 from syncer.config import Config, TableConfig
+from syncer.core.command_planners import CarryPlanner
 from syncer.core.documents import (
     SYNCER_FIELD,
-    DocumentRef,
-    DocumentWrite,
-    ReadState,
     Settled,
-    TargetState,
-    Verdict,
-    WriteKind,
 )
 from syncer.core.exports import ExportFormatError
 from syncer.core.jobs import FINISHED, LOAD, Advance, Rebuild
-from syncer.core.plan import order_verdict, plan_read_state, tombstone_body
 from syncer.core.versions import Order, Version, compare, version_from_meta
 from syncer.sinks.indices import LIVE_DOCUMENTS_FILTER
-from syncer.sinks.ports import Sinks
-from syncer.sinks.resilience import Guarded
+from syncer.sinks.ports import SearchAdmin, Sinks
 from syncer.sinks.search import WriteOptions, reindex_alias
 
 
@@ -40,59 +33,16 @@ class FinishCounts:
     absent_tombstoned: int
 
 
-def _carry_planner(
-    route_table: TableConfig,
-    olds: Mapping[DocumentRef, Mapping[str, Any]],
-    export_version: Version,
-    shape: Callable[[ReadState], ReadState],
-) -> Callable[[DocumentRef, TargetState, ReadState | None], DocumentWrite | Verdict]:
-    """The new index's state of each of the old index's live documents (module docstring, 3)."""
-
-    def plan(ref: DocumentRef, target: TargetState, reread: ReadState | None) -> Any:
-        if reread is not None:
-            again = shape(reread)
-            if again.item is None and target.document is None:
-                # The old index holds it live, the table does not: absent reads leave a
-                # tombstone, or an older change delivered again would bring it back.
-                body = tombstone_body(route_table, again.version)
-                return DocumentWrite(ref, WriteKind.TOMBSTONE, body, None)
-            return plan_read_state(ref, route_table, again, target.document)
-        source = olds[ref]
-        old_version = version_from_meta(source.get(SYNCER_FIELD) or {})
-        if target.document is not None:
-            verdict = order_verdict(old_version, target.document)
-            if verdict is not None:
-                return verdict
-            return DocumentWrite(ref, WriteKind.INDEX, source, target.document)
-        # The export holds no such item: it was deleted before the export read it, unless the
-        # old index learned it later than that read.
-        order = compare(old_version, export_version)
-        if order is Order.UNKNOWN:
-            return Verdict.REREAD
-        if order is Order.NEWER:
-            return DocumentWrite(ref, WriteKind.INDEX, source, None)
-        return DocumentWrite(
-            ref, WriteKind.TOMBSTONE, tombstone_body(route_table, export_version), None
-        )
-
-    return plan
-
-
-def _found(admin: Guarded, index: str, ids: Sequence[str], source: bool) -> dict[str, Any]:
+def _found(admin: SearchAdmin, index: str, ids: Sequence[str], source: bool) -> dict[str, Any]:
     """The documents of ``ids`` that ``index`` holds (realtime ``_mget``): id -> ``_source``."""
-    if not ids:
-        return {}
-    response = admin.mget(
-        index=index,
-        body={"ids": list(ids)},
-        params={"_source": "true" if source else "false", "realtime": "true"},
-    )
-    return {doc["_id"]: doc.get("_source") for doc in response["docs"] if doc.get("found")}
+    return {
+        doc_id: doc.get("_source")
+        for doc_id, doc in admin.documents(index, ids, source=source).items()
+    }
 
 
-def _primary_shards(admin: Guarded, index: str) -> int:
-    settings = admin.indices.get_settings(index=index)
-    return max(1, int(next(iter(settings.values()))["settings"]["index"]["number_of_shards"]))
+def _primary_shards(admin: SearchAdmin, index: str) -> int:
+    return admin.primary_shards(index)
 
 
 def carry_live_documents(
@@ -117,7 +67,7 @@ def carry_live_documents(
     """
     route = next(route for route in table.resolved_routes if route.index == alias)
     route_table = table.route_table(route)
-    search, admin = sinks.search, sinks.search_admin
+    search, admin = sinks.search, sinks.admin
     search.refresh(old_index)
     slices = slices or _primary_shards(admin, old_index)
     planner_shape = routed_read(table, route_named(table, alias))
@@ -138,7 +88,7 @@ def carry_live_documents(
             return FinishCounts(0, 0)
         result = search.apply(
             list(olds),
-            _carry_planner(route_table, olds, export_version, planner_shape),
+            CarryPlanner(route_table, olds, export_version, planner_shape),
             WriteOptions(reread=rereader(sinks, table, key_types), require_alias=True),
         )
         settle_page(sinks, table, result, [], len(olds))

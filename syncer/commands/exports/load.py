@@ -17,18 +17,19 @@ from typing import Any, TypeVar
 
 from syncer.commands import reindex
 from syncer.commands.exports.job import ExportJob, FileCounts
-from syncer.commands.exports.ownwrites import ALREADY_HELD, OwnWrites
+from syncer.commands.exports.ownwrites import OwnWrites
 from syncer.commands.exports.unloaded import settle_unloaded
 from syncer.commands.reindex.writes import rereader, route_named, routed_read
 from syncer.config import Config, TableConfig
 from syncer.core.attributes import decode_item
+from syncer.core.command_planners import ScanPlanner
 from syncer.core.documents import (
+    Decision,
     DocumentRef,
     IndexedDocument,
     ReadState,
     Settled,
     TargetState,
-    Verdict,
 )
 from syncer.core.exports import (
     DataFile,
@@ -38,7 +39,6 @@ from syncer.core.exports import (
     holds_this_state,
     parse_line,
 )
-from syncer.core.plan import plan_scanned
 from syncer.core.records import document_id
 from syncer.core.routes import document_in, route_item
 from syncer.errors import DownstreamUnavailableError, PoisonRecordError, SyncerError
@@ -222,15 +222,12 @@ def _write_export_page(
     shapes = {new: routed_read(table, route_named(table, alias)) for alias, new in targets.items()}
     scanned, route_tables = prepared.scanned, prepared.route_tables
     own = OwnWrites(sinks, rereader(sinks, table, key_types))
+    planner = ScanPlanner(scanned, route_tables, shapes)
 
-    def plan(ref: DocumentRef, target: TargetState, reread: ReadState | None) -> Any:
-        state, view = scanned[ref], route_tables[ref]
-        if reread is ALREADY_HELD:
-            return Verdict.SKIP
-        if reread is None:
-            own.note(ref, target, state.version, _holds(state, view))
-        again = None if reread is None else shapes[ref[0]](reread)
-        return plan_scanned(ref, view, state, target, again)
+    def plan(ref: DocumentRef, target: TargetState, reread: ReadState | None) -> Decision:
+        if reread is None:  # a state the index may hold already: checked whole on a re-read
+            own.note(ref, target, scanned[ref].version, _holds(scanned[ref], route_tables[ref]))
+        return planner(ref, target, reread)
 
     result = sinks.search.apply(
         list(scanned),

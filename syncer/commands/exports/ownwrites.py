@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
+from syncer.core.command_planners import ALREADY_HELD, same_read
 from syncer.core.documents import (
     DocumentRef,
     IndexedDocument,
@@ -28,23 +29,15 @@ from syncer.core.versions import Version
 from syncer.sinks.ports import Sinks
 from syncer.sinks.search import Rereader
 
-# What ``OwnWrites.reread`` answers for a ref whose index already holds the planned state.
-ALREADY_HELD = ReadState(None, Version())
 HoldsState = Callable[[IndexedDocument], bool]
-
-
-def _same_read(indexed: IndexedDocument | None, version: Version) -> bool:
-    if indexed is None or not indexed.version.is_read or not version.is_read:
-        return False
-    mine, theirs = version, indexed.version
-    return (theirs.read_from_ms, theirs.read_to_ms) == (mine.read_from_ms, mine.read_to_ms)
+__all__ = ["ALREADY_HELD", "HoldsState", "OwnWrites"]  # ALREADY_HELD: core.command_planners
 
 
 class OwnWrites:
     """One ``apply`` call's re-reader that recognises the states the index already holds."""
 
     def __init__(self, sinks: Sinks, table_reread: Rereader) -> None:
-        self._sinks = sinks
+        self._admin = sinks.admin
         self._table_reread = table_reread
         self._checks: dict[DocumentRef, tuple[str, HoldsState]] = {}
 
@@ -53,7 +46,7 @@ class OwnWrites:
     ) -> None:
         """Before the planner answers: when ``target`` holds a document of exactly ``version``'s
         read interval, ``reread`` checks it whole with ``holds`` instead of reading the table."""
-        if _same_read(target.document, version):
+        if same_read(target.document, version):
             self._checks[ref] = (target.index, holds)
 
     def reread(self, refs: Sequence[DocumentRef]) -> Mapping[DocumentRef, ReadState | str]:
@@ -71,12 +64,7 @@ class OwnWrites:
             by_index.setdefault(index, []).append(ref)
         held = set()
         for index, refs in by_index.items():
-            response = self._sinks.search_admin.mget(
-                index=index,
-                body={"ids": [ref[1] for ref in refs]},
-                params={"realtime": "true"},
-            )
-            docs = {doc["_id"]: doc for doc in response["docs"] if doc.get("found")}
+            docs = self._admin.documents(index, [ref[1] for ref in refs])
             for ref in refs:
                 doc = docs.get(ref[1])
                 if doc is None:

@@ -12,25 +12,17 @@ also dead-lettered by load, and counted here.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from syncer.commands.reindex.writes import rereader, route_named, routed_read
 from syncer.config import TableConfig
+from syncer.core.command_planners import KeepOldPlanner, RereadPlanner
 from syncer.core.documents import (
-    SYNCER_FIELD,
-    Decision,
     DocumentRef,
-    DocumentWrite,
-    ReadState,
     Settled,
-    TargetState,
-    Verdict,
-    WriteKind,
 )
-from syncer.core.plan import plan_read_state
-from syncer.core.versions import Order, compare, version_from_meta
 from syncer.errors import DownstreamUnavailableError
 from syncer.sinks.ports import Sinks
 from syncer.sinks.search import ApplyResult, WriteOptions
@@ -68,39 +60,13 @@ def _reread_into_new(
     shapes = {new: routed_read(table, route_named(table, alias)) for alias, new in targets.items()}
     views = {new: table.route_table(route_named(table, alias)) for alias, new in targets.items()}
 
-    def plan(ref: DocumentRef, target: TargetState, reread: ReadState | None) -> Decision:
-        if reread is None:
-            return Verdict.REREAD  # nothing from the export: only the table can say
-        return plan_read_state(ref, views[ref[0]], shapes[ref[0]](reread), target.document)
-
     refs = [(new, doc_id) for new in targets.values() for doc_id in doc_ids]
     # through the reindex alias: nothing written here re-creates an index --abandon dropped
     options = WriteOptions(reread=rereader(sinks, table, key_types), require_alias=True)
-    result = sinks.search.apply(refs, plan, options)
+    result = sinks.search.apply(refs, RereadPlanner(views, shapes), options)
     _stop_if_failed(result, table)
     rejected = {ref[1] for ref, o in result.outcomes.items() if o.status is Settled.REJECTED}
     return set(doc_ids) - rejected, rejected
-
-
-def _old_document_planner(
-    olds: Mapping[DocumentRef, Mapping[str, Any]],
-) -> Callable[[DocumentRef, TargetState, ReadState | None], Decision]:
-    """The old index's document of each ref, where the new index holds nothing newer."""
-
-    def plan(ref: DocumentRef, target: TargetState, _reread: ReadState | None) -> Decision:
-        source = olds[ref]
-        meta = source.get(SYNCER_FIELD) or {}
-        # Something that reached the new index since (a stream change) means the item is not
-        # absent there, and only a newer old state may replace it.
-        indexed = target.document
-        if indexed is not None and compare(version_from_meta(meta), indexed.version) is not (
-            Order.NEWER
-        ):
-            return Verdict.SKIP
-        kind = WriteKind.TOMBSTONE if meta.get("deleted") else WriteKind.INDEX
-        return DocumentWrite(ref, kind, source, target.document)
-
-    return plan
 
 
 def _keep_old_documents(
@@ -117,17 +83,15 @@ def _keep_old_documents(
         old_index = old_indices.get(alias)
         if not old_index or not doc_ids:
             continue
-        response = sinks.search_admin.mget(
-            index=old_index, body={"ids": list(doc_ids)}, params={"realtime": "true"}
-        )
+        found = sinks.admin.documents(old_index, doc_ids)
         olds: dict[DocumentRef, Mapping[str, Any]] = {
-            (new_index, doc["_id"]): doc["_source"] for doc in response["docs"] if doc.get("found")
+            (new_index, doc_id): doc["_source"] for doc_id, doc in found.items()
         }
         if not olds:
             continue
 
         result = sinks.search.apply(
-            list(olds), _old_document_planner(olds), WriteOptions(require_alias=True)
+            list(olds), KeepOldPlanner(olds), WriteOptions(require_alias=True)
         )
         _stop_if_failed(result, table)
         kept |= {

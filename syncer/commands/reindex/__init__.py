@@ -122,7 +122,7 @@ def new_job(
 ) -> Job:
     """A new job of ``table`` in its prepare phase: its indices named, nothing made yet."""
     now = time.time()
-    rebuilds = plan_rebuilds(sinks.search_admin, table, selected_routes(table, index))
+    rebuilds = plan_rebuilds(sinks.admin, table, selected_routes(table, index))
     return Job(
         id=f"{table.name}-{uuid.uuid4().hex[:8]}",
         table=table.name,
@@ -205,7 +205,7 @@ def reindex_table(
     options = options or ReindexOptions()
     table = config.require_table(table_name)
     selected_routes(table, options.index)
-    if sinks.dynamodb is None:
+    if sinks.clients is not None and sinks.clients.dynamodb is None:
         raise ConfigError("reindex needs a DynamoDB client")
     sinks.items.key_schema(table.name)  # the table exists before anything is made
     handle, resumed = start_scan_job(

@@ -8,13 +8,11 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
 
 from syncer.commands.jobs import JobHandle
-from syncer.commands.reindex.swap import WRITE_BLOCK
-from syncer.commands.reindex.targets import _alias_indices
 from syncer.commands.reindex.writes import routed_read
 from syncer.config import Config
+from syncer.config.names import REINDEXING_SUFFIX
 from syncer.core.jobs import (
     BLOCK,
     CATCH_UP,
@@ -26,8 +24,7 @@ from syncer.core.jobs import (
     JobFencedError,
     Rebuild,
 )
-from syncer.sinks.ports import Sinks
-from syncer.sinks.search import REINDEX_ALIAS_SUFFIX
+from syncer.sinks.ports import SearchAdmin, Sinks
 
 log = logging.getLogger("syncer.commands.reindex")
 # settle(rebuild) -> (documents carried over, tombstones written)
@@ -48,7 +45,7 @@ def finish_phases(
     table = config.require_table(handle.job.table)
     key_types = sinks.items.key_schema(table.name)
     routes = {route.index: route for route in table.resolved_routes}
-    client = sinks.search_admin
+    admin = sinks.admin
     if handle.job.phase == SETTLE:
         for rebuild in handle.job.rebuilds:
             if rebuild.settled is None:
@@ -59,16 +56,16 @@ def finish_phases(
     if handle.job.phase == BLOCK:
         for rebuild in handle.job.rebuilds:
             handle.refresh()  # fenced: an abandoned job blocks nothing
-            with _unblocked_if_fenced(handle, client, rebuild.old_index):
-                reindex.block_writes(client, rebuild.old_index)
+            with _unblocked_if_fenced(handle, admin, rebuild.old_index):
+                reindex.block_writes(admin, rebuild.old_index)
         handle.apply(Advance(BLOCK))
     if handle.job.phase == SWAP:
         for rebuild in handle.job.rebuilds:
             handle.refresh()  # the fence, checked right before each swap
-            if _alias_indices(client, rebuild.alias) != [rebuild.new_index]:
+            if admin.indices_of(rebuild.alias) != [rebuild.new_index]:
                 view = table.route_table(routes[rebuild.alias])
-                with _unblocked_if_fenced(handle, client, rebuild.old_index):
-                    reindex.swap_alias(client, view, rebuild.new_index, rebuild.old_index)
+                with _unblocked_if_fenced(handle, admin, rebuild.old_index):
+                    reindex.swap_alias(admin, view, rebuild.new_index, rebuild.old_index)
         handle.apply(Advance(SWAP))
     if handle.job.phase == CATCH_UP:
         for rebuild in handle.job.rebuilds:
@@ -91,13 +88,15 @@ def finish_phases(
         if handle.job.delete_old and olds:
             time.sleep(delete_grace_s)  # let searches that resolved the old index finish
             for old_index in olds:
-                client.indices.delete(index=old_index, params={"ignore_unavailable": "true"})
+                admin.delete_index(old_index)
         handle.apply(Advance(CATCH_UP))
     return handle.job
 
 
 @contextlib.contextmanager
-def _unblocked_if_fenced(handle: JobHandle, client: Any, old_index: str | None) -> Iterator[None]:
+def _unblocked_if_fenced(
+    handle: JobHandle, admin: SearchAdmin, old_index: str | None
+) -> Iterator[None]:
     """Check the fence again after a block (or a swap, which blocks first): an ``--abandon``
     that ran between the check before and the block lifted the blocks before this one landed,
     so the old index, still serving, would stay blocked. Abandoned, the block is lifted here."""
@@ -108,14 +107,13 @@ def _unblocked_if_fenced(handle: JobHandle, client: Any, old_index: str | None) 
             handle.refresh()
         except JobFencedError:
             if handle.abandoned():  # a new owner of a job taken over blocks it itself
-                _lift_block_if_serving(client, old_index)
+                _lift_block_if_serving(admin, old_index)
             raise
 
 
-def _lift_block_if_serving(client: Any, old_index: str | None) -> None:
+def _lift_block_if_serving(admin: SearchAdmin, old_index: str | None) -> None:
     """Lift the write block of ``old_index`` unless an alias moved off it (a done swap)."""
     if not old_index:
         return
-    aliases = client.indices.get_alias(index=old_index).get(old_index, {}).get("aliases", {})
-    if any(not name.endswith(REINDEX_ALIAS_SUFFIX) for name in aliases):
-        client.indices.put_settings(index=old_index, body={WRITE_BLOCK: None})
+    if any(not name.endswith(REINDEXING_SUFFIX) for name in admin.aliases_of(old_index)):
+        admin.set_write_block(old_index, False)

@@ -25,12 +25,12 @@ from syncer.commands.reindex.writes import (
     rereader,
     routed_read,
 )
-from syncer.config import Config, Route, TableConfig
+from syncer.config import Config, TableConfig
 from syncer.core.attributes import decode_item
-from syncer.core.documents import DocumentRef, ReadState, Settled, TargetState
+from syncer.core.command_planners import ScanPlanner
+from syncer.core.documents import DocumentRef, ReadState, Settled
 from syncer.core.jobs import Progressed, WorkProgress
 from syncer.core.keys import boto_key, lambda_key
-from syncer.core.plan import plan_scanned
 from syncer.core.records import document_id
 from syncer.core.routes import document_in, route_item
 from syncer.core.versions import Version
@@ -57,7 +57,7 @@ def _index_page(
     that no rebuilt route selects, or that a transform keeps out, are not written.
     """
     scanned: dict[DocumentRef, ReadState] = {}
-    routes: dict[DocumentRef, Route] = {}
+    views: dict[DocumentRef, TableConfig] = {}
     letters: list[DeadLetter] = []
     for raw in raw_items:
         try:
@@ -75,16 +75,15 @@ def _index_page(
         if document is not None:
             ref = (targets[state.route.index], doc_id)
             scanned[ref] = ReadState(document, version)
-            routes[ref] = state.route
-
-    def plan(ref: DocumentRef, target: TargetState, reread: ReadState | None) -> Any:
-        route = routes[ref]
-        again = None if reread is None else routed_read(table, route)(reread)
-        return plan_scanned(ref, table.route_table(route), scanned[ref], target, again)
-
+            views[ref] = table.route_table(state.route)
+    shapes = {
+        targets[route.index]: routed_read(table, route)
+        for route in table.resolved_routes
+        if route.index in targets
+    }
     result = sinks.search.apply(
         list(scanned),
-        plan,
+        ScanPlanner(scanned, views, shapes),
         # a new index: create first, read only what conflicts; through its reindex alias only
         WriteOptions(
             reread=rereader(sinks, table, key_types), read_first=False, require_alias=True

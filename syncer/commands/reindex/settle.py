@@ -11,46 +11,21 @@ from typing import Any
 
 from syncer.commands.reindex.writes import raise_failed, rereader
 from syncer.config import Config, TableConfig
+from syncer.config.names import REINDEXING_SUFFIX
+from syncer.core.command_planners import CarriedTombstonePlanner, NewerInOldPlanner
 from syncer.core.documents import (
     SYNCER_FIELD,
     DocumentRef,
-    DocumentWrite,
     ReadState,
     Settled,
-    TargetState,
-    Verdict,
-    WriteKind,
 )
-from syncer.core.plan import order_verdict, plan_read_state, tombstone_body
-from syncer.core.versions import CLOCK_UNCERTAINTY_MS, Version, version_from_meta
+from syncer.core.versions import CLOCK_UNCERTAINTY_MS, version_from_meta
 from syncer.sinks.ports import Sinks
-from syncer.sinks.search import Planner, WriteOptions, reindex_alias
-
-REINDEX_SUFFIX = reindex_alias("")
+from syncer.sinks.search import Planner, WriteOptions
 
 # Tombstones younger than this are carried into a new index: the stream's 24 hours plus the 14
 # days the deployed dead-letter queue keeps messages (the purge-tombstones default, too).
 TOMBSTONE_HORIZON_S = 15 * 86_400
-
-
-def _tombstone_planner(
-    table: TableConfig,
-    metas: Mapping[DocumentRef, Mapping[str, Any]],
-    shape: Callable[[ReadState], ReadState] = lambda read: read,
-) -> Callable[[DocumentRef, TargetState, ReadState | None], DocumentWrite | Verdict]:
-    """Plan each carried tombstone like any state: written only over an older one."""
-
-    def plan(ref: DocumentRef, target: TargetState, reread: ReadState | None) -> Any:
-        if reread is not None:
-            return plan_read_state(ref, table, shape(reread), target.document)
-        version = version_from_meta(metas[ref])
-        verdict = order_verdict(version, target.document)
-        if verdict is not None:
-            return verdict
-        body = tombstone_body(table, version, bool(metas[ref].get("ttl", False)))
-        return DocumentWrite(ref, WriteKind.TOMBSTONE, body, target.document)
-
-    return plan
 
 
 def carry_tombstones(
@@ -78,7 +53,7 @@ def carry_tombstones(
     }
 
     def planner(metas: Mapping[DocumentRef, Mapping[str, Any]]) -> Planner:
-        return _tombstone_planner(table, metas, shape)
+        return CarriedTombstonePlanner(table, metas, shape)
 
     pages = _OldIndexPages(old_index, new_index, {"query": query}, page_size)
     return _write_pages(sinks, config, table, key_types, pages, planner, read_first=False)
@@ -158,7 +133,7 @@ def _settle_from_old(
 
     def planner(metas: Mapping[DocumentRef, Mapping[str, Any]]) -> Planner:
         versions = {ref: version_from_meta(meta) for ref, meta in metas.items()}
-        return _newer_in_old_planner(table, versions, shape)
+        return NewerInOldPlanner(table, versions, shape)
 
     pages = _OldIndexPages(
         old_index, new_index, {"query": query, "_source": [SYNCER_FIELD]}, page_size
@@ -203,32 +178,9 @@ def _write_pages(
             read_first=read_first,
             # a rebuild writes its new index through its reindex alias: once the alias is
             # dropped (--abandon), no write can bring the index back by name
-            require_alias=pages.new_index.endswith(REINDEX_SUFFIX),
+            require_alias=pages.new_index.endswith(REINDEXING_SUFFIX),
         )
         result = search.apply(list(metas), planner(metas), options)
         raise_failed(result, table)
         tombstoned += result.count(Settled.TOMBSTONED)
     return tombstoned
-
-
-def _newer_in_old_planner(
-    table: TableConfig,
-    old_versions: Mapping[DocumentRef, Version],
-    shape: Callable[[ReadState], ReadState],
-) -> Callable[[DocumentRef, TargetState, ReadState | None], DocumentWrite | Verdict]:
-    """Leave what the new index holds when it is as new as the old index's state; else read
-    the item again and write it as found (a tombstone when it is gone, even over nothing).
-    """
-
-    def plan(ref: DocumentRef, target: TargetState, reread: ReadState | None) -> Any:
-        if reread is None:
-            verdict = order_verdict(old_versions[ref], target.document)
-            return Verdict.SKIP if verdict is Verdict.SKIP else Verdict.REREAD
-        read = shape(reread)
-        if read.item is None and target.document is None:  # an absent read, kept as a tombstone
-            return DocumentWrite(
-                ref, WriteKind.TOMBSTONE, tombstone_body(table, read.version), None
-            )
-        return plan_read_state(ref, table, read, target.document)
-
-    return plan

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from syncer.commands.jobs import JobHandle, job_store
-from syncer.commands.reindex.swap import WRITE_BLOCK
+from syncer.commands.reindex.swap import admin_port
 from syncer.config import Config, Route, TableConfig
 from syncer.core.jobs import (
     PREPARE,
@@ -21,8 +21,8 @@ from syncer.core.jobs import (
     Rebuild,
 )
 from syncer.errors import ConfigError, SyncerError
-from syncer.sinks.indices import create_versioned_index, versioned_index_name
-from syncer.sinks.ports import Sinks
+from syncer.sinks.indices import versioned_index_name
+from syncer.sinks.ports import SearchAdmin, Sinks
 from syncer.sinks.search import reindex_alias
 
 log = logging.getLogger("syncer.commands.reindex")
@@ -31,15 +31,6 @@ log = logging.getLogger("syncer.commands.reindex")
 def _generation(index: str, alias: str) -> int:
     suffix = index[len(alias) + 1 :]
     return int(suffix) if index.startswith(f"{alias}-") and suffix.isdigit() else 0
-
-
-def _alias_indices(client: Any, alias: str) -> list[str]:
-    from opensearchpy.exceptions import NotFoundError
-
-    try:
-        return sorted(client.indices.get_alias(name=alias))
-    except NotFoundError:
-        return []
 
 
 def selected_routes(table: TableConfig, index: str | None = None) -> list[Route]:
@@ -51,24 +42,27 @@ def selected_routes(table: TableConfig, index: str | None = None) -> list[Route]
     return routes
 
 
-def plan_rebuilds(client: Any, table: TableConfig, routes: list[Route]) -> tuple[Rebuild, ...]:
+def plan_rebuilds(
+    admin: SearchAdmin, table: TableConfig, routes: list[Route]
+) -> tuple[Rebuild, ...]:
     """Each route's next versioned index (after every one that exists) and the one it replaces.
 
     Only names: the job that records them is claimed first, so two rebuilds started together
     never both make (or fill) the same index."""
+    admin = admin_port(admin)  # a raw client (before 0.2): wrapped, with a warning
     rebuilds = []
     for route in routes:
         alias = route.index
-        for running in _alias_indices(client, reindex_alias(alias)):
+        for running in admin.indices_of(reindex_alias(alias)):
             raise SyncerError(
                 f"{running} is behind {reindex_alias(alias)!r} but no running job of "
                 f"{table.name!r} names it (a release before jobs left it?): run `syncer reindex "
                 f"--table {table.name} --abandon` to drop it"
             )
-        current = _alias_indices(client, alias)
+        current = admin.indices_of(alias)
         if len(current) > 1:
             raise ConfigError(f"alias {alias!r} points at several indices: {current}")
-        existing = client.indices.get(index=f"{alias}-0*", params={"ignore_unavailable": "true"})
+        existing = admin.indices_matching(f"{alias}-0*")
         generation = max([_generation(name, alias) for name in existing] + [0]) + 1
         old = current[0] if current else None
         rebuilds.append(Rebuild(alias, versioned_index_name(alias, generation), old))
@@ -86,21 +80,18 @@ def prepare_indices(config: Config, sinks: Sinks, handle: JobHandle) -> None:
     if job.phase != PREPARE:
         return
     table = config.require_table(job.table)
-    client = sinks.search_admin
+    admin = sinks.admin
     key_types = sinks.items.key_schema(table.name)
     routes = {route.index: route for route in table.resolved_routes}
     for rebuild in job.rebuilds:
-        view = table.route_table(routes[rebuild.alias])
         handle.refresh()  # an abandoned job makes nothing
-        create_versioned_index(client, view, rebuild.new_index, with_alias=False)
-        client.indices.put_alias(index=rebuild.new_index, name=reindex_alias(rebuild.alias))
+        admin.create_index(rebuild.new_index)  # made by an earlier run of this job: kept
+        admin.put_alias(rebuild.new_index, reindex_alias(rebuild.alias))
         try:
             handle.refresh()  # abandoned meanwhile: --abandon dropped nothing of this yet
         except JobFencedError:
             if handle.abandoned():  # taken over, the new owner goes on with this index
-                client.indices.delete(
-                    index=rebuild.new_index, params={"ignore_unavailable": "true"}
-                )
+                admin.delete_index(rebuild.new_index)
             raise
         log.info(
             "reindexing %s into %s (old: %s)", table.name, rebuild.new_index, rebuild.old_index
@@ -144,7 +135,7 @@ def abandon(
     import socket
 
     del state_path  # rebuild state lives in the job record (kept for callers of 0.x)
-    client = sinks.search_admin
+    admin = sinks.admin
     fenced = ""
     named: set[str] = set()  # the job's new indices, made or not (a prepare may have died)
     stored = job_store(sinks).get(table.name)
@@ -164,23 +155,21 @@ def abandon(
     dropped: list[str] = []
     unblocked: list[str] = []
     for route in selected_routes(table, index):
-        serving = _alias_indices(client, route.index)
-        for building in _alias_indices(client, reindex_alias(route.index)):
+        serving = admin.indices_of(route.index)
+        for building in admin.indices_of(reindex_alias(route.index)):
             if building in serving:
                 raise SyncerError(
                     f"{building} is behind both {route.index!r} and its reindex alias; "
                     f"remove the alias {reindex_alias(route.index)!r} by hand"
                 )
-            client.indices.delete(index=building)
+            admin.delete_index(building)
             dropped.append(building)
         for name in sorted(named - set(serving) - set(dropped)):
-            if name.startswith(f"{route.index}-") and client.indices.exists(index=name):
-                client.indices.delete(index=name)
+            if name.startswith(f"{route.index}-") and admin.index_exists(name):
+                admin.delete_index(name)
                 dropped.append(name)
         for name in serving:
-            settings = client.indices.get_settings(index=name, name=WRITE_BLOCK)
-            block = settings.get(name, {}).get("settings", {}).get("index", {}).get("blocks", {})
-            if str(block.get("write", "false")).lower() == "true":
-                client.indices.put_settings(index=name, body={WRITE_BLOCK: None})
+            if admin.write_blocked(name):
+                admin.set_write_block(name, False)
                 unblocked.append(name)
     return Abandoned(tuple(dropped), tuple(unblocked), fenced)

@@ -7,28 +7,23 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from syncer.config import Route, TableConfig
+from syncer.config import TableConfig
+from syncer.core.command_planners import route_named, routed_read
 from syncer.core.documents import DocumentRef, ReadState, Settled
 from syncer.core.keys import typed_key_from_id
-from syncer.core.routes import document_in, route_item
 from syncer.errors import DownstreamUnavailableError
 from syncer.sinks.deadletter import DeadLetter
 from syncer.sinks.ports import Sinks
 from syncer.sinks.search import ApplyResult
 
-
-def route_named(table: TableConfig, index: str) -> Route:
-    """The route of ``table`` that writes ``index``."""
-    return next(route for route in table.resolved_routes if route.index == index)
-
-
-def routed_read(table: TableConfig, route: Route) -> Callable[[ReadState], ReadState]:
-    """A read of the table as ``route``'s index holds it: routed, transformed, else absent."""
-
-    def shape(read: ReadState) -> ReadState:
-        return ReadState(document_in(route_item(table, read.item), route), read.version)
-
-    return shape
+__all__ = [
+    "outcomes_of",
+    "raise_failed",
+    "rejected_letter",
+    "rereader",
+    "route_named",  # pure, in syncer.core.command_planners; imported from here too
+    "routed_read",
+]
 
 
 def outcomes_of(result: ApplyResult, status: Settled) -> list[tuple[DocumentRef, Any]]:

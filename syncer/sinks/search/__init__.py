@@ -1,9 +1,13 @@
-"""The OpenSearch sink: ``SearchSink``, and ``write_documents``, the one path of every write.
+"""The OpenSearch sink: ``SearchSink``, which sends requests and reads their results.
 
 One job per module: ``aliases`` (the reindex alias), ``reads`` (``_mget`` and scrolls),
 ``bulk`` (NDJSON bodies and item results), ``targets`` (a write round's reads, ``HEAD`` on a
-pool), ``writes`` (the write loop), ``sink`` (the guarded store), ``client`` (the client).
+pool), ``sink`` (the guarded store), ``client`` (the client). The write rounds that run over
+it are ``syncer.core.rounds.write_documents``.
 """
+
+import warnings
+from typing import Any
 
 from syncer.core.documents import DocumentWrite, WriteKind
 
@@ -21,7 +25,6 @@ from syncer.sinks.search.reads import (
     scroll_pages,
 )
 from syncer.sinks.search.sink import SearchSink, apply_writes
-from syncer.sinks.search.writes import write_documents
 
 __all__ = [
     "REINDEX_ALIAS_SUFFIX",
@@ -48,5 +51,19 @@ __all__ = [
     "reindex_alias",
     "scroll_pages",
     "send_bulk",
-    "write_documents",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``write_documents`` moved to ``syncer.core.rounds`` (the loop is not the adapter's)."""
+    if name == "write_documents":
+        warnings.warn(
+            "syncer.sinks.search.write_documents moved to syncer.core.rounds.write_documents; "
+            "the old path goes in 0.3.0",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        from syncer.core.rounds import write_documents
+
+        return write_documents
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,12 +10,13 @@ from typing import TYPE_CHECKING, Any
 from syncer.config import OpenSearchConfig
 from syncer.core.deadline import Deadline
 from syncer.core.documents import DocumentRef, DocumentWrite, TargetState
+from syncer.core.rounds import write_documents
 from syncer.core.writes import ApplyResult, Planner, SentChunk, WriteOptions
+from syncer.sinks.resilience import reported_failure
 from syncer.sinks.search.aliases import alias_exists
 from syncer.sinks.search.bulk import bulk_chunks, send_bulk
 from syncer.sinks.search.reads import Body, Hit, check_shards, scroll_pages
 from syncer.sinks.search.targets import read_round
-from syncer.sinks.search.writes import write_documents
 
 if TYPE_CHECKING:
     from opensearchpy import OpenSearch
@@ -41,7 +42,11 @@ def apply_writes(
 
 
 class SearchSink:
-    """OpenSearch with its retry and breaker: every request here goes through the guard."""
+    """OpenSearch with its retry and breaker: every request here goes through the guard.
+
+    It only sends requests and reads their results; the write rounds (read, plan, send, again
+    for conflicts) are ``syncer.core.rounds.write_documents``, which the pipeline runs over it.
+    """
 
     __slots__ = ("client", "guard", "limits")
 
@@ -53,7 +58,8 @@ class SearchSink:
     def apply(
         self, refs: Sequence[DocumentRef], plan: Planner, options: WriteOptions = _DEFAULTS
     ) -> ApplyResult:
-        """Write what ``plan`` decides for each ref (``write_documents`` over this store)."""
+        """``syncer.core.rounds.write_documents`` over this store, for the commands that
+        still ask the store to write (the pipeline calls the rounds itself)."""
         return write_documents(self, refs, plan, options)
 
     # What write_documents needs of the store (WriteRounds): attempts, one read, one send.
@@ -104,6 +110,10 @@ class SearchSink:
             yield SentChunk(chunk, results, time.perf_counter() - started)
         if unencodable:
             yield SentChunk((), {}, 0.0, unencodable)
+
+    def failure(self, error: Exception) -> str:
+        """Why the write rounds stopped on ``error``, logged; an unknown error re-raised."""
+        return reported_failure(error, "OpenSearch write")
 
     def _cap(self, deadline: Deadline | None) -> float | None:
         return None if deadline is None else deadline.request_timeout(self.limits.timeout_s)

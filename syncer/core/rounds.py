@@ -1,10 +1,15 @@
-"""``write_documents``: read, plan, write conditionally, settle every item (docs/ordering.md).
+"""``write_documents``: the write rounds (read, plan, write conditionally, settle every item),
+over any search store that only sends requests (``WriteRounds``; docs/ordering.md).
 
 Each document carries its version in ``_syncer`` (``syncer.core.versions``). A write is sent only
 when the planner finds it newer than the indexed state, and it is conditional on the document not
 having changed since it was read (``if_seq_no`` and ``if_primary_term``, or ``create`` when
 absent). Deletes write tombstones, never real deletes, so an older change can never bring a
 deleted item back; the alias filters tombstones out. Every ``_bulk`` item's result is read.
+
+The loop lives here, outside the adapters: the store reads and sends, the planner decides, and
+this module alone decides what goes round again (a conflict, a transient item, a re-read). It
+does no I/O of its own and imports nothing from ``syncer.sinks``.
 """
 
 from __future__ import annotations
@@ -30,8 +35,7 @@ from syncer.core.writes import (
     WriteOptions,
     WriteRounds,
 )
-from syncer.errors import PoisonRecordError
-from syncer.sinks.resilience import PendingItemsError, reported_failure
+from syncer.errors import PendingItemsError, PoisonRecordError
 
 
 def write_documents(
@@ -50,8 +54,9 @@ def write_documents(
     one is ``REJECTED``. ``Verdict.REREAD`` asks ``reread`` for the item as the table holds it
     now and plans once more with it. Refs whose alias is optional and absent are ``SKIPPED``.
     Rounds are bounded by the store's retry policy and ``deadline``; what is left then is
-    ``FAILED`` with the reason. Errors no table knows (bugs) propagate. ``store`` only reads
-    and sends (``WriteRounds``): the OpenSearch adapter, or the tests' in-memory fake.
+    ``FAILED`` with the reason the store gives (``WriteRounds.failure``, which re-raises
+    errors no table knows: bugs). ``store`` only reads and sends (``WriteRounds``): the
+    OpenSearch adapter, or the tests' in-memory fake.
     """
     deadline = options.deadline
     result = ApplyResult()
@@ -90,8 +95,8 @@ def write_documents(
                 if left:
                     why = reasons.transient[0] if reasons.transient else "version conflicts"
                     raise PendingItemsError(left, why)
-    except Exception as error:  # noqa: BLE001 - reported_failure re-raises bugs
-        reason = reported_failure(error, "OpenSearch write")
+    except Exception as error:  # noqa: BLE001 - the store's failure() re-raises bugs
+        reason = store.failure(error)
         for ref in pending:
             if ref not in result.outcomes:
                 result.settle(ref, Settled.FAILED, reason)
