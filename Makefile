@@ -57,8 +57,17 @@ redis-cluster:
 redis-cluster-down:
 	scripts/services.sh cluster-down
 
+# SOURCE=kinesis: the table's changes reach the worker through a Kinesis stream, published by
+# the test bridge (the emulator cannot stream a table to Kinesis; docs/sources.md).
+SOURCE ?= dynamodb
 demo: services
+ifeq ($(SOURCE),kinesis)
+	$(BIN)/python -m tests.kinesis_demo
+else ifeq ($(SOURCE),dynamodb)
 	$(BIN)/syncer demo
+else
+	@echo "SOURCE must be dynamodb (the default) or kinesis, got $(SOURCE)" >&2; exit 2
+endif
 
 lint: install
 	$(BIN)/ruff check syncer tests

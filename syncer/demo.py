@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from syncer.config import Config, Route, RouteMatch, TableConfig, aws_endpoint_overridden
 from syncer.errors import ConfigError
@@ -161,6 +161,22 @@ def _category(name: str) -> dict[str, Any]:
     return {"pk": {"S": key}, "sk": {"S": key}, "type": {"S": "category"}, "title": {"S": name}}
 
 
+class KinesisSource(Protocol):
+    """The demo's changes on a Kinesis stream instead of the table's DynamoDB stream.
+
+    The emulator cannot stream a table to Kinesis, so something outside the package (the test
+    bridge, ``make demo SOURCE=kinesis``) publishes them: ``publish`` brings every change made
+    so far onto ``stream``, as Kinesis Data Streams for DynamoDB would (out of order and with
+    duplicates, if it likes).
+    """
+
+    stream: str
+
+    def publish(self, table: str) -> int:
+        """Publish the table's changes not published yet; how many records were written."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class DemoReport:
     """What the demo showed, for its test: search answers, cache keys, the tombstone."""
@@ -178,9 +194,11 @@ def run_demo(
     item_count: int,
     echo: Callable[[str], None],
     table_name: str = DEMO_TABLE,
+    kinesis: KinesisSource | None = None,
 ) -> DemoReport:
     """Write a catalog, sync it, cache two products, change the catalog, sync again; show
-    what search and the cache hold. ``table_name`` names the table and its indices' prefix."""
+    what search and the cache hold. ``table_name`` names the table and its indices' prefix;
+    with ``kinesis`` the worker follows that Kinesis stream instead of the DynamoDB stream."""
     from syncer.client.cachefill import LeasedCache
     from syncer.core.routes import routing_table
     from syncer.sinks.build import aws_client, build_sinks
@@ -213,8 +231,9 @@ def run_demo(
                 echo(f"   setup: {step.action} {step.target}")
                 apply_setup(sinks.opensearch, view, [step])
         with tempfile.TemporaryDirectory(prefix="syncer-demo-") as scratch:
+            checkpoints = Path(scratch) / "checkpoints.json"
             sync = functools.partial(
-                _follow_stream, config, sinks, dynamodb, Path(scratch) / "checkpoints.json", echo
+                _follow_stream, config, sinks, dynamodb, checkpoints, echo, kinesis
             )
             cache = LeasedCache(sinks.redis.connected())
             load = functools.partial(_load_product, dynamodb, table.name)
@@ -312,7 +331,12 @@ def _show_search(
 
 
 def _follow_stream(
-    config: Config, sinks: Any, dynamodb: Any, checkpoints: Path, echo: Callable[[str], None]
+    config: Config,
+    sinks: Any,
+    dynamodb: Any,
+    checkpoints: Path,
+    echo: Callable[[str], None],
+    kinesis: KinesisSource | None = None,
 ) -> None:
     """Run the worker of ``syncer run --once`` from its checkpoints to the stream's end."""
     from syncer.core.outcome import BatchOutcome
@@ -320,7 +344,14 @@ def _follow_stream(
     from syncer.sinks.build import aws_client
     from syncer.sinks.checkpoints import FileCheckpointStore
 
-    echo("   following the stream with the worker of `syncer run --once` (the Lambda pipeline)")
+    if kinesis is not None:
+        published = kinesis.publish(config.tables[0].name)
+        echo(
+            f"   {published} changes published to Kinesis stream {kinesis.stream!r}; following "
+            "it with the worker of `syncer run --kinesis-stream --once` (the Lambda pipeline)"
+        )
+    else:
+        echo("   following the stream with the worker of `syncer run --once` (the Lambda pipeline)")
 
     def show(outcome: BatchOutcome) -> None:
         echo(
@@ -338,6 +369,8 @@ def _follow_stream(
         FileCheckpointStore(checkpoints),
         PollOptions(once=True, idle_sleep_s=0.2),
         on_batch=show,
+        kinesis=aws_client("kinesis") if kinesis is not None else None,
+        kinesis_streams=[kinesis.stream] if kinesis is not None else (),
     )
     poller.run()
 

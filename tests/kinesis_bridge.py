@@ -13,7 +13,6 @@ The shipped package never imports this module: it is a test tool, like the emula
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import hashlib
 import json
@@ -24,6 +23,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from syncer.runner.kinesisrecords import from_get_records
 from syncer.runner.streams import ordered_shards, to_lambda_record
 from tests.integration.streamreader import stream_shards
 
@@ -362,33 +362,12 @@ def lambda_kinesis_event(
 
     Region and account come from ``stream_arn`` (arn:aws:kinesis:REGION:ACCOUNT:stream/NAME).
     """
-    _, _, _, region, account, _ = stream_arn.split(":", 5)
+    account = stream_arn.split(":", 5)[4]
     event_records = []
     for record in records:
-        arrival = record["ApproximateArrivalTimestamp"]
-        if isinstance(arrival, dt.datetime):
-            arrival = epoch_us(arrival) / 1e6
-        data = record["Data"]
-        event_records.append(
-            {
-                "kinesis": {
-                    "kinesisSchemaVersion": "1.0",
-                    "partitionKey": record["PartitionKey"],
-                    "sequenceNumber": record["SequenceNumber"],
-                    "data": base64.b64encode(data).decode("ascii")
-                    if isinstance(data, bytes | bytearray)
-                    else data,
-                    "approximateArrivalTimestamp": arrival,
-                },
-                "eventSource": "aws:kinesis",
-                "eventVersion": "1.0",
-                "eventID": f"{shard_id}:{record['SequenceNumber']}",
-                "eventName": "aws:kinesis:record",
-                "invokeIdentityArn": f"arn:aws:iam::{account}:role/syncer-test",
-                "awsRegion": region,
-                "eventSourceARN": stream_arn,
-            }
-        )
+        shaped = from_get_records(record, stream_arn, shard_id)
+        shaped["invokeIdentityArn"] = f"arn:aws:iam::{account}:role/syncer-test"
+        event_records.append(shaped)
     return {"Records": event_records}
 
 

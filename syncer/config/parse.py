@@ -6,6 +6,7 @@ Checks here look at one value at a time; the rules between values are in ``rules
 from __future__ import annotations
 
 import math
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -41,7 +42,16 @@ _SECTIONS = {
     "consistency",
     "tables",
 }
-_TABLE_KEYS = {"name", "index", "cache_keys", "search_cache_keys", "exclude_attributes", "routes"}
+_TABLE_KEYS = {
+    "name",
+    "index",
+    "cache_keys",
+    "search_cache_keys",
+    "exclude_attributes",
+    "routes",
+    "kinesis_stream",
+}
+_KINESIS_STREAM_NAME = re.compile(r"[a-zA-Z0-9_.-]{1,128}")
 _ROUTE_KEYS = {
     "match",
     "index",
@@ -195,7 +205,23 @@ def _table(where: str, raw: object) -> TableConfig:
             f"{where}.search_cache_keys", raw.get("search_cache_keys", [])
         ),
         routes=routes,
+        kinesis_stream=_kinesis_stream(f"{where}.kinesis_stream", raw.get("kinesis_stream")),
     )
+
+
+def _kinesis_stream(where: str, raw: object) -> str | None:
+    """A Kinesis stream's name (1 to 128 of ``[a-zA-Z0-9_.-]``) or ARN, or None."""
+    if raw is None:
+        return None
+    name = raw.split(":stream/", 1)[-1] if isinstance(raw, str) else ""
+    if not isinstance(raw, str) or not _KINESIS_STREAM_NAME.fullmatch(name):
+        raise ConfigError(
+            f"{where} must be a Kinesis stream name (1 to 128 letters, digits, _ . -) or its "
+            f"ARN (arn:aws:kinesis:REGION:ACCOUNT:stream/NAME), got {raw!r:.120}"
+        )
+    if raw.startswith("arn:") and not raw.split(":")[2:3] == ["kinesis"]:
+        raise ConfigError(f"{where} is an ARN but not a Kinesis stream's: {raw!r:.120}")
+    return raw
 
 
 def _routes(where: str, raw: object) -> tuple[Route, ...]:

@@ -115,6 +115,9 @@ class TableConfig:
     # visible to search (docs/cache-consistency.md).
     search_cache_keys: tuple[str, ...] = ()
     routes: tuple[Route, ...] = ()  # as configured, without the table's own index
+    # ``syncer run`` follows this Kinesis stream (a name or an ARN) for the table's changes
+    # instead of its DynamoDB stream (docs/sources.md); None: the DynamoDB stream.
+    kinesis_stream: str | None = None
     # The routes in the order they are tried, the table's own index (if any) last; a table
     # without routes has one, to its index. Computed once: the pipeline asks per change.
     resolved_routes: tuple[Route, ...] = field(init=False, repr=False, compare=False)

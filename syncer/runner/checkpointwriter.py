@@ -53,10 +53,11 @@ class CheckpointWriter:
             self.saved += 1
 
     def forget_trimmed(
-        self, table: str, stream_arn: str, live: Collection[str], known: Collection[str]
+        self, label: str, stream_arn: str, live: Collection[str], known: Collection[str]
     ) -> bool:
         """Drop the saved checkpoints of shards the stream no longer has (trimmed after 24 h);
-        whether the store now holds only ``live`` shards' checkpoints.
+        whether the store now holds only ``live`` shards' checkpoints. ``label`` names the
+        stream in log lines ("table catalog", "Kinesis stream changes").
 
         Without this the store grows by every shard the stream ever had (a new one every few
         hours per partition). Such a checkpoint can never be used again: a child whose parent
@@ -70,16 +71,16 @@ class CheckpointWriter:
             gone = self.store.forget_others(stream_arn, live)
         except Exception as error:  # noqa: BLE001 - housekeeping; the checkpoints stay as they were
             log.warning(
-                "table %s: could not drop checkpoints of trimmed shards from %s: %s",
-                table,
+                "%s: could not drop checkpoints of trimmed shards from %s: %s",
+                label,
                 self.store.describe(),
                 error,
             )
             return False
         if gone:
             log.info(
-                "table %s: dropped the checkpoints of %d trimmed shard(s) from %s",
-                table,
+                "%s: dropped the checkpoints of %d trimmed shard(s) from %s",
+                label,
                 len(gone),
                 self.store.describe(),
             )

@@ -10,6 +10,13 @@ what came of it as the next event; everything it decides about a shard is decide
     SENDING* --BatchHandled (some failed) / BatchRaised--> NEEDS_ITERATOR AT the lowest failure
     any reading state --ReadFailed--> NEEDS_ITERATOR (expired: after the checkpoint; trimmed:
                                       TRIM_HORIZON; other: the same start, after a backoff)
+
+A shard without a checkpoint starts at ``Batching.starting_position`` (TRIM_HORIZON; a Kinesis
+replay's AT_TIMESTAMP). A Kinesis shard reads ahead (``Batching.read_ahead``): one GetRecords
+may fill several batches; the records past the first wait in ``ahead`` and are sent, batch by
+batch, on the next visits, before any other read; a failure drops them with the batch. The
+records are Lambda-shaped DynamoDB Streams or Kinesis records; a Kinesis record's position is
+its ``kinesis.sequenceNumber``.
 """
 
 from __future__ import annotations
@@ -19,9 +26,12 @@ from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any
 
+from syncer.core.kinesis import KINESIS_SOURCE
 from syncer.sinks.checkpoints import ShardCheckpoint
 
-GET_RECORDS_LIMIT = 1000  # GetRecords returns at most 1,000 records per call
+GET_RECORDS_LIMIT = 1000  # DynamoDB Streams' GetRecords returns at most 1,000 records per call
+KINESIS_GET_RECORDS_LIMIT = 10_000  # Kinesis' GetRecords: at most 10,000
+KINESIS_MIN_READ_INTERVAL_S = 0.2  # Kinesis: 5 GetRecords a second per shard
 
 Record = Mapping[str, Any]  # a stream record shaped as Lambda delivers it
 
@@ -41,8 +51,9 @@ class Phase(Enum):
 class StartAt:
     """Where the next shard iterator starts (GetShardIterator's ShardIteratorType)."""
 
-    kind: str  # TRIM_HORIZON, AT_SEQUENCE_NUMBER or AFTER_SEQUENCE_NUMBER
+    kind: str  # TRIM_HORIZON, AT_SEQUENCE_NUMBER, AFTER_SEQUENCE_NUMBER or AT_TIMESTAMP
     sequence_number: str | None = None
+    timestamp_s: float | None = None  # AT_TIMESTAMP only (Kinesis): epoch seconds
 
 
 TRIM_HORIZON = StartAt("TRIM_HORIZON")
@@ -50,12 +61,21 @@ TRIM_HORIZON = StartAt("TRIM_HORIZON")
 
 @dataclass(frozen=True, slots=True)
 class Batching:
-    """How records are gathered into batches (Lambda's event source mapping knobs)."""
+    """How records are gathered into batches, and where a shard without a checkpoint starts
+    (Lambda's event source mapping knobs)."""
 
     batch_size: int = 100
     window_s: float = 0.0  # 0: send what one GetRecords returned
     idle_sleep_s: float = 1.0  # pause of a shard after a GetRecords with no records
     once: bool = False  # a read that returned nothing sends the batch at once (drain and stop)
+    starting_position: StartAt = TRIM_HORIZON  # a Kinesis replay: AT_TIMESTAMP
+    read_limit: int = GET_RECORDS_LIMIT  # the most records one GetRecords may return
+    # Kinesis allows 5 GetRecords a second per shard: a shard whose read returned records
+    # pauses this long before its next read (0: none, DynamoDB Streams).
+    min_read_interval_s: float = 0.0
+    # Read up to ``read_limit`` whatever room the batch has; what a full batch cannot take waits
+    # in ``ShardCursor.ahead`` for the next batches (Kinesis: few reads, so each reads much).
+    read_ahead: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +90,7 @@ class ShardCursor:
     batch: tuple[Record, ...] = ()  # gathered, or with process_batch while SENDING
     batch_since: float = 0.0  # when the first record of ``batch`` was read
     failures: int = 0  # failed attempts in a row (reads or batches); 0 after a handled batch
+    ahead: tuple[Record, ...] = ()  # read past a full batch (``read_ahead``): the next batches
 
     @classmethod
     def from_checkpoint(cls, checkpoint: ShardCheckpoint, batching: Batching) -> ShardCursor:
@@ -78,12 +99,13 @@ class ShardCursor:
         return cls(phase, checkpoint, batching)
 
     def next_start(self) -> StartAt:
-        """Where GetShardIterator should start: ``start``, else after the checkpoint."""
+        """Where GetShardIterator should start: ``start``, else after the checkpoint, else at
+        the starting position."""
         if self.start is not None:
             return self.start
         if self.checkpoint.sequence_number is not None:
             return StartAt("AFTER_SEQUENCE_NUMBER", self.checkpoint.sequence_number)
-        return TRIM_HORIZON
+        return self.batching.starting_position
 
 
 # -- events: what happened -------------------------------------------------------------------
@@ -106,11 +128,17 @@ class IteratorObtained:
 
 @dataclass(frozen=True, slots=True)
 class RecordsRead:
-    """GetRecords answered; ``next_iterator`` is None when the shard is closed and read out."""
+    """GetRecords answered; ``next_iterator`` is None when the shard is closed and read out.
+
+    ``more_follow``: the source says records lie further on even though this read returned
+    none (Kinesis' ``MillisBehindLatest`` above 0 across an idle stretch of the shard), so the
+    shard is not caught up and is read again without the idle pause.
+    """
 
     records: tuple[Record, ...]
     next_iterator: str | None
     now: float
+    more_follow: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,9 +290,17 @@ def advance_after_batch(sequence_numbers: Sequence[str], failed: Collection[str]
     return BatchAdvance(checkpoint, sequence_numbers[first_failed])
 
 
+def sequence_number(record: Record) -> str:
+    """A record's position in its shard: ``kinesis.sequenceNumber`` for a Kinesis record (also
+    its itemIdentifier), else ``dynamodb.SequenceNumber``."""
+    if record.get("eventSource") == KINESIS_SOURCE:
+        return str(record["kinesis"]["sequenceNumber"])
+    return str(record["dynamodb"]["SequenceNumber"])
+
+
 def sequence_numbers(records: Sequence[Record]) -> list[str]:
     """The records' sequence numbers, in shard order."""
-    return [record["dynamodb"]["SequenceNumber"] for record in records]
+    return [sequence_number(record) for record in records]
 
 
 # -- the transitions -------------------------------------------------------------------------
@@ -316,11 +352,19 @@ def _send(cursor: ShardCursor, closed: bool, actions: tuple[Action, ...]) -> Ste
 
 
 def _read_or_send(cursor: ShardCursor, now: float) -> Step:
+    if cursor.ahead:  # records already read come first (batch is empty: it was just handled)
+        size = cursor.batching.batch_size
+        batch, ahead = cursor.ahead[:size], cursor.ahead[size:]
+        closed = cursor.iterator is None and not ahead
+        return _send(replace(cursor, batch=batch, ahead=ahead, batch_since=now), closed, ())
     if _window_closed(cursor, now, closed=False):
         return _send(cursor, False, ())
-    if cursor.iterator is None:  # the reading phases always hold one
+    if cursor.iterator is None:  # the reading phases hold one unless records wait ahead
         raise UnexpectedEventError(f"phase {cursor.phase.value} without an iterator")
-    limit = min(GET_RECORDS_LIMIT, cursor.batching.batch_size - len(cursor.batch))
+    batching = cursor.batching
+    limit = batching.read_limit
+    if not batching.read_ahead:
+        limit = min(limit, batching.batch_size - len(cursor.batch))
     return cursor, (ReadRecords(cursor.iterator, limit),)
 
 
@@ -329,19 +373,29 @@ def _records_read(cursor: ShardCursor, event: RecordsRead) -> Step:
     closed = event.next_iterator is None
     since = now if event.records and not cursor.batch else cursor.batch_since
     batch = cursor.batch + event.records
+    ahead = batch[batching.batch_size :]  # only a read-ahead read can overfill the batch
+    batch = batch[: batching.batch_size]
     actions: tuple[Action, ...] = ()
-    if not event.records:
+    idle = not event.records and not event.more_follow
+    if idle:
         pause = batching.idle_sleep_s
         if batch:
             pause = min(pause, since + batching.window_s - now)
         actions = (Pause(now + max(0.0, pause)),)
-    caught_up = not event.records and not batch
+    elif batching.min_read_interval_s > 0:
+        actions = (Pause(now + batching.min_read_interval_s),)
+    caught_up = idle and not batch
     phase = Phase.CAUGHT_UP if caught_up else Phase.READING
     after = replace(
-        cursor, phase=phase, iterator=event.next_iterator, batch=batch, batch_since=since
+        cursor,
+        phase=phase,
+        iterator=event.next_iterator,
+        batch=batch,
+        batch_since=since,
+        ahead=ahead,
     )
-    if batch and (_window_closed(after, now, closed) or (not event.records and batching.once)):
-        return _send(after, closed, actions)
+    if batch and (_window_closed(after, now, closed) or (idle and batching.once)):
+        return _send(after, closed and not ahead, actions)
     if not batch and closed:
         return _finish(after, actions)
     return after, actions
@@ -370,9 +424,15 @@ def _batch_handled(cursor: ShardCursor, failed: tuple[str, ...]) -> Step:
 
 
 def _reset(cursor: ShardCursor, start: StartAt | None, failures: int) -> ShardCursor:
-    """Drop the iterator and the unsent batch; the next read starts at ``start``."""
+    """Drop the iterator and the unsent records; the next read starts at ``start``."""
     return replace(
-        cursor, phase=Phase.NEEDS_ITERATOR, iterator=None, start=start, batch=(), failures=failures
+        cursor,
+        phase=Phase.NEEDS_ITERATOR,
+        iterator=None,
+        start=start,
+        batch=(),
+        ahead=(),
+        failures=failures,
     )
 
 

@@ -1,9 +1,17 @@
-"""``syncer run``: the thin loop that polls DynamoDB Streams outside Lambda into ``process_batch``.
+"""``syncer run``: the thin loop that polls DynamoDB Streams or Kinesis outside Lambda into
+``process_batch``.
 
 Per shard, the loop does what Lambda's event source mapping does:
 
-    DescribeStream -> parents before children -> GetShardIterator -> GetRecords -> batch
-        -> process_batch -> checkpoint (only what succeeded) -> retry from the lowest failure
+    DescribeStream / ListShards -> parents before children -> GetShardIterator -> GetRecords
+        -> batch -> process_batch -> checkpoint (only what succeeded) -> retry from the lowest
+        failure
+
+A table's DynamoDB stream is read by ``syncer.runner.reader.StreamReader``, a Kinesis stream by
+``syncer.runner.kinesisreader.KinesisReader`` (``syncer.runner.sources`` says which); the cursor,
+the loop and the checkpoints are the same for both. A replay (``--from``/``--until``, Kinesis
+only) starts its shards at a time, ends each at the window's end, and keeps checkpoints of its
+own (``syncer.runner.window``).
 
 What to do next for a shard is decided by ``syncer.runner.cursor.step`` (pure, named states); the
 stream's shards and their lineage by ``syncer.runner.shards``; checkpoint saving by
@@ -17,7 +25,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, assert_never
 
 from syncer.config import Config
@@ -26,6 +34,8 @@ from syncer.errors import ConfigError
 from syncer.pipeline import process_batch
 from syncer.runner.checkpointwriter import CheckpointWriter
 from syncer.runner.cursor import (
+    KINESIS_GET_RECORDS_LIMIT,
+    KINESIS_MIN_READ_INTERVAL_S,
     Action,
     BackOff,
     BatchHandled,
@@ -44,12 +54,23 @@ from syncer.runner.cursor import (
     RetryFrom,
     SaveCheckpoint,
     ShardCursor,
+    StartAt,
     Visit,
     step,
 )
-from syncer.runner.reader import StreamReader
-from syncer.runner.report import RunSummary, _log_batch, _log_left, _log_retry, _log_trimmed
+from syncer.runner.kinesisreader import KinesisReader
+from syncer.runner.reader import ShardReader, StreamReader
+from syncer.runner.report import (
+    RunSummary,
+    _log_batch,
+    _log_left,
+    _log_replay,
+    _log_retry,
+    _log_trimmed,
+)
 from syncer.runner.shards import Shard, readable_ids, reconcile
+from syncer.runner.sources import choose_sources
+from syncer.runner.window import ReplayWindow
 from syncer.sinks.checkpoints import CheckpointError, CheckpointStore, ShardCheckpoint
 from syncer.sinks.ports import Sinks
 from syncer.sinks.resilience import Downstream
@@ -64,7 +85,7 @@ __all__ = [
     "StreamPoller",
 ]
 
-MAX_BATCH_SIZE = 10_000  # Lambda's maximum for DynamoDB Streams
+MAX_BATCH_SIZE = 10_000  # Lambda's maximum for DynamoDB Streams and Kinesis
 MAX_BATCHING_WINDOW_S = 300.0
 _SLEEP_SLICE_S = 0.1  # how quickly a stop request is noticed while idle
 
@@ -101,8 +122,11 @@ class PollOptions:
 
 @dataclass(slots=True)
 class _Stream:
-    table: str
+    label: str  # "table catalog" (its DynamoDB stream) or "Kinesis stream changes"
     arn: str
+    key: str  # where its checkpoints are kept: the ARN, or a replay's own key
+    reader: ShardReader
+    batching: Batching
     saved: dict[str, ShardCheckpoint]  # loaded at start, less the shards since trimmed
     cursors: dict[str, ShardCursor] = field(default_factory=dict)
     wake_at: dict[str, float] = field(default_factory=dict)  # no visit before (monotonic s)
@@ -110,11 +134,18 @@ class _Stream:
     next_describe: float = 0.0
 
     def name(self, shard_id: str) -> str:
-        return f"table {self.table} shard {shard_id}"
+        return f"{self.label} shard {shard_id}"
 
 
 class StreamPoller:
-    """Reads the streams of the configured tables and feeds ``process_batch``; one thread."""
+    """Reads the tables' streams (DynamoDB Streams or Kinesis) and feeds ``process_batch``; one
+    thread.
+
+    ``tables`` (default: every configured one, unless ``kinesis_streams`` are given) are read
+    through their ``kinesis_stream`` when the configuration names one, else through their
+    DynamoDB stream; ``kinesis_streams`` (names or ARNs) are read too. ``replay`` replays a
+    window of Kinesis streams instead of following them (``syncer.runner.window``).
+    """
 
     def __init__(
         self,
@@ -126,19 +157,25 @@ class StreamPoller:
         options: PollOptions | None = None,
         tables: Sequence[str] = (),
         on_batch: Callable[[BatchOutcome], None] | None = None,
+        *,
+        kinesis: Any = None,
+        kinesis_streams: Sequence[str] = (),
+        replay: ReplayWindow | None = None,
     ) -> None:
-        configured = [table.name for table in config.tables]
-        unknown = sorted(set(tables) - set(configured))
-        if unknown:
-            raise ConfigError(
-                f"table {unknown[0]!r} is not configured; configured: {', '.join(configured)}"
-            )
+        sources = choose_sources(config, tables, kinesis_streams, replay is not None)
+        if sources.kinesis_streams and kinesis is None:
+            raise ConfigError("a Kinesis stream is to be read but no Kinesis client was given")
         self.config = config
         self.sinks = sinks
         self.reader = StreamReader(streams, dynamodb, config.resilience)
+        self.kinesis_reader = (
+            KinesisReader(kinesis, config.resilience, replay) if kinesis is not None else None
+        )
         self.store = store
         self.options = options or PollOptions()
-        self.tables = list(dict.fromkeys(tables)) or configured
+        self.tables = list(sources.tables)
+        self.kinesis_streams = list(sources.kinesis_streams)
+        self.replay = replay
         self.summary = RunSummary()
         self._checkpoints = CheckpointWriter(store, Downstream("checkpoints", config.resilience))
         self._stopping = False
@@ -152,16 +189,18 @@ class StreamPoller:
     def run(self) -> RunSummary:
         """Poll until stopped (or caught up with ``once``); checkpoints are saved on the way out."""
         streams = [self._open_stream(name) for name in self.tables]
+        streams += self._open_kinesis_streams()
         options = self.options
         log.info(
-            "syncer run: tables %s, checkpoints in %s, batch size %d, batching window %g s%s",
-            ", ".join(self.tables),
+            "syncer run: %s, checkpoints in %s, batch size %d, batching window %g s%s",
+            ", ".join(stream.label for stream in streams),
             self.store.describe(),
             options.batch_size,
             options.batching_window_s,
             ", until caught up" if options.once else "",
         )
         passes = 0
+        replay_done = False
         try:
             while not self._stopping:
                 if options.max_passes is not None and passes >= options.max_passes:
@@ -170,6 +209,9 @@ class StreamPoller:
                 passes += 1
                 self._pass(streams)
                 if self._stopping:
+                    break
+                if self.replay is not None and self._replay_done(streams):
+                    self.summary.caught_up = replay_done = True
                     break
                 if options.once and self._all_caught_up(streams):
                     for stream in streams:  # a finished parent may have children by now
@@ -189,6 +231,8 @@ class StreamPoller:
                 f"{self._checkpoints.unsaved} checkpoint(s) could not be saved to "
                 f"{self.store.describe()}; the next run redelivers those records"
             )
+        if replay_done:  # not when --once stopped it caught up before its end: it resumes
+            self._forget_replay(streams)
         return self.summary
 
     def health(self) -> tuple[bool, dict[str, Any]]:
@@ -238,11 +282,11 @@ class StreamPoller:
         """One action; the actions that its result leads to."""
         name = stream.name(shard_id)
         if isinstance(action, GetIterator | ReadRecords):
-            return self._step(stream, shard_id, self.reader.read(stream.arn, shard_id, action))
+            return self._step(stream, shard_id, stream.reader.read(stream.arn, shard_id, action))
         if isinstance(action, ProcessBatch):
             return self._process(stream, shard_id, action.records)
         if isinstance(action, SaveCheckpoint):
-            self._checkpoints.save(stream.arn, shard_id, action.checkpoint)
+            self._checkpoints.save(stream.key, shard_id, action.checkpoint)
             self.summary.checkpoints_saved = self._checkpoints.saved
         elif isinstance(action, Pause):
             stream.wake_at[shard_id] = action.until
@@ -263,7 +307,7 @@ class StreamPoller:
             )
         elif isinstance(action, DataTrimmed):
             self.summary.gaps += 1
-            _log_trimmed(stream.table, shard_id, action.requested, self.summary.gaps)
+            _log_trimmed(stream.label, shard_id, action.requested, self.summary.gaps)
         elif isinstance(action, Finished):
             log.info("%s: finished (closed and fully handled)", name)
         elif isinstance(action, DescribeSoon):
@@ -292,7 +336,7 @@ class StreamPoller:
 
     def _pause_for_backoff(self, stream: _Stream, shard_id: str, failures: int) -> float:
         """Keep the shard unvisited for the backoff after ``failures`` failures; the delay."""
-        delay = self.reader.backoff_s(failures)
+        delay = stream.reader.backoff_s(failures)
         stream.wake_at[shard_id] = time.monotonic() + delay
         return delay
 
@@ -304,25 +348,88 @@ class StreamPoller:
 
     def _open_stream(self, table: str) -> _Stream:
         stream_arn = self.reader.stream_arn(table)
-        return _Stream(table, stream_arn, self.store.load(stream_arn))
+        batching = self.options.batching
+        saved = self.store.load(stream_arn)
+        return _Stream(f"table {table}", stream_arn, stream_arn, self.reader, batching, saved)
+
+    def _open_kinesis_streams(self) -> list[_Stream]:
+        """Each Kinesis stream once (a name and an ARN may name the same one)."""
+        opened: dict[str, _Stream] = {}
+        reader = self.kinesis_reader
+        if reader is None:
+            return []
+        batching = replace(
+            self.options.batching,
+            read_limit=KINESIS_GET_RECORDS_LIMIT,
+            min_read_interval_s=KINESIS_MIN_READ_INTERVAL_S,
+            read_ahead=True,  # 5 reads a second: each reads up to 10,000, sent batch by batch
+        )
+        if self.replay is not None:
+            start = StartAt("AT_TIMESTAMP", timestamp_s=self.replay.start_s)
+            batching = replace(batching, starting_position=start)
+        for name_or_arn in self.kinesis_streams:
+            stream = reader.open(name_or_arn)
+            if stream.arn in opened:
+                continue
+            key = stream.arn if self.replay is None else self.replay.checkpoint_key(stream.arn)
+            label = f"Kinesis stream {stream.name}"
+            opened[stream.arn] = _Stream(
+                label, stream.arn, key, reader, batching, self.store.load(key)
+            )
+            if self.replay is not None:
+                _log_replay(label, self.replay, stream.retention_hours, self.store.describe())
+        return list(opened.values())
+
+    def _replay_done(self, streams: Sequence[_Stream]) -> bool:
+        """Every shard of every stream has reached the window's end (looked at again first, so
+        that a finished parent's children are not missed)."""
+        if not all(self._finished(stream) for stream in streams):
+            return False
+        for stream in streams:
+            self._describe(stream)
+        return all(self._finished(stream) for stream in streams)
+
+    @staticmethod
+    def _finished(stream: _Stream) -> bool:
+        return bool(stream.described) and all(
+            stream.cursors[shard["ShardId"]].phase is Phase.FINISHED for shard in stream.described
+        )
+
+    def _forget_replay(self, streams: Sequence[_Stream]) -> None:
+        """A replay that reached its end drops its checkpoints: the same window run again
+        replays again (a replay stopped before its end resumes from them)."""
+        for stream in streams:
+            try:
+                self.store.forget_others(stream.key, ())
+            except Exception as error:  # noqa: BLE001 - the replay is done; say what is left
+                log.warning(
+                    "%s: the replay is done but its checkpoints (%s) could not be dropped "
+                    "from %s: %s; the same window run again will find it done",
+                    stream.label,
+                    stream.key,
+                    self.store.describe(),
+                    error,
+                )
+        log.info("replay done: %d records of the window handled", self.summary.records)
 
     def _describe(self, stream: _Stream) -> None:
-        """DescribeStream, every page; add new shards, drop those the stream no longer has."""
+        """DescribeStream or ListShards, every page; add new shards, drop those the stream no
+        longer has."""
         try:
-            described = self.reader.describe(stream.arn)
+            described = stream.reader.describe(stream.arn)
         except Exception as error:  # noqa: BLE001 - keep reading the shards already known
             stream.next_describe = time.monotonic() + max(self.options.idle_sleep_s, 1.0)
-            log.error("table %s: DescribeStream failed: %s", stream.table, error)
+            log.error("%s: listing its shards failed: %s", stream.label, error)
             return
         ids = {shard["ShardId"] for shard in described}
         known = set(stream.saved) | set(stream.cursors)
         # Never prune on an empty answer.
-        if ids and self._checkpoints.forget_trimmed(stream.table, stream.arn, ids, known):
+        if ids and self._checkpoints.forget_trimmed(stream.label, stream.key, ids, known):
             stream.saved = {k: v for k, v in stream.saved.items() if k in ids}
-        reconciled = reconcile(stream.cursors, described, stream.saved, self.options.batching)
+        reconciled = reconcile(stream.cursors, described, stream.saved, stream.batching)
         for shard_id, cursor in reconciled.left_unfinished.items():
             self.summary.gaps += 1
-            _log_left(stream.table, shard_id, cursor.checkpoint, self.summary.gaps)
+            _log_left(stream.label, shard_id, cursor.checkpoint, self.summary.gaps)
         stream.cursors = reconciled.cursors
         stream.wake_at = {k: v for k, v in stream.wake_at.items() if k in ids}
         stream.described = described

@@ -1,4 +1,5 @@
-"""The DynamoDB Streams edge of ``syncer run``: stream ARNs, shards, iterators and records.
+"""The DynamoDB Streams edge of ``syncer run``: stream ARNs, shards, iterators and records; and
+``ShardReader``, what it shares with the Kinesis edge (``syncer.runner.kinesisreader``).
 
 Every call is retried by the reader's own guard, without a breaker: a stream's expired-iterator
 and trimmed-data answers are expected, not signs of ill health.
@@ -29,13 +30,53 @@ from syncer.runner.streams import table_stream_arn, to_lambda_record
 from syncer.sinks.resilience import Downstream
 
 
-class StreamReader:
+class ShardReader:
+    """What every source's reader shares: each call through its guard's retry, a failed read
+    as the ``ReadFailed`` event, the backoff of a shard's failures in a row.
+
+    A source (``StreamReader``, ``syncer.runner.kinesisreader.KinesisReader``) lists a stream's
+    shards (``describe``) and answers the cursor's ``GetIterator`` and ``ReadRecords``
+    (``_read``) with records shaped as Lambda delivers them.
+    """
+
+    def __init__(self, guard: Downstream) -> None:
+        self.guard = guard
+
+    def describe(self, stream_arn: str) -> list[Shard]:
+        """Every shard of the stream, parents and children, every page."""
+        raise NotImplementedError
+
+    def read(self, stream_arn: str, shard_id: str, action: GetIterator | ReadRecords) -> Event:
+        """GetShardIterator or GetRecords as the event it makes; a failure as ``ReadFailed``."""
+        try:
+            return self._read(stream_arn, shard_id, action)
+        except Exception as error:  # noqa: BLE001 - a shard's read errors must not stop the others
+            if isinstance(error, ClientError):
+                code = error.response.get("Error", {}).get("Code", "")
+                return ReadFailed(code, f"{code}: {error}")
+            return ReadFailed("", f"{type(error).__name__}: {error}")
+
+    def backoff_s(self, failures: int) -> float:
+        """The guard's wait after ``failures`` failed attempts (``backoff_s``)."""
+        return backoff_s(self.guard, failures)
+
+    def _read(self, stream_arn: str, shard_id: str, action: GetIterator | ReadRecords) -> Event:
+        raise NotImplementedError
+
+    def _call(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        for attempt in self.guard.retrying():
+            with attempt:
+                return function(*args, **kwargs)
+        raise AssertionError("unreachable: tenacity reraises the last error")
+
+
+class StreamReader(ShardReader):
     """A table's stream read through boto3's DynamoDB Streams client and the reader's guard."""
 
     def __init__(self, streams: Any, dynamodb: Any, resilience: ResilienceConfig) -> None:
+        super().__init__(Downstream("dynamodbstreams", resilience))
         self.streams = streams  # boto3 clients: untyped
         self.dynamodb = dynamodb
-        self.guard = Downstream("dynamodbstreams", resilience)
         self._region: str = streams.meta.region_name
 
     def stream_arn(self, table: str) -> str:
@@ -58,20 +99,6 @@ class StreamReader:
             functools.partial(self._call, self.streams.describe_stream), stream_arn
         )
 
-    def read(self, stream_arn: str, shard_id: str, action: GetIterator | ReadRecords) -> Event:
-        """GetShardIterator or GetRecords as the event it makes; a failure as ``ReadFailed``."""
-        try:
-            return self._read(stream_arn, shard_id, action)
-        except Exception as error:  # noqa: BLE001 - a shard's read errors must not stop the others
-            if isinstance(error, ClientError):
-                code = error.response.get("Error", {}).get("Code", "")
-                return ReadFailed(code, f"{code}: {error}")
-            return ReadFailed("", f"{type(error).__name__}: {error}")
-
-    def backoff_s(self, failures: int) -> float:
-        """The guard's wait after ``failures`` failed attempts (``backoff_s``)."""
-        return backoff_s(self.guard, failures)
-
     def _read(self, stream_arn: str, shard_id: str, action: GetIterator | ReadRecords) -> Event:
         if isinstance(action, GetIterator):
             request: dict[str, Any] = {
@@ -90,12 +117,6 @@ class StreamReader:
             to_lambda_record(r, stream_arn, self._region) for r in response.get("Records", [])
         )
         return RecordsRead(records, response.get("NextShardIterator"), time.monotonic())
-
-    def _call(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        for attempt in self.guard.retrying():
-            with attempt:
-                return function(*args, **kwargs)
-        raise AssertionError("unreachable: tenacity reraises the last error")
 
 
 def backoff_s(guard: Downstream, failures: int) -> float:

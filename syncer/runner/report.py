@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from syncer.core.outcome import BatchOutcome
 from syncer.runner.cursor import RetryFrom, sequence_numbers
+from syncer.runner.window import ReplayWindow
 from syncer.sinks.checkpoints import ShardCheckpoint
 
 log = logging.getLogger("syncer.runner.poller")  # the name logs and log assertions know
@@ -52,27 +55,47 @@ def _log_retry(name: str, action: RetryFrom, checkpoint: ShardCheckpoint, delay:
     )
 
 
-def _log_trimmed(table: str, shard_id: str, requested: object, gaps: int) -> None:
+def _log_trimmed(label: str, shard_id: str, requested: object, gaps: int) -> None:
     log.warning(
-        "GAP: table %s shard %s: checkpoint %s is older than the stream's retention "
+        "GAP: %s shard %s: checkpoint %s is older than the stream's retention "
         "(TrimmedDataAccessException); records after it were trimmed before syncer read "
         "them; continuing from the oldest available record (TRIM_HORIZON); gaps so far: %d",
-        table,
+        label,
         shard_id,
         requested,
         gaps,
     )
 
 
-def _log_left(table: str, shard_id: str, checkpoint: ShardCheckpoint, gaps: int) -> None:
+def _log_left(label: str, shard_id: str, checkpoint: ShardCheckpoint, gaps: int) -> None:
     log.warning(
-        "GAP: table %s shard %s left the stream (trimmed) before syncer read it "
+        "GAP: %s shard %s left the stream (trimmed) before syncer read it "
         "to its end; checkpoint %s; gaps so far: %d",
-        table,
+        label,
         shard_id,
         checkpoint.sequence_number,
         gaps,
     )
+
+
+def _log_replay(label: str, window: ReplayWindow, retention_hours: int | None, store: str) -> None:
+    log.info(
+        "%s: replaying %s; its own checkpoints in %s (a stopped replay resumes when run "
+        "again with the same times)",
+        label,
+        window.describe(),
+        store,
+    )
+    if retention_hours is not None:
+        oldest_s = time.time() - retention_hours * 3600
+        if window.start.timestamp() < oldest_s:
+            log.warning(
+                "%s keeps records %d hours: changes before %s are gone from it and are not "
+                "replayed",
+                label,
+                retention_hours,
+                dt.datetime.fromtimestamp(oldest_s, dt.UTC).isoformat(timespec="seconds"),
+            )
 
 
 def _log_batch(

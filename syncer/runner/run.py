@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
+import json
 import logging
 import signal
 from collections.abc import Callable, Iterator, Sequence
@@ -17,8 +19,10 @@ from syncer.core.outcome import BatchOutcome
 from syncer.errors import ConfigError
 from syncer.runner.poller import PollOptions, StreamPoller
 from syncer.runner.report import RunSummary
+from syncer.runner.sources import choose_sources
+from syncer.runner.window import ReplayWindow
 from syncer.sinks.build import aws_client, build_sinks
-from syncer.sinks.checkpoints import open_checkpoint_store
+from syncer.sinks.checkpoints import CheckpointStore, FileCheckpointStore, open_checkpoint_store
 
 log = logging.getLogger("syncer.runner.poller")  # the name logs and log assertions know
 
@@ -42,6 +46,27 @@ def stop_on_signals(poller: StreamPoller) -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def replay_store(store: CheckpointStore, replay: ReplayWindow) -> CheckpointStore:
+    """Where a replay keeps its checkpoints: a file of its own beside a checkpoint file.
+
+    A checkpoint file belongs to one process, which reads it once and rewrites it whole: a
+    replay running beside the stream's worker on the same file would put the worker's
+    checkpoints back to what they were when the replay started, and lose its own at the
+    worker's next save. A Redis hash is written field by field, so both share it safely.
+    """
+    if not isinstance(store, FileCheckpointStore):
+        return store
+    digest = hashlib.sha256(replay.checkpoint_key("").encode()).hexdigest()[:12]
+    path = store.path
+    return FileCheckpointStore(path.with_name(f"{path.stem}.replay-{digest}{path.suffix}"))
+
+
+def _remove_if_empty(store: FileCheckpointStore) -> None:
+    with contextlib.suppress(FileNotFoundError, ValueError):  # corrupt: left for a look
+        if json.loads(store.path.read_text(encoding="utf-8")) == {}:
+            store.path.unlink()
 
 
 def _tell_all(observers: Sequence[Callable[[BatchOutcome], None]], outcome: BatchOutcome) -> None:
@@ -71,16 +96,25 @@ def run_poller(
     streams: Any | None = None,
     handle_signals: bool = False,
     metrics_port: int | None = None,
+    kinesis_streams: Sequence[str] = (),
+    replay: ReplayWindow | None = None,
+    kinesis: Any | None = None,
 ) -> RunSummary:
     """Build clients, sinks and the checkpoint store from ``config`` and run the poller.
 
-    ``streams`` replaces the DynamoDB Streams client (tests wrap the real one to inject faults);
-    ``checkpoint_file`` overrides ``[checkpoints]``. ``metrics_port`` serves ``/metrics``
-    (Prometheus) and ``/healthz`` on loopback while the poller runs.
+    ``streams`` and ``kinesis`` replace the DynamoDB Streams and Kinesis clients (tests wrap the
+    real ones to inject faults); ``checkpoint_file`` overrides ``[checkpoints]``.
+    ``metrics_port`` serves ``/metrics`` (Prometheus) and ``/healthz`` on loopback while the
+    poller runs. ``kinesis_streams`` and ``replay``: see ``StreamPoller``.
     """
+    sources = choose_sources(config, tables, kinesis_streams, replay is not None)
     sinks = build_sinks(config)
     dynamodb = sinks.dynamodb if sinks.dynamodb is not None else aws_client("dynamodb")
+    if kinesis is None and sources.kinesis_streams:
+        kinesis = aws_client("kinesis")
     store = open_checkpoint_store(config.checkpoints, sinks.redis, checkpoint_file)
+    if replay is not None:
+        store = replay_store(store, replay)
     poller = StreamPoller(
         config,
         sinks,
@@ -89,6 +123,9 @@ def run_poller(
         store,
         options,
         tables,
+        kinesis=kinesis,
+        kinesis_streams=kinesis_streams,
+        replay=replay,
     )
     server = None
     checker = _consistency_checker(config)
@@ -115,9 +152,13 @@ def run_poller(
         )
     try:
         if not handle_signals:
-            return poller.run()
-        with stop_on_signals(poller):
-            return poller.run()
+            summary = poller.run()
+        else:
+            with stop_on_signals(poller):
+                summary = poller.run()
+        if replay is not None and isinstance(store, FileCheckpointStore):
+            _remove_if_empty(store)  # the replay ended: its file has nothing left to resume
+        return summary
     finally:
         if checker is not None:  # --once waits for the checks of what it wrote
             checker.close(

@@ -1,4 +1,5 @@
-"""The shard catalog of a stream: DescribeStream's pages, lineage (parents first), shards come and gone."""
+"""The shard catalog of a stream: DescribeStream's or ListShards' pages, lineage (parents first),
+shards come and gone."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from syncer.runner.cursor import Batching, ShardCursor
-from syncer.runner.streams import ordered_shards
+from syncer.runner.streams import ordered_shards, parent_ids
 from syncer.sinks.checkpoints import ShardCheckpoint
 
 Shard = Mapping[str, Any]  # one entry of DescribeStream's Shards
@@ -30,17 +31,16 @@ def describe_shards(describe_stream: Callable[..., Any], stream_arn: str) -> lis
 def readable_shards(shards: Sequence[Shard], finished: Collection[str]) -> list[str]:
     """Ids of the shards that may be read now, parents first.
 
-    A child waits until its parent is finished, or until the parent is no longer in the stream
-    (trimmed after 24 hours): DynamoDB Streams orders an item's changes across that boundary.
+    A child waits until each of its parents (two after a Kinesis merge) is finished, or is no
+    longer in the stream (trimmed): the source orders an item's changes across that boundary.
     """
     described = {shard["ShardId"] for shard in shards}
     ready: list[str] = []
     for shard in ordered_shards(list(shards)):
         shard_id = shard["ShardId"]
-        parent = shard.get("ParentShardId")
         if shard_id in finished:
             continue
-        if parent is None or parent not in described or parent in finished:
+        if all(parent not in described or parent in finished for parent in parent_ids(shard)):
             ready.append(shard_id)
     return ready
 

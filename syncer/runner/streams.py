@@ -1,4 +1,5 @@
-"""A table's stream ARN, its shards parents first, and GetRecords records shaped as Lambda's."""
+"""A table's stream ARN, its shards parents first, and GetRecords records shaped as Lambda's
+(Kinesis records: ``syncer.runner.kinesisrecords``)."""
 
 from __future__ import annotations
 
@@ -39,6 +40,15 @@ def to_lambda_record(record: Mapping[str, Any], stream_arn: str, region: str) ->
     return shaped
 
 
+def parent_ids(shard: Mapping[str, Any]) -> list[str]:
+    """A shard's parents: ``ParentShardId``, and a Kinesis merge's ``AdjacentParentShardId``."""
+    return [
+        parent
+        for parent in (shard.get("ParentShardId"), shard.get("AdjacentParentShardId"))
+        if isinstance(parent, str) and parent
+    ]
+
+
 def ordered_shards(shards: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """Shards with every parent before its children (a parent must be read to its end first)."""
     by_id = {shard["ShardId"]: shard for shard in shards}
@@ -49,9 +59,10 @@ def ordered_shards(shards: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
         if shard["ShardId"] in seen:
             return
         seen.add(shard["ShardId"])
-        parent = by_id.get(shard.get("ParentShardId", ""))
-        if parent is not None:
-            visit(parent)
+        for parent_id in parent_ids(shard):
+            parent = by_id.get(parent_id)
+            if parent is not None:
+                visit(parent)
         ordered.append(shard)
 
     for shard in shards:

@@ -124,7 +124,11 @@ class FileCheckpointStore:
         shards = data.get(stream_arn, {})
         gone = sorted(shard_id for shard_id in shards if shard_id not in keep)
         if gone:
-            data[stream_arn] = {k: v for k, v in shards.items() if k in keep}
+            kept = {k: v for k, v in shards.items() if k in keep}
+            if kept:
+                data[stream_arn] = kept
+            else:  # a finished replay's key, or a stream with no shard left: no empty entry
+                del data[stream_arn]
             try:
                 self._write(data)
             except BaseException:

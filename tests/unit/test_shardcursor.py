@@ -41,6 +41,12 @@ from syncer.sinks.checkpoints import ShardCheckpoint as CP
 NO_WINDOW = Batching(batch_size=3, window_s=0.0, idle_sleep_s=1.0)
 WINDOW = Batching(batch_size=3, window_s=10.0, idle_sleep_s=1.0)
 ONCE = Batching(batch_size=3, window_s=10.0, idle_sleep_s=1.0, once=True)
+AHEAD = Batching(batch_size=2, read_limit=5, read_ahead=True)
+REPLAY_START = StartAt("AT_TIMESTAMP", timestamp_s=1_764_576_000.0)
+# Kinesis: a replay's AT_TIMESTAMP start, and a pause between reads that returned records
+KINESIS = Batching(
+    batch_size=3, window_s=0.0, starting_position=REPLAY_START, min_read_interval_s=0.2
+)
 
 
 def _record(sequence_number: str) -> dict[str, Any]:
@@ -85,6 +91,20 @@ TABLE = [
         Visit(5.0),
         cursor(Phase.NEEDS_ITERATOR, checkpoint=CP(None)),
         (GetIterator(TRIM_HORIZON),),
+    ),
+    Row(
+        "a replay's fresh shard asks for an iterator at its starting position",
+        cursor(Phase.NEEDS_ITERATOR, checkpoint=CP(None), batching=KINESIS),
+        Visit(5.0),
+        cursor(Phase.NEEDS_ITERATOR, checkpoint=CP(None), batching=KINESIS),
+        (GetIterator(REPLAY_START),),
+    ),
+    Row(
+        "a checkpointed replay shard resumes after its checkpoint",
+        cursor(Phase.NEEDS_ITERATOR, batching=KINESIS),
+        Visit(5.0),
+        cursor(Phase.NEEDS_ITERATOR, batching=KINESIS),
+        (GetIterator(StartAt("AFTER_SEQUENCE_NUMBER", "10")),),
     ),
     Row(
         "a checkpointed shard asks for an iterator after its checkpoint",
@@ -180,6 +200,69 @@ TABLE = [
         RecordsRead((), "it-2", 5.0),
         cursor(Phase.CAUGHT_UP, iterator="it-2"),
         (Pause(6.0),),
+    ),
+    Row(
+        "an empty read with records further on is not caught up and reads again at once",
+        cursor(Phase.READING),
+        RecordsRead((), "it-2", 5.0, more_follow=True),
+        cursor(Phase.READING, iterator="it-2"),
+        (),
+    ),
+    Row(
+        "a Kinesis shard pauses between reads that returned records",
+        cursor(Phase.READING, batching=KINESIS),
+        RecordsRead((R11,), "it-2", 5.0),
+        cursor(Phase.SENDING, batching=KINESIS, iterator="it-2", batch=(R11,), batch_since=5.0),
+        (Pause(5.2), ProcessBatch((R11,))),
+    ),
+    Row(
+        "a read-ahead shard reads up to its read limit whatever room the batch has",
+        cursor(Phase.READING, batching=AHEAD),
+        Visit(5.0),
+        cursor(Phase.READING, batching=AHEAD),
+        (ReadRecords("it-1", 5),),
+    ),
+    Row(
+        "a read larger than the batch sends a full batch and keeps the rest ahead",
+        cursor(Phase.READING, batching=AHEAD),
+        RecordsRead((R11, R12, R13), "it-2", 5.0),
+        cursor(
+            Phase.SENDING,
+            batching=AHEAD,
+            iterator="it-2",
+            batch=(R11, R12),
+            batch_since=5.0,
+            ahead=(R13,),
+        ),
+        (ProcessBatch((R11, R12)),),
+    ),
+    Row(
+        "the last read of a closed shard larger than the batch is not its last batch yet",
+        cursor(Phase.READING, batching=AHEAD),
+        RecordsRead((R11, R12, R13), None, 5.0),
+        cursor(
+            Phase.SENDING,
+            batching=AHEAD,
+            iterator=None,
+            batch=(R11, R12),
+            batch_since=5.0,
+            ahead=(R13,),
+        ),
+        (ProcessBatch((R11, R12)),),
+    ),
+    Row(
+        "records waiting ahead are sent before any read",
+        cursor(Phase.READING, batching=AHEAD, ahead=(R13,)),
+        Visit(6.0),
+        cursor(Phase.SENDING, batching=AHEAD, batch=(R13,), batch_since=6.0),
+        (ProcessBatch((R13,)),),
+    ),
+    Row(
+        "the records ahead of a closed shard are its last batch",
+        cursor(Phase.READING, batching=AHEAD, iterator=None, ahead=(R13,)),
+        Visit(6.0),
+        cursor(Phase.SENDING_LAST, batching=AHEAD, iterator=None, batch=(R13,), batch_since=6.0),
+        (ProcessBatch((R13,)),),
     ),
     Row(
         "an empty read pauses no longer than the batching window has left",
@@ -347,3 +430,29 @@ def test_a_saved_checkpoint_decides_the_first_phase() -> None:
     """A shard first seen starts finished when its checkpoint says so, else needs an iterator."""
     assert ShardCursor.from_checkpoint(CP("5", True), NO_WINDOW).phase is Phase.FINISHED
     assert ShardCursor.from_checkpoint(CP("5"), NO_WINDOW).phase is Phase.NEEDS_ITERATOR
+
+
+def _kinesis_record(sequence_number: str) -> dict[str, Any]:
+    return {"eventSource": "aws:kinesis", "kinesis": {"sequenceNumber": sequence_number}}
+
+
+def test_a_kinesis_batch_is_placed_by_its_kinesis_sequence_numbers() -> None:
+    """Kinesis records have no dynamodb.SequenceNumber: their kinesis.sequenceNumber places them."""
+    records = tuple(_kinesis_record(n) for n in ("11", "12", "13"))
+    sending = cursor(Phase.SENDING, batch=records)
+    after, actions = step(sending, BatchHandled(("13", "12")))
+    assert after.checkpoint == CP("11")
+    assert after.start == at("12")
+    assert actions == (SaveCheckpoint(CP("11")), RetryFrom("12", "2 of 3 records failed", 1))
+
+
+def test_a_handled_batch_keeps_the_records_ahead_and_a_failure_drops_them() -> None:
+    """Success: back to READING with the rest ahead. A failure: read again from the lowest
+    failed record, so the records ahead are dropped with the batch."""
+    sending = cursor(Phase.SENDING, batching=AHEAD, batch=(R11, R12), ahead=(R13,))
+    handled, _ = step(sending, BatchHandled(()))
+    assert (handled.phase, handled.batch, handled.ahead) == (Phase.READING, (), (R13,))
+    failed, actions = step(sending, BatchHandled(("12",)))
+    assert (failed.phase, failed.batch, failed.ahead) == (Phase.NEEDS_ITERATOR, (), ())
+    assert failed.start == at("12")
+    assert actions[0] == SaveCheckpoint(CP("11"))

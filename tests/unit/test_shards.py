@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from syncer.runner.cursor import Batching, Phase, ShardCursor
-from syncer.runner.shards import describe_shards, reconcile
+from syncer.runner.shards import describe_shards, readable_shards, reconcile
+from syncer.runner.streams import ordered_shards
 from syncer.sinks.checkpoints import ShardCheckpoint
 
 BATCHING = Batching()
@@ -57,3 +58,17 @@ def test_an_unfinished_shard_that_left_the_stream_is_a_gap() -> None:
     result = reconcile(cursors, [{"ShardId": "live"}], {}, BATCHING)
     assert list(result.cursors) == ["live"]
     assert result.left_unfinished == {"unread": cursors["unread"]}
+
+
+def test_a_merged_shard_waits_for_its_adjacent_parent_too() -> None:
+    """A Kinesis merge's child has two parents: readable only once both are finished (or gone)."""
+    shards = [
+        {"ShardId": "child", "ParentShardId": "left", "AdjacentParentShardId": "right"},
+        {"ShardId": "left"},
+        {"ShardId": "right"},
+    ]
+    assert [s["ShardId"] for s in ordered_shards(shards)] == ["left", "right", "child"]
+    assert readable_shards(shards, finished=set()) == ["left", "right"]
+    assert readable_shards(shards, finished={"left"}) == ["right"]
+    assert readable_shards(shards, finished={"left", "right"}) == ["child"]
+    assert readable_shards(shards[:2], finished={"left"}) == ["child"]  # right trimmed
