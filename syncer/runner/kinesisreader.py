@@ -8,6 +8,7 @@ one decoder (``syncer.core.kinesis``) reads them; each record's table is its ``t
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,12 +18,28 @@ from botocore.exceptions import ClientError
 
 from syncer.config import ResilienceConfig
 from syncer.errors import ConfigError, DownstreamUnavailableError
-from syncer.runner.cursor import Event, GetIterator, IteratorObtained, ReadRecords, RecordsRead
+from syncer.runner.cursor import (
+    Event,
+    GetIterator,
+    IteratorObtained,
+    ReadFailed,
+    ReadRecords,
+    RecordsRead,
+)
 from syncer.runner.kinesisrecords import from_get_records
 from syncer.runner.reader import ShardReader
 from syncer.runner.shards import Shard
 from syncer.runner.window import ReplayWindow, cut_read
 from syncer.sinks.resilience import Downstream
+
+log = logging.getLogger("syncer.run")
+
+# Kinesis has no TrimmedDataAccessException: an iterator AFTER a checkpoint whose record has
+# been trimmed answers no records, again and again, at MillisBehindLatest equal to the stream's
+# retention (users of other consumers report it stuck there for good). An empty first read from
+# a checkpoint that far behind is taken as the trim it is; the slack covers the time between
+# the trim and the read.
+TRIMMED_SLACK_MS = 5 * 60 * 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +86,9 @@ class KinesisReader(ShardReader):
         self._region: str = kinesis.meta.region_name
         self._names: dict[str, str] = {}  # ARN -> name
         self._closed: dict[str, set[str]] = {}  # ARN -> shards with an EndingSequenceNumber
+        self._retention_ms: dict[str, int] = {}  # ARN -> RetentionPeriodHours in ms
+        # (ARN, shard) -> the checkpoint its iterator starts after, until a read returns records
+        self._after_checkpoint: dict[tuple[str, str], str] = {}
 
     def open(self, name_or_arn: str) -> KinesisStream:
         """The stream a name or an ARN names (DescribeStreamSummary); a ConfigError when it
@@ -101,6 +121,8 @@ class KinesisReader(ShardReader):
             )
         self._names[arn] = name
         retention = description.get("RetentionPeriodHours")
+        if retention is not None:
+            self._retention_ms[arn] = int(retention) * 3_600_000
         return KinesisStream(name, arn, int(retention) if retention is not None else None)
 
     def describe(self, stream_arn: str) -> list[Shard]:
@@ -134,6 +156,10 @@ class KinesisReader(ShardReader):
             if start.timestamp_s is not None:
                 request["Timestamp"] = dt.datetime.fromtimestamp(start.timestamp_s, dt.UTC)
             response = self._call(self.kinesis.get_shard_iterator, **request)
+            if start.kind in ("AFTER_SEQUENCE_NUMBER", "AT_SEQUENCE_NUMBER"):
+                self._after_checkpoint[(stream_arn, shard_id)] = str(start.sequence_number)
+            else:
+                self._after_checkpoint.pop((stream_arn, shard_id), None)
             return IteratorObtained(response["ShardIterator"], time.monotonic())
         response = self._call(
             self.kinesis.get_records, ShardIterator=action.iterator, Limit=action.limit
@@ -141,6 +167,10 @@ class KinesisReader(ShardReader):
         raw = response.get("Records", [])
         following = response.get("NextShardIterator")
         behind = response.get("MillisBehindLatest")
+        checkpoint = self._after_checkpoint.pop((stream_arn, shard_id), None)
+        trimmed = self._trimmed(stream_arn, shard_id, checkpoint, bool(raw), behind)
+        if trimmed is not None:
+            return trimmed
         # A closed shard read to its end answers without a next iterator. The emulator keeps
         # answering with one, so a closed shard (ListShards gave its EndingSequenceNumber) that
         # has nothing left to read (no records, at the stream's newest) ends here too.
@@ -156,6 +186,37 @@ class KinesisReader(ShardReader):
         # An empty read behind the shard's newest record crossed an idle stretch: not caught up.
         more_follow = following is not None and not records and bool(behind)
         return RecordsRead(records, following, time.monotonic(), more_follow)
+
+    def _trimmed(
+        self,
+        stream_arn: str,
+        shard_id: str,
+        checkpoint: str | None,
+        any_records: bool,
+        behind: object,
+    ) -> ReadFailed | None:
+        """The first read after a checkpoint, empty and a whole retention behind the newest
+        record: the checkpoint's record was trimmed (a gap; the cursor restarts at
+        TRIM_HORIZON and counts it). Else None."""
+        retention_ms = self._retention_ms.get(stream_arn)
+        if checkpoint is None or any_records or retention_ms is None:
+            return None
+        if not isinstance(behind, int) or behind < retention_ms - TRIMMED_SLACK_MS:
+            return None
+        log.warning(
+            "Kinesis stream %s shard %s: the read after checkpoint %s returned nothing %d ms "
+            "behind the newest record, the stream's whole retention (%d h): that record was "
+            "trimmed",
+            self._names.get(stream_arn, stream_arn),
+            shard_id,
+            checkpoint,
+            behind,
+            retention_ms // 3_600_000,
+        )
+        return ReadFailed(
+            "TrimmedDataAccessException",
+            f"TrimmedDataAccessException: checkpoint {checkpoint} is past Kinesis' retention",
+        )
 
 
 def _epoch_s(moment: object) -> float:

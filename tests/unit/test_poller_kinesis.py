@@ -37,6 +37,11 @@ class MemoryShard:
     closed: bool = False
 
 
+class StuckError(BaseException):
+    """Ends a poll loop that would read a stuck iterator forever (no ``except Exception`` in the
+    loop catches it), so such a test fails instead of hanging."""
+
+
 @dataclass
 class MemoryKinesis:
     """DescribeStreamSummary, ListShards (one shard a page), GetShardIterator, GetRecords."""
@@ -49,6 +54,10 @@ class MemoryKinesis:
     meta: Any = field(default_factory=lambda: SimpleNamespace(region_name="us-east-1"))
     iterator_requests: list[dict[str, Any]] = field(default_factory=list)
     limits: list[int] = field(default_factory=list)  # each GetRecords' Limit
+    trimmed: int = 0  # records before this index are past the retention, gone
+    stuck_reads: int = 0
+
+    RETENTION_MS = 24 * 3_600_000
 
     def describe_stream_summary(self, StreamName: str) -> Any:
         return {"StreamDescriptionSummary": {"StreamARN": ARN, "RetentionPeriodHours": 24}}
@@ -86,7 +95,10 @@ class MemoryKinesis:
             "AT_TIMESTAMP": lambda i: arrivals[i] >= request["Timestamp"].timestamp(),
         }[kind]
         position = next((i for i in range(len(numbers)) if wanted(i)), len(numbers))
-        return {"ShardIterator": f"{request['ShardId']}@{position}"}
+        if kind == "AFTER_SEQUENCE_NUMBER" and position <= self.trimmed and position > 0:
+            # AWS answers an iterator that reads nothing, at the retention's edge, for good
+            return {"ShardIterator": f"{request['ShardId']}@stuck"}
+        return {"ShardIterator": f"{request['ShardId']}@{max(position, self.trimmed)}"}
 
     def get_records(self, ShardIterator: str, Limit: int) -> Any:
         self.limits.append(Limit)
@@ -94,6 +106,15 @@ class MemoryKinesis:
             code = self.failures.pop(0)
             raise ClientError({"Error": {"Code": code, "Message": "test"}}, "GetRecords")
         shard_id, _, start = ShardIterator.rpartition("@")
+        if start == "stuck":
+            self.stuck_reads += 1
+            if self.stuck_reads > 50:
+                raise StuckError("still reading nothing at the retention's edge after 50 reads")
+            return {
+                "Records": [],
+                "NextShardIterator": ShardIterator,
+                "MillisBehindLatest": self.RETENTION_MS,
+            }
         if self.idle_pages:
             self.idle_pages -= 1
             return {"Records": [], "NextShardIterator": ShardIterator, "MillisBehindLatest": 5000}
@@ -351,6 +372,45 @@ def test_an_empty_read_behind_the_newest_record_is_not_the_end(
     _, summary = _run(kinesis, recorder, monkeypatch)
     assert recorder.batches == [("s", ["1", "2"])]
     assert summary.caught_up
+
+
+def test_a_checkpoint_past_the_retention_is_a_counted_gap_not_a_stuck_shard(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Kinesis has no TrimmedDataAccessException: after a checkpoint whose record was trimmed it
+    answers nothing, at MillisBehindLatest equal to the retention, for good. syncer takes that
+    first empty read for the trim: one GAP warning naming the checkpoint, a counted gap, and
+    reading goes on from TRIM_HORIZON (the old code read the stuck iterator forever)."""
+    kinesis = MemoryKinesis({"s": MemoryShard(_records(1, 2, 3, 4, 5))}, trimmed=3)
+    store = MemoryStore()
+    store.save(ARN, "s", ShardCheckpoint("2"))
+    recorder = Recorder()
+    caplog.set_level("WARNING")
+    store, summary = _run(kinesis, recorder, monkeypatch, store=store)
+    assert recorder.batches == [("s", ["4", "5"])]
+    assert summary.gaps == 1
+    assert summary.caught_up
+    assert store.data[ARN]["s"].sequence_number == "5"
+    gap_lines = [r.getMessage() for r in caplog.records if "GAP" in r.getMessage()]
+    assert len(gap_lines) == 1
+    assert "checkpoint 2" in gap_lines[0]
+    assert any("was trimmed" in r.getMessage() for r in caplog.records)
+
+
+def test_an_empty_read_after_a_checkpoint_within_the_retention_is_no_gap(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An idle stretch after a checkpoint (nothing new, MillisBehindLatest under the
+    retention) is not a trim: no gap, and the checkpoint stays."""
+    kinesis = MemoryKinesis({"s": MemoryShard(_records(1, 2))}, idle_pages=2)
+    store = MemoryStore()
+    store.save(ARN, "s", ShardCheckpoint("2"))
+    recorder = Recorder()
+    store, summary = _run(kinesis, recorder, monkeypatch, store=store)
+    assert recorder.batches == []
+    assert summary.gaps == 0
+    assert kinesis.iterator_requests[0]["ShardIteratorType"] == "AFTER_SEQUENCE_NUMBER"
+    assert store.data[ARN]["s"].sequence_number == "2"
 
 
 def test_a_replay_stopped_by_once_before_its_end_keeps_its_checkpoints(
