@@ -16,7 +16,9 @@ from syncer.cli.app import CONFIG_HELP, load, main
 @main.command("kcl-worker")
 @click.option("--config", "config_path", help=CONFIG_HELP)
 @click.option(
-    "--stream", required=True, help="The Kinesis stream (name or ARN) the table writes to."
+    "--stream",
+    help="The Kinesis stream (name or ARN) the table writes to "
+    "(default: the one kinesis_stream of the configured [[tables]]).",
 )
 @click.option(
     "--application",
@@ -72,7 +74,7 @@ from syncer.cli.app import CONFIG_HELP, load, main
 )
 def kcl_worker(
     config_path: str | None,
-    stream: str,
+    stream: str | None,
     application: str,
     worker_id: str | None,
     retrieval_mode: str,
@@ -108,7 +110,12 @@ def kcl_worker(
     kinesis = aws_client("kinesis")
     kinesis_endpoint, dynamodb_endpoint = kcldaemon.aws_endpoints(os.environ)
     settings = kcldaemon.WorkerSettings(
-        stream_arn=kcldaemon.stream_arn_of(kinesis, stream),
+        stream_arn=kcldaemon.stream_arn_of(
+            kinesis,
+            kcldaemon.configured_stream(
+                stream, {table.name: table.kinesis_stream for table in config.tables}
+            ),
+        ),
         application=application,
         config_path=path,
         region=kinesis.meta.region_name,

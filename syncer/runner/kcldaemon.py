@@ -129,6 +129,29 @@ def aws_endpoints(environ: Mapping[str, str]) -> tuple[str | None, str | None]:
     )
 
 
+def configured_stream(given: str | None, table_streams: Mapping[str, str | None]) -> str:
+    """The stream a worker follows: ``--stream`` when given, else the one ``kinesis_stream``
+    the configured tables name (table -> its ``kinesis_stream`` or None); a clear error when
+    they name none or several."""
+    if given:
+        return given
+    named = {stream for stream in table_streams.values() if stream}
+    if len(named) == 1:
+        return named.pop()
+    if not named:
+        raise ConfigError(
+            "no Kinesis stream to follow: give --stream, or set kinesis_stream in the "
+            "[[tables]] entry of the table that streams to it"
+        )
+    listed = ", ".join(
+        f"{table} -> {stream}" for table, stream in sorted(table_streams.items()) if stream
+    )
+    raise ConfigError(
+        f"the tables name several Kinesis streams ({listed}); a worker follows one: give "
+        "--stream (one fleet, with its own --application, per stream)"
+    )
+
+
 def stream_arn_of(kinesis: Any, stream: str) -> str:
     """The stream's ARN (``stream`` is a name or an ARN); a clear error when it is missing."""
     request = {"StreamARN": stream} if stream.startswith("arn:") else {"StreamName": stream}

@@ -13,6 +13,7 @@ from syncer.runner.kcldaemon import (
     DAEMON_CLASS,
     WorkerSettings,
     aws_endpoints,
+    configured_stream,
     daemon_command,
     daemon_properties,
     find_java,
@@ -144,3 +145,16 @@ def test_neither_the_lambda_handler_nor_the_cli_imports_amazon_kclpy() -> None:
     )
     found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert found.stdout.strip() == "[]"
+
+
+def test_the_stream_comes_from_the_tables_kinesis_stream_unless_given() -> None:
+    """--stream wins; without it, the one kinesis_stream the tables name (tables sharing a
+    stream count once); none, or several, is a clear error naming what to do."""
+    assert configured_stream("given", {"orders": "orders-changes"}) == "given"
+    assert configured_stream(None, {"orders": "changes", "lines": "changes", "x": None}) == (
+        "changes"
+    )
+    with pytest.raises(ConfigError, match="give --stream, or set kinesis_stream"):
+        configured_stream(None, {"orders": None})
+    with pytest.raises(ConfigError, match=r"several Kinesis streams \(a -> one, b -> two\)"):
+        configured_stream(None, {"b": "two", "a": "one"})
