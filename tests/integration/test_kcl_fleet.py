@@ -355,24 +355,7 @@ def test_kcl_worker_writes_the_properties_of_an_existing_stream(fleet: Fleet) ->
     """--write-only: the properties name the stream, the emulator's endpoints and the
     processor's command; the java command is printed, nothing is started."""
     out = fleet.tmp / "worker.properties"
-    result = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "syncer"),
-            "kcl-worker",
-            "--config",
-            str(fleet.ks.stack.config_path),
-            "--stream",
-            fleet.ks.arn,
-            "--application",
-            fleet.application,
-            "--properties-out",
-            str(out),
-            "--write-only",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = _kcl_worker(fleet, fleet.ks.arn, "--properties-out", str(out), "--write-only")
     assert result.returncode == 0, result.stderr
     properties = dict(
         line.split(" = ", 1) for line in out.read_text().splitlines() if " = " in line
@@ -389,20 +372,26 @@ def test_kcl_worker_writes_the_properties_of_an_existing_stream(fleet: Fleet) ->
 
 def test_kcl_worker_names_a_missing_stream(fleet: Fleet) -> None:
     """A stream that does not exist: one Error line saying so, exit 1, nothing started."""
-    result = subprocess.run(
+    result = _kcl_worker(fleet, f"{fleet.ks.name}-missing")
+    assert result.returncode == 1
+    assert f"Kinesis stream '{fleet.ks.name}-missing' not found" in result.stderr
+
+
+def _kcl_worker(fleet: Fleet, stream: str, *more: str) -> subprocess.CompletedProcess[str]:
+    """`syncer kcl-worker` on the fleet's configuration and application, as a user runs it."""
+    return subprocess.run(
         [
             str(Path(sys.executable).parent / "syncer"),
             "kcl-worker",
             "--config",
             str(fleet.ks.stack.config_path),
             "--stream",
-            f"{fleet.ks.name}-missing",
+            stream,
             "--application",
             fleet.application,
+            *more,
         ],
         capture_output=True,
         text=True,
         check=False,
     )
-    assert result.returncode == 1
-    assert f"Kinesis stream '{fleet.ks.name}-missing' not found" in result.stderr

@@ -110,14 +110,20 @@ class KinesisStack:
         return found.get("_source") if found.get("found") else None
 
 
-@pytest.fixture
-def kstack(stack: Stack) -> Iterator[KinesisStack]:
+def kinesis_stack(stack: Stack, prefix: str) -> Iterator[KinesisStack]:
+    """A two-shard Kinesis stream of its own for the stack's table, deleted afterwards (the
+    body of each test file's fixture)."""
     kinesis = aws_client("kinesis")
     suffix = uuid.uuid4().hex[:8]
-    name = f"syncer-it-{suffix}"
+    name = f"{prefix}-{suffix}"
     arn = create_kinesis_stream(kinesis, name, shard_count=2)
     yield KinesisStack(stack, kinesis, name, arn, suffix)
     kinesis.delete_stream(StreamName=name, EnforceConsumerDeletion=True)
+
+
+@pytest.fixture
+def kstack(stack: Stack) -> Iterator[KinesisStack]:
+    yield from kinesis_stack(stack, "syncer-it")
 
 
 def invoke(records: list[dict[str, Any]]) -> dict[str, Any]:

@@ -38,10 +38,11 @@ from syncer.sinks.build import aws_client, build_sinks
 from tests.integration.conftest import Stack, syncer_run_command, wait_until, write_config
 from tests.integration.test_kinesis_lambda import (
     KinesisStack,
+    kinesis_stack,
     random_workload,
     set_stale_cache,
 )
-from tests.kinesis_bridge import Delivery, create_kinesis_stream, encode, put_all
+from tests.kinesis_bridge import Delivery, encode, put_all
 from tests.kinesis_demo import run_kinesis_demo
 
 pytestmark = pytest.mark.integration
@@ -51,12 +52,7 @@ ONCE = PollOptions(once=True, idle_sleep_s=0.05, batch_size=7)
 
 @pytest.fixture
 def kstack(stack: Stack) -> Iterator[KinesisStack]:
-    kinesis = aws_client("kinesis")
-    suffix = uuid.uuid4().hex[:8]
-    name = f"syncer-run-{suffix}"
-    arn = create_kinesis_stream(kinesis, name, shard_count=2)
-    yield KinesisStack(stack, kinesis, name, arn, suffix)
-    kinesis.delete_stream(StreamName=name, EnforceConsumerDeletion=True)
+    yield from kinesis_stack(stack, "syncer-run")
 
 
 def _run(ks: KinesisStack, checkpoints: Path, **kwargs: Any) -> Any:
