@@ -16,7 +16,7 @@ from syncer.core.coalesce import coalesce_latest_per_key
 from syncer.core.consistency import percentile
 from syncer.core.documents import DocumentRef, ReadState, Settled
 from syncer.core.outcome import BatchOutcome, RecordAction, decide
-from syncer.core.plan import bulk_refresh, plan_cache_keys
+from syncer.core.plan import bulk_refresh, old_image_fields, plan_cache_keys
 from syncer.core.planners import ChangePlanner
 from syncer.core.records import ChangeRecord, RejectedRecord, decode_records
 from syncer.core.rounds import write_documents
@@ -211,12 +211,14 @@ def _process_batch(
     guards = sinks.guards
     retries_before = sum(g.retries for g in guards)
     breaker_changes_before = sum(g.breaker_changes for g in guards)
-    decoded, rejected = decode_records(raw_records)
+    tables = {table.name: table for table in config.tables}
+    # Only what syncer reads of an OldImage is decoded and checked (docs/operations.md).
+    old_fields = {name: old_image_fields(table) for name, table in tables.items()}
+    decoded, rejected = decode_records(raw_records, old_fields)
     for record in decoded:
         if record.image_error:  # a REMOVE still deletes from its Keys; say what was dropped
             log.warning("record %s: %s", record.sequence_text, record.image_error)
     ages_ms = _iterator_ages_ms(decoded)
-    tables = {table.name: table for table in config.tables}
     known: list[ChangeRecord] = []
     for record in decoded:
         if record.table in tables:
