@@ -20,7 +20,7 @@ from syncer.core.plan import bulk_refresh, old_image_fields, plan_cache_keys
 from syncer.core.planners import ChangePlanner
 from syncer.core.records import ChangeRecord, RejectedRecord, decode_records
 from syncer.core.rounds import write_documents
-from syncer.core.work import KeyWork
+from syncer.core.work import KeyWork, WrittenKeys
 from syncer.core.writes import ApplyResult, WriteOptions
 from syncer.errors import DownstreamUnavailableError, PoisonRecordError
 from syncer.sinks.deadletter import DeadLetter
@@ -270,7 +270,11 @@ def _process_batch(
         bulk_latency_ms=search.bulk_seconds * 1000,
         freshness_ms_p50=percentile(fresh_ms, 0.5),
         freshness_ms_p99=percentile(fresh_ms, 0.99),
-        written=tuple(key for work in works if (key := work.written_key()) is not None),
+        written=WrittenKeys(
+            work
+            for work, status in zip(works, settled, strict=True)
+            if status in (Settled.WRITTEN, Settled.TOMBSTONED)
+        ),
     )
     log.info("batch done", extra={"batch": outcome.counts()})
     return outcome
