@@ -17,6 +17,7 @@ from syncer.core.records import EventName, decode_record, decode_records
 from syncer.errors import PoisonRecordError
 from syncer.pipeline import process_batch
 from tests.fakes import FakeCache, FakeLetters, FakeSearch, fake_sinks
+from tests.unit.test_kinesis_records import lambda_record, payload
 
 ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/catalog/stream/2024-01-01T00:00:00.000"
 SEQ = 300000000000000000000
@@ -221,3 +222,26 @@ def test_process_batch_dead_letters_a_modify_whose_read_old_attribute_is_bad() -
     (letter,) = letters.letters
     assert letter.error_class == "PoisonRecordError"
     assert "unknown attribute type 'X' at OldImage.category" in letter.message
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"), [({"notes": BAD}, None), ({"category": BAD}, "OldImage.category")]
+)
+def test_a_kinesis_change_reads_of_its_old_image_what_its_table_reads(
+    bad: dict[str, Any], reason: str | None
+) -> None:
+    """Through Kinesis the table is the change's tableName, and the same rule holds."""
+    # given a Kinesis MODIFY of catalog whose OldImage holds one bad value
+    change = payload()
+    change["dynamodb"]["OldImage"].update(bad)
+    # when it is decoded as process_batch decodes it
+    decoded, rejected = decode_records(
+        [lambda_record(change)], {"catalog": old_image_fields(_table(CATALOG))}
+    )
+    # then it is accepted unless the value is one syncer reads
+    if reason is None:
+        assert rejected == []
+        assert decoded[0].old_image == {}
+    else:
+        assert decoded == []
+        assert reason in str(rejected[0].error)
