@@ -17,6 +17,10 @@ the garbage collector sees a realistic heap), and CPU time of this process is me
 No network. Prints figures; ``--profile`` prints a cProfile of syncer's path instead.
 
     .venv/bin/python bench/cpu_path.py [--records 10000] [--repeats 7] [--gc default|off|freeze]
+        [--workload insert|update] [--before REV]
+
+``--workload update`` sends MODIFYs that carry an OldImage as well (syncer decodes only what it
+reads of it; the baseline, like peer Lambdas, ignores it).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import gc
 import inspect
 import json
 import os
+import random
 import resource
 import shutil
 import subprocess
@@ -41,10 +46,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (
     CACHE_KEYS,
+    SEQUENCE_BASE,
     catalog_item,
     header,
     insert_records,
     median,
+    stream_record,
     syncer_tree_at,
 )
 
@@ -73,6 +80,14 @@ def syncer_path(stages: int = 5, gc_paused: bool = True) -> CpuPath:
 
     table = TableConfig(TABLE, "catalog", tuple(CACHE_KEYS), frozenset({"cost"}))
     plan_batch = _planning_path(plan, table)
+    # As process_batch decodes: only what syncer reads of an OldImage (in trees that do so).
+    read_fields = getattr(plan, "old_image_fields", None)
+    old_fields = None if read_fields is None else {TABLE: read_fields(table)}
+
+    def decode(records: Sequence[dict[str, Any]]) -> tuple[list[Any], list[Any]]:
+        if old_fields is None:
+            return decode_records(records)
+        return decode_records(records, old_fields)
 
     def run(records: Sequence[dict[str, Any]]) -> tuple[int, int]:
         if not gc_paused or not gc.isenabled():
@@ -84,7 +99,7 @@ def syncer_path(stages: int = 5, gc_paused: bool = True) -> CpuPath:
             gc.enable()
 
     def stages_of(records: Sequence[dict[str, Any]]) -> tuple[int, int]:
-        decoded, rejected = decode_records(records)
+        decoded, rejected = decode(records)
         assert not rejected, rejected[:1]
         if stages < 2:
             return 0, 0
@@ -342,6 +357,23 @@ def measure(
 STAGES = ("decode", "coalesce", "plan", "cache keys", "bulk body")
 
 
+def update_records(table: str, count: int) -> list[dict[str, Any]]:
+    """``count`` MODIFY records of distinct items, each with its previous state as OldImage."""
+    return [
+        stream_record(
+            table,
+            catalog_item(n, random.Random(n * 1_000 + 1)),  # other price, brand, category...
+            SEQUENCE_BASE + n * 100,
+            "MODIFY",
+            old_item=catalog_item(n, random.Random(n * 1_000)),
+        )
+        for n in range(count)
+    ]
+
+
+WORKLOADS = {"insert": insert_records, "update": update_records}
+
+
 def _count_run(variant: str, stages: int, batches: int, records: int) -> None:
     """What one valgrind run executes: build the paths, then run ``batches`` batches."""
     gc.disable()  # instructions of the path itself, without the collector's share
@@ -425,6 +457,12 @@ def main() -> None:
         "--before", default="af36713", help="git revision of the 'before' modules (pre-tuning)"
     )
     parser.add_argument("--no-before", action="store_true", help="skip the before variant")
+    parser.add_argument(
+        "--workload",
+        choices=sorted(WORKLOADS),
+        default="insert",
+        help="INSERTs of new items (default), or MODIFYs carrying an OldImage too",
+    )
     parser.add_argument("--profile", action="store_true", help="cProfile syncer's path")
     parser.add_argument(
         "--routed",
@@ -455,11 +493,12 @@ def main() -> None:
         return
     header("CPU path: decode + coalesce + plan + bulk body, one core")
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core, stated not assumed
-    records = insert_records(TABLE, args.records)
+    records = WORKLOADS[args.workload](TABLE, args.records)
     event_json = json.dumps({"Records": records}).encode()
+    kind = "INSERT records" if args.workload == "insert" else "MODIFY records (both images)"
     print(
         f"item: {len(catalog_item(0))} attributes, {len(json.dumps(catalog_item(0)))} B typed "
-        f"JSON; record: {len(event_json) // args.records} B; batch: {args.records} INSERT records "
+        f"JSON; record: {len(event_json) // args.records} B; batch: {args.records} {kind} "
         f"with unique keys; gc: {args.gc}; MALLOC_TRIM_THRESHOLD_="
         f"{os.environ.get('MALLOC_TRIM_THRESHOLD_', 'unset')}; pinned to CPU "
         f"{min(os.sched_getaffinity(0))}"

@@ -16,11 +16,11 @@ from syncer.core.coalesce import coalesce_latest_per_key
 from syncer.core.consistency import percentile
 from syncer.core.documents import DocumentRef, ReadState, Settled
 from syncer.core.outcome import BatchOutcome, RecordAction, decide
-from syncer.core.plan import bulk_refresh, plan_cache_keys
+from syncer.core.plan import bulk_refresh, old_image_fields, plan_cache_keys
 from syncer.core.planners import ChangePlanner
 from syncer.core.records import ChangeRecord, RejectedRecord, decode_records
 from syncer.core.rounds import write_documents
-from syncer.core.work import KeyWork
+from syncer.core.work import KeyWork, WrittenKeys
 from syncer.core.writes import ApplyResult, WriteOptions
 from syncer.errors import DownstreamUnavailableError, PoisonRecordError
 from syncer.sinks.deadletter import DeadLetter
@@ -211,12 +211,14 @@ def _process_batch(
     guards = sinks.guards
     retries_before = sum(g.retries for g in guards)
     breaker_changes_before = sum(g.breaker_changes for g in guards)
-    decoded, rejected = decode_records(raw_records)
+    tables = {table.name: table for table in config.tables}
+    # Only what syncer reads of an OldImage is decoded and checked (docs/operations.md).
+    old_fields = {name: old_image_fields(table) for name, table in tables.items()}
+    decoded, rejected = decode_records(raw_records, old_fields)
     for record in decoded:
         if record.image_error:  # a REMOVE still deletes from its Keys; say what was dropped
             log.warning("record %s: %s", record.sequence_text, record.image_error)
     ages_ms = _iterator_ages_ms(decoded)
-    tables = {table.name: table for table in config.tables}
     known: list[ChangeRecord] = []
     for record in decoded:
         if record.table in tables:
@@ -268,7 +270,11 @@ def _process_batch(
         bulk_latency_ms=search.bulk_seconds * 1000,
         freshness_ms_p50=percentile(fresh_ms, 0.5),
         freshness_ms_p99=percentile(fresh_ms, 0.99),
-        written=tuple(key for work in works if (key := work.written_key()) is not None),
+        written=WrittenKeys(
+            work
+            for work, status in zip(works, settled, strict=True)
+            if status in (Settled.WRITTEN, Settled.TOMBSTONED)
+        ),
     )
     log.info("batch done", extra={"batch": outcome.counts()})
     return outcome

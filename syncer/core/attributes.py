@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Mapping
+from collections.abc import Container, Iterable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -285,4 +285,23 @@ def decode_item(typed_item: object, path: str = "") -> dict[str, Any]:
                 f"attribute name at {path or '.'} is not a string: {name!r:.60}"
             )
         decoded[name] = decode_value(typed, f"{path}.{name}" if path else name)
+    return decoded
+
+
+def decode_attributes(
+    typed_item: object, names: Iterable[str], skip: Container[str] = (), path: str = ""
+) -> dict[str, Any]:
+    """Decode only the attributes ``names`` of a typed map; the others are neither read nor checked.
+
+    Names in ``skip`` (read from elsewhere, such as the key attributes) and names the map does
+    not hold are left out. A bad value among those read is poison, with the same message
+    ``decode_item`` gives; a map that is not an object is poison whatever is asked of it.
+    """
+    if type(typed_item) is not dict and not isinstance(typed_item, Mapping):
+        raise PoisonRecordError(f"map at {path or '.'} is not an object: {typed_item!r:.60}")
+    decoded: dict[str, Any] = {}
+    for name in names:
+        if name in skip or name not in typed_item:
+            continue
+        decoded[name] = decode_value(typed_item[name], f"{path}.{name}" if path else name)
     return decoded

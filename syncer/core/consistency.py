@@ -62,12 +62,15 @@ class WrittenKey:
 def choose_samples(
     written: Sequence[WrittenKey], rate: float, rng: random.Random
 ) -> list[WrittenKey]:
-    """Each written key with probability ``rate`` (0..1), independently."""
+    """Each written key with probability ``rate`` (0..1), independently.
+
+    Chosen by position, so a lazy sequence (``core.work.WrittenKeys``) builds only the chosen.
+    """
     if rate <= 0:
         return []
     if rate >= 1:
         return list(written)
-    return [key for key in written if rng.random() < rate]
+    return [written[position] for position in range(len(written)) if rng.random() < rate]
 
 
 @dataclass(frozen=True, slots=True)

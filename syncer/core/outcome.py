@@ -32,7 +32,8 @@ class BatchOutcome:
     # From each acknowledged record's ApproximateCreationDateTime to its acknowledgement.
     freshness_ms_p50: float = 0.0
     freshness_ms_p99: float = 0.0
-    written: tuple[WrittenKey, ...] = ()  # what the consistency sampler picks from
+    # What the consistency sampler picks from; each key built when read (``core.work.WrittenKeys``).
+    written: Sequence[WrittenKey] = ()
 
     @property
     def all_failed(self) -> bool:

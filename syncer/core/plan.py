@@ -105,6 +105,23 @@ def render_cache_keys(
     return cache_keys
 
 
+def old_image_fields(table: TableConfig) -> tuple[str, ...]:
+    """The attributes ``render_cache_keys`` can read from a state: all an old image is used for.
+
+    Each route's match attribute (a state is tried against every route in order) and the
+    attributes its cache key templates (item and search-derived) name; key attributes come from
+    the Keys, which win over any image. The decoder reads only these of an OldImage, so a bad
+    value elsewhere in it is never read and harms nothing (docs/operations.md).
+    """
+    names: set[str] = set()
+    for route in table.resolved_routes:
+        if route.match is not None:
+            names.add(route.match.attribute)
+        for parsed in _route_templates(route):
+            names.update(name for _, name in parsed if name is not None)
+    return tuple(sorted(names))
+
+
 def _route_templates(route: Route) -> tuple[Template, ...]:
     """A route's item and search cache key templates, parsed (cached by their texts)."""
     if not route.search_cache_keys:

@@ -10,14 +10,14 @@ import functools
 import hashlib
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import Enum
 from typing import Any
 
 from syncer.core import kinesis
-from syncer.core.attributes import decode_item
+from syncer.core.attributes import decode_attributes, decode_item
 from syncer.core.kinesis import KinesisOrigin
 from syncer.core.versions import SEQUENCE_DIGITS as SEQUENCE_DIGITS
 from syncer.core.versions import Version, change_version, kinesis_change_version
@@ -32,6 +32,10 @@ _VIEW_TYPES = {"KEYS_ONLY", "NEW_IMAGE", "OLD_IMAGE", "NEW_AND_OLD_IMAGES"}
 _DECIMAL_NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]*)?(?:[eE][-+]?[0-9]+)?")
 LATEST_CREATION_S = 253_402_300_799  # 9999-12-31T23:59:59Z, the last second a date can hold
 MAX_DOCUMENT_ID_BYTES = 512  # OpenSearch >= 2.9 rejects longer _id values
+
+# Per table, the OldImage attributes syncer reads (``syncer.core.plan.old_image_fields``): only
+# they are decoded and checked. A table not in the map has its whole OldImage decoded.
+OldImageFields = Mapping[str, Sequence[str]]
 
 
 class EventName(Enum):
@@ -237,12 +241,16 @@ def _is_ttl_delete(record: Mapping[str, Any]) -> bool:
     )
 
 
-def decode_record(record: object) -> ChangeRecord:
-    """Decode one stream record or raise ``PoisonRecordError`` with the reason."""
+def decode_record(record: object, old_image_fields: OldImageFields | None = None) -> ChangeRecord:
+    """Decode one stream record or raise ``PoisonRecordError`` with the reason.
+
+    With ``old_image_fields``, a configured table's OldImage is decoded only in the attributes
+    syncer reads from it (docs/operations.md, "Poison records"); without, whole.
+    """
     if type(record) is not dict and not isinstance(record, Mapping):
         raise PoisonRecordError(f"record is not an object: {record!r:.60}")
     if record.get("eventSource") == kinesis.KINESIS_SOURCE:
-        return _decode_kinesis_record(record)
+        return _decode_kinesis_record(record, old_image_fields)
     table = table_from_arn(record.get("eventSourceARN"))
     if table is None:
         raise PoisonRecordError(
@@ -253,7 +261,8 @@ def decode_record(record: object) -> ChangeRecord:
     if type(body) is not dict and not isinstance(body, Mapping):
         raise PoisonRecordError("record has no 'dynamodb' object")
     sequence_number = _parse_sequence(body.get("SequenceNumber"))
-    return _decode_change(record, record, table, event_name, sequence_number, None)
+    old_fields = None if old_image_fields is None else old_image_fields.get(table)
+    return _decode_change(record, record, table, event_name, sequence_number, None, old_fields)
 
 
 def _event_name(change: Mapping[str, Any]) -> EventName:
@@ -267,7 +276,9 @@ def _event_name(change: Mapping[str, Any]) -> EventName:
     return event_name
 
 
-def _decode_kinesis_record(record: Mapping[str, Any]) -> ChangeRecord:
+def _decode_kinesis_record(
+    record: Mapping[str, Any], old_image_fields: OldImageFields | None
+) -> ChangeRecord:
     """A Lambda Kinesis record: the change DynamoDB wrote into its data, ordered by its time.
 
     The table is the change's ``tableName`` (matched against the configured tables later);
@@ -277,13 +288,15 @@ def _decode_kinesis_record(record: Mapping[str, Any]) -> ChangeRecord:
     change, origin = kinesis.unwrap_kinesis_record(record)
     body = change["dynamodb"]
     keys = body.get("Keys")
+    table = change["tableName"]
     return _decode_change(
         record,
         change,
-        change["tableName"],
+        table,
         _event_name(change),
         int(origin.sequence_text),
         origin,
+        None if old_image_fields is None else old_image_fields.get(table),
         typed_keys=keys if isinstance(keys, Mapping) else None,
     )
 
@@ -295,9 +308,15 @@ def _decode_change(
     event_name: EventName,
     sequence_number: int,
     origin: KinesisOrigin | None,
+    old_fields: Sequence[str] | None,
     typed_keys: Mapping[str, Any] | None = None,
 ) -> ChangeRecord:
-    """The ``ChangeRecord`` of one change; ``change`` is the record, or a Kinesis record's data."""
+    """The ``ChangeRecord`` of one change; ``change`` is the record, or a Kinesis record's data.
+
+    ``old_fields``: the only OldImage attributes decoded (None: all of them). The old image
+    contributes only the old state's cache keys and route, rendered from these attributes and
+    the Keys (which win over any image), so an attribute outside them harms nothing.
+    """
     body = change["dynamodb"]
     keys = decode_item(body.get("Keys"), "Keys") if "Keys" in body else {}
     image_error = None
@@ -305,12 +324,16 @@ def _decode_change(
         # A tombstone needs only the Keys: an image syncer cannot read must not keep a deleted
         # item searchable. The old image only adds cache keys; the indexed document has them.
         new_image = None
-        old_image, image_error = _decode_image_leniently(body, "OldImage")
+        old_image, image_error = _decode_image_leniently(body, "OldImage", old_fields, keys)
         if "NewImage" in body and image_error is None:
             _, image_error = _decode_image_leniently(body, "NewImage")
     else:
         new_image = decode_item(body["NewImage"], "NewImage") if "NewImage" in body else None
-        old_image = decode_item(body["OldImage"], "OldImage") if "OldImage" in body else None
+        old_image = (
+            _decode_image(body["OldImage"], "OldImage", old_fields, keys)
+            if "OldImage" in body
+            else None
+        )
     if origin is not None:
         view_type = "NEW_AND_OLD_IMAGES"
     else:
@@ -342,14 +365,26 @@ def _decode_change(
     )
 
 
+def _decode_image(
+    typed: object, name: str, fields: Sequence[str] | None, keys: Collection[str]
+) -> dict[str, Any]:
+    """The image whole, or only its ``fields`` that are not key attributes."""
+    if fields is None:
+        return decode_item(typed, name)
+    return decode_attributes(typed, fields, keys, name)
+
+
 def _decode_image_leniently(
-    body: Mapping[str, Any], name: str
+    body: Mapping[str, Any],
+    name: str,
+    fields: Sequence[str] | None = None,
+    keys: Collection[str] = (),
 ) -> tuple[dict[str, Any] | None, str | None]:
     """(the decoded image, None), or (None, why it was dropped); (None, None) when absent."""
     if name not in body:
         return None, None
     try:
-        return decode_item(body[name], name), None
+        return _decode_image(body[name], name, fields, keys), None
     except PoisonRecordError as error:
         return None, f"{name} dropped: {error}"
 
@@ -405,13 +440,19 @@ def check_event(event: object) -> list[Any]:
 _SOURCES = {"aws:dynamodb": "DynamoDB Streams", kinesis.KINESIS_SOURCE: "Kinesis"}
 
 
-def decode_records(records: Iterable[object]) -> tuple[list[ChangeRecord], list[RejectedRecord]]:
-    """Decode every record; bad ones become ``RejectedRecord`` values instead of stopping."""
+def decode_records(
+    records: Iterable[object], old_image_fields: OldImageFields | None = None
+) -> tuple[list[ChangeRecord], list[RejectedRecord]]:
+    """Decode every record; bad ones become ``RejectedRecord`` values instead of stopping.
+
+    ``old_image_fields`` as for ``decode_record``: ``process_batch`` passes the configured
+    tables', so only what syncer reads of an OldImage is decoded and checked.
+    """
     decoded: list[ChangeRecord] = []
     rejected: list[RejectedRecord] = []
     for record in records:
         try:
-            decoded.append(decode_record(record))
+            decoded.append(decode_record(record, old_image_fields))
         except PoisonRecordError as error:
             rejected.append(_rejection(record, error))
         except RecursionError:  # nesting deeper than Python's stack: the record's own fault

@@ -8,9 +8,9 @@ unrouted, the written key the consistency sampler picks from) is read off the re
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 from syncer.config import Route, TableConfig
 from syncer.config.names import reindex_alias
@@ -166,3 +166,37 @@ class KeyWork:
     def _status(self, ref: DocumentRef) -> Settled | None:
         outcome = None if self.outcomes is None else self.outcomes.get(ref)
         return None if outcome is None else outcome.status
+
+
+class WrittenKeys(Sequence[WrittenKey]):
+    """The keys a batch wrote or tombstoned, each ``WrittenKey`` built only when it is read.
+
+    The consistency sampler reads a few of them (``[consistency] sample_rate``, 1% by default),
+    by position; building all of them cost about as much as planning the batch's cache keys.
+    The works are settled when this is made and nothing changes them afterwards.
+    """
+
+    __slots__ = ("_works",)
+
+    def __init__(self, works: Iterable[KeyWork]) -> None:
+        self._works = tuple(works)
+
+    def __len__(self) -> int:
+        return len(self._works)
+
+    @overload
+    def __getitem__(self, position: int) -> WrittenKey: ...
+
+    @overload
+    def __getitem__(self, position: slice) -> Sequence[WrittenKey]: ...
+
+    def __getitem__(self, position: int | slice) -> WrittenKey | Sequence[WrittenKey]:
+        if isinstance(position, slice):
+            return WrittenKeys(self._works[position])
+        key = self._works[position].written_key()
+        if key is None:  # only settled works are kept: a bug if one is not
+            raise ValueError(f"key {self._works[position].change.document_id!r} was not written")
+        return key
+
+    def __repr__(self) -> str:
+        return f"WrittenKeys({len(self._works)} keys)"
