@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from syncer.config import Config, emf_metrics_enabled, load_config, running_in_lambda
 from syncer.core.records import check_event
 from syncer.errors import BatchFailedError
-from syncer.pipeline import process_batch
+from syncer.pipeline import cyclic_gc_paused, process_batch
 from syncer.sinks.ports import Sinks
 from syncer.sinks.resilience import Deadline
 
@@ -86,7 +86,15 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, list[dict[s
     """
     records = check_event(event)
     container = _get_container()
-    deadline = _deadline(context)
+    # The collector stays off until the batch's values are freed (when ``_handle_batch``
+    # returns): turned on while the outcome still held them, it would first walk them all.
+    with cyclic_gc_paused():
+        return _handle_batch(records, container, _deadline(context))
+
+
+def _handle_batch(
+    records: list[dict[str, Any]], container: _Container, deadline: Deadline | None
+) -> dict[str, list[dict[str, str]]]:
     outcome = process_batch(records, container.config, container.sinks, deadline)
     checks = container.checks
     scheduled = checks.schedule(outcome, deadline) if checks is not None else None

@@ -197,6 +197,9 @@ def process_batch(
     The cycle collector is held off for the batch: a batch builds tens of thousands of acyclic
     containers, and full collections over them took a third of the CPU path (bench/RESULTS.md).
     The few cycles a batch makes (exceptions and their tracebacks) wait for the next collection.
+    A caller that keeps the outcome may hold the pause longer (the Lambda handler does, until it
+    drops the outcome): turned on while the outcome still holds the batch's values, the
+    collector would first walk them all (bench/RESULTS.md, section 2).
     """
     with cyclic_gc_paused():
         return _process_batch(raw_records, config, sinks, deadline)

@@ -101,7 +101,12 @@ _SEVERITY = {Settled.FAILED: 3, Settled.REJECTED: 2}
 
 
 def worst(statuses: Sequence[Settled | None]) -> Settled | None:
-    if any(status is None for status in statuses):
-        return None
-    known = [status for status in statuses if status is not None]
-    return max(known, key=lambda status: _SEVERITY.get(status, 0), default=None)
+    found: Settled | None = None
+    severity = -1
+    for status in statuses:  # one pass: asked of every key of every batch
+        if status is None:
+            return None
+        rank = _SEVERITY.get(status, 0)
+        if rank > severity:  # the first of the most severe, as max() would pick
+            found, severity = status, rank
+    return found

@@ -21,6 +21,9 @@ from syncer.core.documents import (
     WriteKind,
 )
 
+# Why a ref of an optional (reindex) alias that does not exist was skipped.
+NO_REINDEX = "no reindex running"
+
 SETTLED_BY_KIND = {
     WriteKind.INDEX: Settled.WRITTEN,
     WriteKind.TOMBSTONE: Settled.TOMBSTONED,
@@ -32,6 +35,12 @@ SETTLED_BY_KIND = {
 class RefOutcome:
     status: Settled
     reason: str = ""
+
+
+# Every status without a reason, and the skip of an optional alias that does not exist.
+_SHARED_OUTCOMES = {(status, ""): RefOutcome(status) for status in Settled} | {
+    (Settled.SKIPPED, NO_REINDEX): RefOutcome(Settled.SKIPPED, NO_REINDEX)
+}
 
 
 @dataclass(slots=True)
@@ -51,7 +60,9 @@ class ApplyResult:
         return None if outcome is None else outcome.status
 
     def settle(self, ref: DocumentRef, status: Settled, reason: str = "") -> None:
-        self.outcomes[ref] = RefOutcome(status, reason)
+        # Outcomes are frozen: the usual ones are shared rather than built once per ref.
+        shared = _SHARED_OUTCOMES.get((status, reason))
+        self.outcomes[ref] = shared if shared is not None else RefOutcome(status, reason)
 
 
 # A planner answers, for one ref, its target's state and (after ``Verdict.REREAD``) the item read

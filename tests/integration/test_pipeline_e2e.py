@@ -159,3 +159,29 @@ def test_a_document_opensearch_rejects_is_dead_lettered_and_the_batch_proceeds(
     ]
     assert letters[-1]["error"]["class"] == "DocumentRejectedError"
     assert "mixed" in letters[-1]["error"]["message"]
+
+
+def test_the_cycle_collector_is_on_after_a_batch_and_off_only_for_who_turned_it_off(
+    stack: Stack,
+) -> None:
+    """The handler holds the collector off for the batch only; a caller's choice is kept."""
+    import gc
+
+    # given an item and the collector on
+    stack.put(_item("gc1"))
+    assert gc.isenabled()
+    # when the stream is delivered
+    (response,) = stack.deliver()
+    # then the batch is applied and the collector is on again
+    assert response == {"batchItemFailures": []}
+    assert gc.isenabled()
+    # and a caller that turned it off finds it still off after the next batch
+    stack.put(_item("gc2"))
+    gc.disable()
+    try:
+        (response,) = stack.deliver()
+        assert response == {"batchItemFailures": []}
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    assert len(stack.indexed()) == 2

@@ -67,6 +67,9 @@ def bulk_chunks(
         yield chunk, b"".join(lines)
 
 
+_OK = ItemResult(ItemStatus.OK)  # frozen: one for every item that succeeded
+
+
 def item_result(item: Mapping[str, Any]) -> ItemResult:
     """How one ``_bulk`` item ended (the one table of item statuses; docs/operations.md).
 
@@ -77,7 +80,7 @@ def item_result(item: Mapping[str, Any]) -> ItemResult:
     ((action, result),) = item.items()
     status = int(result.get("status", 500))
     if status < 300 or (action == "delete" and status == 404):  # deleting: gone is the aim
-        return ItemResult(ItemStatus.OK)
+        return _OK
     error = result.get("error") or {}
     reason = f"{status} {error.get('type', '')}: {error.get('reason', '')}".strip()
     if status == 409:
