@@ -84,6 +84,7 @@ def _apply_to_search(
         optional_aliases=optional,
         deadline=deadline,
         refresh=bulk_refresh(work.table for work in works),
+        known=sinks.known,
     )
     result = write_documents(sinks.search, plan.refs, plan, options)
     for ref, outcome in result.outcomes.items():

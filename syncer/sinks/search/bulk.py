@@ -71,7 +71,8 @@ _OK = ItemResult(ItemStatus.OK)  # frozen: one for every item that succeeded
 
 
 def item_result(item: Mapping[str, Any]) -> ItemResult:
-    """How one ``_bulk`` item ended (the one table of item statuses; docs/operations.md).
+    """How one ``_bulk`` item ended (the one table of item statuses; docs/operations.md); a
+    document written says where and with which ``_seq_no`` and ``_primary_term``.
 
     A 401/403 (a write block such as ``index.blocks.write``, read-only indices, the security
     plugin) is about the index or the cluster, not the document: it is retried and reported,
@@ -79,7 +80,12 @@ def item_result(item: Mapping[str, Any]) -> ItemResult:
     """
     ((action, result),) = item.items()
     status = int(result.get("status", 500))
-    if status < 300 or (action == "delete" and status == 404):  # deleting: gone is the aim
+    if status < 300:
+        seq_no, primary_term = result.get("_seq_no"), result.get("_primary_term")
+        if action == "delete" or seq_no is None or primary_term is None:
+            return _OK
+        return ItemResult(ItemStatus.OK, "", (result["_index"], int(seq_no), int(primary_term)))
+    if action == "delete" and status == 404:  # deleting: gone is the aim
         return _OK
     error = result.get("error") or {}
     reason = f"{status} {error.get('type', '')}: {error.get('reason', '')}".strip()

@@ -1,0 +1,60 @@
+"""``KnownStates``: the last state this process read or wrote per document, so that a stream
+batch can plan its writes without reading first (docs/ordering.md, "Known states").
+
+A known state is a guess that OpenSearch checks: a write planned against it is conditional on
+its ``_seq_no`` and ``_primary_term`` in its concrete index, which no other state of that
+document in that index carries, so a document changed since (by another worker, a repair, a
+backfill) answers 409 and is read and planned again like any conflict. What OpenSearch cannot
+check is a decision to write nothing, so ``core.rounds`` reads before it settles any ref
+whose known state said SKIP or REREAD; and a known state is used only while its alias still
+resolves to the index it names. Bounded: the oldest entry goes first. No I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from syncer.core.documents import DocumentRef, IndexedDocument
+
+# Entries kept by default ([opensearch] known_states): about 0.5 KB each.
+DEFAULT_CAPACITY = 20_000
+
+
+class KnownStates:
+    """(alias, document id) -> (the concrete index, the state it held there), oldest out first."""
+
+    __slots__ = ("_states", "capacity")
+
+    def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
+        self.capacity = capacity
+        self._states: dict[DocumentRef, tuple[str, IndexedDocument]] = {}
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    def lookup(self, refs: Iterable[DocumentRef]) -> dict[DocumentRef, tuple[str, IndexedDocument]]:
+        """The known (index, state) of each of ``refs`` that has one."""
+        states = self._states
+        found = {}
+        for ref in refs:
+            known = states.get(ref)
+            if known is not None:
+                found[ref] = known
+        return found
+
+    def remember(self, ref: DocumentRef, index: str, document: IndexedDocument) -> None:
+        """``ref``'s alias resolved to ``index``, whose document is now ``document``."""
+        if self.capacity <= 0:
+            return
+        states = self._states
+        states.pop(ref, None)  # moved to the newest end
+        states[ref] = (index, document)
+        if len(states) > self.capacity:
+            del states[next(iter(states))]
+
+    def forget(self, ref: DocumentRef) -> None:
+        """Nothing is known of ``ref`` any more (its write failed or met another writer's)."""
+        self._states.pop(ref, None)
+
+    def clear(self) -> None:
+        self._states.clear()
