@@ -16,8 +16,8 @@ from collections.abc import Iterable
 
 from syncer.core.documents import DocumentRef, IndexedDocument
 
-# Entries kept by default ([opensearch] known_states): about 0.5 KB each.
-DEFAULT_CAPACITY = 20_000
+# Entries kept by default ([opensearch] known_states): about 1 KB each.
+DEFAULT_CAPACITY = 10_000
 
 
 class KnownStates:
