@@ -12,12 +12,16 @@ resolves to the index it names. Bounded: the oldest entry goes first. No I/O.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any, TypeAlias
 
-from syncer.core.documents import DocumentRef, IndexedDocument
+from syncer.core.documents import DocumentRef, IndexedDocument, indexed_document
 
 # Entries kept by default ([opensearch] known_states): about 1 KB each.
 DEFAULT_CAPACITY = 10_000
+
+# (index, state), or (index, source, _seq_no, _primary_term) as a write left it
+_Entry: TypeAlias = tuple[str, IndexedDocument] | tuple[str, Mapping[str, Any], int, int]
 
 
 class KnownStates:
@@ -27,7 +31,7 @@ class KnownStates:
 
     def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
         self.capacity = capacity
-        self._states: dict[DocumentRef, tuple[str, IndexedDocument]] = {}
+        self._states: dict[DocumentRef, _Entry] = {}
 
     def __len__(self) -> int:
         return len(self._states)
@@ -37,18 +41,38 @@ class KnownStates:
         states = self._states
         found = {}
         for ref in refs:
-            known = states.get(ref)
-            if known is not None:
-                found[ref] = known
+            entry = states.get(ref)
+            if entry is None:
+                continue
+            if len(entry) == 4:  # kept as written: its version is parsed on first use only
+                index, source, seq_no, primary_term = entry
+                entry = (index, indexed_document(source, seq_no, primary_term))
+                states[ref] = entry
+            found[ref] = entry
         return found
 
     def remember(self, ref: DocumentRef, index: str, document: IndexedDocument) -> None:
         """``ref``'s alias resolved to ``index``, whose document is now ``document``."""
+        self._keep(ref, (index, document))
+
+    def remember_written(
+        self,
+        ref: DocumentRef,
+        index: str,
+        source: Mapping[str, Any],
+        seq_no: int,
+        primary_term: int,
+    ) -> None:
+        """``ref``'s document in ``index`` is now ``source`` (``_syncer`` and the fields read
+        back), at ``seq_no`` and ``primary_term``: what an ``_mget`` would find there."""
+        self._keep(ref, (index, source, seq_no, primary_term))
+
+    def _keep(self, ref: DocumentRef, entry: _Entry) -> None:
         if self.capacity <= 0:
             return
         states = self._states
         states.pop(ref, None)  # moved to the newest end
-        states[ref] = (index, document)
+        states[ref] = entry
         if len(states) > self.capacity:
             del states[next(iter(states))]
 

@@ -26,7 +26,6 @@ from syncer.core.documents import (
     TargetState,
     Verdict,
     WriteKind,
-    indexed_document,
 )
 from syncer.core.known import KnownStates
 from syncer.core.writes import (
@@ -305,7 +304,7 @@ def _keep_written(
         return
     index, seq_no, primary_term = written
     body = write.body
-    document = indexed_document({k: body[k] for k in kept if k in body}, seq_no, primary_term)
+    source = {k: body[k] for k in kept if k in body}
     for ref in refs:
         if ref[0] not in optional:
-            known.remember(ref, index, document)
+            known.remember_written(ref, index, source, seq_no, primary_term)

@@ -98,6 +98,15 @@ def item_result(item: Mapping[str, Any]) -> ItemResult:
     return ItemResult(ItemStatus.PERMANENT, reason)
 
 
+# What a ``_bulk`` answer keeps per item: the status, the error, and where a write landed (for
+# ``KnownStates``); the ids, versions, results and shard counts are never read, and parsing
+# them was most of the answer's cost.
+BULK_FILTER = (
+    "took,errors,items.*._index,items.*._seq_no,items.*._primary_term,items.*.status,"
+    "items.*.error"
+)
+
+
 def send_bulk(
     client: OpenSearch,
     body: bytes,
@@ -112,6 +121,7 @@ def send_bulk(
     refreshing to the index.
     """
     params = timeout_params(timeout_s)
+    params["filter_path"] = BULK_FILTER
     if refresh is not None:
         params["refresh"] = refresh
     response = client.bulk(body=body, params=params)
