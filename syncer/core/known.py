@@ -12,6 +12,7 @@ resolves to the index it names. Bounded: the oldest entry goes first. No I/O.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeAlias
 
@@ -27,11 +28,14 @@ _Entry: TypeAlias = tuple[str, IndexedDocument] | tuple[str, Mapping[str, Any], 
 class KnownStates:
     """(alias, document id) -> (the concrete index, the state it held there), oldest out first."""
 
-    __slots__ = ("_states", "capacity")
+    __slots__ = ("_lock", "_states", "capacity")
 
     def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
         self.capacity = capacity
         self._states: dict[DocumentRef, _Entry] = {}
+        # Batches of one process may run on several threads (a library caller's): each call
+        # holds the lock, so eviction never iterates a dict another thread is changing.
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._states)
@@ -40,15 +44,16 @@ class KnownStates:
         """The known (index, state) of each of ``refs`` that has one."""
         states = self._states
         found = {}
-        for ref in refs:
-            entry = states.get(ref)
-            if entry is None:
-                continue
-            if len(entry) == 4:  # kept as written: its version is parsed on first use only
-                index, source, seq_no, primary_term = entry
-                entry = (index, indexed_document(source, seq_no, primary_term))
-                states[ref] = entry
-            found[ref] = entry
+        with self._lock:
+            for ref in refs:
+                entry = states.get(ref)
+                if entry is None:
+                    continue
+                if len(entry) == 4:  # kept as written: its version is parsed on first use only
+                    index, source, seq_no, primary_term = entry
+                    entry = (index, indexed_document(source, seq_no, primary_term))
+                    states[ref] = entry
+                found[ref] = entry
         return found
 
     def remember(self, ref: DocumentRef, index: str, document: IndexedDocument) -> None:
@@ -71,14 +76,17 @@ class KnownStates:
         if self.capacity <= 0:
             return
         states = self._states
-        states.pop(ref, None)  # moved to the newest end
-        states[ref] = entry
-        if len(states) > self.capacity:
-            del states[next(iter(states))]
+        with self._lock:
+            states.pop(ref, None)  # moved to the newest end
+            states[ref] = entry
+            if len(states) > self.capacity:
+                del states[next(iter(states))]
 
     def forget(self, ref: DocumentRef) -> None:
         """Nothing is known of ``ref`` any more (its write failed or met another writer's)."""
-        self._states.pop(ref, None)
+        with self._lock:
+            self._states.pop(ref, None)
 
     def clear(self) -> None:
-        self._states.clear()
+        with self._lock:
+            self._states.clear()
