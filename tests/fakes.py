@@ -217,7 +217,8 @@ class FakeSearch(_Failures):
             documents[doc_id] = (dict(write.body), self.last_seq_no)
         if write.kind is WriteKind.DELETE:
             return ItemResult(ItemStatus.OK)
-        return ItemResult(ItemStatus.OK, "", (index, documents[doc_id][1], 1))
+        written = {"_index": index, "_seq_no": documents[doc_id][1], "_primary_term": 1}
+        return ItemResult(ItemStatus.OK, "", written)
 
     def current_indices(
         self, aliases: Collection[str], deadline: Deadline | None

@@ -21,8 +21,12 @@ from syncer.core.documents import DocumentRef, IndexedDocument, indexed_document
 # Entries kept by default ([opensearch] known_states): about 1 KB each.
 DEFAULT_CAPACITY = 10_000
 
-# (index, state), or (index, source, _seq_no, _primary_term) as a write left it
-_Entry: TypeAlias = tuple[str, IndexedDocument] | tuple[str, Mapping[str, Any], int, int]
+# (index, state), or as a write left it: (index, _seq_no, _primary_term, the fields read back,
+# their values or _ABSENT), its version parsed on first use only
+_Entry: TypeAlias = (
+    tuple[str, IndexedDocument] | tuple[str, int, int, tuple[str, ...], tuple[Any, ...]]
+)
+_ABSENT = object()
 
 
 class KnownStates:
@@ -49,8 +53,9 @@ class KnownStates:
                 entry = states.get(ref)
                 if entry is None:
                     continue
-                if len(entry) == 4:  # kept as written: its version is parsed on first use only
-                    index, source, seq_no, primary_term = entry
+                if len(entry) == 5:  # kept as written: its version is parsed on first use only
+                    index, seq_no, primary_term, kept, values = entry
+                    source = {n: v for n, v in zip(kept, values, strict=True) if v is not _ABSENT}
                     entry = (index, indexed_document(source, seq_no, primary_term))
                     states[ref] = entry
                 found[ref] = entry
@@ -64,13 +69,19 @@ class KnownStates:
         self,
         ref: DocumentRef,
         index: str,
-        source: Mapping[str, Any],
+        body: Mapping[str, Any],
         seq_no: int,
         primary_term: int,
+        kept: tuple[str, ...],
     ) -> None:
-        """``ref``'s document in ``index`` is now ``source`` (``_syncer`` and the fields read
-        back), at ``seq_no`` and ``primary_term``: what an ``_mget`` would find there."""
-        self._keep(ref, (index, source, seq_no, primary_term))
+        """``ref``'s document in ``index`` is now ``body``, at ``seq_no`` and ``primary_term``.
+
+        Only the values of the ``kept`` fields stay (what an ``_mget`` reads back), in a tuple:
+        a batch keeps thousands of these while it still holds its own values.
+        """
+        if self.capacity > 0:
+            values = tuple(body.get(name, _ABSENT) for name in kept)
+            self._keep(ref, (index, seq_no, primary_term, kept, values))
 
     def _keep(self, ref: DocumentRef, entry: _Entry) -> None:
         if self.capacity <= 0:

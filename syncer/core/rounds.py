@@ -14,6 +14,7 @@ does no I/O of its own and imports nothing from ``syncer.sinks``.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -293,7 +294,7 @@ def _keep_written(
     write: DocumentWrite,
     outcome: ItemResult,
     refs: Sequence[DocumentRef],
-    kept: Sequence[str],
+    kept: tuple[str, ...],
     optional: frozenset[str],
 ) -> None:
     """What a write left in the index, known for the refs it served; anything else forgotten."""
@@ -302,9 +303,9 @@ def _keep_written(
         for ref in refs:
             known.forget(ref)
         return
-    index, seq_no, primary_term = written
-    body = write.body
-    source = {k: body[k] for k in kept if k in body}
+    # One index name for every entry (each answer parsed its own copy of the text).
+    index = sys.intern(str(written["_index"]))
+    seq_no, primary_term = int(written["_seq_no"]), int(written["_primary_term"])
     for ref in refs:
         if ref[0] not in optional:
-            known.remember_written(ref, index, source, seq_no, primary_term)
+            known.remember_written(ref, index, write.body, seq_no, primary_term, kept)

@@ -118,7 +118,9 @@ class ItemResult:
 
     status: ItemStatus
     reason: str = ""
-    written: tuple[str, int, int] | None = None  # (concrete index, _seq_no, _primary_term)
+    # the item's answer when a document was written: ``_index``, ``_seq_no``, ``_primary_term``
+    # (the parsed object itself: thousands per batch, nothing copied)
+    written: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -81,10 +81,9 @@ def item_result(item: Mapping[str, Any]) -> ItemResult:
     ((action, result),) = item.items()
     status = int(result.get("status", 500))
     if status < 300:
-        seq_no, primary_term = result.get("_seq_no"), result.get("_primary_term")
-        if action == "delete" or seq_no is None or primary_term is None:
+        if action == "delete" or "_seq_no" not in result or "_primary_term" not in result:
             return _OK
-        return ItemResult(ItemStatus.OK, "", (result["_index"], int(seq_no), int(primary_term)))
+        return ItemResult(ItemStatus.OK, "", result)
     if action == "delete" and status == 404:  # deleting: gone is the aim
         return _OK
     error = result.get("error") or {}
@@ -102,8 +101,7 @@ def item_result(item: Mapping[str, Any]) -> ItemResult:
 # ``KnownStates``); the ids, versions, results and shard counts are never read, and parsing
 # them was most of the answer's cost.
 BULK_FILTER = (
-    "took,errors,items.*._index,items.*._seq_no,items.*._primary_term,items.*.status,"
-    "items.*.error"
+    "took,errors,items.*._index,items.*._seq_no,items.*._primary_term,items.*.status,items.*.error"
 )
 
 
