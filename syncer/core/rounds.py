@@ -89,6 +89,7 @@ def write_documents(
                     absent=absent,
                 )
                 targets.update(known)
+                result.known += len(known)
                 first_round = False
                 pending = _skip_absent_optional(pending, targets, result)
                 writes = _plan_round(store, pending, targets, plan, options, result, guessed)
@@ -241,6 +242,7 @@ def _observe(
     if ref in guessed:  # the known state was not what the index held: what was read is
         guessed.discard(ref)
         result.observed.pop(ref, None)
+        result.known_stale += 1
     if document is not None:
         result.observed.setdefault(ref, document)
         known = options.known

@@ -52,6 +52,8 @@ class ApplyResult:
     observed: dict[DocumentRef, IndexedDocument] = field(default_factory=dict)
     bulk_seconds: float = 0.0
     rereads: int = 0
+    known: int = 0  # refs planned against a known state, unread (``WriteOptions.known``)
+    known_stale: int = 0  # of those, read after all: a 409, or a verdict to write nothing
 
     def count(self, status: Settled) -> int:
         return sum(1 for outcome in self.outcomes.values() if outcome.status is status)

@@ -323,6 +323,7 @@ def test_an_update_of_a_key_written_before_is_not_read_first(search: FakeSearch)
     assert outcome.failed_sequence_numbers == ()
     assert search.documents_read == read_before  # no _mget
     assert search.alias_lookups == lookups_before + 1  # the alias resolved once
+    assert (outcome.known_states_used, outcome.known_states_stale) == (1, 0)
     assert search.document("catalog", "p-1|v1")["category"] == "boots"
 
 
@@ -356,6 +357,7 @@ def test_a_known_state_another_writer_replaced_invalidates_that_writers_cache_ke
     assert outcome.failed_sequence_numbers == ()
     assert search.document("catalog", "p-1|v1")["category"] == "boots"
     assert "category:sandals" in cache.invalidated[-1]
+    assert (outcome.known_states_used, outcome.known_states_stale) == (1, 1)
 
 
 def test_known_states_off_reads_every_batch(search: FakeSearch) -> None:
