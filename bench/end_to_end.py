@@ -6,6 +6,10 @@ Two workloads, in the exact Lambda event format (NEW_AND_OLD_IMAGES, ~1 KB catal
   already indexed, 10% of the records REMOVE, and about 20% of the records repeat a key already
   in the same batch (so a batch of 1,000 has about 800 keys). Every key of a batch was indexed
   before the batch and is touched by no other batch of the run;
+* **update-cold**: the same, but syncer keeps no state of these keys (as when another
+  container, a rebuild or a backfill indexed them): every key is read (``_mget``) first. In
+  **update** the keys were indexed through the same handler, so their states are known
+  (docs/ordering.md, "Known states") and only the alias is resolved;
 * **insert** (the second figure): INSERT records of distinct new items.
 
 Each batch goes to three handlers, each with its own index (same template, same cache keys):
@@ -26,7 +30,8 @@ the rest. Stages that overlap in time are each counted in full; "rest" is the wa
 covers. OpenSearch's own get and indexing times per index (``_stats``) show what the server
 spent on each handler's documents.
 
-    .venv/bin/python bench/end_to_end.py [--sizes 1000] [--runs 5] [--workloads update,insert]
+    .venv/bin/python bench/end_to_end.py [--sizes 1000] [--runs 5] \
+        [--workloads update,update-cold,insert]
 """
 
 from __future__ import annotations
@@ -509,6 +514,16 @@ def preload(workload: Workload, syncer_run: Callable[[dict[str, Any]], Any]) -> 
         helpers.bulk(client, actions)
 
 
+def forget_known_states() -> None:
+    """syncer's container keeps no state of any document (revisions before known states have
+    none to forget)."""
+    from syncer import handler
+
+    known = getattr(handler._get_container().sinks, "known", None)
+    if known is not None:
+        known.clear()
+
+
 def print_stages(figures: list[Figure]) -> None:
     """Where syncer's wall time goes: ms per batch and share of wall time, per run."""
     print()
@@ -633,7 +648,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--sizes", default="1000", help="batch sizes, comma-separated")
     parser.add_argument("--runs", type=int, default=5, help="interleaved runs (fresh keys each)")
-    parser.add_argument("--workloads", default="update,insert")
+    parser.add_argument("--workloads", default="update,update-cold,insert")
     parser.add_argument("--quick", action="store_true", help="one run of one batch per size")
     parser.add_argument(
         "--rtt-ms",
@@ -675,6 +690,8 @@ def main() -> None:
                 batches = 1 if args.quick else BATCHES.get(size, 1)
                 workload = build_workload(name, size, batches, numbers, seed=run * 100 + size)
                 preload(workload, syncer_run)
+                if name.endswith("-cold"):
+                    forget_known_states()
                 admin.indices.refresh(index=f"{ALIAS},{PEER_INDEX},{PER_RECORD_INDEX}")
                 figures.extend(measure(contenders, workload, run, admin))
 

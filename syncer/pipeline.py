@@ -84,6 +84,7 @@ def _apply_to_search(
         optional_aliases=optional,
         deadline=deadline,
         refresh=bulk_refresh(work.table for work in works),
+        known=sinks.known,
     )
     result = write_documents(sinks.search, plan.refs, plan, options)
     for ref, outcome in result.outcomes.items():
@@ -273,6 +274,8 @@ def _process_batch(
         bulk_latency_ms=search.bulk_seconds * 1000,
         freshness_ms_p50=percentile(fresh_ms, 0.5),
         freshness_ms_p99=percentile(fresh_ms, 0.99),
+        known_states_used=search.known,
+        known_states_stale=search.known_stale,
         written=WrittenKeys(
             work
             for work, status in zip(works, settled, strict=True)

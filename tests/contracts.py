@@ -28,6 +28,7 @@ from syncer.core.documents import (
     Verdict,
     WriteKind,
 )
+from syncer.core.known import KnownStates
 from syncer.core.versions import Version
 from syncer.core.writes import WriteOptions
 from syncer.sinks.deadletter import DeadLetter
@@ -126,6 +127,55 @@ class SearchContract:
         assert result.status(ref) is Settled.FAILED
         assert not search.alias_exists(missing)
         assert search.mget([{"_index": missing, "_id": ref[1]}])[0].get("found") is not True
+
+    # Known states (syncer.core.known): a write planned unread, checked by OpenSearch.
+    def test_a_known_state_is_written_over_without_a_read(self, search, alias, document):
+        """A ref whose state this process wrote is planned against it and written over."""
+        doc_id, known = new_id(), KnownStates()
+        seen: list[TargetState] = []
+
+        def plan(ref: DocumentRef, target: TargetState, read: ReadState | None) -> Decision:
+            seen.append(target)
+            return writer(6, name="shoe")(ref, target, read)
+
+        search.apply([(alias, doc_id)], writer(5, name="boot"), WriteOptions(known=known))
+        result = search.apply([(alias, doc_id)], plan, WriteOptions(known=known))
+        assert result.status((alias, doc_id)) is Settled.WRITTEN
+        assert [target.known for target in seen] == [True]
+        assert document(alias, doc_id)["name"] == "shoe"
+        assert known.lookup([(alias, doc_id)])[(alias, doc_id)][1].version.seq == 6
+
+    def test_a_known_state_changed_since_is_read_and_planned_again(self, search, alias, document):
+        """Another writer's newer state since: the unread write meets a 409, then loses."""
+        doc_id, known = new_id(), KnownStates()
+        search.apply([(alias, doc_id)], writer(5, name="boot"), WriteOptions(known=known))
+        search.apply([(alias, doc_id)], writer(7, name="sandal"))  # another worker
+        result = search.apply([(alias, doc_id)], writer(6, name="shoe"), WriteOptions(known=known))
+        assert result.status((alias, doc_id)) is Settled.SKIPPED
+        assert document(alias, doc_id)["name"] == "sandal"
+        assert result.observed[(alias, doc_id)].fields.get(SYNCER_FIELD, {}).get("seq") == str(
+            7
+        ).zfill(40)
+
+    def test_a_skip_on_a_known_state_is_read_first(self, search, alias, document):
+        """A known state newer than the change proves nothing: what is indexed decides."""
+        doc_id, known = new_id(), KnownStates()
+        search.apply([(alias, doc_id)], writer(7, name="sandal"), WriteOptions(known=known))
+
+        def older(ref: DocumentRef, target: TargetState, read: ReadState | None) -> Decision:
+            return DocumentWrite(ref, WriteKind.INDEX, _body(3, name="clog"), target.document)
+
+        search.apply([(alias, doc_id)], older)  # the index went back (another index, a bug)
+        result = search.apply([(alias, doc_id)], writer(6, name="shoe"), WriteOptions(known=known))
+        assert result.status((alias, doc_id)) is Settled.WRITTEN
+        assert document(alias, doc_id)["name"] == "shoe"
+
+    def test_current_indices_names_each_existing_aliases_index(self, search, alias) -> None:
+        """An alias resolves to its concrete index; one that does not exist is left out."""
+        missing = f"missing-{uuid.uuid4().hex[:8]}"
+        current = search.current_indices([alias, missing], None)
+        assert set(current) == {alias}
+        assert current[alias] != alias
 
     def test_a_conflict_is_settled_when_not_replanned(self, search, alias) -> None:
         """With ``replan_conflicts`` off a 409 settles the ref as CONFLICT."""

@@ -90,6 +90,8 @@ class FakeSearch(_Failures):
         self.item_statuses: dict[str, list[int]] = {}  # doc id -> statuses its next items get
         self.bulk_requests = 0
         self.documents_read = 0  # refs whose indexed state a read_round looked up
+        self.alias_lookups = 0  # current_indices calls
+        self.last_seq_no = -1
         self.refreshes: list[str] = []
         # What the admin port (FakeAdmin) changes: alias filters, write-blocked indices.
         self.alias_filters: dict[str, Mapping[str, Any]] = {}
@@ -209,8 +211,21 @@ class FakeSearch(_Failures):
         if write.kind is WriteKind.DELETE:
             del documents[doc_id]
         else:
-            documents[doc_id] = (dict(write.body), 0 if current is None else current[1] + 1)
-        return ItemResult(ItemStatus.OK)
+            # One sequence per fake, as OpenSearch keeps one per shard: a state's _seq_no is
+            # never seen again in its index, even after a delete.
+            self.last_seq_no += 1
+            documents[doc_id] = (dict(write.body), self.last_seq_no)
+        if write.kind is WriteKind.DELETE:
+            return ItemResult(ItemStatus.OK)
+        written = {"_index": index, "_seq_no": documents[doc_id][1], "_primary_term": 1}
+        return ItemResult(ItemStatus.OK, "", written)
+
+    def current_indices(
+        self, aliases: Collection[str], deadline: Deadline | None
+    ) -> Mapping[str, str]:
+        self._call()
+        self.alias_lookups += 1
+        return {alias: self.aliases[alias] for alias in aliases if alias in self.aliases}
 
     def refresh(self, alias: str) -> None:
         self.refreshes.append(alias)

@@ -67,6 +67,7 @@ _NUMBER_BOUNDS: dict[str, tuple[float, bool]] = {
     "opensearch.timeout_s": (0, False),
     "opensearch.bulk_max_actions": (1, True),
     "opensearch.bulk_max_bytes": (1, True),
+    "opensearch.known_states": (0, True),
     "redis.timeout_s": (0, False),
     "resilience.max_attempts": (1, True),
     "resilience.initial_backoff_s": (0, True),

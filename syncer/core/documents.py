@@ -42,10 +42,15 @@ def indexed_document(source: Mapping[str, Any], seq_no: int, primary_term: int) 
 
 @dataclass(frozen=True, slots=True)
 class TargetState:
-    """Where a document lives behind an alias (the concrete index) and what it holds."""
+    """Where a document lives behind an alias (the concrete index) and what it holds.
+
+    ``known``: taken from ``KnownStates`` (``syncer.core.known``), not read: a write planned
+    against it is checked by OpenSearch, a decision to write nothing must be read first.
+    """
 
     index: str
     document: IndexedDocument | None
+    known: bool = False
 
 
 class WriteKind(Enum):

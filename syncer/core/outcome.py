@@ -32,6 +32,9 @@ class BatchOutcome:
     # From each acknowledged record's ApproximateCreationDateTime to its acknowledgement.
     freshness_ms_p50: float = 0.0
     freshness_ms_p99: float = 0.0
+    # Documents updated without an _mget (their known state), and those read after all.
+    known_states_used: int = 0
+    known_states_stale: int = 0
     # What the consistency sampler picks from; each key built when read (``core.work.WrittenKeys``).
     written: Sequence[WrittenKey] = ()
 
@@ -63,6 +66,8 @@ class BatchOutcome:
             "bulk_latency_ms": round(self.bulk_latency_ms, 1),
             "freshness_ms_p50": round(self.freshness_ms_p50, 1),
             "freshness_ms_p99": round(self.freshness_ms_p99, 1),
+            "known_states_used": self.known_states_used,
+            "known_states_stale": self.known_states_stale,
         }
 
 

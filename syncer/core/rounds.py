@@ -14,24 +14,28 @@ does no I/O of its own and imports nothing from ``syncer.sinks``.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from syncer.core.documents import (
+    SYNCER_FIELD,
     DocumentRef,
     DocumentWrite,
     ReadState,
     Settled,
     TargetState,
     Verdict,
+    WriteKind,
 )
+from syncer.core.known import KnownStates
 from syncer.core.writes import (
     NO_REINDEX,
     SETTLED_BY_KIND,
     ApplyResult,
+    ItemResult,
     ItemStatus,
     Planner,
-    Rereader,
     WriteOptions,
     WriteRounds,
 )
@@ -64,6 +68,7 @@ def write_documents(
     if not pending:
         return result
     first_round = True
+    guessed: set[DocumentRef] = set()  # refs whose observed state came from ``options.known``
     try:
         for attempt in store.attempts(deadline):
             with attempt:
@@ -74,19 +79,20 @@ def write_documents(
                 through = frozenset(
                     ref[0] for ref in pending if options.require_alias or ref in absent
                 )
+                known = _known_targets(store, pending, options) if first_round else {}
                 targets = store.read_round(
-                    pending,
+                    [ref for ref in pending if ref not in known] if known else pending,
                     options.fields,
                     options.optional_aliases,
                     deadline,
                     read=options.read_first or not first_round,
                     absent=absent,
                 )
+                targets.update(known)
+                result.known += len(known)
                 first_round = False
                 pending = _skip_absent_optional(pending, targets, result)
-                writes = _plan_round(
-                    pending, targets, plan, options.reread, result, options.require_alias
-                )
+                writes = _plan_round(store, pending, targets, plan, options, result, guessed)
                 reasons = _send_writes(store, writes, result, options, through)
                 if not options.replan_conflicts:
                     for ref, reason in reasons.conflicts:
@@ -100,7 +106,33 @@ def write_documents(
         for ref in pending:
             if ref not in result.outcomes:
                 result.settle(ref, Settled.FAILED, reason)
+                if options.known is not None:
+                    options.known.forget(ref)
     return result
+
+
+def _known_targets(
+    store: WriteRounds, pending: Sequence[DocumentRef], options: WriteOptions
+) -> dict[DocumentRef, TargetState]:
+    """The refs whose state ``options.known`` holds in the index their alias resolves to now.
+
+    The alias is resolved by a request sent after the batch began, as the ``_mget`` resolves it
+    (docs/ordering.md, "The swap"): a state known in an index the alias has left is read again.
+    Optional (reindex) aliases are always read.
+    """
+    known = options.known
+    if known is None:
+        return {}
+    optional = options.optional_aliases
+    candidates = known.lookup(ref for ref in pending if ref[0] not in optional)
+    if not candidates:
+        return {}
+    current = store.current_indices({ref[0] for ref in candidates}, options.deadline)
+    return {
+        ref: TargetState(index, document, True)
+        for ref, (index, document) in candidates.items()
+        if current.get(ref[0]) == index
+    }
 
 
 def _skip_absent_optional(
@@ -122,19 +154,25 @@ _Writes = dict[DocumentRef, tuple[DocumentWrite, list[DocumentRef]]]
 
 
 def _plan_round(
+    store: WriteRounds,
     pending: Sequence[DocumentRef],
-    targets: Mapping[DocumentRef, TargetState],
+    targets: dict[DocumentRef, TargetState],
     plan: Planner,
-    reread: Rereader | None,
+    options: WriteOptions,
     result: ApplyResult,
-    through_alias: bool = False,
+    guessed: set[DocumentRef],
 ) -> _Writes:
     """Plan each pending ref against its target; re-read the items whose order is unknown.
 
-    A write goes to the concrete index its state was read from, or, ``through_alias``, to the
-    ref's alias (a rebuild's reindex alias, which never moves: it is only ever dropped)."""
+    A write goes to the concrete index its state was read from, or, ``require_alias``, to the
+    ref's alias (a rebuild's reindex alias, which never moves: it is only ever dropped). A ref
+    planned against a known state (``TargetState.known``) that asks for no write is read first
+    and planned again: OpenSearch checks a write's state (``if_seq_no``), never a skip's."""
     writes: _Writes = {}
     to_reread: list[DocumentRef] = []
+    unsure: list[DocumentRef] = []
+    reread = options.reread
+    through_alias = options.require_alias
 
     def decide(ref: DocumentRef, target: TargetState, read: ReadState | None) -> None:
         concrete = ref if through_alias else (target.index, ref[1])
@@ -146,7 +184,9 @@ def _plan_round(
         except PoisonRecordError as error:
             result.settle(ref, Settled.REJECTED, str(error))
             return
-        if decision is Verdict.SKIP:
+        if isinstance(decision, Verdict) and target.known:
+            unsure.append(ref)
+        elif decision is Verdict.SKIP:
             result.settle(ref, Settled.SKIPPED)
         elif decision is Verdict.REREAD:
             if read is not None or reread is None:
@@ -162,9 +202,16 @@ def _plan_round(
         if target is None:  # an optional alias that does not exist
             result.settle(ref, Settled.SKIPPED, NO_REINDEX)
             continue
-        if target.document is not None:
-            result.observed.setdefault(ref, target.document)
+        _observe(ref, target, result, guessed, options)
         decide(ref, target, None)
+    if unsure:  # known states that asked for no write: what is indexed decides
+        read = store.read_round(
+            unsure, options.fields, options.optional_aliases, options.deadline, read=True
+        )
+        for ref in unsure:
+            target = targets[ref] = read[ref]
+            _observe(ref, target, result, guessed, options)
+            decide(ref, target, None)
     if to_reread and reread is not None:
         result.rereads += len(to_reread)
         fresh = reread(to_reread)
@@ -175,6 +222,32 @@ def _plan_round(
             else:
                 decide(ref, targets[ref], state)
     return writes
+
+
+def _observe(
+    ref: DocumentRef,
+    target: TargetState,
+    result: ApplyResult,
+    guessed: set[DocumentRef],
+    options: WriteOptions,
+) -> None:
+    """Keep the first indexed state seen per ref (its cache keys are invalidated), a read one
+    over a known one; keep each state read in ``options.known``."""
+    document = target.document
+    if target.known:
+        if document is not None and ref not in result.observed:
+            result.observed[ref] = document
+            guessed.add(ref)
+        return
+    if ref in guessed:  # the known state was not what the index held: what was read is
+        guessed.discard(ref)
+        result.observed.pop(ref, None)
+        result.known_stale += 1
+    if document is not None:
+        result.observed.setdefault(ref, document)
+        known = options.known
+        if known is not None and ref[0] not in options.optional_aliases:
+            known.remember(ref, target.index, document)
 
 
 @dataclass(slots=True)
@@ -193,11 +266,16 @@ def _send_writes(
     """Send the round's writes and settle every ref by its item's result."""
     reasons = _RoundReasons()
     planned = [write for write, _ in writes.values()]
+    known = options.known
+    kept = (SYNCER_FIELD, *options.fields)
     for sent in store.send_round(planned, options.refresh, options.deadline, through):
         result.bulk_seconds += sent.seconds
         for write in sent.writes:
             outcome = sent.results[write.ref]
-            for ref in writes[write.ref][1]:
+            refs = writes[write.ref][1]
+            if known is not None:
+                _keep_written(known, write, outcome, refs, kept, options.optional_aliases)
+            for ref in refs:
                 if outcome.status is ItemStatus.OK:
                     result.settle(ref, SETTLED_BY_KIND[write.kind])
                 elif outcome.status is ItemStatus.PERMANENT:
@@ -211,3 +289,25 @@ def _send_writes(
             for ref in writes[write.ref][1]:
                 result.settle(ref, Settled.REJECTED, reason)
     return reasons
+
+
+def _keep_written(
+    known: KnownStates,
+    write: DocumentWrite,
+    outcome: ItemResult,
+    refs: Sequence[DocumentRef],
+    kept: tuple[str, ...],
+    optional: frozenset[str],
+) -> None:
+    """What a write left in the index, known for the refs it served; anything else forgotten."""
+    written = outcome.written
+    if outcome.status is not ItemStatus.OK or written is None or write.kind is WriteKind.DELETE:
+        for ref in refs:
+            known.forget(ref)
+        return
+    # One index name for every entry (each answer parsed its own copy of the text).
+    index = sys.intern(str(written["_index"]))
+    seq_no, primary_term = int(written["_seq_no"]), int(written["_primary_term"])
+    for ref in refs:
+        if ref[0] not in optional:
+            known.remember_written(ref, index, write.body, seq_no, primary_term, kept)

@@ -3,7 +3,7 @@ the search adapter, so that no planner imports the adapter (pure)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Container, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from enum import Enum
@@ -20,6 +20,7 @@ from syncer.core.documents import (
     TargetState,
     WriteKind,
 )
+from syncer.core.known import KnownStates
 
 # Why a ref of an optional (reindex) alias that does not exist was skipped.
 NO_REINDEX = "no reindex running"
@@ -51,6 +52,8 @@ class ApplyResult:
     observed: dict[DocumentRef, IndexedDocument] = field(default_factory=dict)
     bulk_seconds: float = 0.0
     rereads: int = 0
+    known: int = 0  # refs planned against a known state, unread (``WriteOptions.known``)
+    known_stale: int = 0  # of those, read after all: a 409, or a verdict to write nothing
 
     def count(self, status: Settled) -> int:
         return sum(1 for outcome in self.outcomes.values() if outcome.status is status)
@@ -83,7 +86,10 @@ class WriteOptions:
     refused with a 409 when anything is there, then read and planned again); ``refresh`` goes
     with every ``_bulk``; ``replan_conflicts=False`` settles a 409 as ``CONFLICT`` instead of
     planning again; ``require_alias`` writes every ref through its alias, which must exist (a
-    rebuild's: a dropped index never comes back by name).
+    rebuild's: a dropped index never comes back by name). ``known`` (the stream path's): plan
+    the first round against the states this process last read or wrote, where they are known
+    and their alias still resolves to the same index, instead of reading them; the states read
+    and written are kept there (``syncer.core.known``).
     """
 
     reread: Rereader | None = None
@@ -92,6 +98,7 @@ class WriteOptions:
     deadline: Deadline | None = None
     read_first: bool = True
     absent_first: Container[DocumentRef] = frozenset()
+    known: KnownStates | None = None
     refresh: str | None = None
     replan_conflicts: bool = True
     require_alias: bool = False
@@ -108,8 +115,14 @@ class ItemStatus(Enum):
 
 @dataclass(frozen=True, slots=True)
 class ItemResult:
+    """One item's status; a write that succeeded also says where it landed and its new
+    ``_seq_no`` and ``_primary_term`` (``written``), which ``KnownStates`` keeps."""
+
     status: ItemStatus
     reason: str = ""
+    # the item's answer when a document was written: ``_index``, ``_seq_no``, ``_primary_term``
+    # (the parsed object itself: thousands per batch, nothing copied)
+    written: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,4 +177,11 @@ class WriteRounds(Protocol):
 
     def failure(self, error: Exception) -> str:
         """Why the rounds stopped on ``error`` (logged), for the refs left; a bug re-raised."""
+        ...
+
+    def current_indices(
+        self, aliases: Collection[str], deadline: Deadline | None
+    ) -> Mapping[str, str]:
+        """The one concrete index each of ``aliases`` resolves to now; an alias that does not
+        exist, or names several indices, is left out. One attempt."""
         ...

@@ -38,6 +38,8 @@ BATCH_METRICS = (
     ("BulkLatency", "Milliseconds", "bulk_latency_ms"),
     ("FreshnessP50", "Milliseconds", "freshness_ms_p50"),
     ("FreshnessP99", "Milliseconds", "freshness_ms_p99"),
+    ("KnownStatesUsed", "Count", "known_states_used"),
+    ("KnownStatesStale", "Count", "known_states_stale"),
 )
 
 
@@ -94,6 +96,8 @@ class PrometheusMetrics:
                 "failed",
                 "retries",
                 "breaker_changes",
+                "known_states_used",
+                "known_states_stale",
             )
         }
         self.batches = Counter("syncer_batches", "Batches processed", registry=self.registry)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from syncer.config import OpenSearchConfig
 from syncer.core.documents import DocumentRef, ReadState
 from syncer.core.jobs import Job
+from syncer.core.known import KnownStates
 from syncer.core.writes import WriteRounds
 from syncer.sinks.cache import CacheSink, RedisHandle
 from syncer.sinks.deadletter import DeadLetter, DeadLetterSink, GuardedDeadLetters
@@ -137,7 +138,17 @@ class Sinks:
     demo, the local runner's checkpoints); ``search_admin`` is deprecated.
     """
 
-    __slots__ = ("admin", "cache", "clients", "guards", "items", "jobs", "letters", "search")
+    __slots__ = (
+        "admin",
+        "cache",
+        "clients",
+        "guards",
+        "items",
+        "jobs",
+        "known",
+        "letters",
+        "search",
+    )
 
     def __init__(
         self,
@@ -150,6 +161,7 @@ class Sinks:
         admin: SearchAdmin,
         jobs: JobRecords,
         clients: Clients | None = None,
+        known: KnownStates | None = None,
     ) -> None:
         self.search = search
         self.cache = cache
@@ -159,6 +171,9 @@ class Sinks:
         self.admin = admin
         self.jobs = jobs
         self.clients = clients
+        # The states this process last read or wrote per document: the stream path plans
+        # against them instead of reading first, and OpenSearch checks every such write.
+        self.known = KnownStates() if known is None else known
 
     @classmethod
     def of_clients(
@@ -185,6 +200,7 @@ class Sinks:
             admin=OpenSearchAdmin(opensearch, opensearch_guard),
             jobs=JobStore(opensearch, opensearch_guard),
             clients=Clients(opensearch, redis, dynamodb, deadletters, limits),
+            known=KnownStates(limits.known_states),
         )
 
     def replace(self, **changes: Any) -> Sinks:

@@ -260,11 +260,14 @@ def test_any_shuffle_and_duplication_of_a_history_converges_to_its_newest_state(
     )
     cuts = sorted(data.draw(st.lists(st.integers(0, len(delivered)), max_size=4)))
     bounds = [0, *cuts, len(delivered)]
+    # each batch on one of two containers, which keep the states they wrote (known states,
+    # stale once the other wrote), or on a fresh one, which keeps none
+    containers = [fake_sinks(search, items=items), fake_sinks(search, items=items)]
     for start, end in itertools.pairwise(bounds):
         if start < end:
-            outcome = process_batch(
-                delivered[start:end], _config(), fake_sinks(search, items=items)
-            )
+            container = data.draw(st.sampled_from([0, 1, None]))
+            sinks = fake_sinks(search, items=items) if container is None else containers[container]
+            outcome = process_batch(delivered[start:end], _config(), sinks)
             assert outcome.failed_sequence_numbers == ()
     # then the index holds the table's state: the final price, or a tombstone (or nothing)
     document = search.document("catalog", "p-1|v1")

@@ -310,3 +310,63 @@ def test_redrive_tells_rejected_again_from_redriven_by_record_identity(search: F
     # then each entry's fate follows its own record, told apart by stream and sequence number
     assert fates == [Fate.REJECTED_AGAIN, Fate.REDRIVEN, Fate.FAILED_AGAIN]
     assert [letter.sequence_text for letter in letters.letters] == [str(SEQ + 1)]
+
+
+# Known states (syncer.core.known, docs/ordering.md "Known states"): an update of a key this
+# process last wrote is planned against that state, unread; OpenSearch checks the write.
+def test_an_update_of_a_key_written_before_is_not_read_first(search: FakeSearch) -> None:
+    """The second batch's MODIFY is written over the state the first batch wrote, unread."""
+    sinks = fake_sinks(search, FakeCache())
+    process_batch([record("INSERT", "p-1", 1, category="shoes")], _config(), sinks)
+    read_before, lookups_before = search.documents_read, search.alias_lookups
+    outcome = process_batch([record("MODIFY", "p-1", 2, category="boots")], _config(), sinks)
+    assert outcome.failed_sequence_numbers == ()
+    assert search.documents_read == read_before  # no _mget
+    assert search.alias_lookups == lookups_before + 1  # the alias resolved once
+    assert (outcome.known_states_used, outcome.known_states_stale) == (1, 0)
+    assert search.document("catalog", "p-1|v1")["category"] == "boots"
+
+
+def test_a_known_state_off_the_alias_is_read_and_written_where_the_alias_points(
+    search: FakeSearch,
+) -> None:
+    """After the alias moved to another index, the known state is not used: the change lands
+    in the index the alias names now, planned against what that index holds."""
+    sinks = fake_sinks(search, FakeCache())
+    process_batch([record("INSERT", "p-1", 1, category="shoes")], _config(), sinks)
+    old_index = search.aliases["catalog"]
+    search.indices["catalog-000002"] = {}
+    search.aliases["catalog"] = "catalog-000002"  # moved without blocking the old index
+    outcome = process_batch([record("MODIFY", "p-1", 2, category="boots")], _config(), sinks)
+    assert outcome.failed_sequence_numbers == ()
+    assert search.document("catalog", "p-1|v1")["category"] == "boots"
+    assert search.indices[old_index]["p-1|v1"][0]["category"] == "shoes"
+
+
+def test_a_known_state_another_writer_replaced_invalidates_that_writers_cache_keys(
+    search: FakeSearch,
+) -> None:
+    """A write over a stale known state meets a 409; the state then read is the one replaced,
+    so its cache keys are invalidated, not the known state's."""
+    cache = FakeCache()
+    sinks = fake_sinks(search, cache)
+    process_batch([record("INSERT", "p-1", 1, category="shoes")], _config(), sinks)
+    other = fake_sinks(search, FakeCache())  # another container, its own known states
+    process_batch([record("MODIFY", "p-1", 2, category="sandals")], _config(), other)
+    outcome = process_batch([record("MODIFY", "p-1", 3, category="boots")], _config(), sinks)
+    assert outcome.failed_sequence_numbers == ()
+    assert search.document("catalog", "p-1|v1")["category"] == "boots"
+    assert "category:sandals" in cache.invalidated[-1]
+    assert (outcome.known_states_used, outcome.known_states_stale) == (1, 1)
+
+
+def test_known_states_off_reads_every_batch(search: FakeSearch) -> None:
+    """``[opensearch] known_states = 0`` keeps nothing: every update is read first."""
+    config = _config()
+    sinks = fake_sinks(search, FakeCache())
+    sinks.known.capacity = 0
+    process_batch([record("INSERT", "p-1", 1, category="shoes")], config, sinks)
+    read_before = search.documents_read
+    process_batch([record("MODIFY", "p-1", 2, category="boots")], config, sinks)
+    assert search.documents_read == read_before + 1
+    assert search.alias_lookups == 0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Container, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +13,7 @@ from syncer.core.documents import DocumentRef, DocumentWrite, TargetState
 from syncer.core.rounds import write_documents
 from syncer.core.writes import ApplyResult, Planner, SentChunk, WriteOptions
 from syncer.sinks.resilience import reported_failure
-from syncer.sinks.search.aliases import alias_exists
+from syncer.sinks.search.aliases import alias_exists, current_indices
 from syncer.sinks.search.bulk import bulk_chunks, send_bulk
 from syncer.sinks.search.reads import Body, Hit, check_shards, scroll_pages
 from syncer.sinks.search.targets import read_round
@@ -114,6 +114,12 @@ class SearchSink:
     def failure(self, error: Exception) -> str:
         """Why the write rounds stopped on ``error``, logged; an unknown error re-raised."""
         return reported_failure(error, "OpenSearch write")
+
+    def current_indices(
+        self, aliases: Collection[str], deadline: Deadline | None
+    ) -> Mapping[str, str]:
+        """The one concrete index each alias resolves to now (one ``GET _alias``, one attempt)."""
+        return self.guard.call(current_indices, self.client, aliases, self._cap(deadline))
 
     def _cap(self, deadline: Deadline | None) -> float | None:
         return None if deadline is None else deadline.request_timeout(self.limits.timeout_s)
