@@ -300,6 +300,16 @@ def _in_layout(source: str) -> str:
     )
 
 
+def whole_syncer_tree_at(revision: str) -> Path:
+    """The whole syncer package as it is at ``revision`` (``git archive``), in a new directory."""
+    tree = Path(tempfile.mkdtemp(prefix="syncer-at-"))
+    archive = subprocess.run(
+        ["git", "archive", revision, "syncer"], cwd=ROOT, capture_output=True, check=True
+    )
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+    return tree
+
+
 def syncer_tree_at(revision: str) -> Path:
     """A copy of the working tree's syncer package with ``OWNED_MODULES`` as at ``revision``.
 

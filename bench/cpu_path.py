@@ -7,7 +7,8 @@ Three implementations run interleaved on the same batches, so machine noise hits
   an absent document (``create`` actions), ``plan_cache_keys`` and ``search.bulk_chunks``;
 * ``syncer@REV``: the same code with the owned pure modules (attributes, records, coalesce,
   plan, jsoncodec) as they are at git revision REV (default HEAD), to show what the
-  optimisations did;
+  optimisations did; with ``--whole``, the whole syncer package as it is at REV, the
+  collector paused as for ``syncer`` (a like-for-like comparison of two revisions);
 * ``baseline``: how peer Lambdas write it: boto3's ``TypeDeserializer``, a last-write-wins dict,
   opensearch-py's ``expand_action`` and the chunker and JSON serializer ``helpers.bulk`` uses
   (``json.dumps``; Decimal -> float; sets made lists, which peers must add).
@@ -17,7 +18,7 @@ the garbage collector sees a realistic heap), and CPU time of this process is me
 No network. Prints figures; ``--profile`` prints a cProfile of syncer's path instead.
 
     .venv/bin/python bench/cpu_path.py [--records 10000] [--repeats 7] [--gc default|off|freeze]
-        [--workload insert|update] [--before REV]
+        [--workload insert|update] [--before REV [--whole]] [--instructions]
 
 ``--workload update`` sends MODIFYs that carry an OldImage as well (syncer decodes only what it
 reads of it; the baseline, like peer Lambdas, ignores it).
@@ -53,6 +54,7 @@ from bench.common import (
     median,
     stream_record,
     syncer_tree_at,
+    whole_syncer_tree_at,
 )
 
 TABLE = "catalog"
@@ -224,15 +226,19 @@ def _planning_path(plan: Any, table: Any) -> Callable[[Any], list[Any]]:
     return plan_batch
 
 
-def syncer_path_at(revision: str) -> CpuPath:
-    """syncer's path with the owned modules taken from ``revision``, in its own module tree."""
-    tree = syncer_tree_at(revision)
+def syncer_path_at(revision: str, whole: bool = False) -> CpuPath:
+    """syncer's path with the owned modules taken from ``revision``, in its own module tree.
+
+    ``whole``: every module of the package as at ``revision``, the collector paused around
+    the batch as ``syncer_path`` pauses it (the owned-modules variant runs with it on).
+    """
+    tree = whole_syncer_tree_at(revision) if whole else syncer_tree_at(revision)
     current = {k: m for k, m in sys.modules.items() if k == "syncer" or k.startswith("syncer.")}
     for name in current:
         del sys.modules[name]
     sys.path.insert(0, str(tree))
     try:
-        run = syncer_path(gc_paused=False)
+        run = syncer_path(gc_paused=whole)
     finally:
         sys.path.remove(str(tree))
         for name in [k for k in sys.modules if k == "syncer" or k.startswith("syncer.")]:
@@ -374,7 +380,9 @@ def update_records(table: str, count: int) -> list[dict[str, Any]]:
 WORKLOADS = {"insert": insert_records, "update": update_records}
 
 
-def _count_run(variant: str, stages: int, batches: int, records: int) -> None:
+def _count_run(
+    variant: str, stages: int, batches: int, records: int, workload: str, whole: bool
+) -> None:
     """What one valgrind run executes: build the paths, then run ``batches`` batches."""
     gc.disable()  # instructions of the path itself, without the collector's share
     if variant == "syncer":
@@ -382,15 +390,21 @@ def _count_run(variant: str, stages: int, batches: int, records: int) -> None:
     elif variant == "baseline":
         run = baseline_path()
     else:
-        run = syncer_path_at(variant.split("@", 1)[1])
-    event_json = json.dumps({"Records": insert_records(TABLE, records)}).encode()
+        run = syncer_path_at(variant.split("@", 1)[1], whole)
+    event_json = json.dumps({"Records": WORKLOADS[workload](TABLE, records)}).encode()
     events = [json.loads(event_json)["Records"] for _ in range(3)]  # same work in every run
     run(events[0])
     for records_ in events[1 : 1 + batches]:
         run(records_)
 
 
-def _instructions(variant: str, stages: int = len(STAGES), records: int = 1000) -> float:
+def _instructions(
+    variant: str,
+    stages: int = len(STAGES),
+    records: int = 1000,
+    workload: str = "insert",
+    whole: bool = False,
+) -> float:
     """Instructions per record of ``variant`` (callgrind: runs with 2 batches minus 0)."""
     collected = []
     for batches in (0, 2):
@@ -409,6 +423,9 @@ def _instructions(variant: str, stages: int = len(STAGES), records: int = 1000) 
                 str(batches),
                 "--records",
                 str(records),
+                "--workload",
+                workload,
+                *(["--whole"] if whole else []),
             ],
             capture_output=True,
             text=True,
@@ -418,7 +435,7 @@ def _instructions(variant: str, stages: int = len(STAGES), records: int = 1000) 
     return (collected[1] - collected[0]) / (2 * records)
 
 
-def instruction_counts(before: str) -> None:
+def instruction_counts(before: str, workload: str = "insert", whole: bool = False) -> None:
     """Noise-free CPU cost: instructions per record, per variant and per syncer stage."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -429,9 +446,15 @@ def instruction_counts(before: str) -> None:
         **{f"upto{stage}": ("syncer", stage) for stage in range(1, len(STAGES))},
     }
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        futures = {name: pool.submit(_instructions, *job) for name, job in jobs.items()}
+        futures = {
+            name: pool.submit(_instructions, *job, 1000, workload, whole)
+            for name, job in jobs.items()
+        }
         counts = {name: future.result() for name, future in futures.items()}
-    print("instructions per record (valgrind callgrind, 1,000-record batches, collector off):")
+    print(
+        f"instructions per record (valgrind callgrind, 1,000-record {workload} batches, "
+        "collector off):"
+    )
     for variant in ("baseline", "syncer", f"syncer@{before}"):
         print(f"{variant:>24}: {counts[variant]:>9,.0f}")
     previous = 0.0
@@ -457,6 +480,11 @@ def main() -> None:
         "--before", default="af36713", help="git revision of the 'before' modules (pre-tuning)"
     )
     parser.add_argument("--no-before", action="store_true", help="skip the before variant")
+    parser.add_argument(
+        "--whole",
+        action="store_true",
+        help="the before variant is the whole package at REV, the collector paused as syncer's",
+    )
     parser.add_argument(
         "--workload",
         choices=sorted(WORKLOADS),
@@ -485,11 +513,18 @@ def main() -> None:
     parser.add_argument("--count-batches", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.count_run:
-        _count_run(args.count_run, args.count_stages, args.count_batches, args.records)
+        _count_run(
+            args.count_run,
+            args.count_stages,
+            args.count_batches,
+            args.records,
+            args.workload,
+            args.whole,
+        )
         return
     if args.instructions:
         header("CPU path: instructions per record")
-        instruction_counts(args.before)
+        instruction_counts(args.before, args.workload, args.whole)
         return
     header("CPU path: decode + coalesce + plan + bulk body, one core")
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core, stated not assumed
@@ -516,7 +551,7 @@ def main() -> None:
     if args.routed:
         paths["syncer-routed"] = routed_path()
     if not args.no_before:
-        paths[f"syncer@{args.before}"] = syncer_path_at(args.before)
+        paths[f"syncer@{args.before}"] = syncer_path_at(args.before, args.whole)
     outputs = {name: run(json.loads(event_json)["Records"]) for name, run in paths.items()}
     body_bytes, cache_keys = outputs["syncer"]
     print(f"syncer bulk body: {body_bytes:,} B; cache keys: {cache_keys:,}")

@@ -138,3 +138,33 @@ def plan_key(
     if alias not in {route.index for route in routes}:
         alias = reindex_alias(routes[-1].index)
     return ChangePlanner([work])((alias, change.document_id), target, reread)
+
+
+class CollectorWatch:
+    """Watches the cycle collector through a batch: ``outcome()`` makes a batch's outcome whose
+    life it follows, and each ``gc.enable()`` records whether every such outcome was freed."""
+
+    def __init__(self) -> None:
+        import gc
+
+        self._enable = gc.enable
+        self._outcomes: list[Callable[[], object]] = []
+        self.enabled_with_outcomes_alive: list[bool] = []
+
+    def outcome(self, *fields: Any) -> Any:
+        """A ``BatchOutcome`` of ``fields`` that a weak reference can follow."""
+        import weakref
+
+        from syncer.core.outcome import BatchOutcome
+
+        class Followed(BatchOutcome):  # no __slots__: a weak reference can point to it
+            pass
+
+        made = Followed(*fields)
+        self._outcomes.append(weakref.ref(made))
+        return made
+
+    def enable(self) -> None:
+        """Stands in for ``gc.enable``: records, then turns the collector on."""
+        self.enabled_with_outcomes_alive.append(any(ref() is not None for ref in self._outcomes))
+        self._enable()

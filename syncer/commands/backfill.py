@@ -43,7 +43,7 @@ from syncer.commands.exports import (
 )
 from syncer.commands.jobs import job_store, start_backfill_job
 from syncer.config import Config, Route, TableConfig
-from syncer.config.templates import fill_template, parse_templates
+from syncer.config.templates import fill_template
 from syncer.core.attributes import decode_item
 from syncer.core.command_planners import BackfillPlanner, BackfillState, plan_backfill
 from syncer.core.documents import (
@@ -85,7 +85,7 @@ __all__ = [  # plan_backfill: pure, in syncer.core.command_planners; imported fr
 def _cache_keys(
     route: Route, keys: Mapping[str, Any], states: Sequence[Mapping[str, Any]]
 ) -> set[str]:
-    templates = parse_templates(route.cache_keys + route.search_cache_keys)
+    templates = route.templates
     found = set()
     for state in states:
         for parsed in templates:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from syncer.config.consistency import ConsistencyConfig
-from syncer.config.templates import template_fields
+from syncer.config.templates import Template, parse_templates, template_fields
 from syncer.errors import ConfigError
 
 MATCH_OPERATORS = ("begins_with", "equals")
@@ -87,6 +87,11 @@ class CheckpointConfig:
     redis_key: str | None = None
 
 
+# Sets of key attribute names a route keeps its templates_outside for: a table has one key
+# schema (a redriven dead letter of a re-created table may bring a second).
+_MAX_KEY_SCHEMAS = 8
+
+
 @dataclass(frozen=True, slots=True)
 class RouteMatch:
     """Which items a route selects: ``attribute`` equals ``value``, or begins with it."""
@@ -106,6 +111,37 @@ class Route:
     exclude_attributes: frozenset[str] = frozenset()
     transform: str | None = None  # "module:function", see syncer.core.routes
     search_cache_keys: tuple[str, ...] = ()  # as the table's, for this route's items
+    # Made on first use (the cache keys of every change are rendered with them): ``templates``,
+    # and ``templates_outside`` for the few sets of key attribute names a table has.
+    _templates: tuple[Template, ...] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+    _outside: dict[tuple[str, ...], tuple[Template, ...]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    @property
+    def templates(self) -> tuple[Template, ...]:
+        """Its item and search cache key templates, parsed (once, on first use)."""
+        parsed = self._templates
+        if parsed is None:
+            parsed = parse_templates(self.cache_keys + self.search_cache_keys)
+            object.__setattr__(self, "_templates", parsed)
+        return parsed
+
+    def templates_outside(self, names: tuple[str, ...]) -> tuple[Template, ...]:
+        """Those of ``templates`` that fill an attribute not in ``names``, in their order."""
+        found = self._outside.get(names)
+        if found is None:
+            known = set(names)
+            found = tuple(
+                parsed
+                for parsed in self.templates
+                if any(name is not None and name not in known for _, name in parsed)
+            )
+            if len(self._outside) < _MAX_KEY_SCHEMAS:
+                self._outside[names] = found
+        return found
 
 
 @dataclass(frozen=True, slots=True)

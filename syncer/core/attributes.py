@@ -94,25 +94,24 @@ def _fast_strings(values: object) -> Any:
     return sorted(values)
 
 
-def _fast_each(values: object, decode: Any) -> Any:
-    """``decode`` applied to each element of a list; _UNUSUAL if any element declines."""
+def _fast_numbers(values: object) -> Any:
     if type(values) is not list:
         return _UNUSUAL
-    decoded = []
-    for element in values:
-        value = decode(element)
-        if value is _UNUSUAL:
+    numbers = []
+    for text in values:
+        # Integers (the commonest numbers) as _fast_number takes them, without its call.
+        if type(text) is not str:
             return _UNUSUAL
-        decoded.append(value)
-    return decoded
-
-
-def _fast_numbers(values: object) -> Any:
-    numbers = _fast_each(values, _fast_number)
-    if numbers is not _UNUSUAL:
-        # int and Decimal compare exactly with each other, so this is the order of
-        # sorting by Decimal value, ties (equal values) kept in their given order.
-        numbers.sort()
+        if text.isdigit() and len(text) <= _NATIVE_INT_DIGITS and text.isascii():
+            number = int(text)
+        else:
+            number = _fast_number(text)
+            if number is _UNUSUAL:
+                return _UNUSUAL
+        numbers.append(number)
+    # int and Decimal compare exactly with each other, so this is the order of
+    # sorting by Decimal value, ties (equal values) kept in their given order.
+    numbers.sort()
     return numbers
 
 
@@ -156,7 +155,19 @@ def _fast_value(typed: object) -> Any:
 
 
 def _fast_list(values: object) -> Any:
-    return _fast_each(values, _fast_value)
+    if type(values) is not list:
+        return _UNUSUAL
+    decoded = []
+    for typed in values:
+        # Maps are the commonest elements of a list (records of a one-to-many): no dispatch.
+        if type(typed) is dict and len(typed) == 1 and "M" in typed:
+            value = _fast_map(typed["M"])
+        else:
+            value = _fast_value(typed)
+        if value is _UNUSUAL:
+            return _UNUSUAL
+        decoded.append(value)
+    return decoded
 
 
 def _fast_map(typed_item: object) -> Any:
@@ -166,11 +177,35 @@ def _fast_map(typed_item: object) -> Any:
     for name, typed in typed_item.items():
         if type(typed) is not dict or len(typed) != 1 or type(name) is not str:
             return _UNUSUAL
-        # Strings and numbers are most attributes: look them up before unpacking the value.
-        value = typed.get("S")
-        if type(value) is not str:
-            value = typed.get("N")
-            value = _fast_value(typed) if value is None else _fast_number(value)
+        # Strings and numbers are most attributes: look them up before unpacking the value,
+        # and take the commonest numbers (as _fast_number would) without a call.
+        if "S" in typed:
+            value = typed["S"]
+            if type(value) is not str:
+                return _UNUSUAL
+        elif "N" in typed:
+            value = typed["N"]
+            if type(value) is not str:
+                return _UNUSUAL
+            if value.isdigit() and len(value) <= _NATIVE_INT_DIGITS and value.isascii():
+                value = int(value)
+            else:
+                whole, point, fraction = value.partition(".")
+                if (
+                    point
+                    and fraction.isdigit()
+                    and whole.isdigit()
+                    and fraction[-1] != "0"  # not integral: Decimal of the text as it is
+                    and value.isascii()
+                    and len(value) <= _MAX_NUMBER_TEXT
+                ):
+                    value = Decimal(value)
+                else:
+                    value = _fast_number(value)
+                    if value is _UNUSUAL:
+                        return _UNUSUAL
+        else:
+            value = _fast_value(typed)
             if value is _UNUSUAL:
                 return _UNUSUAL
         decoded[name] = value

@@ -6,11 +6,11 @@ The document planners live in ``syncer.core.planners`` and the document bodies i
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from syncer.config import Route, TableConfig
-from syncer.config.templates import NO_ATTRIBUTES, Template, fill_template, parse_templates
+from syncer.config.templates import NO_ATTRIBUTES, Template, fill_template
 from syncer.core.bodies import change_state as change_state
 from syncer.core.bodies import document_body as document_body
 from syncer.core.bodies import tombstone_body as tombstone_body
@@ -83,26 +83,42 @@ def render_cache_keys(
     only = routes[0] if len(routes) == 1 and routes[0].match is None else None
     cache_keys: set[str] = set()
     add = cache_keys.add
-    if only is not None:
-        templates = _route_templates(only)  # parsed once for every state
-        for first, then in states if templates else ():
-            for parsed in templates:
-                rendered = fill_template(parsed, first, then)
-                if rendered is not None:
-                    add(rendered)
-    else:
-        for first, then in states:
-            route = select_route(table, {**then, **first})
-            for parsed in _route_templates(route) if route is not None else ():
-                rendered = fill_template(parsed, first, then)
-                if rendered is not None:
-                    add(rendered)
-    for route, first, then in indexed:
-        for parsed in _route_templates(route):
+    # A template naming only key attributes renders alike for every state with the same key
+    # attributes (they win over any image): after a key's state was rendered with a route, the
+    # next states of that key and route (its other image, the indexed document) render only
+    # the other templates. The set is the same, its new keys added in the same order.
+    last_first: Image | None = None
+    last_route: Route | None = None
+    beyond: Sequence[Template] | None = None  # last_route's templates beyond last_first's key
+    templates: Sequence[Template]
+    for route, first, then in _routed(table, only, states, indexed):
+        if first is last_first and route is last_route:
+            if beyond is None:
+                beyond = route.templates_outside(tuple(first))
+            templates = beyond
+        else:
+            last_first, last_route, beyond = first, route, None
+            templates = route.templates
+        for parsed in templates:
             rendered = fill_template(parsed, first, then)
             if rendered is not None:
                 add(rendered)
     return cache_keys
+
+
+def _routed(
+    table: TableConfig,
+    only: Route | None,
+    states: Iterable[State],
+    indexed: Iterable[tuple[Route, Image, Image]],
+) -> Iterator[tuple[Route, Image, Image]]:
+    """Each state with the route it selects (``only`` when the table has one catch-all route),
+    then the indexed documents with theirs; a state no route selects has no cache keys."""
+    for first, then in states:
+        route = only if only is not None else select_route(table, {**then, **first})
+        if route is not None:
+            yield route, first, then
+    yield from indexed
 
 
 def old_image_fields(table: TableConfig) -> tuple[str, ...]:
@@ -117,16 +133,9 @@ def old_image_fields(table: TableConfig) -> tuple[str, ...]:
     for route in table.resolved_routes:
         if route.match is not None:
             names.add(route.match.attribute)
-        for parsed in _route_templates(route):
+        for parsed in route.templates:
             names.update(name for _, name in parsed if name is not None)
     return tuple(sorted(names))
-
-
-def _route_templates(route: Route) -> tuple[Template, ...]:
-    """A route's item and search cache key templates, parsed (cached by their texts)."""
-    if not route.search_cache_keys:
-        return parse_templates(route.cache_keys)
-    return parse_templates(route.cache_keys + route.search_cache_keys)
 
 
 def bulk_refresh(tables: Iterable[TableConfig]) -> str | None:

@@ -43,6 +43,7 @@ from amazon_kclpy.v3 import processor
 from syncer.config import Config, load_config
 from syncer.core.outcome import BatchOutcome
 from syncer.errors import DownstreamUnavailableError
+from syncer.pipeline import cyclic_gc_paused
 from syncer.runner.kinesisrecords import lambda_kinesis_record
 from syncer.runner.reader import backoff_s
 from syncer.sinks.ports import Sinks
@@ -193,7 +194,10 @@ class SyncerRecordProcessor(processor.RecordProcessorBase):  # type: ignore[misc
         ]
         failures = 0
         while True:
-            failed, reason = self._run(pending)
+            # As in the Lambda handler, the collector stays off until the batch's values are
+            # freed (when ``_run`` returns), and not through the wait before a retry.
+            with cyclic_gc_paused():
+                failed, reason = self._run(pending)
             count = handled_prefix([p.sequence_number for p, _ in pending], failed)
             if count:
                 self.handled = pending[count - 1][0]

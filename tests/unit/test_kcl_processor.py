@@ -7,6 +7,7 @@ A fake checkpointer answers as the MultiLangDaemon does (amazon-kclpy raises
 from __future__ import annotations
 
 import base64
+import gc
 import json
 import threading
 from collections.abc import Callable, Sequence
@@ -18,6 +19,7 @@ from amazon_kclpy.kcl import CheckpointError
 
 from syncer.core.outcome import BatchOutcome
 from syncer.errors import DownstreamUnavailableError
+from syncer.pipeline import cyclic_gc_paused
 from syncer.runner.kcl import (
     EXIT_FATAL,
     Position,
@@ -25,6 +27,7 @@ from syncer.runner.kcl import (
     handled_prefix,
 )
 from syncer.runner.kinesisrecords import from_get_records, lambda_kinesis_record
+from tests.helpers import CollectorWatch
 
 ARN = "arn:aws:kinesis:eu-west-1:123456789012:stream/orders"
 
@@ -150,6 +153,44 @@ def test_a_durable_batch_is_checkpointed_at_its_last_record() -> None:
     assert calls == [["10", "11", "12"]]
     assert checkpointer.saved == ["12"]
     assert made.checkpointed == Position("12")
+
+
+def test_the_collector_stays_off_until_each_batchs_outcome_is_freed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As the Lambda handler does, the processor turns the collector on only after a batch is
+    dropped, retries included, and never holds it off through the wait before a retry."""
+    # given a processor whose batches' outcomes are followed (the first attempt fails a record)
+    watch = CollectorWatch()
+    monkeypatch.setattr(gc, "enable", watch.enable)
+    answers = [("11",), ()]
+    collector_on_while_waiting: list[bool] = []
+
+    def process(batch: list[dict[str, Any]]) -> BatchOutcome:
+        failed = answers.pop(0)
+        with cyclic_gc_paused():  # as process_batch holds the collector off for the batch
+            return watch.outcome(len(batch), 0, 0, 0, 0, 0, 0, failed)
+
+    made, checkpointer = processor(process), FakeCheckpointer()
+    waits = made.stop
+
+    class Watching:
+        def is_set(self) -> bool:
+            return False
+
+        def wait(self, seconds: float) -> bool:
+            collector_on_while_waiting.append(gc.isenabled())
+            return waits.wait(seconds)
+
+    made.stop = Watching()
+    assert gc.isenabled()
+    # when a batch arrives, fails one record, and is retried from it
+    made.process_records(Input(checkpointer, records("10", "11", "12")))
+    # then the collector came on after each attempt, once its outcome was freed
+    assert checkpointer.saved == ["10", "12"]
+    assert watch.enabled_with_outcomes_alive == [False, False]
+    assert collector_on_while_waiting == [True]
+    assert gc.isenabled()
 
 
 def test_records_reach_process_batch_in_lambdas_kinesis_shape() -> None:

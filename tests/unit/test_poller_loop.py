@@ -6,6 +6,7 @@ here against a small stand-in for the DynamoDB Streams API; ``process_batch`` is
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Sequence
 from types import SimpleNamespace
 from typing import Any
@@ -14,11 +15,13 @@ import pytest
 
 from syncer.config import Config, ResilienceConfig, parse_config
 from syncer.core.outcome import BatchOutcome
+from syncer.pipeline import cyclic_gc_paused
 from syncer.runner import poller
 from syncer.runner.poller import PollOptions, StreamPoller
 from syncer.runner.reader import backoff_s
 from syncer.sinks.checkpoints import ShardCheckpoint
 from syncer.sinks.resilience import Downstream
+from tests.helpers import CollectorWatch
 
 ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/catalog/stream/2024-01-01T00:00:00.000"
 
@@ -97,9 +100,14 @@ class MemoryStore:
 class Recorder:
     """Stands in for process_batch: records each batch; fails as told, batch by batch."""
 
-    def __init__(self, failures: Sequence[Sequence[str] | Exception] = ()) -> None:
+    def __init__(
+        self,
+        failures: Sequence[Sequence[str] | Exception] = (),
+        watch: CollectorWatch | None = None,
+    ) -> None:
         self.batches: list[list[str]] = []
         self.failures = list(failures)
+        self.watch = watch
 
     def __call__(self, records: Sequence[Any], config: Config, sinks: Any) -> BatchOutcome:
         numbers = [r["dynamodb"]["SequenceNumber"] for r in records]
@@ -108,7 +116,11 @@ class Recorder:
         failed = self.failures.pop(0) if self.failures else ()
         if isinstance(failed, Exception):
             raise failed
-        return BatchOutcome(len(records), len(records), len(records), 0, 0, 0, 0, tuple(failed))
+        fields = (len(records), len(records), len(records), 0, 0, 0, 0, tuple(failed))
+        if self.watch is None:
+            return BatchOutcome(*fields)
+        with cyclic_gc_paused():  # as process_batch holds the collector off for the batch
+            return self.watch.outcome(*fields)
 
 
 CONFIG = parse_config(
@@ -140,6 +152,40 @@ def _run(
         options=PollOptions(once=True, idle_sleep_s=0, **options),
     )
     return store, loop.run()
+
+
+def test_the_collector_stays_off_until_each_batchs_outcome_is_freed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As the Lambda handler does, the loop turns the collector on only after a batch is dropped."""
+    # given a loop whose batches' outcomes are followed, and the collector on
+    watch = CollectorWatch()
+    monkeypatch.setattr(gc, "enable", watch.enable)
+    assert gc.isenabled()
+    # when it handles two batches
+    recorder = Recorder(watch=watch)
+    _run({"s": (None, ["1", "2", "3"], False)}, recorder, monkeypatch, page=2)
+    # then the collector was turned on once after each, when its outcome was already freed
+    assert recorder.batches == [["1", "2"], ["3"]]
+    assert watch.enabled_with_outcomes_alive == [False, False]
+    assert gc.isenabled()
+
+
+def test_a_collector_the_caller_turned_off_stays_off_through_the_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The loop's pause never turns on a collector that someone else turned off."""
+    # given the collector off
+    gc.disable()
+    try:
+        # when the loop handles a batch
+        recorder = Recorder()
+        _run({"s": (None, ["1"], False)}, recorder, monkeypatch)
+        # then it is still off
+        assert recorder.batches == [["1"]]
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
 
 
 def test_a_closed_parent_is_read_to_its_end_before_its_child(
