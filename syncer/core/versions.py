@@ -133,16 +133,24 @@ def read_version(read_from_s: float, read_to_s: float) -> Version:
 def version_from_meta(meta: Mapping[str, Any]) -> Version:
     """The version a document's ``_syncer`` object records (documents of any syncer release)."""
     seq = meta.get("seq")
-    read_from, read_to = meta.get("read_from"), meta.get("read_to")
+    get = meta.get
+    # Most fields are absent or an int: those skip _int_or_none's checks (one kept state or
+    # read document each, thousands per batch).
     return Version(
         seq=int(seq) if seq is not None else None,
-        stream_ms=_int_or_none(meta.get("stream")),
-        changed_at_ms=_int_or_none(meta.get("changed_at")),
-        read_from_ms=_int_or_none(read_from),
-        read_to_ms=_int_or_none(read_to),
-        change_from_us=_int_or_none(meta.get("change_from_us")),
-        change_to_us=_int_or_none(meta.get("change_to_us")),
-        event_id=event_id if isinstance(event_id := meta.get("event_id"), str) else None,
+        stream_ms=v if (v := get("stream")) is None or type(v) is int else _int_or_none(v),
+        changed_at_ms=(
+            v if (v := get("changed_at")) is None or type(v) is int else _int_or_none(v)
+        ),
+        read_from_ms=v if (v := get("read_from")) is None or type(v) is int else _int_or_none(v),
+        read_to_ms=v if (v := get("read_to")) is None or type(v) is int else _int_or_none(v),
+        change_from_us=(
+            v if (v := get("change_from_us")) is None or type(v) is int else _int_or_none(v)
+        ),
+        change_to_us=(
+            v if (v := get("change_to_us")) is None or type(v) is int else _int_or_none(v)
+        ),
+        event_id=event_id if isinstance(event_id := get("event_id"), str) else None,
     )
 
 
