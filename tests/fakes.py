@@ -130,7 +130,9 @@ class FakeSearch(_Failures):
         *,
         read: bool,
         absent: Container[DocumentRef] = frozenset(),
+        exists: Mapping[str, bool] | None = None,
     ) -> dict[DocumentRef, TargetState]:
+        # ``exists`` spares the real adapter a HEAD; the fake knows its aliases anyway.
         def read_all() -> dict[DocumentRef, TargetState]:
             self._call()
             targets: dict[DocumentRef, TargetState] = {}
@@ -222,7 +224,7 @@ class FakeSearch(_Failures):
 
     def current_indices(
         self, aliases: Collection[str], deadline: Deadline | None
-    ) -> Mapping[str, str]:
+    ) -> Mapping[str, str | None]:
         self._call()
         self.alias_lookups += 1
         return {alias: self.aliases[alias] for alias in aliases if alias in self.aliases}

@@ -79,7 +79,9 @@ def write_documents(
                 through = frozenset(
                     ref[0] for ref in pending if options.require_alias or ref in absent
                 )
-                known = _known_targets(store, pending, options) if first_round else {}
+                known, exists = (
+                    _known_targets(store, pending, options) if first_round else ({}, None)
+                )
                 targets = store.read_round(
                     [ref for ref in pending if ref not in known] if known else pending,
                     options.fields,
@@ -87,6 +89,7 @@ def write_documents(
                     deadline,
                     read=options.read_first or not first_round,
                     absent=absent,
+                    exists=exists,
                 )
                 targets.update(known)
                 result.known += len(known)
@@ -113,26 +116,30 @@ def write_documents(
 
 def _known_targets(
     store: WriteRounds, pending: Sequence[DocumentRef], options: WriteOptions
-) -> dict[DocumentRef, TargetState]:
-    """The refs whose state ``options.known`` holds in the index their alias resolves to now.
+) -> tuple[dict[DocumentRef, TargetState], dict[str, bool] | None]:
+    """The refs whose state ``options.known`` holds in the index their alias resolves to now,
+    and whether each optional (reindex) alias of ``pending`` exists.
 
-    The alias is resolved by a request sent after the batch began, as the ``_mget`` resolves it
-    (docs/ordering.md, "The swap"): a state known in an index the alias has left is read again.
-    Optional (reindex) aliases are always read.
+    The aliases are resolved by one request sent after the batch began, as the ``_mget`` and
+    the reindex aliases' ``HEAD`` resolve them (docs/ordering.md, "The swap"): a state known
+    in an index the alias has left is read again. Optional aliases' refs are always read; the
+    same request says whether those aliases exist, so no ``HEAD`` follows it.
     """
     known = options.known
     if known is None:
-        return {}
+        return {}, None
     optional = options.optional_aliases
     candidates = known.lookup(ref for ref in pending if ref[0] not in optional)
     if not candidates:
-        return {}
-    current = store.current_indices({ref[0] for ref in candidates}, options.deadline)
-    return {
+        return {}, None
+    reindexing = {ref[0] for ref in pending if ref[0] in optional}
+    current = store.current_indices({ref[0] for ref in candidates} | reindexing, options.deadline)
+    targets = {
         ref: TargetState(index, document, True)
         for ref, (index, document) in candidates.items()
         if current.get(ref[0]) == index
     }
+    return targets, {alias: alias in current for alias in reindexing}
 
 
 def _skip_absent_optional(

@@ -156,10 +156,11 @@ class WriteRounds(Protocol):
         *,
         read: bool,
         absent: Container[DocumentRef] = frozenset(),
+        exists: Mapping[str, bool] | None = None,
     ) -> dict[DocumentRef, TargetState]:
         """Each ref's concrete index and state (taken as absent when not ``read``, and for the
-        refs in ``absent``); refs of optional aliases that do not exist are left out. One
-        attempt."""
+        refs in ``absent``); refs of optional aliases that do not exist are left out, and
+        ``exists`` already says for some of them (asked in this round). One attempt."""
         ...
 
     def send_round(
@@ -181,7 +182,7 @@ class WriteRounds(Protocol):
 
     def current_indices(
         self, aliases: Collection[str], deadline: Deadline | None
-    ) -> Mapping[str, str]:
-        """The one concrete index each of ``aliases`` resolves to now; an alias that does not
-        exist, or names several indices, is left out. One attempt."""
+    ) -> Mapping[str, str | None]:
+        """The one concrete index each of ``aliases`` resolves to now (None: it names several);
+        an alias that does not exist is left out. One attempt."""
         ...

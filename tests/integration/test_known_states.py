@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from syncer import handler
+from syncer.config.names import reindex_alias
 from tests.integration.conftest import Stack
 
 pytestmark = pytest.mark.integration
@@ -87,3 +88,45 @@ def test_a_document_another_writer_changed_is_never_overwritten_with_an_older_ch
     handler._container = container  # back to the first, whose known state is stale
     assert stack.invoke(second) == {"batchItemFailures": []}
     assert stack.indexed()["p1|v1"]["category"] == "sandals"
+
+
+def _count_alias_requests(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The container's alias requests (``HEAD`` and ``GET _alias``), in order."""
+    client = handler._get_container().sinks.search.client
+    calls: list[str] = []
+    for name in ("exists_alias", "get_alias"):
+        original = getattr(client.indices, name)
+
+        def counted(*args: Any, _original: Any = original, _name: str = name, **kwargs: Any):
+            calls.append(_name)
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(client.indices, name, counted)
+    return calls
+
+
+def test_a_batch_of_known_documents_asks_about_its_aliases_once(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One GET _alias resolves the alias and says whether a reindex alias exists: no HEAD."""
+    stack.put(_item("p1", "shoes"))
+    stack.deliver()
+    calls = _count_alias_requests(monkeypatch)
+    stack.put(_item("p1", "boots"))
+    assert stack.deliver() == [{"batchItemFailures": []}]
+    assert calls == ["get_alias"]
+    assert stack.indexed()["p1|v1"]["category"] == "boots"
+
+
+def test_a_known_document_reaches_a_reindex_index_the_same_request_found(stack: Stack) -> None:
+    """While a reindex alias exists, the change of a known document is written there too."""
+    client = stack.sinks.opensearch
+    stack.put(_item("p1", "shoes"))
+    stack.deliver()
+    rebuilt = f"{stack.index}-rebuilt"
+    client.indices.create(index=rebuilt)
+    client.indices.put_alias(index=rebuilt, name=reindex_alias(stack.index))
+    stack.put(_item("p1", "boots"))
+    assert stack.deliver() == [{"batchItemFailures": []}]
+    client.indices.refresh(index=rebuilt)
+    assert (_source(stack, rebuilt, "p1|v1") or {}).get("category") == "boots"

@@ -27,11 +27,11 @@ def timeout_params(timeout_s: float | None) -> dict[str, Any]:
 
 def current_indices(
     client: OpenSearch, aliases: Collection[str], timeout_s: float | None = None
-) -> dict[str, str]:
+) -> dict[str, str | None]:
     """The one concrete index each of ``aliases`` resolves to (one ``GET /_alias/a,b``).
 
-    An alias that does not exist (OpenSearch answers 404 and lists the others) or that names
-    several indices is left out.
+    An alias that does not exist (OpenSearch answers 404 and lists the others) is left out;
+    one that names several indices maps to None.
     """
     if not aliases:
         return {}
@@ -43,4 +43,4 @@ def current_indices(
         if isinstance(entry, dict):  # the 404's "error" and "status" are not indices
             for alias in entry.get("aliases") or ():
                 indices.setdefault(alias, []).append(index)
-    return {alias: found[0] for alias, found in indices.items() if len(found) == 1}
+    return {alias: found[0] if len(found) == 1 else None for alias, found in indices.items()}

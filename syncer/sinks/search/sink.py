@@ -76,6 +76,7 @@ class SearchSink:
         *,
         read: bool,
         absent: Container[DocumentRef] = frozenset(),
+        exists: Mapping[str, bool] | None = None,
     ) -> dict[DocumentRef, TargetState]:
         """The refs' target states: the ``_mget``, the reindex aliases' ``HEAD`` (one attempt)."""
         return self.guard.call(
@@ -87,6 +88,7 @@ class SearchSink:
             self._cap(deadline),
             read=read,
             absent=absent,
+            exists=exists,
         )
 
     def send_round(
@@ -117,7 +119,7 @@ class SearchSink:
 
     def current_indices(
         self, aliases: Collection[str], deadline: Deadline | None
-    ) -> Mapping[str, str]:
+    ) -> Mapping[str, str | None]:
         """The one concrete index each alias resolves to now (one ``GET _alias``, one attempt)."""
         return self.guard.call(current_indices, self.client, aliases, self._cap(deadline))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Container, Sequence
+from collections.abc import Container, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_for_futures
 from typing import TYPE_CHECKING
@@ -44,6 +44,7 @@ def read_round(
     *,
     read: bool,
     absent: Container[DocumentRef] = frozenset(),
+    exists: Mapping[str, bool] | None = None,
 ) -> dict[DocumentRef, TargetState]:
     """The round's target states; refs of optional aliases that do not exist are left out.
 
@@ -53,9 +54,13 @@ def read_round(
         running: rare) costs a second ``_mget``, for its refs. Without ``read`` every state is
         taken as absent (a scan into a new index), and so is each ref in ``absent`` (a stream INSERT's:
     its write is a ``create``, refused with a 409 when anything is there, and then read and planned
-    again). One attempt: any failure fails it whole.
+    again). One attempt: any failure fails it whole. An optional alias in ``exists`` is not
+    asked again: the round's ``GET _alias`` (known states) already answered for it.
     """
-    asked = sorted({ref[0] for ref in pending if ref[0] in optional_aliases})
+    exists = exists or {}
+    asked = sorted(
+        {ref[0] for ref in pending if ref[0] in optional_aliases and ref[0] not in exists}
+    )
     heads: dict[str, Future[bool]] = {}
     if asked:
         pool = _side_requests()
@@ -68,6 +73,7 @@ def read_round(
     finally:
         wait_for_futures(heads.values())  # none outlives the attempt, even a failed one
     existing = {alias for alias, head in heads.items() if head.result()}
+    existing.update(alias for alias, found in exists.items() if found)
     optional = [ref for ref in pending if ref[0] in existing]
     if optional:
         targets.update(
