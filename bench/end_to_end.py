@@ -9,7 +9,7 @@ Two workloads, in the exact Lambda event format (NEW_AND_OLD_IMAGES, ~1 KB catal
 * **update-cold**: the same, but syncer keeps no state of these keys (as when another
   container, a rebuild or a backfill indexed them): every key is read (``_mget``) first. In
   **update** the keys were indexed through the same handler, so their states are known
-  (docs/ordering.md, "Known states") and only the alias is resolved;
+  (docs/ordering.md, "Mechanism") and only the alias is resolved;
 * **insert** (the second figure): INSERT records of distinct new items.
 
 Each batch goes to three handlers, each with its own index (same template, same cache keys):

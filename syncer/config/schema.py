@@ -32,7 +32,7 @@ class OpenSearchConfig:
     bulk_max_actions: int = 5000
     bulk_max_bytes: int = 5 * 1024 * 1024
     # Documents whose last state read or written is kept, so that a stream batch's update of
-    # one of them is written without an _mget first (docs/ordering.md, "Known states"); 0: off.
+    # one of them is written without an _mget first (docs/ordering.md, "Mechanism"); 0: off.
     known_states: int = 10_000
     # "none", "basic" (username + password) or "sigv4" (IAM: Amazon OpenSearch Service)
     auth: str = "none"

@@ -1,5 +1,5 @@
 """``KnownStates``: the last state this process read or wrote per document, so that a stream
-batch can plan its writes without reading first (docs/ordering.md, "Known states").
+batch can plan its writes without reading first (docs/ordering.md, "Mechanism").
 
 A known state is a guess that OpenSearch checks: a write planned against it is conditional on
 its ``_seq_no`` and ``_primary_term`` in its concrete index, which no other state of that

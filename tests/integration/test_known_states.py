@@ -1,6 +1,6 @@
 """Known states on the real services: an update of a document the container wrote is planned
 unread, and OpenSearch's checks (or a read) keep it from ever going back in time
-(docs/ordering.md, "Known states")."""
+(docs/ordering.md, "Mechanism")."""
 
 from __future__ import annotations
 
@@ -33,12 +33,8 @@ def test_an_update_of_a_document_the_container_wrote_is_written_unread(stack: St
     stack.put(_item("p1", "boots"))
     assert stack.deliver() == [{"batchItemFailures": []}]
     assert stack.indexed()["p1|v1"]["category"] == "boots"
-    ((_, (_, state)),) = known.lookup(known_refs(stack)).items()
+    ((_, (_, state)),) = known.lookup([(stack.index, "p1|v1")]).items()
     assert not state.deleted
-
-
-def known_refs(stack: Stack) -> list[tuple[str, str]]:
-    return [(stack.index, "p1|v1")]
 
 
 def test_after_the_alias_moved_unblocked_the_change_lands_where_it_points(stack: Stack) -> None:

@@ -312,7 +312,7 @@ def test_redrive_tells_rejected_again_from_redriven_by_record_identity(search: F
     assert [letter.sequence_text for letter in letters.letters] == [str(SEQ + 1)]
 
 
-# Known states (syncer.core.known, docs/ordering.md "Known states"): an update of a key this
+# Known states (syncer.core.known, docs/ordering.md "Mechanism"): an update of a key this
 # process last wrote is planned against that state, unread; OpenSearch checks the write.
 def test_an_update_of_a_key_written_before_is_not_read_first(search: FakeSearch) -> None:
     """The second batch's MODIFY is written over the state the first batch wrote, unread."""
