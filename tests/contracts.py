@@ -143,7 +143,9 @@ class SearchContract:
         assert result.status((alias, doc_id)) is Settled.WRITTEN
         assert [target.known for target in seen] == [True]
         assert document(alias, doc_id)["name"] == "shoe"
-        assert known.lookup([(alias, doc_id)])[(alias, doc_id)][1].version.seq == 6
+        state = known.lookup([(alias, doc_id)])[(alias, doc_id)].document
+        assert state is not None
+        assert state.version.seq == 6
 
     def test_a_known_state_changed_since_is_read_and_planned_again(self, search, alias, document):
         """Another writer's newer state since: the unread write meets a 409, then loses."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, TypeAlias
 
@@ -28,11 +28,16 @@ class IndexedDocument:
         return self.version.seq
 
 
-def indexed_document(source: Mapping[str, Any], seq_no: int, primary_term: int) -> IndexedDocument:
-    """An ``IndexedDocument`` from a document's ``_source`` and its concurrency numbers."""
+def indexed_document(
+    source: Mapping[str, Any], seq_no: int, primary_term: int, version: Version | None = None
+) -> IndexedDocument:
+    """An ``IndexedDocument`` from a document's ``_source`` and its concurrency numbers.
+
+    ``version``: what the source's ``_syncer`` records, when the caller has it already.
+    """
     meta = source.get(SYNCER_FIELD) or {}
     return IndexedDocument(
-        version=version_from_meta(meta),
+        version=version_from_meta(meta) if version is None else version,
         deleted=bool(meta.get("deleted", False)),
         seq_no=seq_no,
         primary_term=primary_term,
@@ -67,6 +72,9 @@ class DocumentWrite:
     kind: WriteKind
     body: Mapping[str, Any]
     expected: IndexedDocument | None  # the state it was planned against
+    # The version ``body`` records (its ``_syncer``), when the planner had it at hand: what
+    # ``KnownStates`` keeps of the write without parsing the body again.
+    version: Version | None = field(default=None, compare=False)
 
 
 class Verdict(Enum):

@@ -12,86 +12,91 @@ resolves to the index it names. Bounded: the oldest entry goes first. No I/O.
 
 from __future__ import annotations
 
+import sys
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
-from typing import Any, TypeAlias
+from typing import Any
 
-from syncer.core.documents import DocumentRef, IndexedDocument, indexed_document
+from syncer.core.documents import (
+    DocumentRef,
+    DocumentWrite,
+    IndexedDocument,
+    TargetState,
+    indexed_document,
+)
 
 # Entries kept by default ([opensearch] known_states): about 1 KB each.
 DEFAULT_CAPACITY = 10_000
 
-# (index, state), or as a write left it: (index, _seq_no, _primary_term, the fields read back,
-# their values or _ABSENT), its version parsed on first use only
-_Entry: TypeAlias = (
-    tuple[str, IndexedDocument] | tuple[str, int, int, tuple[str, ...], tuple[Any, ...]]
-)
-_ABSENT = object()
-
 
 class KnownStates:
-    """(alias, document id) -> (the concrete index, the state it held there), oldest out first."""
+    """(alias, document id) -> the ``TargetState`` it had (``known``), oldest out first.
+
+    The states are kept ready to plan against, so a lookup builds nothing. An ``OrderedDict``
+    because a full store drops its oldest entry on every write: a plain dict finds its first
+    entry by stepping over every slot deleted before it, which grew to microseconds per write.
+    """
 
     __slots__ = ("_lock", "_states", "capacity")
 
     def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
         self.capacity = capacity
-        self._states: dict[DocumentRef, _Entry] = {}
+        self._states: OrderedDict[DocumentRef, TargetState] = OrderedDict()
         # Batches of one process may run on several threads (a library caller's): each call
-        # holds the lock, so eviction never iterates a dict another thread is changing.
+        # holds the lock, so eviction never meets a dict another thread is changing.
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._states)
 
-    def lookup(self, refs: Iterable[DocumentRef]) -> dict[DocumentRef, tuple[str, IndexedDocument]]:
-        """The known (index, state) of each of ``refs`` that has one."""
-        states = self._states
-        found = {}
+    def lookup(self, refs: Iterable[DocumentRef]) -> dict[DocumentRef, TargetState]:
+        """The known state of each of ``refs`` that has one."""
+        get = self._states.get
         with self._lock:
-            for ref in refs:
-                entry = states.get(ref)
-                if entry is None:
-                    continue
-                if len(entry) == 5:  # kept as written: its version is parsed on first use only
-                    index, seq_no, primary_term, kept, values = entry
-                    source = {n: v for n, v in zip(kept, values, strict=True) if v is not _ABSENT}
-                    entry = (index, indexed_document(source, seq_no, primary_term))
-                    states[ref] = entry
-                found[ref] = entry
-        return found
+            return {ref: state for ref in refs if (state := get(ref)) is not None}
 
     def remember(self, ref: DocumentRef, index: str, document: IndexedDocument) -> None:
         """``ref``'s alias resolved to ``index``, whose document is now ``document``."""
-        self._keep(ref, (index, document))
+        self.keep([ref], TargetState(index, document, known=True))
 
     def remember_written(
         self,
-        ref: DocumentRef,
-        index: str,
-        body: Mapping[str, Any],
-        seq_no: int,
-        primary_term: int,
+        refs: Iterable[DocumentRef],
+        write: DocumentWrite,
+        written: Mapping[str, Any],
         kept: tuple[str, ...],
     ) -> None:
-        """``ref``'s document in ``index`` is now ``body``, at ``seq_no`` and ``primary_term``.
+        """What ``write`` left in the index, as its ``_bulk`` item ``written`` answered (the
+        concrete ``_index``, ``_seq_no`` and ``_primary_term``), is known for ``refs``.
 
-        Only the values of the ``kept`` fields stay (what an ``_mget`` reads back), in a tuple:
-        a batch keeps thousands of these while it still holds its own values.
+        Only the ``kept`` fields of the body stay (what an ``_mget`` reads back); the version is
+        the write's own when its planner gave it, so nothing is parsed again.
         """
-        if self.capacity > 0:
-            values = tuple(body.get(name, _ABSENT) for name in kept)
-            self._keep(ref, (index, seq_no, primary_term, kept, values))
+        if self.capacity <= 0:
+            return
+        body = write.body
+        document = indexed_document(
+            {name: body[name] for name in kept if name in body},
+            int(written["_seq_no"]),
+            int(written["_primary_term"]),
+            write.version,
+        )
+        # One index name for every entry (each answer parsed its own copy of the text).
+        index = sys.intern(str(written["_index"]))
+        self.keep(refs, TargetState(index, document, known=True))
 
-    def _keep(self, ref: DocumentRef, entry: _Entry) -> None:
+    def keep(self, refs: Iterable[DocumentRef], state: TargetState) -> None:
+        """``state`` is the known state of every one of ``refs`` (one state, shared)."""
         if self.capacity <= 0:
             return
         states = self._states
         with self._lock:
-            states.pop(ref, None)  # moved to the newest end
-            states[ref] = entry
-            if len(states) > self.capacity:
-                del states[next(iter(states))]
+            for ref in refs:
+                states[ref] = state
+                states.move_to_end(ref)  # the newest end
+            while len(states) > self.capacity:
+                states.popitem(last=False)
 
     def forget(self, ref: DocumentRef) -> None:
         """Nothing is known of ``ref`` any more (its write failed or met another writer's)."""

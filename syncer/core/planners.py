@@ -57,9 +57,10 @@ def plan_read_state(
     if read.item is None:
         if indexed is None or indexed.deleted:
             return Verdict.SKIP
-        return DocumentWrite(ref, WriteKind.TOMBSTONE, tombstone_body(table, read.version), indexed)
+        body = tombstone_body(table, read.version)
+        return DocumentWrite(ref, WriteKind.TOMBSTONE, body, indexed, read.version)
     body = document_body(read.item, table, read.version)
-    return DocumentWrite(ref, WriteKind.INDEX, body, indexed)
+    return DocumentWrite(ref, WriteKind.INDEX, body, indexed, read.version)
 
 
 def plan_scanned(
@@ -109,7 +110,7 @@ def plan_write(
             if indexed is not None and order_verdict(reread.version, indexed) is Verdict.SKIP:
                 return Verdict.SKIP
             body = tombstone_body(route_table, reread.version)
-            return DocumentWrite(ref, WriteKind.TOMBSTONE, body, indexed)
+            return DocumentWrite(ref, WriteKind.TOMBSTONE, body, indexed, reread.version)
         read = ReadState(document, reread.version)
         return plan_read_state(ref, route_table, read, target.document)
     if change.uncertain:
@@ -133,9 +134,9 @@ def _write_change(
     if document is None:
         ttl = latest.is_remove and latest.is_ttl_delete
         body = tombstone_body(route_table, version, ttl)
-        return DocumentWrite(ref, WriteKind.TOMBSTONE, body, target.document)
+        return DocumentWrite(ref, WriteKind.TOMBSTONE, body, target.document, version)
     body = document_body(document, route_table, version)
-    return DocumentWrite(ref, WriteKind.INDEX, body, target.document)
+    return DocumentWrite(ref, WriteKind.INDEX, body, target.document, version)
 
 
 def plan_tombstone(
@@ -156,7 +157,7 @@ def plan_tombstone(
     if verdict is not None:
         return verdict
     body = tombstone_body(table, version, ttl)
-    return DocumentWrite(ref, WriteKind.TOMBSTONE, body, target.document)
+    return DocumentWrite(ref, WriteKind.TOMBSTONE, body, target.document, version)
 
 
 class ChangePlanner:

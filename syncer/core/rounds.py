@@ -14,7 +14,6 @@ does no I/O of its own and imports nothing from ``syncer.sinks``.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -135,9 +134,7 @@ def _known_targets(
     reindexing = {ref[0] for ref in pending if ref[0] in optional}
     current = store.current_indices({ref[0] for ref in candidates} | reindexing, options.deadline)
     targets = {
-        ref: TargetState(index, document, True)
-        for ref, (index, document) in candidates.items()
-        if current.get(ref[0]) == index
+        ref: state for ref, state in candidates.items() if current.get(ref[0]) == state.index
     }
     return targets, {alias: alias in current for alias in reindexing}
 
@@ -201,7 +198,9 @@ def _plan_round(
             to_reread.append(ref)
         else:  # written to the concrete index the state was read from
             if decision.ref != concrete:  # built directly: dataclasses.replace costs 3x more
-                decision = DocumentWrite(concrete, decision.kind, decision.body, decision.expected)
+                decision = DocumentWrite(
+                    concrete, decision.kind, decision.body, decision.expected, decision.version
+                )
             writes[concrete] = (decision, [ref])
 
     for ref in pending:
@@ -312,9 +311,6 @@ def _keep_written(
         for ref in refs:
             known.forget(ref)
         return
-    # One index name for every entry (each answer parsed its own copy of the text).
-    index = sys.intern(str(written["_index"]))
-    seq_no, primary_term = int(written["_seq_no"]), int(written["_primary_term"])
-    for ref in refs:
-        if ref[0] not in optional:
-            known.remember_written(ref, index, write.body, seq_no, primary_term, kept)
+    kept_refs = [ref for ref in refs if ref[0] not in optional]
+    if kept_refs:
+        known.remember_written(kept_refs, write, written, kept)

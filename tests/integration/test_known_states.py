@@ -33,8 +33,9 @@ def test_an_update_of_a_document_the_container_wrote_is_written_unread(stack: St
     stack.put(_item("p1", "boots"))
     assert stack.deliver() == [{"batchItemFailures": []}]
     assert stack.indexed()["p1|v1"]["category"] == "boots"
-    ((_, (_, state)),) = known.lookup([(stack.index, "p1|v1")]).items()
-    assert not state.deleted
+    ((_, state),) = known.lookup([(stack.index, "p1|v1")]).items()
+    assert state.document is not None
+    assert not state.document.deleted
 
 
 def test_after_the_alias_moved_unblocked_the_change_lands_where_it_points(stack: Stack) -> None:
