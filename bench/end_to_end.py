@@ -28,7 +28,9 @@ body (CPU), the reindex-alias ``HEAD``, the ``_mget`` that reads indexed version
 HTTP calls with OpenSearch's own ``took`` (the limit to approach), the Redis invalidation, and
 the rest. Stages that overlap in time are each counted in full; "rest" is the wall time no stage
 covers. OpenSearch's own get and indexing times per index (``_stats``) show what the server
-spent on each handler's documents.
+spent on each handler's documents. Each handler's CPU time in this process (``process_time``)
+splits its wall time into its own work and its waiting on the services; from them the summary
+says how much CPU 1.5x ``helpers.bulk`` would leave syncer, run by run.
 
     .venv/bin/python bench/end_to_end.py [--sizes 1000] [--runs 5] \
         [--workloads update,update-cold,insert]
@@ -433,6 +435,7 @@ class Figure:
     run: int
     records: int = 0
     wall_s: float = 0.0
+    cpu_s: float = 0.0  # this process's CPU time in the handler (all its threads)
     bulk_s: float = 0.0
     took_ms: float = 0.0
     bulk_calls: int = 0
@@ -481,9 +484,10 @@ def measure(contenders: list[Contender], workload: Workload, run: int, client: A
             # before the call (not timed), each handler its own copy. Dicts built by Python code
             # over time are scattered in memory and were measured up to 2x slower to walk.
             event = json.loads(json.dumps({"Records": records}))
-            started = time.perf_counter()
+            cpu_started, started = time.process_time(), time.perf_counter()
             contender.run(event)
             figure.wall_s += time.perf_counter() - started
+            figure.cpu_s += time.process_time() - cpu_started
             figure.records += len(records)
     for contender, figure, (get_ms, index_ms) in zip(contenders, figures, before, strict=True):
         after = server_times(client, contender.index)
@@ -596,6 +600,7 @@ def summarise(figures: list[Figure], sizes: list[int], workloads: list[str]) -> 
                 f"{_span(get_ms, '.0f')} ms, indexing {_span(index_ms, '.0f')} ms; on "
                 f"helpers.bulk's: indexing {_span(peer_index_ms, '.0f')} ms"
             )
+            _print_what_is_left(workload, size, runs)
             print(
                 f"RESULT end_to_end workload={workload} batch={size} runs={len(runs)} "
                 f"syncer_rps_median={statistics.median(f.rate for f in ours):.0f} "
@@ -603,6 +608,30 @@ def summarise(figures: list[Figure], sizes: list[int], workloads: list[str]) -> 
                 f"vs_per_record_min={min(vs_record):.1f} took_share_median="
                 f"{statistics.median(took):.2f} decode_share_median={statistics.median(decode):.2f}"
             )
+
+
+def _print_what_is_left(workload: str, size: int, runs: dict[int, dict[str, Figure]]) -> None:
+    """What the services leave syncer's own CPU for 1.5x ``helpers.bulk``, per run.
+
+    syncer's wall time is its CPU time plus the time it waits (OpenSearch, Redis, the network,
+    all on this machine). At 1.5x, its wall may be ``helpers.bulk``'s / 1.5; taking its waiting
+    as measured leaves that minus the waiting for its CPU.
+    """
+    allowed, used, waited, peer_cpu = [], [], [], []
+    for figures in runs.values():
+        ours, peer = figures["syncer"], figures["helpers.bulk"]
+        batches = ours.records / ours.batch_size
+        wait_ms = (ours.wall_s - ours.cpu_s) / batches * 1000
+        peer_wall_ms = peer.wall_s / (peer.records / peer.batch_size) * 1000
+        allowed.append(peer_wall_ms / 1.5 - wait_ms)
+        used.append(ours.cpu_s / batches * 1000)
+        waited.append(wait_ms)
+        peer_cpu.append(peer.cpu_s / (peer.records / peer.batch_size) * 1000)
+    print(
+        f"{workload} batch {size}: per batch syncer waits {_span(waited, '.0f')} ms on the "
+        f"services and uses {_span(used, '.0f')} ms of CPU; 1.5x helpers.bulk would allow it "
+        f"{_span(allowed, '.0f')} ms of CPU (helpers.bulk itself used {_span(peer_cpu, '.0f')} ms)"
+    )
 
 
 def _create_peer_indices(config_path: Path) -> Any:
@@ -706,7 +735,7 @@ def main() -> None:
     )
     print(
         f"{'run':>3} {'workload':>8} {'batch':>6} {'handler':>13} {'records':>8} {'wall s':>7} "
-        f"{'records/s':>10} {'bulk HTTP':>9} {'took':>6} {'get ms':>7} {'index ms':>8}"
+        f"{'records/s':>10} {'cpu ms':>7} {'bulk HTTP':>9} {'took':>6} {'get ms':>7} {'index ms':>8}"
     )
     for figure in figures:
         shares = ""
@@ -719,10 +748,12 @@ def main() -> None:
             shares = f"{'':>9} {'':>6}"
         print(
             f"{figure.run:>3} {figure.workload:>8} {figure.batch_size:>6} {figure.handler:>13} "
-            f"{figure.records:>8} {figure.wall_s:>7.2f} {figure.rate:>10,.0f} {shares} "
+            f"{figure.records:>8} {figure.wall_s:>7.2f} {figure.rate:>10,.0f} "
+            f"{figure.cpu_s / (figure.records / figure.batch_size) * 1000:>7.1f} {shares} "
             f"{figure.get_ms:>7.0f} {figure.index_ms:>8.0f}"
         )
     print("bulk HTTP / took: shares of wall time (took = OpenSearch's own _bulk time);")
+    print("cpu ms: the handler's CPU time per batch in this process (Python, the clients)")
     print("get ms / index ms: OpenSearch's own get and indexing time on the handler's index")
     print_stages([f for f in figures if f.stages])
     summarise(figures, sizes, workloads)
