@@ -11,7 +11,7 @@ import hashlib
 import math
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import Enum
 from typing import Any
@@ -64,6 +64,9 @@ class ChangeRecord:
     raw: Mapping[str, Any]
     # A REMOVE needs only its Keys: an image that cannot be decoded is dropped, and why is kept.
     image_error: str | None = None
+    # ``version`` as the decoder computed it once (coalescing, planning and the written keys
+    # each ask for it); None: computed on every access.
+    decoded_version: Version | None = field(default=None, compare=False, repr=False)
 
     @property
     def sequence_text(self) -> str:
@@ -79,6 +82,8 @@ class ChangeRecord:
     @property
     def version(self) -> Version:
         """This change's place in the one version order (``syncer.core.versions``)."""
+        if self.decoded_version is not None:
+            return self.decoded_version
         return change_version(
             self.sequence_number, self.raw.get("eventSourceARN"), self.approximate_creation_s
         )
@@ -127,6 +132,8 @@ class KinesisChangeRecord(ChangeRecord):
 
     @property
     def version(self) -> Version:
+        if self.decoded_version is not None:
+            return self.decoded_version
         origin = self._origin
         return kinesis_change_version(origin.change_from_us, origin.change_to_us, origin.event_id)
 
@@ -342,9 +349,19 @@ def _decode_change(
         )
     if not isinstance(view_type, str) or view_type not in _VIEW_TYPES:
         raise PoisonRecordError(f"unknown StreamViewType {view_type!r:.40}")
+    creation_s = (
+        _parse_creation_time(body.get("ApproximateCreationDateTime"))
+        if origin is None
+        else origin.change_from_us / 1_000_000
+    )
     make: Callable[..., ChangeRecord] = ChangeRecord
     if origin is not None:
         make = functools.partial(KinesisChangeRecord, origin=origin, key_attributes=typed_keys)
+        version = kinesis_change_version(
+            origin.change_from_us, origin.change_to_us, origin.event_id
+        )
+    else:
+        version = change_version(sequence_number, record.get("eventSourceARN"), creation_s)
     return make(
         table=table,
         event_name=event_name,
@@ -355,13 +372,10 @@ def _decode_change(
         old_image=old_image,
         view_type=view_type,
         is_ttl_delete=event_name is EventName.REMOVE and _is_ttl_delete(change),
-        approximate_creation_s=(
-            _parse_creation_time(body.get("ApproximateCreationDateTime"))
-            if origin is None
-            else origin.change_from_us / 1_000_000
-        ),
+        approximate_creation_s=creation_s,
         raw=record,
         image_error=image_error,
+        decoded_version=version,
     )
 
 
