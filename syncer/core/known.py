@@ -19,12 +19,13 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from syncer.core.documents import (
+    SYNCER_FIELD,
     DocumentRef,
     DocumentWrite,
     IndexedDocument,
     TargetState,
-    indexed_document,
 )
+from syncer.core.versions import version_from_meta
 
 # Entries kept by default ([opensearch] known_states): about 1 KB each.
 DEFAULT_CAPACITY = 10_000
@@ -70,17 +71,21 @@ class KnownStates:
         """What ``write`` left in the index, as its ``_bulk`` item ``written`` answered (the
         concrete ``_index``, ``_seq_no`` and ``_primary_term``), is known for ``refs``.
 
-        Only the ``kept`` fields of the body stay (what an ``_mget`` reads back); the version is
-        the write's own when its planner gave it, so nothing is parsed again.
+        Only the ``kept`` fields of the body stay (those an ``_mget`` reads back for the cache
+        keys of the state a write replaces), without ``_syncer``: the version (the write's own
+        when its planner gave it, so nothing is parsed again) and the deleted flag are taken
+        out of it, and its object is left to be freed with the batch.
         """
         if self.capacity <= 0:
             return
         body = write.body
-        document = indexed_document(
-            {name: body[name] for name in kept if name in body},
-            int(written["_seq_no"]),
-            int(written["_primary_term"]),
-            write.version,
+        meta = body.get(SYNCER_FIELD) or {}
+        document = IndexedDocument(
+            version=write.version if write.version is not None else version_from_meta(meta),
+            deleted=bool(meta.get("deleted", False)),
+            seq_no=int(written["_seq_no"]),
+            primary_term=int(written["_primary_term"]),
+            fields={name: body[name] for name in kept if name in body and name != SYNCER_FIELD},
         )
         # One index name for every entry (each answer parsed its own copy of the text).
         index = sys.intern(str(written["_index"]))

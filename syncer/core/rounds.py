@@ -18,7 +18,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from syncer.core.documents import (
-    SYNCER_FIELD,
     DocumentRef,
     DocumentWrite,
     ReadState,
@@ -273,7 +272,7 @@ def _send_writes(
     reasons = _RoundReasons()
     planned = [write for write, _ in writes.values()]
     known = options.known
-    kept = (SYNCER_FIELD, *options.fields)
+    kept = options.fields
     for sent in store.send_round(planned, options.refresh, options.deadline, through):
         result.bulk_seconds += sent.seconds
         for write in sent.writes:
