@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import re
 from decimal import Decimal
@@ -484,3 +485,16 @@ def test_a_decoder_bug_is_raised_not_dead_lettered(monkeypatch: pytest.MonkeyPat
     # when a record is decoded, then the bug propagates
     with pytest.raises(TypeError, match="a bug"):
         decode_records([record])
+
+
+@pytest.mark.parametrize("name", VALID_EVENT_FILES)
+def test_the_version_decoded_once_is_the_one_the_record_computes(load_event, name: str) -> None:
+    """The decoder stores each record's version; it is what the record itself would compute."""
+    # given the records of a well-formed event file, decoded
+    decoded, _ = decode_records(check_event(load_event(name)))
+    for record in decoded:
+        # when the version is asked of the record, and of the same record without it stored
+        computed = dataclasses.replace(record, decoded_version=None).version
+        # then both are the same version
+        assert record.decoded_version is not None
+        assert record.version == computed
