@@ -487,7 +487,16 @@ def test_a_decoder_bug_is_raised_not_dead_lettered(monkeypatch: pytest.MonkeyPat
         decode_records([record])
 
 
-@pytest.mark.parametrize("name", VALID_EVENT_FILES)
+KINESIS_EVENT_FILES = [
+    "kinesis_insert_modify_remove.json",
+    "kinesis_microsecond.json",
+    "kinesis_out_of_order.json",
+    "kinesis_precision_switch.json",
+    "kinesis_ttl_remove.json",
+]
+
+
+@pytest.mark.parametrize("name", VALID_EVENT_FILES + KINESIS_EVENT_FILES)
 def test_the_version_decoded_once_is_the_one_the_record_computes(load_event, name: str) -> None:
     """The decoder stores each record's version; it is what the record itself would compute."""
     # given the records of a well-formed event file, decoded
