@@ -80,16 +80,16 @@ class KnownStates:
             return
         body = write.body
         meta = body.get(SYNCER_FIELD) or {}
-        document = IndexedDocument(
-            version=write.version if write.version is not None else version_from_meta(meta),
-            deleted=bool(meta.get("deleted", False)),
-            seq_no=int(written["_seq_no"]),
-            primary_term=int(written["_primary_term"]),
-            fields={name: body[name] for name in kept if name in body and name != SYNCER_FIELD},
+        document = IndexedDocument(  # positional: keywords cost a third more, per write
+            write.version if write.version is not None else version_from_meta(meta),  # version
+            bool(meta.get("deleted", False)),  # deleted
+            int(written["_seq_no"]),
+            int(written["_primary_term"]),
+            {name: body[name] for name in kept if name in body and name != SYNCER_FIELD},
         )
         # One index name for every entry (each answer parsed its own copy of the text).
         index = sys.intern(str(written["_index"]))
-        self.keep(refs, TargetState(index, document, known=True))
+        self.keep(refs, TargetState(index, document, True))  # known
 
     def keep(self, refs: Iterable[DocumentRef], state: TargetState) -> None:
         """``state`` is the known state of every one of ``refs`` (one state, shared)."""
