@@ -39,6 +39,7 @@ says how much CPU 1.5x ``helpers.bulk`` would leave syncer, run by run.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import random
 import statistics
@@ -391,8 +392,13 @@ def per_record_handler() -> tuple[Callable[[dict[str, Any]], Any], OpenSearchTim
     return run, OpenSearchTimer()
 
 
-def helpers_bulk_handler() -> tuple[Callable[[dict[str, Any]], Any], OpenSearchTimer]:
-    """``helpers.bulk`` with its defaults, then every cache key deleted in one pipeline."""
+def helpers_bulk_handler(
+    collector_paused: bool = False,
+) -> tuple[Callable[[dict[str, Any]], Any], OpenSearchTimer]:
+    """``helpers.bulk`` with its defaults, then every cache key deleted in one pipeline.
+
+    ``collector_paused``: the cycle collector held off for the call, as syncer holds it.
+    """
     from opensearchpy import helpers
 
     client, cache, deserializer = _peer_clients()
@@ -400,6 +406,16 @@ def helpers_bulk_handler() -> tuple[Callable[[dict[str, Any]], Any], OpenSearchT
     timer.install(client)
 
     def run(event: dict[str, Any]) -> None:
+        if not collector_paused or not gc.isenabled():
+            handle(event)
+            return
+        gc.disable()
+        try:
+            handle(event)  # its values are freed when it returns, before the collector is on
+        finally:
+            gc.enable()
+
+    def handle(event: dict[str, Any]) -> None:
         actions = []
         images = []
         for record in event["Records"]:
@@ -690,6 +706,13 @@ def main() -> None:
         default=0.0,
         help="reach OpenSearch through bench/delay_proxy.py with this round trip (all handlers)",
     )
+    parser.add_argument(
+        "--peer-gc",
+        choices=("on", "paused"),
+        default="on",
+        help="helpers.bulk's cycle collector: on, as peer Lambdas run (default), or held off "
+        "for each call, as syncer holds its own",
+    )
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
     workloads = args.workloads.split(",")
@@ -703,7 +726,7 @@ def main() -> None:
     numbers = Numbers()
     syncer_run, stages, _ = syncer_handler(config_path)
     per_record, per_record_timer = per_record_handler()
-    helpers_bulk, helpers_timer = helpers_bulk_handler()
+    helpers_bulk, helpers_timer = helpers_bulk_handler(args.peer_gc == "paused")
     contenders = [
         Contender("syncer", syncer_run, stages, ALIAS),
         Contender("helpers.bulk", helpers_bulk, helpers_timer, PEER_INDEX),
@@ -733,6 +756,7 @@ def main() -> None:
         f"records: {TABLE} items of ~1 KB; update = MODIFY of indexed items, "
         f"{REMOVE_SHARE:.0%} REMOVE, {REPEATED_SHARE:.0%} repeated keys; config {config_path}"
     )
+    print(f"helpers.bulk's cycle collector: {args.peer_gc} (--peer-gc)")
     print(
         f"{'run':>3} {'workload':>8} {'batch':>6} {'handler':>13} {'records':>8} {'wall s':>7} "
         f"{'records/s':>10} {'cpu ms':>7} {'bulk HTTP':>9} {'took':>6} {'get ms':>7} {'index ms':>8}"
