@@ -16,7 +16,9 @@ Each batch goes to three handlers, each with its own index (same template, same 
 
 * syncer, through ``lambda_handler``;
 * ``helpers.bulk``: ``TypeDeserializer``, opensearch-py ``helpers.bulk`` with its defaults
-  (500 actions per request), then every record's cache keys deleted in ONE Redis pipeline;
+  (500 actions per request), then every record's cache keys deleted in ONE Redis pipeline; its
+  cycle collector held off for each call as syncer holds its own (``--peer-gc on`` leaves it
+  on, as peer Lambdas usually run: its CPU then varies twofold between runs);
 * per record: ``TypeDeserializer``, one ``index`` (or ``delete``) call and one Redis ``DEL`` per
   record, as the AWS samples do (measured on the first ``PER_RECORD_MAX_RECORDS`` records).
 
@@ -709,9 +711,9 @@ def main() -> None:
     parser.add_argument(
         "--peer-gc",
         choices=("on", "paused"),
-        default="on",
-        help="helpers.bulk's cycle collector: on, as peer Lambdas run (default), or held off "
-        "for each call, as syncer holds its own",
+        default="paused",
+        help="helpers.bulk's cycle collector: held off for each call, as syncer holds its own "
+        "(default: the best version of the baseline), or on, as peer Lambdas usually run",
     )
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
