@@ -29,8 +29,9 @@ from syncer.core.documents import (
     WriteKind,
 )
 from syncer.core.known import KnownStates
+from syncer.core.rounds import write_documents
 from syncer.core.versions import Version
-from syncer.core.writes import WriteOptions
+from syncer.core.writes import ApplyResult, Planner, WriteOptions, WriteRounds
 from syncer.sinks.deadletter import DeadLetter
 
 
@@ -50,6 +51,13 @@ def writer(seq: int, **fields: Any) -> Callable[..., Decision]:
     return plan
 
 
+def apply(
+    search: WriteRounds, refs: list[DocumentRef], plan: Planner, options: WriteOptions | None = None
+) -> ApplyResult:
+    """The write rounds, the one way syncer writes documents, over the store under test."""
+    return write_documents(search, refs, plan, options or WriteOptions())
+
+
 def new_id() -> str:
     return f"doc-{uuid.uuid4().hex[:10]}"
 
@@ -60,16 +68,16 @@ class SearchContract:
     def test_a_write_over_nothing_creates_the_document(self, search, alias, document) -> None:
         """A write planned against an absent document creates it."""
         doc_id = new_id()
-        result = search.apply([(alias, doc_id)], writer(5, name="boot"))
+        result = apply(search, [(alias, doc_id)], writer(5, name="boot"))
         assert result.status((alias, doc_id)) is Settled.WRITTEN
         assert document(alias, doc_id)["name"] == "boot"
 
     def test_a_newer_write_replaces_what_it_read(self, search, alias, document) -> None:
         """A write planned against the state read replaces it; the state read is reported."""
         doc_id = new_id()
-        search.apply([(alias, doc_id)], writer(5, name="boot"))
-        result = search.apply(
-            [(alias, doc_id)], writer(6, name="shoe"), WriteOptions(fields=("name",))
+        apply(search, [(alias, doc_id)], writer(5, name="boot"))
+        result = apply(
+            search, [(alias, doc_id)], writer(6, name="shoe"), WriteOptions(fields=("name",))
         )
         assert result.status((alias, doc_id)) is Settled.WRITTEN
         assert result.observed[(alias, doc_id)].fields["name"] == "boot"
@@ -78,15 +86,15 @@ class SearchContract:
     def test_an_older_write_is_skipped(self, search, alias, document) -> None:
         """A planner's SKIP settles the ref and leaves the document as it is."""
         doc_id = new_id()
-        search.apply([(alias, doc_id)], writer(6, name="shoe"))
-        result = search.apply([(alias, doc_id)], writer(5, name="boot"))
+        apply(search, [(alias, doc_id)], writer(6, name="shoe"))
+        result = apply(search, [(alias, doc_id)], writer(5, name="boot"))
         assert result.status((alias, doc_id)) is Settled.SKIPPED
         assert document(alias, doc_id)["name"] == "shoe"
 
     def test_a_conflict_is_planned_again_against_what_is_there(self, search, alias, document):
         """A create that meets a document (409) is read and planned again, then written."""
         doc_id = new_id()
-        search.apply([(alias, doc_id)], writer(5, name="boot"))
+        apply(search, [(alias, doc_id)], writer(5, name="boot"))
         seen: list[object] = []
 
         def plan(ref: DocumentRef, target: TargetState, read: ReadState | None) -> Decision:
@@ -94,7 +102,7 @@ class SearchContract:
             return writer(6, name="shoe")(ref, target, read)
 
         options = WriteOptions(read_first=False)  # the first round assumes absence: a create
-        result = search.apply([(alias, doc_id)], plan, options)
+        result = apply(search, [(alias, doc_id)], plan, options)
         assert result.status((alias, doc_id)) is Settled.WRITTEN
         assert seen[0] is None
         assert seen[-1] is not None
@@ -103,14 +111,15 @@ class SearchContract:
     def test_a_ref_assumed_absent_is_created_or_planned_again(self, search, alias, document):
         """``absent_first`` refs are created unread; one that meets a document is re-planned."""
         fresh, present = new_id(), new_id()
-        search.apply([(alias, present)], writer(5, name="boot"))
+        apply(search, [(alias, present)], writer(5, name="boot"))
         options = WriteOptions(absent_first=frozenset({(alias, fresh), (alias, present)}))
-        result = search.apply([(alias, fresh), (alias, present)], writer(6, name="shoe"), options)
+        result = apply(search, [(alias, fresh), (alias, present)], writer(6, name="shoe"), options)
         assert result.status((alias, fresh)) is Settled.WRITTEN
         assert result.status((alias, present)) is Settled.WRITTEN
         assert document(alias, fresh)["name"] == "shoe"
         assert document(alias, present)["name"] == "shoe"
-        older = search.apply(
+        older = apply(
+            search,
             [(alias, present)],
             writer(4, name="old"),
             WriteOptions(absent_first=frozenset({(alias, present)})),
@@ -123,7 +132,7 @@ class SearchContract:
         missing = f"missing-{uuid.uuid4().hex[:8]}"
         ref = (missing, new_id())
         options = WriteOptions(absent_first=frozenset({ref}), read_first=True)
-        result = search.apply([ref], writer(5, name="boot"), options)
+        result = apply(search, [ref], writer(5, name="boot"), options)
         assert result.status(ref) is Settled.FAILED
         assert not search.alias_exists(missing)
         assert search.mget([{"_index": missing, "_id": ref[1]}])[0].get("found") is not True
@@ -138,8 +147,8 @@ class SearchContract:
             seen.append(target)
             return writer(6, name="shoe")(ref, target, read)
 
-        search.apply([(alias, doc_id)], writer(5, name="boot"), WriteOptions(known=known))
-        result = search.apply([(alias, doc_id)], plan, WriteOptions(known=known))
+        apply(search, [(alias, doc_id)], writer(5, name="boot"), WriteOptions(known=known))
+        result = apply(search, [(alias, doc_id)], plan, WriteOptions(known=known))
         assert result.status((alias, doc_id)) is Settled.WRITTEN
         assert [target.known for target in seen] == [True]
         assert document(alias, doc_id)["name"] == "shoe"
@@ -150,9 +159,9 @@ class SearchContract:
     def test_a_known_state_changed_since_is_read_and_planned_again(self, search, alias, document):
         """Another writer's newer state since: the unread write meets a 409, then loses."""
         doc_id, known = new_id(), KnownStates()
-        search.apply([(alias, doc_id)], writer(5, name="boot"), WriteOptions(known=known))
-        search.apply([(alias, doc_id)], writer(7, name="sandal"))  # another worker
-        result = search.apply([(alias, doc_id)], writer(6, name="shoe"), WriteOptions(known=known))
+        apply(search, [(alias, doc_id)], writer(5, name="boot"), WriteOptions(known=known))
+        apply(search, [(alias, doc_id)], writer(7, name="sandal"))  # another worker
+        result = apply(search, [(alias, doc_id)], writer(6, name="shoe"), WriteOptions(known=known))
         assert result.status((alias, doc_id)) is Settled.SKIPPED
         assert document(alias, doc_id)["name"] == "sandal"
         assert result.observed[(alias, doc_id)].fields.get(SYNCER_FIELD, {}).get("seq") == str(
@@ -162,13 +171,13 @@ class SearchContract:
     def test_a_skip_on_a_known_state_is_read_first(self, search, alias, document):
         """A known state newer than the change proves nothing: what is indexed decides."""
         doc_id, known = new_id(), KnownStates()
-        search.apply([(alias, doc_id)], writer(7, name="sandal"), WriteOptions(known=known))
+        apply(search, [(alias, doc_id)], writer(7, name="sandal"), WriteOptions(known=known))
 
         def older(ref: DocumentRef, target: TargetState, read: ReadState | None) -> Decision:
             return DocumentWrite(ref, WriteKind.INDEX, _body(3, name="clog"), target.document)
 
-        search.apply([(alias, doc_id)], older)  # the index went back (another index, a bug)
-        result = search.apply([(alias, doc_id)], writer(6, name="shoe"), WriteOptions(known=known))
+        apply(search, [(alias, doc_id)], older)  # the index went back (another index, a bug)
+        result = apply(search, [(alias, doc_id)], writer(6, name="shoe"), WriteOptions(known=known))
         assert result.status((alias, doc_id)) is Settled.WRITTEN
         assert document(alias, doc_id)["name"] == "shoe"
 
@@ -182,9 +191,9 @@ class SearchContract:
     def test_a_conflict_is_settled_when_not_replanned(self, search, alias) -> None:
         """With ``replan_conflicts`` off a 409 settles the ref as CONFLICT."""
         doc_id = new_id()
-        search.apply([(alias, doc_id)], writer(5, name="boot"))
+        apply(search, [(alias, doc_id)], writer(5, name="boot"))
         options = WriteOptions(read_first=False, replan_conflicts=False)
-        result = search.apply([(alias, doc_id)], writer(6, name="shoe"), options)
+        result = apply(search, [(alias, doc_id)], writer(6, name="shoe"), options)
         assert result.status((alias, doc_id)) is Settled.CONFLICT
 
     def test_an_absent_optional_alias_is_skipped(self, search, alias) -> None:
@@ -192,7 +201,7 @@ class SearchContract:
         doc_id = new_id()
         refs = [(alias, doc_id), (reindex_alias(alias), doc_id)]
         options = WriteOptions(optional_aliases=frozenset({reindex_alias(alias)}))
-        result = search.apply(refs, writer(5, name="boot"), options)
+        result = apply(search, refs, writer(5, name="boot"), options)
         assert result.status((alias, doc_id)) is Settled.WRITTEN
         assert result.outcomes[(reindex_alias(alias), doc_id)].status is Settled.SKIPPED
         assert result.outcomes[(reindex_alias(alias), doc_id)].reason == "no reindex running"
@@ -202,7 +211,7 @@ class SearchContract:
     def test_a_missing_alias_fails_with_a_hint(self, search) -> None:
         """A required alias that does not exist fails its refs, saying to run setup."""
         ref = (f"missing-{uuid.uuid4().hex[:8]}", new_id())
-        result = search.apply([ref], writer(5, name="boot"))
+        result = apply(search, [ref], writer(5, name="boot"))
         assert result.status(ref) is Settled.FAILED
         assert "syncer setup" in result.outcomes[ref].reason
 
@@ -214,7 +223,7 @@ class SearchContract:
             name = "\udfff" if ref[1] == bad else "fine"
             return DocumentWrite(ref, WriteKind.INDEX, _body(5, name=name), target.document)
 
-        result = search.apply([(alias, bad), (alias, good)], plan)
+        result = apply(search, [(alias, bad), (alias, good)], plan)
         assert result.status((alias, bad)) is Settled.REJECTED
         assert "cannot be encoded" in result.outcomes[(alias, bad)].reason
         assert result.status((alias, good)) is Settled.WRITTEN
@@ -231,7 +240,7 @@ class SearchContract:
             return DocumentWrite(ref, WriteKind.INDEX, _body(7, **got.item), target.document)
 
         options = WriteOptions(reread=lambda refs: dict.fromkeys(refs, read))
-        result = search.apply([(alias, doc_id)], plan, options)
+        result = apply(search, [(alias, doc_id)], plan, options)
         assert result.status((alias, doc_id)) is Settled.WRITTEN
         assert result.rereads == 1
         assert document(alias, doc_id)["name"] == "fresh"
@@ -309,7 +318,7 @@ def put_states(search: Any, alias: str, states: dict[str, dict[str, Any]]) -> No
         kind = WriteKind.TOMBSTONE if body[SYNCER_FIELD]["deleted"] else WriteKind.INDEX
         return DocumentWrite(ref, kind, body, target.document)
 
-    result = search.apply([(alias, doc_id) for doc_id in states], plan)
+    result = apply(search, [(alias, doc_id) for doc_id in states], plan)
     assert {result.status((alias, d)) for d in states} <= {Settled.WRITTEN, Settled.TOMBSTONED}
 
 
@@ -375,20 +384,20 @@ class AdminContract:
         admin.set_write_block(index, True)
         try:
             assert admin.write_blocked(index)
-            blocked = search.apply([(alias, doc_id)], writer(5, name="boot"))
+            blocked = apply(search, [(alias, doc_id)], writer(5, name="boot"))
             assert blocked.status((alias, doc_id)) is Settled.FAILED
         finally:
             admin.set_write_block(index, False)
         assert not admin.write_blocked(index)
-        result = search.apply([(alias, doc_id)], writer(5, name="boot"))
+        result = apply(search, [(alias, doc_id)], writer(5, name="boot"))
         assert result.status((alias, doc_id)) is Settled.WRITTEN
 
     def test_a_concrete_index_is_written_by_its_name(self, admin, search, alias) -> None:
         """Refs may name the concrete index (purge's hits do): read, planned and written there."""
         (index,) = admin.indices_of(alias)
         doc_id = new_id()
-        search.apply([(alias, doc_id)], writer(5, name="boot"))
-        result = search.apply([(index, doc_id)], writer(6, name="shoe"))
+        apply(search, [(alias, doc_id)], writer(5, name="boot"))
+        result = apply(search, [(index, doc_id)], writer(6, name="shoe"))
         assert result.status((index, doc_id)) is Settled.WRITTEN
         assert admin.documents(index, [doc_id])[doc_id]["_source"]["name"] == "shoe"
 
@@ -396,7 +405,7 @@ class AdminContract:
         """Found ids only, with their sequence numbers, with or without their source."""
         (index,) = admin.indices_of(alias)
         held, absent = new_id(), new_id()
-        search.apply([(alias, held)], writer(5, name="boot"))
+        apply(search, [(alias, held)], writer(5, name="boot"))
         found = admin.documents(index, [held, absent])
         assert list(found) == [held]
         assert found[held]["_source"]["name"] == "boot"

@@ -30,15 +30,11 @@ from syncer.core.documents import (
 )
 from syncer.core.jobs import Job
 from syncer.core.keys import boto_key, key_document_id
-from syncer.core.rounds import write_documents
 from syncer.core.versions import read_version
 from syncer.core.writes import (
-    ApplyResult,
     ItemResult,
     ItemStatus,
-    Planner,
     SentChunk,
-    WriteOptions,
 )
 from syncer.errors import DownstreamUnavailableError, SearchUnavailableError
 from syncer.sinks.deadletter import DeadLetter
@@ -54,9 +50,6 @@ from syncer.sinks.search.bulk import item_result
 FAST = ResilienceConfig(
     max_attempts=3, initial_backoff_s=0.0, max_backoff_s=0.0, max_retry_time_s=1.0
 )
-
-
-_DEFAULTS = WriteOptions()
 
 
 def guard(name: str) -> Downstream:
@@ -109,12 +102,7 @@ class FakeSearch(_Failures):
         found = self.indices[self.aliases[alias]].get(doc_id)
         return None if found is None else found[0]
 
-    # The port (SearchStore)
-    def apply(
-        self, refs: Sequence[DocumentRef], plan: Planner, options: WriteOptions = _DEFAULTS
-    ) -> ApplyResult:
-        return write_documents(self, refs, plan, options)
-
+    # The port (SearchStore): what write_documents needs of it (WriteRounds), then the rest
     def attempts(self, deadline: Deadline | None) -> Iterable[AbstractContextManager[Any]]:
         return self.guard.retrying(deadline)
 

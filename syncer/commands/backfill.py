@@ -56,6 +56,7 @@ from syncer.core.documents import (
 )
 from syncer.core.exports import DataFile, ExportSummary, holds_this_state
 from syncer.core.jobs import LOAD, Advance, Progressed
+from syncer.core.rounds import write_documents
 from syncer.core.routes import document_in, route_item
 from syncer.errors import PoisonRecordError
 from syncer.sinks.deadletter import DeadLetter
@@ -161,7 +162,7 @@ def write_backfill_page(
     options = WriteOptions(
         reread=own.reread, optional_aliases=prepared.optional, fields=_cache_fields(table)
     )
-    result = sinks.search.apply(list(states), plan, options)
+    result = write_documents(sinks.search, list(states), plan, options)
     keys: set[str] = set()
     for ref, outcome in result.outcomes.items():
         if outcome.status not in (Settled.WRITTEN, Settled.TOMBSTONED):

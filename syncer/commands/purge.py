@@ -23,6 +23,7 @@ from typing import Any
 from syncer.config import TableConfig
 from syncer.core.command_planners import PurgePlanner
 from syncer.core.documents import SYNCER_FIELD, Settled
+from syncer.core.rounds import write_documents
 from syncer.errors import PurgeRefusedError, SyncerError
 from syncer.sinks.ports import SearchStore
 from syncer.sinks.search import WriteOptions, reindex_alias
@@ -130,7 +131,7 @@ def _delete_page(
     """Delete each hit only if it is still an old tombstone; (deleted, conflicts, failures)."""
     plan = PurgePlanner(cutoff_ms)
     refs = [(hit["_index"], hit["_id"]) for hit in hits]
-    result = search.apply(refs, plan, WriteOptions(replan_conflicts=False))
+    result = write_documents(search, refs, plan, WriteOptions(replan_conflicts=False))
     deleted = result.count(Settled.DELETED) + result.count(Settled.SKIPPED) - len(plan.replaced)
     conflicts = result.count(Settled.CONFLICT) + len(plan.replaced)
     failures = [

@@ -38,6 +38,7 @@ from syncer.core.fingerprint import content_fingerprint
 from syncer.core.keys import TypedKey, boto_key, lambda_key, typed_key_from_id
 from syncer.core.plan import bulk_refresh, document_body, render_cache_keys
 from syncer.core.records import document_id
+from syncer.core.rounds import write_documents
 from syncer.core.routes import document_in, route_item
 from syncer.core.versions import Version, read_version
 from syncer.errors import ConfigError, PoisonRecordError
@@ -367,7 +368,7 @@ def _write(
         fields=tuple(sorted(fields)),
         refresh=bulk_refresh([table]),  # search cache keys: cleared once the repair is visible
     )
-    result = sinks.search.apply(refs, plan, options)
+    result = write_documents(sinks.search, refs, plan, options)
     for ref, outcome in result.outcomes.items():
         if outcome.status in (Settled.WRITTEN, Settled.TOMBSTONED):
             report.repaired += 1

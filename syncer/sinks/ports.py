@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from syncer.config import OpenSearchConfig
-from syncer.core.documents import DocumentRef, ReadState
+from syncer.core.documents import ReadState
 from syncer.core.jobs import Job
 from syncer.core.known import KnownStates
 from syncer.core.writes import WriteRounds
@@ -22,7 +22,7 @@ from syncer.sinks.deadletter import DeadLetter, DeadLetterSink, GuardedDeadLette
 from syncer.sinks.items import ItemReader, ScanPage
 from syncer.sinks.jobs import JobStore, Stored
 from syncer.sinks.resilience import Deadline, Downstream, Guarded
-from syncer.sinks.search import ApplyResult, Body, Hit, Planner, SearchSink, WriteOptions
+from syncer.sinks.search import Body, Hit, SearchSink
 from syncer.sinks.search.admin import OpenSearchAdmin
 
 if TYPE_CHECKING:  # opensearchpy costs a cold start ~60 ms: imported where a client is made
@@ -33,9 +33,6 @@ class SearchStore(WriteRounds, Protocol):
     """The search index: write rounds' reads and sends (``WriteRounds``, which
     ``syncer.core.rounds.write_documents`` runs), reads and searches, each through its guard."""
 
-    def apply(
-        self, refs: Sequence[DocumentRef], plan: Planner, options: WriteOptions = ...
-    ) -> ApplyResult: ...
     def refresh(self, alias: str) -> None: ...
     def alias_exists(self, alias: str) -> bool: ...
     def mget(self, docs: Sequence[Mapping[str, str]]) -> list[Hit]: ...

@@ -21,6 +21,7 @@ from syncer.core.documents import (
 )
 from syncer.core.exports import ExportFormatError
 from syncer.core.jobs import FINISHED, LOAD, Advance, Rebuild
+from syncer.core.rounds import write_documents
 from syncer.core.versions import Order, Version, compare, version_from_meta
 from syncer.sinks.indices import LIVE_DOCUMENTS_FILTER
 from syncer.sinks.ports import SearchAdmin, Sinks
@@ -86,7 +87,8 @@ def carry_live_documents(
         olds = {(new_index, doc_id): source for doc_id, source in sources.items()}
         if not olds:
             return FinishCounts(0, 0)
-        result = search.apply(
+        result = write_documents(
+            search,
             list(olds),
             CarryPlanner(route_table, olds, export_version, planner_shape),
             WriteOptions(reread=rereader(sinks, table, key_types), require_alias=True),

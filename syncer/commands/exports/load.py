@@ -40,6 +40,7 @@ from syncer.core.exports import (
     parse_line,
 )
 from syncer.core.records import document_id
+from syncer.core.rounds import write_documents
 from syncer.core.routes import document_in, route_item
 from syncer.errors import DownstreamUnavailableError, PoisonRecordError, SyncerError
 from syncer.sinks.deadletter import DeadLetter
@@ -229,7 +230,8 @@ def _write_export_page(
             own.note(ref, target, scanned[ref].version, _holds(scanned[ref], route_tables[ref]))
         return planner(ref, target, reread)
 
-    result = sinks.search.apply(
+    result = write_documents(
+        sinks.search,
         list(scanned),
         plan,
         # a new, empty index: create, and read only what conflicts; through the reindex alias

@@ -23,6 +23,7 @@ from syncer.core.documents import (
     DocumentRef,
     Settled,
 )
+from syncer.core.rounds import write_documents
 from syncer.errors import DownstreamUnavailableError
 from syncer.sinks.ports import Sinks
 from syncer.sinks.search import ApplyResult, WriteOptions
@@ -63,7 +64,7 @@ def _reread_into_new(
     refs = [(new, doc_id) for new in targets.values() for doc_id in doc_ids]
     # through the reindex alias: nothing written here re-creates an index --abandon dropped
     options = WriteOptions(reread=rereader(sinks, table, key_types), require_alias=True)
-    result = sinks.search.apply(refs, RereadPlanner(views, shapes), options)
+    result = write_documents(sinks.search, refs, RereadPlanner(views, shapes), options)
     _stop_if_failed(result, table)
     rejected = {ref[1] for ref, o in result.outcomes.items() if o.status is Settled.REJECTED}
     return set(doc_ids) - rejected, rejected
@@ -90,8 +91,8 @@ def _keep_old_documents(
         if not olds:
             continue
 
-        result = sinks.search.apply(
-            list(olds), KeepOldPlanner(olds), WriteOptions(require_alias=True)
+        result = write_documents(
+            sinks.search, list(olds), KeepOldPlanner(olds), WriteOptions(require_alias=True)
         )
         _stop_if_failed(result, table)
         kept |= {

@@ -10,8 +10,8 @@ so a reindex rebuilds each selected route's index from the same scan, with one s
    change delivered again after the swap cannot bring a deleted item back.
 3. Scan the table in segments (``scan_segment``: one work item, idempotent, resumable from its
    last key), page by page, and write each item's document with its read version through
-   ``syncer.sinks.search.apply_writes``: it replaces only older states, and the stream's newer
-   changes replace it (docs/ordering.md).
+   ``syncer.core.rounds.write_documents``: it replaces only older states, and the stream's
+   newer changes replace it (docs/ordering.md).
 4. Tombstone what the scan read as absent (``tombstone_absent``): a document live in the old
    index and absent from the new one gets the state a consistent read finds now, a tombstone
    with that read's version when the item is gone, so its older changes stay refused.

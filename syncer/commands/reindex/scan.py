@@ -32,6 +32,7 @@ from syncer.core.documents import DocumentRef, ReadState, Settled
 from syncer.core.jobs import Progressed, WorkProgress
 from syncer.core.keys import boto_key, lambda_key
 from syncer.core.records import document_id
+from syncer.core.rounds import write_documents
 from syncer.core.routes import document_in, route_item
 from syncer.core.versions import Version
 from syncer.errors import ConfigError, PoisonRecordError
@@ -81,7 +82,8 @@ def _index_page(
         for route in table.resolved_routes
         if route.index in targets
     }
-    result = sinks.search.apply(
+    result = write_documents(
+        sinks.search,
         list(scanned),
         ScanPlanner(scanned, views, shapes),
         # a new index: create first, read only what conflicts; through its reindex alias only

@@ -19,6 +19,7 @@ from syncer.core.documents import (
     ReadState,
     Settled,
 )
+from syncer.core.rounds import write_documents
 from syncer.core.versions import CLOCK_UNCERTAINTY_MS, version_from_meta
 from syncer.sinks.ports import Sinks
 from syncer.sinks.search import Planner, WriteOptions
@@ -180,7 +181,7 @@ def _write_pages(
             # dropped (--abandon), no write can bring the index back by name
             require_alias=pages.new_index.endswith(REINDEXING_SUFFIX),
         )
-        result = search.apply(list(metas), planner(metas), options)
+        result = write_documents(search, list(metas), planner(metas), options)
         raise_failed(result, table)
         tombstoned += result.count(Settled.TOMBSTONED)
     return tombstoned

@@ -14,7 +14,8 @@ if TYPE_CHECKING:
 def make_client(settings: OpenSearchConfig, password: str | None = None) -> OpenSearch:
     """An opensearch-py client with its own retries off: syncer's retry policy is the only one.
 
-    It is shared by threads: ``apply_writes`` sends its ``HEAD`` requests from a small pool.
+    It is shared by threads: a write round sends its reindex aliases' ``HEAD`` requests from a
+    small pool (``syncer.sinks.search.targets``).
 
     ``auth = "sigv4"`` signs with the function's AWS credentials (service ``es``, or ``aoss``
     for serverless collections); ``basic`` sends username and password; TLS verifies

@@ -23,8 +23,6 @@ if TYPE_CHECKING:
 
     from syncer.sinks.resilience import Downstream
 
-_DEFAULTS = WriteOptions()
-
 
 def apply_writes(
     client: OpenSearch,
@@ -54,13 +52,6 @@ class SearchSink:
         self.client = client
         self.guard = guard
         self.limits = limits
-
-    def apply(
-        self, refs: Sequence[DocumentRef], plan: Planner, options: WriteOptions = _DEFAULTS
-    ) -> ApplyResult:
-        """``syncer.core.rounds.write_documents`` over this store, for the commands that
-        still ask the store to write (the pipeline calls the rounds itself)."""
-        return write_documents(self, refs, plan, options)
 
     # What write_documents needs of the store (WriteRounds): attempts, one read, one send.
     def attempts(self, deadline: Deadline | None) -> Iterable[AbstractContextManager[Any]]:
