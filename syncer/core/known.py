@@ -36,7 +36,8 @@ class KnownStates:
 
     The states are kept ready to plan against, so a lookup builds nothing. An ``OrderedDict``
     because a full store drops its oldest entry on every write: a plain dict finds its first
-    entry by stepping over every slot deleted before it, which grew to microseconds per write.
+    entry by stepping over every slot deleted before it (about 1.5 us a write,
+    bench/known_states.py).
     """
 
     __slots__ = ("_lock", "_states", "capacity")
