@@ -28,16 +28,11 @@ class IndexedDocument:
         return self.version.seq
 
 
-def indexed_document(
-    source: Mapping[str, Any], seq_no: int, primary_term: int, version: Version | None = None
-) -> IndexedDocument:
-    """An ``IndexedDocument`` from a document's ``_source`` and its concurrency numbers.
-
-    ``version``: what the source's ``_syncer`` records, when the caller has it already.
-    """
+def indexed_document(source: Mapping[str, Any], seq_no: int, primary_term: int) -> IndexedDocument:
+    """An ``IndexedDocument`` from a document's ``_source`` and its concurrency numbers."""
     meta = source.get(SYNCER_FIELD) or {}
     return IndexedDocument(
-        version=version_from_meta(meta) if version is None else version,
+        version=version_from_meta(meta),
         deleted=bool(meta.get("deleted", False)),
         seq_no=seq_no,
         primary_term=primary_term,
